@@ -1,0 +1,301 @@
+//! The `gateway` command: a thin host of the library that runs the gateway as a service.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gateway::supervisor::{self, ConflictAction, ConflictPolicy, Supervisor};
+use gateway::{
+    Auth, BindMode, Gateway, GatewayLock, GatewayLockError, GatewayOptions, LogLevel, Logger,
+    ServeOptions,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "Run the OpenClaw gateway: one per config and per port on this host"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Take the gateway lock, bind, and serve until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// Show the gateway that holds the lock, without changing anything.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct Target {
+    /// Port (default: OPENCLAW_GATEWAY_PORT, the profile's port, else 18789).
+    #[arg(long)]
+    port: Option<u16>,
+    /// A named profile: state in ~/.openclaw-NAME, its own port.
+    #[arg(long, value_name = "NAME", conflicts_with = "dev")]
+    profile: Option<String>,
+    /// The dev profile (port 19001).
+    #[arg(long)]
+    dev: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Where to listen.
+    #[arg(long, value_enum, default_value_t = BindArg::Loopback)]
+    bind: BindArg,
+    /// The host for `--bind custom`.
+    #[arg(long, required_if_eq("bind", "custom"))]
+    host: Option<String>,
+    /// How WebSocket clients authenticate (default: from OPENCLAW_GATEWAY_TOKEN/PASSWORD).
+    #[arg(long, value_enum)]
+    auth: Option<AuthArg>,
+    /// The token for `--auth token` (default: OPENCLAW_GATEWAY_TOKEN).
+    #[arg(long)]
+    token: Option<String>,
+    /// The password for `--auth password` (default: OPENCLAW_GATEWAY_PASSWORD).
+    #[arg(long)]
+    password: Option<String>,
+    /// Skip the per-config lock (several gateways on one config, on different ports).
+    #[arg(long)]
+    allow_multi: bool,
+    /// Log more.
+    #[arg(long, short)]
+    verbose: bool,
+    /// Test knobs: lock re-check interval, supervised retry interval and window, lock timeout.
+    #[arg(long, hide = true)]
+    lock_recheck_ms: Option<u64>,
+    #[arg(long, hide = true)]
+    supervised_retry_ms: Option<u64>,
+    #[arg(long, hide = true)]
+    supervised_window_ms: Option<u64>,
+    #[arg(long, hide = true)]
+    lock_timeout_ms: Option<u64>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Print the status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BindArg {
+    Loopback,
+    Lan,
+    Custom,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuthArg {
+    None,
+    Token,
+    Password,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Status(args) => status(args),
+    }
+}
+
+fn target_options(target: &Target) -> Result<GatewayOptions, GatewayLockError> {
+    let mut options = GatewayOptions::from_env()?.dev(target.dev);
+    if let Some(port) = target.port {
+        options = options.port(port);
+    }
+    if let Some(profile) = &target.profile {
+        options = options.profile(profile);
+    }
+    options.resolve()?;
+    Ok(options)
+}
+
+fn run_options(args: &RunArgs) -> Result<GatewayOptions, GatewayLockError> {
+    let verbose = args.verbose;
+    let mut options = target_options(&args.target)?.logger(Logger::new(move |level, message| {
+        if verbose || level >= LogLevel::Warn {
+            eprintln!("gateway: {message}");
+        }
+    }));
+    options = options.bind(match args.bind {
+        BindArg::Loopback => BindMode::Loopback,
+        BindArg::Lan => BindMode::Lan,
+        BindArg::Custom => BindMode::Custom(args.host.clone().unwrap_or_default()),
+    });
+    let secret = |value: &Option<String>, flag: &str| {
+        let variable = format!("OPENCLAW_GATEWAY_{}", flag.to_uppercase());
+        value
+            .clone()
+            .or_else(|| std::env::var(&variable).ok())
+            .ok_or_else(|| {
+                GatewayLockError::InvalidOption(format!(
+                    "--auth {flag} needs --{flag} (or {variable})"
+                ))
+            })
+    };
+    match args.auth {
+        Some(AuthArg::None) => options = options.auth(Auth::None),
+        Some(AuthArg::Token) => options = options.auth(Auth::Token(secret(&args.token, "token")?)),
+        Some(AuthArg::Password) => {
+            options = options.auth(Auth::Password(secret(&args.password, "password")?))
+        }
+        None => {}
+    }
+    if args.allow_multi {
+        options = options.allow_multi(true);
+    }
+    if let Some(ms) = args.lock_recheck_ms {
+        options = options.recheck_interval(Duration::from_millis(ms));
+    }
+    if let Some(ms) = args.lock_timeout_ms {
+        options = options.timeout(Duration::from_millis(ms));
+    }
+    options.resolve()?;
+    Ok(options)
+}
+
+fn fail(err: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("Gateway failed to start: {err}");
+    ExitCode::FAILURE
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let options = match run_options(&args) {
+        Ok(options) => options,
+        Err(err) => return fail(&err),
+    };
+    // Before any thread starts: the activation variables are removed from the environment.
+    let mut activated = match supervisor::take_activated_listener() {
+        Ok(listener) => listener,
+        Err(err) => return fail(&err),
+    };
+    let supervisor = Supervisor::detect();
+    let mut policy = ConflictPolicy::default();
+    if let Some(ms) = args.supervised_retry_ms {
+        policy.retry_interval = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.supervised_window_ms {
+        policy.retry_window = Duration::from_millis(ms);
+    }
+    let started = Instant::now();
+    let lock = loop {
+        let attempt = match activated.take() {
+            Some(listener) => GatewayLock::acquire_with_listener(&options, listener),
+            None => GatewayLock::acquire(&options),
+        };
+        let err = match attempt {
+            Ok(lock) => break lock,
+            Err(err) => err,
+        };
+        let Some(supervisor) = supervisor.filter(|_| err.is_conflict()) else {
+            return fail(&err);
+        };
+        let port = match &err {
+            GatewayLockError::AlreadyRunning {
+                port: Some(port), ..
+            } => *port,
+            _ => options.resolve().map_or(0, |r| r.port),
+        };
+        match supervisor::on_conflict(supervisor, port, &policy) {
+            ConflictAction::Exit { code, message } => {
+                eprintln!("{message}");
+                return ExitCode::from(code as u8);
+            }
+            ConflictAction::Retry
+                if started.elapsed() + policy.retry_interval <= policy.retry_window =>
+            {
+                eprintln!(
+                    "gateway: {err}; the running gateway is not healthy, retrying in {} ms",
+                    policy.retry_interval.as_millis()
+                );
+                std::thread::sleep(policy.retry_interval);
+            }
+            ConflictAction::Retry => return fail(&err),
+        }
+    };
+    let gateway = match Gateway::serve(lock, ServeOptions::default()) {
+        Ok(gateway) => gateway,
+        Err(err) => return fail(&err),
+    };
+    let primary = gateway.local_addrs()[0];
+    println!(
+        "gateway listening on ws://{primary} (pid {})",
+        std::process::id()
+    );
+    if let Err(err) = supervisor::notify("READY=1") {
+        eprintln!("gateway: could not notify the service manager: {err}");
+    }
+    wait_for_termination();
+    let _ = supervisor::notify("STOPPING=1");
+    gateway.shutdown(Duration::from_secs(5));
+    ExitCode::SUCCESS
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_termination() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a current-thread runtime with I/O builds");
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    });
+}
+
+fn status(args: StatusArgs) -> ExitCode {
+    const EXIT_NOT_RUNNING: u8 = 3;
+    let status = match target_options(&args.target).and_then(|options| gateway::status(&options)) {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("gateway status failed: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).expect("status serializes")
+        );
+    } else {
+        let pid = status
+            .pid
+            .map(|p| format!(" (pid {p})"))
+            .unwrap_or_default();
+        let url = format!("ws://127.0.0.1:{}", status.port);
+        match (status.running, status.healthy) {
+            (true, true) => println!("gateway running{pid} on {url}, healthy"),
+            (true, false) => println!(
+                "gateway running{pid} but {url}/healthz does not answer (starting, stopping or stuck)"
+            ),
+            (false, true) => println!(
+                "no gateway holds this config's lock, but {url}/healthz answers: another gateway (another config or state dir) has the port"
+            ),
+            (false, false) if status.stale => println!(
+                "gateway not running; a stale lock{pid} is left and the next start reclaims it"
+            ),
+            (false, false) => println!("gateway not running"),
+        }
+    }
+    match (status.running, status.healthy) {
+        (true, true) => ExitCode::SUCCESS,
+        (false, false) => ExitCode::from(EXIT_NOT_RUNNING),
+        _ => ExitCode::FAILURE,
+    }
+}

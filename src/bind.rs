@@ -1,0 +1,147 @@
+//! The exclusive listener(s) and their error messages (SPEC §6).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::error::GatewayLockError;
+use crate::failpoint::failpoint;
+use crate::options::{BindMode, BindRetry, LogLevel, Logger};
+use crate::probe;
+
+const BACKLOG: i32 = 1024;
+
+/// `ws://host:port`, with IPv6 hosts in brackets.
+pub fn ws_url(ip: IpAddr, port: u16) -> String {
+    format!("ws://{}", SocketAddr::new(ip, port))
+}
+
+/// Binds the listener(s) for a bind mode. Loopback: `127.0.0.1`, then `[::1]` on the same port
+/// at best (its failure only logs). The first listener is the primary one.
+pub fn bind_listeners(
+    mode: &BindMode,
+    port: u16,
+    retry: Option<BindRetry>,
+    logger: &Logger,
+) -> Result<Vec<TcpListener>, GatewayLockError> {
+    let primary_ip = primary_ip(mode, port)?;
+    let primary = bind_with_retry(SocketAddr::new(primary_ip, port), retry)?;
+    let port = primary
+        .local_addr()
+        .map_err(|source| GatewayLockError::Bind {
+            url: ws_url(primary_ip, port),
+            source,
+        })?
+        .port();
+    let mut listeners = vec![primary];
+    if *mode == BindMode::Loopback {
+        match bind_exclusive(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)) {
+            Ok(alias) => listeners.push(alias),
+            Err(err) => logger.log(
+                LogLevel::Warn,
+                &format!("not listening on the IPv6 loopback alias: {err}"),
+            ),
+        }
+    }
+    Ok(listeners)
+}
+
+fn primary_ip(mode: &BindMode, port: u16) -> Result<IpAddr, GatewayLockError> {
+    match mode {
+        BindMode::Loopback => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        BindMode::Lan => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        BindMode::Custom(host) => {
+            let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = host.parse() {
+                return Ok(ip);
+            }
+            (host, port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .map(|addr| addr.ip())
+                .ok_or_else(|| {
+                    GatewayLockError::InvalidOption(format!(
+                        "cannot resolve bind host {host:?}: give an IP address or a resolvable host name"
+                    ))
+                })
+        }
+    }
+}
+
+fn bind_with_retry(
+    addr: SocketAddr,
+    retry: Option<BindRetry>,
+) -> Result<TcpListener, GatewayLockError> {
+    let mut attempts_left = retry.map_or(0, |r| r.attempts);
+    loop {
+        match bind_exclusive(addr) {
+            Err(GatewayLockError::AddrInUse { .. })
+                if attempts_left > 0
+                    && !probe::healthz(addr.port(), Duration::from_millis(500)) =>
+            {
+                attempts_left -= 1;
+                std::thread::sleep(retry.map_or(Duration::ZERO, |r| r.interval));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One listener: `SO_REUSEADDR` (restart over TIME_WAIT; on Linux it never lets two listeners
+/// share a port), never `SO_REUSEPORT`, close-on-exec (socket2 opens with `SOCK_CLOEXEC`).
+/// `EADDRINUSE` from `bind` or `listen` is "another gateway instance".
+pub fn bind_exclusive(addr: SocketAddr) -> Result<TcpListener, GatewayLockError> {
+    let url = ws_url(addr.ip(), addr.port());
+    let fail = |source: io::Error| {
+        if source.raw_os_error() == Some(libc::EADDRINUSE) {
+            GatewayLockError::AddrInUse { url: url.clone() }
+        } else {
+            GatewayLockError::Bind {
+                url: url.clone(),
+                source,
+            }
+        }
+    };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(fail)?;
+    }
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    failpoint("after-bind");
+    socket.listen(BACKLOG).map_err(fail)?;
+    failpoint("after-listen");
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_bracket_ipv6() {
+        assert_eq!(
+            ws_url(IpAddr::V6(Ipv6Addr::LOCALHOST), 18789),
+            "ws://[::1]:18789"
+        );
+        assert_eq!(
+            ws_url(IpAddr::V4(Ipv4Addr::LOCALHOST), 1),
+            "ws://127.0.0.1:1"
+        );
+    }
+
+    #[test]
+    fn second_bind_is_refused_with_the_message() {
+        let first = bind_exclusive("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = first.local_addr().unwrap().port();
+        let err = bind_exclusive(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("another gateway instance is already listening on ws://127.0.0.1:{port}")
+        );
+    }
+}

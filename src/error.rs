@@ -1,0 +1,131 @@
+//! The one error type of the library. Each `Display` is the exact message of SPEC §5/§6.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Why the gateway could not be locked, bound or served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayLockError {
+    /// A live gateway holds the lock. `healthy` is true when its port answered `/healthz`, in
+    /// which case we failed at once instead of waiting for the timeout.
+    #[error("{}", already_running_message(*pid, *port, *healthy, *timeout_ms))]
+    AlreadyRunning {
+        pid: Option<u32>,
+        port: Option<u16>,
+        healthy: bool,
+        timeout_ms: u64,
+    },
+    /// The port is taken (by another gateway or anything else).
+    #[error("another gateway instance is already listening on {url}")]
+    AddrInUse { url: String },
+    /// Binding or listening failed for another reason.
+    #[error("failed to bind gateway socket on {url}: {source}")]
+    Bind { url: String, source: io::Error },
+    /// Reading, creating or removing a lock file failed.
+    #[error("failed to acquire gateway lock at {}: {source}", path.display())]
+    LockIo { path: PathBuf, source: io::Error },
+    /// The lock directory is not safe to use (a symlink, another owner, open permissions).
+    #[error("refusing to use gateway lock directory {}: {problem}; remove it or make it a directory owned by uid {uid} with mode 0700", path.display())]
+    UnsafeLockDir {
+        path: PathBuf,
+        problem: String,
+        uid: u32,
+    },
+    /// A lock path is something other than a regular file (a symlink, FIFO, directory).
+    #[error("refusing to use gateway lock file {}: {problem}; remove it and start again", path.display())]
+    UnsafeLockFile { path: PathBuf, problem: String },
+    /// `lan` bind mode was asked for with auth mode `none`.
+    #[error("Refusing to bind gateway to lan without auth.")]
+    LanWithoutAuth,
+    /// An option or environment value is invalid; the message names it.
+    #[error("{0}")]
+    InvalidOption(String),
+    /// The server could not be started (runtime or listener set-up).
+    #[error("failed to start gateway server: {0}")]
+    Runtime(io::Error),
+}
+
+fn already_running_message(
+    pid: Option<u32>,
+    port: Option<u16>,
+    healthy: bool,
+    timeout_ms: u64,
+) -> String {
+    struct Pid(Option<u32>);
+    impl fmt::Display for Pid {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.0 {
+                Some(pid) => write!(f, " (pid {pid})"),
+                None => Ok(()),
+            }
+        }
+    }
+    match (healthy, port) {
+        (true, Some(port)) => format!(
+            "gateway already running{}; it is healthy on ws://127.0.0.1:{port}",
+            Pid(pid)
+        ),
+        _ => format!(
+            "gateway already running{}; lock timeout after {timeout_ms}ms",
+            Pid(pid)
+        ),
+    }
+}
+
+impl GatewayLockError {
+    /// The holder's pid, when the error is about a live gateway that holds the lock.
+    pub fn holder_pid(&self) -> Option<u32> {
+        match self {
+            Self::AlreadyRunning { pid, .. } => *pid,
+            _ => None,
+        }
+    }
+
+    /// True for the conflicts a service manager treats specially: the lock is held by a live
+    /// gateway, or the port is taken.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::AlreadyRunning { .. } | Self::AddrInUse { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_match_spec() {
+        let timeout = GatewayLockError::AlreadyRunning {
+            pid: Some(4242),
+            port: Some(18789),
+            healthy: false,
+            timeout_ms: 5000,
+        };
+        assert_eq!(
+            timeout.to_string(),
+            "gateway already running (pid 4242); lock timeout after 5000ms"
+        );
+        let unknown = GatewayLockError::AlreadyRunning {
+            pid: None,
+            port: None,
+            healthy: false,
+            timeout_ms: 5000,
+        };
+        assert_eq!(
+            unknown.to_string(),
+            "gateway already running; lock timeout after 5000ms"
+        );
+        let in_use = GatewayLockError::AddrInUse {
+            url: "ws://[::1]:18789".into(),
+        };
+        assert_eq!(
+            in_use.to_string(),
+            "another gateway instance is already listening on ws://[::1]:18789"
+        );
+        assert_eq!(
+            GatewayLockError::LanWithoutAuth.to_string(),
+            "Refusing to bind gateway to lan without auth."
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! An embeddable OpenClaw gateway with a hard guarantee: one gateway per config and per port
+//! on a host.
+//!
+//! The lock is the Node gateway's own (same files, same format, same messages), made stronger:
+//! a kernel `flock` beacon proves a holder alive, start times defeat pid reuse, and only a
+//! provably dead owner's files are reclaimed. Then the listener is bound exclusively.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use gateway::{Gateway, GatewayLock, GatewayOptions, ServeOptions};
+//!
+//! # fn main() -> Result<(), gateway::GatewayLockError> {
+//! let options = GatewayOptions::from_env()?.port(0);
+//! let lock = GatewayLock::acquire(&options)?;   // this process is now the gateway
+//! let gateway = Gateway::serve(lock, ServeOptions::default())?;
+//! println!("listening on ws://127.0.0.1:{}", gateway.port());
+//! gateway.shutdown(Duration::from_secs(5));      // port free, lock files gone
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod bind;
+mod error;
+mod failpoint;
+pub mod lock;
+mod options;
+pub mod paths;
+pub mod probe;
+pub mod server;
+pub mod supervisor;
+
+pub use error::GatewayLockError;
+pub use lock::{GatewayLock, GatewayStatus, status};
+pub use options::{Auth, BindMode, BindRetry, GatewayOptions, LogLevel, Logger, ResolvedOptions};
+pub use server::{Gateway, Phase, ServeOptions};

@@ -1,0 +1,203 @@
+//! The lock file format shared with OpenClaw's Node gateway (SPEC §3).
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value};
+
+/// Files larger than this are judged to carry no payload.
+pub const MAX_LOCK_FILE_BYTES: usize = 1 << 20;
+
+/// What a lock file says about its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockPayload {
+    pub pid: u32,
+    /// Random UUID v4, the same in both files of one acquisition. Absent in older files.
+    pub owner_id: Option<String>,
+    /// ISO-8601 UTC with milliseconds, as written.
+    pub created_at: Option<String>,
+    pub config_path: Option<String>,
+    pub state_dir: Option<String>,
+    pub port: Option<u16>,
+    /// Linux: clock ticks since boot; macOS: seconds since the epoch (SPEC §4).
+    pub start_time: Option<u64>,
+}
+
+impl LockPayload {
+    /// Renders the file: pretty JSON in SPEC order, `\n`, the ownership token line, `\n`.
+    pub fn render(&self, token: &[u8; 16]) -> Vec<u8> {
+        let mut object = Map::new();
+        object.insert("pid".into(), self.pid.into());
+        if let Some(owner_id) = &self.owner_id {
+            object.insert("ownerId".into(), owner_id.as_str().into());
+        }
+        object.insert("cronOwnerProjection".into(), "dynamic-default-v1".into());
+        let fields = [
+            ("createdAt", &self.created_at),
+            ("configPath", &self.config_path),
+            ("stateDir", &self.state_dir),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                object.insert(name.into(), value.as_str().into());
+            }
+        }
+        if let Some(port) = self.port {
+            object.insert("port".into(), port.into());
+        }
+        if let Some(start_time) = self.start_time {
+            object.insert("startTime".into(), start_time.into());
+        }
+        let mut out = serde_json::to_vec_pretty(&Value::Object(object))
+            .expect("a map of strings and numbers always serializes");
+        out.push(b'\n');
+        out.extend_from_slice(&token_line(token));
+        out.push(b'\n');
+        out
+    }
+
+    /// Parses a lock file written by either implementation. `None` means "no payload": empty,
+    /// too large, not JSON, or no positive integer `pid`.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > MAX_LOCK_FILE_BYTES {
+            return None;
+        }
+        let Value::Object(object) = serde_json::from_slice::<Value>(bytes).ok()? else {
+            return None;
+        };
+        let pid = object
+            .get("pid")?
+            .as_u64()
+            .filter(|pid| (1..=i32::MAX as u64).contains(pid))? as u32;
+        let text = |name: &str| object.get(name)?.as_str().map(str::to_owned);
+        Some(Self {
+            pid,
+            owner_id: text("ownerId"),
+            created_at: text("createdAt"),
+            config_path: text("configPath"),
+            state_dir: text("stateDir"),
+            port: object
+                .get("port")
+                .and_then(Value::as_u64)
+                .and_then(|port| u16::try_from(port).ok())
+                .filter(|port| *port != 0),
+            start_time: object.get("startTime").and_then(number_as_u64),
+        })
+    }
+
+    /// When the file says it was created, if it says so in a form we can read.
+    pub fn created_at_time(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339_weak(self.created_at.as_deref()?).ok()
+    }
+}
+
+/// `createdAt` for now: `2026-11-21T00:36:45.087Z`.
+pub fn timestamp_now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
+
+/// 8 tabs, then one character per bit of the token: tab for 1, space for 0.
+fn token_line(token: &[u8; 16]) -> Vec<u8> {
+    let mut line = vec![b'\t'; 8];
+    line.extend(
+        token
+            .iter()
+            .flat_map(|byte| (0..8).rev().map(move |bit| (byte >> bit) & 1))
+            .map(|bit| if bit == 1 { b'\t' } else { b' ' }),
+    );
+    line
+}
+
+fn number_as_u64(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0 && f.fract() == 0.0)
+            .map(|f| f as u64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODE_FILE: &str = "{\n  \"pid\": 19915,\n  \"ownerId\": \"8a8c910f-4aa7-4540-ae8c-043ba516014d\",\n  \"cronOwnerProjection\": \"dynamic-default-v1\",\n  \"createdAt\": \"2026-11-21T00:36:45.087Z\",\n  \"configPath\": \"/home/u/.openclaw/openclaw.json\",\n  \"stateDir\": \"/home/u/.openclaw\",\n  \"port\": 28789,\n  \"startTime\": 61695\n}\n\t\t\t\t\t\t\t\t \t\t \t \t  \t\t\t \t \t\t\t \t \t \t\t \t  \t \t \t\t\t\t  \t \t\t\t \t \t \t \t \t  \t \t \t\t\t\t \t \t \t \t\t\t \t\t \t \t\t \t \t \t\t\t \t \t\t\t \t \t  \t\t \t\t \t \t\t \t\t\t \t\t\t\t \t\t \t  \t\t \t\n";
+
+    #[test]
+    fn reads_a_node_written_file() {
+        let payload = LockPayload::parse(NODE_FILE.as_bytes()).unwrap();
+        assert_eq!(payload.pid, 19915);
+        assert_eq!(
+            payload.owner_id.as_deref(),
+            Some("8a8c910f-4aa7-4540-ae8c-043ba516014d")
+        );
+        assert_eq!(payload.port, Some(28789));
+        assert_eq!(payload.start_time, Some(61695));
+        assert_eq!(
+            payload.config_path.as_deref(),
+            Some("/home/u/.openclaw/openclaw.json")
+        );
+        assert_eq!(
+            unix_millis(payload.created_at_time().unwrap()),
+            1_795_221_405_087
+        );
+    }
+
+    #[test]
+    fn round_trips_in_spec_order() {
+        let payload = LockPayload::parse(NODE_FILE.as_bytes()).unwrap();
+        let mut token = [0u8; 16];
+        token[0] = 0b1010_0000;
+        let rendered = payload.render(&token);
+        let text = String::from_utf8(rendered.clone()).unwrap();
+        let (json, token_line) = text.trim_end_matches('\n').rsplit_once('\n').unwrap();
+        assert_eq!(json, NODE_FILE.split("\n\t").next().unwrap());
+        assert_eq!(token_line.len(), 8 + 128);
+        assert!(token_line.starts_with("\t\t\t\t\t\t\t\t\t \t "));
+        assert!(token_line[11..].bytes().all(|b| b == b' '));
+        assert_eq!(LockPayload::parse(&rendered), Some(payload));
+    }
+
+    #[test]
+    fn reads_the_older_compact_form() {
+        let payload = LockPayload::parse(
+            br#"{"pid":77,"createdAt":"2025-01-01T00:00:00.000Z","configPath":"/c.json","extra":[1]}"#,
+        )
+        .unwrap();
+        assert_eq!(payload.pid, 77);
+        assert_eq!(payload.start_time, None);
+        assert_eq!(payload.owner_id, None);
+    }
+
+    #[test]
+    fn no_payload_cases() {
+        let big = format!(
+            "{{\"pid\":1,\"pad\":\"{}\"}}",
+            "x".repeat(MAX_LOCK_FILE_BYTES)
+        );
+        for bytes in [
+            &b""[..],
+            b"garbage",
+            b"[1,2]",
+            br#"{"pid":0}"#,
+            br#"{"pid":-3}"#,
+            br#"{"pid":"12"}"#,
+            br#"{"pid":1.5}"#,
+            br#"{"createdAt":"2025-01-01T00:00:00.000Z"}"#,
+            big.as_bytes(),
+        ] {
+            assert_eq!(
+                LockPayload::parse(bytes),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+            );
+        }
+    }
+}

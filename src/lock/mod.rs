@@ -1,0 +1,431 @@
+//! The gateway lock: the state and config lock files, then the exclusive listener(s).
+
+pub mod file;
+pub mod format;
+pub mod liveness;
+mod status;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use status::{GatewayStatus, status};
+
+use crate::bind;
+use crate::error::GatewayLockError;
+use crate::options::{GatewayOptions, LogLevel, Logger, ResolvedOptions};
+use crate::probe;
+use file::{BeaconProbe, Created, HeldFile, Observed, Reclaim};
+use format::LockPayload;
+use liveness::Liveness;
+
+/// Longest a holder's `/healthz` may take to count as healthy while we acquire.
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Proof that this process is the gateway for a config and a port: both lock files are held
+/// and the listener(s) are bound. Dropping it releases everything.
+#[derive(Debug)]
+pub struct GatewayLock {
+    resolved: ResolvedOptions,
+    owner_id: String,
+    files: Vec<HeldFile>,
+    listeners: Vec<TcpListener>,
+    port: u16,
+    watch: Option<LockWatch>,
+    logger: Logger,
+}
+
+impl GatewayLock {
+    /// State lock → config lock → listener(s) (SPEC §5–6). On success this process is the
+    /// gateway; on failure nothing taken is kept.
+    pub fn acquire(options: &GatewayOptions) -> Result<Self, GatewayLockError> {
+        Self::acquire_inner(options, None)
+    }
+
+    /// Like [`acquire`](Self::acquire), but adopts a listener the caller already has (socket
+    /// activation): the port is the listener's, the file locks are still taken.
+    pub fn acquire_with_listener(
+        options: &GatewayOptions,
+        listener: TcpListener,
+    ) -> Result<Self, GatewayLockError> {
+        Self::acquire_inner(options, Some(vec![listener]))
+    }
+
+    fn acquire_inner(
+        options: &GatewayOptions,
+        adopted: Option<Vec<TcpListener>>,
+    ) -> Result<Self, GatewayLockError> {
+        let mut resolved = options.resolve()?;
+        // With an ephemeral port (or an adopted listener) nobody can collide on the port, so
+        // bind first and record the real port in the files.
+        let mut listeners = match adopted {
+            Some(listeners) => Some(listeners),
+            None if resolved.port == 0 => Some(bind::bind_listeners(
+                &resolved.bind,
+                0,
+                None,
+                &options.logger,
+            )?),
+            None => None,
+        };
+        if let Some(primary) = listeners.as_ref().and_then(|l| l.first()) {
+            resolved.port = primary
+                .local_addr()
+                .map_err(GatewayLockError::Runtime)?
+                .port();
+        }
+
+        file::prepare_lock_dir(&resolved.lock_dir)?;
+        let owner_id = uuid::Uuid::new_v4().to_string();
+        let contents = LockPayload {
+            pid: std::process::id(),
+            owner_id: Some(owner_id.clone()),
+            created_at: Some(format::timestamp_now()),
+            config_path: Some(resolved.config_path.to_string_lossy().into_owned()),
+            state_dir: Some(resolved.state_dir.to_string_lossy().into_owned()),
+            port: Some(resolved.port).filter(|port| *port != 0),
+            start_time: liveness::own_start_time(),
+        }
+        .render(&random_token());
+
+        let mut paths = vec![resolved.state_lock_path()];
+        if !resolved.allow_multi {
+            paths.push(resolved.config_lock_path());
+        }
+        let deadline = Instant::now() + options.timeout;
+        let mut files = Vec::with_capacity(paths.len());
+        for path in &paths {
+            match acquire_file(path, &contents, deadline, options) {
+                Ok(held) => files.push(held),
+                Err(err) => {
+                    release_files(files, &owner_id);
+                    return Err(err);
+                }
+            }
+        }
+
+        let listeners = match listeners.take() {
+            Some(listeners) => listeners,
+            None => match bind::bind_listeners(
+                &resolved.bind,
+                resolved.port,
+                options.bind_retry,
+                &options.logger,
+            ) {
+                Ok(listeners) => listeners,
+                Err(err) => {
+                    release_files(files, &owner_id);
+                    return Err(err);
+                }
+            },
+        };
+        let port = resolved.port;
+        let mut lock = Self {
+            resolved,
+            owner_id,
+            files,
+            listeners,
+            port,
+            watch: None,
+            logger: options.logger.clone(),
+        };
+        lock.watch = Some(LockWatch::start(
+            lock.files.iter().map(|f| f.path().to_path_buf()).collect(),
+            lock.files.iter().map(HeldFile::identity).collect(),
+            options.recheck_interval,
+            options.logger.clone(),
+        ));
+        Ok(lock)
+    }
+
+    /// The port the gateway listens on (the real one when 0 was asked for).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The addresses of the bound listeners, primary first.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The options as resolved for this acquisition.
+    pub fn resolved(&self) -> &ResolvedOptions {
+        &self.resolved
+    }
+
+    /// Where the lock (and a server built on it) logs.
+    pub fn logger(&self) -> &Logger {
+        &self.logger
+    }
+
+    /// The random id written in both lock files.
+    pub fn owner_id(&self) -> &str {
+        &self.owner_id
+    }
+
+    /// The lock files held, state lock first.
+    pub fn lock_paths(&self) -> Vec<&Path> {
+        self.files.iter().map(HeldFile::path).collect()
+    }
+
+    /// True once the periodic re-check found a lock file deleted or replaced.
+    pub fn is_lost(&self) -> bool {
+        self.watch.as_ref().is_some_and(LockWatch::is_lost)
+    }
+
+    /// Calls `on_lost` (once, from the watch thread) when a lock file is deleted or replaced.
+    pub fn on_lost(&self, on_lost: impl Fn(&Path) + Send + Sync + 'static) {
+        if let Some(watch) = &self.watch {
+            watch.set_handler(Box::new(on_lost));
+        }
+    }
+
+    /// Closes the listener(s), then removes the files that are still ours. Dropping the lock
+    /// does the same.
+    pub fn release(self) {
+        drop(self)
+    }
+
+    /// Hands the listeners to a server; the files stay held until `release_files`.
+    pub(crate) fn take_listeners(&mut self) -> Vec<TcpListener> {
+        std::mem::take(&mut self.listeners)
+    }
+}
+
+impl Drop for GatewayLock {
+    fn drop(&mut self) {
+        self.listeners.clear();
+        if let Some(watch) = self.watch.take() {
+            watch.stop();
+        }
+        release_files(std::mem::take(&mut self.files), &self.owner_id);
+    }
+}
+
+fn release_files(files: Vec<HeldFile>, owner_id: &str) {
+    // Config lock first, state lock last: the reverse of acquisition.
+    for held in files.into_iter().rev() {
+        held.release(owner_id);
+    }
+}
+
+fn random_token() -> [u8; 16] {
+    let mut token = [0u8; 16];
+    if getrandom::fill(&mut token).is_err() {
+        token = *uuid::Uuid::new_v4().as_bytes();
+    }
+    token
+}
+
+/// Takes one lock file, judging and reclaiming as SPEC §5 says, until the deadline.
+fn acquire_file(
+    path: &Path,
+    contents: &[u8],
+    deadline: Instant,
+    options: &GatewayOptions,
+) -> Result<HeldFile, GatewayLockError> {
+    let mut last_holder: Option<(Option<u32>, Option<u16>)> = None;
+    loop {
+        match file::create(path, contents)? {
+            Created::Held(held) => return Ok(held),
+            Created::Lost => continue,
+            Created::Exists => {}
+        }
+        let Some(observed) = file::inspect(path, BeaconProbe::Flock)? else {
+            continue; // Removed between our create and our look: try again at once.
+        };
+        match judge(&observed, options.stale_after) {
+            Verdict::Reclaimable => {
+                options.logger.log(
+                    LogLevel::Info,
+                    &format!("reclaiming stale gateway lock {}", path.display()),
+                );
+                if file::reclaim(path, &observed, options.stale_after)? == Reclaim::Done {
+                    continue;
+                }
+            }
+            Verdict::Alive { pid, port } => {
+                last_holder = Some((Some(pid), port));
+                if let Some(port) = port {
+                    let budget = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(HEALTH_PROBE_TIMEOUT);
+                    if probe::healthz(port, budget) {
+                        return Err(GatewayLockError::AlreadyRunning {
+                            pid: Some(pid),
+                            port: Some(port),
+                            healthy: true,
+                            timeout_ms: options.timeout.as_millis() as u64,
+                        });
+                    }
+                }
+            }
+            Verdict::Wait { pid, port } => last_holder = Some((pid, port)),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let (pid, port) = last_holder.unwrap_or((None, None));
+            return Err(GatewayLockError::AlreadyRunning {
+                pid,
+                port,
+                healthy: false,
+                timeout_ms: options.timeout.as_millis() as u64,
+            });
+        }
+        std::thread::sleep(options.poll_interval.min(deadline - now));
+    }
+}
+
+/// What to do about an existing lock file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Provably dead owner, or no payload and older than the stale window.
+    Reclaimable,
+    /// A live owner (beacon held, or pid and start time match).
+    Alive { pid: u32, port: Option<u16> },
+    /// Unknown owner, or a young file without payload: wait and look again.
+    Wait { pid: Option<u32>, port: Option<u16> },
+}
+
+pub(crate) fn judge(observed: &Observed, stale: Duration) -> Verdict {
+    let pid = observed.payload.as_ref().map(|p| p.pid);
+    let port = observed.payload.as_ref().and_then(|p| p.port);
+    if observed.beacon_held {
+        return match pid {
+            Some(pid) => Verdict::Alive { pid, port },
+            // Created and locked, not yet written: a holder of ours is starting.
+            None => Verdict::Wait { pid, port },
+        };
+    }
+    let Some(payload) = &observed.payload else {
+        return if observed.age() > stale {
+            Verdict::Reclaimable
+        } else {
+            Verdict::Wait { pid, port }
+        };
+    };
+    // Every holder in this process keeps the beacon, so a file naming our pid without it was
+    // left by an earlier process that had the same pid.
+    if payload.pid == std::process::id() {
+        return Verdict::Reclaimable;
+    }
+    match liveness::judge_owner(payload) {
+        Liveness::Dead => Verdict::Reclaimable,
+        Liveness::Alive => Verdict::Alive {
+            pid: payload.pid,
+            port,
+        },
+        Liveness::Unknown => Verdict::Wait { pid, port },
+    }
+}
+
+/// The periodic re-check (PostgreSQL does the same): every interval, does each path still name
+/// the file we hold? If not, say so once.
+#[derive(Debug)]
+struct LockWatch {
+    shared: Arc<WatchShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+type LostHandler = Box<dyn Fn(&Path) + Send + Sync>;
+
+struct WatchShared {
+    stop: Mutex<bool>,
+    wake: Condvar,
+    lost: AtomicBool,
+    handler: Mutex<Option<LostHandler>>,
+}
+
+impl std::fmt::Debug for WatchShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchShared")
+            .field("lost", &self.lost)
+            .finish()
+    }
+}
+
+impl LockWatch {
+    fn start(
+        paths: Vec<PathBuf>,
+        identities: Vec<(u64, u64)>,
+        interval: Duration,
+        logger: Logger,
+    ) -> Self {
+        let shared = Arc::new(WatchShared {
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            lost: AtomicBool::new(false),
+            handler: Mutex::new(None),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("gateway-lock-watch".into())
+            .spawn(move || watch_loop(&thread_shared, &paths, &identities, interval, &logger))
+            .ok();
+        Self { shared, thread }
+    }
+
+    fn is_lost(&self) -> bool {
+        self.shared.lost.load(Ordering::Acquire)
+    }
+
+    fn set_handler(&self, handler: LostHandler) {
+        *self
+            .shared
+            .handler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(handler);
+    }
+
+    fn stop(mut self) {
+        *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn watch_loop(
+    shared: &WatchShared,
+    paths: &[PathBuf],
+    identities: &[(u64, u64)],
+    interval: Duration,
+    logger: &Logger,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let mut stopped = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let (guard, _) = shared
+            .wake
+            .wait_timeout(stopped, interval)
+            .unwrap_or_else(|e| e.into_inner());
+        stopped = guard;
+        if *stopped {
+            return;
+        }
+        let gone = paths.iter().zip(identities).find(|(path, (dev, ino))| {
+            !std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino)
+        });
+        if let Some((path, _)) = gone {
+            shared.lost.store(true, Ordering::Release);
+            logger.log(
+                LogLevel::Error,
+                &format!(
+                    "gateway lock file {} was removed or replaced; another gateway may start on this config: restart this gateway to take the lock again",
+                    path.display()
+                ),
+            );
+            if let Some(handler) = &*shared.handler.lock().unwrap_or_else(|e| e.into_inner()) {
+                handler(path);
+            }
+            return;
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! A side-effect-free look at the gateway that holds (or held) a config's lock.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::file::{self, BeaconProbe};
+use super::{Verdict, judge};
+use crate::error::GatewayLockError;
+use crate::options::GatewayOptions;
+use crate::probe;
+
+const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// What `status` found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    /// A live gateway holds the lock.
+    pub running: bool,
+    /// The pid the lock file records (also when its owner is dead).
+    pub pid: Option<u32>,
+    /// The port the lock file records, else the resolved port.
+    pub port: u16,
+    pub start_time: Option<u64>,
+    pub config_path: Option<String>,
+    /// `http://127.0.0.1:<port>/healthz` answered live.
+    pub healthy: bool,
+    /// The lock file that was read, if any.
+    pub lock_path: Option<PathBuf>,
+    /// A lock file is left by an owner that is provably dead (the next start reclaims it).
+    pub stale: bool,
+}
+
+/// Looks at the lock files and probes `/healthz`. Takes no lock, creates, changes or deletes
+/// no file, and signals no process.
+pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockError> {
+    let resolved = options.resolve()?;
+    let mut found = None;
+    if std::fs::symlink_metadata(&resolved.lock_dir).is_ok() {
+        file::check_lock_dir(&resolved.lock_dir)?;
+        for path in [resolved.state_lock_path(), resolved.config_lock_path()] {
+            let Some(observed) = file::inspect(&path, BeaconProbe::Passive)? else {
+                continue;
+            };
+            let verdict = judge(&observed, options.stale_after);
+            let running = matches!(verdict, Verdict::Alive { .. });
+            let better = found
+                .as_ref()
+                .is_none_or(|(_, _, was_running)| running && !was_running);
+            if better {
+                found = Some((path, observed, running));
+            }
+            if running {
+                break;
+            }
+        }
+    }
+    let (lock_path, payload, running, stale) = match found {
+        Some((path, observed, running)) => {
+            let stale = matches!(judge(&observed, options.stale_after), Verdict::Reclaimable);
+            (Some(path), observed.payload, running, stale)
+        }
+        None => (None, None, false, false),
+    };
+    let port = payload
+        .as_ref()
+        .and_then(|p| p.port)
+        .unwrap_or(resolved.port);
+    let healthy = port != 0 && probe::healthz(port, STATUS_PROBE_TIMEOUT);
+    Ok(GatewayStatus {
+        running,
+        pid: payload.as_ref().map(|p| p.pid),
+        port,
+        start_time: payload.as_ref().and_then(|p| p.start_time),
+        config_path: payload.and_then(|p| p.config_path),
+        healthy,
+        lock_path,
+        stale,
+    })
+}

@@ -1,0 +1,315 @@
+//! The gateway's server: HTTP probes now, the WebSocket protocol at `/` later, on a tokio
+//! runtime the gateway owns, with a bounded graceful shutdown (SPEC §7).
+
+mod probes;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, watch};
+
+pub use probes::Phase;
+
+use crate::error::GatewayLockError;
+use crate::lock::GatewayLock;
+use crate::options::{LogLevel, Logger};
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Tokio worker threads (default: the number of cores, at most 4).
+    pub worker_threads: usize,
+    /// The shutdown timeout used when a [`Gateway`] is dropped without `shutdown`.
+    pub drop_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            worker_threads: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(4),
+            drop_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct Shared {
+    phase: AtomicU8,
+    logger: Logger,
+}
+
+impl Shared {
+    fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
+    }
+}
+
+/// A running gateway: it holds the lock and serves on its listener(s) until `shutdown` (or
+/// drop). Any thread may call its methods.
+pub struct Gateway {
+    port: u16,
+    addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    running: Option<Running>,
+    drop_timeout: Duration,
+}
+
+struct Running {
+    lock: GatewayLock,
+    /// `Some(timeout)` asks the server to stop, draining connections for at most `timeout`.
+    stop: watch::Sender<Option<Duration>>,
+    listeners_closed: std_mpsc::Receiver<()>,
+    thread: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("port", &self.port)
+            .field("addrs", &self.addrs)
+            .field("phase", &self.shared.phase())
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200). The
+    /// gateway owns the lock from here on; on failure the lock is released.
+    pub fn serve(mut lock: GatewayLock, options: ServeOptions) -> Result<Self, GatewayLockError> {
+        let port = lock.port();
+        let addrs = lock.local_addrs();
+        let shared = Arc::new(Shared {
+            phase: AtomicU8::new(Phase::Starting as u8),
+            logger: lock.logger().clone(),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.worker_threads.max(1))
+            .thread_name("gateway-worker")
+            .enable_all()
+            .build()
+            .map_err(GatewayLockError::Runtime)?;
+        let listeners = lock.take_listeners();
+        let (stop, stop_rx) = watch::channel(None);
+        let (ready_tx, ready_rx) = std_mpsc::channel();
+        let (closed_tx, listeners_closed) = std_mpsc::channel();
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("gateway-server".into())
+            .spawn(move || {
+                runtime.block_on(run(listeners, thread_shared, stop_rx, ready_tx, closed_tx));
+                // Connections still open after the drain timeout are dropped here.
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })
+            .map_err(GatewayLockError::Runtime)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                let _ = thread.join();
+                return Err(GatewayLockError::Runtime(err));
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(GatewayLockError::Runtime(std::io::Error::other(
+                    "the server thread stopped before it was ready",
+                )));
+            }
+        }
+        Ok(Self {
+            port,
+            addrs,
+            shared,
+            running: Some(Running {
+                lock,
+                stop,
+                listeners_closed,
+                thread,
+            }),
+            drop_timeout: options.drop_timeout,
+        })
+    }
+
+    /// The port the gateway listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The addresses it listens on, primary first.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Where it is in its life cycle.
+    pub fn phase(&self) -> Phase {
+        self.shared.phase()
+    }
+
+    /// The lock the gateway holds (for `is_lost`, `on_lost`, paths).
+    pub fn lock(&self) -> Option<&GatewayLock> {
+        self.running.as_ref().map(|r| &r.lock)
+    }
+
+    /// Stops accepting, closes every listener, lets open connections finish for at most
+    /// `timeout`, then releases the lock. When it returns the port can be bound again and no
+    /// lock file of ours remains.
+    pub fn shutdown(mut self, timeout: Duration) {
+        self.stop(timeout);
+    }
+
+    fn stop(&mut self, timeout: Duration) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        let started = Instant::now();
+        self.shared.set_phase(Phase::Draining);
+        let _ = running.stop.send(Some(timeout));
+        // The listeners close at once; only then may another gateway have the lock.
+        let _ = running
+            .listeners_closed
+            .recv_timeout(timeout.max(Duration::from_secs(1)));
+        let _ = running.thread.join();
+        running.lock.release();
+        self.shared.logger.log(
+            LogLevel::Info,
+            &format!("gateway stopped in {} ms", started.elapsed().as_millis()),
+        );
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop(self.drop_timeout);
+    }
+}
+
+async fn run(
+    listeners: Vec<std::net::TcpListener>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+    ready: std_mpsc::Sender<std::io::Result<()>>,
+    listeners_closed: std_mpsc::Sender<()>,
+) {
+    let listeners = match to_tokio(listeners) {
+        Ok(listeners) => listeners,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return;
+        }
+    };
+    // Every connection task holds a sender; `recv` yields `None` once all of them are gone.
+    let (open_tx, mut all_closed) = mpsc::channel::<()>(1);
+    let accept_loops: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            tokio::spawn(accept_loop(
+                listener,
+                Arc::clone(&shared),
+                stop.clone(),
+                open_tx.clone(),
+            ))
+        })
+        .collect();
+    drop(open_tx);
+    shared.set_phase(Phase::Ready);
+    let _ = ready.send(Ok(()));
+
+    let timeout = loop {
+        if let Some(timeout) = *stop.borrow_and_update() {
+            break timeout;
+        }
+        if stop.changed().await.is_err() {
+            break Duration::ZERO;
+        }
+    };
+    for accept_loop in accept_loops {
+        let _ = accept_loop.await;
+    }
+    let _ = listeners_closed.send(());
+    let _ = tokio::time::timeout(timeout, all_closed.recv()).await;
+}
+
+fn to_tokio(
+    listeners: Vec<std::net::TcpListener>,
+) -> std::io::Result<Vec<tokio::net::TcpListener>> {
+    listeners
+        .into_iter()
+        .map(|listener| {
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)
+        })
+        .collect()
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+    open: mpsc::Sender<()>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped(&mut stop) => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    tokio::spawn(serve_connection(stream, Arc::clone(&shared), stop.clone(), open.clone()));
+                }
+                Err(err) => {
+                    // Out of descriptors or a transient error: keep serving, don't spin.
+                    shared.logger.log(LogLevel::Warn, &format!("accept failed: {err}"));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<Option<Duration>>,
+    _open: mpsc::Sender<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(route(&request, &shared)) }
+    });
+    let connection = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stopped(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// Resolves once shutdown has been asked for.
+async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) {
+    let _ = stop.wait_for(Option::is_some).await;
+}
+
+fn route(request: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    probes::respond(request.method(), request.uri().path(), shared.phase())
+        .unwrap_or_else(probes::not_found)
+}

@@ -1,0 +1,90 @@
+//! The unauthenticated HTTP probes (SPEC §8).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+
+/// Where the server is in its life cycle, as the probes report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Starting = 0,
+    Ready = 1,
+    Draining = 2,
+}
+
+impl Phase {
+    pub fn from_u8(value: u8) -> Self {
+        match value {
+            0 => Self::Starting,
+            1 => Self::Ready,
+            _ => Self::Draining,
+        }
+    }
+}
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// The response for a probe path, or `None` when `path` is not a probe.
+pub fn respond(method: &Method, path: &str, phase: Phase) -> Option<Response<Full<Bytes>>> {
+    let (status, body): (StatusCode, &'static str) = match path {
+        "/health" | "/healthz" => (StatusCode::OK, r#"{"ok":true,"status":"live"}"#),
+        "/ready" | "/readyz" => match phase {
+            Phase::Ready => (StatusCode::OK, r#"{"ready":true}"#),
+            _ => (StatusCode::SERVICE_UNAVAILABLE, r#"{"ready":false}"#),
+        },
+        "/startup" | "/startupz" => match phase {
+            Phase::Ready => (StatusCode::OK, r#"{"ok":true,"status":"started"}"#),
+            Phase::Starting => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"ok":false,"status":"starting"}"#,
+            ),
+            Phase::Draining => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"ok":false,"status":"draining"}"#,
+            ),
+        },
+        _ => return None,
+    };
+    Some(match *method {
+        Method::GET => json(status, body, true),
+        Method::HEAD => json(status, body, false),
+        _ => method_not_allowed(),
+    })
+}
+
+fn json(status: StatusCode, body: &'static str, with_body: bool) -> Response<Full<Bytes>> {
+    let mut response = Response::new(if with_body {
+        Full::new(Bytes::from_static(body.as_bytes()))
+    } else {
+        Full::default()
+    });
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, JSON);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    response
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let body = "Method Not Allowed";
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    let headers = response.headers_mut();
+    headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    headers.insert(CONTENT_TYPE, TEXT);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    response
+}
+
+/// 404 for every path that is neither a probe nor (later) the WebSocket endpoint.
+pub fn not_found() -> Response<Full<Bytes>> {
+    let body = "Not Found";
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response.headers_mut().insert(CONTENT_TYPE, TEXT);
+    response
+}
