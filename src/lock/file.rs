@@ -113,8 +113,89 @@ pub enum Created {
     Lost,
 }
 
-/// Exclusive create → beacon → one write → confirm the path still names our inode.
+/// Takes the lock path with our payload already in it, holding the beacon, then confirms the
+/// path still names our inode.
+///
+/// On Linux the file is written unnamed (`O_TMPFILE`) and published with `linkat`, which fails
+/// if the path exists: the path never names an empty or half-written file of ours, so a
+/// SIGKILL at any step leaves either nothing or a whole file whose owner is provably dead.
+/// Elsewhere (or where the file system lacks `O_TMPFILE`) it is exclusive create → beacon →
+/// one write, and a file left empty by a crash is reclaimed after the stale window.
 pub fn create(path: &Path, contents: &[u8]) -> Result<Created, GatewayLockError> {
+    #[cfg(target_os = "linux")]
+    if let Some(created) = create_published(path, contents)? {
+        return Ok(created);
+    }
+    create_in_place(path, contents)
+}
+
+/// `Ok(None)` when this file system cannot do it; the caller falls back to in-place create.
+#[cfg(target_os = "linux")]
+fn create_published(path: &Path, contents: &[u8]) -> Result<Option<Created>, GatewayLockError> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    let io_error = |source| GatewayLockError::LockIo {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = match OpenOptions::new()
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(dir)
+    {
+        Ok(file) => file,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(io_error(e)),
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io_error)?;
+    failpoint("after-create");
+    flock(&file, libc::LOCK_EX).map_err(io_error)?;
+    failpoint("after-beacon");
+    file.write_all(contents).map_err(io_error)?;
+    failpoint("after-write");
+    let source = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .expect("a formatted fd path has no NUL");
+    let target = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the lock path contains a NUL byte",
+        ))
+    })?;
+    // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            source.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if linked != 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            // Dropping `file` frees the unnamed inode: nothing of ours is left behind.
+            Some(libc::EEXIST) => Ok(Some(Created::Exists)),
+            // No /proc to name the unnamed file by: publish in place instead.
+            Some(libc::ENOENT) if !Path::new("/proc/self/fd").exists() => Ok(None),
+            _ => Err(io_error(err)),
+        };
+    }
+    Ok(Some(confirm(path, file).map_err(io_error)?))
+}
+
+fn create_in_place(path: &Path, contents: &[u8]) -> Result<Created, GatewayLockError> {
     let io_error = |source| GatewayLockError::LockIo {
         path: path.to_path_buf(),
         source,
@@ -139,7 +220,12 @@ pub fn create(path: &Path, contents: &[u8]) -> Result<Created, GatewayLockError>
     failpoint("after-beacon");
     file.write_all(contents).map_err(io_error)?;
     failpoint("after-write");
-    let meta = file.metadata().map_err(io_error)?;
+    confirm(path, file).map_err(io_error)
+}
+
+/// Held if the path still names the file we wrote (nobody removed or replaced it meanwhile).
+fn confirm(path: &Path, file: File) -> io::Result<Created> {
+    let meta = file.metadata()?;
     let held = HeldFile {
         path: path.to_path_buf(),
         file,
