@@ -224,6 +224,11 @@ fn run(args: RunArgs) -> ExitCode {
             ConflictAction::Retry => return fail(&err),
         }
     };
+    // Handlers go in before the ready line, so a signal sent on seeing it is never lost.
+    let termination = match Termination::install() {
+        Ok(termination) => termination,
+        Err(err) => return fail(&err),
+    };
     let gateway = match Gateway::serve(lock, ServeOptions::default()) {
         Ok(gateway) => gateway,
         Err(err) => return fail(&err),
@@ -236,27 +241,42 @@ fn run(args: RunArgs) -> ExitCode {
     if let Err(err) = supervisor::notify("READY=1") {
         eprintln!("gateway: could not notify the service manager: {err}");
     }
-    wait_for_termination();
+    termination.wait();
     let _ = supervisor::notify("STOPPING=1");
     gateway.shutdown(Duration::from_secs(5));
     ExitCode::SUCCESS
 }
 
-/// Blocks until SIGINT or SIGTERM.
-fn wait_for_termination() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("a current-thread runtime with I/O builds");
-    runtime.block_on(async {
+/// SIGINT and SIGTERM, caught from the moment `install` returns.
+struct Termination {
+    runtime: tokio::runtime::Runtime,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Termination {
+    fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-        let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-    });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let _context = runtime.enter();
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            runtime,
+        })
+    }
+
+    /// Blocks until one of the two arrives.
+    fn wait(mut self) {
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+        });
+    }
 }
 
 fn status(args: StatusArgs) -> ExitCode {
