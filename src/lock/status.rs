@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::file::{self, BeaconProbe};
+use super::file::{self, BeaconProbe, Observed};
 use super::{Verdict, judge};
 use crate::error::GatewayLockError;
 use crate::options::GatewayOptions;
@@ -35,7 +35,8 @@ pub struct GatewayStatus {
 /// no file, and signals no process.
 pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockError> {
     let resolved = options.resolve()?;
-    let mut found = None;
+    // The state lock first; a config lock with a live holder is preferred to a dead one.
+    let mut found: Option<(PathBuf, Observed, Verdict)> = None;
     if std::fs::symlink_metadata(&resolved.lock_dir).is_ok() {
         file::check_lock_dir(&resolved.lock_dir)?;
         for path in [resolved.state_lock_path(), resolved.config_lock_path()] {
@@ -43,24 +44,20 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
                 continue;
             };
             let verdict = judge(&observed, options.stale_after);
-            let running = matches!(verdict, Verdict::Alive { .. });
-            let better = found
-                .as_ref()
-                .is_none_or(|(_, _, was_running)| running && !was_running);
-            if better {
-                found = Some((path, observed, running));
+            let alive = matches!(verdict, Verdict::Alive { .. });
+            if alive || found.is_none() {
+                found = Some((path, observed, verdict));
             }
-            if running {
+            if alive {
                 break;
             }
         }
     }
-    let (lock_path, payload, running, stale) = match found {
-        Some((path, observed, running)) => {
-            let stale = matches!(judge(&observed, options.stale_after), Verdict::Reclaimable);
-            (Some(path), observed.payload, running, stale)
-        }
-        None => (None, None, false, false),
+    let running = matches!(found, Some((_, _, Verdict::Alive { .. })));
+    let stale = matches!(found, Some((_, _, Verdict::Reclaimable)));
+    let (lock_path, payload) = match found {
+        Some((path, observed, _)) => (Some(path), observed.payload),
+        None => (None, None),
     };
     let port = payload
         .as_ref()
