@@ -402,9 +402,10 @@ fn watch_loop(
     use std::os::unix::fs::MetadataExt;
     let mut stopped = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
     loop {
+        // The predicate is checked before waiting, so a stop that came first is not missed.
         let (guard, _) = shared
             .wake
-            .wait_timeout(stopped, interval)
+            .wait_timeout_while(stopped, interval, |stopped| !*stopped)
             .unwrap_or_else(|e| e.into_inner());
         stopped = guard;
         if *stopped {
