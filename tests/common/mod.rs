@@ -244,12 +244,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A raw HTTP/1.1 request; returns (status, headers lower-cased, body).
-pub fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+/// Status, headers (names lower-cased) and body of an HTTP response.
+pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A raw HTTP/1.1 request.
+pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
