@@ -127,7 +127,7 @@ fn number_as_u64(value: &Value) -> Option<u64> {
 mod tests {
     use super::*;
 
-    const NODE_FILE: &str = "{\n  \"pid\": 19915,\n  \"ownerId\": \"8a8c910f-4aa7-4540-ae8c-043ba516014d\",\n  \"cronOwnerProjection\": \"dynamic-default-v1\",\n  \"createdAt\": \"2026-11-21T00:36:45.087Z\",\n  \"configPath\": \"/home/u/.openclaw/openclaw.json\",\n  \"stateDir\": \"/home/u/.openclaw\",\n  \"port\": 28789,\n  \"startTime\": 61695\n}\n\t\t\t\t\t\t\t\t \t\t \t \t  \t\t\t \t \t\t\t \t \t \t\t \t  \t \t \t\t\t\t  \t \t\t\t \t \t \t \t \t  \t \t \t\t\t\t \t \t \t \t\t\t \t\t \t \t\t \t \t \t\t\t \t \t\t\t \t \t  \t\t \t\t \t \t\t \t\t\t \t\t\t\t \t\t \t  \t\t \t\n";
+    const NODE_FILE: &str = "{\n  \"pid\": 19915,\n  \"ownerId\": \"8a8c910f-4aa7-4540-ae8c-043ba516014d\",\n  \"cronOwnerProjection\": \"dynamic-default-v1\",\n  \"createdAt\": \"2026-11-21T00:36:45.087Z\",\n  \"configPath\": \"/home/u/.openclaw/openclaw.json\",\n  \"stateDir\": \"/home/u/.openclaw\",\n  \"port\": 28789,\n  \"startTime\": 61695\n}\n\t\t\t\t\t\t\t\t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t \n";
 
     #[test]
     fn reads_a_node_written_file() {
