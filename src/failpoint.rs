@@ -17,3 +17,17 @@ pub(crate) fn failpoint(step: &str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub(crate) fn failpoint(_step: &str) {}
+
+/// Test-only: `GATEWAY_FORCE_NAMED_TEMP=1` makes Linux publish lock files the portable way
+/// (a named temp file), so that path is tested here too.
+#[cfg(feature = "failpoints")]
+pub(crate) fn force_named_temp() -> bool {
+    std::env::var_os("GATEWAY_FORCE_NAMED_TEMP").is_some_and(|v| v == "1")
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+#[allow(dead_code)] // Used on Linux only.
+pub(crate) fn force_named_temp() -> bool {
+    false
+}

@@ -462,15 +462,23 @@ fn start_race_over_young_unreadable_lock_files_times_out() {
 // ---------------------------------------------------------------------------------------------
 
 /// Stops `gateway run --port P` at `step`, SIGKILLs it there, and starts a normal gateway on the
-/// same env and port: it must be ready at once, with no clean-up by anyone.
+/// same env and port: it must be ready at once, with no clean-up by anyone. `portable` forces
+/// the publishing path used off Linux (a named temp file, then `link`).
 #[cfg(feature = "failpoints")]
-fn sigkill_at_step_then_restart(step: &str) {
+fn sigkill_at_step_then_restart(step: &str, portable: bool) {
     let _serial = serial();
     let env = TestEnv::new();
     let port = free_port();
     let port_arg = port.to_string();
+    let command = |args: &[&str]| {
+        let mut command = env.command(args);
+        if portable {
+            command.env("GATEWAY_FORCE_NAMED_TEMP", "1");
+        }
+        command
+    };
 
-    let mut crashing = env.command(&["run", "--port", &port_arg]);
+    let mut crashing = command(&["run", "--port", &port_arg]);
     crashing
         .env("GATEWAY_FAILPOINT", step)
         .stdout(Stdio::piped())
@@ -498,11 +506,20 @@ fn sigkill_at_step_then_restart(step: &str) {
     // file; after it, the files are whole and name the process about to die.
     let connect = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     let publishing = matches!(step, "after-create" | "after-beacon" | "after-write");
+    let temps = |entries: &[String]| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|name| name.starts_with(".gateway.state.lock.") && name.ends_with(".tmp"))
+            .cloned()
+            .collect()
+    };
     if publishing {
+        let entries = env.lock_dir_entries();
+        let expected_temps = usize::from(portable);
         assert_eq!(
-            env.lock_dir_entries(),
-            Vec::<String>::new(),
-            "{step}: nothing is published before the payload is whole"
+            (entries.len(), temps(&entries).len()),
+            (expected_temps, expected_temps),
+            "{step}: nothing is published at a lock path before the payload is whole: {entries:?}"
         );
     } else {
         assert_eq!(recorded_pid(&env.state_lock()), Some(crashed_pid));
@@ -527,7 +544,7 @@ fn sigkill_at_step_then_restart(step: &str) {
     }
 
     let started = Instant::now();
-    let restarted = GatewayProcess::spawn(env.command(&["run", "--port", &port_arg]))
+    let restarted = GatewayProcess::spawn(command(&["run", "--port", &port_arg]))
         .unwrap_or_else(|err| {
             panic!(
                 "{step}: the restart after SIGKILL failed after {:?} (left behind {left_behind:?}): {err}",
@@ -544,10 +561,13 @@ fn sigkill_at_step_then_restart(step: &str) {
         healthy(port),
         "{step}: the restarted gateway answers /healthz"
     );
+    // A temp file left by the crash is not a lock; it is swept once older than the stale window.
+    let leftover = temps(&left_behind);
     let mut expected = vec![
         "gateway.state.lock".to_string(),
         file_name(&env.config_lock()),
     ];
+    expected.extend(leftover.iter().cloned());
     expected.sort();
     assert_eq!(
         env.lock_dir_entries(),
@@ -558,41 +578,81 @@ fn sigkill_at_step_then_restart(step: &str) {
     assert_eq!(recorded_pid(&env.config_lock()), Some(restarted.pid));
     drop(connect);
     assert_eq!(restarted.terminate(), 0);
-    assert!(
-        env.lock_dir_entries().is_empty(),
-        "{step}: lock dir empty after stop"
+    assert_eq!(
+        env.lock_dir_entries(),
+        leftover,
+        "{step}: lock dir empty after stop (but for a crash's temp file)"
     );
     assert!(port_is_free(port), "{step}: port free after stop");
+    if let Some(temp) = leftover.first() {
+        set_age(&env.lock_dir().join(temp), Duration::from_secs(60));
+        let next = GatewayProcess::spawn(command(&["run", "--port", &port_arg])).unwrap();
+        assert_eq!(next.terminate(), 0);
+        assert!(
+            env.lock_dir_entries().is_empty(),
+            "{step}: a stale temp file is swept by the next start"
+        );
+    }
 }
 
 #[cfg(feature = "failpoints")]
 #[test]
 fn sigkill_after_create_then_restart_at_once() {
-    sigkill_at_step_then_restart("after-create");
+    sigkill_at_step_then_restart("after-create", false);
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn sigkill_after_create_then_restart_at_once_portable() {
+    sigkill_at_step_then_restart("after-create", true);
 }
 
 #[cfg(feature = "failpoints")]
 #[test]
 fn sigkill_after_beacon_then_restart_at_once() {
-    sigkill_at_step_then_restart("after-beacon");
+    sigkill_at_step_then_restart("after-beacon", false);
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn sigkill_after_beacon_then_restart_at_once_portable() {
+    sigkill_at_step_then_restart("after-beacon", true);
 }
 
 #[cfg(feature = "failpoints")]
 #[test]
 fn sigkill_after_write_then_restart_at_once() {
-    sigkill_at_step_then_restart("after-write");
+    sigkill_at_step_then_restart("after-write", false);
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn sigkill_after_write_then_restart_at_once_portable() {
+    sigkill_at_step_then_restart("after-write", true);
 }
 
 #[cfg(feature = "failpoints")]
 #[test]
 fn sigkill_after_bind_then_restart_at_once() {
-    sigkill_at_step_then_restart("after-bind");
+    sigkill_at_step_then_restart("after-bind", false);
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn sigkill_after_bind_then_restart_at_once_portable() {
+    sigkill_at_step_then_restart("after-bind", true);
 }
 
 #[cfg(feature = "failpoints")]
 #[test]
 fn sigkill_after_listen_then_restart_at_once() {
-    sigkill_at_step_then_restart("after-listen");
+    sigkill_at_step_then_restart("after-listen", false);
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn sigkill_after_listen_then_restart_at_once_portable() {
+    sigkill_at_step_then_restart("after-listen", true);
 }
 
 // ---------------------------------------------------------------------------------------------

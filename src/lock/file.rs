@@ -116,22 +116,26 @@ pub enum Created {
 /// Takes the lock path with our payload already in it, holding the beacon, then confirms the
 /// path still names our inode.
 ///
-/// On Linux the file is written unnamed (`O_TMPFILE`) and published with `linkat`, which fails
-/// if the path exists: the path never names an empty or half-written file of ours, so a
-/// SIGKILL at any step leaves either nothing or a whole file whose owner is provably dead.
-/// Elsewhere (or where the file system lacks `O_TMPFILE`) it is exclusive create → beacon →
-/// one write, and a file left empty by a crash is reclaimed after the stale window.
+/// The file is written and locked before it has its name, then published with a link, which
+/// fails if the path exists. So the path never names an empty or half-written file of ours,
+/// and a SIGKILL at any step leaves nothing at the path, or a whole file whose owner is
+/// provably dead: the next start reclaims it at once. (An exclusive create followed by a write
+/// would leave an empty file, which may be a Node gateway mid-write and so waits out the stale
+/// window.) Linux writes the file unnamed (`O_TMPFILE`); elsewhere it is a hidden temp file
+/// beside the lock, removed once linked.
 pub fn create(path: &Path, contents: &[u8]) -> Result<Created, GatewayLockError> {
     #[cfg(target_os = "linux")]
-    if let Some(created) = create_published(path, contents)? {
-        return Ok(created);
+    if !crate::failpoint::force_named_temp() {
+        if let Some(created) = create_unnamed(path, contents)? {
+            return Ok(created);
+        }
     }
-    create_in_place(path, contents)
+    create_via_named_temp(path, contents)
 }
 
-/// `Ok(None)` when this file system cannot do it; the caller falls back to in-place create.
+/// `Ok(None)` when this file system cannot do it; the caller falls back to a named temp file.
 #[cfg(target_os = "linux")]
-fn create_published(path: &Path, contents: &[u8]) -> Result<Option<Created>, GatewayLockError> {
+fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, GatewayLockError> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
 
@@ -187,7 +191,7 @@ fn create_published(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gat
         return match err.raw_os_error() {
             // Dropping `file` frees the unnamed inode: nothing of ours is left behind.
             Some(libc::EEXIST) => Ok(Some(Created::Exists)),
-            // No /proc to name the unnamed file by: publish in place instead.
+            // No /proc to name the unnamed file by: use a named temp file instead.
             Some(libc::ENOENT) if !Path::new("/proc/self/fd").exists() => Ok(None),
             _ => Err(io_error(err)),
         };
@@ -195,32 +199,71 @@ fn create_published(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gat
     Ok(Some(confirm(path, file).map_err(io_error)?))
 }
 
-fn create_in_place(path: &Path, contents: &[u8]) -> Result<Created, GatewayLockError> {
+fn create_via_named_temp(path: &Path, contents: &[u8]) -> Result<Created, GatewayLockError> {
     let io_error = |source| GatewayLockError::LockIo {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = match OpenOptions::new()
+    let temp_path = temp_path_for(path);
+    let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Created::Exists),
-        Err(e) => return Err(io_error(e)),
-    };
-    // 0600 whatever the umask.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .open(&temp_path)
         .map_err(io_error)?;
-    failpoint("after-create");
-    // Checkers hold a shared lock only for an instant, so waiting here is brief.
-    flock(&file, libc::LOCK_EX).map_err(io_error)?;
-    failpoint("after-beacon");
-    file.write_all(contents).map_err(io_error)?;
-    failpoint("after-write");
-    confirm(path, file).map_err(io_error)
+    let published = (|| {
+        // 0600 whatever the umask.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        failpoint("after-create");
+        flock(&file, libc::LOCK_EX)?;
+        failpoint("after-beacon");
+        file.write_all(contents)?;
+        failpoint("after-write");
+        std::fs::hard_link(&temp_path, path)
+    })();
+    let _ = std::fs::remove_file(&temp_path);
+    match published {
+        Ok(()) => confirm(path, file).map_err(io_error),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Created::Exists),
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+/// `.<lock name>.<pid>.<random>.tmp` beside the lock: hidden, and never a lock name.
+fn temp_path_for(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    path.with_file_name(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        &suffix[..8]
+    ))
+}
+
+/// Removes temp files left by a process killed while publishing a lock: only ours by name,
+/// only with no beacon, only once older than the stale window (a live writer's file is
+/// younger, and holds its beacon from its first instant but one).
+pub fn sweep_abandoned_temps(dir: &Path, stale: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(".gateway.") && name.ends_with(".tmp")) {
+            continue;
+        }
+        let path = entry.path();
+        if let Ok(Some(observed)) = inspect(&path, BeaconProbe::Flock) {
+            let age = SystemTime::now()
+                .duration_since(observed.modified)
+                .unwrap_or(Duration::ZERO);
+            if !observed.beacon_held && age > stale {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
 }
 
 /// Held if the path still names the file we wrote (nobody removed or replaced it meanwhile).

@@ -79,6 +79,7 @@ impl GatewayLock {
         }
 
         file::prepare_lock_dir(&resolved.lock_dir)?;
+        file::sweep_abandoned_temps(&resolved.lock_dir, options.stale_after);
         let owner_id = uuid::Uuid::new_v4().to_string();
         let contents = LockPayload {
             pid: std::process::id(),
