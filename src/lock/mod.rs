@@ -7,7 +7,6 @@ mod status;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,7 +32,6 @@ pub struct GatewayLock {
     owner_id: String,
     files: Vec<HeldFile>,
     listeners: Vec<TcpListener>,
-    port: u16,
     watch: Option<LockWatch>,
     logger: Logger,
 }
@@ -61,7 +59,7 @@ impl GatewayLock {
         let mut resolved = options.resolve()?;
         // With an ephemeral port (or an adopted listener) nobody can collide on the port, so
         // bind first and record the real port in the files.
-        let mut listeners = match adopted {
+        let early_listeners = match adopted {
             Some(listeners) => Some(listeners),
             None if resolved.port == 0 => Some(bind::bind_listeners(
                 &resolved.bind,
@@ -71,7 +69,7 @@ impl GatewayLock {
             )?),
             None => None,
         };
-        if let Some(primary) = listeners.as_ref().and_then(|l| l.first()) {
+        if let Some(primary) = early_listeners.as_ref().and_then(|l| l.first()) {
             resolved.port = primary
                 .local_addr()
                 .map_err(GatewayLockError::Runtime)?
@@ -108,7 +106,7 @@ impl GatewayLock {
             }
         }
 
-        let listeners = match listeners.take() {
+        let listeners = match early_listeners {
             Some(listeners) => listeners,
             None => match bind::bind_listeners(
                 &resolved.bind,
@@ -123,13 +121,11 @@ impl GatewayLock {
                 }
             },
         };
-        let port = resolved.port;
         let mut lock = Self {
             resolved,
             owner_id,
             files,
             listeners,
-            port,
             watch: None,
             logger: options.logger.clone(),
         };
@@ -144,7 +140,7 @@ impl GatewayLock {
 
     /// The port the gateway listens on (the real one when 0 was asked for).
     pub fn port(&self) -> u16 {
-        self.port
+        self.resolved.port
     }
 
     /// The addresses of the bound listeners, primary first.
@@ -193,7 +189,7 @@ impl GatewayLock {
         drop(self)
     }
 
-    /// Hands the listeners to a server; the files stay held until `release_files`.
+    /// Hands the listeners to a server; the files stay held until the lock is released.
     pub(crate) fn take_listeners(&mut self) -> Vec<TcpListener> {
         std::mem::take(&mut self.listeners)
     }
@@ -339,14 +335,26 @@ type LostHandler = Box<dyn Fn(&Path) + Send + Sync>;
 struct WatchShared {
     stop: Mutex<bool>,
     wake: Condvar,
-    lost: AtomicBool,
-    handler: Mutex<Option<LostHandler>>,
+    lost: Mutex<LostState>,
+}
+
+/// The lost path, once found, and who to tell; a handler set after the loss is told at once.
+#[derive(Default)]
+struct LostState {
+    path: Option<PathBuf>,
+    handler: Option<Arc<LostHandler>>,
+}
+
+impl WatchShared {
+    fn lost(&self) -> std::sync::MutexGuard<'_, LostState> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for WatchShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WatchShared")
-            .field("lost", &self.lost)
+            .field("lost", &self.lost().path)
             .finish()
     }
 }
@@ -361,8 +369,7 @@ impl LockWatch {
         let shared = Arc::new(WatchShared {
             stop: Mutex::new(false),
             wake: Condvar::new(),
-            lost: AtomicBool::new(false),
-            handler: Mutex::new(None),
+            lost: Mutex::new(LostState::default()),
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -373,21 +380,29 @@ impl LockWatch {
     }
 
     fn is_lost(&self) -> bool {
-        self.shared.lost.load(Ordering::Acquire)
+        self.shared.lost().path.is_some()
     }
 
     fn set_handler(&self, handler: LostHandler) {
-        *self
-            .shared
-            .handler
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(handler);
+        let handler = Arc::new(handler);
+        let already_lost = {
+            let mut lost = self.shared.lost();
+            lost.handler = Some(Arc::clone(&handler));
+            lost.path.clone()
+        };
+        // Called outside the mutex, so the handler may ask `is_lost`.
+        if let Some(path) = already_lost {
+            handler(&path);
+        }
     }
 
     fn stop(mut self) {
         *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
+        // A lost-lock handler may release the lock from the watch thread itself.
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
             let _ = thread.join();
         }
     }
@@ -400,6 +415,35 @@ fn watch_loop(
     interval: Duration,
     logger: &Logger,
 ) {
+    let Some(path) = wait_for_loss(shared, paths, identities, interval) else {
+        return;
+    };
+    let handler = {
+        let mut lost = shared.lost();
+        lost.path = Some(path.clone());
+        lost.handler.clone()
+    };
+    logger.log(
+        LogLevel::Error,
+        &format!(
+            "gateway lock file {} was removed or replaced; another gateway may start on this config: restart this gateway to take the lock again",
+            path.display()
+        ),
+    );
+    // No lock of ours is held here, so the handler may even release the gateway.
+    if let Some(handler) = handler {
+        handler(&path);
+    }
+}
+
+/// Re-checks every `interval` until a path no longer names our file (`Some(path)`) or the
+/// watch is stopped (`None`).
+fn wait_for_loss(
+    shared: &WatchShared,
+    paths: &[PathBuf],
+    identities: &[(u64, u64)],
+    interval: Duration,
+) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let mut stopped = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
     loop {
@@ -410,24 +454,13 @@ fn watch_loop(
             .unwrap_or_else(|e| e.into_inner());
         stopped = guard;
         if *stopped {
-            return;
+            return None;
         }
         let gone = paths.iter().zip(identities).find(|(path, (dev, ino))| {
             !std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino)
         });
         if let Some((path, _)) = gone {
-            shared.lost.store(true, Ordering::Release);
-            logger.log(
-                LogLevel::Error,
-                &format!(
-                    "gateway lock file {} was removed or replaced; another gateway may start on this config: restart this gateway to take the lock again",
-                    path.display()
-                ),
-            );
-            if let Some(handler) = &*shared.handler.lock().unwrap_or_else(|e| e.into_inner()) {
-                handler(path);
-            }
-            return;
+            return Some(path.clone());
         }
     }
 }
