@@ -15,6 +15,11 @@ use crate::paths::current_uid;
 /// Creates the lock dir (mode 0700; parents with the default mode) and checks that it is a real
 /// directory, ours, with no group or other permission bits. Never changes what it finds.
 pub fn prepare_lock_dir(dir: &Path) -> Result<(), GatewayLockError> {
+    match check_lock_dir(dir) {
+        Err(GatewayLockError::LockIo { source, .. })
+            if source.kind() == io::ErrorKind::NotFound => {}
+        checked => return checked,
+    }
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent).map_err(|source| GatewayLockError::LockIo {
             path: parent.to_path_buf(),
@@ -23,6 +28,7 @@ pub fn prepare_lock_dir(dir: &Path) -> Result<(), GatewayLockError> {
     }
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
+        // Created by a concurrent starter: check it like any other.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(source) => {
             return Err(GatewayLockError::LockIo {
@@ -69,6 +75,8 @@ pub fn check_lock_dir(dir: &Path) -> Result<(), GatewayLockError> {
 pub struct HeldFile {
     path: PathBuf,
     file: File,
+    /// What we wrote: release compares it with what the file holds now.
+    contents: Vec<u8>,
     dev: u64,
     ino: u64,
 }
@@ -90,18 +98,35 @@ impl HeldFile {
     }
 
     /// Removes the file if it is still ours (same inode and `ownerId`), then closes it, which
-    /// drops the beacon.
+    /// drops the beacon. The file is read through our own descriptor: same inode, so the same
+    /// bytes a reader of the path would see.
     pub fn release(self, owner_id: &str) {
-        if self.still_ours() && read_owner_id(&self.path).as_deref() == Some(owner_id) {
+        if self.still_ours() && self.records_owner(owner_id) {
             let _ = std::fs::remove_file(&self.path);
         }
         drop(self.file);
     }
-}
 
-fn read_owner_id(path: &Path) -> Option<String> {
-    let file = open_existing(path).ok()?;
-    LockPayload::parse(&read_capped(&file).ok()?)?.owner_id
+    fn records_owner(&self, owner_id: &str) -> bool {
+        use std::os::unix::fs::FileExt;
+        // One byte more than we wrote tells a grown file from ours.
+        let mut bytes = vec![0u8; self.contents.len() + 1];
+        let mut len = 0;
+        while len < bytes.len() {
+            match self.file.read_at(&mut bytes[len..], len as u64) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        // Unchanged since we wrote it (with `owner_id`), or rewritten but still naming it.
+        bytes[..len] == self.contents[..]
+            || LockPayload::parse(&bytes[..len])
+                .and_then(|p| p.owner_id)
+                .as_deref()
+                == Some(owner_id)
+    }
 }
 
 /// What creating a lock file led to.
@@ -123,14 +148,14 @@ pub enum Created {
 /// would leave an empty file, which may be a Node gateway mid-write and so waits out the stale
 /// window.) Linux writes the file unnamed (`O_TMPFILE`); elsewhere it is a hidden temp file
 /// beside the lock, removed once linked.
-pub fn create(path: &Path, contents: &[u8]) -> Result<Created, GatewayLockError> {
+pub fn create(path: &Path, contents: &[u8], stale: Duration) -> Result<Created, GatewayLockError> {
     #[cfg(target_os = "linux")]
     if !crate::failpoint::force_named_temp() {
         if let Some(created) = create_unnamed(path, contents)? {
             return Ok(created);
         }
     }
-    create_via_named_temp(path, contents)
+    create_via_named_temp(path, contents, stale)
 }
 
 /// `Ok(None)` when this file system cannot do it; the caller falls back to a named temp file.
@@ -144,7 +169,9 @@ fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gatew
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
+    // Readable too: release reads the ownerId back through this descriptor.
     let mut file = match OpenOptions::new()
+        .read(true)
         .write(true)
         .mode(0o600)
         .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
@@ -161,6 +188,7 @@ fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gatew
         }
         Err(e) => return Err(io_error(e)),
     };
+    // 0600 whatever the umask.
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(io_error)?;
     failpoint("after-create");
@@ -196,16 +224,22 @@ fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gatew
             _ => Err(io_error(err)),
         };
     }
-    Ok(Some(confirm(path, file).map_err(io_error)?))
+    Ok(Some(confirm(path, file, contents).map_err(io_error)?))
 }
 
-fn create_via_named_temp(path: &Path, contents: &[u8]) -> Result<Created, GatewayLockError> {
+fn create_via_named_temp(
+    path: &Path,
+    contents: &[u8],
+    stale: Duration,
+) -> Result<Created, GatewayLockError> {
     let io_error = |source| GatewayLockError::LockIo {
         path: path.to_path_buf(),
         source,
     };
+    sweep_abandoned_temps(path, stale);
     let temp_path = temp_path_for(path);
     let mut file = OpenOptions::new()
+        .read(true)
         .write(true)
         .create_new(true)
         .mode(0o600)
@@ -213,6 +247,7 @@ fn create_via_named_temp(path: &Path, contents: &[u8]) -> Result<Created, Gatewa
         .open(&temp_path)
         .map_err(io_error)?;
     let published = (|| {
+        // 0600 whatever the umask.
         // 0600 whatever the umask.
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         failpoint("after-create");
@@ -224,7 +259,7 @@ fn create_via_named_temp(path: &Path, contents: &[u8]) -> Result<Created, Gatewa
     })();
     let _ = std::fs::remove_file(&temp_path);
     match published {
-        Ok(()) => confirm(path, file).map_err(io_error),
+        Ok(()) => confirm(path, file, contents).map_err(io_error),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Created::Exists),
         Err(e) => Err(io_error(e)),
     }
@@ -241,37 +276,42 @@ fn temp_path_for(path: &Path) -> PathBuf {
     ))
 }
 
-/// Removes temp files left by a process killed while publishing a lock: only ours by name,
-/// only with no beacon, only once older than the stale window (a live writer's file is
-/// younger, and holds its beacon from its first instant but one).
-pub fn sweep_abandoned_temps(dir: &Path, stale: Duration) {
+/// Removes temp files of this lock path left by a process killed while publishing: only with
+/// no beacon, and only once older than the stale window (a live writer's file is younger, and
+/// holds its beacon from its first instant but one).
+fn sweep_abandoned_temps(path: &Path, stale: Duration) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.", name.to_string_lossy());
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(".gateway.") && name.ends_with(".tmp")) {
+        let entry_name = entry.file_name();
+        let entry_name = entry_name.to_string_lossy();
+        if !(entry_name.starts_with(&prefix) && entry_name.ends_with(".tmp")) {
             continue;
         }
-        let path = entry.path();
-        if let Ok(Some(observed)) = inspect(&path, BeaconProbe::Flock) {
+        let temp = entry.path();
+        if let Ok(Some(observed)) = inspect(&temp, BeaconProbe::Flock) {
             let age = SystemTime::now()
                 .duration_since(observed.modified)
                 .unwrap_or(Duration::ZERO);
             if !observed.beacon_held && age > stale {
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&temp);
             }
         }
     }
 }
 
 /// Held if the path still names the file we wrote (nobody removed or replaced it meanwhile).
-fn confirm(path: &Path, file: File) -> io::Result<Created> {
+fn confirm(path: &Path, file: File, contents: &[u8]) -> io::Result<Created> {
     let meta = file.metadata()?;
     let held = HeldFile {
         path: path.to_path_buf(),
         file,
+        contents: contents.to_vec(),
         dev: meta.dev(),
         ino: meta.ino(),
     };

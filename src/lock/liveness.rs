@@ -69,9 +69,15 @@ pub fn looks_like_gateway(argv: &[String]) -> bool {
         || argv0 == "openclaw-gateway"
 }
 
-/// This process's own start time, in the unit lock files record.
+/// This process's own start time, in the unit lock files record. Read once per process (a
+/// forked child has its own pid, and reads its own).
 pub fn own_start_time() -> Option<u64> {
-    process_start_time(std::process::id())
+    static OWN: std::sync::OnceLock<(u32, Option<u64>)> = std::sync::OnceLock::new();
+    let pid = std::process::id();
+    match OWN.get_or_init(|| (pid, process_start_time(pid))) {
+        (cached_pid, start_time) if *cached_pid == pid => *start_time,
+        _ => process_start_time(pid),
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -4,11 +4,10 @@ pub mod file;
 pub mod format;
 pub mod liveness;
 mod status;
+mod watch;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use status::{GatewayStatus, status};
@@ -20,6 +19,7 @@ use crate::probe;
 use file::{BeaconProbe, Created, HeldFile, Observed, Reclaim};
 use format::LockPayload;
 use liveness::Liveness;
+use watch::LockWatch;
 
 /// Longest a holder's `/healthz` may take to count as healthy while we acquire.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -77,7 +77,6 @@ impl GatewayLock {
         }
 
         file::prepare_lock_dir(&resolved.lock_dir)?;
-        file::sweep_abandoned_temps(&resolved.lock_dir, options.stale_after);
         let owner_id = uuid::Uuid::new_v4().to_string();
         let contents = LockPayload {
             pid: std::process::id(),
@@ -130,8 +129,10 @@ impl GatewayLock {
             logger: options.logger.clone(),
         };
         lock.watch = Some(LockWatch::start(
-            lock.files.iter().map(|f| f.path().to_path_buf()).collect(),
-            lock.files.iter().map(HeldFile::identity).collect(),
+            lock.files
+                .iter()
+                .map(|f| (f.path().to_path_buf(), f.identity()))
+                .collect(),
             options.recheck_interval,
             options.logger.clone(),
         ));
@@ -176,7 +177,8 @@ impl GatewayLock {
         self.watch.as_ref().is_some_and(LockWatch::is_lost)
     }
 
-    /// Calls `on_lost` (once, from the watch thread) when a lock file is deleted or replaced.
+    /// Calls `on_lost` once, from the re-check thread, when a lock file is deleted or replaced
+    /// (at once if that was already found). It may release the lock.
     pub fn on_lost(&self, on_lost: impl Fn(&Path) + Send + Sync + 'static) {
         if let Some(watch) = &self.watch {
             watch.set_handler(Box::new(on_lost));
@@ -198,9 +200,7 @@ impl GatewayLock {
 impl Drop for GatewayLock {
     fn drop(&mut self) {
         self.listeners.clear();
-        if let Some(watch) = self.watch.take() {
-            watch.stop();
-        }
+        self.watch = None;
         release_files(std::mem::take(&mut self.files), &self.owner_id);
     }
 }
@@ -229,7 +229,7 @@ fn acquire_file(
 ) -> Result<HeldFile, GatewayLockError> {
     let mut last_holder: Option<(Option<u32>, Option<u16>)> = None;
     loop {
-        match file::create(path, contents)? {
+        match file::create(path, contents, options.stale_after)? {
             Created::Held(held) => return Ok(held),
             Created::Lost => continue,
             Created::Exists => {}
@@ -319,148 +319,5 @@ pub(crate) fn judge(observed: &Observed, stale: Duration) -> Verdict {
             port,
         },
         Liveness::Unknown => Verdict::Wait { pid, port },
-    }
-}
-
-/// The periodic re-check (PostgreSQL does the same): every interval, does each path still name
-/// the file we hold? If not, say so once.
-#[derive(Debug)]
-struct LockWatch {
-    shared: Arc<WatchShared>,
-    thread: Option<JoinHandle<()>>,
-}
-
-type LostHandler = Box<dyn Fn(&Path) + Send + Sync>;
-
-struct WatchShared {
-    stop: Mutex<bool>,
-    wake: Condvar,
-    lost: Mutex<LostState>,
-}
-
-/// The lost path, once found, and who to tell; a handler set after the loss is told at once.
-#[derive(Default)]
-struct LostState {
-    path: Option<PathBuf>,
-    handler: Option<Arc<LostHandler>>,
-}
-
-impl WatchShared {
-    fn lost(&self) -> std::sync::MutexGuard<'_, LostState> {
-        self.lost.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl std::fmt::Debug for WatchShared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchShared")
-            .field("lost", &self.lost().path)
-            .finish()
-    }
-}
-
-impl LockWatch {
-    fn start(
-        paths: Vec<PathBuf>,
-        identities: Vec<(u64, u64)>,
-        interval: Duration,
-        logger: Logger,
-    ) -> Self {
-        let shared = Arc::new(WatchShared {
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-            lost: Mutex::new(LostState::default()),
-        });
-        let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("gateway-lock-watch".into())
-            .spawn(move || watch_loop(&thread_shared, &paths, &identities, interval, &logger))
-            .ok();
-        Self { shared, thread }
-    }
-
-    fn is_lost(&self) -> bool {
-        self.shared.lost().path.is_some()
-    }
-
-    fn set_handler(&self, handler: LostHandler) {
-        let handler = Arc::new(handler);
-        let already_lost = {
-            let mut lost = self.shared.lost();
-            lost.handler = Some(Arc::clone(&handler));
-            lost.path.clone()
-        };
-        // Called outside the mutex, so the handler may ask `is_lost`.
-        if let Some(path) = already_lost {
-            handler(&path);
-        }
-    }
-
-    fn stop(mut self) {
-        *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.shared.wake.notify_all();
-        // A lost-lock handler may release the lock from the watch thread itself.
-        if let Some(thread) = self.thread.take()
-            && thread.thread().id() != std::thread::current().id()
-        {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn watch_loop(
-    shared: &WatchShared,
-    paths: &[PathBuf],
-    identities: &[(u64, u64)],
-    interval: Duration,
-    logger: &Logger,
-) {
-    let Some(path) = wait_for_loss(shared, paths, identities, interval) else {
-        return;
-    };
-    let handler = {
-        let mut lost = shared.lost();
-        lost.path = Some(path.clone());
-        lost.handler.clone()
-    };
-    logger.log(
-        LogLevel::Error,
-        &format!(
-            "gateway lock file {} was removed or replaced; another gateway may start on this config: restart this gateway to take the lock again",
-            path.display()
-        ),
-    );
-    // No lock of ours is held here, so the handler may even release the gateway.
-    if let Some(handler) = handler {
-        handler(&path);
-    }
-}
-
-/// Re-checks every `interval` until a path no longer names our file (`Some(path)`) or the
-/// watch is stopped (`None`).
-fn wait_for_loss(
-    shared: &WatchShared,
-    paths: &[PathBuf],
-    identities: &[(u64, u64)],
-    interval: Duration,
-) -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let mut stopped = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        // The predicate is checked before waiting, so a stop that came first is not missed.
-        let (guard, _) = shared
-            .wake
-            .wait_timeout_while(stopped, interval, |stopped| !*stopped)
-            .unwrap_or_else(|e| e.into_inner());
-        stopped = guard;
-        if *stopped {
-            return None;
-        }
-        let gone = paths.iter().zip(identities).find(|(path, (dev, ino))| {
-            !std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino)
-        });
-        if let Some((path, _)) = gone {
-            return Some(path.clone());
-        }
     }
 }
