@@ -161,9 +161,6 @@ pub fn create(path: &Path, contents: &[u8], stale: Duration) -> Result<Created, 
 /// `Ok(None)` when this file system cannot do it; the caller falls back to a named temp file.
 #[cfg(target_os = "linux")]
 fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, GatewayLockError> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-
     let io_error = |source| GatewayLockError::LockIo {
         path: path.to_path_buf(),
         source,
@@ -196,13 +193,65 @@ fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gatew
     failpoint("after-beacon");
     file.write_all(contents).map_err(io_error)?;
     failpoint("after-write");
+    match link_descriptor(&file, path) {
+        Ok(()) => Ok(Some(confirm(path, file, contents).map_err(io_error)?)),
+        // Dropping `file` frees the unnamed inode: nothing of ours is left behind.
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Some(Created::Exists)),
+        // No /proc to name the unnamed file by: use a named temp file instead.
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENOENT) && !Path::new("/proc/self/fd").exists() =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+/// Gives the file of `held` a second lock path. Both locks of one acquisition carry the same
+/// payload, so on Linux one inode, locked once, serves both: half the files to write, and one
+/// beacon that proves both. `Ok(None)` where that cannot be done; create a file instead.
+pub fn create_alias(path: &Path, held: &HeldFile) -> Result<Option<Created>, GatewayLockError> {
+    #[cfg(target_os = "linux")]
+    {
+        let io_error = |source| GatewayLockError::LockIo {
+            path: path.to_path_buf(),
+            source,
+        };
+        // A duplicate descriptor shares the open file description, and so the `flock`.
+        let file = held.file.try_clone().map_err(io_error)?;
+        match link_descriptor(&file, path) {
+            Ok(()) => Ok(Some(confirm(path, file, &held.contents).map_err(io_error)?)),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Some(Created::Exists)),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOENT)
+                    && !Path::new("/proc/self/fd").exists() =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(io_error(e)),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (path, held);
+        Ok(None)
+    }
+}
+
+/// `linkat` of an open file (named or not) to `path`, through `/proc/self/fd`; fails with
+/// `EEXIST` if the path exists, whatever it is.
+#[cfg(target_os = "linux")]
+fn link_descriptor(file: &File, path: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
     let source = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
         .expect("a formatted fd path has no NUL");
     let target = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-        io_error(io::Error::new(
+        io::Error::new(
             io::ErrorKind::InvalidInput,
             "the lock path contains a NUL byte",
-        ))
+        )
     })?;
     // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
     let linked = unsafe {
@@ -214,17 +263,11 @@ fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gatew
             libc::AT_SYMLINK_FOLLOW,
         )
     };
-    if linked != 0 {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            // Dropping `file` frees the unnamed inode: nothing of ours is left behind.
-            Some(libc::EEXIST) => Ok(Some(Created::Exists)),
-            // No /proc to name the unnamed file by: use a named temp file instead.
-            Some(libc::ENOENT) if !Path::new("/proc/self/fd").exists() => Ok(None),
-            _ => Err(io_error(err)),
-        };
+    if linked == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
-    Ok(Some(confirm(path, file, contents).map_err(io_error)?))
 }
 
 fn create_via_named_temp(

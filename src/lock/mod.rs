@@ -96,7 +96,7 @@ impl GatewayLock {
         let deadline = Instant::now() + options.timeout;
         let mut files = Vec::with_capacity(paths.len());
         for path in &paths {
-            match acquire_file(path, &contents, deadline, options) {
+            match acquire_file(path, &contents, files.first(), deadline, options) {
                 Ok(held) => files.push(held),
                 Err(err) => {
                     release_files(files, &owner_id);
@@ -221,15 +221,26 @@ fn random_token() -> [u8; 16] {
 }
 
 /// Takes one lock file, judging and reclaiming as SPEC §5 says, until the deadline.
+/// `taken`, when given, is the lock file already held for this acquisition: its inode gets this
+/// path too where the platform allows it.
 fn acquire_file(
     path: &Path,
     contents: &[u8],
+    taken: Option<&HeldFile>,
     deadline: Instant,
     options: &GatewayOptions,
 ) -> Result<HeldFile, GatewayLockError> {
     let mut last_holder: Option<(Option<u32>, Option<u16>)> = None;
     loop {
-        match file::create(path, contents, options.stale_after)? {
+        let aliased = match taken {
+            Some(held) if !crate::failpoint::force_named_temp() => file::create_alias(path, held)?,
+            _ => None,
+        };
+        let created = match aliased {
+            Some(created) => created,
+            None => file::create(path, contents, options.stale_after)?,
+        };
+        match created {
             Created::Held(held) => return Ok(held),
             Created::Lost => continue,
             Created::Exists => {}
