@@ -2,12 +2,18 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::*;
 
+/// Each test checks that its port is free once it stops, so they must not pick up each
+/// other's ports in between: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn runs_with_no_configuration_and_stops_cleanly() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = TestEnv::new();
     let port = free_port().to_string();
     let gateway = env.start(&["--port", &port]);
@@ -22,6 +28,7 @@ fn runs_with_no_configuration_and_stops_cleanly() {
 
 #[test]
 fn library_acquire_serve_shutdown() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = TestEnv::new();
     let lock = gateway::GatewayLock::acquire(&env.options().port(0)).unwrap();
     let port = lock.port();
