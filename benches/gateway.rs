@@ -55,7 +55,7 @@ const WRK_CONNECTIONS: &str = "-c32";
 
 struct Plan {
     quick: bool,
-    /// Figure letters to run (`a`..`f`); empty runs them all.
+    /// Figure letters to run (`a`..`g`); empty runs them all.
     only: Vec<String>,
     /// Iterations of each process-level figure (a), (b), (c).
     process_iterations: usize,
@@ -71,7 +71,7 @@ struct Plan {
 }
 
 impl Plan {
-    /// `[--quick] [a|b|c|d|e|f ...]`; cargo's own `--bench` and other flags are ignored.
+    /// `[--quick] [a|b|c|d|e|f|g ...]`; cargo's own `--bench` and other flags are ignored.
     fn from_args() -> Self {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let only = args
@@ -150,6 +150,11 @@ fn main() {
     if plan.runs("f") {
         section("(f) /healthz latency and throughput");
         rows.extend(http_figures(&plan));
+    }
+
+    if plan.runs("g") {
+        section("(g) acquire → serve → shutdown: C ABI vs Rust API");
+        rows.extend(c_abi_vs_rust(&plan));
     }
 
     let after = Machine::now();
@@ -291,7 +296,15 @@ fn acquire_vs_floor(plan: &Plan, base: &Path) -> Vec<Row> {
     }
     let mut acquire = Vec::with_capacity(plan.acquire_blocks * BLOCK);
     let mut floor = Vec::with_capacity(plan.acquire_blocks * BLOCK);
+    let mut file_floor = Vec::with_capacity(plan.acquire_blocks * BLOCK);
+    let scratch = env.state_dir();
+    std::fs::create_dir_all(&scratch).expect("state dir");
     for _ in 0..plan.acquire_blocks {
+        for _ in 0..BLOCK {
+            let begin = Instant::now();
+            file_floor_once(&scratch);
+            file_floor.push(begin.elapsed());
+        }
         for _ in 0..BLOCK {
             let begin = Instant::now();
             let lock = GatewayLock::acquire(&options).expect("acquire");
@@ -315,6 +328,10 @@ fn acquire_vs_floor(plan: &Plan, base: &Path) -> Vec<Row> {
         )
         .target(Target::AtMost(us(300.0))),
         Row::time("(d) raw-socket floor: bind + listen + drop", &floor),
+        Row::time(
+            format!("(d) file floor on {place}: create + write + unlink + close of one file"),
+            &file_floor,
+        ),
         Row {
             name: format!("(d) acquire ÷ floor, state on {place}"),
             unit: Unit::Ratio,
@@ -322,6 +339,113 @@ fn acquire_vs_floor(plan: &Plan, base: &Path) -> Vec<Row> {
             spread: Some(ratio_p90),
             n: acquire.len(),
             target: Target::AtMost(5.0),
+            node: None,
+        },
+    ]
+}
+
+/// The least a lock file can cost on this file system: one new file with a payload, removed.
+fn file_floor_once(dir: &Path) {
+    let path = dir.join("floor.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("create");
+    file.write_all(&[b' '; 420]).expect("write");
+    std::fs::remove_file(&path).expect("unlink");
+}
+
+/// (g) The whole embedding cycle, acquire → serve → shutdown on an ephemeral port, through the
+/// C ABI (`gw_lock_acquire`, `gw_serve`, `gw_shutdown`: the functions a C host links, called
+/// here directly) and through the Rust API, in interleaved blocks of the same run.
+fn c_abi_vs_rust(plan: &Plan) -> Vec<Row> {
+    use gateway::ffi::*;
+    use std::ffi::CString;
+    use std::ptr::{null, null_mut};
+
+    let env = Env::new();
+    let state_dir = env.state_dir();
+    let config_path = state_dir.join("openclaw.json");
+    let options = GatewayOptions::new()
+        .state_dir(&state_dir)
+        .config_path(&config_path)
+        .port(0)
+        .logger(Logger::new(|_, _| {}));
+    let c_options = gw_options_new();
+    let c_state_dir = CString::new(state_dir.to_str().expect("UTF-8 temp dir")).unwrap();
+    let c_config_path = CString::new(config_path.to_str().expect("UTF-8 temp dir")).unwrap();
+    // SAFETY: `c_options` is live until freed below; the strings are NUL-terminated.
+    unsafe {
+        assert_eq!(
+            gw_options_set_state_dir(c_options, c_state_dir.as_ptr()),
+            gw_result::GW_OK
+        );
+        assert_eq!(
+            gw_options_set_config_path(c_options, c_config_path.as_ptr()),
+            gw_result::GW_OK
+        );
+        assert_eq!(gw_options_set_port(c_options, 0), gw_result::GW_OK);
+    }
+    let rust_cycle = || {
+        let lock = GatewayLock::acquire(&options).expect("acquire");
+        let gateway =
+            gateway::Gateway::serve(lock, gateway::ServeOptions::default()).expect("serve");
+        assert!(gateway.shutdown(Duration::from_secs(1)).drained);
+    };
+    let c_cycle = || {
+        let mut lock = null_mut();
+        let mut server = null_mut();
+        // SAFETY: the C ABI's contract: live options, writable outputs, each handle handed on once.
+        unsafe {
+            assert_eq!(gw_lock_acquire(c_options, &mut lock), gw_result::GW_OK);
+            assert_eq!(gw_serve(lock, null(), &mut server), gw_result::GW_OK);
+            assert_eq!(gw_shutdown(server, 1000), gw_result::GW_OK);
+        }
+    };
+    const BLOCK: usize = 20;
+    for _ in 0..5 {
+        rust_cycle();
+        c_cycle();
+    }
+    let mut rust = Vec::with_capacity(plan.acquire_blocks * BLOCK);
+    let mut c_abi = Vec::with_capacity(plan.acquire_blocks * BLOCK);
+    for _ in 0..plan.acquire_blocks {
+        for _ in 0..BLOCK {
+            let begin = Instant::now();
+            c_cycle();
+            c_abi.push(begin.elapsed());
+        }
+        for _ in 0..BLOCK {
+            let begin = Instant::now();
+            rust_cycle();
+            rust.push(begin.elapsed());
+        }
+    }
+    // SAFETY: created above, not used afterwards.
+    unsafe { gw_options_free(c_options) };
+    assert!(
+        env.lock_files().is_empty(),
+        "every cycle released its files"
+    );
+    let ratio = median(&c_abi).as_secs_f64() / median(&rust).as_secs_f64();
+    let ratio_p90 = percentile(&c_abi, 0.9).as_secs_f64() / percentile(&rust, 0.9).as_secs_f64();
+    vec![
+        Row::time(
+            "(g) C ABI: gw_lock_acquire → gw_serve → gw_shutdown",
+            &c_abi,
+        ),
+        Row::time(
+            "(g) Rust: GatewayLock::acquire → Gateway::serve → shutdown",
+            &rust,
+        ),
+        Row {
+            name: "(g) C ABI ÷ Rust API".into(),
+            unit: Unit::Ratio,
+            median: ratio,
+            spread: Some(ratio_p90),
+            n: c_abi.len(),
+            target: Target::AtMost(1.05),
             node: None,
         },
     ]

@@ -31,3 +31,16 @@ pub(crate) fn force_named_temp() -> bool {
 pub(crate) fn force_named_temp() -> bool {
     false
 }
+
+/// Test-only: `GATEWAY_FFI_PANIC=<export>` makes that C export panic inside its panic
+/// boundary, so a test can see the panic come back as `GW_ERR_PANIC`.
+#[cfg(feature = "failpoints")]
+pub(crate) fn inject_panic(function: &str) {
+    if std::env::var("GATEWAY_FFI_PANIC").is_ok_and(|wanted| wanted == function) {
+        panic!("injected by GATEWAY_FFI_PANIC");
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub(crate) fn inject_panic(_function: &str) {}

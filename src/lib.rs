@@ -22,6 +22,7 @@
 pub mod bind;
 mod error;
 mod failpoint;
+pub mod ffi;
 pub mod lock;
 mod options;
 pub mod paths;
@@ -32,4 +33,8 @@ pub mod supervisor;
 pub use error::GatewayLockError;
 pub use lock::{GatewayLock, GatewayStatus, status};
 pub use options::{Auth, BindMode, BindRetry, GatewayOptions, LogLevel, Logger, ResolvedOptions};
-pub use server::{Gateway, Phase, ServeOptions};
+pub use server::{
+    AuthThrottle, ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodError, MethodHandler,
+    MethodRequest, PROTOCOL_VERSION, ProtocolOptions, Responder,
+};
+pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, StateHandler};

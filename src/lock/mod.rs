@@ -162,6 +162,14 @@ impl GatewayLock {
         &self.logger
     }
 
+    /// Sends this lock's log lines, its re-check's included, to `logger` from now on.
+    pub(crate) fn set_logger(&mut self, logger: Logger) {
+        if let Some(watch) = &self.watch {
+            watch.set_logger(logger.clone());
+        }
+        self.logger = logger;
+    }
+
     /// The random id written in both lock files.
     pub fn owner_id(&self) -> &str {
         &self.owner_id

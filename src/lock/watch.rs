@@ -20,7 +20,7 @@ struct Entry {
     /// Each lock path with the device and inode of the file we hold there.
     files: Vec<(PathBuf, (u64, u64))>,
     interval: Duration,
-    logger: Logger,
+    logger: Mutex<Logger>,
     lost: Mutex<Lost>,
 }
 
@@ -79,7 +79,7 @@ impl LockWatch {
         let entry = Arc::new(Entry {
             files,
             interval,
-            logger,
+            logger: Mutex::new(logger),
             lost: Mutex::new(Lost::default()),
         });
         let watcher = watcher();
@@ -94,6 +94,10 @@ impl LockWatch {
 
     pub(super) fn is_lost(&self) -> bool {
         relock(&self.entry.lost).path.is_some()
+    }
+
+    pub(super) fn set_logger(&self, logger: Logger) {
+        *relock(&self.entry.logger) = logger;
     }
 
     pub(super) fn set_handler(&self, handler: Box<LostHandler>) {
@@ -191,7 +195,8 @@ impl Entry {
             lost.path = Some(path.clone());
             lost.handler.clone()
         };
-        self.logger.log(
+        let logger = relock(&self.logger).clone();
+        logger.log(
             LogLevel::Error,
             &format!(
                 "gateway lock file {} was removed or replaced; another gateway may start on this config: restart this gateway to take the lock again",

@@ -1,7 +1,12 @@
-//! The gateway's server: HTTP probes now, the WebSocket protocol at `/` later, on a tokio
+//! The gateway's server: HTTP probes and the WebSocket protocol at `/`, on a tokio
 //! runtime the gateway owns, with a bounded graceful shutdown (SPEC §7).
 
+mod auth;
+mod host;
+mod lifecycle;
 mod probes;
+mod protocol;
+mod ws;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,7 +25,14 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
 
+pub use auth::AuthThrottle;
+pub use host::{
+    ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodHandler, MethodRequest, Responder,
+};
+pub use lifecycle::{GatewayState, ShutdownReport, StateHandler};
 pub use probes::Phase;
+pub use protocol::{MethodError, PROTOCOL_VERSION};
+pub use ws::ProtocolOptions;
 
 use crate::error::GatewayLockError;
 use crate::lock::GatewayLock;
@@ -33,6 +45,16 @@ pub struct ServeOptions {
     pub worker_threads: usize,
     /// The shutdown timeout used when a [`Gateway`] is dropped without `shutdown`.
     pub drop_timeout: Duration,
+    /// Where the gateway logs from `serve` on, its lock's re-check included (default: the
+    /// logger of the lock's options).
+    pub logger: Option<Logger>,
+    /// Told when the gateway is ready, loses its lock, and stops. Replaces any
+    /// [`GatewayLock::on_lost`] handler set before `serve`.
+    pub on_state: Option<StateHandler>,
+    /// The WebSocket protocol's limits and policies (SPEC §9).
+    pub protocol: ProtocolOptions,
+    /// The host's methods, events and connection observer.
+    pub handlers: Handlers,
 }
 
 impl Default for ServeOptions {
@@ -42,6 +64,10 @@ impl Default for ServeOptions {
                 .map_or(2, |n| n.get())
                 .min(4),
             drop_timeout: Duration::from_secs(5),
+            logger: None,
+            on_state: None,
+            protocol: ProtocolOptions::default(),
+            handlers: Handlers::default(),
         }
     }
 }
@@ -49,6 +75,7 @@ impl Default for ServeOptions {
 struct Shared {
     phase: AtomicU8,
     logger: Logger,
+    ws: Arc<ws::Hub>,
 }
 
 impl Shared {
@@ -69,6 +96,7 @@ pub struct Gateway {
     shared: Arc<Shared>,
     running: Option<Running>,
     drop_timeout: Duration,
+    on_state: Option<StateHandler>,
 }
 
 struct Running {
@@ -76,7 +104,8 @@ struct Running {
     /// `Some(timeout)` asks the server to stop, draining connections for at most `timeout`.
     stop: watch::Sender<Option<Duration>>,
     listeners_closed: std_mpsc::Receiver<()>,
-    thread: JoinHandle<()>,
+    /// Yields whether every connection finished within the drain timeout.
+    thread: JoinHandle<bool>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -95,9 +124,27 @@ impl Gateway {
     pub fn serve(mut lock: GatewayLock, options: ServeOptions) -> Result<Self, GatewayLockError> {
         let port = lock.port();
         let addrs = lock.local_addrs();
+        if let Some(logger) = &options.logger {
+            lock.set_logger(logger.clone());
+        }
+        if let Some(on_state) = options.on_state.clone() {
+            lock.on_lost(move |path| {
+                on_state.notify(&GatewayState::LockLost {
+                    path: path.to_path_buf(),
+                })
+            });
+        }
+        let ws = ws::Hub::new(
+            options.protocol.clone(),
+            options.handlers.clone(),
+            lock.resolved().auth.clone(),
+            addrs.iter().all(|addr| addr.ip().is_loopback()),
+            lock.logger().clone(),
+        );
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(Phase::Starting as u8),
             logger: lock.logger().clone(),
+            ws,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.worker_threads.max(1))
@@ -113,9 +160,11 @@ impl Gateway {
         let thread = std::thread::Builder::new()
             .name("gateway-server".into())
             .spawn(move || {
-                runtime.block_on(run(listeners, thread_shared, stop_rx, ready_tx, closed_tx));
+                let drained =
+                    runtime.block_on(run(listeners, thread_shared, stop_rx, ready_tx, closed_tx));
                 // Connections still open after the drain timeout are dropped here.
                 runtime.shutdown_timeout(Duration::from_millis(100));
+                drained
             })
             .map_err(GatewayLockError::Runtime)?;
         match ready_rx.recv() {
@@ -131,7 +180,7 @@ impl Gateway {
                 )));
             }
         }
-        Ok(Self {
+        let gateway = Self {
             port,
             addrs,
             shared,
@@ -142,7 +191,12 @@ impl Gateway {
                 thread,
             }),
             drop_timeout: options.drop_timeout,
-        })
+            on_state: options.on_state,
+        };
+        if let Some(on_state) = &gateway.on_state {
+            on_state.notify(&GatewayState::Ready);
+        }
+        Ok(gateway)
     }
 
     /// The port the gateway listens on.
@@ -165,16 +219,51 @@ impl Gateway {
         self.running.as_ref().map(|r| &r.lock)
     }
 
-    /// Stops accepting, closes every listener, lets open connections finish for at most
-    /// `timeout`, then releases the lock. When it returns the port can be bound again and no
-    /// lock file of ours remains.
-    pub fn shutdown(mut self, timeout: Duration) {
-        self.stop(timeout);
+    /// A handle that talks to this gateway's WebSocket clients from any thread.
+    pub fn handle(&self) -> GatewayHandle {
+        GatewayHandle {
+            hub: Arc::clone(&self.shared.ws),
+        }
     }
 
-    fn stop(&mut self, timeout: Duration) {
+    /// Sends `event` with `payload` (and a `seq`) to every authenticated client.
+    pub fn broadcast(&self, event: &str, payload: &serde_json::Value) {
+        self.shared.ws.broadcast(event, payload);
+    }
+
+    /// Sends `event` to one authenticated client; `false` when it is not connected.
+    pub fn send_event(&self, conn_id: u64, event: &str, payload: &serde_json::Value) -> bool {
+        self.shared.ws.send_event(conn_id, event, payload)
+    }
+
+    /// Answers a host request by its [`MethodRequest::id`], from any thread; `false` when it
+    /// was already answered, timed out, or its client is gone.
+    pub fn respond(&self, request_id: u64, result: Result<serde_json::Value, MethodError>) -> bool {
+        self.shared.ws.respond(request_id, result)
+    }
+
+    /// Replaces the snapshot `health` answers and broadcasts it as a `health` event.
+    pub fn set_health(&self, snapshot: serde_json::Value) {
+        self.shared.ws.set_health(snapshot);
+    }
+
+    /// WebSocket connections open now, authenticated or not.
+    pub fn connection_count(&self) -> usize {
+        self.shared.ws.connection_count()
+    }
+
+    /// Stops accepting, closes every listener, lets open connections finish for at most
+    /// `timeout`, then releases the lock. When it returns the port can be bound again and no
+    /// lock file of ours remains. The report says whether the connections drained in time.
+    pub fn shutdown(mut self, timeout: Duration) -> ShutdownReport {
+        ShutdownReport {
+            drained: self.stop(timeout),
+        }
+    }
+
+    fn stop(&mut self, timeout: Duration) -> bool {
         let Some(running) = self.running.take() else {
-            return;
+            return true;
         };
         let started = Instant::now();
         self.shared.set_phase(Phase::Draining);
@@ -183,18 +272,22 @@ impl Gateway {
         let _ = running
             .listeners_closed
             .recv_timeout(timeout.max(Duration::from_secs(1)));
-        let _ = running.thread.join();
+        let drained = running.thread.join().unwrap_or(false);
         running.lock.release();
         self.shared.logger.log(
             LogLevel::Info,
             &format!("gateway stopped in {} ms", started.elapsed().as_millis()),
         );
+        if let Some(on_state) = &self.on_state {
+            on_state.notify(&GatewayState::Stopped { drained });
+        }
+        drained
     }
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        self.stop(self.drop_timeout);
+        let _ = self.stop(self.drop_timeout);
     }
 }
 
@@ -204,12 +297,12 @@ async fn run(
     mut stop: watch::Receiver<Option<Duration>>,
     ready: std_mpsc::Sender<std::io::Result<()>>,
     listeners_closed: std_mpsc::Sender<()>,
-) {
+) -> bool {
     let listeners = match to_tokio(listeners) {
         Ok(listeners) => listeners,
         Err(err) => {
             let _ = ready.send(Err(err));
-            return;
+            return true;
         }
     };
     // Every connection task holds a sender; `recv` yields `None` once all of them are gone.
@@ -226,6 +319,7 @@ async fn run(
         })
         .collect();
     drop(open_tx);
+    shared.ws.start();
     shared.set_phase(Phase::Ready);
     let _ = ready.send(Ok(()));
 
@@ -240,8 +334,12 @@ async fn run(
     for accept_loop in accept_loops {
         let _ = accept_loop.await;
     }
+    // SPEC §7: the `shutdown` event and close 1012 to every WebSocket client.
+    shared.ws.shutdown();
     let _ = listeners_closed.send(());
-    let _ = tokio::time::timeout(timeout, all_closed.recv()).await;
+    tokio::time::timeout(timeout, all_closed.recv())
+        .await
+        .is_ok()
 }
 
 fn to_tokio(
@@ -284,12 +382,22 @@ async fn serve_connection(
     stream: tokio::net::TcpStream,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<Option<Duration>>,
-    _open: mpsc::Sender<()>,
+    open: mpsc::Sender<()>,
 ) {
     let _ = stream.set_nodelay(true);
-    let service = service_fn(move |request| {
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let service = service_fn(move |mut request| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(route(&request, &shared)) }
+        // An upgraded WebSocket connection keeps shutdown waiting, like any connection.
+        let open = open.clone();
+        async move {
+            if request.uri().path() == "/" {
+                return Ok::<_, Infallible>(shared.ws.accept(&mut request, peer, open));
+            }
+            Ok::<_, Infallible>(route(&request, &shared))
+        }
     });
     let connection = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)

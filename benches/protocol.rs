@@ -1,0 +1,467 @@
+//! The WebSocket protocol's figures (SPEC §9), measured against the real `gateway` binary over
+//! loopback: the connect handshake, the `health` round trip, `health` throughput over 32
+//! connections next to a bare tokio-tungstenite echo server measured in the same run, and the
+//! RSS that 1,000 idle authenticated connections add.
+//!
+//! `cargo bench --bench protocol` runs the full set (about half a minute); `-- --quick` runs
+//! a short pass to check in CI that the bench still works. Targets that are missed are
+//! reported, not failed: the bench fails only when the gateway misbehaves (a wrong answer).
+//!
+//! The echo floor runs in a child process too (this bench, re-executed with
+//! `--echo-server`), so both servers are measured the same way.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The environment that would leak the developer's or CI's set-up into the gateway.
+const SCRUBBED: [&str; 16] = [
+    "OPENCLAW_HOME",
+    "OPENCLAW_STATE_DIR",
+    "OPENCLAW_CONFIG_PATH",
+    "OPENCLAW_GATEWAY_PORT",
+    "OPENCLAW_ALLOW_MULTI_GATEWAY",
+    "OPENCLAW_GATEWAY_TOKEN",
+    "OPENCLAW_GATEWAY_PASSWORD",
+    "INVOCATION_ID",
+    "SYSTEMD_EXEC_PID",
+    "JOURNAL_STREAM",
+    "OPENCLAW_SYSTEMD_UNIT",
+    "XPC_SERVICE_NAME",
+    "LAUNCH_JOB_LABEL",
+    "OPENCLAW_LAUNCHD_LABEL",
+    "NOTIFY_SOCKET",
+    "GATEWAY_FAILPOINT",
+];
+const TOKEN: &str = "bench-token";
+const HEALTH: &str = r#"{"type":"req","id":"h","method":"health"}"#;
+const CONNECTIONS: usize = 32;
+const IDLE_CLIENTS: usize = 1000;
+
+struct Plan {
+    handshakes: usize,
+    round_trips: usize,
+    throughput_window: Duration,
+    throughput_runs: usize,
+}
+
+impl Plan {
+    fn from_args() -> Self {
+        if std::env::args().any(|a| a == "--quick") {
+            Self {
+                handshakes: 50,
+                round_trips: 1000,
+                throughput_window: Duration::from_millis(500),
+                throughput_runs: 1,
+            }
+        } else {
+            Self {
+                handshakes: 1000,
+                round_trips: 20_000,
+                throughput_window: Duration::from_secs(3),
+                throughput_runs: 3,
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--echo-server") {
+        return echo_server(args.get(i + 1).map(String::as_str));
+    }
+    let plan = Plan::from_args();
+    raise_nofile_limit(4 * IDLE_CLIENTS as u64 + 256);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gateway = Server::gateway();
+    let echo = Server::echo();
+    println!(
+        "protocol bench on {} cores; gateway pid {}, echo floor pid {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        gateway.child.id(),
+        echo.child.id()
+    );
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        println!("-- (p1) connect handshake: TCP open → challenge → connect → hello-ok");
+        let samples = handshakes(gateway.port, plan.handshakes).await;
+        rows.push(row(
+            "connect handshake, median",
+            fmt_duration(median(&samples)),
+            "≤ 1 ms",
+            median(&samples) <= Duration::from_millis(1),
+        ));
+        println!("   p90 {}", fmt_duration(percentile(&samples, 0.9)));
+
+        println!("-- (p2) health round trip on an open connection");
+        let samples = round_trips(gateway.port, plan.round_trips).await;
+        rows.push(row(
+            "health round trip, median",
+            fmt_duration(median(&samples)),
+            "≤ 100 µs",
+            median(&samples) <= Duration::from_micros(100),
+        ));
+        println!("   p90 {}", fmt_duration(percentile(&samples, 0.9)));
+
+        println!("-- (p3) health throughput over {CONNECTIONS} connections vs bare echo");
+        let (mut ours, mut floor) = (Vec::new(), Vec::new());
+        for run in 0..plan.throughput_runs {
+            let g = throughput(gateway.port, true, plan.throughput_window).await;
+            let e = throughput(echo.port, false, plan.throughput_window).await;
+            println!("   run {run}: gateway {g:.0}/s, echo floor {e:.0}/s");
+            ours.push(g);
+            floor.push(e);
+        }
+        let (g, e) = (median_f64(&ours), median_f64(&floor));
+        let ratio = g / e * 100.0;
+        rows.push(row(
+            "health throughput (32 conns)",
+            format!("{g:.0}/s = {ratio:.0}% of echo {e:.0}/s"),
+            "≥ 70% of echo",
+            ratio >= 70.0,
+        ));
+
+        println!("-- (p4) RSS added by {IDLE_CLIENTS} idle authenticated connections");
+        let (before, after) = idle_rss(&gateway).await;
+        let added = after.saturating_sub(before);
+        rows.push(row(
+            &format!("{IDLE_CLIENTS} idle connections, RSS added"),
+            format!(
+                "{:.1} MB ({:.1} → {:.1} MB, {:.1} KB/conn)",
+                mb(added),
+                mb(before),
+                mb(after),
+                added as f64 / 1000.0 / IDLE_CLIENTS as f64
+            ),
+            "≤ 30 MB",
+            added <= 30_000_000,
+        ));
+    });
+    println!();
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    for (name, value, target, met) in &rows {
+        let verdict = if *met { "met" } else { "MISSED" };
+        println!("{name:width$}  {value}  (target {target}: {verdict})");
+    }
+}
+
+type Row = (String, String, &'static str, bool);
+
+fn row(name: &str, value: String, target: &'static str, met: bool) -> Row {
+    (name.to_owned(), value, target, met)
+}
+
+/// A server in a child process, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    _home: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// `gateway run --auth token` on an ephemeral-ish port with a fresh HOME.
+    fn gateway() -> Self {
+        let home = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        for name in SCRUBBED {
+            command.env_remove(name);
+        }
+        command
+            .args([
+                "run",
+                "--port",
+                &port.to_string(),
+                "--auth",
+                "token",
+                "--token",
+                TOKEN,
+            ])
+            .env("HOME", home.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("spawn gateway");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert!(line.starts_with("gateway listening"), "{line}");
+        Self {
+            child,
+            port,
+            _home: Some(home),
+        }
+    }
+
+    /// This bench re-executed as a bare tokio-tungstenite echo server.
+    fn echo() -> Self {
+        let port = free_port();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--echo-server", &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn echo floor");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        Self {
+            child,
+            port,
+            _home: None,
+        }
+    }
+
+    fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+            * 1024
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The floor: the same runtime shape as the gateway (2 workers), echoing every text frame.
+fn echo_server(port: Option<&str>) {
+    let port: u16 = port.expect("--echo-server PORT").parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        println!("ready");
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if message.is_text() && ws.send(message).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+async fn open(port: u16) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/"))
+        .await
+        .expect("websocket upgrade");
+    if let MaybeTlsStream::Plain(stream) = ws.get_ref() {
+        let _ = stream.set_nodelay(true);
+    }
+    ws
+}
+
+async fn next_text(ws: &mut Ws) -> Utf8Bytes {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return text,
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    }
+}
+
+/// Open → `connect.challenge` → `connect` → `hello-ok`.
+async fn handshake(port: u16) -> Ws {
+    let mut ws = open(port).await;
+    let challenge: Value = serde_json::from_str(next_text(&mut ws).await.as_str()).unwrap();
+    assert_eq!(challenge["event"], "connect.challenge");
+    let connect = json!({
+        "type": "req", "id": "c", "method": "connect",
+        "params": {
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "bench", "version": "1", "platform": "linux", "mode": "cli"},
+            "auth": {"token": TOKEN},
+        },
+    });
+    ws.send(Message::Text(connect.to_string().into()))
+        .await
+        .unwrap();
+    let hello = next_text(&mut ws).await;
+    assert!(hello.as_str().contains(r#""type":"hello-ok""#), "{hello}");
+    ws
+}
+
+async fn handshakes(port: u16, n: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let ws = handshake(port).await;
+        samples.push(started.elapsed());
+        drop(ws);
+    }
+    samples
+}
+
+async fn round_trips(port: u16, n: usize) -> Vec<Duration> {
+    let mut ws = handshake(port).await;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n + 100 {
+        let started = Instant::now();
+        ws.send(Message::Text(Utf8Bytes::from_static(HEALTH)))
+            .await
+            .unwrap();
+        let res = next_text(&mut ws).await;
+        let elapsed = started.elapsed();
+        assert!(res.as_str().contains(r#""ok":true"#), "{res}");
+        if i >= 100 {
+            samples.push(elapsed); // The first 100 warm up.
+        }
+    }
+    samples
+}
+
+/// Requests per second over `CONNECTIONS` connections, one request in flight on each.
+async fn throughput(port: u16, gateway: bool, window: Duration) -> f64 {
+    let mut sockets = Vec::new();
+    for _ in 0..CONNECTIONS {
+        sockets.push(if gateway {
+            handshake(port).await
+        } else {
+            open(port).await
+        });
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            let (done, count) = (Arc::clone(&done), Arc::clone(&count));
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    ws.send(Message::Text(Utf8Bytes::from_static(HEALTH)))
+                        .await
+                        .unwrap();
+                    let res = next_text(&mut ws).await;
+                    if gateway {
+                        assert!(res.as_str().contains(r#""ok":true"#), "{res}");
+                    } else {
+                        assert_eq!(res.as_str(), HEALTH);
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Warm up, then count over the window.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = count.load(Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let counted = count.load(Ordering::Relaxed) - start;
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    counted as f64 / elapsed.as_secs_f64()
+}
+
+async fn idle_rss(gateway: &Server) -> (u64, u64) {
+    // Warm the server's allocator with a few connections first, as a running gateway is.
+    drop(handshake(gateway.port).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = gateway.rss();
+    let mut clients = Vec::with_capacity(IDLE_CLIENTS);
+    for chunk in 0..IDLE_CLIENTS / 100 {
+        let batch: Vec<_> = (0..100)
+            .map(|_| tokio::spawn(handshake(gateway.port)))
+            .collect();
+        for task in batch {
+            clients.push(task.await.unwrap());
+        }
+        let _ = chunk;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = gateway.rss();
+    // Still all there and answering.
+    let ws = clients.last_mut().unwrap();
+    ws.send(Message::Text(Utf8Bytes::from_static(HEALTH)))
+        .await
+        .unwrap();
+    assert!(next_text(ws).await.as_str().contains(r#""ok":true"#));
+    drop(clients);
+    (before, after)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn raise_nofile_limit(wanted: u64) {
+    // SAFETY: getrlimit/setrlimit with a valid, initialized struct.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+            && limit.rlim_cur < wanted as libc::rlim_t
+        {
+            limit.rlim_cur = limit.rlim_max.min(wanted as libc::rlim_t);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+fn median(samples: &[Duration]) -> Duration {
+    percentile(samples, 0.5)
+}
+
+fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn median_f64(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    sorted[sorted.len() / 2]
+}
+
+fn fmt_duration(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}

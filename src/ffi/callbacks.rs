@@ -1,0 +1,278 @@
+//! `gw_callbacks`: the host's log and state callbacks, and the userdata they share, which the
+//! library frees exactly once through `free_userdata`.
+
+use std::ffi::{CString, c_char, c_void};
+use std::mem::{MaybeUninit, size_of};
+use std::sync::Arc;
+
+use super::result::{fail, gw_result};
+use crate::options::{LogLevel, Logger};
+use crate::server::{GatewayState, StateHandler};
+
+/// How loud a log line is.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum gw_log_level {
+    GW_LOG_DEBUG = 0,
+    GW_LOG_INFO = 1,
+    GW_LOG_WARN = 2,
+    GW_LOG_ERROR = 3,
+}
+
+/// A change in a served gateway's life, given to the state callback with a `gw_result`.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum gw_state {
+    /// The port accepts and `/readyz` answers 200 (result `GW_OK`). Called on the thread in
+    /// `gw_serve`, before it returns.
+    GW_STATE_READY = 1,
+    /// A lock file was deleted or replaced while held; another gateway may start on this config
+    /// (result `GW_ERR_LOCK_LOST`; the log callback gets the path). Called once, on the
+    /// library's lock re-check thread. The server keeps serving until `gw_shutdown`.
+    GW_STATE_LOCK_LOST = 2,
+    /// The listeners are closed and the lock is released (result `GW_OK`, or `GW_ERR_TIMEOUT`
+    /// when open connections were cut off). Called on the thread in `gw_shutdown`.
+    GW_STATE_STOPPED = 3,
+}
+
+/// A log callback: `message` is NUL-terminated UTF-8, `len` bytes long without the NUL, and
+/// valid only during the call. Called on any library thread, possibly on several at once.
+pub type gw_log_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        level: gw_log_level,
+        message: *const c_char,
+        len: usize,
+    ),
+>;
+
+/// A state callback (see `gw_state`). Called on the thread each state names.
+pub type gw_state_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, state: gw_state, result: gw_result)>;
+
+/// What the host wants to hear from a served gateway, given to `gw_serve`.
+///
+/// Set `size` to `sizeof(gw_callbacks)`: fields added at the end by later versions of the
+/// library are then known to be absent from an older host's struct (the library reads only
+/// `size` bytes and treats what lies beyond as NULL), and a newer host's extra fields are
+/// ignored by an older library. Any field may be NULL.
+///
+/// The callbacks must be thread-safe, must return (no `longjmp`, no C++ exception), and must
+/// not call `gw_shutdown`. The library copies the struct during `gw_serve`; the host may reuse
+/// it afterwards.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct gw_callbacks {
+    /// `sizeof(gw_callbacks)` as the host was compiled with.
+    pub size: usize,
+    /// Passed as is to every callback; the library never reads it.
+    pub userdata: *mut c_void,
+    /// Every log line of the server and its lock, all levels (NULL: the options' logger, which
+    /// prints warnings and errors to stderr).
+    pub log: gw_log_fn,
+    /// Ready, lock lost, stopped.
+    pub state: gw_state_fn,
+    /// Called with `userdata` exactly once, when the library drops its last reference to the
+    /// callbacks: during `gw_serve` when it fails, else during `gw_shutdown` or soon after it on
+    /// a library thread. No callback is called after it.
+    pub free_userdata: Option<unsafe extern "C" fn(userdata: *mut c_void)>,
+    // The WebSocket request and event callbacks of the protocol go here, at the end.
+}
+
+/// The host's callbacks as the library holds them: shared by the logger and the state handler,
+/// and freed when the last of them is dropped.
+pub(crate) struct HostCallbacks(gw_callbacks);
+
+// SAFETY: the header requires the callbacks to be callable from any thread, at once, and
+// `free_userdata` from whichever thread drops the last reference.
+unsafe impl Send for HostCallbacks {}
+// SAFETY: as above; the library itself never touches `userdata`.
+unsafe impl Sync for HostCallbacks {}
+
+impl HostCallbacks {
+    /// Copies the first `size` bytes of the host's struct; later fields stay NULL.
+    ///
+    /// # Safety
+    ///
+    /// `callbacks` points to at least `callbacks->size` readable bytes (or `size_of::<usize>()`
+    /// when that is more), laid out as `gw_callbacks`.
+    pub(crate) unsafe fn read(
+        function: &str,
+        callbacks: *const gw_callbacks,
+    ) -> Result<Arc<Self>, gw_result> {
+        // SAFETY: the first field is readable by the contract.
+        let size = unsafe { callbacks.cast::<usize>().read_unaligned() };
+        let known = size.min(size_of::<gw_callbacks>());
+        // Every field is pointer-sized: a size below one field, or one that cuts a field of
+        // ours in half, is a host bug (most likely `size` left unset).
+        if known < size_of::<usize>() || known % size_of::<usize>() != 0 {
+            return Err(fail(
+                gw_result::GW_ERR_INVALID_ARGUMENT,
+                format!("{function}: callbacks->size is {size}: set it to sizeof(gw_callbacks)"),
+            ));
+        }
+        let mut copy = MaybeUninit::<gw_callbacks>::zeroed();
+        // SAFETY: `known` bytes are readable (at most the host's size) and fit in our struct;
+        // all-zero bytes are a valid gw_callbacks (NULL pointers, `None` callbacks), so a
+        // partial copy leaves every later field NULL.
+        let copy = unsafe {
+            std::ptr::copy_nonoverlapping(callbacks.cast::<u8>(), copy.as_mut_ptr().cast(), known);
+            copy.assume_init()
+        };
+        Ok(Arc::new(Self(copy)))
+    }
+
+    /// The logger to serve with, when the host gave a log callback.
+    pub(crate) fn logger(self: &Arc<Self>) -> Option<Logger> {
+        let log = self.0.log?;
+        let host = Arc::clone(self);
+        Some(Logger::new(move |level, message| {
+            let level = match level {
+                LogLevel::Debug => gw_log_level::GW_LOG_DEBUG,
+                LogLevel::Info => gw_log_level::GW_LOG_INFO,
+                LogLevel::Warn => gw_log_level::GW_LOG_WARN,
+                LogLevel::Error => gw_log_level::GW_LOG_ERROR,
+            };
+            let text = CString::new(message.replace('\0', "\u{FFFD}")).unwrap_or_default();
+            let bytes = text.as_bytes();
+            // SAFETY: a host callback given a NUL-terminated string that outlives the call.
+            unsafe { log(host.0.userdata, level, text.as_ptr(), bytes.len()) }
+        }))
+    }
+
+    /// The state handler to serve with, when the host gave a state callback.
+    pub(crate) fn state_handler(self: &Arc<Self>) -> Option<StateHandler> {
+        let state = self.0.state?;
+        let host = Arc::clone(self);
+        Some(StateHandler::new(move |change| {
+            let (code, result) = match change {
+                GatewayState::Ready => (gw_state::GW_STATE_READY, gw_result::GW_OK),
+                GatewayState::LockLost { .. } => {
+                    (gw_state::GW_STATE_LOCK_LOST, gw_result::GW_ERR_LOCK_LOST)
+                }
+                GatewayState::Stopped { drained: true } => {
+                    (gw_state::GW_STATE_STOPPED, gw_result::GW_OK)
+                }
+                GatewayState::Stopped { drained: false } => {
+                    (gw_state::GW_STATE_STOPPED, gw_result::GW_ERR_TIMEOUT)
+                }
+            };
+            // SAFETY: a host callback, called with the host's own userdata.
+            unsafe { state(host.0.userdata, code, result) }
+        }))
+    }
+}
+
+impl Drop for HostCallbacks {
+    fn drop(&mut self) {
+        if let Some(free_userdata) = self.0.free_userdata {
+            // SAFETY: the last reference is gone, so this runs once and no callback follows.
+            unsafe { free_userdata(self.0.userdata) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    struct Counters {
+        logs: AtomicUsize,
+        states: AtomicUsize,
+        frees: AtomicUsize,
+    }
+
+    unsafe extern "C" fn log(
+        userdata: *mut c_void,
+        _: gw_log_level,
+        message: *const c_char,
+        len: usize,
+    ) {
+        // SAFETY: userdata is the test's Counters; message is NUL-terminated, len bytes long.
+        unsafe {
+            assert_eq!(*message.add(len), 0);
+            (*userdata.cast::<Counters>())
+                .logs
+                .fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    unsafe extern "C" fn state(userdata: *mut c_void, _: gw_state, _: gw_result) {
+        // SAFETY: userdata is the test's Counters.
+        unsafe {
+            (*userdata.cast::<Counters>())
+                .states
+                .fetch_add(1, Ordering::SeqCst)
+        };
+    }
+
+    unsafe extern "C" fn free(userdata: *mut c_void) {
+        // SAFETY: userdata is the test's Counters.
+        unsafe {
+            (*userdata.cast::<Counters>())
+                .frees
+                .fetch_add(1, Ordering::SeqCst)
+        };
+    }
+
+    fn counters() -> Counters {
+        Counters {
+            logs: AtomicUsize::new(0),
+            states: AtomicUsize::new(0),
+            frees: AtomicUsize::new(0),
+        }
+    }
+
+    #[test]
+    fn userdata_is_freed_once_after_the_last_callback() {
+        let counters = counters();
+        let callbacks = gw_callbacks {
+            size: size_of::<gw_callbacks>(),
+            userdata: (&raw const counters).cast_mut().cast(),
+            log: Some(log),
+            state: Some(state),
+            free_userdata: Some(free),
+        };
+        // SAFETY: a whole, valid gw_callbacks.
+        let host = unsafe { HostCallbacks::read("t", &callbacks) }.unwrap();
+        let logger = host.logger().unwrap();
+        let handler = host.state_handler().unwrap();
+        drop(host);
+        logger.log(LogLevel::Info, "with\0nul");
+        handler.notify(&GatewayState::Stopped { drained: false });
+        drop(logger);
+        assert_eq!(counters.frees.load(Ordering::SeqCst), 0);
+        drop(handler);
+        assert_eq!(counters.logs.load(Ordering::SeqCst), 1);
+        assert_eq!(counters.states.load(Ordering::SeqCst), 1);
+        assert_eq!(counters.frees.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn fields_past_size_are_null() {
+        let counters = counters();
+        let callbacks = gw_callbacks {
+            size: std::mem::offset_of!(gw_callbacks, state),
+            userdata: (&raw const counters).cast_mut().cast(),
+            log: Some(log),
+            state: Some(state),
+            free_userdata: Some(free),
+        };
+        // SAFETY: the struct is whole, so its first `size` bytes are readable.
+        let host = unsafe { HostCallbacks::read("t", &callbacks) }.unwrap();
+        assert!(host.logger().is_some());
+        assert!(host.state_handler().is_none());
+        drop(host);
+        assert_eq!(counters.frees.load(Ordering::SeqCst), 0);
+
+        for size in [0, 3, size_of::<gw_callbacks>() - 1] {
+            let odd = gw_callbacks { size, ..callbacks };
+            // SAFETY: as above.
+            let result = unsafe { HostCallbacks::read("t", &odd) };
+            assert_eq!(result.err(), Some(gw_result::GW_ERR_INVALID_ARGUMENT));
+        }
+        assert_eq!(counters.frees.load(Ordering::SeqCst), 0);
+    }
+}

@@ -1,0 +1,53 @@
+//! The C ABI (`include/gateway.h`, generated from this module by cbindgen in `build.rs`).
+//!
+//! It translates the safe Rust API and adds no logic of its own: handles own the Rust values,
+//! results and messages come from [`GatewayLockError`], callbacks become a [`Logger`] and a
+//! [`StateHandler`]. Every export NULL-checks its pointers, writes its outputs only on success,
+//! and runs its body behind a panic boundary: a panic becomes `GW_ERR_PANIC`, never an abort
+//! or an unwind into C.
+//!
+//! [`Logger`]: crate::Logger
+//! [`StateHandler`]: crate::StateHandler
+
+// The C names are the ABI: `gw_options`, `gw_result`, `GW_OK`.
+#![allow(non_camel_case_types)]
+
+mod boundary;
+mod callbacks;
+mod lock;
+mod options;
+mod result;
+mod server;
+
+pub use callbacks::{gw_callbacks, gw_log_fn, gw_log_level, gw_state, gw_state_fn};
+pub use lock::{
+    gw_lock, gw_lock_acquire, gw_lock_port, gw_lock_release, gw_lock_status, gw_status,
+};
+pub use options::*;
+pub use result::{gw_last_error_message, gw_result, gw_result_name};
+pub use server::{gw_serve, gw_server, gw_server_port, gw_shutdown};
+
+use std::ffi::c_char;
+
+#[cfg(doc)]
+use crate::GatewayLockError;
+
+/// The version of the C ABI described by this header. It changes only when an existing
+/// function, type or value changes meaning; additions keep it.
+pub const ABI_VERSION: u32 = 1;
+
+/// The library's version, `MAJOR.MINOR.PATCH` (the `GATEWAY_VERSION_*` macros of the header
+/// the host was compiled with may differ when it loads a newer shared library).
+///
+/// Returns a static NUL-terminated string: never NULL, never to be freed. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn gw_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The version of the C ABI the library implements (`GATEWAY_ABI_VERSION` in the header the
+/// host was compiled with). A host should refuse to run when the two differ. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn gw_abi_version() -> u32 {
+    ABI_VERSION
+}

@@ -1,0 +1,193 @@
+//! `gw_result`, its names, and the calling thread's last error message.
+
+use std::cell::RefCell;
+use std::ffi::{CString, c_char};
+use std::fmt::Display;
+
+use crate::error::GatewayLockError;
+
+/// What a `gw_*` call did. The numbers are stable and never reused; new results are added at
+/// the end. On any result but `GW_OK`, `gw_last_error_message()` says why, on the same thread.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum gw_result {
+    /// Success.
+    GW_OK = 0,
+    /// A pointer argument that must not be NULL was NULL.
+    GW_ERR_NULL_ARGUMENT = 1,
+    /// A string was not UTF-8, a number was out of range, or an option is invalid (a bad
+    /// profile name, `OPENCLAW_GATEWAY_PORT`, lan without auth, ...).
+    GW_ERR_INVALID_ARGUMENT = 2,
+    /// A live gateway holds the lock; the message names its pid when known.
+    GW_ERR_ALREADY_RUNNING = 3,
+    /// The port is taken (by another gateway or anything else).
+    GW_ERR_ADDR_IN_USE = 4,
+    /// Binding or listening failed for another reason.
+    GW_ERR_BIND = 5,
+    /// Reading, creating or removing a lock file failed.
+    GW_ERR_LOCK_IO = 6,
+    /// The lock directory is unsafe (a symlink, another owner, open permissions).
+    GW_ERR_LOCK_DIR_UNSAFE = 7,
+    /// A shutdown cut off connections still open at its timeout (the port is free and the
+    /// lock released all the same).
+    GW_ERR_TIMEOUT = 8,
+    /// The server could not start (threads, runtime, listener set-up).
+    GW_ERR_RUNTIME = 9,
+    /// The library panicked; the call did nothing else. A bug: please report the message.
+    GW_ERR_PANIC = 10,
+    /// A lock path is a symlink, FIFO, directory or other non-regular file.
+    GW_ERR_LOCK_FILE_UNSAFE = 11,
+    /// A lock file was deleted or replaced while held (given to the state callback only).
+    GW_ERR_LOCK_LOST = 12,
+}
+
+impl gw_result {
+    /// Every result, in number order.
+    pub const ALL: [gw_result; 13] = [
+        Self::GW_OK,
+        Self::GW_ERR_NULL_ARGUMENT,
+        Self::GW_ERR_INVALID_ARGUMENT,
+        Self::GW_ERR_ALREADY_RUNNING,
+        Self::GW_ERR_ADDR_IN_USE,
+        Self::GW_ERR_BIND,
+        Self::GW_ERR_LOCK_IO,
+        Self::GW_ERR_LOCK_DIR_UNSAFE,
+        Self::GW_ERR_TIMEOUT,
+        Self::GW_ERR_RUNTIME,
+        Self::GW_ERR_PANIC,
+        Self::GW_ERR_LOCK_FILE_UNSAFE,
+        Self::GW_ERR_LOCK_LOST,
+    ];
+
+    /// The enumerator's name, NUL-terminated.
+    fn name(self) -> &'static str {
+        match self {
+            Self::GW_OK => "GW_OK\0",
+            Self::GW_ERR_NULL_ARGUMENT => "GW_ERR_NULL_ARGUMENT\0",
+            Self::GW_ERR_INVALID_ARGUMENT => "GW_ERR_INVALID_ARGUMENT\0",
+            Self::GW_ERR_ALREADY_RUNNING => "GW_ERR_ALREADY_RUNNING\0",
+            Self::GW_ERR_ADDR_IN_USE => "GW_ERR_ADDR_IN_USE\0",
+            Self::GW_ERR_BIND => "GW_ERR_BIND\0",
+            Self::GW_ERR_LOCK_IO => "GW_ERR_LOCK_IO\0",
+            Self::GW_ERR_LOCK_DIR_UNSAFE => "GW_ERR_LOCK_DIR_UNSAFE\0",
+            Self::GW_ERR_TIMEOUT => "GW_ERR_TIMEOUT\0",
+            Self::GW_ERR_RUNTIME => "GW_ERR_RUNTIME\0",
+            Self::GW_ERR_PANIC => "GW_ERR_PANIC\0",
+            Self::GW_ERR_LOCK_FILE_UNSAFE => "GW_ERR_LOCK_FILE_UNSAFE\0",
+            Self::GW_ERR_LOCK_LOST => "GW_ERR_LOCK_LOST\0",
+        }
+    }
+
+    /// The result a Rust error translates to.
+    pub(crate) fn of(err: &GatewayLockError) -> Self {
+        match err {
+            GatewayLockError::AlreadyRunning { .. } => Self::GW_ERR_ALREADY_RUNNING,
+            GatewayLockError::AddrInUse { .. } => Self::GW_ERR_ADDR_IN_USE,
+            GatewayLockError::Bind { .. } => Self::GW_ERR_BIND,
+            GatewayLockError::LockIo { .. } => Self::GW_ERR_LOCK_IO,
+            GatewayLockError::UnsafeLockDir { .. } => Self::GW_ERR_LOCK_DIR_UNSAFE,
+            GatewayLockError::UnsafeLockFile { .. } => Self::GW_ERR_LOCK_FILE_UNSAFE,
+            GatewayLockError::LanWithoutAuth | GatewayLockError::InvalidOption(_) => {
+                Self::GW_ERR_INVALID_ARGUMENT
+            }
+            GatewayLockError::Runtime(_) => Self::GW_ERR_RUNTIME,
+        }
+    }
+}
+
+/// The name of a result, e.g. `"GW_ERR_ALREADY_RUNNING"`; `"GW_UNKNOWN"` for a number this
+/// library does not know (it takes any number, so a result from a newer library is safe).
+///
+/// Returns a static NUL-terminated string: never NULL, never to be freed. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn gw_result_name(result: u32) -> *const c_char {
+    let name = gw_result::ALL
+        .get(result as usize)
+        .map_or("GW_UNKNOWN\0", |known| known.name());
+    name.as_ptr().cast()
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Records `message` as this thread's last error and returns `result`.
+pub(crate) fn fail(result: gw_result, message: impl Display) -> gw_result {
+    let text = message.to_string().replace('\0', "\u{FFFD}");
+    let text = CString::new(text).unwrap_or_default();
+    // Unavailable only while the thread is being torn down; the result still says what failed.
+    let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = text);
+    result
+}
+
+/// Records a Rust error as this thread's last error and returns its result.
+pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
+    fail(gw_result::of(err), err)
+}
+
+/// The message of the last failed `gw_*` call on the calling thread: the exact message of the
+/// SPEC (e.g. `gateway already running (pid 4242); lock timeout after 5000ms`), or `""` when no
+/// call failed on this thread yet. Successful calls leave it unchanged.
+///
+/// Returns a NUL-terminated UTF-8 string owned by the library, never NULL: valid until the next
+/// failing `gw_*` call on the same thread or the thread's exit; copy it to keep it. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn gw_last_error_message() -> *const c_char {
+    LAST_ERROR
+        .try_with(|last| last.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+
+    use super::*;
+
+    fn name(result: u32) -> &'static str {
+        // SAFETY: gw_result_name returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(gw_result_name(result)) }
+            .to_str()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_result_has_its_own_name_and_number() {
+        for (number, result) in gw_result::ALL.iter().enumerate() {
+            assert_eq!(*result as usize, number);
+            assert_eq!(name(number as u32), format!("{result:?}"));
+        }
+        assert_eq!(name(gw_result::ALL.len() as u32), "GW_UNKNOWN");
+        assert_eq!(name(u32::MAX), "GW_UNKNOWN");
+    }
+
+    #[test]
+    fn last_error_is_per_thread() {
+        assert_eq!(
+            fail(gw_result::GW_ERR_BIND, "nul\0inside"),
+            gw_result::GW_ERR_BIND
+        );
+        let here = || {
+            // SAFETY: a NUL-terminated string valid until the next failure on this thread.
+            unsafe { CStr::from_ptr(gw_last_error_message()) }
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(here(), "nul\u{FFFD}inside");
+        std::thread::spawn(move || assert_eq!(here(), ""))
+            .join()
+            .unwrap();
+        let err = GatewayLockError::AlreadyRunning {
+            pid: Some(4242),
+            port: None,
+            healthy: false,
+            timeout_ms: 5000,
+        };
+        assert_eq!(fail_with(&err), gw_result::GW_ERR_ALREADY_RUNNING);
+        assert_eq!(
+            here(),
+            "gateway already running (pid 4242); lock timeout after 5000ms"
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! What the host plugs into the protocol: its methods (async closures or a [`MethodHandler`]),
+//! the events it emits, and connection notifications.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::protocol::MethodError;
+use super::ws::Hub;
+
+/// Who is on the other end of an authenticated connection.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    /// The gateway-unique connection id (also `server.connId` in `hello-ok`, as a string).
+    pub conn_id: u64,
+    /// The `client` object of `connect`, as sent (`id`, `version`, `platform`, `mode`, …).
+    pub client: Map<String, Value>,
+    /// `operator` (default) or `node`.
+    pub role: String,
+    /// The scopes granted at `connect`.
+    pub scopes: Vec<String>,
+    /// The protocol version agreed on.
+    pub protocol: u64,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The upgrade's `Origin` header, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+impl ClientInfo {
+    /// `client.id`.
+    pub fn client_id(&self) -> &str {
+        self.client.get("id").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// `client.mode`.
+    pub fn mode(&self) -> &str {
+        self.client
+            .get("mode")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    /// The whole record as JSON (what the C ABI hands to `on_connection`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("client info serializes")
+    }
+}
+
+/// A request for one of the host's methods.
+#[derive(Debug, Clone)]
+pub struct MethodRequest {
+    /// Gateway-unique: answer with [`Responder::respond`] or `Gateway::respond(id, ..)`.
+    pub id: u64,
+    pub method: String,
+    /// The frame's `params`, `Null` when it had none.
+    pub params: Value,
+    pub client: Arc<ClientInfo>,
+}
+
+impl MethodRequest {
+    /// The connection the request came in on.
+    pub fn conn_id(&self) -> u64 {
+        self.client.conn_id
+    }
+}
+
+/// Answers one request, now or later, from any thread. A request that is not answered within
+/// `ProtocolOptions::request_timeout` gets an `UNAVAILABLE` error; dropping the responder
+/// does not answer it (the host may still answer by id through `Gateway::respond`).
+#[derive(Debug)]
+pub struct Responder {
+    pub(crate) id: u64,
+    pub(crate) hub: Weak<Hub>,
+}
+
+impl Responder {
+    /// The request's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sends the `res` frame. `false` when the request was already answered, timed out, or
+    /// its connection is gone.
+    pub fn respond(self, result: Result<Value, MethodError>) -> bool {
+        self.hub
+            .upgrade()
+            .is_some_and(|hub| hub.respond(self.id, result))
+    }
+}
+
+/// A method of the host. `call` runs on a gateway worker thread and must not block: answer
+/// through `responder` at once, or hand it (or `request.id`) to other code that answers later.
+pub trait MethodHandler: Send + Sync + 'static {
+    fn call(&self, request: MethodRequest, responder: Responder);
+}
+
+/// An async closure as a [`MethodHandler`]: its future runs on the gateway's runtime, so a
+/// slow method never holds up other connections.
+struct AsyncMethod<F>(F);
+
+impl<F, Fut> MethodHandler for AsyncMethod<F>
+where
+    F: Fn(MethodRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, MethodError>> + Send + 'static,
+{
+    fn call(&self, request: MethodRequest, responder: Responder) {
+        let future = (self.0)(request);
+        let mut guard = AnswerOnDrop(Some(responder));
+        tokio::spawn(async move {
+            let result = future.await;
+            if let Some(responder) = guard.0.take() {
+                responder.respond(result);
+            }
+        });
+    }
+}
+
+/// Answers `UNAVAILABLE` when a method's future is dropped unfinished (it panicked, or the
+/// runtime is shutting down), instead of leaving the client to wait for the timeout.
+struct AnswerOnDrop(Option<Responder>);
+
+impl Drop for AnswerOnDrop {
+    fn drop(&mut self) {
+        if let Some(responder) = self.0.take() {
+            responder.respond(Err(MethodError::unavailable("the method handler failed")));
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Method {
+    pub scope: Option<String>,
+    pub handler: Arc<dyn MethodHandler>,
+}
+
+/// A connection that completed (or ended after) the handshake.
+#[derive(Debug, Clone)]
+pub enum ConnectionEvent {
+    /// `hello-ok` was sent; requests from this connection follow this notification.
+    Opened(Arc<ClientInfo>),
+    /// The connection is gone.
+    Closed(Arc<ClientInfo>),
+}
+
+type ConnectionObserver = dyn Fn(&ConnectionEvent) + Send + Sync;
+
+/// The host's methods, events and connection observer, given to the gateway in
+/// `ServeOptions::handlers`.
+///
+/// ```
+/// use gateway::{Handlers, MethodError};
+/// let handlers = Handlers::new()
+///     .method("echo", |request| async move { Ok(request.params) })
+///     .method_with_scope("admin.reset", "operator.admin", |_request| async move {
+///         Err::<serde_json::Value, _>(MethodError::unavailable("not now"))
+///     })
+///     .event("demo.tick");
+/// ```
+#[derive(Clone, Default)]
+pub struct Handlers {
+    pub(crate) methods: Vec<(String, Method)>,
+    pub(crate) events: Vec<String>,
+    pub(crate) on_connection: Option<Arc<ConnectionObserver>>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handlers")
+            .field(
+                "methods",
+                &self.methods.iter().map(|(m, _)| m).collect::<Vec<_>>(),
+            )
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+impl Handlers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A method any authenticated client may call, answered by an async closure.
+    #[must_use]
+    pub fn method<F, Fut>(self, name: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(MethodRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, MethodError>> + Send + 'static,
+    {
+        self.method_handler(name, None, Arc::new(AsyncMethod(handler)))
+    }
+
+    /// A method that needs `scope` (e.g. `operator.read`); callers without it get
+    /// `FORBIDDEN` `missing scope: <scope>`.
+    #[must_use]
+    pub fn method_with_scope<F, Fut>(
+        self,
+        name: impl Into<String>,
+        scope: impl Into<String>,
+        handler: F,
+    ) -> Self
+    where
+        F: Fn(MethodRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, MethodError>> + Send + 'static,
+    {
+        self.method_handler(name, Some(scope.into()), Arc::new(AsyncMethod(handler)))
+    }
+
+    /// A method answered through a [`MethodHandler`] (which may answer later, from any thread).
+    /// Registering a name again replaces it; registering `health` replaces the built-in one;
+    /// `connect` is the handshake and cannot be registered.
+    #[must_use]
+    pub fn method_handler(
+        mut self,
+        name: impl Into<String>,
+        scope: Option<String>,
+        handler: Arc<dyn MethodHandler>,
+    ) -> Self {
+        let name = name.into();
+        if name == "connect" || name.is_empty() {
+            return self;
+        }
+        let method = Method { scope, handler };
+        match self.methods.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, existing)) => *existing = method,
+            None => self.methods.push((name, method)),
+        }
+        self
+    }
+
+    /// An event the host emits, listed in `hello-ok`'s `features.events`.
+    #[must_use]
+    pub fn event(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.events.contains(&name) {
+            self.events.push(name);
+        }
+        self
+    }
+
+    /// Called on a gateway worker thread when a connection completes the handshake and when
+    /// it ends; must not block.
+    #[must_use]
+    pub fn on_connection(
+        mut self,
+        observer: impl Fn(&ConnectionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_connection = Some(Arc::new(observer));
+        self
+    }
+
+    pub(crate) fn lookup(&self) -> HashMap<String, Method> {
+        self.methods.iter().cloned().collect()
+    }
+
+    pub(crate) fn notify(&self, event: &ConnectionEvent) {
+        if let Some(observer) = &self.on_connection {
+            // A panicking observer must not take the connection task down with it.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| observer(event)));
+        }
+    }
+}
+
+/// Talks to a running gateway's clients from any thread: events, deferred answers, the health
+/// snapshot. Cheap to clone; it outlives the gateway harmlessly (then it reaches no one).
+#[derive(Clone)]
+pub struct GatewayHandle {
+    pub(crate) hub: Arc<Hub>,
+}
+
+impl std::fmt::Debug for GatewayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayHandle")
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+impl GatewayHandle {
+    /// Sends `event` with `payload` (and a `seq`) to every authenticated client.
+    pub fn broadcast(&self, event: &str, payload: &Value) {
+        self.hub.broadcast(event, payload);
+    }
+
+    /// Sends `event` to one authenticated client; `false` when it is not connected.
+    pub fn send_event(&self, conn_id: u64, event: &str, payload: &Value) -> bool {
+        self.hub.send_event(conn_id, event, payload)
+    }
+
+    /// Answers the host request `request_id` ([`MethodRequest::id`]); `false` when it was already
+    /// answered, timed out, or its client is gone.
+    pub fn respond(&self, request_id: u64, result: Result<Value, MethodError>) -> bool {
+        self.hub.respond(request_id, result)
+    }
+
+    /// Replaces the health snapshot that `health` answers (default
+    /// `{"ok":true,"ts":<now>,"durationMs":0}`) and broadcasts it as a `health` event.
+    pub fn set_health(&self, snapshot: Value) {
+        self.hub.set_health(snapshot);
+    }
+
+    /// WebSocket connections open now, authenticated or not.
+    pub fn connection_count(&self) -> usize {
+        self.hub.connection_count()
+    }
+}

@@ -1,0 +1,52 @@
+//! What a running gateway tells its host about its life cycle (SPEC §5, §7): ready, lock lost,
+//! stopped, and how a shutdown went.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A change in a served gateway's life, given to [`ServeOptions::on_state`](super::ServeOptions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GatewayState {
+    /// The listeners accept and `/readyz` answers 200. Told on the thread that called
+    /// [`Gateway::serve`](super::Gateway::serve), just before it returns.
+    Ready,
+    /// The periodic re-check found this lock file deleted or replaced: another gateway may
+    /// start on this config. Told once, from the lock re-check thread.
+    LockLost { path: PathBuf },
+    /// The listeners are closed and the lock is released. `drained` is false when open
+    /// connections were cut off at the shutdown timeout. Told on the thread that shut down.
+    Stopped { drained: bool },
+}
+
+/// Where a gateway's [`GatewayState`] changes go.
+#[derive(Clone)]
+pub struct StateHandler(Arc<StateSink>);
+
+type StateSink = dyn Fn(&GatewayState) + Send + Sync;
+
+impl StateHandler {
+    pub fn new(handler: impl Fn(&GatewayState) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(handler))
+    }
+
+    pub fn notify(&self, state: &GatewayState) {
+        (self.0)(state)
+    }
+}
+
+impl fmt::Debug for StateHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StateHandler")
+    }
+}
+
+/// How a [`Gateway::shutdown`](super::Gateway::shutdown) went. Either way, when it is returned
+/// the port is free and no lock file of ours remains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Every open connection finished within the timeout (false: the rest were cut off).
+    pub drained: bool,
+}

@@ -1,0 +1,610 @@
+/*
+ * The C ABI from C: built with -std=c11 -Wall -Wextra -Wpedantic -Werror and run by
+ * tests/c_abi.rs, normally, under ASan+UBSan and under valgrind.
+ *
+ *   test_c all <dir>             every in-process case; prints "ok <case>" for each
+ *   test_c hold <dir>            acquires and serves, prints "ready <port> <pid>", serves until
+ *                                stdin closes, then shuts down
+ *   test_c second <dir> <pid>    a second process: acquiring fails naming <pid>, status sees it
+ *   test_c panic <dir>           with GATEWAY_FFI_PANIC=gw_lock_acquire: GW_ERR_PANIC comes back
+ *
+ * Any failed check prints "FAIL file:line: ..." and exits 1.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway.h"
+#include "tu2.h"
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+                    gw_last_error_message());                                              \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_RESULT(call, want)                                                           \
+    do {                                                                                   \
+        gw_result got_ = (call);                                                           \
+        if (got_ != (want)) {                                                              \
+            fprintf(stderr, "FAIL %s:%d: %s gave %s, want %s (last error: %s)\n", __FILE__, \
+                    __LINE__, #call, gw_result_name(got_), gw_result_name(want),           \
+                    gw_last_error_message());                                              \
+            exit(1);                                                                       \
+        }                                                                                  \
+    } while (0)
+
+static char base_dir[4096];
+static int case_number;
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A fresh directory for one case; its lock dir is <dir>/locks. */
+static void case_dir(char *out, size_t size) {
+    snprintf(out, size, "%s/case%d", base_dir, ++case_number);
+}
+
+/* Options for a case: ephemeral port, everything under `dir`, short waits. */
+static gw_options *case_options(const char *dir) {
+    char path[4200];
+    gw_options *options = gw_options_new();
+    CHECK(options != NULL);
+    snprintf(path, sizeof path, "%s/state", dir);
+    CHECK_RESULT(gw_options_set_state_dir(options, path), GW_OK);
+    snprintf(path, sizeof path, "%s/state/openclaw.json", dir);
+    CHECK_RESULT(gw_options_set_config_path(options, path), GW_OK);
+    snprintf(path, sizeof path, "%s/locks", dir);
+    CHECK_RESULT(gw_options_set_lock_dir(options, path), GW_OK);
+    CHECK_RESULT(gw_options_set_port(options, 0), GW_OK);
+    CHECK_RESULT(gw_options_set_timeout_ms(options, 300), GW_OK);
+    CHECK_RESULT(gw_options_set_poll_interval_ms(options, 20), GW_OK);
+    return options;
+}
+
+static int lock_dir_entries(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/locks", dir);
+    DIR *d = opendir(path);
+    if (d == NULL) return 0;
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(d)) != NULL) {
+        if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0) count++;
+    }
+    closedir(d);
+    return count;
+}
+
+/* A plain listener, as any server would make it (SO_REUSEADDR), can have the port now. */
+static int port_is_free(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ok = bind(fd, (struct sockaddr *)&addr, sizeof addr) == 0 && listen(fd, 1) == 0;
+    close(fd);
+    return ok;
+}
+
+static int connect_to(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    return fd;
+}
+
+/* GET /healthz answers 200 with the SPEC body. */
+static int healthy(uint16_t port) {
+    int fd = connect_to(port);
+    const char *request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    CHECK(write(fd, request, strlen(request)) == (ssize_t)strlen(request));
+    char response[2048] = {0};
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof response - 1 && (n = read(fd, response + got, sizeof response - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    return strstr(response, " 200 ") != NULL && strstr(response, "{\"ok\":true,\"status\":\"live\"}") != NULL;
+}
+
+/* What the callbacks saw; written from library threads. */
+struct seen {
+    atomic_int ready, lock_lost, stopped, frees, logs;
+    atomic_int ready_before_return, stopped_result, lost_result;
+    atomic_int serve_returned;
+};
+
+static void on_log(void *userdata, gw_log_level level, const char *message, size_t len) {
+    struct seen *seen = userdata;
+    if (level > GW_LOG_ERROR || message[len] != '\0' || strlen(message) != len) {
+        fprintf(stderr, "FAIL bad log line\n");
+        exit(1);
+    }
+    atomic_fetch_add(&seen->logs, 1);
+}
+
+static void on_state(void *userdata, gw_state state, gw_result result) {
+    struct seen *seen = userdata;
+    switch (state) {
+    case GW_STATE_READY:
+        atomic_fetch_add(&seen->ready, 1);
+        atomic_store(&seen->ready_before_return, !atomic_load(&seen->serve_returned));
+        break;
+    case GW_STATE_LOCK_LOST:
+        atomic_store(&seen->lost_result, (int)result);
+        atomic_fetch_add(&seen->lock_lost, 1);
+        break;
+    case GW_STATE_STOPPED:
+        atomic_store(&seen->stopped_result, (int)result);
+        atomic_fetch_add(&seen->stopped, 1);
+        break;
+    default:
+        fprintf(stderr, "FAIL unknown state %u\n", (unsigned)state);
+        exit(1);
+    }
+}
+
+static void free_seen(void *userdata) {
+    struct seen *seen = userdata;
+    atomic_fetch_add(&seen->frees, 1);
+}
+
+static gw_callbacks callbacks_for(struct seen *seen) {
+    gw_callbacks callbacks;
+    memset(&callbacks, 0, sizeof callbacks);
+    callbacks.size = sizeof callbacks;
+    callbacks.userdata = seen;
+    callbacks.log = on_log;
+    callbacks.state = on_state;
+    callbacks.free_userdata = free_seen;
+    return callbacks;
+}
+
+/* free_userdata may run on a library thread just after gw_shutdown returns. */
+static int wait_for(atomic_int *counter, int want, long timeout_ms) {
+    for (long waited = 0; waited <= timeout_ms; waited += 5) {
+        if (atomic_load(counter) >= want) return 1;
+        sleep_ms(5);
+    }
+    return 0;
+}
+
+static void case_version_and_names(void) {
+    char want[64];
+    snprintf(want, sizeof want, "%d.%d.%d", GATEWAY_VERSION_MAJOR, GATEWAY_VERSION_MINOR,
+             GATEWAY_VERSION_PATCH);
+    CHECK(strcmp(gw_version(), want) == 0);
+    CHECK(gw_abi_version() == GATEWAY_ABI_VERSION);
+
+#define NAMED(r) {r, #r}
+    static const struct {
+        gw_result result;
+        const char *name;
+    } all[] = {
+        NAMED(GW_OK),
+        NAMED(GW_ERR_NULL_ARGUMENT),
+        NAMED(GW_ERR_INVALID_ARGUMENT),
+        NAMED(GW_ERR_ALREADY_RUNNING),
+        NAMED(GW_ERR_ADDR_IN_USE),
+        NAMED(GW_ERR_BIND),
+        NAMED(GW_ERR_LOCK_IO),
+        NAMED(GW_ERR_LOCK_DIR_UNSAFE),
+        NAMED(GW_ERR_TIMEOUT),
+        NAMED(GW_ERR_RUNTIME),
+        NAMED(GW_ERR_PANIC),
+        NAMED(GW_ERR_LOCK_FILE_UNSAFE),
+        NAMED(GW_ERR_LOCK_LOST),
+    };
+#undef NAMED
+    size_t count = sizeof all / sizeof all[0];
+    for (size_t i = 0; i < count; i++) {
+        CHECK((size_t)all[i].result == i); /* numbers are dense and stable */
+        CHECK(strcmp(gw_result_name(all[i].result), all[i].name) == 0);
+        CHECK(strcmp(tu2_result_name(all[i].result), all[i].name) == 0);
+    }
+    /* One past the last known result, and garbage: a name, never a crash. */
+    CHECK(strcmp(gw_result_name((uint32_t)count), "GW_UNKNOWN") == 0);
+    CHECK(strcmp(gw_result_name(0xFFFFFFFFu), "GW_UNKNOWN") == 0);
+    printf("ok version_and_names\n");
+}
+
+static void case_null_arguments(void) {
+    gw_options *options = gw_options_new();
+    CHECK(options != NULL);
+    gw_options_free(NULL);
+    gw_lock_release(NULL);
+    CHECK(gw_lock_port(NULL) == 0);
+    CHECK(gw_server_port(NULL) == 0);
+
+    CHECK_RESULT(gw_options_from_env(NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "gw_options_from_env: options is NULL") == 0);
+    CHECK_RESULT(gw_options_set_port(NULL, 1), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_bind_loopback(NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_bind_lan(NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_dev(NULL, true), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_allow_multi(NULL, true), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_timeout_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_poll_interval_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_stale_after_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_recheck_interval_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_bind_retry(NULL, 1, 1), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_auth_none(NULL), GW_ERR_NULL_ARGUMENT);
+
+    typedef gw_result (*string_setter)(gw_options *, const char *);
+    static const struct {
+        string_setter set;
+        const char *name;
+    } strings[] = {
+        {gw_options_set_bind_host, "gw_options_set_bind_host"},
+        {gw_options_set_state_dir, "gw_options_set_state_dir"},
+        {gw_options_set_config_path, "gw_options_set_config_path"},
+        {gw_options_set_lock_dir, "gw_options_set_lock_dir"},
+        {gw_options_set_profile, "gw_options_set_profile"},
+        {gw_options_set_auth_token, "gw_options_set_auth_token"},
+        {gw_options_set_auth_password, "gw_options_set_auth_password"},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        CHECK_RESULT(strings[i].set(NULL, "x"), GW_ERR_NULL_ARGUMENT);
+        CHECK_RESULT(strings[i].set(options, NULL), GW_ERR_NULL_ARGUMENT);
+        CHECK(strncmp(gw_last_error_message(), strings[i].name, strlen(strings[i].name)) == 0);
+        /* Invalid UTF-8 is refused, never a crash. */
+        CHECK_RESULT(strings[i].set(options, "bad \xff\xfe utf-8"), GW_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(gw_last_error_message(), "not valid UTF-8") != NULL);
+    }
+
+    gw_lock *const sentinel_lock = (gw_lock *)&case_number;
+    gw_lock *lock = sentinel_lock;
+    CHECK_RESULT(gw_lock_acquire(NULL, &lock), GW_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "gw_lock_acquire: options is NULL") == 0);
+    CHECK_RESULT(gw_lock_acquire(options, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK(lock == sentinel_lock); /* outputs are written only on success */
+
+    gw_status status;
+    memset(&status, 0xAB, sizeof status);
+    CHECK_RESULT(gw_lock_status(NULL, &status), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_lock_status(options, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK(status.pid == 0xABABABABu);
+
+    gw_server *const sentinel_server = (gw_server *)&case_number;
+    gw_server *server = sentinel_server;
+    CHECK_RESULT(gw_serve(NULL, NULL, &server), GW_ERR_NULL_ARGUMENT);
+    CHECK(server == sentinel_server);
+    /* gw_serve takes the userdata even when it fails: freed exactly once, before it returns. */
+    struct seen seen = {0};
+    gw_callbacks callbacks = callbacks_for(&seen);
+    CHECK_RESULT(gw_serve(NULL, &callbacks, &server), GW_ERR_NULL_ARGUMENT);
+    CHECK(atomic_load(&seen.frees) == 1 && atomic_load(&seen.ready) == 0);
+    CHECK_RESULT(gw_shutdown(NULL, 0), GW_ERR_NULL_ARGUMENT);
+    gw_options_free(options);
+    printf("ok null_arguments\n");
+}
+
+static void case_bad_values(void) {
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    gw_options *options = case_options(dir);
+    CHECK_RESULT(gw_options_set_port(options, 70000), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "70000") != NULL);
+    CHECK_RESULT(gw_options_set_port(options, 65536), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_options_set_profile(options, "Not A Profile!"), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "invalid profile name") != NULL);
+
+    /* lan without auth: the exact SPEC message, and nothing taken. */
+    CHECK_RESULT(gw_options_set_bind_lan(options), GW_OK);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "Refusing to bind gateway to lan without auth.") == 0);
+    CHECK(lock == NULL);
+    CHECK_RESULT(gw_options_set_auth_token(options, ""), GW_OK);
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "empty") != NULL);
+    CHECK_RESULT(gw_options_set_dev(options, true), GW_OK);
+    CHECK_RESULT(gw_options_set_profile(options, "ops"), GW_OK);
+    CHECK_RESULT(gw_options_set_auth_none(options), GW_OK);
+    CHECK_RESULT(gw_options_set_bind_loopback(options), GW_OK);
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "Cannot combine --dev with --profile") == 0);
+    CHECK(lock == NULL && lock_dir_entries(dir) == 0);
+    gw_options_free(options);
+    printf("ok bad_values\n");
+}
+
+/* Run first, while the process has one thread: setenv is not thread-safe. */
+static void case_bad_env_port(void) {
+    gw_options *options = gw_options_new();
+    CHECK(options != NULL);
+    CHECK_RESULT(gw_options_set_port(options, 4242), GW_OK);
+    setenv("OPENCLAW_GATEWAY_PORT", "99999", 1);
+    CHECK_RESULT(gw_options_from_env(options), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "\"99999\"") != NULL);
+    CHECK(strstr(gw_last_error_message(), "OPENCLAW_GATEWAY_PORT") != NULL);
+    setenv("OPENCLAW_GATEWAY_PORT", "127.0.0.1:4343", 1);
+    CHECK_RESULT(gw_options_from_env(options), GW_OK);
+    unsetenv("OPENCLAW_GATEWAY_PORT");
+    gw_options_free(options);
+    printf("ok bad_env_port\n");
+}
+
+static void case_acquire_twice_unserved(void) {
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    gw_options *options = case_options(dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    CHECK(lock != NULL && gw_lock_port(lock) != 0);
+    CHECK(lock_dir_entries(dir) == 2);
+
+    /* Held by us but not answering /healthz yet: wait the timeout, then name our pid. */
+    gw_lock *second = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &second), GW_ERR_ALREADY_RUNNING);
+    char want[128];
+    snprintf(want, sizeof want, "gateway already running (pid %ld); lock timeout after 300ms",
+             (long)getpid());
+    CHECK(strcmp(gw_last_error_message(), want) == 0);
+    CHECK(second == NULL);
+
+    gw_lock_release(lock);
+    CHECK(lock_dir_entries(dir) == 0);
+    gw_options_free(options);
+    printf("ok acquire_twice_unserved\n");
+}
+
+struct shutdown_job {
+    gw_server *server;
+    gw_result result;
+};
+
+static void *shutdown_thread(void *arg) {
+    struct shutdown_job *job = arg;
+    job->result = gw_shutdown(job->server, 2000);
+    return NULL;
+}
+
+static void case_serve_and_shutdown_from_another_thread(void) {
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    gw_options *options = case_options(dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    uint16_t port = gw_lock_port(lock);
+
+    struct seen seen = {0};
+    gw_callbacks callbacks = callbacks_for(&seen);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    atomic_store(&seen.serve_returned, 1);
+    memset(&callbacks, 0, sizeof callbacks); /* copied by gw_serve: the host may reuse it */
+    CHECK(server != NULL && gw_server_port(server) == port);
+    CHECK(atomic_load(&seen.ready) == 1 && atomic_load(&seen.ready_before_return) == 1);
+    CHECK(healthy(port));
+
+    /* A second acquisition in this process: refused at once, naming our pid. */
+    gw_lock *second = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &second), GW_ERR_ALREADY_RUNNING);
+    char want[160];
+    snprintf(want, sizeof want, "gateway already running (pid %ld); it is healthy on ws://127.0.0.1:%u",
+             (long)getpid(), (unsigned)port);
+    CHECK(strcmp(gw_last_error_message(), want) == 0);
+    CHECK(second == NULL);
+
+    gw_status status;
+    CHECK_RESULT(gw_lock_status(options, &status), GW_OK);
+    CHECK(status.running && status.healthy && !status.stale);
+    CHECK(status.pid == (uint32_t)getpid() && status.port == port && status.start_time != 0);
+
+    /* The last error is per thread: a failure elsewhere leaves ours alone. */
+    struct shutdown_job failing = {NULL, GW_OK};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, shutdown_thread, &failing) == 0);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(failing.result == GW_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), want) == 0);
+
+    struct shutdown_job job = {server, GW_ERR_PANIC};
+    CHECK(pthread_create(&thread, NULL, shutdown_thread, &job) == 0);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK_RESULT(job.result, GW_OK);
+    CHECK(port_is_free(port));
+    CHECK(lock_dir_entries(dir) == 0);
+    CHECK(atomic_load(&seen.stopped) == 1 && atomic_load(&seen.stopped_result) == GW_OK);
+    CHECK(wait_for(&seen.frees, 1, 2000));
+    CHECK(atomic_load(&seen.logs) >= 1); /* "gateway stopped in N ms" */
+    sleep_ms(50);
+    CHECK(atomic_load(&seen.frees) == 1 && atomic_load(&seen.ready) == 1 &&
+          atomic_load(&seen.lock_lost) == 0);
+
+    CHECK_RESULT(gw_lock_status(options, &status), GW_OK);
+    CHECK(!status.running && !status.healthy);
+    gw_options_free(options);
+    printf("ok serve_and_shutdown_from_another_thread\n");
+}
+
+static void case_lock_lost(void) {
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    gw_options *options = case_options(dir);
+    CHECK_RESULT(gw_options_set_recheck_interval_ms(options, 20), GW_OK);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    struct seen seen = {0};
+    gw_callbacks callbacks = callbacks_for(&seen);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+
+    char path[4300];
+    snprintf(path, sizeof path, "%s/locks/gateway.state.lock", dir);
+    CHECK(unlink(path) == 0);
+    CHECK(wait_for(&seen.lock_lost, 1, 5000));
+    CHECK(atomic_load(&seen.lost_result) == GW_ERR_LOCK_LOST);
+    CHECK(healthy(gw_server_port(server))); /* still serving until the host says stop */
+
+    CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
+    CHECK(wait_for(&seen.frees, 1, 2000));
+    CHECK(atomic_load(&seen.lock_lost) == 1 && atomic_load(&seen.stopped) == 1);
+    CHECK(lock_dir_entries(dir) == 0);
+    gw_options_free(options);
+    printf("ok lock_lost\n");
+}
+
+static void case_shutdown_timeout(void) {
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    gw_options *options = case_options(dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    struct seen seen = {0};
+    gw_callbacks callbacks = callbacks_for(&seen);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    uint16_t port = gw_server_port(server);
+
+    /* A request that never ends keeps its connection open past the drain timeout. */
+    int fd = connect_to(port);
+    const char *partial = "GET /healthz HTTP/1.1\r\n";
+    CHECK(write(fd, partial, strlen(partial)) == (ssize_t)strlen(partial));
+    sleep_ms(100);
+    CHECK_RESULT(gw_shutdown(server, 100), GW_ERR_TIMEOUT);
+    CHECK(strstr(gw_last_error_message(), "100 ms") != NULL);
+    close(fd);
+    CHECK(port_is_free(port) && lock_dir_entries(dir) == 0);
+    CHECK(atomic_load(&seen.stopped) == 1 && atomic_load(&seen.stopped_result) == GW_ERR_TIMEOUT);
+    CHECK(wait_for(&seen.frees, 1, 2000));
+    gw_options_free(options);
+    printf("ok shutdown_timeout\n");
+}
+
+static void case_callbacks_size_prefix(void) {
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    gw_options *options = case_options(dir);
+
+    /* An older host's struct ends before `state`: later fields are NULL to the library. */
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    struct seen seen = {0};
+    gw_callbacks callbacks = callbacks_for(&seen);
+    callbacks.size = offsetof(gw_callbacks, state);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
+    sleep_ms(50);
+    CHECK(atomic_load(&seen.ready) == 0 && atomic_load(&seen.stopped) == 0);
+    CHECK(atomic_load(&seen.frees) == 0 && atomic_load(&seen.logs) >= 1);
+
+    /* `size` left at 0 is refused; the lock is released all the same. */
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    callbacks = callbacks_for(&seen);
+    callbacks.size = 0;
+    server = NULL;
+    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "sizeof(gw_callbacks)") != NULL);
+    CHECK(server == NULL && lock_dir_entries(dir) == 0);
+
+    /* No callbacks at all, and a NULL `out`: the lock is still taken and released. */
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    CHECK_RESULT(gw_serve(lock, NULL, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK(lock_dir_entries(dir) == 0);
+    gw_options_free(options);
+    printf("ok callbacks_size_prefix\n");
+}
+
+static int run_all(void) {
+    case_bad_env_port();
+    case_version_and_names();
+    case_null_arguments();
+    case_bad_values();
+    case_acquire_twice_unserved();
+    case_serve_and_shutdown_from_another_thread();
+    case_lock_lost();
+    case_shutdown_timeout();
+    case_callbacks_size_prefix();
+    printf("all ok\n");
+    return 0;
+}
+
+static int run_hold(void) {
+    gw_options *options = case_options(base_dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, NULL, &server), GW_OK);
+    printf("ready %u %ld\n", (unsigned)gw_server_port(server), (long)getpid());
+    fflush(stdout);
+    char buffer[64];
+    while (fread(buffer, 1, sizeof buffer, stdin) > 0) {
+    }
+    CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
+    gw_options_free(options);
+    return 0;
+}
+
+static int run_second(const char *holder) {
+    gw_options *options = case_options(base_dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_ERR_ALREADY_RUNNING);
+    char want[64];
+    snprintf(want, sizeof want, "gateway already running (pid %s);", holder);
+    CHECK(strncmp(gw_last_error_message(), want, strlen(want)) == 0);
+    gw_status status;
+    CHECK_RESULT(gw_lock_status(options, &status), GW_OK);
+    CHECK(status.running && status.healthy && status.pid == (uint32_t)atol(holder));
+    printf("refused: %s\n", gw_last_error_message());
+    gw_options_free(options);
+    return 0;
+}
+
+static int run_panic(void) {
+    gw_options *options = case_options(base_dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_ERR_PANIC);
+    CHECK(strncmp(gw_last_error_message(), "panic in gw_lock_acquire: ", 26) == 0);
+    CHECK(lock == NULL);
+    /* The library is still usable after a panic. */
+    gw_status status;
+    CHECK_RESULT(gw_lock_status(options, &status), GW_OK);
+    CHECK(!status.running);
+    gw_options_free(options);
+    printf("ok panic\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s all|hold|second|panic <dir> [pid]\n", argv[0]);
+        return 2;
+    }
+    snprintf(base_dir, sizeof base_dir, "%s", argv[2]);
+    if (strcmp(argv[1], "all") == 0) return run_all();
+    if (strcmp(argv[1], "hold") == 0) return run_hold();
+    if (strcmp(argv[1], "second") == 0 && argc == 4) return run_second(argv[3]);
+    if (strcmp(argv[1], "panic") == 0) return run_panic();
+    fprintf(stderr, "unknown mode %s\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,430 @@
+//! The C ABI from C and C++: the test programs in `tests/c/` and `tests/cpp/` and the hosts in
+//! `examples/`, compiled with the system `cc`/`c++` (`-std=c11`/`-std=c++17 -Wall -Wextra
+//! -Wpedantic -Werror`) against the static library this test run built, then run normally,
+//! under AddressSanitizer + UBSan, and under valgrind. Each program is compiled once per mode.
+//!
+//! Needs `cc`, `c++`, `pkg-config` and `valgrind` (`.ci/run` installs them).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::*;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `rustc --print native-static-libs` for the static library on Linux (README says the same).
+const NATIVE_STATIC_LIBS: [&str; 6] = ["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Plain,
+    Sanitized,
+}
+
+/// Where this test run's library was built: `target/<profile>/deps` (cargo names a library
+/// with a `staticlib`/`cdylib` type without a hash, and copies it up to `target/<profile>` only
+/// in `cargo build`).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().to_path_buf()
+}
+
+/// `target/<profile>`, where build.rs writes `gateway.pc`.
+fn profile_dir() -> PathBuf {
+    lib_dir().parent().unwrap().to_path_buf()
+}
+
+fn out_dir(mode: Mode) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("c-abi-{mode:?}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run_checked(command: &mut Command, what: &str) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("{what}: cannot run {command:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Compiles `sources` into `name` for `mode`, linking the static library.
+fn compile(mode: Mode, cxx: bool, name: &str, sources: &[&str], includes: &[&str]) -> PathBuf {
+    let output = out_dir(mode).join(name);
+    let lib = lib_dir().join("libgateway.a");
+    assert!(lib.exists(), "{} was not built", lib.display());
+    let mut command = Command::new(if cxx { "c++" } else { "cc" });
+    command
+        .current_dir(ROOT)
+        .arg(if cxx { "-std=c++17" } else { "-std=c11" })
+        .args([
+            "-Wall",
+            "-Wextra",
+            "-Wpedantic",
+            "-Werror",
+            "-g",
+            "-pthread",
+        ]);
+    if mode == Mode::Sanitized {
+        command.args([
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer",
+        ]);
+    }
+    for include in includes {
+        command.arg(format!("-I{include}"));
+    }
+    command
+        .args(sources)
+        .arg(&lib)
+        .args(NATIVE_STATIC_LIBS)
+        .arg("-o")
+        .arg(&output);
+    run_checked(&mut command, &format!("compiling {name}"));
+    output
+}
+
+struct Programs {
+    test_c: PathBuf,
+    test_cpp: PathBuf,
+}
+
+fn programs(mode: Mode) -> &'static Programs {
+    static PLAIN: OnceLock<Programs> = OnceLock::new();
+    static SANITIZED: OnceLock<Programs> = OnceLock::new();
+    let cell = match mode {
+        Mode::Plain => &PLAIN,
+        Mode::Sanitized => &SANITIZED,
+    };
+    cell.get_or_init(|| Programs {
+        test_c: compile(
+            mode,
+            false,
+            "test_c",
+            &["tests/c/test_c.c", "tests/c/tu2.c"],
+            &["include", "tests/c"],
+        ),
+        test_cpp: compile(
+            mode,
+            true,
+            "test_cpp",
+            &["tests/cpp/test_cpp.cpp", "tests/cpp/tu2.cpp"],
+            &["include", "bindings/cpp"],
+        ),
+    })
+}
+
+fn host_c() -> &'static Path {
+    static HOST: OnceLock<PathBuf> = OnceLock::new();
+    HOST.get_or_init(|| {
+        compile(
+            Mode::Plain,
+            false,
+            "host",
+            &["examples/c/host.c"],
+            &["include"],
+        )
+    })
+}
+
+/// A command with nothing of the caller's environment but PATH, and HOME in `home`.
+fn scrubbed(program: &Path, home: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Valgrind's verdict: exit 99 on any error or definite leak.
+fn under_valgrind(program: &Path, home: &Path) -> Command {
+    let mut command = scrubbed(Path::new("valgrind"), home);
+    command
+        .args([
+            "-q",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--show-leak-kinds=definite",
+        ])
+        .arg(program);
+    command
+}
+
+fn sanitized(program: &Path, home: &Path) -> Command {
+    let mut command = scrubbed(program, home);
+    command
+        .env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:abort_on_error=0:exitcode=98",
+        )
+        .env(
+            "UBSAN_OPTIONS",
+            "print_stacktrace=1:halt_on_error=1:exitcode=97",
+        );
+    command
+}
+
+fn assert_suite(output: &Output, cases: &[&str]) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for case in cases {
+        assert!(
+            stdout.lines().any(|line| line == format!("ok {case}")),
+            "case {case} did not pass:\n{stdout}"
+        );
+    }
+    assert!(stdout.lines().any(|line| line == "all ok"), "{stdout}");
+}
+
+const C_CASES: [&str; 9] = [
+    "bad_env_port",
+    "version_and_names",
+    "null_arguments",
+    "bad_values",
+    "acquire_twice_unserved",
+    "serve_and_shutdown_from_another_thread",
+    "lock_lost",
+    "shutdown_timeout",
+    "callbacks_size_prefix",
+];
+const CPP_CASES: [&str; 3] = ["errors", "serve", "raii"];
+
+fn c_suite(mode: Mode, valgrind: bool) {
+    let env = TestEnv::new();
+    let program = &programs(mode).test_c;
+    let mut command = match (mode, valgrind) {
+        (_, true) => under_valgrind(program, &env.home()),
+        (Mode::Sanitized, false) => sanitized(program, &env.home()),
+        (Mode::Plain, false) => scrubbed(program, &env.home()),
+    };
+    let output = run_checked(command.arg("all").arg(env.home()), "test_c all");
+    assert_suite(&output, &C_CASES);
+}
+
+fn cpp_suite(mode: Mode, valgrind: bool) {
+    let env = TestEnv::new();
+    let program = &programs(mode).test_cpp;
+    let mut command = match (mode, valgrind) {
+        (_, true) => under_valgrind(program, &env.home()),
+        (Mode::Sanitized, false) => sanitized(program, &env.home()),
+        (Mode::Plain, false) => scrubbed(program, &env.home()),
+    };
+    let output = run_checked(command.arg(env.home()), "test_cpp");
+    assert_suite(&output, &CPP_CASES);
+}
+
+fn injected_panic(mode: Mode, valgrind: bool) {
+    let env = TestEnv::new();
+    let program = &programs(mode).test_c;
+    let mut command = match (mode, valgrind) {
+        (_, true) => under_valgrind(program, &env.home()),
+        (Mode::Sanitized, false) => sanitized(program, &env.home()),
+        (Mode::Plain, false) => scrubbed(program, &env.home()),
+    };
+    let output = run_checked(
+        command
+            .env("GATEWAY_FFI_PANIC", "gw_lock_acquire")
+            .arg("panic")
+            .arg(env.home()),
+        "test_c panic",
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok panic"));
+}
+
+#[test]
+fn c_programs() {
+    c_suite(Mode::Plain, false);
+}
+
+#[test]
+fn cpp_wrapper() {
+    cpp_suite(Mode::Plain, false);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "the panic is injected with --features failpoints"
+)]
+fn a_panic_comes_back_as_gw_err_panic() {
+    injected_panic(Mode::Plain, false);
+}
+
+#[test]
+fn c_and_cpp_under_asan_and_ubsan() {
+    c_suite(Mode::Sanitized, false);
+    cpp_suite(Mode::Sanitized, false);
+    if cfg!(feature = "failpoints") {
+        injected_panic(Mode::Sanitized, false);
+    }
+}
+
+#[test]
+fn c_and_cpp_under_valgrind() {
+    c_suite(Mode::Plain, true);
+    cpp_suite(Mode::Plain, true);
+    if cfg!(feature = "failpoints") {
+        injected_panic(Mode::Plain, true);
+    }
+}
+
+#[test]
+fn two_processes() {
+    let env = TestEnv::new();
+    let program = &programs(Mode::Plain).test_c;
+    let mut holder = scrubbed(program, &env.home())
+        .arg("hold")
+        .arg(env.home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = pipe_lines(holder.stdout.take().unwrap());
+    let ready = lines.recv_timeout(Duration::from_secs(10)).expect("ready");
+    let mut words = ready.split(' ').skip(1);
+    let port: u16 = words.next().unwrap().parse().unwrap();
+    let pid: u32 = words.next().unwrap().parse().unwrap();
+    assert_eq!(pid, holder.id());
+    assert!(healthy(port));
+
+    let second = run_checked(
+        scrubbed(program, &env.home())
+            .arg("second")
+            .arg(env.home())
+            .arg(pid.to_string()),
+        "test_c second",
+    );
+    let refused = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        refused.contains(&format!(
+            "gateway already running (pid {pid}); it is healthy on ws://127.0.0.1:{port}"
+        )),
+        "{refused}"
+    );
+
+    drop(holder.stdin.take()); // EOF: shut down
+    let status = wait_with_timeout(&mut holder, Duration::from_secs(10)).expect("holder exits");
+    assert!(status.success());
+    assert!(port_is_free(port));
+}
+
+/// The issue's "done when": a second copy of `examples/c/host.c` fails with the holder's pid.
+#[test]
+fn host_example_second_copy_names_the_holder() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let start = || {
+        let mut command = scrubbed(host_c(), &env.home());
+        command.env("OPENCLAW_GATEWAY_PORT", port.to_string());
+        command
+    };
+    let first = GatewayProcess::spawn(start()).expect("the first host starts");
+    assert_eq!(first.port, port);
+    assert!(healthy(port));
+
+    let second = start().output().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "gateway already running: pid {}, port {port}, healthy",
+            first.pid
+        )),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!("gateway already running (pid {})", first.pid)),
+        "{stderr}"
+    );
+
+    assert_eq!(first.terminate(), 0);
+    assert!(port_is_free(port));
+    assert!(env.lock_dir_entries().is_empty());
+}
+
+/// `gateway.pc` links the shared library; the host then runs against it.
+#[test]
+fn pkg_config_links_the_shared_library() {
+    let lib_dir = lib_dir();
+    let flags = run_checked(
+        Command::new("pkg-config")
+            .env("PKG_CONFIG_PATH", profile_dir())
+            // This run's library, not the one `cargo build` last copied up.
+            .arg(format!("--define-variable=libdir={}", lib_dir.display()))
+            .args(["--cflags", "--libs", "gateway"]),
+        "pkg-config gateway",
+    );
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    assert!(flags.contains("-lgateway"), "{flags}");
+    let output = out_dir(Mode::Plain).join("host_shared");
+    run_checked(
+        Command::new("cc")
+            .current_dir(ROOT)
+            .args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror"])
+            .arg("examples/c/host.c")
+            .args(flags.split_whitespace())
+            .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+            .arg("-o")
+            .arg(&output),
+        "linking host.c with pkg-config",
+    );
+    // The port is taken by a plain listener: the shared-library host says so and exits 1.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let env = TestEnv::new();
+    let run = scrubbed(&output, &env.home())
+        .env("OPENCLAW_GATEWAY_PORT", port.to_string())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "GW_ERR_ADDR_IN_USE: another gateway instance is already listening on ws://127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+}
+
+/// The committed header carries the package version from Cargo.toml and the ABI version.
+#[test]
+fn header_versions_match_cargo_toml() {
+    let header = std::fs::read_to_string(Path::new(ROOT).join("include/gateway.h")).unwrap();
+    let manifest = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap();
+    let version = manifest
+        .lines()
+        .skip_while(|line| line.trim() != "[package]")
+        .find_map(|line| line.strip_prefix("version = "))
+        .expect("a [package] version")
+        .trim_matches('"');
+    let parts: Vec<&str> = version.split(['.', '-', '+']).take(3).collect();
+    for (name, part) in ["MAJOR", "MINOR", "PATCH"].iter().zip(&parts) {
+        let define = format!("#define GATEWAY_VERSION_{name} {part}\n");
+        assert!(header.contains(&define), "header lacks {define:?}");
+    }
+    let abi = format!(
+        "#define GATEWAY_ABI_VERSION {}\n",
+        gateway::ffi::ABI_VERSION
+    );
+    assert!(header.contains(&abi), "header lacks {abi:?}");
+    assert_eq!(gateway::ffi::gw_abi_version(), gateway::ffi::ABI_VERSION);
+    // SAFETY: gw_version returns a static NUL-terminated string.
+    let library = unsafe { std::ffi::CStr::from_ptr(gateway::ffi::gw_version()) };
+    assert_eq!(library.to_str().unwrap(), version);
+    assert!(header.contains("do not edit"));
+    assert!(header.starts_with("/*") && header.contains("#ifndef GATEWAY_H\n#define GATEWAY_H\n"));
+}

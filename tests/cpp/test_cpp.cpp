@@ -1,0 +1,148 @@
+// The C++ wrapper (bindings/cpp/gateway.hpp): built with -std=c++17 -Wall -Wextra -Wpedantic
+// -Werror and run by tests/c_abi.rs, normally, under ASan+UBSan and under valgrind.
+//
+//   test_cpp <dir>    every case; prints "ok <case>" for each, "FAIL ..." and exit 1 on failure
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <type_traits>
+
+#include "gateway.hpp"
+
+std::string tu2_error_name(gw_result code);
+
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);         \
+            std::exit(1);                                                                \
+        }                                                                                \
+    } while (0)
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+static_assert(!std::is_copy_constructible_v<gateway::Options>, "Options is move-only");
+static_assert(!std::is_copy_constructible_v<gateway::Lock>, "Lock is move-only");
+static_assert(!std::is_copy_constructible_v<gateway::Server>, "Server is move-only");
+static_assert(std::is_nothrow_move_constructible_v<gateway::Server>, "Server moves");
+
+static gateway::Options options_in(const fs::path &dir) {
+    gateway::Options options;
+    options.state_dir((dir / "state").string())
+        .config_path((dir / "state" / "openclaw.json").string())
+        .lock_dir((dir / "locks").string())
+        .port(0)
+        .timeout(300ms)
+        .poll_interval(20ms);
+    return options;
+}
+
+static std::size_t lock_files(const fs::path &dir) {
+    std::error_code error;
+    auto it = fs::directory_iterator(dir / "locks", error);
+    if (error) return 0;
+    return static_cast<std::size_t>(std::distance(it, fs::directory_iterator()));
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        std::fprintf(stderr, "usage: %s <dir>\n", argv[0]);
+        return 2;
+    }
+    const fs::path base = argv[1];
+
+    // Errors: exceptions carrying code and message, and Result for the try_* functions.
+    {
+        gateway::Options options;
+        try {
+            options.port(70000);
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == GW_ERR_INVALID_ARGUMENT);
+            CHECK(std::string(error.name()) == "GW_ERR_INVALID_ARGUMENT");
+            CHECK(std::string(error.what()).find("70000") != std::string::npos);
+        }
+        CHECK(tu2_error_name(GW_ERR_PANIC) == "GW_ERR_PANIC");
+        options.bind_lan();
+        auto lock = gateway::Lock::try_acquire(options);
+        CHECK(!lock.ok());
+        CHECK(lock.error().code() == GW_ERR_INVALID_ARGUMENT);
+        CHECK(std::string(lock.error().what()) == "Refusing to bind gateway to lan without auth.");
+        std::printf("ok errors\n");
+    }
+
+    // Acquire, serve with callbacks, refuse a second acquisition, shut down from a thread.
+    {
+        const fs::path dir = base / "serve";
+        auto options = options_in(dir);
+        std::atomic<int> ready{0}, stopped{0}, logs{0};
+        auto callbacks = std::make_shared<int>(0); // freed with the callbacks: use_count drops
+        std::weak_ptr<int> alive = callbacks;
+        gateway::Callbacks hooks;
+        hooks.log = [&logs, callbacks](gw_log_level, std::string_view message) {
+            if (!message.empty()) logs++;
+        };
+        hooks.state = [&](gw_state state, gw_result result) {
+            if (state == GW_STATE_READY) ready++;
+            if (state == GW_STATE_STOPPED && result == GW_OK) stopped++;
+            throw std::runtime_error("swallowed at the C boundary");
+        };
+        callbacks.reset();
+
+        gateway::Lock lock = gateway::Lock::acquire(options);
+        const std::uint16_t port = lock.port();
+        CHECK(port != 0 && lock_files(dir) == 2);
+        gateway::Server server = gateway::Server::serve(std::move(lock), std::move(hooks));
+        CHECK(!lock);
+        CHECK(server.port() == port && ready == 1);
+
+        try {
+            gateway::Lock::acquire(options);
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == GW_ERR_ALREADY_RUNNING);
+            std::string want = "gateway already running (pid " + std::to_string(getpid()) + ")";
+            CHECK(std::string(error.what()).rfind(want, 0) == 0);
+        }
+        gw_status found = gateway::status(options);
+        CHECK(found.running && found.healthy && found.pid == static_cast<std::uint32_t>(getpid()));
+
+        gateway::Server moved = std::move(server);
+        CHECK(server.port() == 0 && moved.port() == port);
+        bool drained = false;
+        std::thread([&] { drained = moved.shutdown(2s); }).join();
+        CHECK(drained && stopped == 1 && logs >= 1);
+        CHECK(lock_files(dir) == 0);
+        CHECK(moved.shutdown()); // a no-op once shut down
+        for (int i = 0; i < 400 && !alive.expired(); i++) std::this_thread::sleep_for(5ms);
+        CHECK(alive.expired()); // the library freed the callbacks
+        std::printf("ok serve\n");
+    }
+
+    // RAII: a Lock or Server that goes out of scope gives everything back.
+    {
+        const fs::path dir = base / "raii";
+        auto options = options_in(dir);
+        {
+            gateway::Lock lock = gateway::Lock::acquire(options);
+            CHECK(lock_files(dir) == 2);
+        }
+        CHECK(lock_files(dir) == 0);
+        {
+            auto server = gateway::Server::serve(gateway::Lock::acquire(options));
+            CHECK(lock_files(dir) == 2);
+        }
+        CHECK(lock_files(dir) == 0);
+        std::printf("ok raii\n");
+    }
+
+    std::printf("all ok\n");
+    return 0;
+}

@@ -1,0 +1,952 @@
+//! SPEC §9 branch by branch, with a real WebSocket client against an in-process gateway:
+//! every close code and reason, every error `details.code`, auth, Origin, limits, host
+//! methods and events, keepalive and shutdown.
+
+mod wsclient;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use gateway::{
+    Auth, AuthThrottle, ConnectionEvent, Handlers, MethodError, MethodHandler, MethodRequest,
+    ProtocolOptions, Responder,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wsclient::{Client, TestGateway, assert_error, connect_params};
+
+fn with_scopes(scopes: &[&str]) -> Value {
+    let mut params = connect_params();
+    params["scopes"] = json!(scopes);
+    params
+}
+
+fn with_auth(auth: Value) -> Value {
+    let mut params = connect_params();
+    params["auth"] = auth;
+    params
+}
+
+fn echo_handlers() -> Handlers {
+    Handlers::new()
+        .method_with_scope("echo", "operator.read", |request| async move {
+            Ok(request.params)
+        })
+        .event("demo.tick")
+}
+
+#[tokio::test]
+async fn challenge_then_hello_ok_with_every_field() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), echo_handlers());
+    let mut client = Client::open(server.port).await;
+    let challenge = client.challenge().await;
+    let nonce = challenge["payload"]["nonce"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(nonce).is_ok(), "{challenge}");
+    assert!(challenge["payload"]["ts"].as_u64().unwrap() > 1_700_000_000_000);
+
+    let mut params = with_scopes(&["operator.read"]);
+    params["client"]["displayName"] = json!("kept as sent");
+    client
+        .send(json!({"type": "req", "id": "c1", "method": "connect", "params": params}))
+        .await;
+    let res = client.recv().await;
+    assert_eq!(
+        (&res["type"], &res["id"], &res["ok"]),
+        (&json!("res"), &json!("c1"), &json!(true))
+    );
+    let hello = &res["payload"];
+    assert_eq!(hello["type"], "hello-ok");
+    assert_eq!(hello["protocol"], 4);
+    assert_eq!(hello["server"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        hello["server"]["connId"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert_eq!(hello["features"]["methods"], json!(["health", "echo"]));
+    assert_eq!(
+        hello["features"]["events"],
+        json!([
+            "connect.challenge",
+            "tick",
+            "health",
+            "shutdown",
+            "demo.tick"
+        ])
+    );
+    assert_eq!(hello["snapshot"]["presence"], json!([]));
+    assert_eq!(hello["snapshot"]["health"], json!({}));
+    assert_eq!(
+        hello["snapshot"]["stateVersion"],
+        json!({"presence": 0, "health": 0})
+    );
+    assert!(hello["snapshot"]["uptimeMs"].is_u64());
+    assert_eq!(
+        hello["auth"],
+        json!({"role": "operator", "scopes": ["operator.read"]})
+    );
+    assert_eq!(
+        hello["policy"],
+        json!({"maxPayload": 26214400, "maxBufferedBytes": 52428800, "tickIntervalMs": 30000})
+    );
+    // And the connection serves requests.
+    let res = client.call("h1", "health", Value::Null).await;
+    assert_eq!(res["ok"], true);
+}
+
+#[tokio::test]
+async fn protocol_negotiation() {
+    let server = TestGateway::simple();
+    for (min, max, mode) in [(5, 6, "cli"), (1, 3, "cli"), (1, 2, "probe")] {
+        let mut client = Client::open(server.port).await;
+        let mut params = connect_params();
+        params["minProtocol"] = json!(min);
+        params["maxProtocol"] = json!(max);
+        params["client"]["mode"] = json!(mode);
+        let res = client.connect_with(params).await;
+        assert_error(
+            &res,
+            "c1",
+            "INVALID_REQUEST",
+            "protocol mismatch",
+            Some("PROTOCOL_MISMATCH"),
+        );
+        let details = &res["error"]["details"];
+        assert_eq!(
+            (
+                &details["clientMinProtocol"],
+                &details["clientMaxProtocol"],
+                &details["expectedProtocol"]
+            ),
+            (&json!(min), &json!(max), &json!(4))
+        );
+        assert_eq!(client.closed().await, (1002, "protocol mismatch".into()));
+    }
+    // Probe clients may speak 3..4; others 4 (a range that includes it is fine).
+    for (min, max, mode) in [(3, 3, "probe"), (3, 4, "probe"), (1, 9, "cli")] {
+        let mut params = connect_params();
+        params["minProtocol"] = json!(min);
+        params["maxProtocol"] = json!(max);
+        params["client"]["mode"] = json!(mode);
+        let (_client, hello) = Client::connected(server.port, params).await;
+        assert_eq!(hello["protocol"], 4);
+    }
+}
+
+#[tokio::test]
+async fn first_request_must_be_connect() {
+    let server = TestGateway::simple();
+    let mut client = Client::open(server.port).await;
+    client.challenge().await;
+    client
+        .send(json!({"type": "req", "id": "x-1", "method": "health"}))
+        .await;
+    let message = "invalid handshake: first request must be connect";
+    assert_error(
+        &client.recv().await,
+        "x-1",
+        "INVALID_REQUEST",
+        message,
+        None,
+    );
+    assert_eq!(client.closed().await, (1008, message.into()));
+}
+
+#[tokio::test]
+async fn a_first_frame_that_is_not_a_request_is_closed_without_an_answer() {
+    let server = TestGateway::simple();
+    let frames = [
+        "not json",
+        "[1,2]",
+        "\"req\"",
+        r#"{"type":"event","event":"connect"}"#,
+        r#"{"type":"req","method":"connect","params":{}}"#,
+        r#"{"type":"req","id":"","method":"connect"}"#,
+        r#"{"type":"req","id":7,"method":"connect"}"#,
+        r#"{"type":"req","id":"a"}"#,
+        r#"{"type":"req","id":"a","method":""}"#,
+    ];
+    for frame in frames {
+        let mut client = Client::open(server.port).await;
+        client.challenge().await;
+        client.send_text(frame).await;
+        // The close frame is the very next thing: no `res`.
+        match client.next().await {
+            tokio_tungstenite::tungstenite::Message::Close(Some(close)) => {
+                assert_eq!(
+                    (u16::from(close.code), close.reason.as_str()),
+                    (1008, "invalid request frame"),
+                    "{frame}"
+                );
+            }
+            other => panic!("{frame}: expected a close, got {other:?}"),
+        }
+    }
+    let mut client = Client::open(server.port).await;
+    client.challenge().await;
+    client
+        .send_binary(connect_params().to_string().as_bytes())
+        .await;
+    assert_eq!(
+        client.closed().await,
+        (1008, "invalid request frame".into())
+    );
+}
+
+#[tokio::test]
+async fn bad_connect_params_and_roles() {
+    let server = TestGateway::simple();
+    let mut no_client = connect_params();
+    no_client.as_object_mut().unwrap().remove("client");
+    let mut empty_platform = connect_params();
+    empty_platform["client"]["platform"] = json!("");
+    let mut bad_protocol = connect_params();
+    bad_protocol["minProtocol"] = json!("4");
+    let mut bad_scopes = connect_params();
+    bad_scopes["scopes"] = json!(["operator.read", 3]);
+    let cases = [
+        (Value::Null, "at root: must be object"),
+        (no_client, "at root: must have required property 'client'"),
+        (
+            empty_platform,
+            "at /client/platform: must NOT have fewer than 1 characters",
+        ),
+        (bad_protocol, "at /minProtocol: must be integer"),
+        (bad_scopes, "at /scopes/1: must be string"),
+    ];
+    for (params, why) in cases {
+        let mut client = Client::open(server.port).await;
+        let res = client.connect_with(params).await;
+        let message = format!("invalid connect params: {why}");
+        assert_error(&res, "c1", "INVALID_REQUEST", &message, None);
+        assert_eq!(client.closed().await, (1008, message));
+    }
+    let mut client = Client::open(server.port).await;
+    let mut params = connect_params();
+    params["role"] = json!("root");
+    let res = client.connect_with(params).await;
+    assert_error(&res, "c1", "INVALID_REQUEST", "invalid role", None);
+    assert_eq!(client.closed().await, (1008, "invalid role".into()));
+    let mut params = connect_params();
+    params["role"] = json!("node");
+    let (_node, hello) = Client::connected(server.port, params).await;
+    assert_eq!(hello["auth"]["role"], "node");
+}
+
+async fn refused(port: u16, params: Value, message: &str, detail: &str) {
+    let mut client = Client::open(port).await;
+    let res = client.connect_with(params).await;
+    assert_error(&res, "c1", "INVALID_REQUEST", message, Some(detail));
+    assert_eq!(client.closed().await, (1008, message.to_owned()));
+}
+
+#[tokio::test]
+async fn token_auth() {
+    let server = TestGateway::start(
+        Auth::Token("s3cret-token".into()),
+        ProtocolOptions::default(),
+        Handlers::new(),
+    );
+    let port = server.port;
+    let missing = "unauthorized: gateway token missing";
+    let mismatch = "unauthorized: gateway token mismatch";
+    refused(port, connect_params(), missing, "AUTH_TOKEN_MISSING").await;
+    refused(
+        port,
+        with_auth(json!({"token": ""})),
+        missing,
+        "AUTH_TOKEN_MISSING",
+    )
+    .await;
+    refused(
+        port,
+        with_auth(json!({"password": "s3cret-token"})),
+        missing,
+        "AUTH_TOKEN_MISSING",
+    )
+    .await;
+    refused(
+        port,
+        with_auth(json!({"token": "s3cret-tokeN"})),
+        mismatch,
+        "AUTH_TOKEN_MISMATCH",
+    )
+    .await;
+    refused(
+        port,
+        with_auth(json!({"token": "s3cret"})),
+        mismatch,
+        "AUTH_TOKEN_MISMATCH",
+    )
+    .await;
+    let (_client, hello) =
+        Client::connected(port, with_auth(json!({"token": "s3cret-token"}))).await;
+    assert_eq!(hello["type"], "hello-ok");
+}
+
+#[tokio::test]
+async fn password_auth() {
+    let server = TestGateway::start(
+        Auth::Password("hunter2".into()),
+        ProtocolOptions::default(),
+        Handlers::new(),
+    );
+    let port = server.port;
+    let missing = "unauthorized: gateway password missing";
+    let mismatch = "unauthorized: gateway password mismatch";
+    refused(port, connect_params(), missing, "AUTH_PASSWORD_MISSING").await;
+    refused(
+        port,
+        with_auth(json!({"token": "hunter2"})),
+        missing,
+        "AUTH_PASSWORD_MISSING",
+    )
+    .await;
+    refused(
+        port,
+        with_auth(json!({"password": "hunter3"})),
+        mismatch,
+        "AUTH_PASSWORD_MISMATCH",
+    )
+    .await;
+    let (_client, hello) = Client::connected(port, with_auth(json!({"password": "hunter2"}))).await;
+    assert_eq!(hello["type"], "hello-ok");
+}
+
+#[tokio::test]
+async fn no_auth_accepts_any_credentials() {
+    let server = TestGateway::simple();
+    Client::connected(server.port, connect_params()).await;
+    Client::connected(server.port, with_auth(json!({"token": "whatever"}))).await;
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_per_peer() {
+    let protocol = ProtocolOptions {
+        auth_throttle: AuthThrottle {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(60),
+        },
+        ..ProtocolOptions::default()
+    };
+    let server = TestGateway::start(Auth::Token("right".into()), protocol, Handlers::new());
+    let mismatch = "unauthorized: gateway token mismatch";
+    for _ in 0..3 {
+        refused(
+            server.port,
+            with_auth(json!({"token": "wrong"})),
+            mismatch,
+            "AUTH_TOKEN_MISMATCH",
+        )
+        .await;
+    }
+    // Locked out now, even with the right token.
+    let mut client = Client::open(server.port).await;
+    let res = client
+        .connect_with(with_auth(json!({"token": "right"})))
+        .await;
+    let message = "unauthorized: too many failed authentication attempts (retry later)";
+    assert_error(
+        &res,
+        "c1",
+        "INVALID_REQUEST",
+        message,
+        Some("AUTH_RATE_LIMITED"),
+    );
+    assert_eq!(res["error"]["retryable"], true);
+    let retry_after = res["error"]["retryAfterMs"].as_u64().unwrap();
+    assert!(retry_after > 50_000 && retry_after <= 60_000, "{res}");
+    assert_eq!(client.closed().await, (1008, message.into()));
+}
+
+#[tokio::test]
+async fn origin_policy() {
+    let protocol = ProtocolOptions {
+        allowed_origins: vec!["https://control.example.com".into()],
+        ..ProtocolOptions::default()
+    };
+    let server = TestGateway::start(Auth::None, protocol, Handlers::new());
+    for origin in [
+        "http://127.0.0.1:18789",
+        "http://localhost:5173",
+        "http://[::1]:8080",
+        "https://control.example.com",
+    ] {
+        let mut client = Client::open_with(server.port, Some(origin)).await;
+        let res = client.connect_with(connect_params()).await;
+        assert_eq!(res["ok"], true, "{origin}: {res}");
+    }
+    for origin in [
+        "https://evil.example",
+        "http://localhost.evil.example",
+        "null",
+    ] {
+        let mut client = Client::open_with(server.port, Some(origin)).await;
+        let res = client.connect_with(connect_params()).await;
+        assert_error(
+            &res,
+            "c1",
+            "INVALID_REQUEST",
+            "origin not allowed",
+            Some("CONTROL_UI_ORIGIN_NOT_ALLOWED"),
+        );
+        assert_eq!(
+            client.closed().await,
+            (1008, "origin not allowed".into()),
+            "{origin}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn preauth_frames_over_64_kib_are_closed_with_1009() {
+    let server = TestGateway::simple();
+    // Exactly 64 KiB is allowed: a connect padded to 65536 bytes.
+    let mut params = connect_params();
+    params["client"]["pad"] = json!("");
+    let frame = json!({"type": "req", "id": "c1", "method": "connect", "params": params});
+    let padding = 65536 - frame.to_string().len();
+    params["client"]["pad"] = json!("x".repeat(padding));
+    let frame =
+        json!({"type": "req", "id": "c1", "method": "connect", "params": params}).to_string();
+    assert_eq!(frame.len(), 65536);
+    let mut client = Client::open(server.port).await;
+    client.challenge().await;
+    client.send_text(&frame).await;
+    assert_eq!(client.recv().await["ok"], true);
+
+    for size in [65537, 3 * 1024 * 1024] {
+        let mut client = Client::open(server.port).await;
+        client.challenge().await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            client
+                .ws
+                .send(tokio_tungstenite::tungstenite::Message::Text(
+                    "x".repeat(size).into(),
+                )),
+        )
+        .await;
+        assert_eq!(
+            client.closed().await,
+            (1009, "preauth payload too large".into()),
+            "{size}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn frames_over_max_payload_after_auth_are_closed_with_1009() {
+    let protocol = ProtocolOptions {
+        max_payload: 1024 * 1024,
+        ..ProtocolOptions::default()
+    };
+    let server = TestGateway::start(Auth::None, protocol, echo_handlers());
+    let (mut client, _) = Client::connected(server.port, with_scopes(&["operator.read"])).await;
+    // Past the pre-auth limit but under maxPayload: answered.
+    let big = "y".repeat(512 * 1024);
+    let res = client.call("big", "echo", json!({ "data": big })).await;
+    assert_eq!(
+        res["payload"]["data"].as_str().map(str::len),
+        Some(big.len())
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        client
+            .ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                "z".repeat(1024 * 1024 + 1).into(),
+            )),
+    )
+    .await;
+    assert_eq!(client.closed().await, (1009, "payload too large".into()));
+}
+
+#[tokio::test]
+async fn handshake_timeout() {
+    let protocol = ProtocolOptions {
+        handshake_timeout: Duration::from_millis(300),
+        ..ProtocolOptions::default()
+    };
+    let server = TestGateway::start(Auth::None, protocol, Handlers::new());
+    let started = Instant::now();
+    let mut client = Client::open(server.port).await;
+    client.challenge().await;
+    assert_eq!(client.closed().await, (1008, "handshake timeout".into()));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    // A client that connects in time is not cut off later.
+    let (mut client, _) = Client::connected(server.port, connect_params()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(client.call("h", "health", Value::Null).await["ok"], true);
+}
+
+#[tokio::test]
+async fn invalid_frames_after_the_handshake_are_answered_and_the_connection_stays() {
+    let server = TestGateway::simple();
+    let (mut client, _) = Client::connected(server.port, connect_params()).await;
+    let cases: [(&str, Value, &str); 7] = [
+        (
+            "{nope",
+            json!("invalid"),
+            "invalid request frame: invalid JSON",
+        ),
+        (
+            "[1]",
+            json!("invalid"),
+            "invalid request frame: frame must be an object",
+        ),
+        (
+            r#"{"type":"event","id":"e1"}"#,
+            json!("e1"),
+            "invalid request frame: type must be \"req\"",
+        ),
+        (
+            r#"{"type":"req","method":"health"}"#,
+            json!("invalid"),
+            "invalid request frame: id must be a non-empty string",
+        ),
+        (
+            r#"{"type":"req","id":"","method":"health"}"#,
+            json!(""),
+            "invalid request frame: id must be a non-empty string",
+        ),
+        (
+            r#"{"type":"req","id":"m1"}"#,
+            json!("m1"),
+            "invalid request frame: method must be a non-empty string",
+        ),
+        (
+            r#"{"type":"req","id":"m2","method":""}"#,
+            json!("m2"),
+            "invalid request frame: method must be a non-empty string",
+        ),
+    ];
+    for (frame, id, message) in cases {
+        client.send_text(frame).await;
+        let res = client.recv_skip_ticks().await;
+        assert_eq!(res["id"], id, "{frame}: {res}");
+        assert_eq!(res["ok"], false);
+        assert_eq!(res["error"]["code"], "INVALID_REQUEST");
+        let got = res["error"]["message"].as_str().unwrap();
+        assert!(got.starts_with(message), "{frame}: {got}");
+    }
+    client
+        .send_binary(br#"{"type":"req","id":"b","method":"health"}"#)
+        .await;
+    let res = client.recv_skip_ticks().await;
+    assert_error(
+        &res,
+        "invalid",
+        "INVALID_REQUEST",
+        "invalid request frame: binary frames are not supported",
+        None,
+    );
+    let res = client.call("again", "connect", connect_params()).await;
+    assert_error(
+        &res,
+        "again",
+        "INVALID_REQUEST",
+        "connect is only valid as the first request",
+        None,
+    );
+    assert_eq!(
+        client.call("still-here", "health", Value::Null).await["ok"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn unknown_methods_and_scopes() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), echo_handlers());
+    let (mut plain, _) = Client::connected(server.port, connect_params()).await;
+    let res = plain.call("u1", "no.such.method", Value::Null).await;
+    assert_error(
+        &res,
+        "u1",
+        "FORBIDDEN",
+        "missing scope: operator.admin",
+        Some("MISSING_SCOPE"),
+    );
+    assert_eq!(res["error"]["details"]["missingScope"], "operator.admin");
+    assert_eq!(
+        res["error"]["details"]["requiredScopes"],
+        json!(["operator.admin"])
+    );
+    let res = plain.call("e1", "echo", json!(1)).await;
+    assert_error(
+        &res,
+        "e1",
+        "FORBIDDEN",
+        "missing scope: operator.read",
+        Some("MISSING_SCOPE"),
+    );
+    assert_eq!(
+        res["error"]["details"]["requiredScopes"],
+        json!(["operator.read"])
+    );
+    // health needs no scope.
+    assert_eq!(plain.call("h", "health", Value::Null).await["ok"], true);
+
+    let (mut admin, _) = Client::connected(server.port, with_scopes(&["operator.admin"])).await;
+    let res = admin.call("u2", "no.such.method", Value::Null).await;
+    assert_error(
+        &res,
+        "u2",
+        "INVALID_REQUEST",
+        "unknown method: no.such.method",
+        None,
+    );
+    assert_eq!(
+        admin.call("e2", "echo", json!([1, 2])).await["payload"],
+        json!([1, 2])
+    );
+    let (mut writer, _) = Client::connected(server.port, with_scopes(&["operator.write"])).await;
+    assert_eq!(writer.call("e3", "echo", json!("w")).await["payload"], "w");
+
+    // Without any host method, an admin still gets `unknown method`.
+    let bare = TestGateway::simple();
+    let (mut admin, _) = Client::connected(bare.port, with_scopes(&["operator.admin"])).await;
+    let res = admin.call("u3", "echo", Value::Null).await;
+    assert_error(&res, "u3", "INVALID_REQUEST", "unknown method: echo", None);
+}
+
+#[tokio::test]
+async fn ids_are_echoed_verbatim() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), echo_handlers());
+    let (mut client, _) = Client::connected(server.port, with_scopes(&["operator.read"])).await;
+    for id in [
+        "1",
+        "  spaced  ",
+        "ünïcødé-🦀",
+        "with \"quotes\" and \\",
+        &"long".repeat(500),
+    ] {
+        assert_eq!(client.call(id, "health", Value::Null).await["id"], id);
+        assert_eq!(client.call(id, "echo", json!(null)).await["id"], id);
+    }
+}
+
+#[tokio::test]
+async fn health_default_and_host_snapshot() {
+    let server = TestGateway::simple();
+    let (mut client, _) = Client::connected(server.port, connect_params()).await;
+    let res = client.call("h1", "health", Value::Null).await;
+    let payload = &res["payload"];
+    assert_eq!(
+        (&payload["ok"], &payload["durationMs"]),
+        (&json!(true), &json!(0))
+    );
+    assert!(payload["ts"].as_u64().unwrap() > 1_700_000_000_000);
+    assert_eq!(payload.as_object().unwrap().len(), 3);
+
+    let snapshot = json!({"ok": true, "ts": 1, "durationMs": 7, "channels": {"a": "up"}});
+    server.gateway().set_health(snapshot.clone());
+    let event = client.recv_skip_ticks().await;
+    assert_eq!(
+        (&event["event"], &event["payload"]),
+        (&json!("health"), &snapshot)
+    );
+    assert_eq!(
+        client.call("h2", "health", Value::Null).await["payload"],
+        snapshot
+    );
+    let (_late, hello) = Client::connected(server.port, connect_params()).await;
+    assert_eq!(hello["snapshot"]["health"], snapshot);
+    assert_eq!(hello["snapshot"]["stateVersion"]["health"], 1);
+}
+
+#[tokio::test]
+async fn ticks_arrive_every_tick_interval() {
+    let protocol = ProtocolOptions {
+        tick_interval: Duration::from_millis(100),
+        ..ProtocolOptions::default()
+    };
+    let server = TestGateway::start(Auth::None, protocol, Handlers::new());
+    let (mut client, hello) = Client::connected(server.port, connect_params()).await;
+    assert_eq!(hello["policy"]["tickIntervalMs"], 100);
+    let started = Instant::now();
+    let mut last_seq = 0;
+    for _ in 0..3 {
+        let tick = client.recv().await;
+        assert_eq!(
+            (&tick["type"], &tick["event"]),
+            (&json!("event"), &json!("tick"))
+        );
+        assert!(tick["payload"]["ts"].as_u64().unwrap() > 1_700_000_000_000);
+        let seq = tick["seq"].as_u64().unwrap();
+        assert!(seq > last_seq);
+        last_seq = seq;
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(150) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn host_events_broadcast_and_targeted_with_connection_notifications() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let handlers = Handlers::new().on_connection(move |event| {
+        let entry = match event {
+            ConnectionEvent::Opened(client) => {
+                ("opened", client.conn_id, client.client_id().to_owned())
+            }
+            ConnectionEvent::Closed(client) => {
+                ("closed", client.conn_id, client.client_id().to_owned())
+            }
+        };
+        log.lock().unwrap().push(entry);
+    });
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), handlers);
+    let (mut a, hello_a) = Client::connected(server.port, connect_params()).await;
+    let (mut b, hello_b) = Client::connected(server.port, connect_params()).await;
+    let conn_a: u64 = hello_a["server"]["connId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let conn_b: u64 = hello_b["server"]["connId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(conn_a, conn_b);
+
+    server.gateway().broadcast("demo.tick", &json!({"n": 1}));
+    let (ea, eb) = (a.recv().await, b.recv().await);
+    assert_eq!(ea, eb);
+    assert_eq!(
+        (&ea["event"], &ea["payload"]),
+        (&json!("demo.tick"), &json!({"n": 1}))
+    );
+    assert!(ea["seq"].is_u64());
+
+    assert!(server.gateway().send_event(conn_b, "only.b", &json!("hi")));
+    let event = b.recv().await;
+    assert_eq!(
+        (&event["event"], &event["payload"]),
+        (&json!("only.b"), &json!("hi"))
+    );
+    assert!(event.get("seq").is_none());
+    assert!(!server.gateway().send_event(999_999, "nobody", &json!(null)));
+    // A's next frame is the next broadcast, not B's event.
+    server
+        .gateway()
+        .handle()
+        .broadcast("demo.tick", &json!({"n": 2}));
+    assert_eq!(a.recv().await["payload"], json!({"n": 2}));
+    let _ = b.recv().await;
+
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            ("opened", conn_a, "test".to_owned()),
+            ("opened", conn_b, "test".to_owned()),
+            ("closed", conn_a, "test".to_owned()),
+        ]
+    );
+}
+
+/// A host method answered later, from another thread, by request id (what the C ABI does).
+struct Deferred(Arc<Mutex<Vec<u64>>>);
+
+impl MethodHandler for Deferred {
+    fn call(&self, request: MethodRequest, responder: Responder) {
+        if request.params == json!("drop") {
+            return; // Never answered: the gateway times it out.
+        }
+        self.0.lock().unwrap().push(responder.id());
+    }
+}
+
+#[tokio::test]
+async fn deferred_answers_timeouts_and_slow_handlers() {
+    let queued = Arc::new(Mutex::new(Vec::new()));
+    let handlers = Handlers::new()
+        .method_handler("later", None, Arc::new(Deferred(Arc::clone(&queued))))
+        .method("slow", |_request| async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            Ok(json!("slow done"))
+        })
+        .method("boom", |request| async move {
+            if request.params.is_null() {
+                panic!("handler bug");
+            }
+            Ok(Value::Null)
+        })
+        .method("fails", |_request| async move {
+            Err(MethodError::new("HOST_ERROR", "it failed")
+                .with_details(json!({"code": "X", "n": 1})))
+        });
+    let protocol = ProtocolOptions {
+        request_timeout: Duration::from_millis(300),
+        ..ProtocolOptions::default()
+    };
+    let server = TestGateway::start(Auth::None, protocol, handlers);
+    let (mut client, _) = Client::connected(server.port, connect_params()).await;
+
+    client
+        .send(json!({"type": "req", "id": "l1", "method": "later", "params": {"x": 1}}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let request_id = loop {
+        if let Some(id) = queued.lock().unwrap().first().copied() {
+            break id;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let handle = server.gateway().handle();
+    let answered =
+        std::thread::spawn(move || handle.respond(request_id, Ok(json!({"answered": "later"}))))
+            .join()
+            .unwrap();
+    assert!(answered);
+    let res = client.recv_skip_ticks().await;
+    assert_eq!(
+        (&res["id"], &res["payload"]),
+        (&json!("l1"), &json!({"answered": "later"}))
+    );
+    assert!(
+        !server.gateway().respond(request_id, Ok(json!(2))),
+        "answered twice"
+    );
+
+    let res = client.call("l2", "later", json!("drop")).await;
+    assert_eq!(res["error"]["code"], "UNAVAILABLE", "{res}");
+    assert_eq!(res["error"]["retryable"], true);
+
+    // A slow method on one connection holds up neither that connection nor another one.
+    client
+        .send(json!({"type": "req", "id": "s1", "method": "slow"}))
+        .await;
+    let (mut other, _) = Client::connected(server.port, connect_params()).await;
+    let started = Instant::now();
+    assert_eq!(other.call("o", "health", Value::Null).await["ok"], true);
+    assert_eq!(client.call("h", "health", Value::Null).await["id"], "h");
+    assert!(started.elapsed() < Duration::from_millis(600));
+    // The slow one still times out (300 ms) rather than waiting 700 ms.
+    let res = client.recv_skip_ticks().await;
+    assert_eq!(
+        (&res["id"], &res["error"]["code"]),
+        (&json!("s1"), &json!("UNAVAILABLE"))
+    );
+
+    let res = client.call("b", "boom", Value::Null).await;
+    assert_error(&res, "b", "UNAVAILABLE", "the method handler failed", None);
+    let res = client.call("f", "fails", Value::Null).await;
+    assert_error(&res, "f", "HOST_ERROR", "it failed", Some("X"));
+    assert_eq!(res["error"]["details"]["n"], 1);
+}
+
+#[tokio::test]
+async fn a_dead_peer_is_dropped_by_the_keepalive() {
+    let protocol = ProtocolOptions {
+        ping_interval: Duration::from_millis(100),
+        ..ProtocolOptions::default()
+    };
+    let server = TestGateway::start(Auth::None, protocol, Handlers::new());
+    let (mut live, _) = Client::connected(server.port, connect_params()).await;
+    // A client that completed the handshake and then stopped reading (so it never pongs).
+    let (dead, _) = Client::connected(server.port, connect_params()).await;
+    assert_eq!(server.gateway().connection_count(), 2);
+    let live_task = tokio::spawn(async move {
+        // Reading answers the pings.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(800) {
+            let _ = tokio::time::timeout(Duration::from_millis(50), live.ws.next()).await;
+        }
+        live
+    });
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.gateway().connection_count() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        server.gateway().connection_count(),
+        1,
+        "the dead peer is gone, the live one stays"
+    );
+    let mut live = live_task.await.unwrap();
+    assert_eq!(live.call("h", "health", Value::Null).await["ok"], true);
+    drop(dead);
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_are_refused_with_1013() {
+    let protocol = ProtocolOptions {
+        max_connections: 2,
+        ..ProtocolOptions::default()
+    };
+    let server = TestGateway::start(Auth::None, protocol, Handlers::new());
+    let (_a, _) = Client::connected(server.port, connect_params()).await;
+    let (_b, _) = Client::connected(server.port, connect_params()).await;
+    let mut c = Client::open(server.port).await;
+    assert_eq!(c.closed().await, (1013, "too many connections".into()));
+    drop(_a);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while server.gateway().connection_count() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Client::connected(server.port, connect_params()).await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_the_event_then_1012() {
+    let mut server = TestGateway::simple();
+    let (mut client, _) = Client::connected(server.port, connect_params()).await;
+    let mut unauthenticated = Client::open(server.port).await;
+    unauthenticated.challenge().await;
+    let gateway = server.gateway.take().unwrap();
+    let shutdown = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let report = gateway.shutdown(Duration::from_secs(5));
+        (started.elapsed(), report)
+    });
+    let event = client.recv_skip_ticks().await;
+    assert_eq!(
+        (&event["type"], &event["event"]),
+        (&json!("event"), &json!("shutdown"))
+    );
+    assert_eq!(event["payload"]["reason"], "gateway stopping");
+    assert_eq!(client.closed().await, (1012, "service restart".into()));
+    assert_eq!(
+        unauthenticated.closed().await,
+        (1012, "service restart".into())
+    );
+    let (elapsed, report) = shutdown.await.unwrap();
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(report.drained);
+    // The port is free at once.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", server.port)).is_ok());
+}
+
+#[tokio::test]
+async fn plain_http_at_the_root_is_told_to_upgrade() {
+    let server = TestGateway::simple();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
+    assert!(response.to_ascii_lowercase().contains("upgrade: websocket"));
+}

@@ -1,0 +1,241 @@
+//! A WebSocket client for the protocol tests (tokio-tungstenite), and an in-process gateway
+//! on an ephemeral loopback port with its own state dir.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use gateway::{
+    Auth, Gateway, GatewayLock, GatewayOptions, Handlers, ProtocolOptions, ServeOptions,
+};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for any one frame.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A gateway served in this process, and the temp dir its lock lives in.
+pub struct TestGateway {
+    pub gateway: Option<Gateway>,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    pub fn start(auth: Auth, protocol: ProtocolOptions, handlers: Handlers) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("gateway-ws-")
+            .tempdir()
+            .unwrap();
+        let options = GatewayOptions::new()
+            .state_dir(dir.path().join("state"))
+            .config_path(dir.path().join("state/openclaw.json"))
+            .port(0)
+            .auth(auth);
+        let lock = GatewayLock::acquire(&options).unwrap();
+        let port = lock.port();
+        let gateway = Gateway::serve(
+            lock,
+            ServeOptions {
+                worker_threads: 2,
+                protocol,
+                handlers,
+                ..ServeOptions::default()
+            },
+        )
+        .unwrap();
+        Self {
+            gateway: Some(gateway),
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn simple() -> Self {
+        Self::start(Auth::None, ProtocolOptions::default(), Handlers::new())
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        self.gateway.as_ref().unwrap()
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+}
+
+/// The `connect` params of a well-behaved operator client.
+pub fn connect_params() -> Value {
+    json!({
+        "minProtocol": 4,
+        "maxProtocol": 4,
+        "client": {"id": "test", "version": "1.0.0", "platform": "linux", "mode": "cli"},
+    })
+}
+
+impl Client {
+    pub async fn open(port: u16) -> Self {
+        Self::open_with(port, None).await
+    }
+
+    pub async fn open_with(port: u16, origin: Option<&str>) -> Self {
+        let mut request = format!("ws://127.0.0.1:{port}/")
+            .into_client_request()
+            .unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().unwrap());
+        }
+        // The client accepts anything the server may send (the server's limits are tested).
+        let config = WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), false)
+            .await
+            .expect("websocket upgrade");
+        Self { ws }
+    }
+
+    /// The next text frame as JSON (pings and pongs skipped); panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            match self.next().await {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next text frame that is not a `tick` event.
+    pub async fn recv_skip_ticks(&mut self) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["event"] != "tick" {
+                return frame;
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> Message {
+        match tokio::time::timeout(WAIT, self.ws.next()).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(other) => panic!("connection ended: {other:?}"),
+            Err(_) => panic!("no frame within {WAIT:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        self.ws
+            .send(Message::Binary(Bytes::copy_from_slice(bytes)))
+            .await
+            .unwrap();
+    }
+
+    pub async fn challenge(&mut self) -> Value {
+        let challenge = self.recv().await;
+        assert_eq!(challenge["type"], "event");
+        assert_eq!(challenge["event"], "connect.challenge");
+        challenge
+    }
+
+    /// challenge → `connect` with `params` → the `res`.
+    pub async fn connect_with(&mut self, params: Value) -> Value {
+        self.challenge().await;
+        self.send(json!({"type": "req", "id": "c1", "method": "connect", "params": params}))
+            .await;
+        self.recv().await
+    }
+
+    /// A client through the handshake; returns it and the `hello-ok` payload.
+    pub async fn connected(port: u16, params: Value) -> (Self, Value) {
+        let mut client = Self::open(port).await;
+        let res = client.connect_with(params).await;
+        assert_eq!(res["ok"], true, "{res}");
+        (client, res["payload"].clone())
+    }
+
+    pub async fn call(&mut self, id: &str, method: &str, params: Value) -> Value {
+        self.send(json!({"type": "req", "id": id, "method": method, "params": params}))
+            .await;
+        self.recv_skip_ticks().await
+    }
+
+    /// Reads until the server's close frame; its code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Ok(Some(Ok(Message::Close(None)))) => panic!("close frame without a code"),
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("connection ended without a close frame: {other:?}"),
+                Err(_) => panic!("no close within {WAIT:?}"),
+            }
+        }
+    }
+}
+
+/// Asserts an error `res`: its code, message and `details.code`.
+pub fn assert_error(res: &Value, id: &str, code: &str, message: &str, detail: Option<&str>) {
+    assert_eq!(res["type"], "res", "{res}");
+    assert_eq!(res["id"], id, "{res}");
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], code, "{res}");
+    assert_eq!(res["error"]["message"], message, "{res}");
+    match detail {
+        Some(detail) => assert_eq!(res["error"]["details"]["code"], detail, "{res}"),
+        None => assert!(res["error"]["details"].get("code").is_none(), "{res}"),
+    }
+}
+
+/// This process's resident set size in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Raises the soft open-files limit to the hard one (1,000 clients need 2,000 descriptors
+/// here: both ends are in this process).
+pub fn raise_nofile_limit(wanted: u64) {
+    // SAFETY: getrlimit/setrlimit with a valid, initialized struct.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < wanted as libc::rlim_t {
+            limit.rlim_cur = limit.rlim_max.min(wanted as libc::rlim_t);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
