@@ -134,12 +134,9 @@ pub enum Created {
     Held(HeldFile),
     /// The path exists already; judge its owner.
     Exists,
-    /// We created the file but the path no longer names it (replaced under us); try again.
-    Lost,
 }
 
-/// Takes the lock path with our payload already in it, holding the beacon, then confirms the
-/// path still names our inode.
+/// Takes the lock path with our payload already in it, holding the beacon.
 ///
 /// The file is written and locked before it has its name, then published with a link, which
 /// fails if the path exists. So the path never names an empty or half-written file of ours,
@@ -185,16 +182,14 @@ fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gatew
         }
         Err(e) => return Err(io_error(e)),
     };
-    // 0600 whatever the umask.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io_error)?;
+    let identity = make_private(&file).map_err(io_error)?;
     failpoint("after-create");
     flock(&file, libc::LOCK_EX).map_err(io_error)?;
     failpoint("after-beacon");
     file.write_all(contents).map_err(io_error)?;
     failpoint("after-write");
     match link_descriptor(&file, path) {
-        Ok(()) => Ok(Some(confirm(path, file, contents).map_err(io_error)?)),
+        Ok(()) => Ok(Some(held(path, file, contents, identity))),
         // Dropping `file` frees the unnamed inode: nothing of ours is left behind.
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Some(Created::Exists)),
         // No /proc to name the unnamed file by: use a named temp file instead.
@@ -207,10 +202,10 @@ fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gatew
     }
 }
 
-/// Gives the file of `held` a second lock path. Both locks of one acquisition carry the same
+/// Gives the file of `taken` a second lock path. Both locks of one acquisition carry the same
 /// payload, so on Linux one inode, locked once, serves both: half the files to write, and one
 /// beacon that proves both. `Ok(None)` where that cannot be done; create a file instead.
-pub fn create_alias(path: &Path, held: &HeldFile) -> Result<Option<Created>, GatewayLockError> {
+pub fn create_alias(path: &Path, taken: &HeldFile) -> Result<Option<Created>, GatewayLockError> {
     #[cfg(target_os = "linux")]
     {
         let io_error = |source| GatewayLockError::LockIo {
@@ -218,9 +213,9 @@ pub fn create_alias(path: &Path, held: &HeldFile) -> Result<Option<Created>, Gat
             source,
         };
         // A duplicate descriptor shares the open file description, and so the `flock`.
-        let file = held.file.try_clone().map_err(io_error)?;
+        let file = taken.file.try_clone().map_err(io_error)?;
         match link_descriptor(&file, path) {
-            Ok(()) => Ok(Some(confirm(path, file, &held.contents).map_err(io_error)?)),
+            Ok(()) => Ok(Some(held(path, file, &taken.contents, taken.identity()))),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Some(Created::Exists)),
             Err(e)
                 if e.raw_os_error() == Some(libc::ENOENT)
@@ -233,7 +228,7 @@ pub fn create_alias(path: &Path, held: &HeldFile) -> Result<Option<Created>, Gat
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (path, held);
+        let _ = (path, taken);
         Ok(None)
     }
 }
@@ -290,19 +285,17 @@ fn create_via_named_temp(
         .open(&temp_path)
         .map_err(io_error)?;
     let published = (|| {
-        // 0600 whatever the umask.
-        // 0600 whatever the umask.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        let identity = make_private(&file)?;
         failpoint("after-create");
         flock(&file, libc::LOCK_EX)?;
         failpoint("after-beacon");
         file.write_all(contents)?;
         failpoint("after-write");
-        std::fs::hard_link(&temp_path, path)
+        std::fs::hard_link(&temp_path, path).map(|()| identity)
     })();
     let _ = std::fs::remove_file(&temp_path);
     match published {
-        Ok(()) => confirm(path, file, contents).map_err(io_error),
+        Ok(identity) => Ok(held(path, file, contents, identity)),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Created::Exists),
         Err(e) => Err(io_error(e)),
     }
@@ -348,20 +341,26 @@ fn sweep_abandoned_temps(path: &Path, stale: Duration) {
     }
 }
 
-/// Held if the path still names the file we wrote (nobody removed or replaced it meanwhile).
-fn confirm(path: &Path, file: File, contents: &[u8]) -> io::Result<Created> {
+/// 0600 whatever the umask: created with 0600, so only a umask that took bits away needs fixing.
+/// Returns the file's device and inode, which the same `fstat` gives.
+fn make_private(file: &File) -> io::Result<(u64, u64)> {
     let meta = file.metadata()?;
-    let held = HeldFile {
+    if meta.permissions().mode() & 0o777 != 0o600 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// The file we just linked at `path`. The link succeeding is the confirmation SPEC §5 asks for:
+/// `linkat` fails if the path exists, so at that instant the path named our inode, whole and
+/// locked, and nobody reclaims a file whose beacon is held.
+fn held(path: &Path, file: File, contents: &[u8], (dev, ino): (u64, u64)) -> Created {
+    Created::Held(HeldFile {
         path: path.to_path_buf(),
         file,
         contents: contents.to_vec(),
-        dev: meta.dev(),
-        ino: meta.ino(),
-    };
-    Ok(if held.still_ours() {
-        Created::Held(held)
-    } else {
-        Created::Lost
+        dev,
+        ino,
     })
 }
 

@@ -250,7 +250,6 @@ fn acquire_file(
         };
         match created {
             Created::Held(held) => return Ok(held),
-            Created::Lost => continue,
             Created::Exists => {}
         }
         let Some(observed) = file::inspect(path, BeaconProbe::Flock)? else {
