@@ -140,7 +140,7 @@ pub(crate) fn canonicalize_existing_prefix(path: &Path) -> PathBuf {
     let mut tail = Vec::new();
     let mut current = path.as_path();
     loop {
-        if let Ok(real) = current.canonicalize() {
+        if let Some(real) = realpath(current) {
             return tail.iter().rev().fold(real, |acc, part| acc.join(part));
         }
         match (current.parent(), current.file_name()) {
@@ -151,6 +151,26 @@ pub(crate) fn canonicalize_existing_prefix(path: &Path) -> PathBuf {
             _ => return path,
         }
     }
+}
+
+/// The canonical path of an existing `path`. On Linux the kernel names what one `open` found
+/// (`/proc/self/fd`), one walk instead of a `readlink` per component.
+fn realpath(path: &Path) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(opened) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(path)
+            && let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))
+            && real.is_absolute()
+        {
+            return Some(real);
+        }
+    }
+    path.canonicalize().ok()
 }
 
 pub(crate) fn current_uid() -> u32 {

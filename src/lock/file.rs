@@ -109,17 +109,13 @@ impl HeldFile {
 
     fn records_owner(&self, owner_id: &str) -> bool {
         use std::os::unix::fs::FileExt;
-        // One byte more than we wrote tells a grown file from ours.
+        // One byte more than we wrote tells a grown file from ours. A regular file returns a
+        // short read only at its end, so one read sees it all.
         let mut bytes = vec![0u8; self.contents.len() + 1];
-        let mut len = 0;
-        while len < bytes.len() {
-            match self.file.read_at(&mut bytes[len..], len as u64) {
-                Ok(0) => break,
-                Ok(n) => len += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
-        }
+        let len = match self.file.read_at(&mut bytes, 0) {
+            Ok(len) => len,
+            Err(_) => return false,
+        };
         // Unchanged since we wrote it (with `owner_id`), or rewritten but still naming it.
         bytes[..len] == self.contents[..]
             || LockPayload::parse(&bytes[..len])

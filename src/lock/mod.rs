@@ -77,7 +77,7 @@ impl GatewayLock {
         }
 
         file::prepare_lock_dir(&resolved.lock_dir)?;
-        let owner_id = uuid::Uuid::new_v4().to_string();
+        let (owner_id, token) = random_identity();
         let contents = LockPayload {
             pid: std::process::id(),
             owner_id: Some(owner_id.clone()),
@@ -87,7 +87,7 @@ impl GatewayLock {
             port: Some(resolved.port).filter(|port| *port != 0),
             start_time: liveness::own_start_time(),
         }
-        .render(&random_token());
+        .render(&token);
 
         let mut paths = vec![resolved.state_lock_path()];
         if !resolved.allow_multi {
@@ -220,12 +220,18 @@ fn release_files(files: Vec<HeldFile>, owner_id: &str) {
     }
 }
 
-fn random_token() -> [u8; 16] {
-    let mut token = [0u8; 16];
-    if getrandom::fill(&mut token).is_err() {
-        token = *uuid::Uuid::new_v4().as_bytes();
+/// A fresh `ownerId` (UUID v4) and ownership token, from one read of the OS's randomness.
+fn random_identity() -> (String, [u8; 16]) {
+    let mut random = [0u8; 32];
+    if getrandom::fill(&mut random).is_err() {
+        random[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        random[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
     }
-    token
+    let (id, token) = random.split_at(16);
+    let owner_id = uuid::Builder::from_random_bytes(id.try_into().expect("16 bytes"))
+        .into_uuid()
+        .to_string();
+    (owner_id, token.try_into().expect("16 bytes"))
 }
 
 /// Takes one lock file, judging and reclaiming as SPEC §5 says, until the deadline.
