@@ -95,6 +95,11 @@ enum gw_result
      * A lock file was deleted or replaced while held (given to the state callback only).
      */
     GW_ERR_LOCK_LOST = 12,
+    /**
+     * The request or connection named is not there (any more): the request was already
+     * answered or timed out, or its client (or the connection) is gone.
+     */
+    GW_ERR_NOT_FOUND = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -159,6 +164,17 @@ typedef uint32_t gw_state;
 #endif // __cplusplus
 
 /**
+ * The methods the host answers through `on_request` (each with the scope a caller needs, or
+ * none), the events it sends (listed in `hello-ok`'s `features`), and how long a request may
+ * wait for `gw_respond` before the client gets `UNAVAILABLE` (default 30000 ms).
+ *
+ * Created by `gw_handlers_new`, freed by `gw_handlers_free`; the host owns it. `gw_serve`
+ * copies it, so the host may free or reuse it as soon as `gw_serve` returns. Not thread-safe:
+ * one thread at a time may use a given `gw_handlers`.
+ */
+typedef struct gw_handlers gw_handlers;
+
+/**
  * Proof that this process is the gateway for a config and a port: both lock files are held
  * and the listener(s) bound. Created by `gw_lock_acquire`; given up by `gw_lock_release`, or
  * handed to `gw_serve`. One thread at a time may use a given lock.
@@ -176,8 +192,14 @@ typedef struct gw_lock gw_lock;
 typedef struct gw_options gw_options;
 
 /**
- * A running gateway: it holds the lock and serves the probes on threads the library owns until
- * `gw_shutdown`, which frees it. Any thread may call `gw_server_port` and `gw_shutdown`.
+ * A running gateway: it holds the lock and serves the probes and the WebSocket protocol on
+ * threads the library owns until `gw_shutdown`, which frees it.
+ *
+ * Threads: `gw_server_port`, `gw_respond`, `gw_broadcast` and `gw_send_event` are safe from
+ * any thread, at the same time, and from inside the library's callbacks, for as long as the
+ * server is live: a host thread must make its last such call before it calls `gw_shutdown`
+ * (callbacks may still call them while `gw_shutdown` runs). `gw_shutdown` is safe from any
+ * thread but a library callback.
  */
 typedef struct gw_server gw_server;
 
@@ -229,7 +251,53 @@ typedef void (*gw_state_fn)(void *userdata,
                             gw_result result);
 
 /**
- * What the host wants to hear from a served gateway, given to `gw_serve`.
+ * Identifies one request for a host method, gateway-wide; the host answers it with
+ * `gw_respond`. Never 0.
+ */
+typedef uint64_t gw_request_id;
+
+/**
+ * A request for one of the host's methods (see `gw_handlers_add_method`), from an
+ * authenticated client that holds the method's scope. Answer it with `gw_respond(server,
+ * request, ...)`, inside the callback or later from any thread; unanswered, the client gets
+ * `UNAVAILABLE` after the request timeout.
+ *
+ * `method` and `params_json` are UTF-8, `method_len` / `params_len` bytes long without the
+ * NUL that follows each (never counted, always present), and valid only during the call:
+ * copy what you keep. `params_json` is the request's `params` as compact JSON (`null` when
+ * it had none). `conn_id` is the client's connection (as in `on_connection`).
+ *
+ * Called on a gateway worker thread, possibly on several at once, and only after `gw_serve`
+ * has returned its server; it must not block (a blocked callback holds a worker of the
+ * server). Requests of one connection arrive in order.
+ */
+typedef void (*gw_request_fn)(void *userdata,
+                              gw_request_id request,
+                              const char *method,
+                              size_t method_len,
+                              const char *params_json,
+                              size_t params_len,
+                              uint64_t conn_id);
+
+/**
+ * A client completed the handshake (`opened`: `hello-ok` was sent, its requests follow), or
+ * a client that had completed it is gone (`!opened`: events to `conn_id` now give
+ * `GW_ERR_NOT_FOUND`). `client_json` is a NUL-terminated UTF-8 JSON object, `len` bytes
+ * without the NUL, valid only during the call: `{"connId", "client": {id, version,
+ * platform, mode, ...as sent}, "role", "scopes": [...], "protocol", "peer", "origin"?}`.
+ *
+ * Called on a gateway worker thread, possibly on several at once, and only after `gw_serve`
+ * has returned its server; it must not block.
+ */
+typedef void (*gw_connection_fn)(void *userdata,
+                                 uint64_t conn_id,
+                                 bool opened,
+                                 const char *client_json,
+                                 size_t len);
+
+/**
+ * What the host wants to hear from a served gateway, and what it serves, given to
+ * `gw_serve`.
  *
  * Set `size` to `sizeof(gw_callbacks)`: fields added at the end by later versions of the
  * library are then known to be absent from an older host's struct (the library reads only
@@ -237,8 +305,9 @@ typedef void (*gw_state_fn)(void *userdata,
  * ignored by an older library. Any field may be NULL.
  *
  * The callbacks must be thread-safe, must return (no `longjmp`, no C++ exception), and must
- * not call `gw_shutdown`. The library copies the struct during `gw_serve`; the host may reuse
- * it afterwards.
+ * not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`,
+ * `gw_broadcast` and `gw_send_event`. The library copies the struct (and `*handlers`)
+ * during `gw_serve`; the host may reuse or free them afterwards.
  */
 typedef struct gw_callbacks {
     /**
@@ -264,6 +333,20 @@ typedef struct gw_callbacks {
      * a library thread. No callback is called after it.
      */
     void (*free_userdata)(void *userdata);
+    /**
+     * Requests for the methods registered in `handlers`. Required when `handlers` has
+     * methods (`gw_serve` refuses them without it: nobody would answer).
+     */
+    gw_request_fn on_request;
+    /**
+     * Clients that completed the handshake, and their going away.
+     */
+    gw_connection_fn on_connection;
+    /**
+     * NULL, or the methods (and scopes) the host answers in `on_request`, the events it
+     * sends, and the request timeout (see `gw_handlers`). Read during `gw_serve` only.
+     */
+    const struct gw_handlers *handlers;
 } gw_callbacks;
 
 #ifdef __cplusplus
@@ -283,6 +366,74 @@ const char *gw_version(void);
  * host was compiled with). A host should refuse to run when the two differ. Any thread.
  */
 uint32_t gw_abi_version(void);
+
+/**
+ * New, empty handlers: no methods, no events, the default request timeout.
+ *
+ * Returns a new `gw_handlers` that the caller owns and frees with `gw_handlers_free`; NULL
+ * only when the library failed (see `gw_last_error_message`). Any thread.
+ */
+struct gw_handlers *gw_handlers_new(void);
+
+/**
+ * Frees handlers. NULL is harmless.
+ *
+ * # Safety
+ *
+ * `handlers` is NULL or was returned by `gw_handlers_new` and is not used afterwards.
+ */
+void gw_handlers_free(struct gw_handlers *handlers);
+
+/**
+ * Registers `method`, answered through the `on_request` callback. `scope` is the scope a
+ * caller must have been granted at `connect` (e.g. `"operator.read"`; `operator.admin`
+ * covers every scope, `operator.write` covers `operator.read`), or NULL for none: a caller
+ * without it gets `FORBIDDEN` `missing scope: <scope>` and the host hears nothing.
+ *
+ * Registering a method again replaces its scope; registering `"health"` replaces the
+ * built-in one. `GW_ERR_INVALID_ARGUMENT` for an empty name or scope, a string that is not
+ * UTF-8, and `"connect"` (the handshake, never a host method); `GW_ERR_NULL_ARGUMENT` when
+ * `handlers` or `method` is NULL. The strings are copied; the handlers are unchanged on
+ * failure.
+ *
+ * # Safety
+ *
+ * `handlers` is NULL or a live `gw_handlers` no other thread uses during the call; `method`
+ * and `scope` are NULL or NUL-terminated strings.
+ */
+gw_result gw_handlers_add_method(struct gw_handlers *handlers,
+                                 const char *method,
+                                 const char *scope);
+
+/**
+ * Registers an event the host sends with `gw_broadcast` / `gw_send_event`, so that
+ * `hello-ok` lists it in `features.events` (sending an unregistered event works too; it is
+ * just not advertised). Registering one again is harmless.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` for an empty name or one that is not UTF-8;
+ * `GW_ERR_NULL_ARGUMENT` when an argument is NULL. The string is copied.
+ *
+ * # Safety
+ *
+ * `handlers` is NULL or a live `gw_handlers` no other thread uses during the call; `event` is
+ * NULL or a NUL-terminated string.
+ */
+gw_result gw_handlers_add_event(struct gw_handlers *handlers,
+                                const char *event);
+
+/**
+ * How long a request may wait for `gw_respond`: past it the client gets `UNAVAILABLE`
+ * (`retryable: true`) and a later `gw_respond` gives `GW_ERR_NOT_FOUND` (default 30000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (handlers unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when
+ * `handlers` is NULL.
+ *
+ * # Safety
+ *
+ * `handlers` is NULL or a live `gw_handlers` no other thread uses during the call.
+ */
+gw_result gw_handlers_set_request_timeout_ms(struct gw_handlers *handlers,
+                                             uint32_t milliseconds);
 
 /**
  * Takes the state lock, the config lock, then binds the port (SPEC §5–6), as the Rust
@@ -631,8 +782,10 @@ const char *gw_last_error_message(void);
  *
  * Takes ownership of `lock` and of the callbacks' `userdata` whatever the result: on failure
  * the lock is released, `free_userdata` has been called, and `*out` is untouched.
- * `callbacks` may be NULL (no callbacks); it is copied, not kept. Any thread but a library
- * callback.
+ * `callbacks` may be NULL (no callbacks); it and its `handlers` are copied, not kept. No
+ * `on_request` or `on_connection` call happens before `*out` is written, so a callback may
+ * read the server from where `out` points (e.g. a field of its `userdata`). `GW_ERR_INVALID_ARGUMENT` when `handlers`
+ * registers methods but `on_request` is NULL. Any thread but a library callback.
  *
  * # Safety
  *
@@ -670,6 +823,64 @@ uint16_t gw_server_port(const struct gw_server *server);
  */
 gw_result gw_shutdown(struct gw_server *server,
                       uint32_t timeout_ms);
+
+/**
+ * Answers the request `request` (from `on_request`): `ok` with `json` as the `res` payload
+ * (any JSON value), or `!ok` with `json` an error object `{"code": "...", "message": "...",
+ * "details"?: ..., "retryable"?: bool, "retryAfterMs"?: number}`. `json` is `len` bytes of
+ * UTF-8, not necessarily NUL-terminated, copied before the call returns.
+ *
+ * `GW_ERR_NOT_FOUND` when the request is not waiting for an answer: answered already, timed
+ * out (the client got `UNAVAILABLE`), its client is gone, or no such request was made.
+ * `GW_ERR_INVALID_ARGUMENT` when `json` is not JSON (or, for `!ok`, not an error object);
+ * the request then still waits for an answer. `GW_ERR_NULL_ARGUMENT` when `server` or `json`
+ * is NULL.
+ *
+ * Any thread, inside `on_request` or later (see `gw_server`).
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `json` is NULL or points to `len` readable bytes.
+ */
+gw_result gw_respond(const struct gw_server *server,
+                     gw_request_id request,
+                     bool ok,
+                     const char *json,
+                     size_t len);
+
+/**
+ * Sends the event `event` with `json` (`len` bytes of UTF-8 JSON, any value, copied) as its
+ * payload, with a `seq`, to every authenticated client (none is fine).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` when `event` is empty or not UTF-8 or `json` is not JSON;
+ * `GW_ERR_NULL_ARGUMENT` when a pointer is NULL. Any thread (see `gw_server`).
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `event` is NULL or NUL-terminated; `json` is NULL
+ * or points to `len` readable bytes.
+ */
+gw_result gw_broadcast(const struct gw_server *server,
+                       const char *event,
+                       const char *json,
+                       size_t len);
+
+/**
+ * Sends the event `event` with `json` as its payload (no `seq`) to the authenticated client
+ * on connection `conn_id` (from `on_connection` or `on_request`).
+ *
+ * `GW_ERR_NOT_FOUND` when no authenticated client has that connection (it closed, or never
+ * was); otherwise as `gw_broadcast`. Any thread (see `gw_server`).
+ *
+ * # Safety
+ *
+ * As `gw_broadcast`.
+ */
+gw_result gw_send_event(const struct gw_server *server,
+                        uint64_t conn_id,
+                        const char *event,
+                        const char *json,
+                        size_t len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -6,13 +6,18 @@
 //! Needs `cc`, `c++`, `pkg-config` and `valgrind` (`.ci/run` installs them).
 
 mod common;
+mod wsclient;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{ChildStdin, Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::{Value, json};
+use wsclient::{Client, assert_error, connect_params};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -189,7 +194,7 @@ fn assert_suite(output: &Output, cases: &[&str]) {
     assert!(stdout.lines().any(|line| line == "all ok"), "{stdout}");
 }
 
-const C_CASES: [&str; 9] = [
+const C_CASES: [&str; 10] = [
     "bad_env_port",
     "version_and_names",
     "null_arguments",
@@ -199,8 +204,9 @@ const C_CASES: [&str; 9] = [
     "lock_lost",
     "shutdown_timeout",
     "callbacks_size_prefix",
+    "request_api_arguments",
 ];
-const CPP_CASES: [&str; 3] = ["errors", "serve", "raii"];
+const CPP_CASES: [&str; 4] = ["errors", "serve", "raii", "handlers"];
 
 fn c_suite(mode: Mode, valgrind: bool) {
     let env = TestEnv::new();
@@ -244,9 +250,187 @@ fn injected_panic(mode: Mode, valgrind: bool) {
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok panic"));
 }
 
+/// The lines a `test_c serve` host prints, read until one matches.
+struct HostLines {
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl HostLines {
+    /// The first line (after those already read) that starts with `prefix`, without it.
+    fn expect(&mut self, prefix: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_owned();
+                    }
+                }
+                Err(_) => panic!(
+                    "no line {prefix:?} within {timeout:?}; saw {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+}
+
+fn command_line(stdin: &mut ChildStdin, line: &str) {
+    writeln!(stdin, "{line}").unwrap();
+    stdin.flush().unwrap();
+}
+
+/// A C host (`test_c serve`) answers a real WebSocket client: methods registered with their
+/// scopes, answered through `gw_respond` from another thread and from inside `on_request`, an
+/// unanswered request timing out as `UNAVAILABLE`, `on_connection` opened/closed,
+/// `gw_broadcast` and `gw_send_event`, and the shutdown.
+async fn ws_host_suite(mode: Mode, valgrind: bool) {
+    let env = TestEnv::new();
+    let program = &programs(mode).test_c;
+    let mut command = match (mode, valgrind) {
+        (_, true) => under_valgrind(program, &env.home()),
+        (Mode::Sanitized, false) => sanitized(program, &env.home()),
+        (Mode::Plain, false) => scrubbed(program, &env.home()),
+    };
+    let mut child = command
+        .arg("serve")
+        .arg(env.home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = HostLines {
+        lines: pipe_lines(child.stdout.take().unwrap()),
+        seen: Vec::new(),
+    };
+    let slow = if valgrind { 20 } else { 1 };
+    let wait = Duration::from_secs(10 * slow);
+    let port: u16 = lines.expect("ready ", wait * 3).parse().unwrap();
+
+    // Registered methods and events are advertised; the client holds operator.read.
+    let mut params = connect_params();
+    params["scopes"] = json!(["operator.read"]);
+    let (mut reader, hello) = Client::connected(port, params).await;
+    assert_eq!(
+        hello["features"]["methods"],
+        json!(["health", "echo", "fail", "slow"])
+    );
+    let events = hello["features"]["events"].as_array().unwrap();
+    assert!(events.contains(&json!("demo.tick")) && events.contains(&json!("demo.direct")));
+    let opened = lines.expect("opened ", wait);
+    let (conn, client) = opened.split_once(' ').unwrap();
+    assert_eq!(hello["server"]["connId"], conn, "{opened}");
+    let client: Value = serde_json::from_str(client).unwrap();
+    assert_eq!(client["client"]["id"], "test", "{client}");
+    assert_eq!(client["scopes"], json!(["operator.read"]), "{client}");
+    let conn: u64 = conn.parse().unwrap();
+
+    // Answered later, by the host's own thread.
+    let res = reader.call("r1", "echo", json!({"x": [1, "two"]})).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"], json!({"echo": {"x": [1, "two"]}}));
+    let request = lines.expect("request echo ", wait);
+    assert_eq!(request, format!("{conn} {{\"x\":[1,\"two\"]}}"));
+    lines.expect("answered ", wait);
+
+    // Answered inside on_request, with an error object.
+    let res = reader.call("r2", "fail", json!({})).await;
+    assert_error(&res, "r2", "E_DEMO", "nope", Some("DEMO"));
+
+    // Never answered: UNAVAILABLE after the host's request timeout; answering late is refused.
+    reader
+        .send(json!({"type": "req", "id": "r3", "method": "slow"}))
+        .await;
+    assert_eq!(lines.expect("request slow ", wait), format!("{conn} null"));
+    let started = Instant::now();
+    let res = reader.recv_skip_ticks().await;
+    assert_error(
+        &res,
+        "r3",
+        "UNAVAILABLE",
+        "slow got no answer from the host within 2000 ms",
+        None,
+    );
+    assert_eq!(res["error"]["retryable"], true, "{res}");
+    assert!(started.elapsed() >= Duration::from_millis(1000), "{res}");
+    command_line(&mut stdin, "late");
+    assert_eq!(lines.expect("late ", wait), "GW_ERR_NOT_FOUND");
+
+    // A client without the scope is refused before the host hears of it.
+    let (mut other, _) = Client::connected(port, connect_params()).await;
+    let other_conn = lines.expect("opened ", wait);
+    let other_conn: u64 = other_conn.split_once(' ').unwrap().0.parse().unwrap();
+    let res = other.call("o1", "echo", json!({})).await;
+    assert_error(
+        &res,
+        "o1",
+        "FORBIDDEN",
+        "missing scope: operator.read",
+        Some("MISSING_SCOPE"),
+    );
+
+    // Events: to everyone, and to one connection.
+    command_line(&mut stdin, "broadcast 7");
+    assert_eq!(lines.expect("broadcast ", wait), "GW_OK");
+    for client in [&mut reader, &mut other] {
+        let event = client.recv_skip_ticks().await;
+        assert_eq!(event["event"], "demo.tick", "{event}");
+        assert_eq!(event["payload"], json!({"n": 7}), "{event}");
+        assert!(event["seq"].is_u64(), "{event}");
+    }
+    command_line(&mut stdin, &format!("send {conn}"));
+    assert_eq!(lines.expect("send ", wait), "GW_OK");
+    let event = reader.recv_skip_ticks().await;
+    assert_eq!(event["event"], "demo.direct", "{event}");
+    assert_eq!(event["payload"], json!({"to": conn}), "{event}");
+    assert!(event.get("seq").is_none(), "{event}");
+
+    // A client that leaves is announced; events to it are refused.
+    other.ws.close(None).await.unwrap();
+    assert_eq!(lines.expect("closed ", wait), other_conn.to_string());
+    command_line(&mut stdin, &format!("send {other_conn}"));
+    assert_eq!(lines.expect("send ", wait), "GW_ERR_NOT_FOUND");
+
+    // EOF: the host shuts down; the client gets `shutdown` and 1012.
+    drop(stdin);
+    let event = reader.recv_skip_ticks().await;
+    assert_eq!(event["event"], "shutdown", "{event}");
+    assert_eq!(reader.closed().await, (1012, "service restart".to_owned()));
+    assert_eq!(lines.expect("closed ", wait), conn.to_string());
+    assert_eq!(lines.expect("stopped ", wait), "GW_OK");
+    let status = wait_with_timeout(&mut child, wait).expect("the host exits");
+    assert!(status.success(), "{status}; saw {:#?}", lines.seen);
+    assert!(
+        !lines
+            .seen
+            .iter()
+            .any(|line| line.starts_with(&format!("request echo {other_conn} "))),
+        "{:#?}",
+        lines.seen
+    );
+}
+
+fn run_ws_host_suite(mode: Mode, valgrind: bool) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(ws_host_suite(mode, valgrind));
+}
+
 #[test]
 fn c_programs() {
     c_suite(Mode::Plain, false);
+}
+
+#[test]
+fn c_host_answers_a_websocket_client() {
+    run_ws_host_suite(Mode::Plain, false);
 }
 
 #[test]
@@ -266,6 +450,7 @@ fn a_panic_comes_back_as_gw_err_panic() {
 #[test]
 fn c_and_cpp_under_asan_and_ubsan() {
     c_suite(Mode::Sanitized, false);
+    run_ws_host_suite(Mode::Sanitized, false);
     cpp_suite(Mode::Sanitized, false);
     if cfg!(feature = "failpoints") {
         injected_panic(Mode::Sanitized, false);
@@ -275,6 +460,7 @@ fn c_and_cpp_under_asan_and_ubsan() {
 #[test]
 fn c_and_cpp_under_valgrind() {
     c_suite(Mode::Plain, true);
+    run_ws_host_suite(Mode::Plain, true);
     cpp_suite(Mode::Plain, true);
     if cfg!(feature = "failpoints") {
         injected_panic(Mode::Plain, true);
@@ -334,6 +520,20 @@ fn host_example_second_copy_names_the_holder() {
     let first = GatewayProcess::spawn(start()).expect("the first host starts");
     assert_eq!(first.port, port);
     assert!(healthy(port));
+
+    // The example's `echo`, answered by its own thread.
+    let echoed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut params = connect_params();
+            params["scopes"] = json!(["operator.read"]);
+            let (mut client, hello) = Client::connected(port, params).await;
+            assert_eq!(hello["features"]["methods"], json!(["health", "echo"]));
+            client.call("e1", "echo", json!({"hi": 1})).await
+        });
+    assert_eq!(echoed["payload"], json!({"echo": {"hi": 1}}), "{echoed}");
 
     let second = start().output().unwrap();
     assert_eq!(second.status.code(), Some(1));

@@ -1,5 +1,7 @@
 /*
- * A C host: runs the gateway in this process until SIGINT/SIGTERM.
+ * A C host: runs the gateway in this process until SIGINT/SIGTERM. It serves the method `echo`
+ * (answered by a thread of its own through gw_respond, to show answering later) and sends a
+ * `demo.tick` event to every client every 5 s.
  *
  *   cc -std=c11 -Iinclude examples/c/host.c target/release/libgateway.a \
  *      -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o host && ./host
@@ -10,12 +12,93 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gateway.h"
+
+/* Requests waiting for the answering thread. */
+struct pending {
+    gw_request_id id;
+    char *params;
+    struct pending *next;
+};
+
+struct host {
+    gw_server *server; /* written by gw_serve before any request or connection callback */
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    struct pending *queue;
+    int stopping;
+};
+
+/* On a gateway worker thread: must not block, so hand the request over and return. */
+static void on_request(void *userdata, gw_request_id request, const char *method,
+                       size_t method_len, const char *params_json, size_t params_len,
+                       uint64_t conn_id) {
+    struct host *host = userdata;
+    (void)method_len;
+    (void)conn_id;
+    struct pending *p = malloc(sizeof *p);
+    char *params = malloc(params_len + 1);
+    if (p == NULL || params == NULL || strcmp(method, "echo") != 0) {
+        static const char error[] = "{\"code\":\"UNAVAILABLE\",\"message\":\"cannot answer\"}";
+        gw_respond(host->server, request, false, error, sizeof error - 1); /* answered at once */
+        free(p);
+        free(params);
+        return;
+    }
+    memcpy(params, params_json, params_len + 1);
+    p->id = request;
+    p->params = params;
+    pthread_mutex_lock(&host->lock);
+    p->next = host->queue;
+    host->queue = p;
+    pthread_cond_signal(&host->changed);
+    pthread_mutex_unlock(&host->lock);
+}
+
+static void on_connection(void *userdata, uint64_t conn_id, bool opened, const char *client_json,
+                          size_t len) {
+    (void)userdata;
+    (void)len;
+    fprintf(stderr, "host: client %llu %s %s\n", (unsigned long long)conn_id,
+            opened ? "connected" : "left", opened ? client_json : "");
+}
+
+/* The host's own thread: answers `echo` with {"echo": <params>} whenever it gets to it. */
+static void *answer_requests(void *arg) {
+    struct host *host = arg;
+    pthread_mutex_lock(&host->lock);
+    while (!host->stopping || host->queue != NULL) {
+        if (host->queue == NULL) {
+            pthread_cond_wait(&host->changed, &host->lock);
+            continue;
+        }
+        struct pending *p = host->queue;
+        host->queue = p->next;
+        pthread_mutex_unlock(&host->lock);
+        size_t size = strlen(p->params) + 16;
+        char *answer = malloc(size);
+        if (answer != NULL) {
+            int len = snprintf(answer, size, "{\"echo\":%s}", p->params);
+            gw_result result = gw_respond(host->server, p->id, true, answer, (size_t)len);
+            if (result != GW_OK) /* e.g. GW_ERR_NOT_FOUND: the client left or it timed out */
+                fprintf(stderr, "host: %s\n", gw_last_error_message());
+            free(answer);
+        }
+        free(p->params);
+        free(p);
+        pthread_mutex_lock(&host->lock);
+    }
+    pthread_mutex_unlock(&host->lock);
+    return NULL;
+}
 
 static void on_log(void *userdata, gw_log_level level, const char *message, size_t len) {
     (void)userdata;
@@ -66,24 +149,53 @@ int main(void) {
         return 1;
     }
 
+    /* What we serve: `echo` for callers granted operator.read, and the event we send. */
+    gw_handlers *handlers = gw_handlers_new();
+    if (handlers == NULL || gw_handlers_add_method(handlers, "echo", "operator.read") != GW_OK ||
+        gw_handlers_add_event(handlers, "demo.tick") != GW_OK ||
+        gw_handlers_set_request_timeout_ms(handlers, 10000) != GW_OK) {
+        fprintf(stderr, "host: %s\n", gw_last_error_message());
+        gw_lock_release(lock);
+        return 1;
+    }
+    static struct host host = {NULL, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+    pthread_t answerer;
+    pthread_create(&answerer, NULL, answer_requests, &host);
+
     gw_callbacks callbacks;
     memset(&callbacks, 0, sizeof callbacks);
     callbacks.size = sizeof callbacks;
+    callbacks.userdata = &host;
     callbacks.log = on_log;
     callbacks.state = on_state;
-    gw_server *server = NULL;
-    result = gw_serve(lock, &callbacks, &server); /* takes the lock, also on failure */
-    if (result != GW_OK) {
+    callbacks.on_request = on_request;
+    callbacks.on_connection = on_connection;
+    callbacks.handlers = handlers;
+    result = gw_serve(lock, &callbacks, &host.server); /* takes the lock, also on failure */
+    gw_handlers_free(handlers);                        /* copied by gw_serve */
+    if (result == GW_OK) {
+        printf("gateway listening on ws://127.0.0.1:%u (pid %ld)\n",
+               (unsigned)gw_server_port(host.server), (long)getpid());
+        fflush(stdout);
+        /* A demo.tick to every client every 5 s until a signal comes. */
+        struct timespec every = {5, 0};
+        for (unsigned long long n = 1; sigtimedwait(&stop, NULL, &every) < 0; n++) {
+            char payload[64];
+            int len = snprintf(payload, sizeof payload, "{\"n\":%llu}", n);
+            gw_broadcast(host.server, "demo.tick", payload, (size_t)len);
+        }
+    } else {
         fprintf(stderr, "host: %s: %s\n", gw_result_name(result), gw_last_error_message());
-        return 1;
     }
-    printf("gateway listening on ws://127.0.0.1:%u (pid %ld)\n", (unsigned)gw_server_port(server),
-           (long)getpid());
-    fflush(stdout);
 
-    int signal_number = 0;
-    sigwait(&stop, &signal_number);
-    result = gw_shutdown(server, 5000);
+    /* Our own thread makes its last gw_respond before gw_shutdown. */
+    pthread_mutex_lock(&host.lock);
+    host.stopping = 1;
+    pthread_cond_signal(&host.changed);
+    pthread_mutex_unlock(&host.lock);
+    pthread_join(answerer, NULL);
+    if (result != GW_OK) return 1;
+    result = gw_shutdown(host.server, 5000);
     printf("gateway stopped (%s)\n", gw_result_name(result));
     return 0;
 }

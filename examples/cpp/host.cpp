@@ -1,4 +1,6 @@
-// A C++ host: runs the gateway in this process until SIGINT/SIGTERM, with gateway.hpp.
+// A C++ host: runs the gateway in this process until SIGINT/SIGTERM, with gateway.hpp. It
+// serves `echo` and broadcasts `demo.tick` every 5 s (examples/c/host.c also answers later, from
+// a thread of its own: a copied gateway::Request can be answered from anywhere).
 //
 //   c++ -std=c++17 -Iinclude -Ibindings/cpp examples/cpp/host.cpp
 //       target/release/libgateway.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o host-cpp
@@ -7,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 
 #include "gateway.hpp"
@@ -31,11 +34,17 @@ int main() {
         callbacks.log = [](gw_log_level level, std::string_view message) {
             if (level >= GW_LOG_INFO) std::cerr << "gateway: " << message << "\n";
         };
-        auto server = gateway::Server::serve(std::move(lock).value(), std::move(callbacks));
+        gateway::Handlers handlers;
+        handlers
+            .method("echo", "operator.read",
+                    [](const gateway::Request &request) { request.respond("{\"echo\":" + request.params + "}"); })
+            .event("demo.tick");
+        auto server = gateway::Server::serve(std::move(lock).value(), std::move(callbacks), std::move(handlers));
         std::cout << "gateway listening on ws://127.0.0.1:" << server.port() << " (pid " << getpid() << ")"
                   << std::endl;
-        int signal_number = 0;
-        sigwait(&stop, &signal_number);
+        const timespec every{5, 0};
+        for (unsigned n = 1; sigtimedwait(&stop, nullptr, &every) < 0; n++)
+            server.broadcast("demo.tick", "{\"n\":" + std::to_string(n) + "}");
         server.shutdown(std::chrono::seconds(5));
         return 0;
     } catch (const gateway::Error &error) {

@@ -118,6 +118,52 @@ pub(crate) unsafe fn utf8_argument<'a>(
     })
 }
 
+/// A name argument: non-NULL, UTF-8, not empty.
+///
+/// # Safety
+///
+/// `ptr` is NULL or a NUL-terminated string.
+pub(crate) unsafe fn name_argument<'a>(
+    function: &str,
+    argument: &str,
+    ptr: *const c_char,
+) -> Result<&'a str, gw_result> {
+    // SAFETY: forwarded contract.
+    let name = unsafe { utf8_argument(function, argument, ptr) }?;
+    if name.is_empty() {
+        return Err(fail(
+            gw_result::GW_ERR_INVALID_ARGUMENT,
+            format!("{function}: {argument} is empty"),
+        ));
+    }
+    Ok(name)
+}
+
+/// A JSON argument of `len` bytes (not NUL-terminated): `GW_ERR_NULL_ARGUMENT` when NULL,
+/// `GW_ERR_INVALID_ARGUMENT` when not UTF-8 JSON.
+///
+/// # Safety
+///
+/// `ptr` is NULL or points to `len` readable bytes.
+pub(crate) unsafe fn json_argument(
+    function: &str,
+    argument: &str,
+    ptr: *const c_char,
+    len: usize,
+) -> Result<serde_json::Value, gw_result> {
+    if ptr.is_null() {
+        return Err(null_argument(function, argument));
+    }
+    // SAFETY: non-NULL and `len` readable bytes by the caller's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    serde_json::from_slice(bytes).map_err(|err| {
+        fail(
+            gw_result::GW_ERR_INVALID_ARGUMENT,
+            format!("{function}: {argument} is not valid JSON: {err}"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +204,26 @@ mod tests {
                 last_error(),
                 "f: s is not valid UTF-8 (invalid byte at offset 1)"
             );
+        }
+    }
+
+    #[test]
+    fn json_is_checked() {
+        let text = b"{\"a\":[1]} trailing";
+        // SAFETY: each pointer is NULL or has the given length readable.
+        unsafe {
+            let ok = json_argument("f", "j", text.as_ptr().cast(), 9);
+            assert_eq!(ok, Ok(serde_json::json!({"a": [1]})));
+            let bad = json_argument("f", "j", text.as_ptr().cast(), text.len());
+            assert_eq!(bad, Err(gw_result::GW_ERR_INVALID_ARGUMENT));
+            assert!(last_error().starts_with("f: j is not valid JSON: "));
+            let empty = json_argument("f", "j", text.as_ptr().cast(), 0);
+            assert_eq!(empty, Err(gw_result::GW_ERR_INVALID_ARGUMENT));
+            let null = json_argument("f", "j", std::ptr::null(), 0);
+            assert_eq!(null, Err(gw_result::GW_ERR_NULL_ARGUMENT));
+            let latin1 = b"\"\xff\"";
+            let latin1 = json_argument("f", "j", latin1.as_ptr().cast(), latin1.len());
+            assert_eq!(latin1, Err(gw_result::GW_ERR_INVALID_ARGUMENT));
         }
     }
 }

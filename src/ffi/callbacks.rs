@@ -1,13 +1,17 @@
-//! `gw_callbacks`: the host's log and state callbacks, and the userdata they share, which the
-//! library frees exactly once through `free_userdata`.
+//! `gw_callbacks`: the host's log, state, request and connection callbacks, the userdata they
+//! share, which the library frees exactly once through `free_userdata`, and the methods and
+//! events the host registered with them.
 
 use std::ffi::{CString, c_char, c_void};
 use std::mem::{MaybeUninit, size_of};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
+use super::handlers::gw_handlers;
 use super::result::{fail, gw_result};
 use crate::options::{LogLevel, Logger};
-use crate::server::{GatewayState, StateHandler};
+use crate::server::{
+    ConnectionEvent, GatewayState, Handlers, MethodHandler, MethodRequest, Responder, StateHandler,
+};
 
 /// How loud a log line is.
 #[repr(u32)]
@@ -50,7 +54,55 @@ pub type gw_log_fn = Option<
 pub type gw_state_fn =
     Option<unsafe extern "C" fn(userdata: *mut c_void, state: gw_state, result: gw_result)>;
 
-/// What the host wants to hear from a served gateway, given to `gw_serve`.
+/// Identifies one request for a host method, gateway-wide; the host answers it with
+/// `gw_respond`. Never 0.
+pub type gw_request_id = u64;
+
+/// A request for one of the host's methods (see `gw_handlers_add_method`), from an
+/// authenticated client that holds the method's scope. Answer it with `gw_respond(server,
+/// request, ...)`, inside the callback or later from any thread; unanswered, the client gets
+/// `UNAVAILABLE` after the request timeout.
+///
+/// `method` and `params_json` are UTF-8, `method_len` / `params_len` bytes long without the
+/// NUL that follows each (never counted, always present), and valid only during the call:
+/// copy what you keep. `params_json` is the request's `params` as compact JSON (`null` when
+/// it had none). `conn_id` is the client's connection (as in `on_connection`).
+///
+/// Called on a gateway worker thread, possibly on several at once, and only after `gw_serve`
+/// has returned its server; it must not block (a blocked callback holds a worker of the
+/// server). Requests of one connection arrive in order.
+pub type gw_request_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        request: gw_request_id,
+        method: *const c_char,
+        method_len: usize,
+        params_json: *const c_char,
+        params_len: usize,
+        conn_id: u64,
+    ),
+>;
+
+/// A client completed the handshake (`opened`: `hello-ok` was sent, its requests follow), or
+/// a client that had completed it is gone (`!opened`: events to `conn_id` now give
+/// `GW_ERR_NOT_FOUND`). `client_json` is a NUL-terminated UTF-8 JSON object, `len` bytes
+/// without the NUL, valid only during the call: `{"connId", "client": {id, version,
+/// platform, mode, ...as sent}, "role", "scopes": [...], "protocol", "peer", "origin"?}`.
+///
+/// Called on a gateway worker thread, possibly on several at once, and only after `gw_serve`
+/// has returned its server; it must not block.
+pub type gw_connection_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        conn_id: u64,
+        opened: bool,
+        client_json: *const c_char,
+        len: usize,
+    ),
+>;
+
+/// What the host wants to hear from a served gateway, and what it serves, given to
+/// `gw_serve`.
 ///
 /// Set `size` to `sizeof(gw_callbacks)`: fields added at the end by later versions of the
 /// library are then known to be absent from an older host's struct (the library reads only
@@ -58,8 +110,9 @@ pub type gw_state_fn =
 /// ignored by an older library. Any field may be NULL.
 ///
 /// The callbacks must be thread-safe, must return (no `longjmp`, no C++ exception), and must
-/// not call `gw_shutdown`. The library copies the struct during `gw_serve`; the host may reuse
-/// it afterwards.
+/// not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`,
+/// `gw_broadcast` and `gw_send_event`. The library copies the struct (and `*handlers`)
+/// during `gw_serve`; the host may reuse or free them afterwards.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct gw_callbacks {
@@ -76,12 +129,27 @@ pub struct gw_callbacks {
     /// callbacks: during `gw_serve` when it fails, else during `gw_shutdown` or soon after it on
     /// a library thread. No callback is called after it.
     pub free_userdata: Option<unsafe extern "C" fn(userdata: *mut c_void)>,
-    // The WebSocket request and event callbacks of the protocol go here, at the end.
+    /// Requests for the methods registered in `handlers`. Required when `handlers` has
+    /// methods (`gw_serve` refuses them without it: nobody would answer).
+    pub on_request: gw_request_fn,
+    /// Clients that completed the handshake, and their going away.
+    pub on_connection: gw_connection_fn,
+    /// NULL, or the methods (and scopes) the host answers in `on_request`, the events it
+    /// sends, and the request timeout (see `gw_handlers`). Read during `gw_serve` only.
+    pub handlers: *const gw_handlers,
 }
 
-/// The host's callbacks as the library holds them: shared by the logger and the state handler,
-/// and freed when the last of them is dropped.
-pub(crate) struct HostCallbacks(gw_callbacks);
+/// The host's callbacks as the library holds them: shared by the logger, the state handler
+/// and the protocol handlers, and freed when the last of them is dropped.
+pub(crate) struct HostCallbacks {
+    callbacks: gw_callbacks,
+    /// `*callbacks.handlers` as it was during `gw_serve` (the pointer itself is not kept).
+    registered: Option<gw_handlers>,
+    /// Set once `gw_serve` has handed the server to the host: until then a request or
+    /// connection callback would find no server to answer with, so it waits.
+    served: Mutex<bool>,
+    served_changed: Condvar,
+}
 
 // SAFETY: the header requires the callbacks to be callable from any thread, at once, and
 // `free_userdata` from whichever thread drops the last reference.
@@ -90,12 +158,14 @@ unsafe impl Send for HostCallbacks {}
 unsafe impl Sync for HostCallbacks {}
 
 impl HostCallbacks {
-    /// Copies the first `size` bytes of the host's struct; later fields stay NULL.
+    /// Copies the first `size` bytes of the host's struct (later fields stay NULL) and the
+    /// handlers it points to.
     ///
     /// # Safety
     ///
     /// `callbacks` points to at least `callbacks->size` readable bytes (or `size_of::<usize>()`
-    /// when that is more), laid out as `gw_callbacks`.
+    /// when that is more), laid out as `gw_callbacks`; its `handlers` (when within `size`) is
+    /// NULL or a live `gw_handlers` no other thread uses during the call.
     pub(crate) unsafe fn read(
         function: &str,
         callbacks: *const gw_callbacks,
@@ -115,16 +185,92 @@ impl HostCallbacks {
         // SAFETY: `known` bytes are readable (at most the host's size) and fit in our struct;
         // all-zero bytes are a valid gw_callbacks (NULL pointers, `None` callbacks), so a
         // partial copy leaves every later field NULL.
-        let copy = unsafe {
+        let mut copy = unsafe {
             std::ptr::copy_nonoverlapping(callbacks.cast::<u8>(), copy.as_mut_ptr().cast(), known);
             copy.assume_init()
         };
-        Ok(Arc::new(Self(copy)))
+        // SAFETY: NULL or live, by the contract.
+        let registered = unsafe { copy.handlers.as_ref() }.cloned();
+        copy.handlers = std::ptr::null();
+        Ok(Arc::new(Self {
+            callbacks: copy,
+            registered,
+            served: Mutex::new(false),
+            served_changed: Condvar::new(),
+        }))
+    }
+
+    /// Lets request and connection callbacks run: `gw_serve` has written the server out (or
+    /// failed, and then none will come).
+    pub(crate) fn mark_served(&self) {
+        *self.served.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.served_changed.notify_all();
+    }
+
+    fn wait_served(&self) {
+        let served = self.served.lock().unwrap_or_else(|e| e.into_inner());
+        let _served = self
+            .served_changed
+            .wait_while(served, |served| !*served)
+            .unwrap_or_else(|e| e.into_inner());
+    }
+
+    /// The protocol handlers to serve with: the registered methods answered through
+    /// `on_request`, the registered events, `on_connection`; and the request timeout, when
+    /// the host set one.
+    pub(crate) fn handlers(
+        self: &Arc<Self>,
+        function: &str,
+    ) -> Result<(Handlers, Option<std::time::Duration>), gw_result> {
+        let mut handlers = Handlers::new();
+        let mut timeout = None;
+        if let Some(registered) = &self.registered {
+            if !registered.methods.is_empty() && self.callbacks.on_request.is_none() {
+                return Err(fail(
+                    gw_result::GW_ERR_INVALID_ARGUMENT,
+                    format!(
+                        "{function}: callbacks->handlers registers methods but \
+                         callbacks->on_request is NULL: nobody would answer them"
+                    ),
+                ));
+            }
+            let method: Arc<dyn MethodHandler> = Arc::new(HostMethod(Arc::clone(self)));
+            for (name, scope) in &registered.methods {
+                handlers = handlers.method_handler(name, scope.clone(), Arc::clone(&method));
+            }
+            for event in &registered.events {
+                handlers = handlers.event(event);
+            }
+            timeout = registered.request_timeout;
+        }
+        if let Some(on_connection) = self.callbacks.on_connection {
+            let host = Arc::clone(self);
+            handlers = handlers.on_connection(move |event| {
+                host.wait_served();
+                let (opened, client) = match event {
+                    ConnectionEvent::Opened(client) => (true, client),
+                    ConnectionEvent::Closed(client) => (false, client),
+                };
+                let json = c_string(client.to_json());
+                let len = json.as_bytes().len();
+                // SAFETY: a host callback given a NUL-terminated string that outlives the call.
+                unsafe {
+                    on_connection(
+                        host.callbacks.userdata,
+                        client.conn_id,
+                        opened,
+                        json.as_ptr(),
+                        len,
+                    )
+                }
+            });
+        }
+        Ok((handlers, timeout))
     }
 
     /// The logger to serve with, when the host gave a log callback.
     pub(crate) fn logger(self: &Arc<Self>) -> Option<Logger> {
-        let log = self.0.log?;
+        let log = self.callbacks.log?;
         let host = Arc::clone(self);
         Some(Logger::new(move |level, message| {
             let level = match level {
@@ -133,16 +279,16 @@ impl HostCallbacks {
                 LogLevel::Warn => gw_log_level::GW_LOG_WARN,
                 LogLevel::Error => gw_log_level::GW_LOG_ERROR,
             };
-            let text = CString::new(message.replace('\0', "\u{FFFD}")).unwrap_or_default();
+            let text = c_string(message.to_owned());
             let bytes = text.as_bytes();
             // SAFETY: a host callback given a NUL-terminated string that outlives the call.
-            unsafe { log(host.0.userdata, level, text.as_ptr(), bytes.len()) }
+            unsafe { log(host.callbacks.userdata, level, text.as_ptr(), bytes.len()) }
         }))
     }
 
     /// The state handler to serve with, when the host gave a state callback.
     pub(crate) fn state_handler(self: &Arc<Self>) -> Option<StateHandler> {
-        let state = self.0.state?;
+        let state = self.callbacks.state?;
         let host = Arc::clone(self);
         Some(StateHandler::new(move |change| {
             let (code, result) = match change {
@@ -158,16 +304,53 @@ impl HostCallbacks {
                 }
             };
             // SAFETY: a host callback, called with the host's own userdata.
-            unsafe { state(host.0.userdata, code, result) }
+            unsafe { state(host.callbacks.userdata, code, result) }
         }))
     }
 }
 
 impl Drop for HostCallbacks {
     fn drop(&mut self) {
-        if let Some(free_userdata) = self.0.free_userdata {
+        if let Some(free_userdata) = self.callbacks.free_userdata {
             // SAFETY: the last reference is gone, so this runs once and no callback follows.
-            unsafe { free_userdata(self.0.userdata) }
+            unsafe { free_userdata(self.callbacks.userdata) }
+        }
+    }
+}
+
+/// Text for a C callback: NUL-terminated, with any NUL inside replaced (JSON from serde_json
+/// escapes control characters, so only free text can carry one).
+fn c_string(text: String) -> CString {
+    CString::new(text).unwrap_or_else(|err| {
+        let text = String::from_utf8_lossy(&err.into_vec()).replace('\0', "\u{FFFD}");
+        CString::new(text).unwrap_or_default()
+    })
+}
+
+/// Every registered method of a C host: `on_request`, answered by id through `gw_respond`.
+struct HostMethod(Arc<HostCallbacks>);
+
+impl MethodHandler for HostMethod {
+    fn call(&self, request: MethodRequest, responder: Responder) {
+        // The host answers by id (`gw_respond`); dropping the responder answers nothing.
+        drop(responder);
+        let Some(on_request) = self.0.callbacks.on_request else {
+            return;
+        };
+        self.0.wait_served();
+        let method = c_string(request.method.clone());
+        let params = c_string(request.params.to_string());
+        // SAFETY: a host callback given NUL-terminated strings that outlive the call.
+        unsafe {
+            on_request(
+                self.0.callbacks.userdata,
+                request.id,
+                method.as_ptr(),
+                method.as_bytes().len(),
+                params.as_ptr(),
+                params.as_bytes().len(),
+                request.conn_id(),
+            )
         }
     }
 }
@@ -234,6 +417,9 @@ mod tests {
             log: Some(log),
             state: Some(state),
             free_userdata: Some(free),
+            on_request: None,
+            on_connection: None,
+            handlers: std::ptr::null(),
         };
         // SAFETY: a whole, valid gw_callbacks.
         let host = unsafe { HostCallbacks::read("t", &callbacks) }.unwrap();
@@ -259,6 +445,9 @@ mod tests {
             log: Some(log),
             state: Some(state),
             free_userdata: Some(free),
+            on_request: None,
+            on_connection: None,
+            handlers: std::ptr::null(),
         };
         // SAFETY: the struct is whole, so its first `size` bytes are readable.
         let host = unsafe { HostCallbacks::read("t", &callbacks) }.unwrap();

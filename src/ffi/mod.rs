@@ -1,31 +1,44 @@
 //! The C ABI (`include/gateway.h`, generated from this module by cbindgen in `build.rs`).
 //!
 //! It translates the safe Rust API and adds no logic of its own: handles own the Rust values,
-//! results and messages come from [`GatewayLockError`], callbacks become a [`Logger`] and a
-//! [`StateHandler`]. Every export NULL-checks its pointers, writes its outputs only on success,
+//! results and messages come from [`GatewayLockError`], callbacks become a [`Logger`], a
+//! [`StateHandler`] and [`Handlers`] whose methods the host answers by id (`gw_respond` is
+//! [`Gateway::respond`]). Every export NULL-checks its pointers, writes its outputs only on success,
 //! and runs its body behind a panic boundary: a panic becomes `GW_ERR_PANIC`, never an abort
 //! or an unwind into C.
 //!
 //! [`Logger`]: crate::Logger
 //! [`StateHandler`]: crate::StateHandler
+//! [`Handlers`]: crate::Handlers
+//! [`Gateway::respond`]: crate::Gateway::respond
 
 // The C names are the ABI: `gw_options`, `gw_result`, `GW_OK`.
 #![allow(non_camel_case_types)]
 
 mod boundary;
 mod callbacks;
+mod handlers;
 mod lock;
 mod options;
 mod result;
 mod server;
 
-pub use callbacks::{gw_callbacks, gw_log_fn, gw_log_level, gw_state, gw_state_fn};
+pub use callbacks::{
+    gw_callbacks, gw_connection_fn, gw_log_fn, gw_log_level, gw_request_fn, gw_request_id,
+    gw_state, gw_state_fn,
+};
+pub use handlers::{
+    gw_handlers, gw_handlers_add_event, gw_handlers_add_method, gw_handlers_free, gw_handlers_new,
+    gw_handlers_set_request_timeout_ms,
+};
 pub use lock::{
     gw_lock, gw_lock_acquire, gw_lock_port, gw_lock_release, gw_lock_status, gw_status,
 };
 pub use options::*;
 pub use result::{gw_last_error_message, gw_result, gw_result_name};
-pub use server::{gw_serve, gw_server, gw_server_port, gw_shutdown};
+pub use server::{
+    gw_broadcast, gw_respond, gw_send_event, gw_serve, gw_server, gw_server_port, gw_shutdown,
+};
 
 use std::ffi::c_char;
 

@@ -39,11 +39,14 @@ pub enum gw_result {
     GW_ERR_LOCK_FILE_UNSAFE = 11,
     /// A lock file was deleted or replaced while held (given to the state callback only).
     GW_ERR_LOCK_LOST = 12,
+    /// The request or connection named is not there (any more): the request was already
+    /// answered or timed out, or its client (or the connection) is gone.
+    GW_ERR_NOT_FOUND = 13,
 }
 
 impl gw_result {
     /// Every result, in number order.
-    pub const ALL: [gw_result; 13] = [
+    pub const ALL: [gw_result; 14] = [
         Self::GW_OK,
         Self::GW_ERR_NULL_ARGUMENT,
         Self::GW_ERR_INVALID_ARGUMENT,
@@ -57,6 +60,7 @@ impl gw_result {
         Self::GW_ERR_PANIC,
         Self::GW_ERR_LOCK_FILE_UNSAFE,
         Self::GW_ERR_LOCK_LOST,
+        Self::GW_ERR_NOT_FOUND,
     ];
 
     /// The enumerator's name, NUL-terminated.
@@ -75,6 +79,7 @@ impl gw_result {
             Self::GW_ERR_PANIC => "GW_ERR_PANIC\0",
             Self::GW_ERR_LOCK_FILE_UNSAFE => "GW_ERR_LOCK_FILE_UNSAFE\0",
             Self::GW_ERR_LOCK_LOST => "GW_ERR_LOCK_LOST\0",
+            Self::GW_ERR_NOT_FOUND => "GW_ERR_NOT_FOUND\0",
         }
     }
 

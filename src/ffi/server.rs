@@ -1,18 +1,32 @@
-//! `gw_server`: serving on the lock, and the bounded graceful shutdown.
+//! `gw_server`: serving on the lock, answering the host's requests, sending its events, and
+//! the bounded graceful shutdown.
 
-use std::sync::Arc;
+use std::ffi::c_char;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::boundary::{boundary, non_null, null_argument, result_boundary};
-use super::callbacks::{HostCallbacks, gw_callbacks};
+use super::boundary::{
+    boundary, json_argument, name_argument, non_null, null_argument, result_boundary,
+};
+use super::callbacks::{HostCallbacks, gw_callbacks, gw_request_id};
 use super::lock::gw_lock;
 use super::result::{fail, fail_with, gw_result};
-use crate::server::{Gateway, ServeOptions};
+use crate::server::{Gateway, GatewayHandle, MethodError, ServeOptions};
 
-/// A running gateway: it holds the lock and serves the probes on threads the library owns until
-/// `gw_shutdown`, which frees it. Any thread may call `gw_server_port` and `gw_shutdown`.
+/// A running gateway: it holds the lock and serves the probes and the WebSocket protocol on
+/// threads the library owns until `gw_shutdown`, which frees it.
+///
+/// Threads: `gw_server_port`, `gw_respond`, `gw_broadcast` and `gw_send_event` are safe from
+/// any thread, at the same time, and from inside the library's callbacks, for as long as the
+/// server is live: a host thread must make its last such call before it calls `gw_shutdown`
+/// (callbacks may still call them while `gw_shutdown` runs). `gw_shutdown` is safe from any
+/// thread but a library callback.
 pub struct gw_server {
-    gateway: Gateway,
+    port: u16,
+    /// What `gw_respond` and the events go through; it never moves while the server lives.
+    handle: GatewayHandle,
+    /// Taken by `gw_shutdown` while callbacks may still be reading `handle`.
+    gateway: Mutex<Option<Gateway>>,
     /// Kept until the server is freed, so `free_userdata` never runs while it serves.
     _callbacks: Option<Arc<HostCallbacks>>,
 }
@@ -23,8 +37,10 @@ pub struct gw_server {
 ///
 /// Takes ownership of `lock` and of the callbacks' `userdata` whatever the result: on failure
 /// the lock is released, `free_userdata` has been called, and `*out` is untouched.
-/// `callbacks` may be NULL (no callbacks); it is copied, not kept. Any thread but a library
-/// callback.
+/// `callbacks` may be NULL (no callbacks); it and its `handlers` are copied, not kept. No
+/// `on_request` or `on_connection` call happens before `*out` is written, so a callback may
+/// read the server from where `out` points (e.g. a field of its `userdata`). `GW_ERR_INVALID_ARGUMENT` when `handlers`
+/// registers methods but `on_request` is NULL. Any thread but a library callback.
 ///
 /// # Safety
 ///
@@ -54,15 +70,27 @@ pub unsafe extern "C" fn gw_serve(
         if let Some(callbacks) = &callbacks {
             options.logger = callbacks.logger();
             options.on_state = callbacks.state_handler();
+            let (handlers, request_timeout) = callbacks.handlers("gw_serve")?;
+            options.handlers = handlers;
+            if let Some(timeout) = request_timeout {
+                options.protocol.request_timeout = timeout;
+            }
         }
-        let gateway = Gateway::serve(lock.inner, options).map_err(|err| fail_with(&err))?;
-        let server = Box::new(gw_server {
-            gateway,
-            _callbacks: callbacks,
+        let served = Gateway::serve(lock.inner, options).map_err(|err| fail_with(&err));
+        let result = served.map(|gateway| {
+            let server = Box::new(gw_server {
+                port: gateway.port(),
+                handle: gateway.handle(),
+                gateway: Mutex::new(Some(gateway)),
+                _callbacks: callbacks.clone(),
+            });
+            // SAFETY: non-NULL and writable by the contract.
+            unsafe { out.write(Box::into_raw(server)) };
         });
-        // SAFETY: non-NULL and writable by the contract.
-        unsafe { out.write(Box::into_raw(server)) };
-        Ok(())
+        if let Some(callbacks) = &callbacks {
+            callbacks.mark_served();
+        }
+        result
     })
 }
 
@@ -75,7 +103,7 @@ pub unsafe extern "C" fn gw_serve(
 pub unsafe extern "C" fn gw_server_port(server: *const gw_server) -> u16 {
     boundary("gw_server_port", || {
         // SAFETY: NULL or live by the contract.
-        unsafe { server.as_ref() }.map_or(0, |server| server.gateway.port())
+        unsafe { server.as_ref() }.map_or(0, |server| server.port)
     })
 }
 
@@ -96,12 +124,21 @@ pub unsafe extern "C" fn gw_server_port(server: *const gw_server) -> u16 {
 pub unsafe extern "C" fn gw_shutdown(server: *mut gw_server, timeout_ms: u32) -> gw_result {
     result_boundary("gw_shutdown", || {
         let server = non_null("gw_shutdown", "server", server)?;
-        // SAFETY: owned by the caller and handed over, by the contract.
-        let server = unsafe { Box::from_raw(server) };
-        let report = server
+        // SAFETY: live by the contract; until it is freed below, callbacks may only read it.
+        let gateway = unsafe { &*server }
             .gateway
-            .shutdown(Duration::from_millis(u64::from(timeout_ms)));
-        if report.drained {
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let drained = gateway.is_none_or(|gateway| {
+            gateway
+                .shutdown(Duration::from_millis(u64::from(timeout_ms)))
+                .drained
+        });
+        // SAFETY: owned by the caller and handed over, by the contract; the runtime is gone, so
+        // no callback is using it any more.
+        drop(unsafe { Box::from_raw(server) });
+        if drained {
             Ok(())
         } else {
             Err(fail(
@@ -109,6 +146,139 @@ pub unsafe extern "C" fn gw_shutdown(server: *mut gw_server, timeout_ms: u32) ->
                 format!(
                     "gateway stopped; connections still open after {timeout_ms} ms were closed"
                 ),
+            ))
+        }
+    })
+}
+
+/// The live server behind a `gw_server` pointer argument.
+///
+/// # Safety
+///
+/// `server` is NULL or a live `gw_server`.
+unsafe fn live<'a>(function: &str, server: *const gw_server) -> Result<&'a gw_server, gw_result> {
+    let server = non_null(function, "server", server.cast_mut())?;
+    // SAFETY: non-NULL and live, by the contract.
+    Ok(unsafe { &*server })
+}
+
+/// Answers the request `request` (from `on_request`): `ok` with `json` as the `res` payload
+/// (any JSON value), or `!ok` with `json` an error object `{"code": "...", "message": "...",
+/// "details"?: ..., "retryable"?: bool, "retryAfterMs"?: number}`. `json` is `len` bytes of
+/// UTF-8, not necessarily NUL-terminated, copied before the call returns.
+///
+/// `GW_ERR_NOT_FOUND` when the request is not waiting for an answer: answered already, timed
+/// out (the client got `UNAVAILABLE`), its client is gone, or no such request was made.
+/// `GW_ERR_INVALID_ARGUMENT` when `json` is not JSON (or, for `!ok`, not an error object);
+/// the request then still waits for an answer. `GW_ERR_NULL_ARGUMENT` when `server` or `json`
+/// is NULL.
+///
+/// Any thread, inside `on_request` or later (see `gw_server`).
+///
+/// # Safety
+///
+/// `server` is NULL or a live `gw_server`; `json` is NULL or points to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_respond(
+    server: *const gw_server,
+    request: gw_request_id,
+    ok: bool,
+    json: *const c_char,
+    len: usize,
+) -> gw_result {
+    const FUNCTION: &str = "gw_respond";
+    result_boundary(FUNCTION, || {
+        // SAFETY: forwarded contract.
+        let server = unsafe { live(FUNCTION, server) }?;
+        // SAFETY: forwarded contract.
+        let value = unsafe { json_argument(FUNCTION, "json", json, len) }?;
+        let result = match ok {
+            true => Ok(value),
+            false => Err(serde_json::from_value::<MethodError>(value).map_err(|err| {
+                fail(
+                    gw_result::GW_ERR_INVALID_ARGUMENT,
+                    format!(
+                        "{FUNCTION}: json is not an error object \
+                         {{\"code\", \"message\", \"details\"?}}: {err}"
+                    ),
+                )
+            })?),
+        };
+        if server.handle.respond(request, result) {
+            Ok(())
+        } else {
+            Err(fail(
+                gw_result::GW_ERR_NOT_FOUND,
+                format!(
+                    "{FUNCTION}: request {request} is not waiting for an answer \
+                     (answered already, timed out, or its client is gone)"
+                ),
+            ))
+        }
+    })
+}
+
+/// Sends the event `event` with `json` (`len` bytes of UTF-8 JSON, any value, copied) as its
+/// payload, with a `seq`, to every authenticated client (none is fine).
+///
+/// `GW_ERR_INVALID_ARGUMENT` when `event` is empty or not UTF-8 or `json` is not JSON;
+/// `GW_ERR_NULL_ARGUMENT` when a pointer is NULL. Any thread (see `gw_server`).
+///
+/// # Safety
+///
+/// `server` is NULL or a live `gw_server`; `event` is NULL or NUL-terminated; `json` is NULL
+/// or points to `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_broadcast(
+    server: *const gw_server,
+    event: *const c_char,
+    json: *const c_char,
+    len: usize,
+) -> gw_result {
+    const FUNCTION: &str = "gw_broadcast";
+    result_boundary(FUNCTION, || {
+        // SAFETY: forwarded contract.
+        let server = unsafe { live(FUNCTION, server) }?;
+        // SAFETY: forwarded contract.
+        let event = unsafe { name_argument(FUNCTION, "event", event) }?;
+        // SAFETY: forwarded contract.
+        let payload = unsafe { json_argument(FUNCTION, "json", json, len) }?;
+        server.handle.broadcast(event, &payload);
+        Ok(())
+    })
+}
+
+/// Sends the event `event` with `json` as its payload (no `seq`) to the authenticated client
+/// on connection `conn_id` (from `on_connection` or `on_request`).
+///
+/// `GW_ERR_NOT_FOUND` when no authenticated client has that connection (it closed, or never
+/// was); otherwise as `gw_broadcast`. Any thread (see `gw_server`).
+///
+/// # Safety
+///
+/// As `gw_broadcast`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_send_event(
+    server: *const gw_server,
+    conn_id: u64,
+    event: *const c_char,
+    json: *const c_char,
+    len: usize,
+) -> gw_result {
+    const FUNCTION: &str = "gw_send_event";
+    result_boundary(FUNCTION, || {
+        // SAFETY: forwarded contract.
+        let server = unsafe { live(FUNCTION, server) }?;
+        // SAFETY: forwarded contract.
+        let event = unsafe { name_argument(FUNCTION, "event", event) }?;
+        // SAFETY: forwarded contract.
+        let payload = unsafe { json_argument(FUNCTION, "json", json, len) }?;
+        if server.handle.send_event(conn_id, event, &payload) {
+            Ok(())
+        } else {
+            Err(fail(
+                gw_result::GW_ERR_NOT_FOUND,
+                format!("{FUNCTION}: no authenticated client on connection {conn_id}"),
             ))
         }
     })

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 /// The protocol version this gateway speaks.
@@ -39,8 +39,9 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The error of a `res` frame: `{code, message, details?, retryable?, retryAfterMs?}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The error of a `res` frame: `{code, message, details?, retryable?, retryAfterMs?}`. It
+/// deserializes from the same object (what the C ABI's `gw_respond` takes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodError {
     pub code: String,
     pub message: String,
@@ -378,6 +379,23 @@ pub fn origin_listed(allowed: &[String], origin: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_errors_round_trip_through_json() {
+        let error = MethodError::new("E_DEMO", "nope")
+            .with_details(json!({"code": "DEMO"}))
+            .with_retry(true, Some(250));
+        let text = serde_json::to_string(&error).unwrap();
+        assert_eq!(
+            text,
+            r#"{"code":"E_DEMO","message":"nope","details":{"code":"DEMO"},"retryable":true,"retryAfterMs":250}"#
+        );
+        assert_eq!(serde_json::from_str::<MethodError>(&text).unwrap(), error);
+        let plain: MethodError = serde_json::from_str(r#"{"code":"X","message":"m"}"#).unwrap();
+        assert_eq!(plain, MethodError::new("X", "m"));
+        assert!(serde_json::from_str::<MethodError>(r#"{"code":"X"}"#).is_err());
+        assert!(serde_json::from_str::<MethodError>(r#"["X","m"]"#).is_err());
+    }
 
     #[test]
     fn request_frames() {

@@ -7,6 +7,9 @@
  *                                stdin closes, then shuts down
  *   test_c second <dir> <pid>    a second process: acquiring fails naming <pid>, status sees it
  *   test_c panic <dir>           with GATEWAY_FFI_PANIC=gw_lock_acquire: GW_ERR_PANIC comes back
+ *   test_c serve <dir>           a host with methods and events for a WebSocket client driven by
+ *                                tests/c_abi.rs: prints "ready <port>", then one line per thing
+ *                                it saw or did; reads commands from stdin (see run_serve)
  *
  * Any failed check prints "FAIL file:line: ..." and exits 1.
  */
@@ -17,6 +20,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +225,7 @@ static void case_version_and_names(void) {
         NAMED(GW_ERR_PANIC),
         NAMED(GW_ERR_LOCK_FILE_UNSAFE),
         NAMED(GW_ERR_LOCK_LOST),
+        NAMED(GW_ERR_NOT_FOUND),
     };
 #undef NAMED
     size_t count = sizeof all / sizeof all[0];
@@ -535,6 +540,112 @@ static void case_callbacks_size_prefix(void) {
     printf("ok callbacks_size_prefix\n");
 }
 
+static void on_request_ignore(void *userdata, gw_request_id request, const char *method,
+                              size_t method_len, const char *params_json, size_t params_len,
+                              uint64_t conn_id) {
+    (void)userdata;
+    (void)request;
+    (void)method;
+    (void)method_len;
+    (void)params_json;
+    (void)params_len;
+    (void)conn_id;
+}
+
+static void case_request_api_arguments(void) {
+    /* gw_handlers: NULLs, bad names, bad timeout. */
+    gw_handlers_free(NULL);
+    CHECK_RESULT(gw_handlers_add_method(NULL, "m", NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_handlers_add_event(NULL, "e"), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_handlers_set_request_timeout_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
+    gw_handlers *handlers = gw_handlers_new();
+    CHECK(handlers != NULL);
+    CHECK_RESULT(gw_handlers_add_method(handlers, NULL, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "", NULL), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "connect", NULL), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "handshake") != NULL);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "m", ""), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "m\xff", NULL), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_handlers_add_event(handlers, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_handlers_add_event(handlers, ""), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_handlers_set_request_timeout_ms(handlers, 0), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "m", "operator.read"), GW_OK);
+    CHECK_RESULT(gw_handlers_add_event(handlers, "e"), GW_OK);
+    CHECK_RESULT(gw_handlers_set_request_timeout_ms(handlers, 1000), GW_OK);
+
+    /* The functions on a server: NULL first. */
+    CHECK_RESULT(gw_respond(NULL, 1, true, "{}", 2), GW_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "gw_respond: server is NULL") == 0);
+    CHECK_RESULT(gw_broadcast(NULL, "e", "{}", 2), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_send_event(NULL, 1, "e", "{}", 2), GW_ERR_NULL_ARGUMENT);
+
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    gw_options *options = case_options(dir);
+
+    /* Methods but nobody to answer them: refused, the lock and the userdata let go of. */
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    struct seen seen = {0};
+    gw_callbacks callbacks = callbacks_for(&seen);
+    callbacks.handlers = handlers;
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "on_request is NULL") != NULL);
+    CHECK(server == NULL && lock_dir_entries(dir) == 0 && atomic_load(&seen.frees) == 1);
+
+    /* An older host's struct ends before on_request: the handlers beyond it are not read. */
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    struct seen older = {0};
+    callbacks = callbacks_for(&older);
+    callbacks.handlers = handlers;
+    callbacks.size = offsetof(gw_callbacks, on_request);
+    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
+    CHECK(wait_for(&older.frees, 1, 2000));
+
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    struct seen full = {0};
+    callbacks = callbacks_for(&full);
+    callbacks.handlers = handlers;
+    callbacks.on_request = on_request_ignore;
+    server = NULL;
+    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    gw_handlers_free(handlers); /* copied by gw_serve */
+
+    CHECK_RESULT(gw_respond(server, 1, true, NULL, 0), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_respond(server, 1, true, "{", 1), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strncmp(gw_last_error_message(), "gw_respond: json is not valid JSON", 34) == 0);
+    CHECK_RESULT(gw_respond(server, 1, true, "\"\xff\"", 3), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_respond(server, 1, false, "{\"code\":1}", 10), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "not an error object") != NULL);
+    CHECK_RESULT(gw_respond(server, 1, false, "\"oops\"", 6), GW_ERR_INVALID_ARGUMENT);
+    /* Lengths, not NULs: only the first 2 bytes are JSON. */
+    CHECK_RESULT(gw_respond(server, 12345, true, "{}garbage", 2), GW_ERR_NOT_FOUND);
+    CHECK(strstr(gw_last_error_message(), "request 12345 is not waiting") != NULL);
+    const char *error = "{\"code\":\"X\",\"message\":\"m\"}";
+    CHECK_RESULT(gw_respond(server, 0, false, error, strlen(error)), GW_ERR_NOT_FOUND);
+
+    CHECK_RESULT(gw_broadcast(server, NULL, "{}", 2), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_broadcast(server, "e", NULL, 0), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_broadcast(server, "", "{}", 2), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_broadcast(server, "e\xff", "{}", 2), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_broadcast(server, "e", "nope", 4), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_broadcast(server, "e", "{\"n\":1}xyz", 7), GW_OK); /* nobody listens: fine */
+    CHECK_RESULT(gw_send_event(server, 1, NULL, "{}", 2), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_send_event(server, 1, "e", NULL, 0), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_send_event(server, 1, "e", "[", 1), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_send_event(server, 999, "e", "null", 4), GW_ERR_NOT_FOUND);
+    CHECK(strcmp(gw_last_error_message(),
+                 "gw_send_event: no authenticated client on connection 999") == 0);
+
+    CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
+    CHECK(wait_for(&full.frees, 1, 2000));
+    CHECK(lock_dir_entries(dir) == 0);
+    gw_options_free(options);
+    printf("ok request_api_arguments\n");
+}
+
 static int run_all(void) {
     case_bad_env_port();
     case_version_and_names();
@@ -545,6 +656,7 @@ static int run_all(void) {
     case_lock_lost();
     case_shutdown_timeout();
     case_callbacks_size_prefix();
+    case_request_api_arguments();
     printf("all ok\n");
     return 0;
 }
@@ -595,9 +707,201 @@ static int run_panic(void) {
     return 0;
 }
 
+/*
+ * `serve`: a host whose methods a real WebSocket client calls (tests/c_abi.rs drives both).
+ *   echo  (scope operator.read)  answered {"echo": <params>} by another thread
+ *   fail  (no scope)             answered at once, inside on_request, with an error object
+ *   slow  (no scope)             never answered: the client gets UNAVAILABLE after 2000 ms
+ * events demo.tick and demo.direct. stdin commands, one per line:
+ *   broadcast <n>    gw_broadcast demo.tick {"n":<n>}    → "broadcast <result>"
+ *   send <conn>      gw_send_event demo.direct {"to":<conn>} → "send <result>"
+ *   late             gw_respond to the timed-out slow request → "late <result>"
+ * EOF: stops the answering thread, shuts down, prints "stopped <result>" once the userdata
+ * is freed. Library callbacks print "opened <conn> <client json>", "closed <conn>",
+ * "request <method> <conn> <params>", and the answering thread "answered <id>".
+ */
+struct pending_answer {
+    gw_request_id id;
+    char *params;
+    struct pending_answer *next;
+};
+
+struct host {
+    gw_server *server; /* written by gw_serve through `out` before any request arrives */
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    struct pending_answer *queue;
+    int stopping;
+    atomic_ullong slow_request;
+    atomic_int frees;
+};
+
+static pthread_mutex_t say_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    pthread_mutex_lock(&say_lock);
+    vprintf(format, args);
+    fflush(stdout);
+    pthread_mutex_unlock(&say_lock);
+    va_end(args);
+}
+
+static void host_on_request(void *userdata, gw_request_id request, const char *method,
+                            size_t method_len, const char *params_json, size_t params_len,
+                            uint64_t conn_id) {
+    struct host *host = userdata;
+    CHECK(method[method_len] == '\0' && strlen(method) == method_len);
+    CHECK(params_json[params_len] == '\0' && strlen(params_json) == params_len);
+    CHECK(request != 0 && host->server != NULL);
+    say("request %s %llu %s\n", method, (unsigned long long)conn_id, params_json);
+    if (strcmp(method, "echo") == 0) {
+        /* Later, from another thread: hand the id and a copy of the params over. */
+        struct pending_answer *answer = malloc(sizeof *answer);
+        CHECK(answer != NULL);
+        answer->id = request;
+        answer->params = malloc(params_len + 1);
+        CHECK(answer->params != NULL);
+        memcpy(answer->params, params_json, params_len + 1);
+        pthread_mutex_lock(&host->lock);
+        answer->next = host->queue;
+        host->queue = answer;
+        pthread_cond_signal(&host->changed);
+        pthread_mutex_unlock(&host->lock);
+    } else if (strcmp(method, "fail") == 0) {
+        /* At once, inside the callback; a bad answer leaves the request waiting. */
+        CHECK_RESULT(gw_respond(host->server, request, false, "{\"code\":1}", 10),
+                     GW_ERR_INVALID_ARGUMENT);
+        const char *error =
+            "{\"code\":\"E_DEMO\",\"message\":\"nope\",\"details\":{\"code\":\"DEMO\"}}";
+        CHECK_RESULT(gw_respond(host->server, request, false, error, strlen(error)), GW_OK);
+        CHECK_RESULT(gw_respond(host->server, request, true, "{}", 2), GW_ERR_NOT_FOUND);
+    } else if (strcmp(method, "slow") == 0) {
+        atomic_store(&host->slow_request, (unsigned long long)request);
+    } else {
+        fprintf(stderr, "FAIL unexpected method %s\n", method);
+        exit(1);
+    }
+}
+
+static void host_on_connection(void *userdata, uint64_t conn_id, bool opened,
+                               const char *client_json, size_t len) {
+    struct host *host = userdata;
+    CHECK(client_json[len] == '\0' && strlen(client_json) == len && host->server != NULL);
+    if (opened)
+        say("opened %llu %s\n", (unsigned long long)conn_id, client_json);
+    else
+        say("closed %llu\n", (unsigned long long)conn_id);
+}
+
+static void host_free(void *userdata) {
+    struct host *host = userdata;
+    atomic_fetch_add(&host->frees, 1);
+}
+
+static void *answering_thread(void *arg) {
+    struct host *host = arg;
+    pthread_mutex_lock(&host->lock);
+    for (;;) {
+        while (host->queue == NULL && !host->stopping)
+            pthread_cond_wait(&host->changed, &host->lock);
+        if (host->queue == NULL) break;
+        struct pending_answer *answer = host->queue;
+        host->queue = answer->next;
+        pthread_mutex_unlock(&host->lock);
+
+        size_t size = strlen(answer->params) + 16;
+        char *payload = malloc(size);
+        CHECK(payload != NULL);
+        int len = snprintf(payload, size, "{\"echo\":%s}", answer->params);
+        CHECK(len > 0 && (size_t)len < size);
+        CHECK_RESULT(gw_respond(host->server, answer->id, true, payload, (size_t)len), GW_OK);
+        CHECK_RESULT(gw_respond(host->server, answer->id, true, payload, (size_t)len),
+                     GW_ERR_NOT_FOUND);
+        say("answered %llu\n", (unsigned long long)answer->id);
+        free(payload);
+        free(answer->params);
+        free(answer);
+        pthread_mutex_lock(&host->lock);
+    }
+    pthread_mutex_unlock(&host->lock);
+    return NULL;
+}
+
+static int run_serve(void) {
+    gw_options *options = case_options(base_dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    gw_options_free(options);
+
+    gw_handlers *handlers = gw_handlers_new();
+    CHECK(handlers != NULL);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "echo", "operator.read"), GW_OK);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "fail", NULL), GW_OK);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "slow", NULL), GW_OK);
+    CHECK_RESULT(gw_handlers_add_event(handlers, "demo.tick"), GW_OK);
+    CHECK_RESULT(gw_handlers_add_event(handlers, "demo.direct"), GW_OK);
+    CHECK_RESULT(gw_handlers_set_request_timeout_ms(handlers, 2000), GW_OK);
+
+    static struct host host; /* zeroed; outlives every callback */
+    CHECK(pthread_mutex_init(&host.lock, NULL) == 0);
+    CHECK(pthread_cond_init(&host.changed, NULL) == 0);
+    pthread_t answerer;
+    CHECK(pthread_create(&answerer, NULL, answering_thread, &host) == 0);
+
+    gw_callbacks callbacks;
+    memset(&callbacks, 0, sizeof callbacks);
+    callbacks.size = sizeof callbacks;
+    callbacks.userdata = &host;
+    callbacks.free_userdata = host_free;
+    callbacks.on_request = host_on_request;
+    callbacks.on_connection = host_on_connection;
+    callbacks.handlers = handlers;
+    CHECK_RESULT(gw_serve(lock, &callbacks, &host.server), GW_OK);
+    gw_handlers_free(handlers);
+    say("ready %u\n", (unsigned)gw_server_port(host.server));
+
+    char line[256];
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        unsigned long long number = 0;
+        char payload[64];
+        if (sscanf(line, "broadcast %llu", &number) == 1) {
+            int len = snprintf(payload, sizeof payload, "{\"n\":%llu}", number);
+            say("broadcast %s\n",
+                gw_result_name(gw_broadcast(host.server, "demo.tick", payload, (size_t)len)));
+        } else if (sscanf(line, "send %llu", &number) == 1) {
+            int len = snprintf(payload, sizeof payload, "{\"to\":%llu}", number);
+            say("send %s\n", gw_result_name(gw_send_event(host.server, number, "demo.direct",
+                                                          payload, (size_t)len)));
+        } else if (strcmp(line, "late\n") == 0) {
+            gw_request_id slow = (gw_request_id)atomic_load(&host.slow_request);
+            CHECK(slow != 0);
+            say("late %s\n", gw_result_name(gw_respond(host.server, slow, true, "{}", 2)));
+        } else {
+            fprintf(stderr, "FAIL unknown command %s", line);
+            return 1;
+        }
+    }
+
+    /* The host's own threads make their last calls before gw_shutdown. */
+    pthread_mutex_lock(&host.lock);
+    host.stopping = 1;
+    pthread_cond_signal(&host.changed);
+    pthread_mutex_unlock(&host.lock);
+    CHECK(pthread_join(answerer, NULL) == 0);
+    gw_result stopped = gw_shutdown(host.server, 2000);
+    CHECK(wait_for(&host.frees, 1, 5000));
+    pthread_cond_destroy(&host.changed);
+    pthread_mutex_destroy(&host.lock);
+    say("stopped %s\n", gw_result_name(stopped));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s all|hold|second|panic <dir> [pid]\n", argv[0]);
+        fprintf(stderr, "usage: %s all|hold|second|panic|serve <dir> [pid]\n", argv[0]);
         return 2;
     }
     snprintf(base_dir, sizeof base_dir, "%s", argv[2]);
@@ -605,6 +909,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "hold") == 0) return run_hold();
     if (strcmp(argv[1], "second") == 0 && argc == 4) return run_second(argv[3]);
     if (strcmp(argv[1], "panic") == 0) return run_panic();
+    if (strcmp(argv[1], "serve") == 0) return run_serve();
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }

@@ -143,6 +143,45 @@ int main(int argc, char **argv) {
         std::printf("ok raii\n");
     }
 
+    // Handlers: methods (with scopes) and events registered, answered and sent through Server.
+    {
+        const fs::path dir = base / "handlers";
+        auto options = options_in(dir);
+        gateway::Handlers handlers;
+        handlers.method("echo", "operator.read", [](const gateway::Request &request) {
+                    request.respond("{\"echo\":" + request.params + "}");
+                })
+            .method("boom", [](const gateway::Request &) { throw std::runtime_error("answered UNAVAILABLE"); })
+            .event("demo.tick")
+            .request_timeout(1s)
+            .on_connection([](std::uint64_t, bool, std::string_view) {});
+        auto server = gateway::Server::serve(gateway::Lock::acquire(options), {}, std::move(handlers));
+        CHECK(!server.respond(12345, true, "{}")); // no such request
+        server.broadcast("demo.tick", "{\"n\":1}"); // nobody listens: fine
+        CHECK(!server.send_event(999, "demo.tick", "{}"));
+        try {
+            server.respond(1, false, "{\"code\":1}");
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == GW_ERR_INVALID_ARGUMENT);
+        }
+        try {
+            server.broadcast("demo.tick", "not json");
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == GW_ERR_INVALID_ARGUMENT);
+        }
+        // An invalid registration is refused before serving, and the lock is given back.
+        gateway::Handlers bad;
+        bad.method("connect", [](const gateway::Request &) {});
+        auto refused = gateway::Server::try_serve(gateway::Lock::acquire(options_in(base / "bad")), {}, std::move(bad));
+        CHECK(!refused.ok() && refused.error().code() == GW_ERR_INVALID_ARGUMENT);
+        CHECK(lock_files(base / "bad") == 0);
+        CHECK(server.shutdown(2s));
+        CHECK(lock_files(dir) == 0);
+        std::printf("ok handlers\n");
+    }
+
     std::printf("all ok\n");
     return 0;
 }
