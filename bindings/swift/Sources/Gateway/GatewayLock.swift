@@ -1,0 +1,80 @@
+import CGateway
+
+/// The C ABI this wrapper was written for (`GATEWAY_ABI_VERSION`).
+public let gatewayABIVersion: UInt32 = 1
+
+/// Compared once, at first use, with the ABI of the library linked in.
+private let abiCheck: Result<Void, GatewayError> = {
+    let found = gw_abi_version()
+    return found == gatewayABIVersion
+        ? .success(()) : .failure(.abiMismatch(expected: gatewayABIVersion, found: found))
+}()
+
+func checkABIVersion() throws {
+    try abiCheck.get()
+}
+
+/// What `GatewayLock.status` found about the gateway holding a config's lock.
+public struct GatewayStatus: Sendable, Equatable {
+    /// A live gateway holds the lock.
+    public var running: Bool
+    /// Its `/healthz` answered.
+    public var healthy: Bool
+    /// A lock file is left by a provably dead owner (the next start reclaims it at once).
+    public var stale: Bool
+    /// The port the lock file records, else the port the options resolve to.
+    public var port: Int
+    /// The pid the lock file records (also when its owner is dead).
+    public var pid: Int32?
+    /// The holder's start time as recorded (Linux: clock ticks since boot; macOS: seconds
+    /// since the epoch).
+    public var startTime: UInt64?
+}
+
+/// Proof that this process is the gateway for a config and a port: both lock files are held
+/// and the listener(s) bound. Released when the object goes away, by `release()`, or handed to
+/// `GatewayServer.serve(lock:)`. One thread at a time may use a given lock.
+public final class GatewayLock {
+    private var pointer: OpaquePointer?
+
+    private init(_ pointer: OpaquePointer) { self.pointer = pointer }
+
+    deinit { gw_lock_release(pointer) }
+
+    /// Takes the state lock, the config lock, then binds the port (SPEC §5–6). Blocks for up to
+    /// `options.timeout` while a live holder does not answer `/healthz`; fails at once when it
+    /// does. Throws e.g. `.alreadyRunning(pid: 4242, message: "gateway already running (pid
+    /// 4242); it is healthy on ws://127.0.0.1:18789")`.
+    public static func acquire(_ options: GatewayOptions = GatewayOptions()) throws -> GatewayLock {
+        let handle = try OptionsHandle(options)
+        var lock: OpaquePointer?
+        try check(gw_lock_acquire(handle.pointer, &lock))
+        return GatewayLock(lock!)
+    }
+
+    /// Looks at the gateway holding the options' lock without taking a lock, writing a file or
+    /// signalling anyone, and probes its `/healthz` (up to 1 s). Throws only for bad options.
+    public static func status(_ options: GatewayOptions = GatewayOptions()) throws -> GatewayStatus {
+        let handle = try OptionsHandle(options)
+        var found = gw_status()
+        try check(gw_lock_status(handle.pointer, &found))
+        return GatewayStatus(
+            running: found.running, healthy: found.healthy, stale: found.stale,
+            port: Int(found.port), pid: found.pid == 0 ? nil : Int32(bitPattern: found.pid),
+            startTime: found.start_time == 0 ? nil : found.start_time)
+    }
+
+    /// The port held (the real one when 0 was asked for); 0 once released or served.
+    public var port: Int { Int(gw_lock_port(pointer)) }
+
+    /// Closes the listener(s) and removes the lock files that are still ours, now.
+    public func release() {
+        gw_lock_release(take())
+    }
+
+    /// Hands the C handle over (to `gw_serve`); the lock is empty afterwards.
+    func take() -> OpaquePointer? {
+        defer { pointer = nil }
+        return pointer
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+import XCTest
+
+@testable import Gateway
+
+final class LifecycleTests: XCTestCase {
+    /// Port 0 (the OS picks), a state dir of the test's own, a short wait for a live holder.
+    func makeOptions() throws -> GatewayOptions {
+        GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory(), timeout: .milliseconds(300))
+    }
+
+    func testAcquireServeHealthzShutdownFreesThePort() async throws {
+        let options = try makeOptions()
+        let lockDir = lockDirectory(of: options.stateDirectory!)
+        let lock = try GatewayLock.acquire(options)
+        let port = lock.port
+        XCTAssertNotEqual(port, 0)
+        XCTAssertFalse(lockFiles(in: lockDir).isEmpty, "no lock file while the lock is held")
+
+        let states = Recorder<GatewayStateChange>()
+        let server = try GatewayServer.serve(lock: lock, onStateChange: { states.append($0) })
+        XCTAssertEqual(server.port, port)
+        XCTAssertEqual(lock.port, 0, "serve consumes the lock")
+        XCTAssertEqual(states.all, [.ready])
+
+        let health = try httpGet(port: port, path: "/healthz")
+        XCTAssertEqual(health.status, 200, health.body)
+
+        let status = try GatewayLock.status(options)
+        XCTAssertTrue(status.running)
+        XCTAssertTrue(status.healthy)
+        XCTAssertEqual(status.pid, getpid())
+        XCTAssertEqual(status.port, port)
+
+        XCTAssertFalse(canBind(port: port))
+        try await server.shutdown(timeout: .seconds(2))
+        XCTAssertTrue(canBind(port: port), "the port is still taken after shutdown")
+        XCTAssertEqual(lockFiles(in: lockDir), [], "lock files left after shutdown")
+        XCTAssertEqual(states.all, [.ready, .stopped(drained: true)])
+        XCTAssertFalse(try GatewayLock.status(options).running)
+        try await server.shutdown()  // a no-op the second time
+
+        // The same config and port can be had again at once.
+        let again = try GatewayLock.acquire(GatewayOptions(port: port, stateDirectory: options.stateDirectory))
+        XCTAssertEqual(again.port, port)
+    }
+
+    func testSecondAcquireInProcessIsAlreadyRunningWithOurPid() throws {
+        let options = try makeOptions()
+        // Held but not serving: the holder does not answer /healthz, so acquire waits `timeout`.
+        let lock = try GatewayLock.acquire(options)
+        assertAlreadyRunning(options)
+        // Serving and healthy: refused at once.
+        let server = try GatewayServer.serve(lock: lock)
+        let started = Date()
+        assertAlreadyRunning(options)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 0.25, "a healthy holder should fail now")
+        _ = server
+    }
+
+    func assertAlreadyRunning(_ options: GatewayOptions, line: UInt = #line) {
+        XCTAssertThrowsError(try GatewayLock.acquire(options), line: line) { error in
+            guard case .alreadyRunning(let pid, let message) = error as? GatewayError else {
+                return XCTFail("expected alreadyRunning, got \(error)", line: line)
+            }
+            XCTAssertEqual(pid, getpid(), line: line)
+            XCTAssertTrue(message.hasPrefix("gateway already running (pid \(getpid()))"), message, line: line)
+        }
+    }
+
+    func testASecondProcessIsRefused() throws {
+        let options = try makeOptions()
+        let server = try GatewayServer.serve(lock: GatewayLock.acquire(options))
+
+        let child = Process()
+        child.executableURL = try hostExecutable()
+        child.arguments = ["1"]
+        child.environment = [
+            "HOME": options.stateDirectory!,
+            "OPENCLAW_STATE_DIR": options.stateDirectory!,
+            "OPENCLAW_GATEWAY_PORT": String(server.port),
+        ]
+        let stderr = Pipe()
+        child.standardError = stderr
+        child.standardOutput = Pipe()
+        try child.run()
+        let output = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        child.waitUntilExit()
+        XCTAssertEqual(child.terminationStatus, 1, output)
+        XCTAssertTrue(
+            output.contains("gateway already running (pid \(getpid())); it is healthy on ws://127.0.0.1:\(server.port)"),
+            output)
+        XCTAssertEqual(try httpGet(port: server.port, path: "/healthz").status, 200, "the holder was disturbed")
+    }
+
+    /// The example host, built next to this test bundle.
+    func hostExecutable() throws -> URL {
+        #if os(macOS)
+        let directory = Bundle(for: Self.self).bundleURL.deletingLastPathComponent()
+        #else
+        let directory = Bundle.main.executableURL!.deletingLastPathComponent()
+        #endif
+        let host = directory.appendingPathComponent("gateway-swift-host")
+        guard FileManager.default.isExecutableFile(atPath: host.path) else {
+            throw XCTSkip("\(host.path) is not built (swift build builds it)")
+        }
+        return host
+    }
+
+    func testDeinitWithoutShutdownReleasesEverything() throws {
+        let options = try makeOptions()
+        let lockDir = lockDirectory(of: options.stateDirectory!)
+        weak var box: CallbackBox?
+        var port = 0
+        do {
+            let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), log: { _, _ in })
+            port = server.port
+            box = server.callbackBox
+            XCTAssertNotNil(box)
+            XCTAssertEqual(try httpGet(port: port, path: "/healthz").status, 200)
+        }
+        XCTAssertTrue(canBind(port: port), "deinit left the port taken")
+        XCTAssertEqual(lockFiles(in: lockDir), [], "deinit left lock files")
+        XCTAssertTrue(eventually { box == nil }, "the userdata box leaked")
+
+        // A lock dropped without release() is released too.
+        do { _ = try GatewayLock.acquire(options) }
+        let lock = try GatewayLock.acquire(options)
+        lock.release()
+        XCTAssertEqual(lock.port, 0)
+        XCTAssertEqual(lockFiles(in: lockDir), [])
+    }
+
+    func testUserdataBoxIsFreedAtShutdownAndWhenServeFails() async throws {
+        let options = try makeOptions()
+        let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), log: { _, _ in })
+        weak var box = server.callbackBox
+        XCTAssertNotNil(box, "the library let go of the callbacks while serving")
+        try await server.shutdown()
+        // The server object is still alive: only the library's free_userdata can release the box.
+        XCTAssertTrue(eventually { box == nil }, "free_userdata never released the box")
+
+        // serve with a lock already consumed fails, and still frees the closures it was given.
+        let lock = try GatewayLock.acquire(options)
+        let served = try GatewayServer.serve(lock: lock)
+        weak var sentinel: Sentinel?
+        do {
+            let owned = Sentinel()
+            sentinel = owned
+            XCTAssertThrowsError(try GatewayServer.serve(lock: lock, log: { _, _ in _ = owned })) { error in
+                guard case .nullArgument = error as? GatewayError else {
+                    return XCTFail("expected nullArgument, got \(error)")
+                }
+            }
+        }
+        XCTAssertNil(sentinel, "a failed serve leaked its closures")
+        try await served.shutdown()
+    }
+
+    func testOptionsValidation() throws {
+        let state = try temporaryStateDirectory()
+        func invalid(_ options: GatewayOptions, _ expected: String? = nil, line: UInt = #line) {
+            XCTAssertThrowsError(try GatewayLock.acquire(options), line: line) { error in
+                guard case .invalidArgument(let message) = error as? GatewayError else {
+                    return XCTFail("expected invalidArgument, got \(error)", line: line)
+                }
+                if let expected { XCTAssertTrue(message.contains(expected), message, line: line) }
+            }
+        }
+        invalid(GatewayOptions(port: 70000, stateDirectory: state))
+        invalid(GatewayOptions(port: -1, stateDirectory: state), "port")
+        invalid(GatewayOptions(stateDirectory: state, profile: "Not a profile!"))
+        invalid(GatewayOptions(stateDirectory: state, profile: "work", dev: true))
+        invalid(GatewayOptions(port: 0, bind: .lan, stateDirectory: state),
+                "Refusing to bind gateway to lan without auth.")
+        invalid(GatewayOptions(port: 0, stateDirectory: state, auth: .token("")))
+        invalid(GatewayOptions(stateDirectory: state, timeout: .seconds(-1)), "timeout")
+        invalid(GatewayOptions(stateDirectory: state, pollInterval: .seconds(10_000_000)), "pollInterval")
+        XCTAssertThrowsError(try GatewayLock.status(GatewayOptions(profile: "bad name")))
+        XCTAssertEqual(lockFiles(in: lockDirectory(of: state)), [])
+
+        // fromEnvironment() validates the environment when called.
+        setenv("OPENCLAW_GATEWAY_PORT", "not-a-port", 1)
+        defer { unsetenv("OPENCLAW_GATEWAY_PORT") }
+        XCTAssertThrowsError(try GatewayOptions.fromEnvironment()) { error in
+            guard case .invalidArgument(let message) = error as? GatewayError else {
+                return XCTFail("expected invalidArgument, got \(error)")
+            }
+            XCTAssertTrue(message.contains("OPENCLAW_GATEWAY_PORT"), message)
+        }
+        setenv("OPENCLAW_GATEWAY_PORT", "18999", 1)
+        setenv("OPENCLAW_STATE_DIR", state, 1)
+        defer { unsetenv("OPENCLAW_STATE_DIR") }
+        let fromEnvironment = try GatewayOptions.fromEnvironment()
+        XCTAssertTrue(fromEnvironment.usesEnvironment)
+        XCTAssertEqual(try GatewayLock.status(fromEnvironment).port, 18999, "the environment was not used")
+        XCTAssertEqual(try GatewayLock.status(GatewayOptions(stateDirectory: state)).port, 18789)
+        // ... and fields set afterwards override it.
+        var overridden = fromEnvironment
+        overridden.port = 70000
+        invalid(overridden)
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import XCTest
+
+@testable import Gateway
+
+/// A minimal WebSocket client over a raw socket (RFC 6455: masked text frames out, unmasked
+/// frames in): URLSessionWebSocketTask is not dependable in swift-corelibs-foundation.
+final class WebSocketClient {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = try connectLoopback(port: port)
+        let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        try sendAll(fd, Array(("GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\n"
+            + "Connection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8))
+        var head = [UInt8]()
+        while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)) { head += try receiveExactly(fd, count: 1) }
+        let status = String(decoding: head, as: UTF8.self)
+        guard status.hasPrefix("HTTP/1.1 101") else {
+            close(fd)
+            throw GatewayMethodError(code: "HANDSHAKE", message: status)
+        }
+    }
+
+    deinit { close(fd) }
+
+    func send(_ object: [String: Any]) throws {
+        let payload = [UInt8](try JSONSerialization.data(withJSONObject: object))
+        var frame: [UInt8] = [0x81]  // FIN, text
+        let count = payload.count
+        let lengthBytes: [Int]
+        switch count {
+        case ..<126: lengthBytes = []
+        case ..<65536: lengthBytes = [count >> 8, count]
+        default: lengthBytes = (0..<8).reversed().map { count >> ($0 * 8) }
+        }
+        let marker: UInt8 = count < 126 ? UInt8(count) : lengthBytes.count == 2 ? 126 : 127
+        frame.append(0x80 | marker)  // masked, as every client frame must be
+        frame += lengthBytes.map { UInt8(truncatingIfNeeded: $0) }
+        let mask: [UInt8] = (0..<4).map { _ in UInt8.random(in: 0...255) }
+        frame += mask
+        for (index, byte) in payload.enumerated() { frame.append(byte ^ mask[index % 4]) }
+        try sendAll(fd, frame)
+    }
+
+    /// The next text frame, as a JSON object (pings and other control frames are skipped).
+    func receive() throws -> [String: Any] {
+        while true {
+            let head = try bytes(2)
+            var length = Int(head[1] & 0x7F)
+            if length == 126 { length = try bytes(2).reduce(0) { $0 << 8 | Int($1) } }
+            if length == 127 { length = try bytes(8).reduce(0) { $0 << 8 | Int($1) } }
+            let payload = try bytes(length)
+            switch head[0] & 0x0F {
+            case 1:
+                return try JSONSerialization.jsonObject(with: Data(payload)) as! [String: Any]
+            case 8:
+                throw GatewayMethodError(code: "CLOSED", message: String(decoding: payload.dropFirst(2), as: UTF8.self))
+            default:
+                continue
+            }
+        }
+    }
+
+    /// The next `res` for `id`, skipping events.
+    func response(to id: String) throws -> [String: Any] {
+        while true {
+            let frame = try receive()
+            if frame["type"] as? String == "res", frame["id"] as? String == id { return frame }
+        }
+    }
+
+    /// The next event named `name`.
+    func event(_ name: String) throws -> [String: Any] {
+        while true {
+            let frame = try receive()
+            if frame["type"] as? String == "event", frame["event"] as? String == name { return frame }
+        }
+    }
+
+    private func bytes(_ count: Int) throws -> [UInt8] {
+        try receiveExactly(fd, count: count)
+    }
+}
+
+final class MethodTests: XCTestCase {
+    struct Echo: Codable, Equatable {
+        let echo: [String: Int]
+        let from: String
+    }
+
+    func testSwiftMethodHandlerAnswersAWebSocketClient() async throws {
+        var methods = GatewayMethods()
+        methods.method("swift.echo") { request -> Echo in
+            let params = try request.params.decode([String: Int].self)
+            try await Task.sleep(for: .milliseconds(10))  // answers later, from a task
+            return Echo(echo: params, from: "swift")
+        }
+        methods.method("swift.fail", scope: "operator.read") { _ -> GatewayJSON in
+            throw GatewayMethodError(code: "E_SWIFT", message: "refused in Swift", retryable: true)
+        }
+        methods.method("swift.raw") { request in GatewayJSON(raw: #"{"conn":\#(request.connectionID)}"#) }
+        methods.event("swift.tick")
+
+        let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
+        let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods)
+        weak var box = server.callbackBox
+
+        let client = try WebSocketClient(port: server.port)
+        XCTAssertEqual(try client.event("connect.challenge")["event"] as? String, "connect.challenge")
+        try client.send([
+            "type": "req", "id": "c1", "method": "connect",
+            "params": [
+                "minProtocol": 4, "maxProtocol": 4, "scopes": ["operator.read"],
+                "client": ["id": "swift-test", "version": "1.0.0", "platform": "linux", "mode": "cli"],
+            ] as [String: Any],
+        ])
+        let hello = try client.response(to: "c1")
+        XCTAssertEqual(hello["ok"] as? Bool, true, "\(hello)")
+        let features = (hello["payload"] as? [String: Any])?["features"] as? [String: Any]
+        XCTAssertEqual(Set(features?["methods"] as? [String] ?? []),
+                       ["health", "swift.echo", "swift.fail", "swift.raw"])
+        XCTAssertTrue((features?["events"] as? [String] ?? []).contains("swift.tick"))
+
+        try client.send(["type": "req", "id": "e1", "method": "swift.echo", "params": ["x": 1]])
+        let echo = try client.response(to: "e1")
+        XCTAssertEqual(echo["ok"] as? Bool, true, "\(echo)")
+        let payload = try JSONSerialization.data(withJSONObject: echo["payload"] as Any)
+        XCTAssertEqual(try JSONDecoder().decode(Echo.self, from: payload), Echo(echo: ["x": 1], from: "swift"))
+
+        try client.send(["type": "req", "id": "f1", "method": "swift.fail"])
+        let failed = try client.response(to: "f1")
+        XCTAssertEqual(failed["ok"] as? Bool, false)
+        let error = failed["error"] as? [String: Any]
+        XCTAssertEqual(error?["code"] as? String, "E_SWIFT", "\(failed)")
+        XCTAssertEqual(error?["message"] as? String, "refused in Swift")
+        XCTAssertEqual(error?["retryable"] as? Bool, true)
+
+        try client.send(["type": "req", "id": "r1", "method": "swift.raw"])
+        let raw = try client.response(to: "r1")
+        let connection = (raw["payload"] as? [String: Any])?["conn"] as? Int
+        XCTAssertNotNil(connection, "\(raw)")
+
+        try server.broadcast(event: "swift.tick", payload: ["n": 1])
+        let tick = try client.event("swift.tick")
+        XCTAssertEqual((tick["payload"] as? [String: Any])?["n"] as? Int, 1, "\(tick)")
+        try server.sendEvent(to: UInt64(connection ?? 0), event: "swift.tick", payload: GatewayJSON(raw: #"{"n":2}"#))
+        XCTAssertEqual((try client.event("swift.tick")["payload"] as? [String: Any])?["n"] as? Int, 2)
+        XCTAssertThrowsError(try server.sendEvent(to: 999_999, event: "swift.tick")) { error in
+            guard case .notFound = error as? GatewayError else { return XCTFail("\(error)") }
+        }
+        XCTAssertThrowsError(try server.broadcast(event: "swift.tick", payload: GatewayJSON(raw: "{not json")))
+
+        try await server.shutdown(timeout: .seconds(2))
+        XCTAssertEqual(try client.event("shutdown")["event"] as? String, "shutdown")
+        XCTAssertThrowsError(try server.broadcast(event: "swift.tick")) { error in
+            guard case .notFound = error as? GatewayError else { return XCTFail("\(error)") }
+        }
+        XCTAssertTrue(eventually { box == nil }, "the userdata box (and the handlers) leaked")
+    }
+
+    func testMethodsNeedValidNames() throws {
+        var methods = GatewayMethods()
+        methods.method("connect") { _ in GatewayJSON.null }
+        let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
+        let lock = try GatewayLock.acquire(options)
+        XCTAssertThrowsError(try GatewayServer.serve(lock: lock, methods: methods)) { error in
+            guard case .invalidArgument = error as? GatewayError else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(lock.port, 0, "serve consumes the lock also when it throws")
+        // The lock was released: the config can be had again.
+        XCTAssertNoThrow(try GatewayLock.acquire(options))
+    }
+}
