@@ -22,27 +22,6 @@ use std::time::{Duration, Instant};
 use gateway::{GatewayLock, GatewayOptions, Logger};
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// The environment that would leak the developer's or CI's set-up into the gateway
-/// (the same list as `tests/common/mod.rs`).
-const SCRUBBED: [&str; 16] = [
-    "OPENCLAW_HOME",
-    "OPENCLAW_STATE_DIR",
-    "OPENCLAW_CONFIG_PATH",
-    "OPENCLAW_GATEWAY_PORT",
-    "OPENCLAW_ALLOW_MULTI_GATEWAY",
-    "OPENCLAW_GATEWAY_TOKEN",
-    "OPENCLAW_GATEWAY_PASSWORD",
-    "INVOCATION_ID",
-    "SYSTEMD_EXEC_PID",
-    "JOURNAL_STREAM",
-    "OPENCLAW_SYSTEMD_UNIT",
-    "XPC_SERVICE_NAME",
-    "LAUNCH_JOB_LABEL",
-    "OPENCLAW_LAUNCHD_LABEL",
-    "NOTIFY_SOCKET",
-    "GATEWAY_FAILPOINT",
-];
-
 /// The same bytes hyper sends for `/healthz` (with a fixed date), so the throughput floor
 /// writes as much per request as the gateway does.
 const FIXED_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ncache-control: no-store\r\ncontent-length: 27\r\ndate: Sat, 21 Nov 2026 00:36:45 GMT\r\n\r\n{\"ok\":true,\"status\":\"live\"}";
@@ -883,7 +862,7 @@ impl Env {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        for name in SCRUBBED {
+        for name in gateway::ENVIRONMENT_VARIABLES {
             command.env_remove(name);
         }
         command

@@ -24,25 +24,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// The environment that would leak the developer's or CI's set-up into the gateway.
-const SCRUBBED: [&str; 16] = [
-    "OPENCLAW_HOME",
-    "OPENCLAW_STATE_DIR",
-    "OPENCLAW_CONFIG_PATH",
-    "OPENCLAW_GATEWAY_PORT",
-    "OPENCLAW_ALLOW_MULTI_GATEWAY",
-    "OPENCLAW_GATEWAY_TOKEN",
-    "OPENCLAW_GATEWAY_PASSWORD",
-    "INVOCATION_ID",
-    "SYSTEMD_EXEC_PID",
-    "JOURNAL_STREAM",
-    "OPENCLAW_SYSTEMD_UNIT",
-    "XPC_SERVICE_NAME",
-    "LAUNCH_JOB_LABEL",
-    "OPENCLAW_LAUNCHD_LABEL",
-    "NOTIFY_SOCKET",
-    "GATEWAY_FAILPOINT",
-];
 const TOKEN: &str = "bench-token";
 const HEALTH: &str = r#"{"type":"req","id":"h","method":"health"}"#;
 const CONNECTIONS: usize = 32;
@@ -178,7 +159,7 @@ impl Server {
         let home = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        for name in SCRUBBED {
+        for name in gateway::ENVIRONMENT_VARIABLES {
             command.env_remove(name);
         }
         command

@@ -38,3 +38,30 @@ pub use server::{
     MethodRequest, PROTOCOL_VERSION, ProtocolOptions, Responder,
 };
 pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, StateHandler};
+
+/// Every environment variable the library or the `gateway` CLI reads (SPEC §1, §10), plus the
+/// test-only ones of the `failpoints` feature. A host that starts gateways with an environment
+/// of its own making (a test, a benchmark) removes these to keep the caller's set-up out.
+pub const ENVIRONMENT_VARIABLES: [&str; 21] = [
+    "OPENCLAW_HOME",
+    "OPENCLAW_STATE_DIR",
+    "OPENCLAW_CONFIG_PATH",
+    "OPENCLAW_GATEWAY_PORT",
+    "OPENCLAW_ALLOW_MULTI_GATEWAY",
+    "OPENCLAW_GATEWAY_TOKEN",
+    "OPENCLAW_GATEWAY_PASSWORD",
+    "INVOCATION_ID",
+    "SYSTEMD_EXEC_PID",
+    "JOURNAL_STREAM",
+    "OPENCLAW_SYSTEMD_UNIT",
+    "XPC_SERVICE_NAME",
+    "LAUNCH_JOB_LABEL",
+    "OPENCLAW_LAUNCHD_LABEL",
+    "NOTIFY_SOCKET",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "GATEWAY_FAILPOINT",
+    "GATEWAY_FORCE_NAMED_TEMP",
+    "GATEWAY_FFI_PANIC",
+];

@@ -9,26 +9,6 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The environment variables that would leak the developer's or CI's set-up into a test.
-const SCRUBBED: [&str; 16] = [
-    "OPENCLAW_HOME",
-    "OPENCLAW_STATE_DIR",
-    "OPENCLAW_CONFIG_PATH",
-    "OPENCLAW_GATEWAY_PORT",
-    "OPENCLAW_ALLOW_MULTI_GATEWAY",
-    "OPENCLAW_GATEWAY_TOKEN",
-    "OPENCLAW_GATEWAY_PASSWORD",
-    "INVOCATION_ID",
-    "SYSTEMD_EXEC_PID",
-    "JOURNAL_STREAM",
-    "OPENCLAW_SYSTEMD_UNIT",
-    "XPC_SERVICE_NAME",
-    "LAUNCH_JOB_LABEL",
-    "OPENCLAW_LAUNCHD_LABEL",
-    "NOTIFY_SOCKET",
-    "GATEWAY_FAILPOINT",
-];
-
 /// A fresh home with its own state dir, removed on drop.
 pub struct TestEnv {
     pub root: tempfile::TempDir,
@@ -96,7 +76,7 @@ impl TestEnv {
     /// `gateway <args>` with a scrubbed environment whose HOME is this env's home.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        for name in SCRUBBED {
+        for name in gateway::ENVIRONMENT_VARIABLES {
             command.env_remove(name);
         }
         command
