@@ -812,9 +812,12 @@ uint16_t gw_server_port(const struct gw_server *server);
  * the port can be bound at once by anyone and no lock file of ours remains.
  *
  * `GW_OK` when every connection finished in time; `GW_ERR_TIMEOUT` when some were cut off
- * (the server is stopped and freed all the same). The state callback gets
- * `GW_STATE_STOPPED` before it returns. Blocks; safe from any thread but a library callback
- * (from one it would wait for itself).
+ * (the server is stopped and freed all the same; a connection cut off gets no `closed`
+ * notification). The state callback gets `GW_STATE_STOPPED` before it returns. Before it
+ * frees the server it also waits for any `on_request`/`on_connection` call still running
+ * (one the drain gave up on), and lets no new one start: a callback that never returns
+ * blocks it. Blocks; safe from any thread but a library callback (from one it would wait
+ * for itself).
  *
  * # Safety
  *

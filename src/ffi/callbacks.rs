@@ -145,10 +145,29 @@ pub(crate) struct HostCallbacks {
     callbacks: gw_callbacks,
     /// `*callbacks.handlers` as it was during `gw_serve` (the pointer itself is not kept).
     registered: Option<gw_handlers>,
-    /// Set once `gw_serve` has handed the server to the host: until then a request or
-    /// connection callback would find no server to answer with, so it waits.
-    served: Mutex<bool>,
-    served_changed: Condvar,
+    /// When request and connection callbacks may run; they are the ones that use the server.
+    calls: Mutex<Calls>,
+    calls_changed: Condvar,
+}
+
+/// Request and connection callbacks wait until `gw_serve` has handed the server to the host
+/// (before, they would find no server to answer with), and `gw_shutdown` waits until none is
+/// running before it frees the server (a worker the runtime left behind may still be in one).
+#[derive(Default)]
+struct Calls {
+    served: bool,
+    stopped: bool,
+    running: usize,
+}
+
+/// One request or connection callback in progress; `gw_shutdown` waits for it to end.
+struct CallGuard<'a>(&'a HostCallbacks);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.calls().running -= 1;
+        self.0.calls_changed.notify_all();
+    }
 }
 
 // SAFETY: the header requires the callbacks to be callable from any thread, at once, and
@@ -195,23 +214,44 @@ impl HostCallbacks {
         Ok(Arc::new(Self {
             callbacks: copy,
             registered,
-            served: Mutex::new(false),
-            served_changed: Condvar::new(),
+            calls: Mutex::new(Calls::default()),
+            calls_changed: Condvar::new(),
         }))
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, Calls> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Lets request and connection callbacks run: `gw_serve` has written the server out (or
     /// failed, and then none will come).
     pub(crate) fn mark_served(&self) {
-        *self.served.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.served_changed.notify_all();
+        self.calls().served = true;
+        self.calls_changed.notify_all();
     }
 
-    fn wait_served(&self) {
-        let served = self.served.lock().unwrap_or_else(|e| e.into_inner());
-        let _served = self
-            .served_changed
-            .wait_while(served, |served| !*served)
+    /// Waits until the server is handed out; `None` once it is being freed.
+    fn enter(&self) -> Option<CallGuard<'_>> {
+        let mut calls = self
+            .calls_changed
+            .wait_while(self.calls(), |calls| !calls.served && !calls.stopped)
+            .unwrap_or_else(|e| e.into_inner());
+        if calls.stopped {
+            return None;
+        }
+        calls.running += 1;
+        Some(CallGuard(self))
+    }
+
+    /// No request or connection callback starts from now on; returns once none is running,
+    /// so the server they use may be freed.
+    pub(crate) fn stop_calls(&self) {
+        let mut calls = self.calls();
+        calls.stopped = true;
+        self.calls_changed.notify_all();
+        let _idle = self
+            .calls_changed
+            .wait_while(calls, |calls| calls.running > 0)
             .unwrap_or_else(|e| e.into_inner());
     }
 
@@ -246,7 +286,9 @@ impl HostCallbacks {
         if let Some(on_connection) = self.callbacks.on_connection {
             let host = Arc::clone(self);
             handlers = handlers.on_connection(move |event| {
-                host.wait_served();
+                let Some(_call) = host.enter() else {
+                    return;
+                };
                 let (opened, client) = match event {
                     ConnectionEvent::Opened(client) => (true, client),
                     ConnectionEvent::Closed(client) => (false, client),
@@ -337,7 +379,9 @@ impl MethodHandler for HostMethod {
         let Some(on_request) = self.0.callbacks.on_request else {
             return;
         };
-        self.0.wait_served();
+        let Some(_call) = self.0.enter() else {
+            return;
+        };
         let method = c_string(request.method.clone());
         let params = c_string(request.params.to_string());
         // SAFETY: a host callback given NUL-terminated strings that outlive the call.

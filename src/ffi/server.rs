@@ -28,7 +28,7 @@ pub struct gw_server {
     /// Taken by `gw_shutdown` while callbacks may still be reading `handle`.
     gateway: Mutex<Option<Gateway>>,
     /// Kept until the server is freed, so `free_userdata` never runs while it serves.
-    _callbacks: Option<Arc<HostCallbacks>>,
+    callbacks: Option<Arc<HostCallbacks>>,
 }
 
 /// Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200), as the
@@ -82,7 +82,7 @@ pub unsafe extern "C" fn gw_serve(
                 port: gateway.port(),
                 handle: gateway.handle(),
                 gateway: Mutex::new(Some(gateway)),
-                _callbacks: callbacks.clone(),
+                callbacks: callbacks.clone(),
             });
             // SAFETY: non-NULL and writable by the contract.
             unsafe { out.write(Box::into_raw(server)) };
@@ -112,9 +112,12 @@ pub unsafe extern "C" fn gw_server_port(server: *const gw_server) -> u16 {
 /// the port can be bound at once by anyone and no lock file of ours remains.
 ///
 /// `GW_OK` when every connection finished in time; `GW_ERR_TIMEOUT` when some were cut off
-/// (the server is stopped and freed all the same). The state callback gets
-/// `GW_STATE_STOPPED` before it returns. Blocks; safe from any thread but a library callback
-/// (from one it would wait for itself).
+/// (the server is stopped and freed all the same; a connection cut off gets no `closed`
+/// notification). The state callback gets `GW_STATE_STOPPED` before it returns. Before it
+/// frees the server it also waits for any `on_request`/`on_connection` call still running
+/// (one the drain gave up on), and lets no new one start: a callback that never returns
+/// blocks it. Blocks; safe from any thread but a library callback (from one it would wait
+/// for itself).
 ///
 /// # Safety
 ///
@@ -135,8 +138,13 @@ pub unsafe extern "C" fn gw_shutdown(server: *mut gw_server, timeout_ms: u32) ->
                 .shutdown(Duration::from_millis(u64::from(timeout_ms)))
                 .drained
         });
-        // SAFETY: owned by the caller and handed over, by the contract; the runtime is gone, so
-        // no callback is using it any more.
+        // The runtime is gone, but a worker it gave up on may still be in a host callback that
+        // uses the server: wait for it, and let no new one start.
+        // SAFETY: live by the contract, until it is freed below.
+        if let Some(callbacks) = &unsafe { &*server }.callbacks {
+            callbacks.stop_calls();
+        }
+        // SAFETY: owned by the caller and handed over, by the contract; no callback uses it.
         drop(unsafe { Box::from_raw(server) });
         if drained {
             Ok(())

@@ -712,6 +712,8 @@ static int run_panic(void) {
  *   echo  (scope operator.read)  answered {"echo": <params>} by another thread
  *   fail  (no scope)             answered at once, inside on_request, with an error object
  *   slow  (no scope)             never answered: the client gets UNAVAILABLE after 2000 ms
+ *   stall (no scope)             answered from inside on_request after 2600 ms, printing
+ *                                "stall <result>": it outlasts the shutdown's 2000 ms drain
  * events demo.tick and demo.direct. stdin commands, one per line:
  *   broadcast <n>    gw_broadcast demo.tick {"n":<n>}    → "broadcast <result>"
  *   send <conn>      gw_send_event demo.direct {"to":<conn>} → "send <result>"
@@ -780,6 +782,12 @@ static void host_on_request(void *userdata, gw_request_id request, const char *m
         CHECK_RESULT(gw_respond(host->server, request, true, "{}", 2), GW_ERR_NOT_FOUND);
     } else if (strcmp(method, "slow") == 0) {
         atomic_store(&host->slow_request, (unsigned long long)request);
+    } else if (strcmp(method, "stall") == 0) {
+        /* Still inside the callback when gw_shutdown's 2000 ms drain has given up on this
+         * connection: the library must not free the server under it (ASan would see the use
+         * after free). */
+        sleep_ms(2600);
+        say("stall %s\n", gw_result_name(gw_respond(host->server, request, true, "{}", 2)));
     } else {
         fprintf(stderr, "FAIL unexpected method %s\n", method);
         exit(1);
@@ -841,6 +849,7 @@ static int run_serve(void) {
     CHECK_RESULT(gw_handlers_add_method(handlers, "echo", "operator.read"), GW_OK);
     CHECK_RESULT(gw_handlers_add_method(handlers, "fail", NULL), GW_OK);
     CHECK_RESULT(gw_handlers_add_method(handlers, "slow", NULL), GW_OK);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "stall", NULL), GW_OK);
     CHECK_RESULT(gw_handlers_add_event(handlers, "demo.tick"), GW_OK);
     CHECK_RESULT(gw_handlers_add_event(handlers, "demo.direct"), GW_OK);
     CHECK_RESULT(gw_handlers_set_request_timeout_ms(handlers, 2000), GW_OK);
