@@ -345,6 +345,11 @@ impl GatewayOptions {
                 "the lock poll interval must be above 0 ms".into(),
             ));
         }
+        if self.recheck_interval.is_zero() {
+            return Err(GatewayLockError::InvalidOption(
+                "the lock re-check interval must be above 0 ms".into(),
+            ));
+        }
         Ok(ResolvedOptions {
             state_dir,
             config_path,

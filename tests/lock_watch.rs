@@ -58,3 +58,44 @@ fn the_handler_may_release_the_lock_itself() {
         env.lock_dir_entries()
     );
 }
+
+#[test]
+fn a_panicking_handler_does_not_stop_the_recheck_of_other_locks() {
+    let first_env = TestEnv::new();
+    let options = |env: &TestEnv| {
+        env.options()
+            .port(0)
+            .recheck_interval(Duration::from_millis(20))
+    };
+    let first = GatewayLock::acquire(&options(&first_env)).unwrap();
+    first.on_lost(|_| panic!("a host handler that panics"));
+    std::fs::remove_file(first_env.state_lock()).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || first.is_lost()));
+
+    // The one re-check thread of the process must still watch a lock taken afterwards.
+    let second_env = TestEnv::new();
+    let second = GatewayLock::acquire(&options(&second_env)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    second.on_lost(move |path| tx.send(path.to_path_buf()).unwrap());
+    std::fs::remove_file(second_env.config_lock()).unwrap();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        second_env.config_lock()
+    );
+}
+
+#[test]
+fn a_zero_recheck_interval_is_refused() {
+    let env = TestEnv::new();
+    let err =
+        GatewayLock::acquire(&env.options().port(0).recheck_interval(Duration::ZERO)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the lock re-check interval must be above 0 ms"
+    );
+    // A huge one is "rarely", not an overflow.
+    let lock = GatewayLock::acquire(&env.options().port(0).recheck_interval(Duration::MAX))
+        .expect("acquire with a huge re-check interval");
+    drop(lock);
+    assert!(env.lock_dir_entries().is_empty());
+}

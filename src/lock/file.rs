@@ -562,17 +562,30 @@ pub fn reclaim(
         }
         Err(e) => return Err(io_error(e)),
     };
-    flock(&guard, libc::LOCK_EX).map_err(io_error)?;
-    let guard_payload = format!(
+    let outcome = hold_guard(&guard)
+        .map_err(io_error)
+        .and_then(|()| remove_if_unchanged(path, judged));
+    // Removed on every path: a guard left by a live process would block every reclaimer for
+    // the whole stale window.
+    let _ = std::fs::remove_file(&guard_path);
+    outcome
+}
+
+/// The guard carries our beacon and pid, so others can tell an abandoned one.
+fn hold_guard(guard: &File) -> io::Result<()> {
+    flock(guard, libc::LOCK_EX)?;
+    let payload = format!(
         "{{\"pid\":{},\"createdAt\":\"{}\"}}\n",
         std::process::id(),
         super::format::timestamp_now()
     );
-    (&guard)
-        .write_all(guard_payload.as_bytes())
-        .map_err(io_error)?;
+    (&*guard).write_all(payload.as_bytes())
+}
 
-    let outcome = match inspect(path, BeaconProbe::Flock) {
+/// Under the guard: unlinks `path` only if its bytes and inode are what was judged dead and no
+/// beacon is held on it now.
+fn remove_if_unchanged(path: &Path, judged: &Observed) -> Result<Reclaim, GatewayLockError> {
+    match inspect(path, BeaconProbe::Flock) {
         Ok(Some(now)) if now.same_file(judged) && !now.beacon_held => {
             match std::fs::remove_file(path) {
                 Ok(()) => Ok(Reclaim::Done),
@@ -586,9 +599,7 @@ pub fn reclaim(
         // Gone, or replaced by a new owner: judge again.
         Ok(_) => Ok(Reclaim::Done),
         Err(e) => Err(e),
-    };
-    let _ = std::fs::remove_file(&guard_path);
-    outcome
+    }
 }
 
 /// A guard left by a reclaimer that died, or older than the stale window, is removed (OpenClaw

@@ -93,7 +93,10 @@ impl GatewayLock {
         if !resolved.allow_multi {
             paths.push(resolved.config_lock_path());
         }
-        let deadline = Instant::now() + options.timeout;
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(options.timeout)
+            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         let mut files = Vec::with_capacity(paths.len());
         for path in &paths {
             match acquire_file(path, &contents, files.first(), deadline, options) {

@@ -66,6 +66,12 @@ fn watcher() -> &'static Watcher {
     })
 }
 
+/// `from + by`, or a time far enough away when that overflows (a huge interval means "rarely").
+fn later(from: Instant, by: Duration) -> Instant {
+    from.checked_add(by)
+        .unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -83,7 +89,7 @@ impl LockWatch {
             lost: Mutex::new(Lost::default()),
         });
         let watcher = watcher();
-        let due = Instant::now() + interval;
+        let due = later(Instant::now(), interval);
         let mut state = relock(&watcher.state);
         state.entries.push((due, Arc::clone(&entry)));
         if state.next_look.is_none_or(|next_look| due < next_look) {
@@ -146,7 +152,7 @@ fn watch_loop(watcher: &Watcher) {
                     false // Reported once; no longer watched.
                 }
                 None => {
-                    *due = now + entry.interval;
+                    *due = later(now, entry.interval);
                     true
                 }
             }
@@ -157,7 +163,10 @@ fn watch_loop(watcher: &Watcher) {
             state.next_look = Some(now);
             drop(state);
             for (entry, path) in found {
-                entry.report(path);
+                // A host's handler or logger that panics must not end the re-check of every
+                // other lock in the process.
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.report(path)));
             }
             state = relock(&watcher.state);
             continue;
