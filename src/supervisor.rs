@@ -117,9 +117,12 @@ pub fn notify(state: &str) -> io::Result<bool> {
     Ok(true)
 }
 
-/// The listener systemd passed (`LISTEN_PID` is us, `LISTEN_FDS` is 1: fd 3), if any. The
-/// variables are removed so that children do not adopt it; the fd is made close-on-exec.
+/// The listener systemd passed (`LISTEN_PID` is us, `LISTEN_FDS` is 1: fd 3), if any; only the
+/// first call in a process takes it. The fd is made close-on-exec; children ignore the
+/// variables, whose `LISTEN_PID` is not theirs.
 pub fn take_activated_listener() -> io::Result<Option<TcpListener>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
     const FIRST_FD: RawFd = 3;
     let ours = std::env::var("LISTEN_PID")
         .ok()
@@ -128,15 +131,8 @@ pub fn take_activated_listener() -> io::Result<Option<TcpListener>> {
     let count = std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|n| n.trim().parse::<u32>().ok());
-    if !ours || count.is_none() {
+    if !ours || count.is_none() || TAKEN.swap(true, Ordering::AcqRel) {
         return Ok(None);
-    }
-    // SAFETY: changing the environment is sound here: the CLI calls this at start-up, before
-    // it starts any thread.
-    unsafe {
-        std::env::remove_var("LISTEN_PID");
-        std::env::remove_var("LISTEN_FDS");
-        std::env::remove_var("LISTEN_FDNAMES");
     }
     if count != Some(1) {
         return Err(io::Error::other(format!(
@@ -148,7 +144,8 @@ pub fn take_activated_listener() -> io::Result<Option<TcpListener>> {
     if unsafe { libc::fcntl(FIRST_FD, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: systemd passed fd 3 to this process for it to own; nothing else owns it.
+    // SAFETY: systemd passed fd 3 to this process for it to own, and `TAKEN` makes this the
+    // only owner the library creates.
     let listener = unsafe { TcpListener::from_raw_fd(FIRST_FD) };
     listener.local_addr()?; // not a socket, or not an inet one: refuse now
     Ok(Some(listener))

@@ -348,9 +348,13 @@ fn socket_activation_serves_on_the_passed_socket() {
     let pid = child.0.id();
     assert_eq!(parse_ready_line(&line), Some((pid, port)), "{line}");
     assert!(healthy(port));
-    // The listener is the passed fd 3, and nothing else listens on the port.
-    let fd3 = std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
-    assert_eq!(fd3.to_string_lossy(), format!("socket:[{socket_inode}]"));
+    // The listener is the socket passed as fd 3, and nothing else listens on the port.
+    let socket = format!("socket:[{socket_inode}]");
+    let holds_it = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| target.to_string_lossy() == socket);
+    assert!(holds_it, "the gateway holds the passed socket {socket}");
     assert_eq!(listening_socket_inode(port), Some(socket_inode));
     // The file locks are taken all the same, recording the passed socket's port.
     assert_eq!(env.lock_dir_entries().len(), 2);
@@ -366,6 +370,103 @@ fn socket_activation_serves_on_the_passed_socket() {
     let status = wait_with_timeout(&mut child.0, Duration::from_secs(10)).unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(port_is_free(port));
+    assert!(env.lock_dir_entries().is_empty());
+}
+
+/// A supervised, socket-activated gateway that meets a holder that does not answer retries,
+/// and every retry serves on the socket systemd passed: a failed attempt must not close it.
+#[cfg(feature = "failpoints")]
+#[test]
+fn socket_activation_keeps_the_passed_socket_across_supervised_retries() {
+    let env = TestEnv::new();
+    // The holder: both lock files, its own port listening, never answering /healthz.
+    let holder_port = free_port().to_string();
+    let mut holder = env.command(&["run", "--port", &holder_port]);
+    holder
+        .env("GATEWAY_FAILPOINT", "after-listen")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut holder = ReapOnDrop(holder.spawn().unwrap());
+    let holder_stderr = pipe_lines(holder.0.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holder_stderr
+        .recv_timeout(deadline - Instant::now())
+        .unwrap()
+        != "failpoint after-listen reached"
+    {}
+
+    // The activated gateway: its --port would be another port if it ever bound one itself.
+    let passed = free_port();
+    let own_port = free_port().to_string();
+    let inner = env.command(&[
+        "run",
+        "--port",
+        &own_port,
+        "--lock-timeout-ms",
+        "200",
+        "--supervised-retry-ms",
+        "100",
+        "--supervised-window-ms",
+        "20000",
+    ]);
+    // systemd-socket-activate passes the service manager's marker only when told to.
+    let mut command = wrapped(
+        &inner,
+        "systemd-socket-activate",
+        &[
+            "-E",
+            "INVOCATION_ID=test",
+            "-l",
+            &format!("127.0.0.1:{passed}"),
+        ],
+    );
+    let mut child = ReapOnDrop(
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = pipe_lines(child.0.stdout.take().unwrap());
+    let stderr = pipe_lines(child.0.stderr.take().unwrap());
+    let listening = format!("Listening on 127.0.0.1:{passed} as 3.");
+    while stderr.recv_timeout(deadline - Instant::now()).unwrap() != listening {}
+    // The first connection starts the gateway; it stays queued on the passed socket.
+    let mut early = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, passed))).unwrap();
+    early
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        early,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{passed}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    // Two refused attempts, then the holder dies and the next attempt wins.
+    for _ in 0..2 {
+        while !stderr
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap()
+            .contains("retrying in 100 ms")
+        {}
+    }
+    drop(holder);
+
+    let line = stdout.recv_timeout(Duration::from_secs(15)).unwrap();
+    assert_eq!(
+        parse_ready_line(&line),
+        Some((child.0.id(), passed)),
+        "serves on the passed socket: {line}"
+    );
+    let mut response = String::new();
+    early.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
+    assert!(port_is_free(own_port.parse().unwrap()));
+    // SAFETY: signalling our own child (systemd-socket-activate exec'd the gateway in place).
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    let status = wait_with_timeout(&mut child.0, Duration::from_secs(10)).unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(port_is_free(passed));
     assert!(env.lock_dir_entries().is_empty());
 }
 

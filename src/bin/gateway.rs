@@ -176,7 +176,7 @@ fn run(args: RunArgs) -> ExitCode {
         Err(err) => return fail(&err),
     };
     // Before any thread starts: the activation variables are removed from the environment.
-    let mut activated = match supervisor::take_activated_listener() {
+    let activated = match supervisor::take_activated_listener() {
         Ok(listener) => listener,
         Err(err) => return fail(&err),
     };
@@ -190,12 +190,21 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let started = Instant::now();
     let lock = loop {
-        let attempt = match activated.take() {
-            Some(listener) => GatewayLock::acquire_with_listener(&options, listener),
+        // A failed attempt closes what it was given, so each one gets a duplicate of the
+        // socket systemd passed: every retry serves on that socket, never on a port of its own.
+        let attempt = match &activated {
+            Some(listener) => match listener.try_clone() {
+                Ok(listener) => GatewayLock::acquire_with_listener(&options, listener),
+                Err(err) => return fail(&err),
+            },
             None => GatewayLock::acquire(&options),
         };
         let err = match attempt {
-            Ok(lock) => break lock,
+            // The lock holds its own descriptor of the socket; ours would keep it open.
+            Ok(lock) => {
+                drop(activated);
+                break lock;
+            }
             Err(err) => err,
         };
         let Some(supervisor) = supervisor.filter(|_| err.is_conflict()) else {
