@@ -781,7 +781,9 @@ const char *gw_last_error_message(void);
  * give to `gw_shutdown`.
  *
  * Takes ownership of `lock` and of the callbacks' `userdata` whatever the result: on failure
- * the lock is released, `free_userdata` has been called, and `*out` is untouched.
+ * the lock is released, `free_userdata` has been called, and `*out` is untouched. One
+ * exception: when `callbacks->size` is not a valid size the library cannot tell where
+ * `free_userdata` is, so the userdata stays the caller's (the lock is still released).
  * `callbacks` may be NULL (no callbacks); it and its `handlers` are copied, not kept. No
  * `on_request` or `on_connection` call happens before `*out` is written, so a callback may
  * read the server from where `out` points (e.g. a field of its `userdata`). `GW_ERR_INVALID_ARGUMENT` when `handlers`
