@@ -300,18 +300,21 @@ fn listening_socket_inode(port: u16) -> Option<String> {
     })
 }
 
-#[test]
-fn socket_activation_serves_on_the_passed_socket() {
-    let env = TestEnv::new();
-    let port = free_port();
-    // No --port: the port is the passed socket's.
-    let mut command = wrapped(
-        &env.command(&["run"]),
-        "systemd-socket-activate",
-        &["-l", &format!("127.0.0.1:{port}")],
-    );
+/// `systemd-socket-activate [extra] -l 127.0.0.1:<port> <gateway command>`, once it listens:
+/// the child, its stdout and its stderr lines.
+fn socket_activated(
+    gateway: &Command,
+    extra: &[&str],
+    port: u16,
+) -> (
+    ReapOnDrop,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    let listen = format!("127.0.0.1:{port}");
+    let args: Vec<&str> = extra.iter().copied().chain(["-l", &listen]).collect();
     let mut child = ReapOnDrop(
-        command
+        wrapped(gateway, "systemd-socket-activate", &args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -320,9 +323,18 @@ fn socket_activation_serves_on_the_passed_socket() {
     );
     let stdout = pipe_lines(child.0.stdout.take().unwrap());
     let stderr = pipe_lines(child.0.stderr.take().unwrap());
-    let listening = format!("Listening on 127.0.0.1:{port} as 3.");
+    let listening = format!("Listening on {listen} as 3.");
     let deadline = Instant::now() + Duration::from_secs(10);
     while stderr.recv_timeout(deadline - Instant::now()).unwrap() != listening {}
+    (child, stdout, stderr)
+}
+
+#[test]
+fn socket_activation_serves_on_the_passed_socket() {
+    let env = TestEnv::new();
+    let port = free_port();
+    // No --port: the port is the passed socket's.
+    let (mut child, stdout, _stderr) = socket_activated(&env.command(&["run"]), &[], port);
     let socket_inode = listening_socket_inode(port).expect("systemd-socket-activate listens");
 
     // systemd-socket-activate starts the gateway on the first connection; the gateway must
@@ -410,28 +422,8 @@ fn socket_activation_keeps_the_passed_socket_across_supervised_retries() {
         "20000",
     ]);
     // systemd-socket-activate passes the service manager's marker only when told to.
-    let mut command = wrapped(
-        &inner,
-        "systemd-socket-activate",
-        &[
-            "-E",
-            "INVOCATION_ID=test",
-            "-l",
-            &format!("127.0.0.1:{passed}"),
-        ],
-    );
-    let mut child = ReapOnDrop(
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = pipe_lines(child.0.stdout.take().unwrap());
-    let stderr = pipe_lines(child.0.stderr.take().unwrap());
-    let listening = format!("Listening on 127.0.0.1:{passed} as 3.");
-    while stderr.recv_timeout(deadline - Instant::now()).unwrap() != listening {}
+    let (mut child, stdout, stderr) =
+        socket_activated(&inner, &["-E", "INVOCATION_ID=test"], passed);
     // The first connection starts the gateway; it stays queued on the passed socket.
     let mut early = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, passed))).unwrap();
     early
