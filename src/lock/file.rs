@@ -1,84 +1,37 @@
 //! One lock file on hostile ground: create, inspect, reclaim, release (SPEC §2, §4, §5).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use super::dir::LockDir;
 use super::format::{LockPayload, MAX_LOCK_FILE_BYTES};
 use crate::error::GatewayLockError;
 use crate::failpoint::failpoint;
-use crate::paths::current_uid;
 
-/// Creates the lock dir (mode 0700; parents with the default mode) and checks that it is a real
-/// directory, ours, with no group or other permission bits. Never changes what it finds.
-pub fn prepare_lock_dir(dir: &Path) -> Result<(), GatewayLockError> {
-    match check_lock_dir(dir) {
-        Err(GatewayLockError::LockIo { source, .. })
-            if source.kind() == io::ErrorKind::NotFound => {}
-        checked => return checked,
-    }
-    if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| GatewayLockError::LockIo {
-            path: parent.to_path_buf(),
-            source,
-        })?;
-    }
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        // Created by a concurrent starter: check it like any other.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(source) => {
-            return Err(GatewayLockError::LockIo {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
-    }
-    check_lock_dir(dir)
-}
-
-/// The checks of [`prepare_lock_dir`] without creating anything.
-pub fn check_lock_dir(dir: &Path) -> Result<(), GatewayLockError> {
-    let uid = current_uid();
-    let unsafe_dir = |problem: String| GatewayLockError::UnsafeLockDir {
-        path: dir.to_path_buf(),
-        problem,
-        uid,
-    };
-    let meta = std::fs::symlink_metadata(dir).map_err(|source| GatewayLockError::LockIo {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    if meta.file_type().is_symlink() {
-        return Err(unsafe_dir("it is a symbolic link".into()));
-    }
-    if !meta.is_dir() {
-        return Err(unsafe_dir("it is not a directory".into()));
-    }
-    if meta.uid() != uid {
-        return Err(unsafe_dir(format!("it is owned by uid {}", meta.uid())));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(unsafe_dir(format!(
-            "its mode is {mode:04o}, open to group or others"
-        )));
-    }
-    Ok(())
+/// One published inode: the open file that carries the beacon, and what we wrote in it. On
+/// Linux both lock paths of one acquisition name the same one.
+#[derive(Debug)]
+struct Published {
+    file: File,
+    contents: Vec<u8>,
+    dev: u64,
+    ino: u64,
+    /// Whether the file still records our `ownerId`, read once at release for all its names.
+    records_owner: OnceLock<bool>,
 }
 
 /// A lock file we created and hold: the open file carries the kernel beacon (`flock`).
 #[derive(Debug)]
 pub struct HeldFile {
+    dir: Arc<LockDir>,
+    name: String,
     path: PathBuf,
-    file: File,
-    /// What we wrote: release compares it with what the file holds now.
-    contents: Vec<u8>,
-    dev: u64,
-    ino: u64,
+    inode: Arc<Published>,
 }
 
 impl HeldFile {
@@ -88,40 +41,44 @@ impl HeldFile {
 
     /// Device and inode of the file we hold.
     pub fn identity(&self) -> (u64, u64) {
-        (self.dev, self.ino)
+        (self.inode.dev, self.inode.ino)
     }
 
-    /// Whether the path still names the file we hold (not deleted, not replaced).
-    pub fn still_ours(&self) -> bool {
-        std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|meta| meta.dev() == self.dev && meta.ino() == self.ino)
+    /// Whether the name still names the file we hold (not deleted, not replaced).
+    fn still_ours(&self) -> bool {
+        self.dir
+            .stat(&self.name)
+            .is_ok_and(|entry| (entry.dev, entry.ino) == self.identity())
     }
 
     /// Removes the file if it is still ours (same inode and `ownerId`), then closes it, which
-    /// drops the beacon. The file is read through our own descriptor: same inode, so the same
-    /// bytes a reader of the path would see.
+    /// drops the beacon once no other name of the inode is held.
     pub fn release(self, owner_id: &str) {
-        if self.still_ours() && self.records_owner(owner_id) {
-            let _ = std::fs::remove_file(&self.path);
+        if self.still_ours() && self.inode.records_owner(owner_id) {
+            let _ = self.dir.remove_file(&self.name);
         }
-        drop(self.file);
     }
+}
 
+impl Published {
+    /// Read through our own descriptor: same inode, so the same bytes a reader of the path
+    /// would see.
     fn records_owner(&self, owner_id: &str) -> bool {
-        use std::os::unix::fs::FileExt;
-        // One byte more than we wrote tells a grown file from ours. A regular file returns a
-        // short read only at its end, so one read sees it all.
-        let mut bytes = vec![0u8; self.contents.len() + 1];
-        let len = match self.file.read_at(&mut bytes, 0) {
-            Ok(len) => len,
-            Err(_) => return false,
-        };
-        // Unchanged since we wrote it (with `owner_id`), or rewritten but still naming it.
-        bytes[..len] == self.contents[..]
-            || LockPayload::parse(&bytes[..len])
-                .and_then(|p| p.owner_id)
-                .as_deref()
-                == Some(owner_id)
+        *self.records_owner.get_or_init(|| {
+            use std::os::unix::fs::FileExt;
+            // One byte more than we wrote tells a grown file from ours. A regular file returns
+            // a short read only at its end, so one read sees it all.
+            let mut bytes = vec![0u8; self.contents.len() + 1];
+            let Ok(len) = self.file.read_at(&mut bytes, 0) else {
+                return false;
+            };
+            // Unchanged since we wrote it (with `owner_id`), or rewritten but still naming it.
+            bytes[..len] == self.contents[..]
+                || LockPayload::parse(&bytes[..len])
+                    .and_then(|p| p.owner_id)
+                    .as_deref()
+                    == Some(owner_id)
+        })
     }
 }
 
@@ -132,41 +89,43 @@ pub enum Created {
     Exists,
 }
 
-/// Takes the lock path with our payload already in it, holding the beacon.
+/// Takes the lock file `name` with our payload already in it, holding the beacon.
 ///
 /// The file is written and locked before it has its name, then published with a link, which
-/// fails if the path exists. So the path never names an empty or half-written file of ours,
+/// fails if the name exists. So the path never names an empty or half-written file of ours,
 /// and a SIGKILL at any step leaves nothing at the path, or a whole file whose owner is
 /// provably dead: the next start reclaims it at once. (An exclusive create followed by a write
 /// would leave an empty file, which may be a Node gateway mid-write and so waits out the stale
 /// window.) Linux writes the file unnamed (`O_TMPFILE`); elsewhere it is a hidden temp file
 /// beside the lock, removed once linked.
-pub fn create(path: &Path, contents: &[u8], stale: Duration) -> Result<Created, GatewayLockError> {
+pub fn create(
+    dir: &Arc<LockDir>,
+    name: &str,
+    contents: &[u8],
+    stale: Duration,
+) -> Result<Created, GatewayLockError> {
     #[cfg(target_os = "linux")]
     if !crate::failpoint::force_named_temp() {
-        if let Some(created) = create_unnamed(path, contents)? {
+        if let Some(created) = create_unnamed(dir, name, contents)? {
             return Ok(created);
         }
     }
-    create_via_named_temp(path, contents, stale)
+    create_via_named_temp(dir, name, contents, stale)
 }
 
 /// `Ok(None)` when this file system cannot do it; the caller falls back to a named temp file.
 #[cfg(target_os = "linux")]
-fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, GatewayLockError> {
+fn create_unnamed(
+    dir: &Arc<LockDir>,
+    name: &str,
+    contents: &[u8],
+) -> Result<Option<Created>, GatewayLockError> {
     let io_error = |source| GatewayLockError::LockIo {
-        path: path.to_path_buf(),
+        path: dir.join(name),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
     // Readable too: release reads the ownerId back through this descriptor.
-    let mut file = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-        .open(dir)
-    {
+    let mut file = match dir.create_unnamed() {
         Ok(file) => file,
         Err(e)
             if matches!(
@@ -184,8 +143,11 @@ fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gatew
     failpoint("after-beacon");
     file.write_all(contents).map_err(io_error)?;
     failpoint("after-write");
-    match link_descriptor(&file, path) {
-        Ok(()) => Ok(Some(held(path, file, contents, identity))),
+    match dir.link(&file, name) {
+        Ok(()) => {
+            let inode = publish(file, contents, identity);
+            Ok(Some(held(dir, name, inode)))
+        }
         // Dropping `file` frees the unnamed inode: nothing of ours is left behind.
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Some(Created::Exists)),
         // No /proc to name the unnamed file by: use a named temp file instead.
@@ -198,20 +160,18 @@ fn create_unnamed(path: &Path, contents: &[u8]) -> Result<Option<Created>, Gatew
     }
 }
 
-/// Gives the file of `taken` a second lock path. Both locks of one acquisition carry the same
+/// Gives the file of `taken` a second name. Both locks of one acquisition carry the same
 /// payload, so on Linux one inode, locked once, serves both: half the files to write, and one
 /// beacon that proves both. `Ok(None)` where that cannot be done; create a file instead.
-pub fn create_alias(path: &Path, taken: &HeldFile) -> Result<Option<Created>, GatewayLockError> {
+pub fn create_alias(
+    dir: &Arc<LockDir>,
+    name: &str,
+    taken: &HeldFile,
+) -> Result<Option<Created>, GatewayLockError> {
     #[cfg(target_os = "linux")]
     {
-        let io_error = |source| GatewayLockError::LockIo {
-            path: path.to_path_buf(),
-            source,
-        };
-        // A duplicate descriptor shares the open file description, and so the `flock`.
-        let file = taken.file.try_clone().map_err(io_error)?;
-        match link_descriptor(&file, path) {
-            Ok(()) => Ok(Some(held(path, file, &taken.contents, taken.identity()))),
+        match dir.link(&taken.inode.file, name) {
+            Ok(()) => Ok(Some(held(dir, name, taken.inode.clone()))),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Some(Created::Exists)),
             Err(e)
                 if e.raw_os_error() == Some(libc::ENOENT)
@@ -219,66 +179,37 @@ pub fn create_alias(path: &Path, taken: &HeldFile) -> Result<Option<Created>, Ga
             {
                 Ok(None)
             }
-            Err(e) => Err(io_error(e)),
+            Err(source) => Err(GatewayLockError::LockIo {
+                path: dir.join(name),
+                source,
+            }),
         }
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (path, taken);
+        let _ = (dir, name, taken);
         Ok(None)
     }
 }
 
-/// `linkat` of an open file (named or not) to `path`, through `/proc/self/fd`; fails with
-/// `EEXIST` if the path exists, whatever it is.
-#[cfg(target_os = "linux")]
-fn link_descriptor(file: &File, path: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-
-    let source = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .expect("a formatted fd path has no NUL");
-    let target = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the lock path contains a NUL byte",
-        )
-    })?;
-    // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
-    let linked = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            source.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if linked == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 fn create_via_named_temp(
-    path: &Path,
+    dir: &Arc<LockDir>,
+    name: &str,
     contents: &[u8],
     stale: Duration,
 ) -> Result<Created, GatewayLockError> {
     let io_error = |source| GatewayLockError::LockIo {
-        path: path.to_path_buf(),
+        path: dir.join(name),
         source,
     };
-    sweep_abandoned_temps(path, stale);
-    let temp_path = temp_path_for(path);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&temp_path)
+    sweep_abandoned_temps(dir, name, stale);
+    let temp_name = temp_name_for(name);
+    let mut file = dir
+        .open(
+            &temp_name,
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )
         .map_err(io_error)?;
     let published = (|| {
         let identity = make_private(&file)?;
@@ -287,51 +218,40 @@ fn create_via_named_temp(
         failpoint("after-beacon");
         file.write_all(contents)?;
         failpoint("after-write");
-        std::fs::hard_link(&temp_path, path).map(|()| identity)
+        dir.link_name(&temp_name, name).map(|()| identity)
     })();
-    let _ = std::fs::remove_file(&temp_path);
+    let _ = dir.remove_file(&temp_name);
     match published {
-        Ok(identity) => Ok(held(path, file, contents, identity)),
+        Ok(identity) => Ok(held(dir, name, publish(file, contents, identity))),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Created::Exists),
         Err(e) => Err(io_error(e)),
     }
 }
 
-/// `.<lock name>.<pid>.<random>.tmp` beside the lock: hidden, and never a lock name.
-fn temp_path_for(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
+/// `.<lock name>.<pid>.<random>.tmp`: hidden, and never a lock name.
+fn temp_name_for(name: &str) -> String {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    path.with_file_name(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        &suffix[..8]
-    ))
+    format!(".{name}.{}.{}.tmp", std::process::id(), &suffix[..8])
 }
 
-/// Removes temp files of this lock path left by a process killed while publishing: only with
+/// Removes temp files of this lock name left by a process killed while publishing: only with
 /// no beacon, and only once older than the stale window (a live writer's file is younger, and
 /// holds its beacon from its first instant but one).
-fn sweep_abandoned_temps(path: &Path, stale: Duration) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+fn sweep_abandoned_temps(dir: &LockDir, name: &str, stale: Duration) {
+    let prefix = format!(".{name}.");
+    let Ok(names) = dir.names() else {
         return;
     };
-    let prefix = format!(".{}.", name.to_string_lossy());
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let entry_name = entry.file_name();
-        let entry_name = entry_name.to_string_lossy();
-        if !(entry_name.starts_with(&prefix) && entry_name.ends_with(".tmp")) {
+    for temp in names {
+        if !(temp.starts_with(&prefix) && temp.ends_with(".tmp")) {
             continue;
         }
-        let temp = entry.path();
-        if let Ok(Some(observed)) = inspect(&temp, BeaconProbe::Flock) {
+        if let Ok(Some(observed)) = inspect(dir, &temp, BeaconProbe::Flock) {
             let age = SystemTime::now()
                 .duration_since(observed.modified)
                 .unwrap_or(Duration::ZERO);
             if !observed.beacon_held && age > stale {
-                let _ = std::fs::remove_file(&temp);
+                let _ = dir.remove_file(&temp);
             }
         }
     }
@@ -347,16 +267,25 @@ fn make_private(file: &File) -> io::Result<(u64, u64)> {
     Ok((meta.dev(), meta.ino()))
 }
 
-/// The file we just linked at `path`. The link succeeding is the confirmation SPEC §5 asks for:
-/// `linkat` fails if the path exists, so at that instant the path named our inode, whole and
-/// locked, and nobody reclaims a file whose beacon is held.
-fn held(path: &Path, file: File, contents: &[u8], (dev, ino): (u64, u64)) -> Created {
-    Created::Held(HeldFile {
-        path: path.to_path_buf(),
+fn publish(file: File, contents: &[u8], (dev, ino): (u64, u64)) -> Arc<Published> {
+    Arc::new(Published {
         file,
         contents: contents.to_vec(),
         dev,
         ino,
+        records_owner: OnceLock::new(),
+    })
+}
+
+/// The file we just linked at `name`. The link succeeding is the confirmation SPEC §5 asks
+/// for: `linkat` fails if the name exists, so at that instant the name was our inode, whole and
+/// locked, and nobody reclaims a file whose beacon is held.
+fn held(dir: &Arc<LockDir>, name: &str, inode: Arc<Published>) -> Created {
+    Created::Held(HeldFile {
+        dir: dir.clone(),
+        name: name.to_owned(),
+        path: dir.join(name),
+        inode,
     })
 }
 
@@ -406,26 +335,32 @@ pub enum BeaconProbe {
     Passive,
 }
 
-/// Reads a lock file without following links or blocking on FIFOs. `Ok(None)`: it is gone.
-pub fn inspect(path: &Path, probe: BeaconProbe) -> Result<Option<Observed>, GatewayLockError> {
-    let file = match open_existing(path) {
+/// Reads the lock file `name` without following links or blocking on FIFOs. `Ok(None)`: it is
+/// gone.
+pub fn inspect(
+    dir: &LockDir,
+    name: &str,
+    probe: BeaconProbe,
+) -> Result<Option<Observed>, GatewayLockError> {
+    let path = || dir.join(name);
+    let file = match dir.open(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(GatewayLockError::UnsafeLockFile {
-                path: path.to_path_buf(),
+                path: path(),
                 problem: "it is a symbolic link".into(),
             });
         }
         Err(source) => {
             return Err(GatewayLockError::LockIo {
-                path: path.to_path_buf(),
+                path: path(),
                 source,
             });
         }
     };
     let io_error = |source| GatewayLockError::LockIo {
-        path: path.to_path_buf(),
+        path: path(),
         source,
     };
     let meta = file.metadata().map_err(io_error)?;
@@ -438,7 +373,7 @@ pub fn inspect(path: &Path, probe: BeaconProbe) -> Result<Option<Observed>, Gate
             "it is not a regular file"
         };
         return Err(GatewayLockError::UnsafeLockFile {
-            path: path.to_path_buf(),
+            path: path(),
             problem: kind.into(),
         });
     }
@@ -458,13 +393,6 @@ pub fn inspect(path: &Path, probe: BeaconProbe) -> Result<Option<Observed>, Gate
         modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         beacon_held,
     }))
-}
-
-fn open_existing(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
 }
 
 fn read_capped(file: &File) -> io::Result<Vec<u8>> {
@@ -539,35 +467,34 @@ pub enum Reclaim {
 /// implementation: take `<lock>.reclaim` exclusively, re-read, unlink only if bytes and inode
 /// are unchanged and no beacon is held, remove the guard.
 pub fn reclaim(
-    path: &Path,
+    dir: &LockDir,
+    name: &str,
     judged: &Observed,
     stale: Duration,
 ) -> Result<Reclaim, GatewayLockError> {
-    let guard_path = guard_path(path);
+    let guard_name = format!("{name}.reclaim");
     let io_error = |source| GatewayLockError::LockIo {
-        path: guard_path.clone(),
+        path: dir.join(&guard_name),
         source,
     };
-    let guard = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&guard_path)
-    {
+    let guard = match dir.open(
+        &guard_name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        0o600,
+    ) {
         Ok(guard) => guard,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            clear_abandoned_guard(&guard_path, stale)?;
+            clear_abandoned_guard(dir, &guard_name, stale)?;
             return Ok(Reclaim::Busy);
         }
         Err(e) => return Err(io_error(e)),
     };
     let outcome = hold_guard(&guard)
         .map_err(io_error)
-        .and_then(|()| remove_if_unchanged(path, judged));
+        .and_then(|()| remove_if_unchanged(dir, name, judged));
     // Removed on every path: a guard left by a live process would block every reclaimer for
     // the whole stale window.
-    let _ = std::fs::remove_file(&guard_path);
+    let _ = dir.remove_file(&guard_name);
     outcome
 }
 
@@ -582,20 +509,22 @@ fn hold_guard(guard: &File) -> io::Result<()> {
     (&*guard).write_all(payload.as_bytes())
 }
 
-/// Under the guard: unlinks `path` only if its bytes and inode are what was judged dead and no
+/// Under the guard: unlinks `name` only if its bytes and inode are what was judged dead and no
 /// beacon is held on it now.
-fn remove_if_unchanged(path: &Path, judged: &Observed) -> Result<Reclaim, GatewayLockError> {
-    match inspect(path, BeaconProbe::Flock) {
-        Ok(Some(now)) if now.same_file(judged) && !now.beacon_held => {
-            match std::fs::remove_file(path) {
-                Ok(()) => Ok(Reclaim::Done),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Reclaim::Done),
-                Err(source) => Err(GatewayLockError::LockIo {
-                    path: path.to_path_buf(),
-                    source,
-                }),
-            }
-        }
+fn remove_if_unchanged(
+    dir: &LockDir,
+    name: &str,
+    judged: &Observed,
+) -> Result<Reclaim, GatewayLockError> {
+    match inspect(dir, name, BeaconProbe::Flock) {
+        Ok(Some(now)) if now.same_file(judged) && !now.beacon_held => match dir.remove_file(name) {
+            Ok(()) => Ok(Reclaim::Done),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Reclaim::Done),
+            Err(source) => Err(GatewayLockError::LockIo {
+                path: dir.join(name),
+                source,
+            }),
+        },
         // Gone, or replaced by a new owner: judge again.
         Ok(_) => Ok(Reclaim::Done),
         Err(e) => Err(e),
@@ -604,22 +533,24 @@ fn remove_if_unchanged(path: &Path, judged: &Observed) -> Result<Reclaim, Gatewa
 
 /// A guard left by a reclaimer that died, or older than the stale window, is removed (OpenClaw
 /// fails closed here, which wedged restarts). The guard may be a file or (OpenClaw) a directory.
-fn clear_abandoned_guard(guard_path: &Path, stale: Duration) -> Result<(), GatewayLockError> {
-    let Ok(meta) = std::fs::symlink_metadata(guard_path) else {
+fn clear_abandoned_guard(
+    dir: &LockDir,
+    guard_name: &str,
+    stale: Duration,
+) -> Result<(), GatewayLockError> {
+    let Ok(found) = dir.stat(guard_name) else {
         return Ok(());
     };
-    let age = meta
-        .modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
+    let age = SystemTime::now()
+        .duration_since(found.modified)
         .unwrap_or(Duration::ZERO);
-    if meta.is_dir() {
+    if found.is_dir {
         if age > stale {
-            let _ = std::fs::remove_dir(guard_path);
+            let _ = dir.remove_dir(guard_name);
         }
         return Ok(());
     }
-    let abandoned = match inspect(guard_path, BeaconProbe::Flock) {
+    let abandoned = match inspect(dir, guard_name, BeaconProbe::Flock) {
         Ok(Some(observed)) => {
             !observed.beacon_held
                 && (age > stale
@@ -631,16 +562,11 @@ fn clear_abandoned_guard(guard_path: &Path, stale: Duration) -> Result<(), Gatew
         // Gone already, or not a regular file (refused elsewhere): nothing to clear.
         _ => false,
     };
-    let unchanged = std::fs::symlink_metadata(guard_path)
-        .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
+    let unchanged = dir
+        .stat(guard_name)
+        .is_ok_and(|now| (now.dev, now.ino) == (found.dev, found.ino));
     if abandoned && unchanged {
-        let _ = std::fs::remove_file(guard_path);
+        let _ = dir.remove_file(guard_name);
     }
     Ok(())
-}
-
-fn guard_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".reclaim");
-    PathBuf::from(name)
 }

@@ -1,5 +1,6 @@
 //! The gateway lock: the state and config lock files, then the exclusive listener(s).
 
+mod dir;
 pub mod file;
 pub mod format;
 pub mod liveness;
@@ -8,6 +9,7 @@ mod watch;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use status::{GatewayStatus, status};
@@ -15,7 +17,8 @@ pub use status::{GatewayStatus, status};
 use crate::bind;
 use crate::error::GatewayLockError;
 use crate::options::{GatewayOptions, LogLevel, Logger, ResolvedOptions};
-use crate::probe;
+use crate::{paths, probe};
+use dir::LockDir;
 use file::{BeaconProbe, Created, HeldFile, Observed, Reclaim};
 use format::LockPayload;
 use liveness::Liveness;
@@ -76,7 +79,7 @@ impl GatewayLock {
                 .port();
         }
 
-        file::prepare_lock_dir(&resolved.lock_dir)?;
+        let dir = Arc::new(LockDir::prepare(&resolved.lock_dir)?);
         let (owner_id, token) = random_identity();
         let contents = LockPayload {
             pid: std::process::id(),
@@ -89,17 +92,17 @@ impl GatewayLock {
         }
         .render(&token);
 
-        let mut paths = vec![resolved.state_lock_path()];
+        let mut names = vec![paths::STATE_LOCK_NAME.to_owned()];
         if !resolved.allow_multi {
-            paths.push(resolved.config_lock_path());
+            names.push(paths::config_lock_name(&resolved.config_path));
         }
         let now = Instant::now();
         let deadline = now
             .checked_add(options.timeout)
             .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
-        let mut files = Vec::with_capacity(paths.len());
-        for path in &paths {
-            match acquire_file(path, &contents, files.first(), deadline, options) {
+        let mut files = Vec::with_capacity(names.len());
+        for name in &names {
+            match acquire_file(&dir, name, &contents, files.first(), deadline, options) {
                 Ok(held) => files.push(held),
                 Err(err) => {
                     release_files(files, &owner_id);
@@ -239,9 +242,10 @@ fn random_identity() -> (String, [u8; 16]) {
 
 /// Takes one lock file, judging and reclaiming as SPEC §5 says, until the deadline.
 /// `taken`, when given, is the lock file already held for this acquisition: its inode gets this
-/// path too where the platform allows it.
+/// name too where the platform allows it.
 fn acquire_file(
-    path: &Path,
+    dir: &Arc<LockDir>,
+    name: &str,
     contents: &[u8],
     taken: Option<&HeldFile>,
     deadline: Instant,
@@ -250,27 +254,29 @@ fn acquire_file(
     let mut last_holder: Option<(Option<u32>, Option<u16>)> = None;
     loop {
         let aliased = match taken {
-            Some(held) if !crate::failpoint::force_named_temp() => file::create_alias(path, held)?,
+            Some(held) if !crate::failpoint::force_named_temp() => {
+                file::create_alias(dir, name, held)?
+            }
             _ => None,
         };
         let created = match aliased {
             Some(created) => created,
-            None => file::create(path, contents, options.stale_after)?,
+            None => file::create(dir, name, contents, options.stale_after)?,
         };
         match created {
             Created::Held(held) => return Ok(held),
             Created::Exists => {}
         }
-        let Some(observed) = file::inspect(path, BeaconProbe::Flock)? else {
+        let Some(observed) = file::inspect(dir, name, BeaconProbe::Flock)? else {
             continue; // Removed between our create and our look: try again at once.
         };
         match judge(&observed, options.stale_after) {
             Verdict::Reclaimable => {
                 options.logger.log(
                     LogLevel::Info,
-                    &format!("reclaiming stale gateway lock {}", path.display()),
+                    &format!("reclaiming stale gateway lock {}", dir.join(name).display()),
                 );
-                if file::reclaim(path, &observed, options.stale_after)? == Reclaim::Done {
+                if file::reclaim(dir, name, &observed, options.stale_after)? == Reclaim::Done {
                     continue;
                 }
             }

@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::dir::LockDir;
 use super::file::{self, BeaconProbe, Observed};
 use super::{Verdict, judge};
 use crate::error::GatewayLockError;
 use crate::options::GatewayOptions;
-use crate::probe;
+use crate::{paths, probe};
 
 const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
@@ -37,12 +38,13 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
     let resolved = options.resolve()?;
     // The state lock first; a config lock with a live holder is preferred to a dead one.
     let mut found: Option<(PathBuf, Observed, Verdict)> = None;
-    if std::fs::symlink_metadata(&resolved.lock_dir).is_ok() {
-        file::check_lock_dir(&resolved.lock_dir)?;
-        for path in [resolved.state_lock_path(), resolved.config_lock_path()] {
-            let Some(observed) = file::inspect(&path, BeaconProbe::Passive)? else {
+    if let Some(dir) = LockDir::open_existing(&resolved.lock_dir)? {
+        let config_lock = paths::config_lock_name(&resolved.config_path);
+        for name in [paths::STATE_LOCK_NAME, &config_lock] {
+            let Some(observed) = file::inspect(&dir, name, BeaconProbe::Passive)? else {
                 continue;
             };
+            let path = dir.join(name);
             let verdict = judge(&observed, options.stale_after);
             let alive = matches!(verdict, Verdict::Alive { .. });
             if alive || found.is_none() {
