@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Files larger than this are judged to carry no payload.
 pub const MAX_LOCK_FILE_BYTES: usize = 1 << 20;
@@ -25,30 +25,38 @@ pub struct LockPayload {
 impl LockPayload {
     /// Renders the file: pretty JSON in SPEC order, `\n`, the ownership token line, `\n`.
     pub fn render(&self, token: &[u8; 16]) -> Vec<u8> {
-        let mut object = Map::new();
-        object.insert("pid".into(), self.pid.into());
-        if let Some(owner_id) = &self.owner_id {
-            object.insert("ownerId".into(), owner_id.as_str().into());
+        /// The fields in the order OpenClaw writes them; absent ones are left out.
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Fields<'a> {
+            pid: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            owner_id: Option<&'a str>,
+            cron_owner_projection: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            created_at: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            config_path: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            state_dir: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            port: Option<u16>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            start_time: Option<u64>,
         }
-        object.insert("cronOwnerProjection".into(), "dynamic-default-v1".into());
-        let fields = [
-            ("createdAt", &self.created_at),
-            ("configPath", &self.config_path),
-            ("stateDir", &self.state_dir),
-        ];
-        for (name, value) in fields {
-            if let Some(value) = value {
-                object.insert(name.into(), value.as_str().into());
-            }
-        }
-        if let Some(port) = self.port {
-            object.insert("port".into(), port.into());
-        }
-        if let Some(start_time) = self.start_time {
-            object.insert("startTime".into(), start_time.into());
-        }
-        let mut out = serde_json::to_vec_pretty(&Value::Object(object))
-            .expect("a map of strings and numbers always serializes");
+        let fields = Fields {
+            pid: self.pid,
+            owner_id: self.owner_id.as_deref(),
+            cron_owner_projection: "dynamic-default-v1",
+            created_at: self.created_at.as_deref(),
+            config_path: self.config_path.as_deref(),
+            state_dir: self.state_dir.as_deref(),
+            port: self.port,
+            start_time: self.start_time,
+        };
+        let mut out = Vec::with_capacity(512);
+        serde_json::to_writer_pretty(&mut out, &fields)
+            .expect("strings and numbers always serialize");
         out.push(b'\n');
         out.extend_from_slice(&token_line(token));
         out.push(b'\n');
