@@ -28,13 +28,17 @@ pub fn bind_listeners(
 ) -> Result<Vec<TcpListener>, GatewayLockError> {
     let primary_ip = primary_ip(mode, port)?;
     let primary = bind_with_retry(SocketAddr::new(primary_ip, port), retry)?;
-    let port = primary
-        .local_addr()
-        .map_err(|source| GatewayLockError::Bind {
-            url: ws_url(primary_ip, port),
-            source,
-        })?
-        .port();
+    // An ephemeral port is known once bound; the alias takes the same one.
+    let port = match port {
+        0 => primary
+            .local_addr()
+            .map_err(|source| GatewayLockError::Bind {
+                url: ws_url(primary_ip, port),
+                source,
+            })?
+            .port(),
+        port => port,
+    };
     let mut listeners = vec![primary];
     if *mode == BindMode::Loopback {
         match bind_exclusive(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)) {
