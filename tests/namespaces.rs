@@ -156,6 +156,29 @@ fn pid_namespace_instance_is_refused_at_once_by_a_healthy_holder() {
     assert!(healthy(holder.port));
 }
 
+/// `/proc/locks` leaves out locks whose owner it cannot name, so from a PID namespace with its
+/// own `/proc` a holder outside is invisible there; `status` still sees it, without taking a
+/// lock, and does not call a live holder's files stale.
+#[test]
+fn status_in_a_pid_namespace_sees_a_holder_outside_it() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let holder = silent_holder(&env, port);
+    let exit = run_to_exit(
+        in_new_pid_namespace(&env.command(&["status", "--json"])),
+        Duration::from_secs(10),
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&exit.stdout).unwrap_or_else(|e| panic!("{e}: {exit:?}"));
+    // Running but not answering /healthz: exit 1.
+    assert_eq!(exit.code, Some(1), "{json}");
+    assert_eq!(json["running"], true, "{json}");
+    assert_eq!(json["stale"], false, "{json}");
+    assert_eq!(json["pid"], holder.pid, "{json}");
+    assert_eq!(json["healthy"], false, "{json}");
+    holder.sigkill();
+}
+
 #[test]
 fn network_namespace_instance_on_the_same_state_dir_is_refused_by_the_lock() {
     let env = TestEnv::new();

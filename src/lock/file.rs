@@ -139,7 +139,7 @@ fn create_unnamed(
     };
     let identity = make_private(&file).map_err(io_error)?;
     failpoint("after-create");
-    flock(&file, libc::LOCK_EX).map_err(io_error)?;
+    take_beacon(&file).map_err(io_error)?;
     failpoint("after-beacon");
     file.write_all(contents).map_err(io_error)?;
     failpoint("after-write");
@@ -214,7 +214,7 @@ fn create_via_named_temp(
     let published = (|| {
         let identity = make_private(&file)?;
         failpoint("after-create");
-        flock(&file, libc::LOCK_EX)?;
+        take_beacon(&file)?;
         failpoint("after-beacon");
         file.write_all(contents)?;
         failpoint("after-write");
@@ -380,6 +380,10 @@ pub fn inspect(
     let bytes = read_capped(&file).map_err(io_error)?;
     let beacon_held = match probe {
         BeaconProbe::Flock => beacon_held_flock(&file).map_err(io_error)?,
+        // A holder of ours also has an OFD lock, which can be tested without taking anything
+        // and is seen from any PID namespace; `/proc/locks` shows a holder that has only the
+        // `flock` (unless it is outside our PID namespace).
+        BeaconProbe::Passive if beacon_held_ofd(&file) => true,
         BeaconProbe::Passive => match beacon_held_proc_locks(meta.dev(), meta.ino()) {
             Some(held) => held,
             None => beacon_held_flock(&file).map_err(io_error)?,
@@ -400,6 +404,47 @@ fn read_capped(file: &File) -> io::Result<Vec<u8>> {
     file.take(MAX_LOCK_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// The beacon: an exclusive `flock` for the whole life of the file (SPEC §4), and on Linux an
+/// exclusive OFD lock beside it, which `status` can test for without taking a lock. Both belong
+/// to the open file, so they go together when it is closed, however the process ends.
+fn take_beacon(file: &File) -> io::Result<()> {
+    flock(file, libc::LOCK_EX)?;
+    #[cfg(target_os = "linux")]
+    {
+        let mut lock = whole_file_write_lock();
+        // Best effort: it only helps `status` see us from another PID namespace, and nobody
+        // else can hold a lock on a file we have just created. Kernels before 3.15 lack it.
+        // SAFETY: the descriptor is open and `lock` is a valid `struct flock`.
+        let _ = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
+    }
+    Ok(())
+}
+
+/// Whether an OFD lock conflicting with a write lock is held on the file: asked, not taken.
+#[cfg(target_os = "linux")]
+fn beacon_held_ofd(file: &File) -> bool {
+    let mut lock = whole_file_write_lock();
+    // SAFETY: the descriptor is open and `lock` is a valid `struct flock` for the kernel to
+    // fill in.
+    let asked = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
+    asked == 0 && lock.l_type != libc::F_UNLCK as libc::c_short
+}
+
+#[cfg(not(target_os = "linux"))]
+fn beacon_held_ofd(_file: &File) -> bool {
+    false
+}
+
+#[cfg(target_os = "linux")]
+fn whole_file_write_lock() -> libc::flock {
+    // SAFETY: `struct flock` is plain data; all zeroes is "from offset 0 to the end", pid 0 as
+    // OFD locks require.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
 }
 
 fn beacon_held_flock(file: &File) -> io::Result<bool> {
