@@ -330,9 +330,6 @@ fn c_name(name: &str) -> io::Result<CString> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
-
     use super::*;
 
     fn lock_dir() -> (tempfile::TempDir, LockDir) {
@@ -346,6 +343,9 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn link_through_proc_names_the_unnamed_file() {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+
         let (_root, dir) = lock_dir();
         let mut file = dir.create_unnamed().unwrap();
         file.write_all(b"payload").unwrap();

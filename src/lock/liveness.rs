@@ -118,7 +118,7 @@ fn process_argv(pid: u32) -> Option<Vec<String>> {
 
 #[cfg(target_os = "macos")]
 fn is_zombie(pid: u32) -> bool {
-    bsd_info(pid).is_some_and(|info| info.pbi_status == libc::SZOMB as u32)
+    bsd_info(pid).is_some_and(|info| info.pbi_status == libc::SZOMB)
 }
 
 /// macOS: whole seconds since the Unix epoch, as `ps -o lstart` shows.
