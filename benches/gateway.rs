@@ -106,7 +106,7 @@ fn main() {
     }
     if plan.runs("b") {
         section("(b) duplicate start refused");
-        rows.push(duplicate_refused(&plan));
+        rows.extend(duplicate_refused(&plan));
     }
     if plan.runs("c") {
         section("(c) restart after SIGKILL to /healthz 200");
@@ -194,38 +194,50 @@ fn cold_start(plan: &Plan) -> Row {
         .node("12,100 ms")
 }
 
-/// (b) With a healthy holder, from spawning a second `gateway run` on the same state and port
-/// to its exit 1.
-fn duplicate_refused(plan: &Plan) -> Row {
+/// (b) With a healthy holder, from spawning a second `gateway run` on the same port to its
+/// exit 1: on the same state (refused by the lock, its holder healthy) or on another state dir
+/// (refused by the port).
+fn duplicate_refused(plan: &Plan) -> Vec<Row> {
     let env = Env::new();
+    let other = Env::new();
     let port = free_port();
     let mut holder = env.spawn_run(port);
     wait_healthy(port, &mut holder, &env);
-    let mut samples = Vec::new();
-    for _ in 0..plan.process_iterations {
-        let begin = Instant::now();
-        let output = env
-            .command(&["run", "--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .output()
-            .expect("spawn the duplicate");
-        samples.push(begin.elapsed());
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "the duplicate is refused with exit 1; stderr: {stderr}"
-        );
-        assert!(
-            stderr.contains("already running"),
-            "the refusal names the running gateway: {stderr}"
-        );
-    }
-    assert!(healthy(port), "the holder survives the duplicates");
+    let mut refusals = |duplicate: &Env, expected: &str| {
+        let mut samples = Vec::new();
+        for _ in 0..plan.process_iterations {
+            let begin = Instant::now();
+            let output = duplicate
+                .command(&["run", "--port", &port.to_string()])
+                .stdout(Stdio::null())
+                .output()
+                .expect("spawn the duplicate");
+            samples.push(begin.elapsed());
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(1),
+                "the duplicate is refused with exit 1; stderr: {stderr}"
+            );
+            assert!(stderr.contains(expected), "{expected:?} in: {stderr}");
+        }
+        assert!(healthy(port), "the holder survives the duplicates");
+        samples
+    };
+    let same_state = refusals(&env, "already running");
+    let other_state = refusals(&other, "already listening");
     holder.terminate(&env);
-    Row::time("(b) duplicate start refused (exit 1)", &samples)
+    vec![
+        Row::time("(b) duplicate start refused (exit 1)", &same_state)
+            .target(Target::AtMost(ms(10.0)))
+            .node("2,503 ms"),
+        Row::time(
+            "(b) duplicate on the same port, another state dir, refused (exit 1)",
+            &other_state,
+        )
         .target(Target::AtMost(ms(10.0)))
-        .node("2,503 ms")
+        .node("19,621 ms"),
+    ]
 }
 
 /// (c) SIGKILL the holder (and reap it), then from spawning a new `gateway run` on the same
