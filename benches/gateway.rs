@@ -203,7 +203,7 @@ fn duplicate_refused(plan: &Plan) -> Vec<Row> {
     let port = free_port();
     let mut holder = env.spawn_run(port);
     wait_healthy(port, &mut holder, &env);
-    let mut refusals = |duplicate: &Env, expected: &str| {
+    let refusals = |duplicate: &Env, expected: &str| {
         let mut samples = Vec::new();
         for _ in 0..plan.process_iterations {
             let begin = Instant::now();
