@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::error::GatewayLockError;
@@ -22,6 +23,9 @@ use crate::paths::current_uid;
 pub struct LockDir {
     path: PathBuf,
     fd: File,
+    /// A link here was refused by the file system (vfat, exFAT): lock files are created in
+    /// place from then on, not written first to a temp file that cannot be linked.
+    links_refused: AtomicBool,
 }
 
 /// What `lstat` says of one name in the lock dir.
@@ -128,6 +132,7 @@ impl LockDir {
         Ok(Self {
             path: path.to_path_buf(),
             fd,
+            links_refused: AtomicBool::new(false),
         })
     }
 
@@ -189,7 +194,6 @@ impl LockDir {
     /// name exists, whatever it is.
     #[cfg(target_os = "linux")]
     pub fn link(&self, file: &File, name: &str) -> io::Result<()> {
-        use std::sync::atomic::{AtomicBool, Ordering};
         // Kernels before 6.10 allow `AT_EMPTY_PATH` only with CAP_DAC_READ_SEARCH; the same
         // link through `/proc/self/fd` works for everyone who has /proc.
         static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
@@ -237,6 +241,17 @@ impl LockDir {
         let dir = self.fd.as_raw_fd();
         // SAFETY: the directory descriptor is open and both strings are NUL-terminated.
         check(unsafe { libc::linkat(dir, from.as_ptr(), dir, to.as_ptr(), 0) })
+    }
+
+    /// Whether a link here was refused by the file system (see [`refuses_links`]).
+    pub fn links_refused(&self) -> bool {
+        self.links_refused.load(Ordering::Relaxed)
+    }
+
+    /// Remembers that the file system refused a link here. One directory is one file system, so
+    /// the answer holds for every later lock file in it.
+    pub fn note_links_refused(&self) {
+        self.links_refused.store(true, Ordering::Relaxed);
     }
 
     /// Removes the name `name` (not a directory).
@@ -293,6 +308,18 @@ impl LockDir {
             .filter_map(|entry| entry.file_name().to_str().map(str::to_owned))
             .collect())
     }
+}
+
+/// Whether a failed link says the file system has no hard links, rather than something about
+/// the names (`EEXIST`, `ENOENT`): vfat and exFAT, in the kernel or through FUSE, answer
+/// `EPERM`; other file systems `EOPNOTSUPP` (`ENOTSUP` on macOS) or `ENOSYS`.
+pub fn refuses_links(err: &io::Error) -> bool {
+    err.raw_os_error().is_some_and(|code| {
+        code == libc::EPERM
+            || code == libc::EOPNOTSUPP
+            || code == libc::ENOTSUP
+            || code == libc::ENOSYS
+    })
 }
 
 fn check(result: libc::c_int) -> io::Result<()> {

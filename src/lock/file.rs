@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use super::dir::LockDir;
+use super::dir::{LockDir, refuses_links};
 use super::format::{LockPayload, MAX_LOCK_FILE_BYTES};
 use crate::error::GatewayLockError;
 use crate::failpoint::failpoint;
 
 /// One published inode: the open file that carries the beacon, and what we wrote in it. On
-/// Linux both lock paths of one acquisition name the same one.
+/// Linux both lock paths of one acquisition name the same one, where the file system has hard
+/// links.
 #[derive(Debug)]
 struct Published {
     file: File,
@@ -97,7 +98,8 @@ pub enum Created {
 /// provably dead: the next start reclaims it at once. (An exclusive create followed by a write
 /// would leave an empty file, which may be a Node gateway mid-write and so waits out the stale
 /// window.) Linux writes the file unnamed (`O_TMPFILE`); elsewhere it is a hidden temp file
-/// beside the lock, removed once linked.
+/// beside the lock, removed once linked. A file system without hard links (vfat, exFAT) refuses
+/// both links: there the file is created in place, as SPEC §5 words it.
 pub fn create(
     dir: &Arc<LockDir>,
     name: &str,
@@ -105,15 +107,21 @@ pub fn create(
     stale: Duration,
 ) -> Result<Created, GatewayLockError> {
     #[cfg(target_os = "linux")]
-    if !crate::failpoint::force_named_temp() {
+    if !dir.links_refused() && !crate::failpoint::force_named_temp() {
         if let Some(created) = create_unnamed(dir, name, contents)? {
             return Ok(created);
         }
     }
-    create_via_named_temp(dir, name, contents, stale)
+    if !dir.links_refused() {
+        if let Some(created) = create_via_named_temp(dir, name, contents, stale)? {
+            return Ok(created);
+        }
+    }
+    create_in_place(dir, name, contents)
 }
 
-/// `Ok(None)` when this file system cannot do it; the caller falls back to a named temp file.
+/// `Ok(None)` when this file system cannot do it; the caller falls back to a named temp file,
+/// or to creating in place when the link was refused.
 #[cfg(target_os = "linux")]
 fn create_unnamed(
     dir: &Arc<LockDir>,
@@ -137,12 +145,7 @@ fn create_unnamed(
         }
         Err(e) => return Err(io_error(e)),
     };
-    let identity = make_private(&file).map_err(io_error)?;
-    failpoint("after-create");
-    take_beacon(&file).map_err(io_error)?;
-    failpoint("after-beacon");
-    file.write_all(contents).map_err(io_error)?;
-    failpoint("after-write");
+    let identity = write_locked(&mut file, contents).map_err(io_error)?;
     match dir.link(&file, name) {
         Ok(()) => {
             let inode = publish(file, contents, identity);
@@ -150,6 +153,10 @@ fn create_unnamed(
         }
         // Dropping `file` frees the unnamed inode: nothing of ours is left behind.
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Some(Created::Exists)),
+        Err(e) if refuses_links(&e) => {
+            dir.note_links_refused();
+            Ok(None)
+        }
         // No /proc to name the unnamed file by: use a named temp file instead.
         Err(e)
             if e.raw_os_error() == Some(libc::ENOENT) && !Path::new("/proc/self/fd").exists() =>
@@ -162,7 +169,8 @@ fn create_unnamed(
 
 /// Gives the file of `taken` a second name. Both locks of one acquisition carry the same
 /// payload, so on Linux one inode, locked once, serves both: half the files to write, and one
-/// beacon that proves both. `Ok(None)` where that cannot be done; create a file instead.
+/// beacon that proves both. `Ok(None)` where that cannot be done (no /proc to link through, a
+/// file system without hard links); create a file instead.
 pub fn create_alias(
     dir: &Arc<LockDir>,
     name: &str,
@@ -170,9 +178,16 @@ pub fn create_alias(
 ) -> Result<Option<Created>, GatewayLockError> {
     #[cfg(target_os = "linux")]
     {
+        if dir.links_refused() {
+            return Ok(None);
+        }
         match dir.link(&taken.inode.file, name) {
             Ok(()) => Ok(Some(held(dir, name, taken.inode.clone()))),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Some(Created::Exists)),
+            Err(e) if refuses_links(&e) => {
+                dir.note_links_refused();
+                Ok(None)
+            }
             Err(e)
                 if e.raw_os_error() == Some(libc::ENOENT)
                     && !Path::new("/proc/self/fd").exists() =>
@@ -192,12 +207,13 @@ pub fn create_alias(
     }
 }
 
+/// `Ok(None)` when the file system refuses the link; the temp file is removed all the same.
 fn create_via_named_temp(
     dir: &Arc<LockDir>,
     name: &str,
     contents: &[u8],
     stale: Duration,
-) -> Result<Created, GatewayLockError> {
+) -> Result<Option<Created>, GatewayLockError> {
     let io_error = |source| GatewayLockError::LockIo {
         path: dir.join(name),
         source,
@@ -211,21 +227,87 @@ fn create_via_named_temp(
             0o600,
         )
         .map_err(io_error)?;
-    let published = (|| {
-        let identity = make_private(&file)?;
-        failpoint("after-create");
-        take_beacon(&file)?;
-        failpoint("after-beacon");
-        file.write_all(contents)?;
-        failpoint("after-write");
-        dir.link_name(&temp_name, name).map(|()| identity)
-    })();
+    let published = write_locked(&mut file, contents).and_then(|identity| {
+        match dir.link_name(&temp_name, name) {
+            Ok(()) => Ok(Some(identity)),
+            Err(e) if refuses_links(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    });
     let _ = dir.remove_file(&temp_name);
     match published {
-        Ok(identity) => Ok(held(dir, name, publish(file, contents, identity))),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Created::Exists),
+        Ok(Some(identity)) => Ok(Some(held(dir, name, publish(file, contents, identity)))),
+        Ok(None) => {
+            dir.note_links_refused();
+            Ok(None)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Some(Created::Exists)),
         Err(e) => Err(io_error(e)),
     }
+}
+
+/// SPEC §5 word for word, for file systems without hard links (vfat, exFAT): exclusive create
+/// at the lock name, beacon, payload, then a look at the name to confirm it is still our file.
+///
+/// Until the write, the name is an empty file, which a starter waits on (a holder may be about
+/// to write it) and reclaims only once older than the stale window (SPEC §4). So a SIGKILL
+/// between the create and the write makes the next start wait up to that window, which nothing
+/// can avoid without links (the Node gateway takes the same risk everywhere). A SIGKILL after
+/// the write leaves a whole file whose owner is provably dead: reclaimed at once.
+fn create_in_place(
+    dir: &Arc<LockDir>,
+    name: &str,
+    contents: &[u8],
+) -> Result<Created, GatewayLockError> {
+    let io_error = |source| GatewayLockError::LockIo {
+        path: dir.join(name),
+        source,
+    };
+    // Readable too: release reads the ownerId back through this descriptor.
+    let mut file = match dir.open(name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Created::Exists),
+        Err(e) => return Err(io_error(e)),
+    };
+    let names_ours = |identity: (u64, u64)| {
+        dir.stat(name)
+            .map(|entry| (entry.dev, entry.ino) == identity)
+    };
+    let identity = match write_locked(&mut file, contents) {
+        Ok(identity) => identity,
+        Err(e) => {
+            // An empty or partial file of ours left at the name would hold every start off for
+            // the stale window.
+            if file
+                .metadata()
+                .is_ok_and(|meta| names_ours((meta.dev(), meta.ino())).unwrap_or(false))
+            {
+                let _ = dir.remove_file(name);
+            }
+            return Err(io_error(e));
+        }
+    };
+    // Nobody removes a file whose beacon is held, and we hold ours now; before we took it, a
+    // reclaimer may have removed the file (and someone else created one). Then it is not ours:
+    // judge whatever is there.
+    match names_ours(identity) {
+        Ok(true) => Ok(held(dir, name, publish(file, contents, identity))),
+        Ok(false) => Ok(Created::Exists),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Created::Exists),
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+/// Makes a freshly created `file` private, takes its beacon and writes `contents` in one
+/// `write`. Returns the file's device and inode.
+fn write_locked(file: &mut File, contents: &[u8]) -> io::Result<(u64, u64)> {
+    let identity = make_private(file)?;
+    failpoint("after-create");
+    take_beacon(file)?;
+    failpoint("after-beacon");
+    file.write_all(contents)?;
+    failpoint("after-write");
+    Ok(identity)
 }
 
 /// `.<lock name>.<pid>.<random>.tmp`: hidden, and never a lock name.
@@ -259,10 +341,21 @@ fn sweep_abandoned_temps(dir: &LockDir, name: &str, stale: Duration) {
 
 /// 0600 whatever the umask: created with 0600, so only a umask that took bits away needs fixing.
 /// Returns the file's device and inode, which the same `fstat` gives.
+///
+/// A file system without Unix modes (vfat, exFAT) gives every file the mode its mount options
+/// say, and may refuse to change it (the kernel drivers say `EPERM`; exfat-fuse says yes and
+/// changes nothing). What 0600 is for, nobody else reading or writing, holds already when the
+/// mount leaves group and others no bits (`umask=077`, which the lock dir check asks of the
+/// directory too), so that refusal is not an error.
 fn make_private(file: &File) -> io::Result<(u64, u64)> {
     let meta = file.metadata()?;
-    if meta.permissions().mode() & 0o777 != 0o600 {
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode != 0o600 {
+        match file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            Err(_) if mode & 0o077 == 0 => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok((meta.dev(), meta.ino()))
 }
@@ -277,9 +370,9 @@ fn publish(file: File, contents: &[u8], (dev, ino): (u64, u64)) -> Arc<Published
     })
 }
 
-/// The file we just linked at `name`. The link succeeding is the confirmation SPEC §5 asks
-/// for: `linkat` fails if the name exists, so at that instant the name was our inode, whole and
-/// locked, and nobody reclaims a file whose beacon is held.
+/// The file we just linked (or created and confirmed) at `name`. The link succeeding is the
+/// confirmation SPEC §5 asks for: `linkat` fails if the name exists, so at that instant the name
+/// was our inode, whole and locked, and nobody reclaims a file whose beacon is held.
 fn held(dir: &Arc<LockDir>, name: &str, inode: Arc<Published>) -> Created {
     Created::Held(HeldFile {
         dir: dir.clone(),
