@@ -8,17 +8,17 @@
 
 mod common;
 mod lockkit;
+mod race;
 
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
 use lockkit::{acquire_guarded, read_payload};
+use race::*;
 
 /// How many gateways start at once in a race.
 const RACERS: usize = 8;
@@ -375,122 +375,6 @@ fn an_empty_lock_file_waits_while_young_and_is_reclaimed_once_stale() {
     );
 }
 
-/// One `gateway run` of a race.
-struct Racer {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    status: Option<ExitStatus>,
-    /// (pid, port) from the ready line, once printed.
-    ready: Option<(u32, u16)>,
-    errors: Vec<String>,
-}
-
-impl Racer {
-    fn poll(&mut self) {
-        for line in self.stdout.try_iter() {
-            if let Some(ready) = parse_ready_line(&line) {
-                self.ready = Some(ready);
-            }
-        }
-        self.errors.extend(self.stderr.try_iter());
-        if self.status.is_none() {
-            self.status = self.child.try_wait().expect("try_wait");
-        }
-    }
-
-    fn settled(&self) -> bool {
-        self.status.is_some() || self.ready.is_some()
-    }
-
-    fn serving(&self) -> bool {
-        self.ready.is_some() && self.status.is_none()
-    }
-}
-
-impl Drop for Racer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `RACERS` gateways, each a shell blocked reading a shared pipe that execs `gateway run`
-/// (same pid) once the pipe reaches EOF: closing the write end releases them all at once.
-/// Returns them once each one exited or serves.
-fn race(env: &TestEnv, args: &[&str]) -> Vec<Racer> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: pipe2 just opened both descriptors and nothing else owns them.
-    let (gate, release) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let mut racers: Vec<Racer> = (0..RACERS)
-        .map(|_| {
-            let template = env.command(&[]);
-            let mut command = Command::new("sh");
-            for (name, value) in template.get_envs() {
-                match value {
-                    Some(value) => command.env(name, value),
-                    None => command.env_remove(name),
-                };
-            }
-            let mut child = command
-                .arg("-c")
-                .arg("echo armed; read _gate; exec \"$@\"")
-                .arg("sh")
-                .arg(env!("CARGO_BIN_EXE_gateway"))
-                .arg("run")
-                .args(args)
-                .stdin(Stdio::from(gate.try_clone().unwrap()))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn sh");
-            Racer {
-                stdout: pipe_lines(child.stdout.take().unwrap()),
-                stderr: pipe_lines(child.stderr.take().unwrap()),
-                child,
-                status: None,
-                ready: None,
-                errors: Vec::new(),
-            }
-        })
-        .collect();
-    drop(gate);
-    for racer in &racers {
-        let armed = racer.stdout.recv_timeout(Duration::from_secs(10));
-        assert_eq!(armed.as_deref(), Ok("armed"), "a racer did not arm");
-    }
-    drop(release);
-    let settled = wait_until(Duration::from_secs(20), || {
-        racers.iter_mut().for_each(Racer::poll);
-        racers.iter().all(Racer::settled)
-    });
-    assert!(settled, "the race did not settle:\n{}", describe(&racers));
-    // Every loser's last words, up to the end of its pipe.
-    for racer in racers.iter_mut().filter(|r| r.status.is_some()) {
-        while let Ok(line) = racer.stderr.recv_timeout(Duration::from_secs(2)) {
-            racer.errors.push(line);
-        }
-    }
-    racers
-}
-
-fn describe(racers: &[Racer]) -> String {
-    racers
-        .iter()
-        .map(|r| {
-            format!(
-                "  pid {} status {:?} ready {:?} stderr {:?}\n",
-                r.child.id(),
-                r.status,
-                r.ready,
-                r.errors
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn start_race_has_exactly_one_winner() {
     let _serial = serial();
@@ -500,7 +384,7 @@ fn start_race_has_exactly_one_winner() {
     let port_arg = port.to_string();
     for round in 1..=5 {
         let round = format!("round {round}");
-        let mut racers = race(&env, &["--port", &port_arg]);
+        let mut racers = race(&env, RACERS, &["--port", &port_arg]);
         let servers: Vec<usize> = (0..racers.len()).filter(|&i| racers[i].serving()).collect();
         assert_eq!(
             servers.len(),

@@ -3,18 +3,18 @@
 //! step of acquisition, and a restart over the open connections of a killed gateway.
 
 mod common;
+mod race;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
+use race::*;
 
 /// How many gateways start at once in a race.
 const RACERS: usize = 16;
@@ -47,156 +47,6 @@ impl Drop for Reaped {
 // ---------------------------------------------------------------------------------------------
 // 1. The start race
 // ---------------------------------------------------------------------------------------------
-
-/// One `gateway run` of a race, held at the barrier until released.
-struct Racer {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    status: Option<ExitStatus>,
-    /// (pid, port) from the ready line, once printed.
-    ready: Option<(u32, u16)>,
-    errors: Vec<String>,
-}
-
-impl Racer {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn serving(&self) -> bool {
-        self.ready.is_some() && self.status.is_none()
-    }
-
-    fn settled(&self) -> bool {
-        self.status.is_some() || self.ready.is_some()
-    }
-
-    fn poll(&mut self) {
-        for line in self.stdout.try_iter() {
-            if let Some(ready) = parse_ready_line(&line) {
-                self.ready = Some(ready);
-            }
-        }
-        self.errors.extend(self.stderr.try_iter());
-        if self.status.is_none() {
-            self.status = self.child.try_wait().expect("try_wait");
-        }
-    }
-
-    /// After the exit: every stderr line, up to the end of the pipe.
-    fn drain_stderr(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => self.errors.push(line),
-                Err(RecvTimeoutError::Disconnected | RecvTimeoutError::Timeout) => return,
-            }
-        }
-    }
-
-    /// SIGTERM, then the exit code.
-    fn terminate(&mut self) -> Option<i32> {
-        // SAFETY: signalling our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
-        let status = wait_with_timeout(&mut self.child, Duration::from_secs(10))?;
-        self.status = Some(status);
-        status.code()
-    }
-}
-
-impl Drop for Racer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A pipe whose two ends are close-on-exec, so no child inherits the write end by accident.
-fn barrier_pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: pipe2 just opened both descriptors and nothing else owns them.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
-/// `gateway run <args>` in the test env, behind a barrier: a shell says `armed`, blocks reading
-/// the barrier pipe (its stdin), and execs the gateway (same pid) once the pipe reaches EOF.
-fn gated_gateway(env: &TestEnv, gate: &OwnedFd, args: &[&str]) -> Command {
-    let template = env.command(&[]);
-    let mut command = Command::new("sh");
-    for (name, value) in template.get_envs() {
-        match value {
-            Some(value) => command.env(name, value),
-            None => command.env_remove(name),
-        };
-    }
-    command
-        .arg("-c")
-        .arg("echo armed; read _gate; exec \"$@\"")
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_gateway"))
-        .arg("run")
-        .args(args)
-        .stdin(Stdio::from(gate.try_clone().expect("dup the barrier")))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-/// Arms `RACERS` gateways, releases them together, and waits until each one either exited or
-/// serves. Returns them all.
-fn race(env: &TestEnv, args: &[&str]) -> Vec<Racer> {
-    let (gate, release) = barrier_pipe();
-    let mut racers: Vec<Racer> = (0..RACERS)
-        .map(|_| {
-            let mut child = gated_gateway(env, &gate, args).spawn().expect("spawn sh");
-            Racer {
-                stdout: pipe_lines(child.stdout.take().unwrap()),
-                stderr: pipe_lines(child.stderr.take().unwrap()),
-                child,
-                status: None,
-                ready: None,
-                errors: Vec::new(),
-            }
-        })
-        .collect();
-    drop(gate);
-    for racer in &racers {
-        let armed = racer.stdout.recv_timeout(Duration::from_secs(10));
-        assert_eq!(armed.as_deref(), Ok("armed"), "a racer did not arm");
-    }
-    // EOF on every reader at the same instant: the barrier opens.
-    drop(release);
-
-    let settled = wait_until(Duration::from_secs(20), || {
-        racers.iter_mut().for_each(Racer::poll);
-        racers.iter().all(Racer::settled)
-    });
-    assert!(settled, "the race did not settle:\n{}", describe(&racers));
-    for racer in racers.iter_mut().filter(|r| r.status.is_some()) {
-        racer.drain_stderr();
-    }
-    racers
-}
-
-fn describe(racers: &[Racer]) -> String {
-    racers
-        .iter()
-        .map(|r| {
-            format!(
-                "  pid {} status {:?} ready {:?} stderr {:?}\n",
-                r.pid(),
-                r.status,
-                r.ready,
-                r.errors
-            )
-        })
-        .collect()
-}
 
 /// Exactly one racer serves on `port`; every other exited 1 saying who has the gateway. Returns
 /// the index of the winner.
@@ -291,7 +141,7 @@ fn start_race_has_exactly_one_winner() {
     let port_arg = port.to_string();
     for round in 1..=20 {
         let round = format!("round {round}");
-        let mut racers = race(&env, &["--port", &port_arg]);
+        let mut racers = race(&env, RACERS, &["--port", &port_arg]);
         let winner = assert_one_winner(&env, &racers, port, &round);
         stop_winner(&env, &mut racers[winner], port, &round);
     }
@@ -395,7 +245,7 @@ fn start_race_over_reclaimable_lock_files_has_exactly_one_winner() {
         for round in 1..=3 {
             let round = format!("{kind:?} round {round}");
             let mut stand_in = seed(&env, kind, port);
-            let mut racers = race(&env, &["--port", &port_arg]);
+            let mut racers = race(&env, RACERS, &["--port", &port_arg]);
             let winner = assert_one_winner(&env, &racers, port, &round);
             stop_winner(&env, &mut racers[winner], port, &round);
             if let Some(stand_in) = stand_in.as_mut() {
@@ -420,7 +270,11 @@ fn start_race_over_young_unreadable_lock_files_times_out() {
             let round = format!("{kind:?} round {round}");
             seed(&env, kind, port);
             let seeded = std::fs::read(env.state_lock()).unwrap();
-            let racers = race(&env, &["--port", &port_arg, "--lock-timeout-ms", "300"]);
+            let racers = race(
+                &env,
+                RACERS,
+                &["--port", &port_arg, "--lock-timeout-ms", "300"],
+            );
             for racer in &racers {
                 assert_eq!(
                     racer.status.and_then(|s| s.code()),
