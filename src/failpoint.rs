@@ -32,6 +32,21 @@ pub(crate) fn force_named_temp() -> bool {
     false
 }
 
+/// Test-only: `GATEWAY_FORCE_PROC_LINK=1` answers `linkat(AT_EMPTY_PATH)` with the ENOENT that
+/// kernels before 6.10 give callers without CAP_DAC_READ_SEARCH, without making the call, so
+/// the `/proc/self/fd` fallback runs here.
+#[cfg(feature = "failpoints")]
+pub(crate) fn force_proc_link() -> bool {
+    std::env::var_os("GATEWAY_FORCE_PROC_LINK").is_some_and(|v| v == "1")
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+#[allow(dead_code)] // Used on Linux only.
+pub(crate) fn force_proc_link() -> bool {
+    false
+}
+
 /// Test-only: `GATEWAY_FFI_PANIC=<export>` makes that C export panic inside its panic
 /// boundary, so a test can see the panic come back as `GW_ERR_PANIC`.
 #[cfg(feature = "failpoints")]

@@ -4,6 +4,7 @@
 
 mod common;
 mod lockkit;
+mod support;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use common::*;
 use gateway::GatewayLockError;
 use lockkit::*;
+use support::wrapped;
 
 fn uid() -> u32 {
     // SAFETY: getuid has no preconditions.
@@ -107,6 +109,58 @@ fn a_lock_dir_owned_by_another_uid_is_refused_and_left_as_is() {
     assert_eq!(snapshot(&dir), before);
     let meta = std::fs::symlink_metadata(&dir).unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o7777), (65534, 0o700));
+}
+
+/// A user who may not even read another uid's private lock dir still gets it refused for what
+/// it is (its owner), not a bare "Permission denied".
+#[test]
+fn another_users_private_lock_dir_is_refused_by_owner_for_a_non_root_user() {
+    const NOBODY: u32 = 65534;
+    let env = TestEnv::new();
+    let dir = env
+        .state_dir()
+        .join("tmp")
+        .join(format!("openclaw-{NOBODY}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    set_mode(&dir, 0o700);
+    // Everything above it may be walked by anyone, as a home directory usually is.
+    for ancestor in dir.ancestors().skip(1) {
+        set_mode(ancestor, 0o755);
+        if ancestor == env.home() {
+            break;
+        }
+    }
+    let before = snapshot(&dir);
+    let message = format!(
+        "refusing to use gateway lock directory {}: it is owned by uid {}; remove it or make it a directory owned by uid {NOBODY} with mode 0700",
+        dir.display(),
+        uid()
+    );
+    let as_nobody = |args: &[&str]| {
+        let as_nobody = &[
+            &format!("--reuid={NOBODY}") as &str,
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+        ];
+        wrapped(&env.command(args), "setpriv", as_nobody)
+            .output()
+            .unwrap()
+    };
+
+    let port = free_port().to_string();
+    let run = as_nobody(&["run", "--port", &port, "--lock-timeout-ms", "300"]);
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&run.stderr).trim_end(),
+        format!("Gateway failed to start: {message}")
+    );
+    let status = as_nobody(&["status"]);
+    assert_eq!(status.status.code(), Some(1), "{status:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&status.stderr).trim_end(),
+        format!("gateway status failed: {message}")
+    );
+    assert_eq!(snapshot(&dir), before);
 }
 
 #[test]

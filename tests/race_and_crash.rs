@@ -4,9 +4,11 @@
 
 mod common;
 mod race;
+mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use race::*;
+use support::wrapped;
 
 /// How many gateways start at once in a race.
 const RACERS: usize = 16;
@@ -512,6 +515,64 @@ fn sigkill_after_listen_then_restart_at_once_portable() {
 // ---------------------------------------------------------------------------------------------
 // 6. Restart right after SIGKILL while clients hold connections to the old gateway
 // ---------------------------------------------------------------------------------------------
+
+/// Kernels before 6.10 refuse `linkat(AT_EMPTY_PATH)` to callers without CAP_DAC_READ_SEARCH
+/// (ENOENT), which on Debian 12's kernel is every non-root user: the lock files are then linked
+/// through `/proc/self/fd`. The `linkat` calls are traced, so the test sees which way each name
+/// was given.
+#[test]
+fn lock_files_are_linked_through_proc_where_empty_path_links_are_refused() {
+    for refused in [false, true] {
+        let env = TestEnv::new();
+        let trace = env.home().join("linkat.trace");
+        let trace_arg = trace.to_str().unwrap();
+        let mut command = wrapped(
+            &env.command(&["run", "--port", "0"]),
+            "strace",
+            &["-f", "-e", "trace=linkat", "-o", trace_arg],
+        );
+        if refused {
+            command.env("GATEWAY_FORCE_PROC_LINK", "1");
+        }
+        let mut traced = Reaped(
+            command
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("strace runs (apt-get install strace)"),
+        );
+        let ready = pipe_lines(traced.0.stdout.take().unwrap())
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the traced gateway is ready");
+        let (pid, port) = parse_ready_line(&ready).unwrap();
+        assert!(healthy(port), "refused={refused}");
+        let state = std::fs::metadata(env.state_lock()).unwrap();
+        let config = std::fs::metadata(env.config_lock()).unwrap();
+        assert_eq!(
+            (state.ino(), state.nlink()),
+            (config.ino(), 2),
+            "one inode, two names"
+        );
+        let payload: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(env.state_lock()).unwrap()).unwrap();
+        assert_eq!(payload["pid"], pid);
+
+        // SAFETY: signalling the gateway, a process of this test.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        let status = wait_with_timeout(&mut traced.0, Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "refused={refused}");
+        assert!(env.lock_dir_entries().is_empty());
+
+        let trace = std::fs::read_to_string(&trace).unwrap();
+        let count = |needle: &str| trace.lines().filter(|line| line.contains(needle)).count();
+        let (through_proc, empty_path) = (count("\"/proc/self/fd/"), count("AT_EMPTY_PATH"));
+        if refused {
+            assert_eq!((through_proc, empty_path), (2, 0), "{trace}");
+        } else {
+            assert_eq!((through_proc, empty_path), (0, 2), "{trace}");
+        }
+    }
+}
 
 fn connect(port: u16) -> TcpStream {
     let stream = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).unwrap();

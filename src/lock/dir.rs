@@ -3,7 +3,9 @@
 //!
 //! Working through one descriptor closes the gap between checking the directory and using it
 //! (nobody can swap in a symlink after the check), and the kernel walks the directory's path
-//! once per acquisition instead of once per operation.
+//! once per acquisition instead of once per operation. Two things still go by path: listing
+//! the names (each is then opened through the descriptor and checked), and the periodic
+//! re-check of a held lock, which is how a lock dir moved or replaced under us is noticed.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -83,61 +85,41 @@ impl LockDir {
     /// Opens the directory itself, never a symlink to one, and checks that it is ours with no
     /// group or other permission bits. The checks are made on what was opened.
     fn open_checked(path: &Path) -> Result<Self, GatewayLockError> {
-        let uid = current_uid();
-        let unsafe_dir = |problem: String| GatewayLockError::UnsafeLockDir {
-            path: path.to_path_buf(),
-            problem,
-            uid,
-        };
         let io_error = |source| GatewayLockError::LockIo {
             path: path.to_path_buf(),
             source,
         };
         let c_path = c_path(path).map_err(io_error)?;
+        // Linux opens it as a place (`O_PATH`), which needs no read permission on it: a
+        // directory of another uid is then refused for what it is, not with EACCES.
+        #[cfg(target_os = "linux")]
+        let access = libc::O_PATH;
+        #[cfg(not(target_os = "linux"))]
+        let access = libc::O_RDONLY;
         // SAFETY: `c_path` is a valid NUL-terminated string for the duration of the call.
         let fd = unsafe {
             libc::open(
                 c_path.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                access | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
             )
         };
         if fd < 0 {
             let err = io::Error::last_os_error();
-            // A symlink (ELOOP) or something else (ENOTDIR) where the directory should be.
-            if matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) {
-                match std::fs::symlink_metadata(path) {
-                    Ok(meta) if meta.file_type().is_symlink() => {
-                        return Err(unsafe_dir("it is a symbolic link".into()));
-                    }
-                    Ok(meta) if !meta.is_dir() => {
-                        return Err(unsafe_dir("it is not a directory".into()));
-                    }
-                    _ => {}
-                }
+            // A symlink or a file where the directory should be (ELOOP, ENOTDIR), or one we
+            // may not open: say what is wrong with it, if something is.
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                check_lock_dir(path, &meta)?;
             }
             return Err(io_error(err));
         }
         // SAFETY: `fd` was just opened and is owned by nobody else.
         let fd = unsafe { File::from_raw_fd(fd) };
-        let meta = fd.metadata().map_err(io_error)?;
-        if meta.uid() != uid {
-            return Err(unsafe_dir(format!("it is owned by uid {}", meta.uid())));
-        }
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(unsafe_dir(format!(
-                "its mode is {mode:04o}, open to group or others"
-            )));
-        }
+        check_lock_dir(path, &fd.metadata().map_err(io_error)?)?;
         Ok(Self {
             path: path.to_path_buf(),
             fd,
             links_refused: AtomicBool::new(false),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The path of `name` in this directory, for messages and for readers that want a path.
@@ -199,17 +181,21 @@ impl LockDir {
         static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
         let name = c_name(name)?;
         if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
-            // SAFETY: both descriptors are open and both strings are NUL-terminated.
-            let linked = unsafe {
-                libc::linkat(
-                    file.as_raw_fd(),
-                    c"".as_ptr(),
-                    self.fd.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::AT_EMPTY_PATH,
-                )
+            let linked = if crate::failpoint::force_proc_link() {
+                Err(io::Error::from_raw_os_error(libc::ENOENT))
+            } else {
+                // SAFETY: both descriptors are open and both strings are NUL-terminated.
+                syscall_result(unsafe {
+                    libc::linkat(
+                        file.as_raw_fd(),
+                        c"".as_ptr(),
+                        self.fd.as_raw_fd(),
+                        name.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    )
+                })
             };
-            match check(linked) {
+            match linked {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 linked => return linked,
             }
@@ -224,7 +210,7 @@ impl LockDir {
         let source = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
             .expect("a formatted fd path has no NUL");
         // SAFETY: both descriptors are open and both strings are NUL-terminated.
-        check(unsafe {
+        syscall_result(unsafe {
             libc::linkat(
                 libc::AT_FDCWD,
                 source.as_ptr(),
@@ -240,7 +226,7 @@ impl LockDir {
         let (from, to) = (c_name(from)?, c_name(to)?);
         let dir = self.fd.as_raw_fd();
         // SAFETY: the directory descriptor is open and both strings are NUL-terminated.
-        check(unsafe { libc::linkat(dir, from.as_ptr(), dir, to.as_ptr(), 0) })
+        syscall_result(unsafe { libc::linkat(dir, from.as_ptr(), dir, to.as_ptr(), 0) })
     }
 
     /// Whether a link here was refused by the file system (see [`refuses_links`]).
@@ -267,7 +253,7 @@ impl LockDir {
     fn unlink(&self, name: &str, flags: libc::c_int) -> io::Result<()> {
         let name = c_name(name)?;
         // SAFETY: the directory descriptor is open and `name` is NUL-terminated.
-        check(unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), flags) })
+        syscall_result(unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), flags) })
     }
 
     /// `lstat` of `name` here.
@@ -276,7 +262,7 @@ impl LockDir {
         let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: the directory descriptor is open, `name` is NUL-terminated and `stat` is
         // large enough for the kernel to fill.
-        check(unsafe {
+        syscall_result(unsafe {
             libc::fstatat(
                 self.fd.as_raw_fd(),
                 name.as_ptr(),
@@ -322,7 +308,30 @@ pub fn refuses_links(err: &io::Error) -> bool {
     })
 }
 
-fn check(result: libc::c_int) -> io::Result<()> {
+/// SPEC §2: a real directory (not a symlink), owned by us, with no group or other permission
+/// bits.
+fn check_lock_dir(path: &Path, meta: &std::fs::Metadata) -> Result<(), GatewayLockError> {
+    let uid = current_uid();
+    let problem = if meta.file_type().is_symlink() {
+        "it is a symbolic link".to_owned()
+    } else if !meta.is_dir() {
+        "it is not a directory".to_owned()
+    } else if meta.uid() != uid {
+        format!("it is owned by uid {}", meta.uid())
+    } else if meta.permissions().mode() & 0o077 != 0 {
+        let mode = meta.permissions().mode() & 0o777;
+        format!("its mode is {mode:04o}, open to group or others")
+    } else {
+        return Ok(());
+    };
+    Err(GatewayLockError::UnsafeLockDir {
+        path: path.to_path_buf(),
+        problem,
+        uid,
+    })
+}
+
+fn syscall_result(result: libc::c_int) -> io::Result<()> {
     if result == 0 {
         Ok(())
     } else {
