@@ -375,16 +375,23 @@ fn an_empty_lock_file_waits_while_young_and_is_reclaimed_once_stale() {
     );
 }
 
+/// Racers on one port, then racers each on a port of its own (`--port 0`), where only the lock
+/// files can keep all but one from serving: every loser must name the winner's pid.
 #[test]
 fn start_race_has_exactly_one_winner() {
     let _serial = serial();
     let mount = ExfatMount::new();
     let env = mount.env();
-    let port = free_port();
-    let port_arg = port.to_string();
-    for round in 1..=5 {
-        let round = format!("round {round}");
-        let mut racers = race(&env, RACERS, &["--port", &port_arg]);
+    let port_arg = free_port().to_string();
+    for round in 1..=6 {
+        let same_port = round <= 3;
+        let args = if same_port {
+            ["--port", port_arg.as_str()]
+        } else {
+            ["--port", "0"]
+        };
+        let round = format!("round {round} (same port: {same_port})");
+        let mut racers = race(&env, RACERS, &args);
         let servers: Vec<usize> = (0..racers.len()).filter(|&i| racers[i].serving()).collect();
         assert_eq!(
             servers.len(),
@@ -392,11 +399,13 @@ fn start_race_has_exactly_one_winner() {
             "{round}: exactly one gateway serves\n{}",
             describe(&racers)
         );
-        let (pid, ready_port) = racers[servers[0]].ready.unwrap();
-        assert_eq!(pid, racers[servers[0]].child.id(), "{round}");
-        assert_eq!(ready_port, port, "{round}");
+        let (pid, port) = racers[servers[0]].ready.unwrap();
+        assert_eq!(pid, racers[servers[0]].pid(), "{round}");
+        if same_port {
+            assert_eq!(port.to_string(), port_arg, "{round}");
+        }
         assert!(healthy(port), "{round}: the winner answers /healthz");
-        for loser in racers.iter().filter(|r| r.child.id() != pid) {
+        for loser in racers.iter().filter(|r| r.pid() != pid) {
             assert_eq!(
                 loser.status.and_then(|s| s.code()),
                 Some(1),
@@ -407,24 +416,18 @@ fn start_race_has_exactly_one_winner() {
                 loser.errors.iter().any(|line| {
                     line.starts_with("Gateway failed to start: ")
                         && (line.contains(&format!("(pid {pid})"))
-                            || line.contains(&format!("ws://127.0.0.1:{port}")))
+                            || (same_port && line.contains(&format!("ws://127.0.0.1:{port}"))))
                 }),
-                "{round}: loser {} names the winner (pid {pid}) or the port: {:?}",
-                loser.child.id(),
+                "{round}: loser {} names the winner (pid {pid}){}: {:?}",
+                loser.pid(),
+                if same_port { " or the port" } else { "" },
                 loser.errors
             );
         }
         assert_held_by(&env, pid, port, &round);
 
         let winner = &mut racers[servers[0]];
-        // SAFETY: signalling our own child, which has not been reaped.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-        let status = wait_with_timeout(&mut winner.child, Duration::from_secs(10));
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(0),
-            "{round}: the winner exits 0"
-        );
+        assert_eq!(winner.terminate(), Some(0), "{round}: the winner exits 0");
         assert!(
             env.lock_dir_entries().is_empty(),
             "{round}: lock dir empty after stop: {:?}",
