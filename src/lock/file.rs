@@ -344,9 +344,9 @@ fn sweep_abandoned_temps(dir: &LockDir, name: &str, stale: Duration) {
 ///
 /// A file system without Unix modes (vfat, exFAT) gives every file the mode its mount options
 /// say, and may refuse to change it (the kernel drivers say `EPERM`; exfat-fuse says yes and
-/// changes nothing). What 0600 is for, nobody else reading or writing, holds already when the
-/// mount leaves group and others no bits (`umask=077`, which the lock dir check asks of the
-/// directory too), so that refusal is not an error.
+/// changes nothing). A refusal is no error when the file already leaves group and others no
+/// bits; otherwise it is, though the lock dir around it (ours, 0700, checked) keeps others out
+/// either way.
 fn make_private(file: &File) -> io::Result<(u64, u64)> {
     let meta = file.metadata()?;
     let mode = meta.permissions().mode() & 0o777;
@@ -423,8 +423,9 @@ fn created_at_without_payload(bytes: &[u8]) -> Option<SystemTime> {
 pub enum BeaconProbe {
     /// Try a shared `flock` and drop it at once (acquire, reclaim).
     Flock,
-    /// Look the lock up in `/proc/locks` without taking anything (status), falling back to
-    /// [`BeaconProbe::Flock`] where that file cannot be read.
+    /// For `status`, taking nothing: test for the holder's OFD lock (`F_OFD_GETLK`), then look
+    /// its `flock` up in `/proc/locks`; only where that file cannot be read (not Linux), fall
+    /// back to [`BeaconProbe::Flock`].
     Passive,
 }
 

@@ -1,7 +1,7 @@
 //! The gateway lock: the state and config lock files, then the exclusive listener(s).
 
 mod dir;
-pub mod file;
+pub(crate) mod file;
 pub mod format;
 pub mod liveness;
 mod status;
