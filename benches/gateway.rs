@@ -11,6 +11,10 @@
 //! Every process gets a scrubbed environment and a temp `HOME`; every child is killed on the
 //! way out, panics included. Only loopback addresses are used.
 
+/// The integration tests' isolated env (scrubbed environment, HOME, lock dir listing).
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -838,9 +842,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 // ---------------------------------------------------------------------------------------------
 
 /// A temp `HOME` with its own state dir; the gateway's stderr goes to a log file in it.
-struct Env {
-    root: tempfile::TempDir,
-}
+struct Env(common::TestEnv);
 
 impl Env {
     fn new() -> Self {
@@ -848,51 +850,30 @@ impl Env {
     }
 
     fn new_in(base: &Path) -> Self {
-        Self {
+        Self(common::TestEnv {
             root: tempfile::Builder::new()
                 .prefix("gateway-bench-")
                 .tempdir_in(base)
                 .expect("temp dir"),
-        }
-    }
-
-    fn home(&self) -> PathBuf {
-        self.root.path().canonicalize().expect("canonical home")
+        })
     }
 
     fn state_dir(&self) -> PathBuf {
-        self.home().join(".openclaw")
+        self.0.state_dir()
     }
 
     fn log_path(&self) -> PathBuf {
-        self.home().join("gateway.log")
+        self.0.home().join("gateway.log")
     }
 
     /// The files in `<state>/tmp/openclaw-<uid>`.
     fn lock_files(&self) -> Vec<String> {
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
-        let dir = self.state_dir().join("tmp").join(format!("openclaw-{uid}"));
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.0.lock_dir_entries()
     }
 
+    /// `gateway <args>` with a scrubbed environment whose HOME is this env's home.
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        for name in gateway::ENVIRONMENT_VARIABLES {
-            command.env_remove(name);
-        }
-        command
-            .env("HOME", self.home())
-            .args(args)
-            .stdin(Stdio::null());
-        command
+        self.0.command(args)
     }
 
     fn spawn_run(&self, port: u16) -> Gateway {
