@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::protocol::MethodError;
 use super::ws::Hub;
+use crate::error::GatewayLockError;
 
 /// Who is on the other end of an authenticated connection.
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +95,12 @@ impl Responder {
             .upgrade()
             .is_some_and(|hub| hub.respond(self.id, result))
     }
+
+    /// A handle to the gateway the request came to (to answer later, send events, set the
+    /// health), usable before `Gateway::serve` has returned; `None` once the gateway is gone.
+    pub fn handle(&self) -> Option<GatewayHandle> {
+        self.hub.upgrade().map(|hub| GatewayHandle { hub })
+    }
 }
 
 /// A method of the host. `call` runs on a gateway worker thread and must not block: answer
@@ -169,6 +176,8 @@ pub struct Handlers {
     pub(crate) methods: Vec<(String, Method)>,
     pub(crate) events: Vec<String>,
     pub(crate) on_connection: Option<Arc<ConnectionObserver>>,
+    /// The first registration the builder methods refused; `Gateway::serve` fails with it.
+    pub(crate) refused: Option<String>,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -215,8 +224,8 @@ impl Handlers {
     }
 
     /// A method answered through a [`MethodHandler`] (which may answer later, from any thread).
-    /// Registering a name again replaces it; registering `health` replaces the built-in one;
-    /// `connect` is the handshake and cannot be registered.
+    /// A name [`add_method`](Self::add_method) refuses makes `Gateway::serve` fail with its
+    /// message.
     #[must_use]
     pub fn method_handler(
         mut self,
@@ -224,26 +233,78 @@ impl Handlers {
         scope: Option<String>,
         handler: Arc<dyn MethodHandler>,
     ) -> Self {
-        let name = name.into();
-        if name == "connect" || name.is_empty() {
-            return self;
-        }
-        let method = Method { scope, handler };
-        match self.methods.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, existing)) => *existing = method,
-            None => self.methods.push((name, method)),
+        if let Err(refused) = self.add_method(name, scope, handler) {
+            self.refuse(refused);
         }
         self
     }
 
-    /// An event the host emits, listed in `hello-ok`'s `features.events`.
+    /// An event the host emits, listed in `hello-ok`'s `features.events`. An empty name makes
+    /// `Gateway::serve` fail.
     #[must_use]
     pub fn event(mut self, name: impl Into<String>) -> Self {
+        if let Err(refused) = self.add_event(name) {
+            self.refuse(refused);
+        }
+        self
+    }
+
+    /// Registers a method, or says why it cannot be one: `connect` is the handshake, a name
+    /// must not be empty nor registered twice, and a scope must not be empty. Registering
+    /// `health` replaces the built-in one.
+    pub fn add_method(
+        &mut self,
+        name: impl Into<String>,
+        scope: Option<String>,
+        handler: Arc<dyn MethodHandler>,
+    ) -> Result<&mut Self, GatewayLockError> {
         let name = name.into();
+        let refused = |why: String| Err(GatewayLockError::InvalidOption(why));
+        if name.is_empty() {
+            return refused("a method name is empty: give every method a name".into());
+        }
+        if name == "connect" {
+            return refused(
+                "method \"connect\" is the handshake and cannot be a host method: choose another name"
+                    .into(),
+            );
+        }
+        if self.methods.iter().any(|(existing, _)| *existing == name) {
+            return refused(format!(
+                "method {name:?} is registered twice: register each method once"
+            ));
+        }
+        if scope.as_deref() == Some("") {
+            return refused(format!(
+                "the scope of method {name:?} is empty: give a scope such as operator.read, or none"
+            ));
+        }
+        self.methods.push((name, Method { scope, handler }));
+        Ok(self)
+    }
+
+    /// Registers an event the host emits; registering one twice changes nothing.
+    pub fn add_event(&mut self, name: impl Into<String>) -> Result<&mut Self, GatewayLockError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(GatewayLockError::InvalidOption(
+                "an event name is empty: give every event a name".into(),
+            ));
+        }
         if !self.events.contains(&name) {
             self.events.push(name);
         }
-        self
+        Ok(self)
+    }
+
+    /// Why `Gateway::serve` will refuse these handlers: the first registration the builder
+    /// methods refused.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    fn refuse(&mut self, refused: GatewayLockError) {
+        self.refused.get_or_insert_with(|| refused.to_string());
     }
 
     /// Called on a gateway worker thread when a connection completes the handshake and when
@@ -310,5 +371,55 @@ impl GatewayHandle {
     /// WebSocket connections open now, authenticated or not.
     pub fn connection_count(&self) -> usize {
         self.hub.connection_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn answer(request: MethodRequest) -> Result<Value, MethodError> {
+        Ok(request.params)
+    }
+
+    #[test]
+    fn a_method_name_that_cannot_be_served_is_refused_with_what_to_do() {
+        let cases: [(&str, Option<&str>, Option<&str>); 5] = [
+            ("echo", None, None),
+            ("connect", None, Some("method \"connect\" is the handshake")),
+            ("", None, Some("a method name is empty")),
+            ("echo", None, Some("method \"echo\" is registered twice")),
+            (
+                "status",
+                Some(""),
+                Some("the scope of method \"status\" is empty"),
+            ),
+        ];
+        let mut handlers = Handlers::new();
+        for (name, scope, refused) in cases {
+            let handler: Arc<dyn MethodHandler> = Arc::new(AsyncMethod(answer));
+            let result = handlers.add_method(name, scope.map(str::to_owned), handler);
+            match (result, refused) {
+                (Ok(_), None) => {}
+                (Err(err), Some(expected)) => {
+                    assert!(err.to_string().starts_with(expected), "{name:?}: {err}")
+                }
+                (Ok(_), Some(expected)) => panic!("{name:?} was accepted; expected {expected}"),
+                (Err(err), None) => panic!("{name:?} was refused: {err}"),
+            }
+        }
+        assert_eq!(handlers.methods.len(), 1);
+    }
+
+    #[test]
+    fn the_builder_keeps_the_first_refusal_for_serve() {
+        let handlers = Handlers::new()
+            .method("connect", answer)
+            .method("echo", answer)
+            .method("echo", answer)
+            .event("");
+        let refused = handlers.refused().expect("refused");
+        assert!(refused.starts_with("method \"connect\""), "{refused}");
+        assert!(Handlers::new().method("health", answer).refused().is_none());
     }
 }

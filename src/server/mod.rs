@@ -122,6 +122,9 @@ impl Gateway {
     /// Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200). The
     /// gateway owns the lock from here on; on failure the lock is released.
     pub fn serve(mut lock: GatewayLock, options: ServeOptions) -> Result<Self, GatewayLockError> {
+        if let Some(refused) = options.handlers.refused() {
+            return Err(GatewayLockError::InvalidOption(refused.to_owned()));
+        }
         let port = lock.port();
         let addrs = lock.local_addrs();
         if let Some(logger) = &options.logger {
