@@ -12,30 +12,55 @@ pub enum GatewayLockError {
     /// which case we failed at once instead of waiting for the timeout.
     #[error("{}", already_running_message(*pid, *port, *healthy, *timeout_ms))]
     AlreadyRunning {
+        /// The holder's pid, when its lock file names one.
         pid: Option<u32>,
+        /// The holder's port, when its lock file records one.
         port: Option<u16>,
+        /// Whether the holder answered `/healthz` on that port.
         healthy: bool,
+        /// How long acquisition waited before it gave up (SPEC §5's timeout).
         timeout_ms: u64,
     },
     /// The port is taken (by another gateway or anything else).
     #[error("another gateway instance is already listening on {url}")]
-    AddrInUse { url: String },
+    AddrInUse {
+        /// The address that was taken, as `ws://host:port`.
+        url: String,
+    },
     /// Binding or listening failed for another reason.
     #[error("failed to bind gateway socket on {url}: {source}")]
-    Bind { url: String, source: io::Error },
+    Bind {
+        /// The address that could not be bound, as `ws://host:port`.
+        url: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
     /// Reading, creating or removing a lock file failed.
     #[error("failed to acquire gateway lock at {}: {source}", path.display())]
-    LockIo { path: PathBuf, source: io::Error },
+    LockIo {
+        /// The lock file or directory the operation was on.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
     /// The lock directory is not safe to use (a symlink, another owner, open permissions).
     #[error("refusing to use gateway lock directory {}: {problem}; remove it or make it a directory owned by uid {uid} with mode 0700", path.display())]
     UnsafeLockDir {
+        /// The lock directory.
         path: PathBuf,
+        /// What is wrong with it, for people.
         problem: String,
+        /// The uid that should own it (ours).
         uid: u32,
     },
     /// A lock path is something other than a regular file (a symlink, FIFO, directory).
     #[error("refusing to use gateway lock file {}: {problem}; remove it and start again", path.display())]
-    UnsafeLockFile { path: PathBuf, problem: String },
+    UnsafeLockFile {
+        /// The lock path.
+        path: PathBuf,
+        /// What is wrong with it, for people.
+        problem: String,
+    },
     /// `lan` bind mode was asked for with auth mode `none`.
     #[error("Refusing to bind gateway to lan without auth.")]
     LanWithoutAuth,

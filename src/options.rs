@@ -23,9 +23,12 @@ pub enum BindMode {
 /// How WebSocket clients authenticate.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub enum Auth {
+    /// Any client may connect (loopback only: `lan` refuses it).
     #[default]
     None,
+    /// Clients send this shared token in `connect`'s `auth.token`.
     Token(String),
+    /// Clients send this shared password in `connect`'s `auth.password`.
     Password(String),
 }
 
@@ -43,9 +46,13 @@ impl fmt::Debug for Auth {
 /// How loud a log line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
+    /// Detail for whoever debugs the gateway.
     Debug,
+    /// The gateway's life: ready, stopped, a lock reclaimed.
     Info,
+    /// Something went wrong and the gateway carried on.
     Warn,
+    /// Something went wrong that the host should act on.
     Error,
 }
 
@@ -56,10 +63,12 @@ pub struct Logger(Arc<LogSink>);
 type LogSink = dyn Fn(LogLevel, &str) + Send + Sync;
 
 impl Logger {
+    /// A logger that hands every line to `sink`, from any thread (possibly several at once).
     pub fn new(sink: impl Fn(LogLevel, &str) + Send + Sync + 'static) -> Self {
         Self(Arc::new(sink))
     }
 
+    /// Logs one line.
     pub fn log(&self, level: LogLevel, message: &str) {
         (self.0)(level, message)
     }
@@ -84,7 +93,9 @@ impl fmt::Debug for Logger {
 /// Retrying a taken port (OpenClaw: 20 × 500 ms). Never the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BindRetry {
+    /// Binds tried in all, the first included.
     pub attempts: u32,
+    /// The wait between two tries.
     pub interval: Duration,
 }
 
@@ -366,21 +377,31 @@ impl GatewayOptions {
 /// The options after SPEC §1: concrete paths, port and modes.
 #[derive(Debug, Clone)]
 pub struct ResolvedOptions {
+    /// The state dir (`~/.openclaw`, a profile's, or as set).
     pub state_dir: PathBuf,
+    /// The config file whose path names the config lock.
     pub config_path: PathBuf,
+    /// Where the lock files are (`<state>/tmp/openclaw-<uid>` unless set).
     pub lock_dir: PathBuf,
+    /// The profile, `dev` included, when one was chosen.
     pub profile: Option<String>,
+    /// The port (0: the kernel chooses).
     pub port: u16,
+    /// Where the gateway listens.
     pub bind: BindMode,
+    /// How clients authenticate.
     pub auth: Auth,
+    /// Whether the config lock is skipped.
     pub allow_multi: bool,
 }
 
 impl ResolvedOptions {
+    /// The state lock file (`gateway.lock` in the lock dir).
     pub fn state_lock_path(&self) -> PathBuf {
         self.lock_dir.join(paths::STATE_LOCK_NAME)
     }
 
+    /// The config lock file (`gateway.<hash of the config path>.lock` in the lock dir).
     pub fn config_lock_path(&self) -> PathBuf {
         self.lock_dir
             .join(paths::config_lock_name(&self.config_path))

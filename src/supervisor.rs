@@ -15,7 +15,9 @@ pub const EXIT_DUPLICATE_UNDER_SYSTEMD: i32 = 78;
 /// The service manager this process runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Supervisor {
+    /// systemd (`INVOCATION_ID`, `JOURNAL_STREAM`, ... are set).
     Systemd,
+    /// launchd (`XPC_SERVICE_NAME`, `LAUNCH_JOB_LABEL`, ... are set).
     Launchd,
 }
 
@@ -74,7 +76,12 @@ impl Default for ConflictPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConflictAction {
     /// Leave the healthy incumbent in control: print `message`, exit with `code`.
-    Exit { code: i32, message: String },
+    Exit {
+        /// The process's exit status.
+        code: i32,
+        /// What to print before exiting.
+        message: String,
+    },
     /// The incumbent is not healthy: wait `retry_interval` and try again.
     Retry,
 }

@@ -14,10 +14,16 @@ pub enum GatewayState {
     Ready,
     /// The periodic re-check found this lock file deleted or replaced: another gateway may
     /// start on this config. Told once, from the lock re-check thread.
-    LockLost { path: PathBuf },
+    LockLost {
+        /// The lock file that was lost.
+        path: PathBuf,
+    },
     /// The listeners are closed and the lock is released. `drained` is false when open
     /// connections were cut off at the shutdown timeout. Told on the thread that shut down.
-    Stopped { drained: bool },
+    Stopped {
+        /// Whether every connection finished before the timeout.
+        drained: bool,
+    },
 }
 
 /// Where a gateway's [`GatewayState`] changes go.
@@ -27,10 +33,12 @@ pub struct StateHandler(Arc<StateSink>);
 type StateSink = dyn Fn(&GatewayState) + Send + Sync;
 
 impl StateHandler {
+    /// A handler that is told every change, on the thread each [`GatewayState`] names.
     pub fn new(handler: impl Fn(&GatewayState) + Send + Sync + 'static) -> Self {
         Self(Arc::new(handler))
     }
 
+    /// Tells the handler of `state`.
     pub fn notify(&self, state: &GatewayState) {
         (self.0)(state)
     }
