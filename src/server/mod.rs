@@ -224,35 +224,10 @@ impl Gateway {
         self.running.as_ref().map(|r| &r.lock)
     }
 
-    /// A handle that talks to this gateway's WebSocket clients from any thread.
-    pub fn handle(&self) -> GatewayHandle {
-        self.handle.clone()
-    }
-
-    /// Sends `event` with `payload` (and a `seq`) to every authenticated client.
-    pub fn broadcast(&self, event: &str, payload: &serde_json::Value) {
-        self.handle.broadcast(event, payload);
-    }
-
-    /// Sends `event` to one authenticated client; `false` when it is not connected.
-    pub fn send_event(&self, conn_id: u64, event: &str, payload: &serde_json::Value) -> bool {
-        self.handle.send_event(conn_id, event, payload)
-    }
-
-    /// Answers a host request by its [`MethodRequest::id`], from any thread; `false` when it
-    /// was already answered, timed out, or its client is gone.
-    pub fn respond(&self, request_id: u64, result: Result<serde_json::Value, MethodError>) -> bool {
-        self.handle.respond(request_id, result)
-    }
-
-    /// Replaces the snapshot `health` answers and broadcasts it as a `health` event.
-    pub fn set_health(&self, snapshot: serde_json::Value) {
-        self.handle.set_health(snapshot);
-    }
-
-    /// WebSocket connections open now, authenticated or not.
-    pub fn connection_count(&self) -> usize {
-        self.handle.connection_count()
+    /// Talks to this gateway's WebSocket clients from any thread: events, deferred answers,
+    /// the health snapshot, the connection count. Clone it to hand it to another thread.
+    pub fn handle(&self) -> &GatewayHandle {
+        &self.handle
     }
 
     /// Stops accepting, closes every listener, lets open connections finish for at most
