@@ -646,7 +646,7 @@ async fn health_default_and_host_snapshot() {
     assert_eq!(payload.as_object().unwrap().len(), 3);
 
     let snapshot = json!({"ok": true, "ts": 1, "durationMs": 7, "channels": {"a": "up"}});
-    server.gateway().set_health(snapshot.clone());
+    server.gateway().handle().set_health(snapshot.clone());
     let event = client.recv_skip_ticks().await;
     assert_eq!(
         (&event["event"], &event["payload"]),
@@ -720,7 +720,10 @@ async fn host_events_broadcast_and_targeted_with_connection_notifications() {
         .unwrap();
     assert_ne!(conn_a, conn_b);
 
-    server.gateway().broadcast("demo.tick", &json!({"n": 1}));
+    server
+        .gateway()
+        .handle()
+        .broadcast("demo.tick", &json!({"n": 1}));
     let (ea, eb) = (a.recv().await, b.recv().await);
     assert_eq!(ea, eb);
     assert_eq!(
@@ -729,14 +732,24 @@ async fn host_events_broadcast_and_targeted_with_connection_notifications() {
     );
     assert!(ea["seq"].is_u64());
 
-    assert!(server.gateway().send_event(conn_b, "only.b", &json!("hi")));
+    assert!(
+        server
+            .gateway()
+            .handle()
+            .send_event(conn_b, "only.b", &json!("hi"))
+    );
     let event = b.recv().await;
     assert_eq!(
         (&event["event"], &event["payload"]),
         (&json!("only.b"), &json!("hi"))
     );
     assert!(event.get("seq").is_none());
-    assert!(!server.gateway().send_event(999_999, "nobody", &json!(null)));
+    assert!(
+        !server
+            .gateway()
+            .handle()
+            .send_event(999_999, "nobody", &json!(null))
+    );
     // A's next frame is the next broadcast, not B's event.
     server
         .gateway()
@@ -810,7 +823,7 @@ async fn deferred_answers_timeouts_and_slow_handlers() {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
-    let handle = server.gateway().handle();
+    let handle = server.gateway().handle().clone();
     let answered =
         std::thread::spawn(move || handle.respond(request_id, Ok(json!({"answered": "later"}))))
             .join()
@@ -822,7 +835,7 @@ async fn deferred_answers_timeouts_and_slow_handlers() {
         (&json!("l1"), &json!({"answered": "later"}))
     );
     assert!(
-        !server.gateway().respond(request_id, Ok(json!(2))),
+        !server.gateway().handle().respond(request_id, Ok(json!(2))),
         "answered twice"
     );
 
@@ -863,7 +876,7 @@ async fn a_dead_peer_is_dropped_by_the_keepalive() {
     let (mut live, _) = Client::connected(server.port, connect_params()).await;
     // A client that completed the handshake and then stopped reading (so it never pongs).
     let (dead, _) = Client::connected(server.port, connect_params()).await;
-    assert_eq!(server.gateway().connection_count(), 2);
+    assert_eq!(server.gateway().handle().connection_count(), 2);
     let live_task = tokio::spawn(async move {
         // Reading answers the pings.
         let started = Instant::now();
@@ -873,11 +886,11 @@ async fn a_dead_peer_is_dropped_by_the_keepalive() {
         live
     });
     let deadline = Instant::now() + Duration::from_secs(3);
-    while server.gateway().connection_count() > 1 && Instant::now() < deadline {
+    while server.gateway().handle().connection_count() > 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        server.gateway().connection_count(),
+        server.gateway().handle().connection_count(),
         1,
         "the dead peer is gone, the live one stays"
     );
@@ -899,7 +912,7 @@ async fn connections_past_the_cap_are_refused_with_1013() {
     assert_eq!(c.closed().await, (1013, "too many connections".into()));
     drop(_a);
     let deadline = Instant::now() + Duration::from_secs(3);
-    while server.gateway().connection_count() > 1 && Instant::now() < deadline {
+    while server.gateway().handle().connection_count() > 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Client::connected(server.port, connect_params()).await;

@@ -66,7 +66,7 @@ async fn a_thousand_concurrent_clients_are_all_answered() {
         })
         .collect();
     barrier.wait().await;
-    assert_eq!(server.gateway().connection_count(), CLIENTS);
+    assert_eq!(server.gateway().handle().connection_count(), CLIENTS);
     let elapsed = started.elapsed();
     let mut clients = Vec::with_capacity(CLIENTS);
     for task in tasks {
@@ -75,10 +75,10 @@ async fn a_thousand_concurrent_clients_are_all_answered() {
     eprintln!("{CLIENTS} clients: challenge → connect → health → echo in {elapsed:?}");
     drop(clients);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while server.gateway().connection_count() > 0 && Instant::now() < deadline {
+    while server.gateway().handle().connection_count() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(server.gateway().connection_count(), 0);
+    assert_eq!(server.gateway().handle().connection_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +107,7 @@ async fn a_slow_consumer_is_closed_and_memory_stays_bounded() {
     });
     let before = rss_bytes();
     let chunk = "x".repeat(64 * 1024);
-    let handle = server.gateway().handle();
+    let handle = server.gateway().handle().clone();
     // 128 MiB worth of events for a client that reads none of them.
     let broadcasts = 2048;
     let read = Arc::clone(&events);
@@ -128,11 +128,11 @@ async fn a_slow_consumer_is_closed_and_memory_stays_bounded() {
     });
     let peak = blaster.await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.gateway().connection_count() > 1 && Instant::now() < deadline {
+    while server.gateway().handle().connection_count() > 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        server.gateway().connection_count(),
+        server.gateway().handle().connection_count(),
         1,
         "the slow consumer is closed, the reader is not"
     );

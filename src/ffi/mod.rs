@@ -3,14 +3,14 @@
 //! It translates the safe Rust API and adds no logic of its own: handles own the Rust values,
 //! results and messages come from [`GatewayLockError`], callbacks become a [`Logger`], a
 //! [`StateHandler`] and [`Handlers`] whose methods the host answers by id (`gw_respond` is
-//! [`Gateway::respond`]). Every export NULL-checks its pointers, writes its outputs only on success,
-//! and runs its body behind a panic boundary: a panic becomes `GW_ERR_PANIC`, never an abort
-//! or an unwind into C.
+//! [`GatewayHandle::respond`]). Every export NULL-checks its pointers, writes its outputs only
+//! on success, and runs its body behind a panic boundary: a panic becomes `GW_ERR_PANIC`, never
+//! an abort or an unwind into C.
 //!
 //! [`Logger`]: crate::Logger
 //! [`StateHandler`]: crate::StateHandler
 //! [`Handlers`]: crate::Handlers
-//! [`Gateway::respond`]: crate::Gateway::respond
+//! [`GatewayHandle::respond`]: crate::GatewayHandle::respond
 
 // The C names are the ABI: `gw_options`, `gw_result`, `GW_OK`.
 #![allow(non_camel_case_types)]

@@ -82,7 +82,7 @@ pub unsafe extern "C" fn gw_serve(
         let result = served.map(|gateway| {
             let server = Box::new(gw_server {
                 port: gateway.port(),
-                handle: gateway.handle(),
+                handle: gateway.handle().clone(),
                 gateway: Mutex::new(Some(gateway)),
                 callbacks: callbacks.clone(),
             });

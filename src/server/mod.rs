@@ -2,7 +2,6 @@
 //! runtime the gateway owns, with a bounded graceful shutdown (SPEC §7).
 
 mod auth;
-mod host;
 mod lifecycle;
 mod probes;
 mod protocol;
@@ -26,13 +25,13 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
 
 pub use auth::AuthThrottle;
-pub use host::{
-    ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodHandler, MethodRequest, Responder,
-};
 pub use lifecycle::{GatewayState, ShutdownReport, StateHandler};
 pub use probes::Phase;
 pub use protocol::{MethodError, PROTOCOL_VERSION};
-pub use ws::ProtocolOptions;
+pub use ws::{
+    ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodHandler, MethodRequest,
+    ProtocolOptions, Responder,
+};
 
 use crate::error::GatewayLockError;
 use crate::lock::GatewayLock;
@@ -75,7 +74,7 @@ impl Default for ServeOptions {
 struct Shared {
     phase: AtomicU8,
     logger: Logger,
-    ws: Arc<ws::Hub>,
+    ws: Arc<ws::Endpoint>,
 }
 
 impl Shared {
@@ -94,6 +93,7 @@ pub struct Gateway {
     port: u16,
     addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
+    handle: GatewayHandle,
     running: Option<Running>,
     drop_timeout: Duration,
     on_state: Option<StateHandler>,
@@ -137,13 +137,14 @@ impl Gateway {
                 })
             });
         }
-        let ws = ws::Hub::new(
+        let ws = ws::Endpoint::new(
             options.protocol.clone(),
             options.handlers.clone(),
             lock.resolved().auth.clone(),
             addrs.iter().all(|addr| addr.ip().is_loopback()),
             lock.logger().clone(),
         );
+        let handle = ws.handle();
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(Phase::Starting as u8),
             logger: lock.logger().clone(),
@@ -187,6 +188,7 @@ impl Gateway {
             port,
             addrs,
             shared,
+            handle,
             running: Some(Running {
                 lock,
                 stop,
@@ -222,37 +224,10 @@ impl Gateway {
         self.running.as_ref().map(|r| &r.lock)
     }
 
-    /// A handle that talks to this gateway's WebSocket clients from any thread.
-    pub fn handle(&self) -> GatewayHandle {
-        GatewayHandle {
-            hub: Arc::clone(&self.shared.ws),
-        }
-    }
-
-    /// Sends `event` with `payload` (and a `seq`) to every authenticated client.
-    pub fn broadcast(&self, event: &str, payload: &serde_json::Value) {
-        self.shared.ws.broadcast(event, payload);
-    }
-
-    /// Sends `event` to one authenticated client; `false` when it is not connected.
-    pub fn send_event(&self, conn_id: u64, event: &str, payload: &serde_json::Value) -> bool {
-        self.shared.ws.send_event(conn_id, event, payload)
-    }
-
-    /// Answers a host request by its [`MethodRequest::id`], from any thread; `false` when it
-    /// was already answered, timed out, or its client is gone.
-    pub fn respond(&self, request_id: u64, result: Result<serde_json::Value, MethodError>) -> bool {
-        self.shared.ws.respond(request_id, result)
-    }
-
-    /// Replaces the snapshot `health` answers and broadcasts it as a `health` event.
-    pub fn set_health(&self, snapshot: serde_json::Value) {
-        self.shared.ws.set_health(snapshot);
-    }
-
-    /// WebSocket connections open now, authenticated or not.
-    pub fn connection_count(&self) -> usize {
-        self.shared.ws.connection_count()
+    /// Talks to this gateway's WebSocket clients from any thread: events, deferred answers,
+    /// the health snapshot, the connection count. Clone it to hand it to another thread.
+    pub fn handle(&self) -> &GatewayHandle {
+        &self.handle
     }
 
     /// Stops accepting, closes every listener, lets open connections finish for at most
@@ -397,7 +372,7 @@ async fn serve_connection(
         let open = open.clone();
         async move {
             if request.uri().path() == "/" {
-                return Ok::<_, Infallible>(shared.ws.accept(&mut request, peer, open));
+                return Ok::<_, Infallible>(ws::accept(&shared.ws, &mut request, peer, open));
             }
             Ok::<_, Infallible>(route(&request, &shared))
         }

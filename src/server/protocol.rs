@@ -153,6 +153,69 @@ pub fn event(event: &str, payload: &Value, seq: Option<u64>) -> String {
     .expect("an event frame serializes")
 }
 
+/// The `connect.challenge` event a connection opens with (SPEC §9, step 1), serialized.
+pub fn connect_challenge() -> String {
+    let challenge = json!({
+        "nonce": uuid::Uuid::new_v4().to_string(),
+        "ts": now_ms(),
+    });
+    event("connect.challenge", &challenge, None)
+}
+
+/// What `hello-ok` tells a client that completed the handshake (SPEC §9, step 7).
+#[derive(Debug)]
+pub struct Hello<'a> {
+    /// `server.version`.
+    pub server_version: &'a str,
+    /// `server.connId` (sent as a string).
+    pub conn_id: u64,
+    /// `features.methods`.
+    pub methods: &'a [String],
+    /// `features.events`.
+    pub events: &'a [String],
+    /// `snapshot.health`.
+    pub health: Value,
+    /// `snapshot.stateVersion.health`: how many times the host set its health.
+    pub health_version: u64,
+    /// `snapshot.uptimeMs`.
+    pub uptime_ms: u64,
+    /// `auth.role`.
+    pub role: &'a str,
+    /// `auth.scopes`.
+    pub scopes: &'a [String],
+    /// `policy.maxPayload`.
+    pub max_payload: usize,
+    /// `policy.maxBufferedBytes`.
+    pub max_buffered_bytes: usize,
+    /// `policy.tickIntervalMs`.
+    pub tick_interval_ms: u64,
+}
+
+/// The `hello-ok` payload that answers a successful `connect`.
+pub fn hello_ok(hello: Hello<'_>) -> Value {
+    json!({
+        "type": "hello-ok",
+        "protocol": PROTOCOL_VERSION,
+        "server": {
+            "version": hello.server_version,
+            "connId": hello.conn_id.to_string(),
+        },
+        "features": { "methods": hello.methods, "events": hello.events },
+        "snapshot": {
+            "presence": [],
+            "health": hello.health,
+            "stateVersion": { "presence": 0, "health": hello.health_version },
+            "uptimeMs": hello.uptime_ms,
+        },
+        "auth": { "role": hello.role, "scopes": hello.scopes },
+        "policy": {
+            "maxPayload": hello.max_payload,
+            "maxBufferedBytes": hello.max_buffered_bytes,
+            "tickIntervalMs": hello.tick_interval_ms,
+        },
+    })
+}
+
 /// A WebSocket close reason is at most 123 bytes; cut at a character boundary.
 pub fn close_reason(reason: &str) -> String {
     if reason.len() <= 123 {
@@ -452,5 +515,33 @@ mod tests {
         assert!(scope_granted(&["operator.admin".into()], "x.y"));
         assert!(!scope_granted(&["operator.read".into()], "operator.write"));
         assert_eq!(close_reason(&"é".repeat(100)).len(), 122);
+    }
+
+    #[test]
+    fn hello_ok_has_the_shape_of_spec_step_7() {
+        let hello = hello_ok(Hello {
+            server_version: "1.2.3",
+            conn_id: 7,
+            methods: &["health".into(), "echo".into()],
+            events: &["tick".into()],
+            health: json!({}),
+            health_version: 0,
+            uptime_ms: 5,
+            role: "operator",
+            scopes: &["operator.read".into()],
+            max_payload: 26214400,
+            max_buffered_bytes: 52428800,
+            tick_interval_ms: 30000,
+        });
+        assert_eq!(
+            hello.to_string(),
+            concat!(
+                r#"{"type":"hello-ok","protocol":4,"server":{"version":"1.2.3","connId":"7"},"#,
+                r#""features":{"methods":["health","echo"],"events":["tick"]},"#,
+                r#""snapshot":{"presence":[],"health":{},"stateVersion":{"presence":0,"health":0},"uptimeMs":5},"#,
+                r#""auth":{"role":"operator","scopes":["operator.read"]},"#,
+                r#""policy":{"maxPayload":26214400,"maxBufferedBytes":52428800,"tickIntervalMs":30000}}"#
+            )
+        );
     }
 }

@@ -1,18 +1,18 @@
-//! What the host plugs into the protocol: its methods (async closures or a [`MethodHandler`]),
-//! the events it emits, and connection notifications.
+//! What the host gives the protocol: its methods (async closures or a [`MethodHandler`]), the
+//! events it emits, and an observer of its clients coming and going.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::protocol::MethodError;
-use super::ws::Hub;
+use super::handle::Responder;
 use crate::error::GatewayLockError;
+use crate::server::protocol::MethodError;
 
 /// Who is on the other end of an authenticated connection.
 #[derive(Debug, Clone, Serialize)]
@@ -58,7 +58,8 @@ impl ClientInfo {
 /// A request for one of the host's methods.
 #[derive(Debug, Clone)]
 pub struct MethodRequest {
-    /// Gateway-unique: answer with [`Responder::respond`] or `Gateway::respond(id, ..)`.
+    /// Gateway-unique: answer with [`Responder::respond`] or
+    /// [`GatewayHandle::respond`](super::GatewayHandle::respond).
     pub id: u64,
     pub method: String,
     /// The frame's `params`, `Null` when it had none.
@@ -70,36 +71,6 @@ impl MethodRequest {
     /// The connection the request came in on.
     pub fn conn_id(&self) -> u64 {
         self.client.conn_id
-    }
-}
-
-/// Answers one request, now or later, from any thread. A request that is not answered within
-/// `ProtocolOptions::request_timeout` gets an `UNAVAILABLE` error; dropping the responder
-/// does not answer it (the host may still answer by id through `Gateway::respond`).
-#[derive(Debug)]
-pub struct Responder {
-    pub(crate) id: u64,
-    pub(crate) hub: Weak<Hub>,
-}
-
-impl Responder {
-    /// The request's id.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Sends the `res` frame. `false` when the request was already answered, timed out, or
-    /// its connection is gone.
-    pub fn respond(self, result: Result<Value, MethodError>) -> bool {
-        self.hub
-            .upgrade()
-            .is_some_and(|hub| hub.respond(self.id, result))
-    }
-
-    /// A handle to the gateway the request came to (to answer later, send events, set the
-    /// health), usable before `Gateway::serve` has returned; `None` once the gateway is gone.
-    pub fn handle(&self) -> Option<GatewayHandle> {
-        self.hub.upgrade().map(|hub| GatewayHandle { hub })
     }
 }
 
@@ -142,8 +113,9 @@ impl Drop for AnswerOnDrop {
     }
 }
 
+/// A registered method: the scope a caller needs, and who answers it.
 #[derive(Clone)]
-pub(crate) struct Method {
+pub(super) struct Method {
     pub scope: Option<String>,
     pub handler: Arc<dyn MethodHandler>,
 }
@@ -173,11 +145,11 @@ type ConnectionObserver = dyn Fn(&ConnectionEvent) + Send + Sync;
 /// ```
 #[derive(Clone, Default)]
 pub struct Handlers {
-    pub(crate) methods: Vec<(String, Method)>,
-    pub(crate) events: Vec<String>,
-    pub(crate) on_connection: Option<Arc<ConnectionObserver>>,
+    methods: Vec<(String, Method)>,
+    events: Vec<String>,
+    on_connection: Option<Arc<ConnectionObserver>>,
     /// The first registration the builder methods refused; `Gateway::serve` fails with it.
-    pub(crate) refused: Option<String>,
+    refused: Option<String>,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -318,59 +290,27 @@ impl Handlers {
         self
     }
 
-    pub(crate) fn lookup(&self) -> HashMap<String, Method> {
+    /// The registered methods by name.
+    pub(super) fn lookup(&self) -> HashMap<String, Method> {
         self.methods.iter().cloned().collect()
     }
 
-    pub(crate) fn notify(&self, event: &ConnectionEvent) {
+    /// The registered methods' names, in the order they were registered.
+    pub(super) fn method_names(&self) -> impl Iterator<Item = &str> {
+        self.methods.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The registered events, in the order they were registered.
+    pub(super) fn events(&self) -> &[String] {
+        &self.events
+    }
+
+    /// Tells the host's observer about `event`; its panic is caught, so that it cannot take the
+    /// connection task down with it.
+    pub(super) fn notify(&self, event: &ConnectionEvent) {
         if let Some(observer) = &self.on_connection {
-            // A panicking observer must not take the connection task down with it.
             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| observer(event)));
         }
-    }
-}
-
-/// Talks to a running gateway's clients from any thread: events, deferred answers, the health
-/// snapshot. Cheap to clone; it outlives the gateway harmlessly (then it reaches no one).
-#[derive(Clone)]
-pub struct GatewayHandle {
-    pub(crate) hub: Arc<Hub>,
-}
-
-impl std::fmt::Debug for GatewayHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayHandle")
-            .field("connections", &self.connection_count())
-            .finish()
-    }
-}
-
-impl GatewayHandle {
-    /// Sends `event` with `payload` (and a `seq`) to every authenticated client.
-    pub fn broadcast(&self, event: &str, payload: &Value) {
-        self.hub.broadcast(event, payload);
-    }
-
-    /// Sends `event` to one authenticated client; `false` when it is not connected.
-    pub fn send_event(&self, conn_id: u64, event: &str, payload: &Value) -> bool {
-        self.hub.send_event(conn_id, event, payload)
-    }
-
-    /// Answers the host request `request_id` ([`MethodRequest::id`]); `false` when it was already
-    /// answered, timed out, or its client is gone.
-    pub fn respond(&self, request_id: u64, result: Result<Value, MethodError>) -> bool {
-        self.hub.respond(request_id, result)
-    }
-
-    /// Replaces the health snapshot that `health` answers (default
-    /// `{"ok":true,"ts":<now>,"durationMs":0}`) and broadcasts it as a `health` event.
-    pub fn set_health(&self, snapshot: Value) {
-        self.hub.set_health(snapshot);
-    }
-
-    /// WebSocket connections open now, authenticated or not.
-    pub fn connection_count(&self) -> usize {
-        self.hub.connection_count()
     }
 }
 

@@ -1,0 +1,191 @@
+//! One connection as the rest of the gateway sees it: a queue of outgoing frames, counted so
+//! that a slow consumer is cut off instead of growing our memory, and the task that writes them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use super::metered::Metered;
+use crate::server::protocol;
+
+/// Frames the writer hands to the socket before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// The writing half of a connection's WebSocket.
+pub(super) type Sink = SplitSink<WebSocketStream<Metered>, Message>;
+
+/// What the writer task sends, in order.
+enum Out {
+    Text(Utf8Bytes),
+    Ping,
+    Close(u16, String),
+}
+
+/// How the writer task ended.
+pub(super) enum WriterEnd {
+    /// A close frame went out; the reader waits a little for the peer's. The sink comes back
+    /// so that the socket can be drained when tungstenite can no longer read it.
+    CloseSent(Sink),
+    /// Killed, the peer is gone, or the queue closed.
+    Gone,
+}
+
+/// One connection's outgoing side, shared by its session, the hub and the host's handles.
+pub(super) struct Conn {
+    pub id: u64,
+    tx: mpsc::UnboundedSender<Out>,
+    buffered: AtomicUsize,
+    max_buffered: usize,
+    authenticated: AtomicBool,
+    killed: AtomicBool,
+    kill: Notify,
+    /// Something arrived since the last keepalive round.
+    heard: AtomicBool,
+    pinged: AtomicBool,
+}
+
+impl Conn {
+    /// A connection writing to `sink`, and its writer task (on the current runtime), which
+    /// drops it past `max_buffered` unsent bytes.
+    pub fn start(id: u64, sink: Sink, max_buffered: usize) -> (Arc<Self>, JoinHandle<WriterEnd>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(Self {
+            id,
+            tx,
+            buffered: AtomicUsize::new(0),
+            max_buffered,
+            authenticated: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+            heard: AtomicBool::new(false),
+            pinged: AtomicBool::new(false),
+        });
+        let writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&conn)));
+        (conn, writer)
+    }
+
+    /// Queues a text frame; past `max_buffered` unsent bytes the connection is dropped
+    /// (`force` is for the last frames of a shutdown).
+    pub fn push_text(&self, text: Utf8Bytes, force: bool) -> bool {
+        if self.killed.load(Ordering::Acquire) {
+            return false;
+        }
+        let len = text.len();
+        let queued = self.buffered.fetch_add(len, Ordering::AcqRel) + len;
+        if queued > self.max_buffered && !force {
+            self.kill();
+            return false;
+        }
+        self.tx.send(Out::Text(text)).is_ok()
+    }
+
+    /// Queues a close frame; the writer stops after it.
+    pub fn close(&self, code: u16, reason: &str) {
+        let _ = self
+            .tx
+            .send(Out::Close(code, protocol::close_reason(reason)));
+    }
+
+    /// Stops the writer at once (slow consumer, dead peer, connection over).
+    pub fn kill(&self) {
+        if !self.killed.swap(true, Ordering::AcqRel) {
+            self.kill.notify_one();
+        }
+    }
+
+    /// Whether the client completed the handshake (only then does it get events).
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated.load(Ordering::Acquire)
+    }
+
+    /// The client completed the handshake; call after `hello-ok` is queued, so that no event
+    /// can overtake it.
+    pub fn authenticate(&self) {
+        self.authenticated.store(true, Ordering::Release);
+    }
+
+    /// Something arrived from the peer: it is alive.
+    pub fn heard(&self) {
+        self.heard.store(true, Ordering::Release);
+    }
+
+    /// One keepalive round: queues a ping, or returns `false` when the peer sent nothing since
+    /// the previous round's ping (it is dead).
+    pub fn ping(&self) -> bool {
+        let heard = self.heard.swap(false, Ordering::AcqRel);
+        if !heard && self.pinged.load(Ordering::Acquire) {
+            return false;
+        }
+        self.pinged.store(true, Ordering::Release);
+        let _ = self.tx.send(Out::Ping);
+        true
+    }
+}
+
+async fn write_loop(
+    mut sink: Sink,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    conn: Arc<Conn>,
+) -> WriterEnd {
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = conn.kill.notified() => return WriterEnd::Gone,
+            out = rx.recv() => match out {
+                Some(out) => out,
+                None => return WriterEnd::Gone,
+            },
+        };
+        let write = async {
+            let mut next = Some(first);
+            let mut written = 0;
+            let mut frames = 0;
+            while let Some(out) = next.take() {
+                match out {
+                    Out::Text(text) => {
+                        written += text.len();
+                        sink.feed(Message::Text(text)).await?;
+                    }
+                    Out::Ping => sink.feed(Message::Ping(Bytes::new())).await?,
+                    Out::Close(code, reason) => {
+                        sink.send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: reason.into(),
+                        })))
+                        .await?;
+                        return Ok::<_, WsError>((written, true));
+                    }
+                }
+                frames += 1;
+                if frames < WRITE_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            sink.flush().await?;
+            Ok((written, false))
+        };
+        let result = tokio::select! {
+            biased;
+            _ = conn.kill.notified() => return WriterEnd::Gone,
+            result = write => result,
+        };
+        match result {
+            Ok((written, closed)) => {
+                conn.buffered.fetch_sub(written, Ordering::AcqRel);
+                if closed {
+                    return WriterEnd::CloseSent(sink);
+                }
+            }
+            Err(_) => return WriterEnd::Gone,
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The WebSocket endpoint at `/` (SPEC §9): what the host gives it and gets from it, and the
+//! parts that serve it, one reader (session) and one writer (conn) task per connection.
+//!
+//! The imports run one way: `handlers` (what the host gives) → `handle` (what it gets) → `hub`
+//! (the connections) → `conn` → `metered`; `endpoint`, `session` and `upgrade` sit on top.
+
+mod conn;
+mod endpoint;
+mod handle;
+mod handlers;
+mod hub;
+mod metered;
+mod options;
+mod pending;
+mod session;
+mod upgrade;
+
+pub(crate) use endpoint::Endpoint;
+pub use handle::{GatewayHandle, Responder};
+pub use handlers::{ClientInfo, ConnectionEvent, Handlers, MethodHandler, MethodRequest};
+pub use options::ProtocolOptions;
+pub(crate) use upgrade::accept;

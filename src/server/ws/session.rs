@@ -1,0 +1,374 @@
+//! The reading side of one connection (SPEC §9.2–9.9): the `connect` handshake, then the
+//! client's requests, until either side closes.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::conn::{Conn, WriterEnd};
+use super::endpoint::Endpoint;
+use super::handle::Responder;
+use super::handlers::{ClientInfo, ConnectionEvent, MethodRequest};
+use super::metered::{Metered, ReadBudget, is_preauth_limit};
+use crate::options::Auth;
+use crate::server::auth::{self, AuthFailure};
+use crate::server::protocol::{self, MethodError, close};
+
+/// How long a closing connection waits for the peer's close frame before it is dropped.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// The reading side of one connection: the handshake, then requests.
+pub(super) struct Session {
+    pub endpoint: Arc<Endpoint>,
+    pub conn: Arc<Conn>,
+    pub peer: SocketAddr,
+    pub origin: Option<String>,
+    pub budget: Arc<ReadBudget>,
+    /// Who the client is, once it completed the handshake.
+    pub client: Option<Arc<ClientInfo>>,
+    /// A close frame is queued (or came in): nothing more is read but the peer's close.
+    pub closing: bool,
+}
+
+impl Session {
+    /// Reads until the connection ends, then lets the writer send what it has queued.
+    pub async fn run(
+        &mut self,
+        mut stream: SplitStream<WebSocketStream<Metered>>,
+        mut writer: JoinHandle<WriterEnd>,
+    ) {
+        // The handshake has a deadline, a close has one (the peer's close frame), and an open
+        // authenticated connection has none: then the deadline is disarmed.
+        let deadline = tokio::time::sleep(if self.closing {
+            CLOSE_LINGER
+        } else {
+            self.endpoint.options.handshake_timeout
+        });
+        tokio::pin!(deadline);
+        let mut deadline_armed = true;
+        let mut writer_done = false;
+        let mut returned_sink = None;
+        let mut read_failed = false;
+        loop {
+            tokio::select! {
+                biased;
+                end = &mut writer, if !writer_done => {
+                    writer_done = true;
+                    match end {
+                        Ok(WriterEnd::CloseSent(sink)) => {
+                            returned_sink = Some(sink);
+                            if !self.closing {
+                                self.closing = true;
+                                deadline.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                                deadline_armed = true;
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                _ = &mut deadline, if deadline_armed => {
+                    if self.closing {
+                        break;
+                    }
+                    // Armed this way only before the handshake completes.
+                    self.fail(None, close::POLICY_VIOLATION, "handshake timeout");
+                    deadline.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                }
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(err) => {
+                            if self.closing || !self.read_error(&err) {
+                                break;
+                            }
+                            read_failed = true;
+                            deadline.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                            deadline_armed = true;
+                            continue;
+                        }
+                    };
+                    self.conn.heard();
+                    if self.closing {
+                        continue;
+                    }
+                    let was_open = self.client.is_some();
+                    self.on_message(message);
+                    if self.closing {
+                        deadline.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
+                        deadline_armed = true;
+                    } else if !was_open && self.client.is_some() {
+                        // Authenticated: no handshake deadline any more.
+                        deadline_armed = false;
+                    }
+                }
+            }
+        }
+        // A close we queued goes out before the socket does.
+        if !writer_done {
+            if self.closing && returned_sink.is_none() {
+                match tokio::time::timeout(CLOSE_LINGER, &mut writer).await {
+                    Ok(Ok(WriterEnd::CloseSent(sink))) => returned_sink = Some(sink),
+                    _ => writer.abort(),
+                }
+            } else {
+                writer.abort();
+            }
+        }
+        // After a read error tungstenite reads no more: end our side and drain the peer's
+        // unread bytes, so it gets the close frame rather than a reset.
+        if let (true, Some(sink)) = (read_failed, returned_sink) {
+            if let Ok(mut socket) = stream.reunite(sink) {
+                let io = socket.get_mut();
+                let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                    let _ = io.shutdown().await;
+                    let mut buf = [0u8; 4096];
+                    while let Ok(1..) = io.read(&mut buf).await {}
+                })
+                .await;
+            }
+        }
+    }
+
+    /// A read error: a frame over the limit is answered with 1009 (`true`); anything else
+    /// ends the connection (`false`).
+    fn read_error(&mut self, err: &WsError) -> bool {
+        let too_big = match err {
+            WsError::Capacity(_) => true,
+            WsError::Io(io) => is_preauth_limit(io),
+            _ => false,
+        };
+        if !too_big {
+            return false;
+        }
+        // Whatever else the peer sends is read and dropped, never buffered.
+        self.budget.discard();
+        let reason = if self.client.is_some() {
+            "payload too large"
+        } else {
+            "preauth payload too large"
+        };
+        self.fail(None, close::TOO_BIG, reason);
+        true
+    }
+
+    /// Answers `id` with `error` (when there is a request to answer), then closes.
+    fn fail(&mut self, answer: Option<(&Value, MethodError)>, code: u16, reason: &str) {
+        if let Some((id, error)) = answer {
+            self.conn
+                .push_text(protocol::res(id, &Err(error)).into(), true);
+        }
+        self.conn.close(code, reason);
+        self.closing = true;
+    }
+
+    fn on_message(&mut self, message: Message) {
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                if self.client.is_none() {
+                    self.fail(None, close::POLICY_VIOLATION, "invalid request frame");
+                } else {
+                    let error = MethodError::invalid_request(
+                        "invalid request frame: binary frames are not supported",
+                    );
+                    self.answer(&Value::from("invalid"), Err(error));
+                }
+                return;
+            }
+            // Pings are answered by tungstenite; pongs only prove the peer alive.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return,
+            Message::Close(_) => {
+                self.closing = true;
+                return;
+            }
+        };
+        match self.client.clone() {
+            None => self.handshake(text.as_str()),
+            Some(client) => self.request(text.as_str(), client),
+        }
+    }
+
+    fn answer(&self, id: &Value, result: Result<Value, MethodError>) {
+        self.conn
+            .push_text(protocol::res(id, &result).into(), false);
+    }
+
+    /// SPEC §9.3–9.7.
+    fn handshake(&mut self, text: &str) {
+        let Ok(frame) = protocol::parse_request(text) else {
+            self.fail(None, close::POLICY_VIOLATION, "invalid request frame");
+            return;
+        };
+        if frame.method != "connect" {
+            let message = "invalid handshake: first request must be connect";
+            let error = MethodError::invalid_request(message);
+            self.fail(Some((&frame.id, error)), close::POLICY_VIOLATION, message);
+            return;
+        }
+        let params = match protocol::parse_connect(frame.params.as_ref()) {
+            Ok(params) => params,
+            Err(why) => {
+                let message = format!("invalid connect params: {why}");
+                let error = MethodError::invalid_request(message.clone());
+                self.fail(Some((&frame.id, error)), close::POLICY_VIOLATION, &message);
+                return;
+            }
+        };
+        if !protocol::protocol_accepted(&params) {
+            let error = protocol::protocol_mismatch(&params);
+            self.fail(
+                Some((&frame.id, error)),
+                close::PROTOCOL_ERROR,
+                "protocol mismatch",
+            );
+            return;
+        }
+        let role = params.role.clone().unwrap_or_else(|| "operator".into());
+        if role != "operator" && role != "node" {
+            let error = MethodError::invalid_request("invalid role");
+            self.fail(
+                Some((&frame.id, error)),
+                close::POLICY_VIOLATION,
+                "invalid role",
+            );
+            return;
+        }
+        if let Some(origin) = &self.origin {
+            let endpoint = &self.endpoint;
+            let allowed = protocol::origin_listed(&endpoint.options.allowed_origins, origin)
+                || (endpoint.loopback && protocol::is_loopback_origin(origin));
+            if !allowed {
+                let error = MethodError::invalid_request("origin not allowed")
+                    .with_details(json!({ "code": "CONTROL_UI_ORIGIN_NOT_ALLOWED" }));
+                self.fail(
+                    Some((&frame.id, error)),
+                    close::POLICY_VIOLATION,
+                    "origin not allowed",
+                );
+                return;
+            }
+        }
+        let ip = self.peer.ip();
+        let checked = match self.endpoint.throttle.locked(ip) {
+            Some(retry_after) if self.endpoint.auth != Auth::None => {
+                Err(AuthFailure::RateLimited { retry_after })
+            }
+            _ => auth::check(
+                &self.endpoint.auth,
+                params.token.as_deref(),
+                params.password.as_deref(),
+            ),
+        };
+        if let Err(failure) = checked {
+            if matches!(failure, AuthFailure::Mismatch(_)) {
+                self.endpoint.throttle.failed(ip);
+            }
+            let error = failure.error();
+            let reason = error.message.clone();
+            self.fail(Some((&frame.id, error)), close::POLICY_VIOLATION, &reason);
+            return;
+        }
+        if self.endpoint.auth != Auth::None {
+            self.endpoint.throttle.succeeded(ip);
+        }
+        let client = Arc::new(ClientInfo {
+            conn_id: self.conn.id,
+            client: params.client,
+            role,
+            scopes: params.scopes,
+            protocol: protocol::PROTOCOL_VERSION,
+            peer: self.peer,
+            origin: self.origin.clone(),
+        });
+        self.budget.unlimit();
+        self.answer(&frame.id, Ok(self.hello(&client)));
+        // After hello-ok is queued, so no event can overtake it.
+        self.conn.authenticate();
+        self.client = Some(Arc::clone(&client));
+        self.endpoint
+            .handlers
+            .notify(&ConnectionEvent::Opened(client));
+    }
+
+    /// `hello-ok` for `client`.
+    fn hello(&self, client: &ClientInfo) -> Value {
+        let endpoint = &self.endpoint;
+        let options = &endpoint.options;
+        let (health, health_version) = endpoint.hub.health_state();
+        protocol::hello_ok(protocol::Hello {
+            server_version: &options.server_version,
+            conn_id: client.conn_id,
+            methods: &endpoint.method_names,
+            events: &endpoint.event_names,
+            health,
+            health_version,
+            uptime_ms: endpoint.hub.uptime().as_millis() as u64,
+            role: &client.role,
+            scopes: &client.scopes,
+            max_payload: options.max_payload,
+            max_buffered_bytes: options.max_buffered_bytes,
+            tick_interval_ms: options.tick_interval.as_millis() as u64,
+        })
+    }
+
+    /// SPEC §9.8–9.9: one request after the handshake.
+    fn request(&self, text: &str, client: Arc<ClientInfo>) {
+        let frame = match protocol::parse_request(text) {
+            Ok(frame) => frame,
+            Err(invalid) => {
+                let error =
+                    MethodError::invalid_request(format!("invalid request frame: {}", invalid.why));
+                self.answer(&invalid.id, Err(error));
+                return;
+            }
+        };
+        let endpoint = &self.endpoint;
+        let hub = &endpoint.hub;
+        let Some(method) = endpoint.methods.get(&frame.method) else {
+            let result = match frame.method.as_str() {
+                "health" => Ok(hub.health()),
+                "connect" => Err(MethodError::invalid_request(
+                    "connect is only valid as the first request",
+                )),
+                _ if !protocol::scope_granted(&client.scopes, protocol::ADMIN_SCOPE) => {
+                    Err(protocol::missing_scope(protocol::ADMIN_SCOPE))
+                }
+                method => Err(protocol::unknown_method(method)),
+            };
+            self.answer(&frame.id, result);
+            return;
+        };
+        if let Some(scope) = &method.scope {
+            if !protocol::scope_granted(&client.scopes, scope) {
+                self.answer(&frame.id, Err(protocol::missing_scope(scope)));
+                return;
+            }
+        }
+        let id = hub.register_request(self.conn.id, frame.id, frame.method.clone());
+        let request = MethodRequest {
+            id,
+            method: frame.method,
+            params: frame.params.unwrap_or(Value::Null),
+            client,
+        };
+        let responder = Responder::new(id, hub);
+        let handler = &method.handler;
+        if std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(request, responder))).is_err()
+        {
+            hub.respond(
+                id,
+                Err(MethodError::unavailable("the method handler failed")),
+            );
+        }
+    }
+}

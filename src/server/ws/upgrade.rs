@@ -1,0 +1,158 @@
+//! The HTTP side of `/`: answers the upgrade request (101, or 426/400 when it is not a proper
+//! one), then runs the upgraded connection on its own task from the challenge to its end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{
+    CONNECTION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response, StatusCode};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::conn::Conn;
+use super::endpoint::Endpoint;
+use super::handlers::ConnectionEvent;
+use super::metered::{MAX_FRAME_HEADER, Metered, ReadBudget};
+use super::session::Session;
+use crate::options::LogLevel;
+use crate::server::protocol::{self, close};
+
+/// Answers an upgrade request at `/` and serves the connection on its own task, which holds
+/// `open` (so that a shutdown waits for it) until the connection ends.
+pub(crate) fn accept(
+    endpoint: &Arc<Endpoint>,
+    request: &mut Request<Incoming>,
+    peer: SocketAddr,
+    open: mpsc::Sender<()>,
+) -> Response<Full<Bytes>> {
+    let headers = request.headers();
+    if !(has_token(headers, &UPGRADE, "websocket") && has_token(headers, &CONNECTION, "upgrade")) {
+        let mut response = text(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+        response
+            .headers_mut()
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        return response;
+    }
+    let key = headers
+        .get(SEC_WEBSOCKET_KEY)
+        .map(|k| k.as_bytes().to_vec());
+    let version_ok = headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let (Some(key), true, &hyper::Method::GET) = (key, version_ok, request.method()) else {
+        let mut response = text(StatusCode::BAD_REQUEST, "Bad WebSocket upgrade request");
+        response
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return response;
+    };
+    let origin = headers
+        .get(ORIGIN)
+        .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned());
+    let on_upgrade = hyper::upgrade::on(request);
+    let (slot, admitted) = endpoint.hub.open_slot();
+    if !admitted {
+        endpoint.hub.logger.log(
+            LogLevel::Warn,
+            &format!(
+                "refusing a WebSocket client from {peer}: {} connections open (max_connections)",
+                endpoint.options.max_connections
+            ),
+        );
+    }
+    let endpoint = Arc::clone(endpoint);
+    tokio::spawn(async move {
+        let _slot = slot;
+        let _open = open;
+        serve(endpoint, on_upgrade, peer, origin, admitted).await;
+    });
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&derive_accept_key(&key)).expect("base64 is a header value"),
+    );
+    response
+}
+
+/// One upgraded connection: the challenge (or, past `max_connections` or in a shutdown, a
+/// close), the session, and the `Closed` notification.
+async fn serve(
+    endpoint: Arc<Endpoint>,
+    on_upgrade: OnUpgrade,
+    peer: SocketAddr,
+    origin: Option<String>,
+    admitted: bool,
+) {
+    let Ok(upgraded) = on_upgrade.await else {
+        return;
+    };
+    let options = &endpoint.options;
+    let budget = Arc::new(ReadBudget::new(
+        options.max_preauth_payload + MAX_FRAME_HEADER,
+    ));
+    let io = Metered::new(upgraded, Arc::clone(&budget));
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(64 * 1024)
+        .max_message_size(Some(options.max_payload))
+        .max_frame_size(Some(options.max_payload));
+    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    let (sink, stream) = socket.split();
+    let hub = &endpoint.hub;
+    let (conn, writer) = Conn::start(hub.next_conn_id(), sink, options.max_buffered_bytes);
+    if !admitted {
+        conn.close(close::TRY_AGAIN_LATER, "too many connections");
+    } else if hub.register(&conn) {
+        conn.push_text(protocol::connect_challenge().into(), false);
+    } else {
+        conn.close(close::SERVICE_RESTART, "service restart");
+    }
+    let mut session = Session {
+        endpoint: Arc::clone(&endpoint),
+        conn: Arc::clone(&conn),
+        peer,
+        origin,
+        budget,
+        client: None,
+        closing: !admitted,
+    };
+    session.run(stream, writer).await;
+    endpoint.hub.unregister(conn.id);
+    conn.kill();
+    if let Some(client) = session.client {
+        endpoint.handlers.notify(&ConnectionEvent::Closed(client));
+    }
+}
+
+fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(token))
+        })
+    })
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
