@@ -194,7 +194,7 @@ fn assert_suite(output: &Output, cases: &[&str]) {
     assert!(stdout.lines().any(|line| line == "all ok"), "{stdout}");
 }
 
-const C_CASES: [&str; 10] = [
+const C_CASES: [&str; 11] = [
     "bad_env_port",
     "version_and_names",
     "null_arguments",
@@ -205,8 +205,9 @@ const C_CASES: [&str; 10] = [
     "shutdown_timeout",
     "callbacks_size_prefix",
     "request_api_arguments",
+    "serve_options_arguments",
 ];
-const CPP_CASES: [&str; 4] = ["errors", "serve", "raii", "handlers"];
+const CPP_CASES: [&str; 5] = ["errors", "serve", "raii", "handlers", "serve_options"];
 
 fn c_suite(mode: Mode, valgrind: bool) {
     let env = TestEnv::new();
@@ -284,9 +285,11 @@ fn command_line(stdin: &mut ChildStdin, line: &str) {
 }
 
 /// A C host (`test_c serve`) answers a real WebSocket client: methods registered with their
-/// scopes, answered through `gw_respond` from another thread and from inside `on_request`, an
-/// unanswered request timing out as `UNAVAILABLE`, `on_connection` opened/closed,
-/// `gw_broadcast` and `gw_send_event`, and the shutdown.
+/// scopes, answered through `gw_respond` from another thread and from inside `on_request` on
+/// the server it is given, an unanswered request timing out as `UNAVAILABLE` after the serve
+/// options' timeout, the other serve options in effect (origin, connection cap, version,
+/// limits), `on_connection` opened/closed, `gw_broadcast`, `gw_send_event`, `gw_set_health`,
+/// `gw_server_connection_count`, and the shutdown.
 async fn ws_host_suite(mode: Mode, valgrind: bool) {
     let env = TestEnv::new();
     let program = &programs(mode).test_c;
@@ -319,6 +322,10 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
         hello["features"]["methods"],
         json!(["health", "echo", "fail", "slow", "stall"])
     );
+    assert_eq!(hello["server"]["version"], "c-host 9", "{hello}");
+    assert_eq!(hello["policy"]["maxPayload"], 1_048_576, "{hello}");
+    assert_eq!(hello["policy"]["maxBufferedBytes"], 2_097_152, "{hello}");
+    assert_eq!(hello["policy"]["tickIntervalMs"], 25_000, "{hello}");
     let events = hello["features"]["events"].as_array().unwrap();
     assert!(events.contains(&json!("demo.tick")) && events.contains(&json!("demo.direct")));
     let opened = lines.expect("opened ", wait);
@@ -360,8 +367,11 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     command_line(&mut stdin, "late");
     assert_eq!(lines.expect("late ", wait), "GW_ERR_NOT_FOUND");
 
-    // A client without the scope is refused before the host hears of it.
-    let (mut other, _) = Client::connected(port, connect_params()).await;
+    // A client from an allowed origin that is not loopback; it holds no scope, so it is
+    // refused before the host hears of it.
+    let mut other = Client::open_with(port, Some("https://app.example.com")).await;
+    let res = other.connect_with(connect_params()).await;
+    assert_eq!(res["ok"], true, "{res}");
     let other_conn = lines.expect("opened ", wait);
     let other_conn: u64 = other_conn.split_once(' ').unwrap().0.parse().unwrap();
     let res = other.call("o1", "echo", json!({})).await;
@@ -372,6 +382,12 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
         "missing scope: operator.read",
         Some("MISSING_SCOPE"),
     );
+
+    // Two connections is the cap: a third is refused with 1013.
+    command_line(&mut stdin, "count");
+    assert_eq!(lines.expect("count ", wait), "2");
+    let mut third = Client::open(port).await;
+    assert_eq!(third.closed().await, (1013, "too many connections".into()));
 
     // Events: to everyone, and to one connection.
     command_line(&mut stdin, "broadcast 7");
@@ -394,6 +410,16 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     assert_eq!(lines.expect("closed ", wait), other_conn.to_string());
     command_line(&mut stdin, &format!("send {other_conn}"));
     assert_eq!(lines.expect("send ", wait), "GW_ERR_NOT_FOUND");
+
+    // The host's health snapshot: sent as an event, then what `health` answers.
+    command_line(&mut stdin, "health");
+    assert_eq!(lines.expect("health ", wait), "GW_OK");
+    let snapshot = json!({"ok": true, "source": "c-host"});
+    let event = reader.recv_skip_ticks().await;
+    assert_eq!(event["event"], "health", "{event}");
+    assert_eq!(event["payload"], snapshot, "{event}");
+    let res = reader.call("h1", "health", Value::Null).await;
+    assert_eq!(res["payload"], snapshot, "{res}");
 
     // A callback still running after the shutdown's drain gave up: gw_shutdown waits for it
     // before it frees the server the callback uses.
@@ -517,6 +543,13 @@ fn two_processes() {
         refused.contains(&format!(
             "gateway already running (pid {pid}); it is healthy on ws://127.0.0.1:{port}"
         )),
+        "{refused}"
+    );
+    // The same holder as typed values (gw_last_error_holder), not parsed from the message.
+    assert!(
+        refused
+            .lines()
+            .any(|line| line == format!("holder {pid} {port}")),
         "{refused}"
     );
 
