@@ -772,6 +772,26 @@ gw_result gw_options_set_auth_password(struct gw_options *options,
                                        const char *password);
 
 /**
+ * Where acquiring, and the lock's re-check after it, log: every line, all levels, to `log`
+ * with `userdata` (NULL `log`: warnings and errors to stderr, the default). A server keeps
+ * this logger unless `gw_serve` is given a `gw_callbacks.log`.
+ *
+ * `userdata` stays the host's (the library never frees it) and must stay valid, and `log`
+ * callable from any thread, until the options are freed and every lock acquired with them is
+ * released (`gw_lock_release`) or its server shut down (`gw_shutdown`).
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no other thread uses during the call; `log`
+ * and `userdata` keep the promise above.
+ */
+gw_result gw_options_set_log(struct gw_options *options,
+                             gw_log_fn log,
+                             void *userdata);
+
+/**
  * The name of a result, e.g. `"GW_ERR_ALREADY_RUNNING"`; `"GW_UNKNOWN"` for a number this
  * library does not know (it takes any number, so a result from a newer library is safe).
  *

@@ -680,3 +680,292 @@ fn header_versions_match_cargo_toml() {
     assert!(header.contains("do not edit"));
     assert!(header.starts_with("/*") && header.contains("#ifndef GATEWAY_H\n#define GATEWAY_H\n"));
 }
+
+/// Every knob of the Rust API and what a C host calls for it. The Rust side is read from the
+/// sources (so a new field or builder method shows up by itself), and every C name must be in
+/// include/gateway.h: `gw_name` is a function, `gw_struct.field` a field of a struct.
+const C_COUNTERPARTS: &[(&str, &[&str])] = &[
+    ("GatewayOptions::from_env", &["gw_options_from_env"]),
+    ("GatewayOptions::state_dir", &["gw_options_set_state_dir"]),
+    (
+        "GatewayOptions::config_path",
+        &["gw_options_set_config_path"],
+    ),
+    ("GatewayOptions::lock_dir", &["gw_options_set_lock_dir"]),
+    ("GatewayOptions::profile", &["gw_options_set_profile"]),
+    ("GatewayOptions::dev", &["gw_options_set_dev"]),
+    ("GatewayOptions::port", &["gw_options_set_port"]),
+    (
+        "GatewayOptions::bind",
+        &[
+            "gw_options_set_bind_loopback",
+            "gw_options_set_bind_lan",
+            "gw_options_set_bind_host",
+        ],
+    ),
+    (
+        "GatewayOptions::auth",
+        &[
+            "gw_options_set_auth_none",
+            "gw_options_set_auth_token",
+            "gw_options_set_auth_password",
+        ],
+    ),
+    (
+        "GatewayOptions::allow_multi",
+        &["gw_options_set_allow_multi"],
+    ),
+    ("GatewayOptions::timeout", &["gw_options_set_timeout_ms"]),
+    (
+        "GatewayOptions::poll_interval",
+        &["gw_options_set_poll_interval_ms"],
+    ),
+    (
+        "GatewayOptions::stale_after",
+        &["gw_options_set_stale_after_ms"],
+    ),
+    (
+        "GatewayOptions::recheck_interval",
+        &["gw_options_set_recheck_interval_ms"],
+    ),
+    ("GatewayOptions::bind_retry", &["gw_options_set_bind_retry"]),
+    ("GatewayOptions::logger", &["gw_options_set_log"]),
+    (
+        "ServeOptions.worker_threads",
+        &["gw_serve_options_set_worker_threads"],
+    ),
+    (
+        "ServeOptions.drop_timeout",
+        &["gw_serve_options_set_drop_timeout_ms"],
+    ),
+    ("ServeOptions.logger", &["gw_callbacks.log"]),
+    ("ServeOptions.on_state", &["gw_callbacks.state"]),
+    ("ServeOptions.protocol", &["gw_serve_options_new"]),
+    ("ServeOptions.handlers", &["gw_callbacks.handlers"]),
+    (
+        "ProtocolOptions.allowed_origins",
+        &["gw_serve_options_add_allowed_origin"],
+    ),
+    (
+        "ProtocolOptions.handshake_timeout",
+        &["gw_serve_options_set_handshake_timeout_ms"],
+    ),
+    (
+        "ProtocolOptions.tick_interval",
+        &["gw_serve_options_set_tick_interval_ms"],
+    ),
+    (
+        "ProtocolOptions.ping_interval",
+        &["gw_serve_options_set_ping_interval_ms"],
+    ),
+    (
+        "ProtocolOptions.request_timeout",
+        &["gw_serve_options_set_request_timeout_ms"],
+    ),
+    (
+        "ProtocolOptions.max_connections",
+        &["gw_serve_options_set_max_connections"],
+    ),
+    (
+        "ProtocolOptions.max_preauth_payload",
+        &["gw_serve_options_set_max_preauth_payload"],
+    ),
+    (
+        "ProtocolOptions.max_payload",
+        &["gw_serve_options_set_max_payload"],
+    ),
+    (
+        "ProtocolOptions.max_buffered_bytes",
+        &["gw_serve_options_set_max_buffered_bytes"],
+    ),
+    (
+        "ProtocolOptions.auth_throttle",
+        &["gw_serve_options_set_auth_throttle"],
+    ),
+    (
+        "ProtocolOptions.server_version",
+        &["gw_serve_options_set_server_version"],
+    ),
+    (
+        "AuthThrottle.max_failures",
+        &["gw_serve_options_set_auth_throttle"],
+    ),
+    (
+        "AuthThrottle.window",
+        &["gw_serve_options_set_auth_throttle"],
+    ),
+    (
+        "AuthThrottle.lockout",
+        &["gw_serve_options_set_auth_throttle"],
+    ),
+    (
+        "Handlers::method",
+        &["gw_handlers_add_method", "gw_callbacks.on_request"],
+    ),
+    ("Handlers::method_with_scope", &["gw_handlers_add_method"]),
+    ("Handlers::method_handler", &["gw_handlers_add_method"]),
+    ("Handlers::add_method", &["gw_handlers_add_method"]),
+    ("Handlers::event", &["gw_handlers_add_event"]),
+    ("Handlers::add_event", &["gw_handlers_add_event"]),
+    // C refuses a registration when it is made, with the same message.
+    (
+        "Handlers::refused",
+        &["gw_handlers_add_method", "gw_handlers_add_event"],
+    ),
+    ("Handlers::on_connection", &["gw_callbacks.on_connection"]),
+    ("GatewayHandle::broadcast", &["gw_broadcast"]),
+    ("GatewayHandle::send_event", &["gw_send_event"]),
+    ("GatewayHandle::respond", &["gw_respond"]),
+    ("GatewayHandle::set_health", &["gw_set_health"]),
+    (
+        "GatewayHandle::connection_count",
+        &["gw_server_connection_count"],
+    ),
+];
+
+/// The lines of the block that opens with `opening` in some file under `src/` (wherever the
+/// server's files move), up to its closing `}` at the start of a line.
+fn rust_block(opening: &str) -> Vec<String> {
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut sources = Vec::new();
+    files(&Path::new(ROOT).join("src"), &mut sources);
+    let mut found = Vec::new();
+    for source in sources {
+        let text = std::fs::read_to_string(&source).unwrap();
+        let mut lines = text.lines().skip_while(|line| *line != opening);
+        if lines.next().is_some() {
+            found.extend(lines.take_while(|line| *line != "}").map(str::to_owned));
+        }
+    }
+    assert!(!found.is_empty(), "no `{opening}` block under src/");
+    found
+}
+
+/// `pub name:` fields of a struct, `Struct.name`.
+fn rust_fields(name: &str) -> Vec<String> {
+    rust_block(&format!("pub struct {name} {{"))
+        .iter()
+        .filter_map(|line| line.strip_prefix("    pub "))
+        .filter_map(|rest| rest.split_once(':'))
+        .map(|(field, _)| format!("{name}.{field}"))
+        .collect()
+}
+
+/// `pub fn` methods of an impl block, `Type::name`; with `builders_only`, those that take
+/// `mut self` (the builder's setters) and the other constructors that return options.
+fn rust_methods(name: &str, builders_only: bool) -> Vec<String> {
+    rust_block(&format!("impl {name} {{"))
+        .iter()
+        .filter_map(|line| line.strip_prefix("    pub fn "))
+        .filter(|rest| {
+            !builders_only || rest.contains("(mut self") || rest.starts_with("from_env(")
+        })
+        .filter_map(|rest| rest.split(['(', '<']).next())
+        .filter(|method| *method != "new")
+        .map(|method| format!("{name}::{method}"))
+        .collect()
+}
+
+/// Whether include/gateway.h declares the function or the struct field `name`.
+fn in_header(header: &str, name: &str) -> bool {
+    match name.split_once('.') {
+        None => header.contains(&format!(" {name}(")) || header.contains(&format!("*{name}(")),
+        Some((structure, field)) => header
+            .split_once(&format!("typedef struct {structure} {{"))
+            .and_then(|(_, rest)| rest.split_once("} "))
+            .is_some_and(|(body, _)| {
+                body.lines()
+                    .filter_map(|line| line.trim().strip_suffix(';'))
+                    .any(|declaration| {
+                        declaration.ends_with(&format!(" {field}"))
+                            || declaration.ends_with(&format!("*{field}"))
+                    })
+            }),
+    }
+}
+
+/// The issue's rule: no knob exists in Rust that C cannot reach. A Rust option added without a
+/// C counterpart (and an entry above) fails here; so does an entry whose C name is gone.
+#[test]
+fn every_rust_knob_has_a_c_counterpart() {
+    let mut knobs = rust_methods("GatewayOptions", true);
+    for structure in ["ServeOptions", "ProtocolOptions", "AuthThrottle"] {
+        knobs.extend(rust_fields(structure));
+    }
+    knobs.extend(rust_methods("Handlers", false));
+    knobs.extend(rust_methods("GatewayHandle", false));
+    // Spot checks that the reading works: a knob of each kind is found.
+    for known in [
+        "GatewayOptions::port",
+        "GatewayOptions::from_env",
+        "ServeOptions.worker_threads",
+        "ProtocolOptions.max_connections",
+        "AuthThrottle.lockout",
+        "Handlers::add_method",
+        "GatewayHandle::set_health",
+    ] {
+        assert!(
+            knobs.iter().any(|k| k == known),
+            "{known} not read from src/: {knobs:#?}"
+        );
+    }
+
+    let table: std::collections::HashMap<&str, &[&str]> = C_COUNTERPARTS.iter().copied().collect();
+    let missing: Vec<&String> = knobs
+        .iter()
+        .filter(|k| !table.contains_key(k.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "Rust knobs with no C counterpart: {missing:?}. Add the C function (src/ffi/), then an \
+         entry in C_COUNTERPARTS"
+    );
+    let stale: Vec<&&str> = table
+        .keys()
+        .filter(|k| !knobs.iter().any(|n| n == *k))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "C_COUNTERPARTS names Rust knobs that are gone: {stale:?}"
+    );
+
+    let header = std::fs::read_to_string(Path::new(ROOT).join("include/gateway.h")).unwrap();
+    let absent: Vec<&str> = C_COUNTERPARTS
+        .iter()
+        .flat_map(|(_, names)| names.iter().copied())
+        .filter(|name| !in_header(&header, name))
+        .collect();
+    assert!(absent.is_empty(), "not in include/gateway.h: {absent:?}");
+
+    // Variants are matched exhaustively: a new one does not compile until it has its setter.
+    let bind = |mode: &gateway::BindMode| match mode {
+        gateway::BindMode::Loopback => "gw_options_set_bind_loopback",
+        gateway::BindMode::Lan => "gw_options_set_bind_lan",
+        gateway::BindMode::Custom(_) => "gw_options_set_bind_host",
+    };
+    let auth = |auth: &gateway::Auth| match auth {
+        gateway::Auth::None => "gw_options_set_auth_none",
+        gateway::Auth::Token(_) => "gw_options_set_auth_token",
+        gateway::Auth::Password(_) => "gw_options_set_auth_password",
+    };
+    let variants = [
+        bind(&gateway::BindMode::Loopback),
+        bind(&gateway::BindMode::Lan),
+        bind(&gateway::BindMode::Custom(String::new())),
+        auth(&gateway::Auth::None),
+        auth(&gateway::Auth::Token(String::new())),
+        auth(&gateway::Auth::Password(String::new())),
+    ];
+    for name in variants {
+        assert!(in_header(&header, name), "{name} not in include/gateway.h");
+    }
+}

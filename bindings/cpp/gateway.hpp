@@ -149,7 +149,23 @@ inline std::uint64_t millis64(std::chrono::milliseconds t) {
     if (t.count() < 0) throw Error(Code::invalid_argument, "duration out of range");
     return static_cast<std::uint64_t>(t.count());
 }
+/// A log function shared by the Options that set it and every Lock and Server acquired with
+/// them: it lives as long as the library may call it (gw_options_set_log).
+using SharedLog = std::shared_ptr<const std::function<void(LogLevel, std::string_view)>>;
 } // namespace detail
+} // namespace gateway
+
+extern "C" {
+inline void gateway_cpp_lock_log(void *userdata, gw_log_level level, const char *message, std::size_t len) {
+    auto &log = *static_cast<const std::function<void(gateway::LogLevel, std::string_view)> *>(userdata);
+    try {
+        log(static_cast<gateway::LogLevel>(level), std::string_view(message, len));
+    } catch (...) {
+    }
+}
+}
+
+namespace gateway {
 
 /// Where and how the gateway locks and listens (gw_options). Setters throw Error.
 class Options {
@@ -186,6 +202,14 @@ public:
     Options &auth_password(const std::string &password) {
         return apply(gw_options_set_auth_password(get(), password.c_str()));
     }
+    /// Where acquiring and the lock log (every level; default warnings and errors to stderr).
+    /// A Server keeps it unless its Callbacks have a log. Called on library threads.
+    Options &log(std::function<void(LogLevel, std::string_view)> log) {
+        auto shared = std::make_shared<const std::function<void(LogLevel, std::string_view)>>(std::move(log));
+        detail::check(gw_options_set_log(get(), gateway_cpp_lock_log, const_cast<void *>(static_cast<const void *>(shared.get()))));
+        log_ = std::move(shared);
+        return *this;
+    }
 
     [[nodiscard]] gw_options *get() const noexcept { return options_.get(); }
 
@@ -196,6 +220,8 @@ private:
     }
     static std::uint32_t millis(std::chrono::milliseconds t) { return detail::millis(t); }
 
+    friend class Lock;
+    detail::SharedLog log_; // before options_: freed after them
     std::unique_ptr<gw_options, detail::OptionsDeleter> options_;
 };
 
@@ -226,7 +252,7 @@ public:
         gw_lock *lock = nullptr;
         gw_result result = gw_lock_acquire(options.get(), &lock);
         if (result != GW_OK) return Error::last(result);
-        return Lock(lock);
+        return Lock(lock, options.log_);
     }
 
     [[nodiscard]] std::uint16_t port() const noexcept { return gw_lock_port(lock_.get()); }
@@ -237,7 +263,9 @@ public:
     [[nodiscard]] gw_lock *into_raw() noexcept { return lock_.release(); }
 
 private:
-    explicit Lock(gw_lock *lock) : lock_(lock) {}
+    friend class Server;
+    Lock(gw_lock *lock, detail::SharedLog log) : log_(std::move(log)), lock_(lock) {}
+    detail::SharedLog log_; // before lock_: freed after it
     std::unique_ptr<gw_lock, detail::LockDeleter> lock_;
 };
 
@@ -394,6 +422,7 @@ private:
 namespace detail {
 /// The userdata of a Server's gw_callbacks, freed by the library through free_userdata.
 struct ServerState {
+    SharedLog lock_log; ///< the lock's logger, called until the server is gone
     Callbacks callbacks;
     std::map<std::string, Handlers::Method, std::less<>> methods;
     Handlers::Connection connection;
@@ -478,13 +507,16 @@ public:
             gw_result result = gw_handlers_add_event(registered.get(), event.c_str());
             if (result != GW_OK) return refuse(result);
         }
+        state->lock_log = lock.log_;
         state->callbacks = std::move(callbacks);
         state->connection = std::move(handlers.connection_);
         gw_callbacks c{};
         c.size = sizeof c;
+        detail::ServerState &hooks = *state;
         c.userdata = state.release(); // the library's from here: freed through free_userdata
-        c.log = gateway_cpp_log;
-        c.state = gateway_cpp_state;
+        // Without a log of its own, the server keeps the lock's (Options::log, or stderr).
+        if (hooks.callbacks.log) c.log = gateway_cpp_log;
+        if (hooks.callbacks.state) c.state = gateway_cpp_state;
         c.free_userdata = gateway_cpp_free;
         c.on_request = gateway_cpp_request;
         c.on_connection = gateway_cpp_connection;

@@ -368,16 +368,8 @@ impl HostCallbacks {
         let log = self.callbacks.log?;
         let host = Arc::clone(self);
         Some(Logger::new(move |level, message| {
-            let level = match level {
-                LogLevel::Debug => gw_log_level::GW_LOG_DEBUG,
-                LogLevel::Info => gw_log_level::GW_LOG_INFO,
-                LogLevel::Warn => gw_log_level::GW_LOG_WARN,
-                LogLevel::Error => gw_log_level::GW_LOG_ERROR,
-            };
-            let text = c_string(message.to_owned());
-            let bytes = text.as_bytes();
-            // SAFETY: a host callback given a NUL-terminated string that outlives the call.
-            unsafe { log(host.callbacks.userdata, level, text.as_ptr(), bytes.len()) }
+            // SAFETY: the host's log callback, with its own userdata.
+            unsafe { log_to(log, host.callbacks.userdata, level, message) }
         }))
     }
 
@@ -411,6 +403,28 @@ impl Drop for HostCallbacks {
             unsafe { free_userdata(self.callbacks.userdata) }
         }
     }
+}
+
+/// Sends one log line to a host's log callback.
+///
+/// # Safety
+///
+/// `log` may be called with `userdata` from this thread (the contract of `gw_log_fn`).
+pub(crate) unsafe fn log_to(
+    log: unsafe extern "C" fn(*mut c_void, gw_log_level, *const c_char, usize),
+    userdata: *mut c_void,
+    level: LogLevel,
+    message: &str,
+) {
+    let level = match level {
+        LogLevel::Debug => gw_log_level::GW_LOG_DEBUG,
+        LogLevel::Info => gw_log_level::GW_LOG_INFO,
+        LogLevel::Warn => gw_log_level::GW_LOG_WARN,
+        LogLevel::Error => gw_log_level::GW_LOG_ERROR,
+    };
+    let text = c_string(message.to_owned());
+    // SAFETY: a host callback given a NUL-terminated string that outlives the call.
+    unsafe { log(userdata, level, text.as_ptr(), text.as_bytes().len()) }
 }
 
 /// Text for a C callback: NUL-terminated, with any NUL inside replaced (JSON from serde_json

@@ -261,6 +261,7 @@ static void case_null_arguments(void) {
     CHECK_RESULT(gw_options_set_recheck_interval_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_options_set_bind_retry(NULL, 1, 1), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_options_set_auth_none(NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_log(NULL, NULL, NULL), GW_ERR_NULL_ARGUMENT);
 
     typedef gw_result (*string_setter)(gw_options *, const char *);
     static const struct {
@@ -674,6 +675,12 @@ static void case_request_api_arguments(void) {
     printf("ok request_api_arguments\n");
 }
 
+/* The lock's own log (gw_options_set_log): counts the lines that name a stop. */
+static void on_lock_log(void *userdata, gw_log_level level, const char *message, size_t len) {
+    CHECK(message[len] == '\0' && strlen(message) == len && level <= GW_LOG_ERROR);
+    if (strstr(message, "gateway stopped in ") != NULL) atomic_fetch_add((atomic_int *)userdata, 1);
+}
+
 static void case_serve_options_arguments(void) {
     gw_serve_options_free(NULL);
     gw_serve_options *options = gw_serve_options_new();
@@ -745,6 +752,9 @@ static void case_serve_options_arguments(void) {
     char dir[4200];
     case_dir(dir, sizeof dir);
     gw_options *lock_options = case_options(dir);
+    /* No gw_callbacks.log: the server keeps the lock options' logger. */
+    static atomic_int stops;
+    CHECK_RESULT(gw_options_set_log(lock_options, on_lock_log, &stops), GW_OK);
     gw_lock *lock = NULL;
     CHECK_RESULT(gw_lock_acquire(lock_options, &lock), GW_OK);
     uint16_t port = gw_lock_port(lock);
@@ -755,6 +765,9 @@ static void case_serve_options_arguments(void) {
     CHECK(healthy(port));
     CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
     CHECK(port_is_free(port) && lock_dir_entries(dir) == 0);
+    CHECK(atomic_load(&stops) == 1);
+    /* NULL restores the default (stderr) logger. */
+    CHECK_RESULT(gw_options_set_log(lock_options, NULL, NULL), GW_OK);
     gw_options_free(lock_options);
     printf("ok serve_options_arguments\n");
 }

@@ -244,10 +244,19 @@ int main(int argc, char **argv) {
             .auth_throttle(2, 1s, 2s)
             .server_version("cpp-host 1");
         const fs::path dir = base / "serve_options";
-        auto server = gateway::Server::serve(gateway::Lock::acquire(options_in(dir)), {}, {}, options);
+        // The lock options' log outlives the Options (and the Lock): the Server keeps it.
+        auto stops = std::make_shared<std::atomic<int>>(0);
+        gateway::Lock lock = [&] {
+            auto lock_options = options_in(dir);
+            lock_options.log([stops](gateway::LogLevel, std::string_view message) {
+                if (message.find("gateway stopped in ") != std::string_view::npos) (*stops)++;
+            });
+            return gateway::Lock::acquire(lock_options);
+        }();
+        auto server = gateway::Server::serve(std::move(lock), {}, {}, options);
         CHECK(server.port() != 0 && lock_files(dir) == 2);
         CHECK(server.shutdown(2s));
-        CHECK(lock_files(dir) == 0);
+        CHECK(lock_files(dir) == 0 && *stops == 1);
         std::printf("ok serve_options\n");
     }
 
