@@ -325,7 +325,7 @@ typedef void (*gw_connection_fn)(void *userdata,
  * ignored by an older library. Any field may be NULL.
  *
  * The callbacks must be thread-safe, must return (no `longjmp`, no C++ exception), and must
- * not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`,
+ * not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`, `gw_set_health`,
  * `gw_broadcast` and `gw_send_event`. The library copies the struct (and `*handlers`)
  * during `gw_serve`; the host may reuse or free them afterwards.
  */

@@ -120,7 +120,7 @@ pub type gw_connection_fn = Option<
 /// ignored by an older library. Any field may be NULL.
 ///
 /// The callbacks must be thread-safe, must return (no `longjmp`, no C++ exception), and must
-/// not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`,
+/// not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`, `gw_set_health`,
 /// `gw_broadcast` and `gw_send_event`. The library copies the struct (and `*handlers`)
 /// during `gw_serve`; the host may reuse or free them afterwards.
 #[repr(C)]
@@ -555,6 +555,66 @@ mod tests {
         assert_eq!(counters.logs.load(Ordering::SeqCst), 1);
         assert_eq!(counters.states.load(Ordering::SeqCst), 1);
         assert_eq!(counters.frees.load(Ordering::SeqCst), 1);
+    }
+
+    /// What `on_connection` saw, in order: (conn_id, opened).
+    unsafe extern "C" fn connection(
+        userdata: *mut c_void,
+        conn_id: u64,
+        opened: bool,
+        client_json: *const c_char,
+        len: usize,
+    ) {
+        // SAFETY: userdata is the test's Mutex; client_json is NUL-terminated, len bytes long.
+        unsafe {
+            assert_eq!(*client_json.add(len), 0);
+            let seen = &*userdata.cast::<Mutex<Vec<(u64, bool)>>>();
+            seen.lock().unwrap().push((conn_id, opened));
+        }
+    }
+
+    #[test]
+    fn connections_before_the_server_is_written_out_wait_for_it_in_order() {
+        let seen: Mutex<Vec<(u64, bool)>> = Mutex::new(Vec::new());
+        let callbacks = gw_callbacks {
+            size: size_of::<gw_callbacks>(),
+            userdata: (&raw const seen).cast_mut().cast(),
+            log: None,
+            state: None,
+            free_userdata: None,
+            on_request: None,
+            on_connection: Some(connection),
+            handlers: std::ptr::null(),
+        };
+        // SAFETY: a whole, valid gw_callbacks.
+        let host = unsafe { HostCallbacks::read("t", &callbacks) }.unwrap();
+        let handlers = host.handlers("t", ServerPtr(std::ptr::null_mut())).unwrap();
+        let client = |conn_id| {
+            Arc::new(crate::server::ClientInfo {
+                conn_id,
+                client: Default::default(),
+                role: "operator".into(),
+                scopes: Vec::new(),
+                protocol: 4,
+                peer: "127.0.0.1:1".parse().unwrap(),
+                origin: None,
+            })
+        };
+        handlers.notify(&ConnectionEvent::Opened(client(1)));
+        handlers.notify(&ConnectionEvent::Opened(client(2)));
+        handlers.notify(&ConnectionEvent::Closed(client(1)));
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "before gw_serve wrote out its server"
+        );
+        host.mark_served();
+        assert_eq!(*seen.lock().unwrap(), [(1, true), (2, true), (1, false)]);
+        handlers.notify(&ConnectionEvent::Closed(client(2)));
+        assert_eq!(seen.lock().unwrap().last(), Some(&(2, false)));
+        // Once the server is being freed, nothing more reaches the host.
+        host.stop_calls();
+        handlers.notify(&ConnectionEvent::Opened(client(3)));
+        assert_eq!(seen.lock().unwrap().len(), 4);
     }
 
     #[test]
