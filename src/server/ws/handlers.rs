@@ -307,7 +307,7 @@ impl Handlers {
 
     /// Tells the host's observer about `event`; its panic is caught, so that it cannot take the
     /// connection task down with it.
-    pub(super) fn notify(&self, event: &ConnectionEvent) {
+    pub(crate) fn notify(&self, event: &ConnectionEvent) {
         if let Some(observer) = &self.on_connection {
             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| observer(event)));
         }
