@@ -1,7 +1,7 @@
 import CGateway
 
-/// A failed gateway call: one case per `gw_result` of include/gateway.h, each carrying the
-/// library's exact message (SPEC wording, e.g. `gateway already running (pid 4242); ...`).
+/// A failed gateway call: one case per `gw_result` of include/gateway.h (named as the result
+/// is, `GW_ERR_LOCK_IO` → `lockIO`), each carrying the library's exact message (SPEC wording, e.g. `gateway already running (pid 4242); ...`).
 public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `GW_ERR_NULL_ARGUMENT`: a handle was missing (e.g. a lock already served or released).
     case nullArgument(String)
@@ -37,41 +37,42 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The error for a `gw_result` other than `GW_OK`, with its message.
     public init(code: UInt32, message: String) {
         switch code {
-        case 1: self = .nullArgument(message)
-        case 2: self = .invalidArgument(message)
-        case 3: self = .alreadyRunning(pid: Self.holderPid(in: message), message: message)
-        case 4: self = .addrInUse(message)
-        case 5: self = .bind(message)
-        case 6: self = .lockIO(message)
-        case 7: self = .lockDirUnsafe(message)
-        case 8: self = .timeout(message)
-        case 9: self = .runtime(message)
-        case 10: self = .panic(message)
-        case 11: self = .lockFileUnsafe(message)
-        case 12: self = .lockLost(message)
-        case 13: self = .notFound(message)
+        case GW_ERR_NULL_ARGUMENT.rawValue: self = .nullArgument(message)
+        case GW_ERR_INVALID_ARGUMENT.rawValue: self = .invalidArgument(message)
+        case GW_ERR_ALREADY_RUNNING.rawValue:
+            self = .alreadyRunning(pid: Self.holderPid(in: message), message: message)
+        case GW_ERR_ADDR_IN_USE.rawValue: self = .addrInUse(message)
+        case GW_ERR_BIND.rawValue: self = .bind(message)
+        case GW_ERR_LOCK_IO.rawValue: self = .lockIO(message)
+        case GW_ERR_LOCK_DIR_UNSAFE.rawValue: self = .lockDirUnsafe(message)
+        case GW_ERR_TIMEOUT.rawValue: self = .timeout(message)
+        case GW_ERR_RUNTIME.rawValue: self = .runtime(message)
+        case GW_ERR_PANIC.rawValue: self = .panic(message)
+        case GW_ERR_LOCK_FILE_UNSAFE.rawValue: self = .lockFileUnsafe(message)
+        case GW_ERR_LOCK_LOST.rawValue: self = .lockLost(message)
+        case GW_ERR_NOT_FOUND.rawValue: self = .notFound(message)
         default: self = .unknown(code: code, message: message)
         }
     }
 
-    /// The `gw_result` number (0 for `abiMismatch`, which is the wrapper's own).
+    /// The `gw_result` number (`GW_OK`, 0, for `abiMismatch`, which is the wrapper's own).
     public var code: UInt32 {
         switch self {
-        case .nullArgument: return 1
-        case .invalidArgument: return 2
-        case .alreadyRunning: return 3
-        case .addrInUse: return 4
-        case .bind: return 5
-        case .lockIO: return 6
-        case .lockDirUnsafe: return 7
-        case .timeout: return 8
-        case .runtime: return 9
-        case .panic: return 10
-        case .lockFileUnsafe: return 11
-        case .lockLost: return 12
-        case .notFound: return 13
-        case .unknown(let code, _): return code
-        case .abiMismatch: return 0
+        case .nullArgument: GW_ERR_NULL_ARGUMENT.rawValue
+        case .invalidArgument: GW_ERR_INVALID_ARGUMENT.rawValue
+        case .alreadyRunning: GW_ERR_ALREADY_RUNNING.rawValue
+        case .addrInUse: GW_ERR_ADDR_IN_USE.rawValue
+        case .bind: GW_ERR_BIND.rawValue
+        case .lockIO: GW_ERR_LOCK_IO.rawValue
+        case .lockDirUnsafe: GW_ERR_LOCK_DIR_UNSAFE.rawValue
+        case .timeout: GW_ERR_TIMEOUT.rawValue
+        case .runtime: GW_ERR_RUNTIME.rawValue
+        case .panic: GW_ERR_PANIC.rawValue
+        case .lockFileUnsafe: GW_ERR_LOCK_FILE_UNSAFE.rawValue
+        case .lockLost: GW_ERR_LOCK_LOST.rawValue
+        case .notFound: GW_ERR_NOT_FOUND.rawValue
+        case .unknown(let code, _): code
+        case .abiMismatch: GW_OK.rawValue
         }
     }
 
@@ -108,5 +109,5 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Throws the error for `code` unless it is `GW_OK`.
 @inline(__always)
 func check(_ code: UInt32) throws {
-    if code != 0 { throw GatewayError.last(code) }
+    if code != GW_OK.rawValue { throw GatewayError.last(code) }
 }

@@ -32,10 +32,11 @@ public struct GatewayStatus: Sendable, Equatable {
 }
 
 /// Proof that this process is the gateway for a config and a port: both lock files are held
-/// and the listener(s) bound. Released when the object goes away, by `release()`, or handed to
-/// `GatewayServer.serve(lock:)`. One thread at a time may use a given lock.
-public final class GatewayLock {
-    private var pointer: OpaquePointer?
+/// and the listener(s) bound. A noncopyable value, used up exactly once: by
+/// `GatewayServer.serve(lock:)`, by `release()`, or released when it goes out of scope. Using
+/// a lock after it was served or released does not compile.
+public struct GatewayLock: ~Copyable {
+    private let pointer: OpaquePointer
 
     private init(_ pointer: OpaquePointer) { self.pointer = pointer }
 
@@ -64,17 +65,18 @@ public final class GatewayLock {
             startTime: found.start_time == 0 ? nil : found.start_time)
     }
 
-    /// The port held (the real one when 0 was asked for); 0 once released or served.
+    /// The port held (the real one when 0 was asked for).
     public var port: Int { Int(gw_lock_port(pointer)) }
 
     /// Closes the listener(s) and removes the lock files that are still ours, now.
-    public func release() {
+    public consuming func release() {
         gw_lock_release(take())
     }
 
-    /// Hands the C handle over (to `gw_serve`); the lock is empty afterwards.
-    func take() -> OpaquePointer? {
-        defer { pointer = nil }
+    /// Hands the C handle over (to `gw_serve`, which owns it from then on) without releasing it.
+    consuming func take() -> OpaquePointer {
+        let pointer = self.pointer
+        discard self
         return pointer
     }
 }

@@ -103,7 +103,7 @@ final class HandlersHandle {
     let pointer: OpaquePointer
 
     init(_ methods: GatewayMethods) throws {
-        guard let pointer = gw_handlers_new() else { throw GatewayError.last(10) }
+        guard let pointer = gw_handlers_new() else { throw GatewayError.last(GW_ERR_PANIC.rawValue) }
         self.pointer = pointer
         for (name, method) in methods.methods.sorted(by: { $0.key < $1.key }) {
             if let scope = method.scope {
@@ -124,7 +124,11 @@ final class HandlersHandle {
 /// The `gw_server` pointer as the library's callbacks and late answers see it: written by
 /// `gw_serve` before any request arrives, cleared (under the mutex) before `gw_shutdown`, so
 /// no task answers a freed server.
-final class ServerSlot: @unchecked Sendable {  // guarded by `mutex`
+///
+/// `@unchecked Sendable` because `gw_serve` must write the server through a raw pointer; the
+/// invariant: after `init`, `out.pointee` is read and written only with `mutex` held (by `with`
+/// and `take`), except by `gw_serve`, which writes it once before any callback can read it.
+final class ServerSlot: @unchecked Sendable {
     private let mutex = NSLock()
     /// Where `gw_serve` writes the server: stable memory, read by callbacks.
     let out = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 1)
@@ -140,11 +144,11 @@ final class ServerSlot: @unchecked Sendable {  // guarded by `mutex`
     }
 
     /// Takes the server out: later `with` calls see none.
-    func take() -> OpaquePointer? {
+    func take() -> ServerPointer? {
         mutex.lock()
         defer { mutex.unlock() }
         defer { out.pointee = nil }
-        return out.pointee
+        return out.pointee.map(ServerPointer.init)
     }
 }
 

@@ -103,7 +103,7 @@ final class OptionsHandle {
 
     init(_ options: GatewayOptions) throws {
         try checkABIVersion()
-        guard let pointer = gw_options_new() else { throw GatewayError.last(10) }
+        guard let pointer = gw_options_new() else { throw GatewayError.last(GW_ERR_PANIC.rawValue) }
         self.pointer = pointer
         // From here on deinit frees the pointer, also when a setter throws.
         if options.usesEnvironment { try check(gw_options_from_env(pointer)) }

@@ -2,10 +2,18 @@ import CGateway
 import Foundation
 
 /// How loud a log line is.
-public enum GatewayLogLevel: UInt32, Sendable, Comparable {
-    case debug = 0, info, warn, error
+public enum GatewayLogLevel: Sendable, Comparable {
+    case debug, info, warn, error
 
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    /// The level of a `gw_log_level` (a level of a newer library counts as an error).
+    init(_ level: UInt32) {
+        switch level {
+        case GW_LOG_DEBUG.rawValue: self = .debug
+        case GW_LOG_INFO.rawValue: self = .info
+        case GW_LOG_WARN.rawValue: self = .warn
+        default: self = .error
+        }
+    }
 }
 
 /// A change in a served gateway's life.
@@ -22,7 +30,7 @@ public enum GatewayStateChange: Sendable, Equatable {
 
 /// The host's closures, owned by the library while it serves: retained into `userdata` by
 /// `serve` and released by `free_userdata`, which the library calls exactly once.
-final class CallbackBox: @unchecked Sendable {  // immutable; the closures are @Sendable
+final class CallbackBox: Sendable {
     let log: (@Sendable (GatewayLogLevel, String) -> Void)?
     let onStateChange: (@Sendable (GatewayStateChange) -> Void)?
     let methods: GatewayMethods
@@ -48,38 +56,41 @@ private func string(_ bytes: UnsafePointer<CChar>?, _ length: Int) -> String {
 }
 
 /// A running gateway: it holds the lock and serves the HTTP probes and the WebSocket protocol
-/// on threads the library owns, until `shutdown(timeout:)` or until the object goes away
-/// (`deinit` shuts down with a 5 s timeout, blocking). Any thread may use it.
-public final class GatewayServer: @unchecked Sendable {  // all state is in the thread-safe slot
+/// on threads the library owns, until `shutdown(timeout:)` or until the object goes away. Any
+/// thread or task may use it.
+///
+/// Going away without `shutdown` is a shutdown too, but one nobody waits for: `deinit` returns
+/// at once and a thread of its own shuts down (open connections get up to 5 s), after which the
+/// port is free and the lock files are gone. Call `shutdown(timeout:)` to know when that is; a
+/// process that exits before it is done leaves lock files of a dead pid, which the next start
+/// reclaims at once.
+public final class GatewayServer: Sendable {
     private let slot: ServerSlot
 
     /// The port the server listens on.
     public let port: Int
 
-    /// The closures' box, weakly: for tests that prove `free_userdata` releases it.
-    weak var callbackBox: CallbackBox?
-
-    private init(slot: ServerSlot, box: CallbackBox) {
+    private init(slot: ServerSlot) {
         self.slot = slot
         self.port = slot.with { Int(gw_server_port($0)) } ?? 0
-        self.callbackBox = box
     }
 
     deinit {
-        if let pointer = slot.take() { gw_shutdown(pointer, 5000) }
+        guard let server = slot.take() else { return }
+        Thread.detachNewThread { _ = gw_shutdown(server.pointer, 5000) }
     }
 
     /// Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200). The lock
-    /// is consumed, also when this throws. `methods` are answered by Swift closures run as
+    /// is used up, also when this throws. `methods` are answered by Swift closures run as
     /// tasks; `log` and `onStateChange` are called on library threads, possibly several at
     /// once, and must return quickly.
     public static func serve(
-        lock: GatewayLock,
+        lock: consuming GatewayLock,
         methods: GatewayMethods = GatewayMethods(),
         log: (@Sendable (GatewayLogLevel, String) -> Void)? = nil,
         onStateChange: (@Sendable (GatewayStateChange) -> Void)? = nil
     ) throws -> GatewayServer {
-        let lockPointer = lock.take()  // consumed whatever happens below
+        let lockPointer = lock.take()  // released or served whatever happens below
         do {
             try checkABIVersion()
         } catch {
@@ -101,16 +112,16 @@ public final class GatewayServer: @unchecked Sendable {  // all state is in the 
         callbacks.handlers = handlers.pointer
         if log != nil {
             callbacks.log = { userdata, level, message, length in
-                CallbackBox.from(userdata).log?(GatewayLogLevel(rawValue: level) ?? .error, string(message, length))
+                CallbackBox.from(userdata).log?(GatewayLogLevel(level), string(message, length))
             }
         }
         if onStateChange != nil {
             callbacks.state = { userdata, state, result in
                 let change: GatewayStateChange
                 switch state {
-                case 1: change = .ready
-                case 2: change = .lockLost
-                case 3: change = .stopped(drained: result == 0)
+                case GW_STATE_READY.rawValue: change = .ready
+                case GW_STATE_LOCK_LOST.rawValue: change = .lockLost
+                case GW_STATE_STOPPED.rawValue: change = .stopped(drained: result == GW_OK.rawValue)
                 default: return  // a state of a newer library
                 }
                 CallbackBox.from(userdata).onStateChange?(change)
@@ -133,7 +144,7 @@ public final class GatewayServer: @unchecked Sendable {  // all state is in the 
         try withExtendedLifetime(handlers) {
             try check(gw_serve(lockPointer, &callbacks, slot.out))
         }
-        return GatewayServer(slot: slot, box: box)
+        return GatewayServer(slot: slot)
     }
 
     /// Sends `event` with `payload` to every authenticated client (none is fine).
@@ -168,7 +179,7 @@ public final class GatewayServer: @unchecked Sendable {  // all state is in the 
         // The message belongs to the thread of the failed call: read it inside the slot's lock.
         let failure: GatewayError? = slot.with { server in
             let code = body(server)
-            return code == 0 ? nil : GatewayError.last(code)
+            return code == GW_OK.rawValue ? nil : GatewayError.last(code)
         } ?? GatewayError.notFound("the gateway server is shut down")
         if let failure { throw failure }
     }
@@ -181,15 +192,14 @@ public final class GatewayServer: @unchecked Sendable {  // all state is in the 
     public func shutdown(timeout: Duration = .seconds(5)) async throws {
         let ms = try milliseconds(timeout, "timeout")
         guard let pointer = slot.take() else { return }
-        let server = HandOver(pointer: pointer)
-        let (code, message): (UInt32, String) = await withCheckedContinuation { done in
+        let failure: GatewayError? = await withCheckedContinuation { done in
             Thread.detachNewThread {
-                let code = gw_shutdown(server.pointer, ms)
+                let code = gw_shutdown(pointer.pointer, ms)
                 // The message is per thread: read it on the thread that failed.
-                done.resume(returning: (code, code == 0 ? "" : String(cString: gw_last_error_message())))
+                done.resume(returning: code == GW_OK.rawValue ? nil : GatewayError.last(code))
             }
         }
-        if code != 0 { throw GatewayError(code: code, message: message) }
+        if let failure { throw failure }
     }
 }
 
@@ -209,14 +219,20 @@ private func answer(_ request: GatewayRequest, with handler: GatewayMethods.Hand
         } catch {
             reply = (false, GatewayMethodError(code: "UNAVAILABLE", message: "\(error)").json)
         }
-        if respond(slot, request.id, ok: reply.ok, reply.json) == 2 {  // not JSON: say so
+        if respond(slot, request.id, ok: reply.ok, reply.json) == GW_ERR_INVALID_ARGUMENT.rawValue {
+            // Not JSON: say so.
             let error = GatewayMethodError(code: "UNAVAILABLE", message: "the handler answered invalid JSON")
             _ = respond(slot, request.id, ok: false, error.json)
         }
     }
 }
 
-/// A `gw_server` handed to the thread that shuts it down (any thread may call `gw_shutdown`).
-private struct HandOver: @unchecked Sendable {
+/// A `gw_server` as it crosses threads: to the thread that shuts it down, and in `ServerSlot`.
+/// `@unchecked` because the C type cannot say it, but include/gateway.h does: `gw_respond`,
+/// `gw_broadcast`, `gw_send_event` and `gw_server_port` are safe from any thread at once while
+/// the server is live, and `gw_shutdown` from any thread but a library callback. What makes
+/// "live" true is `ServerSlot`: every call but `gw_shutdown` runs under its lock, and
+/// `gw_shutdown` only on a pointer taken out of it, so nothing reaches a freed server.
+struct ServerPointer: @unchecked Sendable {
     let pointer: OpaquePointer
 }

@@ -89,7 +89,8 @@ final class MethodTests: XCTestCase {
         let from: String
     }
 
-    func testSwiftMethodHandlerAnswersAWebSocketClient() async throws {
+    /// The test's methods; `swift.raw` owns `sentinel`.
+    func methods(owning sentinel: Sentinel) -> GatewayMethods {
         var methods = GatewayMethods()
         methods.method("swift.echo") { request -> Echo in
             let params = try request.params.decode([String: Int].self)
@@ -99,12 +100,22 @@ final class MethodTests: XCTestCase {
         methods.method("swift.fail", scope: "operator.read") { _ -> GatewayJSON in
             throw GatewayMethodError(code: "E_SWIFT", message: "refused in Swift", retryable: true)
         }
-        methods.method("swift.raw") { request in GatewayJSON(raw: #"{"conn":\#(request.connectionID)}"#) }
+        methods.method("swift.raw") { request in
+            _ = sentinel
+            return GatewayJSON(raw: #"{"conn":\#(request.connectionID)}"#)
+        }
         methods.event("swift.tick")
+        return methods
+    }
 
+    func testSwiftMethodHandlerAnswersAWebSocketClient() async throws {
+        weak var sentinel: Sentinel?
         let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
-        let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods)
-        weak var box = server.callbackBox
+        let server = try { () throws -> GatewayServer in
+            let owned = Sentinel()
+            sentinel = owned
+            return try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods(owning: owned))
+        }()
 
         let client = try WebSocketClient(port: server.port)
         XCTAssertEqual(try client.event("connect.challenge")["event"] as? String, "connect.challenge")
@@ -156,19 +167,17 @@ final class MethodTests: XCTestCase {
         XCTAssertThrowsError(try server.broadcast(event: "swift.tick")) { error in
             guard case .notFound = error as? GatewayError else { return XCTFail("\(error)") }
         }
-        XCTAssertTrue(eventually { box == nil }, "the userdata box (and the handlers) leaked")
+        XCTAssertTrue(eventually { sentinel == nil }, "the handlers leaked after shutdown")
     }
 
     func testMethodsNeedValidNames() throws {
         var methods = GatewayMethods()
         methods.method("connect") { _ in GatewayJSON.null }
         let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
-        let lock = try GatewayLock.acquire(options)
-        XCTAssertThrowsError(try GatewayServer.serve(lock: lock, methods: methods)) { error in
+        XCTAssertThrowsError(try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods)) { error in
             guard case .invalidArgument = error as? GatewayError else { return XCTFail("\(error)") }
         }
-        XCTAssertEqual(lock.port, 0, "serve consumes the lock also when it throws")
-        // The lock was released: the config can be had again.
-        XCTAssertNoThrow(try GatewayLock.acquire(options))
+        // serve used the lock up also when it threw: the config can be had again.
+        XCTAssertNoThrow(try GatewayLock.acquire(options).port)
     }
 }
