@@ -30,7 +30,7 @@
 #define GATEWAY_VERSION_MINOR 1
 #define GATEWAY_VERSION_PATCH 0
 /* The C ABI this header describes (see gw_abi_version). */
-#define GATEWAY_ABI_VERSION 1
+#define GATEWAY_ABI_VERSION 2
 
 /**
  * What a `gw_*` call did. The numbers are stable and never reused; new results are added at
@@ -165,8 +165,8 @@ typedef uint32_t gw_state;
 
 /**
  * The methods the host answers through `on_request` (each with the scope a caller needs, or
- * none), the events it sends (listed in `hello-ok`'s `features`), and how long a request may
- * wait for `gw_respond` before the client gets `UNAVAILABLE` (default 30000 ms).
+ * none) and the events it sends (listed in `hello-ok`'s `features`). How long a request may
+ * wait for its answer is `gw_serve_options_set_request_timeout_ms`.
  *
  * Created by `gw_handlers_new`, freed by `gw_handlers_free`; the host owns it. `gw_serve`
  * copies it, so the host may free or reuse it as soon as `gw_serve` returns. Not thread-safe:
@@ -192,14 +192,25 @@ typedef struct gw_lock gw_lock;
 typedef struct gw_options gw_options;
 
 /**
+ * How `gw_serve` runs the server: worker threads, the WebSocket protocol's limits and
+ * policies (SPEC §9). The callbacks (log, state, methods, connections) are given to
+ * `gw_serve` in `gw_callbacks`.
+ *
+ * Created by `gw_serve_options_new` with the defaults, freed by `gw_serve_options_free`; the
+ * host owns it. `gw_serve` copies it, so the host may free or reuse it as soon as `gw_serve`
+ * returns. Not thread-safe: one thread at a time may use a given `gw_serve_options`.
+ */
+typedef struct gw_serve_options gw_serve_options;
+
+/**
  * A running gateway: it holds the lock and serves the probes and the WebSocket protocol on
  * threads the library owns until `gw_shutdown`, which frees it.
  *
- * Threads: `gw_server_port`, `gw_respond`, `gw_broadcast` and `gw_send_event` are safe from
- * any thread, at the same time, and from inside the library's callbacks, for as long as the
- * server is live: a host thread must make its last such call before it calls `gw_shutdown`
- * (callbacks may still call them while `gw_shutdown` runs). `gw_shutdown` is safe from any
- * thread but a library callback.
+ * Threads: `gw_server_port`, `gw_server_connection_count`, `gw_respond`, `gw_broadcast`,
+ * `gw_send_event` and `gw_set_health` are safe from any thread, at the same time, and from
+ * inside the library's callbacks, for as long as the server is live: a host thread must make
+ * its last such call before it calls `gw_shutdown` (callbacks may still call them while
+ * `gw_shutdown` runs). `gw_shutdown` is safe from any thread but a library callback.
  */
 typedef struct gw_server gw_server;
 
@@ -260,18 +271,24 @@ typedef uint64_t gw_request_id;
  * A request for one of the host's methods (see `gw_handlers_add_method`), from an
  * authenticated client that holds the method's scope. Answer it with `gw_respond(server,
  * request, ...)`, inside the callback or later from any thread; unanswered, the client gets
- * `UNAVAILABLE` after the request timeout.
+ * `UNAVAILABLE` after the request timeout (`gw_serve_options_set_request_timeout_ms`).
+ *
+ * `server` is the server the request came to, the same pointer `gw_serve` writes to its
+ * `out`, and usable for `gw_respond`, `gw_broadcast`, `gw_send_event`, `gw_set_health` at
+ * once, even when `gw_serve` has not returned yet (a client may call a method as soon as the
+ * port accepts).
  *
  * `method` and `params_json` are UTF-8, `method_len` / `params_len` bytes long without the
  * NUL that follows each (never counted, always present), and valid only during the call:
  * copy what you keep. `params_json` is the request's `params` as compact JSON (`null` when
  * it had none). `conn_id` is the client's connection (as in `on_connection`).
  *
- * Called on a gateway worker thread, possibly on several at once, and only after `gw_serve`
- * has returned its server; it must not block (a blocked callback holds a worker of the
- * server). Requests of one connection arrive in order.
+ * Called on a gateway worker thread, possibly on several at once; it must not block (a
+ * blocked callback holds a worker of the server). Requests of one connection arrive in
+ * order. Never called once `gw_shutdown` has begun freeing the server.
  */
 typedef void (*gw_request_fn)(void *userdata,
+                              struct gw_server *server,
                               gw_request_id request,
                               const char *method,
                               size_t method_len,
@@ -286,8 +303,11 @@ typedef void (*gw_request_fn)(void *userdata,
  * without the NUL, valid only during the call: `{"connId", "client": {id, version,
  * platform, mode, ...as sent}, "role", "scopes": [...], "protocol", "peer", "origin"?}`.
  *
- * Called on a gateway worker thread, possibly on several at once, and only after `gw_serve`
- * has returned its server; it must not block.
+ * Called on a gateway worker thread, possibly on several at once; it must not block. Never
+ * called before `gw_serve` has written its server to `out`: a client that completes the
+ * handshake earlier is announced from the thread in `gw_serve`, just before it returns, in
+ * the order the events happened. Never called once `gw_shutdown` has begun freeing the
+ * server.
  */
 typedef void (*gw_connection_fn)(void *userdata,
                                  uint64_t conn_id,
@@ -343,8 +363,8 @@ typedef struct gw_callbacks {
      */
     gw_connection_fn on_connection;
     /**
-     * NULL, or the methods (and scopes) the host answers in `on_request`, the events it
-     * sends, and the request timeout (see `gw_handlers`). Read during `gw_serve` only.
+     * NULL, or the methods (and scopes) the host answers in `on_request` and the events it
+     * sends (see `gw_handlers`). Read during `gw_serve` only.
      */
     const struct gw_handlers *handlers;
 } gw_callbacks;
@@ -364,11 +384,18 @@ const char *gw_version(void);
 /**
  * The version of the C ABI the library implements (`GATEWAY_ABI_VERSION` in the header the
  * host was compiled with). A host should refuse to run when the two differ. Any thread.
+ *
+ * Version 2 (this header) broke version 1: `gw_serve` takes a `gw_serve_options` (NULL for
+ * the defaults) before `out`; `on_request` (`gw_request_fn`) gets the `gw_server` after
+ * `userdata`; the request timeout moved from `gw_handlers_set_request_timeout_ms` (gone) to
+ * `gw_serve_options_set_request_timeout_ms`; registering a method twice is
+ * `GW_ERR_INVALID_ARGUMENT` (version 1 replaced its scope). New in 2: `gw_serve_options_*`,
+ * `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`.
  */
 uint32_t gw_abi_version(void);
 
 /**
- * New, empty handlers: no methods, no events, the default request timeout.
+ * New, empty handlers: no methods, no events.
  *
  * Returns a new `gw_handlers` that the caller owns and frees with `gw_handlers_free`; NULL
  * only when the library failed (see `gw_last_error_message`). Any thread.
@@ -390,11 +417,11 @@ void gw_handlers_free(struct gw_handlers *handlers);
  * covers every scope, `operator.write` covers `operator.read`), or NULL for none: a caller
  * without it gets `FORBIDDEN` `missing scope: <scope>` and the host hears nothing.
  *
- * Registering a method again replaces its scope; registering `"health"` replaces the
- * built-in one. `GW_ERR_INVALID_ARGUMENT` for an empty name or scope, a string that is not
- * UTF-8, and `"connect"` (the handshake, never a host method); `GW_ERR_NULL_ARGUMENT` when
- * `handlers` or `method` is NULL. The strings are copied; the handlers are unchanged on
- * failure.
+ * Registering `"health"` replaces the built-in one. `GW_ERR_INVALID_ARGUMENT`, as the Rust
+ * `Handlers::add_method`, for an empty name or scope, a method registered already, and
+ * `"connect"` (the handshake, never a host method); also for a string that is not UTF-8.
+ * `GW_ERR_NULL_ARGUMENT` when `handlers` or `method` is NULL. The strings are copied; the
+ * handlers are unchanged on failure.
  *
  * # Safety
  *
@@ -410,8 +437,9 @@ gw_result gw_handlers_add_method(struct gw_handlers *handlers,
  * `hello-ok` lists it in `features.events` (sending an unregistered event works too; it is
  * just not advertised). Registering one again is harmless.
  *
- * `GW_ERR_INVALID_ARGUMENT` for an empty name or one that is not UTF-8;
- * `GW_ERR_NULL_ARGUMENT` when an argument is NULL. The string is copied.
+ * `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event`, for an empty name; also for
+ * one that is not UTF-8. `GW_ERR_NULL_ARGUMENT` when an argument is NULL. The string is
+ * copied.
  *
  * # Safety
  *
@@ -420,20 +448,6 @@ gw_result gw_handlers_add_method(struct gw_handlers *handlers,
  */
 gw_result gw_handlers_add_event(struct gw_handlers *handlers,
                                 const char *event);
-
-/**
- * How long a request may wait for `gw_respond`: past it the client gets `UNAVAILABLE`
- * (`retryable: true`) and a later `gw_respond` gives `GW_ERR_NOT_FOUND` (default 30000 ms).
- *
- * `GW_ERR_INVALID_ARGUMENT` (handlers unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when
- * `handlers` is NULL.
- *
- * # Safety
- *
- * `handlers` is NULL or a live `gw_handlers` no other thread uses during the call.
- */
-gw_result gw_handlers_set_request_timeout_ms(struct gw_handlers *handlers,
-                                             uint32_t milliseconds);
 
 /**
  * Takes the state lock, the config lock, then binds the port (SPEC §5–6), as the Rust
@@ -766,6 +780,24 @@ gw_result gw_options_set_auth_password(struct gw_options *options,
 const char *gw_result_name(uint32_t result);
 
 /**
+ * The live gateway that the last failed `gw_*` call on the calling thread named, as typed
+ * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire`, the holder's pid, and the
+ * port its lock file records (0 when it records none).
+ *
+ * `GW_OK` when the last error named a holder: writes `*pid` and `*port` (either may be NULL
+ * when not wanted). `GW_ERR_NOT_FOUND` otherwise (no call failed yet on this thread, or the
+ * last failure named no holder, e.g. `GW_ERR_ADDR_IN_USE`, whose holder may be any program):
+ * nothing is written. Unlike every other function, it never records an error of its own, so
+ * `gw_last_error_message` still gives the failure it describes. Any thread.
+ *
+ * # Safety
+ *
+ * `pid` and `port` are each NULL or writable.
+ */
+gw_result gw_last_error_holder(uint32_t *pid,
+                               uint16_t *port);
+
+/**
  * The message of the last failed `gw_*` call on the calling thread: the exact message of the
  * SPEC (e.g. `gateway already running (pid 4242); lock timeout after 5000ms`), or `""` when no
  * call failed on this thread yet. Successful calls leave it unchanged.
@@ -776,27 +808,236 @@ const char *gw_result_name(uint32_t result);
 const char *gw_last_error_message(void);
 
 /**
- * Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200), as the
- * Rust `Gateway::serve`. On `GW_OK`, `*out` is a new `gw_server` the caller owns and must
- * give to `gw_shutdown`.
+ * New serve options with the defaults: worker threads = cores (at most 4), drop timeout
+ * 5000 ms, only loopback origins, handshake timeout 15000 ms, tick and ping every 30000 ms,
+ * request timeout 30000 ms, 10000 connections, 64 KiB before the handshake, 25 MiB frames,
+ * 50 MiB buffered per client, 10 wrong secrets per 60000 ms lock a peer out for 60000 ms,
+ * and this library's version as `server.version`.
+ *
+ * Returns a new `gw_serve_options` that the caller owns and frees with
+ * `gw_serve_options_free`; NULL only when the library failed (see `gw_last_error_message`).
+ * Any thread.
+ */
+struct gw_serve_options *gw_serve_options_new(void);
+
+/**
+ * Frees serve options. NULL is harmless.
+ *
+ * # Safety
+ *
+ * `options` is NULL or was returned by `gw_serve_options_new` and is not used afterwards.
+ */
+void gw_serve_options_free(struct gw_serve_options *options);
+
+/**
+ * Tokio worker threads that run the connections (default: the number of cores, at most 4).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_worker_threads(struct gw_serve_options *options,
+                                              size_t threads);
+
+/**
+ * The shutdown timeout used when the library stops a server the host did not give to
+ * `gw_shutdown` (default 5000 ms; 0 closes open connections at once).
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_drop_timeout_ms(struct gw_serve_options *options,
+                                               uint64_t ms);
+
+/**
+ * Allows WebSocket clients from `origin` (e.g. `"https://app.example.com"`; `"*"` allows
+ * every origin) besides the loopback ones, which are always allowed. Each call adds one.
+ *
+ * The string is copied. `GW_ERR_INVALID_ARGUMENT` for an empty string or one that is not
+ * UTF-8, `GW_ERR_NULL_ARGUMENT` when an argument is NULL; the options are then unchanged.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `origin` is NULL or a NUL-terminated string.
+ */
+gw_result gw_serve_options_add_allowed_origin(struct gw_serve_options *options,
+                                              const char *origin);
+
+/**
+ * A client that sends no valid `connect` within this is closed with 1008 `handshake
+ * timeout` (default 15000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_handshake_timeout_ms(struct gw_serve_options *options,
+                                                    uint64_t ms);
+
+/**
+ * How often clients get a `tick` event, as `hello-ok` says in `policy.tickIntervalMs`
+ * (default 30000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_tick_interval_ms(struct gw_serve_options *options,
+                                                uint64_t ms);
+
+/**
+ * A WebSocket ping every interval; a peer that answers nothing for a whole interval after a
+ * ping is dropped (default 30000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_ping_interval_ms(struct gw_serve_options *options,
+                                                uint64_t ms);
+
+/**
+ * How long a request may wait for `gw_respond`: past it the client gets `UNAVAILABLE`
+ * (`retryable: true`) and a later `gw_respond` gives `GW_ERR_NOT_FOUND` (default 30000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_request_timeout_ms(struct gw_serve_options *options,
+                                                  uint64_t ms);
+
+/**
+ * WebSocket connections served at once; past it a client is closed with 1013 `too many
+ * connections` (default 10000).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_max_connections(struct gw_serve_options *options,
+                                               size_t n);
+
+/**
+ * Bytes a client may send before it is authenticated (default 65536).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_max_preauth_payload(struct gw_serve_options *options,
+                                                   size_t bytes);
+
+/**
+ * The largest frame a client may send after the handshake, as `hello-ok` says in
+ * `policy.maxPayload` (default 25 MiB).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_max_payload(struct gw_serve_options *options,
+                                           size_t bytes);
+
+/**
+ * Unsent bytes a client may have queued before it is closed as a slow consumer, as
+ * `hello-ok` says in `policy.maxBufferedBytes` (default 50 MiB).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_max_buffered_bytes(struct gw_serve_options *options,
+                                                  size_t bytes);
+
+/**
+ * Throttling of wrong secrets per peer address: a peer that gives `max_failures` wrong
+ * secrets within `window_ms` is refused for `lockout_ms` (default 10, 60000 ms, 60000 ms).
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_auth_throttle(struct gw_serve_options *options,
+                                             uint32_t max_failures,
+                                             uint64_t window_ms,
+                                             uint64_t lockout_ms);
+
+/**
+ * `server.version` in `hello-ok` (default this library's version, see `gw_version`).
+ *
+ * The string is copied. `GW_ERR_INVALID_ARGUMENT` for an empty string or one that is not
+ * UTF-8, `GW_ERR_NULL_ARGUMENT` when an argument is NULL; the options are then unchanged.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `version` is NULL or a NUL-terminated string.
+ */
+gw_result gw_serve_options_set_server_version(struct gw_serve_options *options,
+                                              const char *version);
+
+/**
+ * Serves on the lock's listener(s) with `options` and returns once ready (`/readyz` answers
+ * 200), as the Rust `Gateway::serve`. On `GW_OK`, `*out` is a new `gw_server` the caller
+ * owns and must give to `gw_shutdown`.
  *
  * Takes ownership of `lock` and of the callbacks' `userdata` whatever the result: on failure
  * the lock is released, `free_userdata` has been called, and `*out` is untouched. One
  * exception: when `callbacks->size` is not a valid size the library cannot tell where
  * `free_userdata` is, so the userdata stays the caller's (the lock is still released).
- * `callbacks` may be NULL (no callbacks); it and its `handlers` are copied, not kept. No
- * `on_request` or `on_connection` call happens before `*out` is written, so a callback may
- * read the server from where `out` points (e.g. a field of its `userdata`). `GW_ERR_INVALID_ARGUMENT` when `handlers`
- * registers methods but `on_request` is NULL. Any thread but a library callback.
+ * `callbacks` may be NULL (no callbacks); it and its `handlers` are copied, not kept.
+ * `options` may be NULL (the defaults of `gw_serve_options_new`); it is copied, not kept.
+ *
+ * `on_request` may run before `gw_serve` returns (a client may call as soon as the port
+ * accepts): it gets the server as an argument. `on_connection` never runs before `*out` is
+ * written, so it may read the server from where `out` points (e.g. a field of its
+ * `userdata`). `GW_ERR_INVALID_ARGUMENT` when `handlers` registers methods but `on_request`
+ * is NULL. Any thread but a library callback.
  *
  * # Safety
  *
  * `lock` is NULL or a `gw_lock` from `gw_lock_acquire` that is not used afterwards;
- * `callbacks` is NULL or points to a `gw_callbacks` whose `size` bytes are readable; `out`
- * is NULL or writable.
+ * `callbacks` is NULL or points to a `gw_callbacks` whose `size` bytes are readable;
+ * `options` is NULL or a live `gw_serve_options` that no thread changes during the call;
+ * `out` is NULL or writable.
  */
 gw_result gw_serve(struct gw_lock *lock,
                    const struct gw_callbacks *callbacks,
+                   const struct gw_serve_options *options,
                    struct gw_server **out);
 
 /**
@@ -869,6 +1110,33 @@ gw_result gw_broadcast(const struct gw_server *server,
                        const char *event,
                        const char *json,
                        size_t len);
+
+/**
+ * Replaces the health snapshot that the `health` method answers (default
+ * `{"ok":true,"ts":<now>,"durationMs":0}`) with `snapshot_json` (`len` bytes of UTF-8 JSON,
+ * any value, copied), and sends it to every authenticated client as a `health` event.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` when `snapshot_json` is not JSON (the snapshot is then
+ * unchanged); `GW_ERR_NULL_ARGUMENT` when a pointer is NULL. Any thread (see `gw_server`).
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `snapshot_json` is NULL or points to `len`
+ * readable bytes.
+ */
+gw_result gw_set_health(const struct gw_server *server,
+                        const char *snapshot_json,
+                        size_t len);
+
+/**
+ * WebSocket connections open now, authenticated or not; 0 when `server` is NULL. Any thread
+ * (see `gw_server`).
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`.
+ */
+size_t gw_server_connection_count(const struct gw_server *server);
 
 /**
  * Sends the event `event` with `json` as its payload (no `seq`) to the authenticated client

@@ -29,6 +29,12 @@ impl OnPanic for u16 {
     }
 }
 
+impl OnPanic for usize {
+    fn on_panic() -> Self {
+        0
+    }
+}
+
 impl OnPanic for () {
     fn on_panic() -> Self {}
 }

@@ -7,7 +7,8 @@ use std::mem::{MaybeUninit, size_of};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::handlers::gw_handlers;
-use super::result::{fail, gw_result};
+use super::result::{fail, fail_with, gw_result};
+use super::server::gw_server;
 use crate::options::{LogLevel, Logger};
 use crate::server::{
     ConnectionEvent, GatewayState, Handlers, MethodHandler, MethodRequest, Responder, StateHandler,
@@ -61,19 +62,25 @@ pub type gw_request_id = u64;
 /// A request for one of the host's methods (see `gw_handlers_add_method`), from an
 /// authenticated client that holds the method's scope. Answer it with `gw_respond(server,
 /// request, ...)`, inside the callback or later from any thread; unanswered, the client gets
-/// `UNAVAILABLE` after the request timeout.
+/// `UNAVAILABLE` after the request timeout (`gw_serve_options_set_request_timeout_ms`).
+///
+/// `server` is the server the request came to, the same pointer `gw_serve` writes to its
+/// `out`, and usable for `gw_respond`, `gw_broadcast`, `gw_send_event`, `gw_set_health` at
+/// once, even when `gw_serve` has not returned yet (a client may call a method as soon as the
+/// port accepts).
 ///
 /// `method` and `params_json` are UTF-8, `method_len` / `params_len` bytes long without the
 /// NUL that follows each (never counted, always present), and valid only during the call:
 /// copy what you keep. `params_json` is the request's `params` as compact JSON (`null` when
 /// it had none). `conn_id` is the client's connection (as in `on_connection`).
 ///
-/// Called on a gateway worker thread, possibly on several at once, and only after `gw_serve`
-/// has returned its server; it must not block (a blocked callback holds a worker of the
-/// server). Requests of one connection arrive in order.
+/// Called on a gateway worker thread, possibly on several at once; it must not block (a
+/// blocked callback holds a worker of the server). Requests of one connection arrive in
+/// order. Never called once `gw_shutdown` has begun freeing the server.
 pub type gw_request_fn = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
+        server: *mut gw_server,
         request: gw_request_id,
         method: *const c_char,
         method_len: usize,
@@ -89,8 +96,11 @@ pub type gw_request_fn = Option<
 /// without the NUL, valid only during the call: `{"connId", "client": {id, version,
 /// platform, mode, ...as sent}, "role", "scopes": [...], "protocol", "peer", "origin"?}`.
 ///
-/// Called on a gateway worker thread, possibly on several at once, and only after `gw_serve`
-/// has returned its server; it must not block.
+/// Called on a gateway worker thread, possibly on several at once; it must not block. Never
+/// called before `gw_serve` has written its server to `out`: a client that completes the
+/// handshake earlier is announced from the thread in `gw_serve`, just before it returns, in
+/// the order the events happened. Never called once `gw_shutdown` has begun freeing the
+/// server.
 pub type gw_connection_fn = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
@@ -134,8 +144,8 @@ pub struct gw_callbacks {
     pub on_request: gw_request_fn,
     /// Clients that completed the handshake, and their going away.
     pub on_connection: gw_connection_fn,
-    /// NULL, or the methods (and scopes) the host answers in `on_request`, the events it
-    /// sends, and the request timeout (see `gw_handlers`). Read during `gw_serve` only.
+    /// NULL, or the methods (and scopes) the host answers in `on_request` and the events it
+    /// sends (see `gw_handlers`). Read during `gw_serve` only.
     pub handlers: *const gw_handlers,
 }
 
@@ -145,20 +155,40 @@ pub(crate) struct HostCallbacks {
     callbacks: gw_callbacks,
     /// `*callbacks.handlers` as it was during `gw_serve` (the pointer itself is not kept).
     registered: Option<gw_handlers>,
-    /// When request and connection callbacks may run; they are the ones that use the server.
+    /// Which request and connection callbacks run; they are the ones that use the server.
     calls: Mutex<Calls>,
     calls_changed: Condvar,
+    /// Connection events from before `gw_serve` wrote out its server (the host could not
+    /// reach it yet), kept in order for `gw_serve` to deliver; `None` from then on.
+    early: Mutex<Option<Vec<EarlyConnection>>>,
 }
 
-/// Request and connection callbacks wait until `gw_serve` has handed the server to the host
-/// (before, they would find no server to answer with), and `gw_shutdown` waits until none is
-/// running before it frees the server (a worker the runtime left behind may still be in one).
+/// `gw_shutdown` waits until no request or connection callback is running before it frees
+/// the server (a worker the runtime left behind may still be in one), and lets none start.
 #[derive(Default)]
 struct Calls {
-    served: bool,
     stopped: bool,
     running: usize,
 }
+
+/// A connection event that `gw_serve` delivers once the host has its server.
+struct EarlyConnection {
+    conn_id: u64,
+    opened: bool,
+    client_json: CString,
+}
+
+/// The `gw_server` that `gw_serve` allocates before the server starts, as callbacks hand it to
+/// the host. `gw_shutdown` frees it only after `HostCallbacks::stop_calls`, so a callback that
+/// entered (`HostCallbacks::enter`) may use it.
+#[derive(Clone, Copy)]
+pub(crate) struct ServerPtr(pub(crate) *mut gw_server);
+
+// SAFETY: a `gw_server` is shared by every thread (its fields are thread-safe); the pointer
+// is only read through after `HostCallbacks::enter`, while it is live.
+unsafe impl Send for ServerPtr {}
+// SAFETY: as above.
+unsafe impl Sync for ServerPtr {}
 
 /// One request or connection callback in progress; `gw_shutdown` waits for it to end.
 struct CallGuard<'a>(&'a HostCallbacks);
@@ -216,6 +246,7 @@ impl HostCallbacks {
             registered,
             calls: Mutex::new(Calls::default()),
             calls_changed: Condvar::new(),
+            early: Mutex::new(Some(Vec::new())),
         }))
     }
 
@@ -223,24 +254,44 @@ impl HostCallbacks {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Lets request and connection callbacks run: `gw_serve` has written the server out (or
-    /// failed, and then none will come).
+    /// `gw_serve` has written its server out: delivers the connection events that came
+    /// before, in order, then lets later ones through as they come (they wait for this).
     pub(crate) fn mark_served(&self) {
-        self.calls().served = true;
-        self.calls_changed.notify_all();
+        let mut early = self.early.lock().unwrap_or_else(|e| e.into_inner());
+        for event in early.take().unwrap_or_default() {
+            self.connection(event);
+        }
     }
 
-    /// Waits until the server is handed out; `None` once it is being freed.
+    /// A callback that uses the server begins; `None` once the server is being freed.
     fn enter(&self) -> Option<CallGuard<'_>> {
-        let mut calls = self
-            .calls_changed
-            .wait_while(self.calls(), |calls| !calls.served && !calls.stopped)
-            .unwrap_or_else(|e| e.into_inner());
+        let mut calls = self.calls();
         if calls.stopped {
             return None;
         }
         calls.running += 1;
         Some(CallGuard(self))
+    }
+
+    /// Calls `on_connection`, unless the server is being freed.
+    fn connection(&self, event: EarlyConnection) {
+        let Some(on_connection) = self.callbacks.on_connection else {
+            return;
+        };
+        let Some(_call) = self.enter() else {
+            return;
+        };
+        let json = event.client_json;
+        // SAFETY: a host callback given a NUL-terminated string that outlives the call.
+        unsafe {
+            on_connection(
+                self.callbacks.userdata,
+                event.conn_id,
+                event.opened,
+                json.as_ptr(),
+                json.as_bytes().len(),
+            )
+        }
     }
 
     /// No request or connection callback starts from now on; returns once none is running,
@@ -255,15 +306,14 @@ impl HostCallbacks {
             .unwrap_or_else(|e| e.into_inner());
     }
 
-    /// The protocol handlers to serve with: the registered methods answered through
-    /// `on_request`, the registered events, `on_connection`; and the request timeout, when
-    /// the host set one.
+    /// The protocol handlers to serve `server` with: the registered methods answered through
+    /// `on_request`, the registered events, `on_connection`.
     pub(crate) fn handlers(
         self: &Arc<Self>,
         function: &str,
-    ) -> Result<(Handlers, Option<std::time::Duration>), gw_result> {
+        server: ServerPtr,
+    ) -> Result<Handlers, gw_result> {
         let mut handlers = Handlers::new();
-        let mut timeout = None;
         if let Some(registered) = &self.registered {
             if !registered.methods.is_empty() && self.callbacks.on_request.is_none() {
                 return Err(fail(
@@ -274,40 +324,43 @@ impl HostCallbacks {
                     ),
                 ));
             }
-            let method: Arc<dyn MethodHandler> = Arc::new(HostMethod(Arc::clone(self)));
+            let method: Arc<dyn MethodHandler> = Arc::new(HostMethod {
+                host: Arc::clone(self),
+                server,
+            });
+            // Checked by the same calls in gw_handlers_add_method/add_event: cannot fail here.
             for (name, scope) in &registered.methods {
-                handlers = handlers.method_handler(name, scope.clone(), Arc::clone(&method));
+                handlers
+                    .add_method(name, scope.clone(), Arc::clone(&method))
+                    .map_err(|err| fail_with(&err))?;
             }
             for event in &registered.events {
-                handlers = handlers.event(event);
+                handlers.add_event(event).map_err(|err| fail_with(&err))?;
             }
-            timeout = registered.request_timeout;
         }
-        if let Some(on_connection) = self.callbacks.on_connection {
+        if self.callbacks.on_connection.is_some() {
             let host = Arc::clone(self);
             handlers = handlers.on_connection(move |event| {
-                let Some(_call) = host.enter() else {
-                    return;
-                };
                 let (opened, client) = match event {
                     ConnectionEvent::Opened(client) => (true, client),
                     ConnectionEvent::Closed(client) => (false, client),
                 };
-                let json = c_string(client.to_json());
-                let len = json.as_bytes().len();
-                // SAFETY: a host callback given a NUL-terminated string that outlives the call.
-                unsafe {
-                    on_connection(
-                        host.callbacks.userdata,
-                        client.conn_id,
-                        opened,
-                        json.as_ptr(),
-                        len,
-                    )
+                let event = EarlyConnection {
+                    conn_id: client.conn_id,
+                    opened,
+                    client_json: c_string(client.to_json()),
+                };
+                let mut early = host.early.lock().unwrap_or_else(|e| e.into_inner());
+                match early.as_mut() {
+                    Some(queue) => queue.push(event),
+                    None => {
+                        drop(early);
+                        host.connection(event);
+                    }
                 }
             });
         }
-        Ok((handlers, timeout))
+        Ok(handlers)
     }
 
     /// The logger to serve with, when the host gave a log callback.
@@ -369,25 +422,35 @@ fn c_string(text: String) -> CString {
     })
 }
 
-/// Every registered method of a C host: `on_request`, answered by id through `gw_respond`.
-struct HostMethod(Arc<HostCallbacks>);
+/// Every registered method of a C host: `on_request`, answered by id through `gw_respond` on
+/// the server it is given.
+struct HostMethod {
+    host: Arc<HostCallbacks>,
+    server: ServerPtr,
+}
 
 impl MethodHandler for HostMethod {
     fn call(&self, request: MethodRequest, responder: Responder) {
-        // The host answers by id (`gw_respond`); dropping the responder answers nothing.
+        let Some(on_request) = self.host.callbacks.on_request else {
+            return;
+        };
+        let Some(_call) = self.host.enter() else {
+            return;
+        };
+        // The host answers by id through the server, which may not have its handle yet when
+        // `gw_serve` is still returning; dropping the responder answers nothing.
+        if let Some(handle) = responder.handle() {
+            // SAFETY: live while a callback has entered (`ServerPtr`).
+            unsafe { &*self.server.0 }.publish(handle);
+        }
         drop(responder);
-        let Some(on_request) = self.0.callbacks.on_request else {
-            return;
-        };
-        let Some(_call) = self.0.enter() else {
-            return;
-        };
         let method = c_string(request.method.clone());
         let params = c_string(request.params.to_string());
         // SAFETY: a host callback given NUL-terminated strings that outlive the call.
         unsafe {
             on_request(
-                self.0.callbacks.userdata,
+                self.host.callbacks.userdata,
+                self.server.0,
                 request.id,
                 method.as_ptr(),
                 method.as_bytes().len(),

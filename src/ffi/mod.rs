@@ -1,16 +1,19 @@
 //! The C ABI (`include/gateway.h`, generated from this module by cbindgen in `build.rs`).
 //!
 //! It translates the safe Rust API and adds no logic of its own: handles own the Rust values,
-//! results and messages come from [`GatewayLockError`], callbacks become a [`Logger`], a
-//! [`StateHandler`] and [`Handlers`] whose methods the host answers by id (`gw_respond` is
-//! [`Gateway::respond`]). Every export NULL-checks its pointers, writes its outputs only on success,
+//! results and messages come from [`GatewayLockError`], `gw_serve_options` is [`ServeOptions`]
+//! (checked by [`ServeOptions::validate`]), callbacks become a [`Logger`], a [`StateHandler`]
+//! and [`Handlers`] whose methods the host answers by id (`gw_respond` is
+//! [`GatewayHandle::respond`]). Every export NULL-checks its pointers, writes its outputs only on success,
 //! and runs its body behind a panic boundary: a panic becomes `GW_ERR_PANIC`, never an abort
 //! or an unwind into C.
 //!
 //! [`Logger`]: crate::Logger
 //! [`StateHandler`]: crate::StateHandler
 //! [`Handlers`]: crate::Handlers
-//! [`Gateway::respond`]: crate::Gateway::respond
+//! [`GatewayHandle::respond`]: crate::GatewayHandle::respond
+//! [`ServeOptions`]: crate::ServeOptions
+//! [`ServeOptions::validate`]: crate::ServeOptions::validate
 
 // The C names are the ABI: `gw_options`, `gw_result`, `GW_OK`.
 #![allow(non_camel_case_types)]
@@ -21,6 +24,7 @@ mod handlers;
 mod lock;
 mod options;
 mod result;
+mod serve_options;
 mod server;
 
 pub use callbacks::{
@@ -29,15 +33,16 @@ pub use callbacks::{
 };
 pub use handlers::{
     gw_handlers, gw_handlers_add_event, gw_handlers_add_method, gw_handlers_free, gw_handlers_new,
-    gw_handlers_set_request_timeout_ms,
 };
 pub use lock::{
     gw_lock, gw_lock_acquire, gw_lock_port, gw_lock_release, gw_lock_status, gw_status,
 };
 pub use options::*;
-pub use result::{gw_last_error_message, gw_result, gw_result_name};
+pub use result::{gw_last_error_holder, gw_last_error_message, gw_result, gw_result_name};
+pub use serve_options::*;
 pub use server::{
-    gw_broadcast, gw_respond, gw_send_event, gw_serve, gw_server, gw_server_port, gw_shutdown,
+    gw_broadcast, gw_respond, gw_send_event, gw_serve, gw_server, gw_server_connection_count,
+    gw_server_port, gw_set_health, gw_shutdown,
 };
 
 use std::ffi::c_char;
@@ -46,8 +51,9 @@ use std::ffi::c_char;
 use crate::GatewayLockError;
 
 /// The version of the C ABI described by this header. It changes only when an existing
-/// function, type or value changes meaning; additions keep it.
-pub const ABI_VERSION: u32 = 1;
+/// function, type or value changes meaning; additions keep it. What changed in each version
+/// is in the docs of [`gw_abi_version`].
+pub const ABI_VERSION: u32 = 2;
 
 /// The library's version, `MAJOR.MINOR.PATCH` (the `GATEWAY_VERSION_*` macros of the header
 /// the host was compiled with may differ when it loads a newer shared library).
@@ -60,6 +66,13 @@ pub extern "C" fn gw_version() -> *const c_char {
 
 /// The version of the C ABI the library implements (`GATEWAY_ABI_VERSION` in the header the
 /// host was compiled with). A host should refuse to run when the two differ. Any thread.
+///
+/// Version 2 (this header) broke version 1: `gw_serve` takes a `gw_serve_options` (NULL for
+/// the defaults) before `out`; `on_request` (`gw_request_fn`) gets the `gw_server` after
+/// `userdata`; the request timeout moved from `gw_handlers_set_request_timeout_ms` (gone) to
+/// `gw_serve_options_set_request_timeout_ms`; registering a method twice is
+/// `GW_ERR_INVALID_ARGUMENT` (version 1 replaced its scope). New in 2: `gw_serve_options_*`,
+/// `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`.
 #[unsafe(no_mangle)]
 pub extern "C" fn gw_abi_version() -> u32 {
     ABI_VERSION

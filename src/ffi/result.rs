@@ -1,6 +1,7 @@
-//! `gw_result`, its names, and the calling thread's last error message.
+//! `gw_result`, its names, and the calling thread's last error: its message and the holder it
+//! named.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CString, c_char};
 use std::fmt::Display;
 
@@ -112,22 +113,80 @@ pub extern "C" fn gw_result_name(result: u32) -> *const c_char {
     name.as_ptr().cast()
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+/// The live gateway a refused acquire named: its pid, and its port (0 when unknown).
+#[derive(Clone, Copy)]
+struct Holder {
+    pid: u32,
+    port: u16,
 }
 
-/// Records `message` as this thread's last error and returns `result`.
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_HOLDER: Cell<Option<Holder>> = const { Cell::new(None) };
+}
+
+/// Records `message` as this thread's last error, naming no holder, and returns `result`.
 pub(crate) fn fail(result: gw_result, message: impl Display) -> gw_result {
+    record(result, message, None)
+}
+
+fn record(result: gw_result, message: impl Display, holder: Option<Holder>) -> gw_result {
     let text = message.to_string().replace('\0', "\u{FFFD}");
     let text = CString::new(text).unwrap_or_default();
     // Unavailable only while the thread is being torn down; the result still says what failed.
     let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = text);
+    let _ = LAST_HOLDER.try_with(|last| last.set(holder));
     result
 }
 
-/// Records a Rust error as this thread's last error and returns its result.
+/// Records a Rust error as this thread's last error, with the holder it names, and returns
+/// its result.
 pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
-    fail(gw_result::of(err), err)
+    let holder = match err {
+        GatewayLockError::AlreadyRunning {
+            pid: Some(pid),
+            port,
+            ..
+        } => Some(Holder {
+            pid: *pid,
+            port: port.unwrap_or(0),
+        }),
+        _ => None,
+    };
+    record(gw_result::of(err), err, holder)
+}
+
+/// The live gateway that the last failed `gw_*` call on the calling thread named, as typed
+/// values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire`, the holder's pid, and the
+/// port its lock file records (0 when it records none).
+///
+/// `GW_OK` when the last error named a holder: writes `*pid` and `*port` (either may be NULL
+/// when not wanted). `GW_ERR_NOT_FOUND` otherwise (no call failed yet on this thread, or the
+/// last failure named no holder, e.g. `GW_ERR_ADDR_IN_USE`, whose holder may be any program):
+/// nothing is written. Unlike every other function, it never records an error of its own, so
+/// `gw_last_error_message` still gives the failure it describes. Any thread.
+///
+/// # Safety
+///
+/// `pid` and `port` are each NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_last_error_holder(pid: *mut u32, port: *mut u16) -> gw_result {
+    super::boundary::boundary("gw_last_error_holder", || {
+        let holder = LAST_HOLDER.try_with(Cell::get).ok().flatten();
+        let Some(holder) = holder else {
+            return gw_result::GW_ERR_NOT_FOUND;
+        };
+        // SAFETY: each is NULL or writable, by the contract.
+        unsafe {
+            if let Some(pid) = pid.as_mut() {
+                *pid = holder.pid;
+            }
+            if let Some(port) = port.as_mut() {
+                *port = holder.port;
+            }
+        }
+        gw_result::GW_OK
+    })
 }
 
 /// The message of the last failed `gw_*` call on the calling thread: the exact message of the
@@ -194,5 +253,57 @@ mod tests {
             here(),
             "gateway already running (pid 4242); lock timeout after 5000ms"
         );
+    }
+
+    fn holder() -> Result<(u32, u16), gw_result> {
+        let (mut pid, mut port) = (7, 7);
+        // SAFETY: both outputs are writable locals.
+        match unsafe { gw_last_error_holder(&mut pid, &mut port) } {
+            gw_result::GW_OK => Ok((pid, port)),
+            other => {
+                assert_eq!((pid, port), (7, 7), "written on {other:?}");
+                Err(other)
+            }
+        }
+    }
+
+    #[test]
+    fn the_holder_is_the_last_error_s_own() {
+        let running = |pid, port| GatewayLockError::AlreadyRunning {
+            pid,
+            port,
+            healthy: true,
+            timeout_ms: 0,
+        };
+        let cases: [(GatewayLockError, Result<(u32, u16), gw_result>); 4] = [
+            (running(Some(42), Some(18789)), Ok((42, 18789))),
+            (running(Some(42), None), Ok((42, 0))),
+            (running(None, Some(18789)), Err(gw_result::GW_ERR_NOT_FOUND)),
+            (
+                GatewayLockError::AddrInUse {
+                    url: "ws://127.0.0.1:1".into(),
+                },
+                Err(gw_result::GW_ERR_NOT_FOUND),
+            ),
+        ];
+        assert_eq!(holder(), Err(gw_result::GW_ERR_NOT_FOUND));
+        for (err, want) in cases {
+            fail_with(&err);
+            assert_eq!(holder(), want, "{err}");
+            // Asking never changes the last error.
+            assert_eq!(holder(), want, "{err}");
+        }
+        fail_with(&running(Some(42), Some(1)));
+        fail(gw_result::GW_ERR_NULL_ARGUMENT, "f: x is NULL");
+        assert_eq!(holder(), Err(gw_result::GW_ERR_NOT_FOUND));
+        fail_with(&running(Some(9), Some(2)));
+        // SAFETY: NULL outputs are allowed.
+        assert_eq!(
+            unsafe { gw_last_error_holder(std::ptr::null_mut(), std::ptr::null_mut()) },
+            gw_result::GW_OK
+        );
+        std::thread::spawn(|| assert_eq!(holder(), Err(gw_result::GW_ERR_NOT_FOUND)))
+            .join()
+            .unwrap();
     }
 }

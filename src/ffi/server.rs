@@ -1,58 +1,82 @@
-//! `gw_server`: serving on the lock, answering the host's requests, sending its events, and
-//! the bounded graceful shutdown.
+//! `gw_server`: serving on the lock, answering the host's requests, sending its events,
+//! setting the health snapshot, and the bounded graceful shutdown.
 
 use std::ffi::c_char;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::boundary::{
     boundary, json_argument, name_argument, non_null, null_argument, result_boundary,
 };
-use super::callbacks::{HostCallbacks, gw_callbacks, gw_request_id};
+use super::callbacks::{HostCallbacks, ServerPtr, gw_callbacks, gw_request_id};
 use super::lock::gw_lock;
 use super::result::{fail, fail_with, gw_result};
-use crate::server::{Gateway, GatewayHandle, MethodError, ServeOptions};
+use super::serve_options::gw_serve_options;
+use crate::server::{Gateway, GatewayHandle, MethodError};
 
 /// A running gateway: it holds the lock and serves the probes and the WebSocket protocol on
 /// threads the library owns until `gw_shutdown`, which frees it.
 ///
-/// Threads: `gw_server_port`, `gw_respond`, `gw_broadcast` and `gw_send_event` are safe from
-/// any thread, at the same time, and from inside the library's callbacks, for as long as the
-/// server is live: a host thread must make its last such call before it calls `gw_shutdown`
-/// (callbacks may still call them while `gw_shutdown` runs). `gw_shutdown` is safe from any
-/// thread but a library callback.
+/// Threads: `gw_server_port`, `gw_server_connection_count`, `gw_respond`, `gw_broadcast`,
+/// `gw_send_event` and `gw_set_health` are safe from any thread, at the same time, and from
+/// inside the library's callbacks, for as long as the server is live: a host thread must make
+/// its last such call before it calls `gw_shutdown` (callbacks may still call them while
+/// `gw_shutdown` runs). `gw_shutdown` is safe from any thread but a library callback.
 pub struct gw_server {
     port: u16,
-    /// What `gw_respond` and the events go through; it never moves while the server lives.
-    handle: GatewayHandle,
+    /// What `gw_respond` and the events go through. Set by `gw_serve` once the gateway
+    /// serves, or before that by the first request, which carries it (`Responder::handle`).
+    handle: OnceLock<GatewayHandle>,
     /// Taken by `gw_shutdown` while callbacks may still be reading `handle`.
     gateway: Mutex<Option<Gateway>>,
     /// Kept until the server is freed, so `free_userdata` never runs while it serves.
     callbacks: Option<Arc<HostCallbacks>>,
 }
 
-/// Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200), as the
-/// Rust `Gateway::serve`. On `GW_OK`, `*out` is a new `gw_server` the caller owns and must
-/// give to `gw_shutdown`.
+impl gw_server {
+    /// Records the handle of the gateway this server is (the same one from every caller).
+    pub(crate) fn publish(&self, handle: GatewayHandle) {
+        let _ = self.handle.set(handle);
+    }
+
+    fn handle(&self, function: &str) -> Result<&GatewayHandle, gw_result> {
+        self.handle.get().ok_or_else(|| {
+            fail(
+                gw_result::GW_ERR_INVALID_ARGUMENT,
+                format!("{function}: the server is not serving yet: use the one gw_serve gave"),
+            )
+        })
+    }
+}
+
+/// Serves on the lock's listener(s) with `options` and returns once ready (`/readyz` answers
+/// 200), as the Rust `Gateway::serve`. On `GW_OK`, `*out` is a new `gw_server` the caller
+/// owns and must give to `gw_shutdown`.
 ///
 /// Takes ownership of `lock` and of the callbacks' `userdata` whatever the result: on failure
 /// the lock is released, `free_userdata` has been called, and `*out` is untouched. One
 /// exception: when `callbacks->size` is not a valid size the library cannot tell where
 /// `free_userdata` is, so the userdata stays the caller's (the lock is still released).
-/// `callbacks` may be NULL (no callbacks); it and its `handlers` are copied, not kept. No
-/// `on_request` or `on_connection` call happens before `*out` is written, so a callback may
-/// read the server from where `out` points (e.g. a field of its `userdata`). `GW_ERR_INVALID_ARGUMENT` when `handlers`
-/// registers methods but `on_request` is NULL. Any thread but a library callback.
+/// `callbacks` may be NULL (no callbacks); it and its `handlers` are copied, not kept.
+/// `options` may be NULL (the defaults of `gw_serve_options_new`); it is copied, not kept.
+///
+/// `on_request` may run before `gw_serve` returns (a client may call as soon as the port
+/// accepts): it gets the server as an argument. `on_connection` never runs before `*out` is
+/// written, so it may read the server from where `out` points (e.g. a field of its
+/// `userdata`). `GW_ERR_INVALID_ARGUMENT` when `handlers` registers methods but `on_request`
+/// is NULL. Any thread but a library callback.
 ///
 /// # Safety
 ///
 /// `lock` is NULL or a `gw_lock` from `gw_lock_acquire` that is not used afterwards;
-/// `callbacks` is NULL or points to a `gw_callbacks` whose `size` bytes are readable; `out`
-/// is NULL or writable.
+/// `callbacks` is NULL or points to a `gw_callbacks` whose `size` bytes are readable;
+/// `options` is NULL or a live `gw_serve_options` that no thread changes during the call;
+/// `out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn gw_serve(
     lock: *mut gw_lock,
     callbacks: *const gw_callbacks,
+    options: *const gw_serve_options,
     out: *mut *mut gw_server,
 ) -> gw_result {
     result_boundary("gw_serve", || {
@@ -68,31 +92,53 @@ pub unsafe extern "C" fn gw_serve(
             return Err(null_argument("gw_serve", "lock"));
         };
         let out = non_null("gw_serve", "out", out)?;
-        let mut options = ServeOptions::default();
-        if let Some(callbacks) = &callbacks {
-            options.logger = callbacks.logger();
-            options.on_state = callbacks.state_handler();
-            let (handlers, request_timeout) = callbacks.handlers("gw_serve")?;
-            options.handlers = handlers;
-            if let Some(timeout) = request_timeout {
-                options.protocol.request_timeout = timeout;
+        // SAFETY: NULL or live and unchanged during the call, by the contract.
+        let mut options = unsafe { options.as_ref() }
+            .map(|options| options.inner.clone())
+            .unwrap_or_default();
+        // The server exists before it serves: a request may come before `Gateway::serve`
+        // returns, and `on_request` hands it this server.
+        let server = ServerPtr(Box::into_raw(Box::new(gw_server {
+            port: lock.inner.port(),
+            handle: OnceLock::new(),
+            gateway: Mutex::new(None),
+            callbacks: callbacks.clone(),
+        })));
+        let handlers = match &callbacks {
+            Some(callbacks) => callbacks.handlers("gw_serve", server),
+            None => Ok(options.handlers.clone()),
+        };
+        let served = handlers.and_then(|handlers| {
+            if let Some(callbacks) = &callbacks {
+                options.logger = callbacks.logger();
+                options.on_state = callbacks.state_handler();
+                options.handlers = handlers;
+            }
+            Gateway::serve(lock.inner, options).map_err(|err| fail_with(&err))
+        });
+        match served {
+            Ok(gateway) => {
+                // SAFETY: allocated above; only callbacks read it until it is written out.
+                let live = unsafe { &*server.0 };
+                live.publish(gateway.handle());
+                *live.gateway.lock().unwrap_or_else(|e| e.into_inner()) = Some(gateway);
+                // SAFETY: non-NULL and writable by the contract.
+                unsafe { out.write(server.0) };
+                if let Some(callbacks) = &callbacks {
+                    callbacks.mark_served();
+                }
+                Ok(())
+            }
+            Err(failed) => {
+                // Nothing served, but let no callback use the server while it is freed.
+                if let Some(callbacks) = &callbacks {
+                    callbacks.stop_calls();
+                }
+                // SAFETY: allocated above and never handed out.
+                drop(unsafe { Box::from_raw(server.0) });
+                Err(failed)
             }
         }
-        let served = Gateway::serve(lock.inner, options).map_err(|err| fail_with(&err));
-        let result = served.map(|gateway| {
-            let server = Box::new(gw_server {
-                port: gateway.port(),
-                handle: gateway.handle(),
-                gateway: Mutex::new(Some(gateway)),
-                callbacks: callbacks.clone(),
-            });
-            // SAFETY: non-NULL and writable by the contract.
-            unsafe { out.write(Box::into_raw(server)) };
-        });
-        if let Some(callbacks) = &callbacks {
-            callbacks.mark_served();
-        }
-        result
     })
 }
 
@@ -214,7 +260,7 @@ pub unsafe extern "C" fn gw_respond(
                 )
             })?),
         };
-        if server.handle.respond(request, result) {
+        if server.handle(FUNCTION)?.respond(request, result) {
             Ok(())
         } else {
             Err(fail(
@@ -253,8 +299,52 @@ pub unsafe extern "C" fn gw_broadcast(
         let event = unsafe { name_argument(FUNCTION, "event", event) }?;
         // SAFETY: forwarded contract.
         let payload = unsafe { json_argument(FUNCTION, "json", json, len) }?;
-        server.handle.broadcast(event, &payload);
+        server.handle(FUNCTION)?.broadcast(event, &payload);
         Ok(())
+    })
+}
+
+/// Replaces the health snapshot that the `health` method answers (default
+/// `{"ok":true,"ts":<now>,"durationMs":0}`) with `snapshot_json` (`len` bytes of UTF-8 JSON,
+/// any value, copied), and sends it to every authenticated client as a `health` event.
+///
+/// `GW_ERR_INVALID_ARGUMENT` when `snapshot_json` is not JSON (the snapshot is then
+/// unchanged); `GW_ERR_NULL_ARGUMENT` when a pointer is NULL. Any thread (see `gw_server`).
+///
+/// # Safety
+///
+/// `server` is NULL or a live `gw_server`; `snapshot_json` is NULL or points to `len`
+/// readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_set_health(
+    server: *const gw_server,
+    snapshot_json: *const c_char,
+    len: usize,
+) -> gw_result {
+    const FUNCTION: &str = "gw_set_health";
+    result_boundary(FUNCTION, || {
+        // SAFETY: forwarded contract.
+        let server = unsafe { live(FUNCTION, server) }?;
+        // SAFETY: forwarded contract.
+        let snapshot = unsafe { json_argument(FUNCTION, "snapshot_json", snapshot_json, len) }?;
+        server.handle(FUNCTION)?.set_health(snapshot);
+        Ok(())
+    })
+}
+
+/// WebSocket connections open now, authenticated or not; 0 when `server` is NULL. Any thread
+/// (see `gw_server`).
+///
+/// # Safety
+///
+/// `server` is NULL or a live `gw_server`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_server_connection_count(server: *const gw_server) -> usize {
+    boundary("gw_server_connection_count", || {
+        // SAFETY: NULL or live by the contract.
+        unsafe { server.as_ref() }
+            .and_then(|server| server.handle.get())
+            .map_or(0, GatewayHandle::connection_count)
     })
 }
 
@@ -283,7 +373,10 @@ pub unsafe extern "C" fn gw_send_event(
         let event = unsafe { name_argument(FUNCTION, "event", event) }?;
         // SAFETY: forwarded contract.
         let payload = unsafe { json_argument(FUNCTION, "json", json, len) }?;
-        if server.handle.send_event(conn_id, event, &payload) {
+        if server
+            .handle(FUNCTION)?
+            .send_event(conn_id, event, &payload)
+        {
             Ok(())
         } else {
             Err(fail(

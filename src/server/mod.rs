@@ -72,6 +72,31 @@ impl Default for ServeOptions {
     }
 }
 
+impl ServeOptions {
+    /// Says which option `Gateway::serve` would refuse: no worker thread, a zero timeout or
+    /// interval, a zero connection cap or size limit. The C ABI checks its setters with it.
+    pub fn validate(&self) -> Result<(), GatewayLockError> {
+        let protocol = &self.protocol;
+        let zero = [
+            ("worker_threads", self.worker_threads == 0),
+            ("handshake_timeout", protocol.handshake_timeout.is_zero()),
+            ("tick_interval", protocol.tick_interval.is_zero()),
+            ("ping_interval", protocol.ping_interval.is_zero()),
+            ("request_timeout", protocol.request_timeout.is_zero()),
+            ("max_connections", protocol.max_connections == 0),
+            ("max_preauth_payload", protocol.max_preauth_payload == 0),
+            ("max_payload", protocol.max_payload == 0),
+            ("max_buffered_bytes", protocol.max_buffered_bytes == 0),
+        ];
+        match zero.iter().find(|(_, is_zero)| *is_zero) {
+            Some((name, _)) => Err(GatewayLockError::InvalidOption(format!(
+                "{name} is 0: give it a value of at least 1 (or leave the default)"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 struct Shared {
     phase: AtomicU8,
     logger: Logger,
@@ -122,6 +147,7 @@ impl Gateway {
     /// Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200). The
     /// gateway owns the lock from here on; on failure the lock is released.
     pub fn serve(mut lock: GatewayLock, options: ServeOptions) -> Result<Self, GatewayLockError> {
+        options.validate()?;
         if let Some(refused) = options.handlers.refused() {
             return Err(GatewayLockError::InvalidOption(refused.to_owned()));
         }
@@ -150,7 +176,7 @@ impl Gateway {
             ws,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(options.worker_threads.max(1))
+            .worker_threads(options.worker_threads)
             .thread_name("gateway-worker")
             .enable_all()
             .build()
