@@ -7,8 +7,9 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     case nullArgument(String)
     /// `GW_ERR_INVALID_ARGUMENT`: a bad option or environment variable; the message names it.
     case invalidArgument(String)
-    /// `GW_ERR_ALREADY_RUNNING`: a live gateway holds the lock; `pid` is the holder's, when known.
-    case alreadyRunning(pid: Int32?, message: String)
+    /// `GW_ERR_ALREADY_RUNNING`: a live gateway holds the lock. `pid` is the holder's and
+    /// `port` the one its lock file records, when known (`gw_last_error_holder`).
+    case alreadyRunning(pid: Int32?, port: Int?, message: String)
     /// `GW_ERR_ADDR_IN_USE`: the port is taken.
     case addrInUse(String)
     /// `GW_ERR_BIND`: binding or listening failed for another reason.
@@ -34,13 +35,12 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The library implements another C ABI than this wrapper was written for.
     case abiMismatch(expected: UInt32, found: UInt32)
 
-    /// The error for a `gw_result` other than `GW_OK`, with its message.
+    /// The error for a `gw_result` other than `GW_OK`, with its message (and no holder).
     public init(code: UInt32, message: String) {
         switch code {
         case GW_ERR_NULL_ARGUMENT.rawValue: self = .nullArgument(message)
         case GW_ERR_INVALID_ARGUMENT.rawValue: self = .invalidArgument(message)
-        case GW_ERR_ALREADY_RUNNING.rawValue:
-            self = .alreadyRunning(pid: Self.holderPid(in: message), message: message)
+        case GW_ERR_ALREADY_RUNNING.rawValue: self = .alreadyRunning(pid: nil, port: nil, message: message)
         case GW_ERR_ADDR_IN_USE.rawValue: self = .addrInUse(message)
         case GW_ERR_BIND.rawValue: self = .bind(message)
         case GW_ERR_LOCK_IO.rawValue: self = .lockIO(message)
@@ -83,7 +83,7 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
             .lockIO(let m), .lockDirUnsafe(let m), .timeout(let m), .runtime(let m),
             .panic(let m), .lockFileUnsafe(let m), .lockLost(let m), .notFound(let m):
             return m
-        case .alreadyRunning(_, let m), .unknown(_, let m):
+        case .alreadyRunning(_, _, let m), .unknown(_, let m):
             return m
         case .abiMismatch(let expected, let found):
             return "the gateway library implements C ABI \(found), this Swift wrapper needs \(expected)"
@@ -92,17 +92,15 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { message }
 
-    /// The calling thread's last failure, as an error. Call it right after the failed call,
-    /// on the same thread.
+    /// The calling thread's last failure, as an error, with the holder it named. Call it right
+    /// after the failed call, on the same thread.
     static func last(_ code: UInt32) -> GatewayError {
-        GatewayError(code: code, message: String(cString: gw_last_error_message()))
-    }
-
-    /// "gateway already running (pid 4242); ..." → 4242: the SPEC's wording names the holder so.
-    private static func holderPid(in message: String) -> Int32? {
-        guard let start = message.range(of: "(pid ") else { return nil }
-        let digits = message[start.upperBound...].prefix(while: { $0.isNumber })
-        return Int32(digits)
+        let error = GatewayError(code: code, message: String(cString: gw_last_error_message()))
+        guard case .alreadyRunning(_, _, let message) = error else { return error }
+        var pid: UInt32 = 0
+        var port: UInt16 = 0
+        guard gw_last_error_holder(&pid, &port) == GW_OK.rawValue else { return error }
+        return .alreadyRunning(pid: Int32(bitPattern: pid), port: port == 0 ? nil : Int(port), message: message)
     }
 }
 

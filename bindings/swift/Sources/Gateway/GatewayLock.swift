@@ -1,7 +1,7 @@
 import CGateway
 
 /// The C ABI this wrapper was written for (`GATEWAY_ABI_VERSION`).
-public let gatewayABIVersion: UInt32 = 1
+public let gatewayABIVersion: UInt32 = 2
 
 /// Compared once, at first use, with the ABI of the library linked in.
 private let abiCheck: Result<Void, GatewayError> = {
@@ -44,8 +44,8 @@ public struct GatewayLock: ~Copyable {
 
     /// Takes the state lock, the config lock, then binds the port (SPEC §5–6). Blocks for up to
     /// `options.timeout` while a live holder does not answer `/healthz`; fails at once when it
-    /// does. Throws e.g. `.alreadyRunning(pid: 4242, message: "gateway already running (pid
-    /// 4242); it is healthy on ws://127.0.0.1:18789")`.
+    /// does. Throws e.g. `.alreadyRunning(pid: 4242, port: 18789, message: "gateway already
+    /// running (pid 4242); it is healthy on ws://127.0.0.1:18789")`.
     public static func acquire(_ options: GatewayOptions = GatewayOptions()) throws -> GatewayLock {
         let handle = try OptionsHandle(options)
         var lock: OpaquePointer?

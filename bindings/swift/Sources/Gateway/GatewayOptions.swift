@@ -156,12 +156,12 @@ func uint32(_ value: Int, _ name: String) throws -> UInt32 {
     return value
 }
 
-/// A duration in whole milliseconds as the C ABI's uint32_t.
-func milliseconds(_ duration: Duration, _ name: String) throws -> UInt32 {
+/// A duration in whole milliseconds (rounded up) as the C ABI's `uint32_t` or `uint64_t`.
+func milliseconds<T: FixedWidthInteger & UnsignedInteger>(_ duration: Duration, _ name: String) throws -> T {
     let (seconds, attoseconds) = duration.components
-    let ms = Double(seconds) * 1000 + Double(attoseconds) / 1e15
-    guard ms >= 0, ms <= Double(UInt32.max) else {
-        throw GatewayError.invalidArgument("\(name) must be between 0 and \(UInt32.max) ms, not \(duration)")
+    let ms = (Double(seconds) * 1000 + Double(attoseconds) / 1e15).rounded(.up)
+    guard let value = T(exactly: ms) else {
+        throw GatewayError.invalidArgument("\(name) must be between 0 and \(T.max) ms, not \(duration)")
     }
-    return UInt32(ms.rounded(.up))
+    return value
 }

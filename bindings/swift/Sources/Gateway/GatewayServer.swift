@@ -33,7 +33,7 @@ public enum GatewayStateChange: Sendable, Equatable {
 final class CallbackBox: Sendable {
     let log: (@Sendable (GatewayLogLevel, String) -> Void)?
     let onStateChange: (@Sendable (GatewayStateChange) -> Void)?
-    let methods: GatewayMethods
+    let handlers: [String: GatewayMethods.Handler]
     let slot: ServerSlot
 
     init(log: (@Sendable (GatewayLogLevel, String) -> Void)?,
@@ -41,7 +41,7 @@ final class CallbackBox: Sendable {
          methods: GatewayMethods, slot: ServerSlot) {
         self.log = log
         self.onStateChange = onStateChange
-        self.methods = methods
+        self.handlers = methods.handlers
         self.slot = slot
     }
 
@@ -60,46 +60,49 @@ private func string(_ bytes: UnsafePointer<CChar>?, _ length: Int) -> String {
 /// thread or task may use it.
 ///
 /// Going away without `shutdown` is a shutdown too, but one nobody waits for: `deinit` returns
-/// at once and a thread of its own shuts down (open connections get up to 5 s), after which the
-/// port is free and the lock files are gone. Call `shutdown(timeout:)` to know when that is; a
-/// process that exits before it is done leaves lock files of a dead pid, which the next start
-/// reclaims at once.
+/// at once and a thread of its own shuts down (open connections get the serve options'
+/// `dropTimeout`, 5 s by default), after which the port is free and the lock files are gone.
+/// Call `shutdown(timeout:)` to know when that is; a process that exits before it is done
+/// leaves lock files of a dead pid, which the next start reclaims at once.
 public final class GatewayServer: Sendable {
     private let slot: ServerSlot
+    /// What `deinit` gives `gw_shutdown` (`GatewayServeOptions.dropTimeout`).
+    private let dropTimeout: UInt32
 
     /// The port the server listens on.
     public let port: Int
 
-    private init(slot: ServerSlot) {
+    private init(slot: ServerSlot, dropTimeout: UInt32) {
         self.slot = slot
+        self.dropTimeout = dropTimeout
         self.port = slot.with { Int(gw_server_port($0)) } ?? 0
     }
 
     deinit {
         guard let server = slot.take() else { return }
-        Thread.detachNewThread { _ = gw_shutdown(server.pointer, 5000) }
+        let timeout = dropTimeout
+        Thread.detachNewThread { _ = gw_shutdown(server.pointer, timeout) }
     }
 
-    /// Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200). The lock
-    /// is used up, also when this throws. `methods` are answered by Swift closures run as
-    /// tasks; `log` and `onStateChange` are called on library threads, possibly several at
-    /// once, and must return quickly.
+    /// Serves on the lock's listener(s) with `options` and returns once ready (`/readyz`
+    /// answers 200). The lock is used up, also when this throws. `methods` are answered by
+    /// Swift closures run as tasks; `log` and `onStateChange` are called on library threads,
+    /// possibly several at once, and must return quickly. Throws `.invalidArgument` naming a
+    /// bad option or method.
     public static func serve(
         lock: consuming GatewayLock,
+        options: GatewayServeOptions = GatewayServeOptions(),
         methods: GatewayMethods = GatewayMethods(),
         log: (@Sendable (GatewayLogLevel, String) -> Void)? = nil,
         onStateChange: (@Sendable (GatewayStateChange) -> Void)? = nil
     ) throws -> GatewayServer {
         let lockPointer = lock.take()  // released or served whatever happens below
+        let handlers: HandlersHandle
+        let serveOptions: ServeOptionsHandle
         do {
             try checkABIVersion()
-        } catch {
-            gw_lock_release(lockPointer)
-            throw error
-        }
-        let handlers: HandlersHandle
-        do {
             handlers = try HandlersHandle(methods)
+            serveOptions = try ServeOptionsHandle(options)
         } catch {
             gw_lock_release(lockPointer)
             throw error
@@ -128,23 +131,49 @@ public final class GatewayServer: Sendable {
             }
         }
         if !methods.methods.isEmpty {
-            callbacks.on_request = { userdata, id, method, methodLength, params, paramsLength, connection in
+            callbacks.on_request = { userdata, server, id, method, methodLength, params, paramsLength, connection in
                 let box = CallbackBox.from(userdata)
+                // A client may call before gw_serve returns: this is how the slot learns the
+                // server then.
+                box.slot.publish(server!)
                 let request = GatewayRequest(
                     id: id, method: string(method, methodLength),
                     params: GatewayJSON(raw: string(params, paramsLength)), connectionID: connection)
-                answer(request, with: box.methods.methods[request.method]?.handler, on: box.slot)
+                answer(request, with: box.handlers[request.method], on: box.slot)
             }
         }
         callbacks.free_userdata = { userdata in
             Unmanaged<CallbackBox>.fromOpaque(userdata!).release()
         }
-        // gw_serve owns the lock and the retained box from here, whatever it returns; it writes
-        // the server into the slot before any request can arrive.
-        try withExtendedLifetime(handlers) {
-            try check(gw_serve(lockPointer, &callbacks, slot.out))
+        // gw_serve owns the lock and the retained box from here, whatever it returns.
+        var server: OpaquePointer?
+        try withExtendedLifetime((handlers, serveOptions)) {
+            try check(gw_serve(lockPointer, &callbacks, serveOptions.pointer, &server))
         }
-        return GatewayServer(slot: slot)
+        slot.publish(server!)
+        return GatewayServer(slot: slot, dropTimeout: options.dropTimeoutMilliseconds)
+    }
+
+    /// Replaces the health snapshot that the `health` method answers (by default
+    /// `{"ok":true,"ts":<now>,"durationMs":0}`) and sends it to every authenticated client as
+    /// a `health` event. Throws `.invalidArgument` when it is not JSON.
+    public func setHealth(_ snapshot: GatewayJSON) throws {
+        try withServer { server in
+            var text = snapshot.text
+            return text.withUTF8 { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { gw_set_health(server, $0.baseAddress, $0.count) }
+            }
+        }
+    }
+
+    /// `setHealth(_:)` with `snapshot` encoded by `JSONEncoder`.
+    public func setHealth<T: Encodable>(_ snapshot: T) throws {
+        try setHealth(GatewayJSON(snapshot))
+    }
+
+    /// WebSocket connections open now, authenticated or not (0 once shut down).
+    public var connectionCount: Int {
+        slot.with { gw_server_connection_count($0) } ?? 0
     }
 
     /// Sends `event` with `payload` to every authenticated client (none is fine).
@@ -190,7 +219,7 @@ public final class GatewayServer: Sendable {
     /// server is stopped all the same). A no-op once shut down. Blocks a thread of its own,
     /// not the caller's. Answers still pending are dropped (their clients see the shutdown).
     public func shutdown(timeout: Duration = .seconds(5)) async throws {
-        let ms = try milliseconds(timeout, "timeout")
+        let ms: UInt32 = try milliseconds(timeout, "timeout")
         guard let pointer = slot.take() else { return }
         let failure: GatewayError? = await withCheckedContinuation { done in
             Thread.detachNewThread {
@@ -229,10 +258,11 @@ private func answer(_ request: GatewayRequest, with handler: GatewayMethods.Hand
 
 /// A `gw_server` as it crosses threads: to the thread that shuts it down, and in `ServerSlot`.
 /// `@unchecked` because the C type cannot say it, but include/gateway.h does: `gw_respond`,
-/// `gw_broadcast`, `gw_send_event` and `gw_server_port` are safe from any thread at once while
-/// the server is live, and `gw_shutdown` from any thread but a library callback. What makes
-/// "live" true is `ServerSlot`: every call but `gw_shutdown` runs under its lock, and
-/// `gw_shutdown` only on a pointer taken out of it, so nothing reaches a freed server.
+/// `gw_broadcast`, `gw_send_event`, `gw_set_health`, `gw_server_port` and
+/// `gw_server_connection_count` are safe from any thread at once while the server is live, and
+/// `gw_shutdown` from any thread but a library callback. What keeps it live is `ServerSlot`: the
+/// host's calls run under its lock, `gw_shutdown` only on a pointer taken out of it, and the
+/// library calls `on_request` (the one other user) never once `gw_shutdown` began freeing it.
 struct ServerPointer: @unchecked Sendable {
     let pointer: OpaquePointer
 }

@@ -8,11 +8,14 @@ import XCTest
 final class WebSocketClient {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// Upgrades a connection to 127.0.0.1:port, with `headers` added to the request.
+    init(port: Int, headers: [String: String] = [:]) throws {
         fd = try connectLoopback(port: port)
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
         try sendAll(fd, Array(("GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\n"
-            + "Connection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8))
+            + "Connection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
+            + extra + "\r\n").utf8))
         var head = [UInt8]()
         while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)) { head += try receiveExactly(fd, count: 1) }
         let status = String(decoding: head, as: UTF8.self)
@@ -54,12 +57,27 @@ final class WebSocketClient {
             switch head[0] & 0x0F {
             case 1:
                 return try JSONSerialization.jsonObject(with: Data(payload)) as! [String: Any]
-            case 8:
-                throw GatewayMethodError(code: "CLOSED", message: String(decoding: payload.dropFirst(2), as: UTF8.self))
+            case 8:  // close: "<code> <reason>"
+                let code = payload.count >= 2 ? Int(payload[0]) << 8 | Int(payload[1]) : 1005
+                let reason = String(decoding: payload.dropFirst(2), as: UTF8.self)
+                throw GatewayMethodError(code: "CLOSED", message: "\(code) \(reason)")
             default:
                 continue
             }
         }
+    }
+
+    /// Waits for the challenge and sends `connect` (no secret) with `scopes`; the `res`.
+    func connect(scopes: [String] = ["operator.read"]) throws -> [String: Any] {
+        _ = try event("connect.challenge")
+        try send([
+            "type": "req", "id": "connect", "method": "connect",
+            "params": [
+                "minProtocol": 4, "maxProtocol": 4, "scopes": scopes,
+                "client": ["id": "swift-test", "version": "1.0.0", "platform": "linux", "mode": "cli"],
+            ] as [String: Any],
+        ])
+        return try response(to: "connect")
     }
 
     /// The next `res` for `id`, skipping events.
@@ -170,14 +188,23 @@ final class MethodTests: XCTestCase {
         XCTAssertTrue(eventually { sentinel == nil }, "the handlers leaked after shutdown")
     }
 
-    func testMethodsNeedValidNames() throws {
-        var methods = GatewayMethods()
-        methods.method("connect") { _ in GatewayJSON.null }
+    /// The library's rules (the Rust `Handlers::add_method`), with its words.
+    func testMethodsTheLibraryRefusesMakeServeThrow() throws {
         let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
-        XCTAssertThrowsError(try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods)) { error in
-            guard case .invalidArgument = error as? GatewayError else { return XCTFail("\(error)") }
+        let refusals: [(names: [String], message: String)] = [
+            (["connect"], "method \"connect\" is the handshake"),
+            (["swift.echo", "swift.echo"], "method \"swift.echo\" is registered twice"),
+            ([""], "a method name is empty"),
+        ]
+        for (names, expected) in refusals {
+            var methods = GatewayMethods()
+            for name in names { methods.method(name) { _ in GatewayJSON.null } }
+            XCTAssertThrowsError(try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods)) {
+                guard case .invalidArgument(let message) = $0 as? GatewayError else { return XCTFail("\($0)") }
+                XCTAssertTrue(message.hasPrefix(expected), "\(names): \(message)")
+            }
+            // serve used the lock up also when it threw: the config can be had again.
+            XCTAssertNoThrow(try GatewayLock.acquire(options).port)
         }
-        // serve used the lock up also when it threw: the config can be had again.
-        XCTAssertNoThrow(try GatewayLock.acquire(options).port)
     }
 }

@@ -58,14 +58,6 @@ final class ResultCodeTests: XCTestCase {
         }
     }
 
-    func testAlreadyRunningCarriesThePid() {
-        let code = GW_ERR_ALREADY_RUNNING.rawValue
-        let error = GatewayError(code: code, message: "gateway already running (pid 4242); lock timeout after 5000ms")
-        XCTAssertEqual(error, .alreadyRunning(pid: 4242, message: error.message))
-        XCTAssertEqual(GatewayError(code: code, message: "gateway already running; x"),
-                       .alreadyRunning(pid: nil, message: "gateway already running; x"))
-    }
-
     func testABIVersion() {
         XCTAssertEqual(gatewayABIVersion, UInt32(GATEWAY_ABI_VERSION), "the header changed its ABI: update the wrapper")
         XCTAssertEqual(gw_abi_version(), gatewayABIVersion)
