@@ -3,6 +3,9 @@ import CGateway
 /// The C ABI this wrapper was written for (`GATEWAY_ABI_VERSION`).
 public let gatewayABIVersion: UInt32 = 2
 
+/// The version of the library linked in, `MAJOR.MINOR.PATCH`.
+public var gatewayLibraryVersion: String { String(cString: gw_version()) }
+
 /// Compared once, at first use, with the ABI of the library linked in.
 private let abiCheck: Result<Void, GatewayError> = {
     let found = gw_abi_version()

@@ -28,19 +28,32 @@ public enum GatewayStateChange: Sendable, Equatable {
     case stopped(drained: Bool)
 }
 
+/// A client that completed the handshake, or such a client going away.
+public enum GatewayConnectionChange: Sendable, Equatable {
+    /// `hello-ok` was sent to connection `id`; its requests follow. `client` is the object
+    /// `{"connId", "client": {id, version, platform, mode, ...as sent}, "role", "scopes",
+    /// "protocol", "peer", "origin"?}`.
+    case opened(id: UInt64, client: GatewayJSON)
+    /// The client on connection `id` is gone: `sendEvent(to: id, ...)` throws `.notFound`.
+    case closed(id: UInt64)
+}
+
 /// The host's closures, owned by the library while it serves: retained into `userdata` by
 /// `serve` and released by `free_userdata`, which the library calls exactly once.
 final class CallbackBox: Sendable {
     let log: (@Sendable (GatewayLogLevel, String) -> Void)?
     let onStateChange: (@Sendable (GatewayStateChange) -> Void)?
+    let onConnection: (@Sendable (GatewayConnectionChange) -> Void)?
     let handlers: [String: GatewayMethods.Handler]
     let slot: ServerSlot
 
     init(log: (@Sendable (GatewayLogLevel, String) -> Void)?,
          onStateChange: (@Sendable (GatewayStateChange) -> Void)?,
+         onConnection: (@Sendable (GatewayConnectionChange) -> Void)?,
          methods: GatewayMethods, slot: ServerSlot) {
         self.log = log
         self.onStateChange = onStateChange
+        self.onConnection = onConnection
         self.handlers = methods.handlers
         self.slot = slot
     }
@@ -86,15 +99,17 @@ public final class GatewayServer: Sendable {
 
     /// Serves on the lock's listener(s) with `options` and returns once ready (`/readyz`
     /// answers 200). The lock is used up, also when this throws. `methods` are answered by
-    /// Swift closures run as tasks; `log` and `onStateChange` are called on library threads,
-    /// possibly several at once, and must return quickly. Throws `.invalidArgument` naming a
-    /// bad option or method.
+    /// Swift closures run as tasks; `log`, `onStateChange` and `onConnection` are called on
+    /// library threads, possibly several at once, and must return quickly (`onConnection`
+    /// hears of one connection in order). Throws `.invalidArgument` naming a bad option or
+    /// method.
     public static func serve(
         lock: consuming GatewayLock,
         options: GatewayServeOptions = GatewayServeOptions(),
         methods: GatewayMethods = GatewayMethods(),
         log: (@Sendable (GatewayLogLevel, String) -> Void)? = nil,
-        onStateChange: (@Sendable (GatewayStateChange) -> Void)? = nil
+        onStateChange: (@Sendable (GatewayStateChange) -> Void)? = nil,
+        onConnection: (@Sendable (GatewayConnectionChange) -> Void)? = nil
     ) throws -> GatewayServer {
         let lockPointer = lock.take()  // released or served whatever happens below
         let handlers: HandlersHandle
@@ -108,7 +123,8 @@ public final class GatewayServer: Sendable {
             throw error
         }
         let slot = ServerSlot()
-        let box = CallbackBox(log: log, onStateChange: onStateChange, methods: methods, slot: slot)
+        let box = CallbackBox(
+            log: log, onStateChange: onStateChange, onConnection: onConnection, methods: methods, slot: slot)
         var callbacks = gw_callbacks()
         callbacks.size = MemoryLayout<gw_callbacks>.size
         callbacks.userdata = Unmanaged.passRetained(box).toOpaque()
@@ -140,6 +156,13 @@ public final class GatewayServer: Sendable {
                     id: id, method: string(method, methodLength),
                     params: GatewayJSON(raw: string(params, paramsLength)), connectionID: connection)
                 answer(request, with: box.handlers[request.method], on: box.slot)
+            }
+        }
+        if onConnection != nil {
+            callbacks.on_connection = { userdata, connection, opened, client, length in
+                CallbackBox.from(userdata).onConnection?(
+                    opened ? .opened(id: connection, client: GatewayJSON(raw: string(client, length)))
+                        : .closed(id: connection))
             }
         }
         callbacks.free_userdata = { userdata in

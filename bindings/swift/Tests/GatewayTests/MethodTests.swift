@@ -188,6 +188,31 @@ final class MethodTests: XCTestCase {
         XCTAssertTrue(eventually { sentinel == nil }, "the handlers leaked after shutdown")
     }
 
+    func testOnConnectionHearsAClientComeAndGo() throws {
+        let changes = Recorder<GatewayConnectionChange>()
+        let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
+        let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), onConnection: { changes.append($0) })
+        var client: WebSocketClient? = try WebSocketClient(port: server.port)
+        let hello = try client?.connect()
+        let connection = ((hello?["payload"] as? [String: Any])?["server"] as? [String: Any])?["connId"] as? String
+        XCTAssertTrue(eventually { changes.all.count == 1 }, "no opened: \(changes.all)")
+        guard case .opened(let id, let info)? = changes.all.first else {
+            return XCTFail("expected opened first, got \(changes.all)")
+        }
+        XCTAssertEqual(String(id), connection, "hello-ok names another connection")
+        struct Info: Decodable { struct Client: Decodable { let id: String }; let client: Client; let scopes: [String] }
+        let decoded = try info.decode(Info.self)
+        XCTAssertEqual(decoded.client.id, "swift-test")
+        XCTAssertEqual(decoded.scopes, ["operator.read"])
+
+        client = nil
+        XCTAssertTrue(eventually { changes.all.count == 2 }, "no closed: \(changes.all)")
+        XCTAssertEqual(changes.all.last, .closed(id: id))
+        XCTAssertThrowsError(try server.sendEvent(to: id, event: "swift.tick")) { error in
+            guard case .notFound = error as? GatewayError else { return XCTFail("\(error)") }
+        }
+    }
+
     /// The library's rules (the Rust `Handlers::add_method`), with its words.
     func testMethodsTheLibraryRefusesMakeServeThrow() throws {
         let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
