@@ -405,7 +405,10 @@ fn c_abi_vs_rust(plan: &Plan) -> Vec<Row> {
         // SAFETY: the C ABI's contract: live options, writable outputs, each handle handed on once.
         unsafe {
             assert_eq!(gw_lock_acquire(c_options, &mut lock), gw_result::GW_OK);
-            assert_eq!(gw_serve(lock, null(), &mut server), gw_result::GW_OK);
+            assert_eq!(
+                gw_serve(lock, null(), null(), &mut server),
+                gw_result::GW_OK
+            );
             assert_eq!(gw_shutdown(server, 1000), gw_result::GW_OK);
         }
     };

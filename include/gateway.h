@@ -325,7 +325,7 @@ typedef void (*gw_connection_fn)(void *userdata,
  * ignored by an older library. Any field may be NULL.
  *
  * The callbacks must be thread-safe, must return (no `longjmp`, no C++ exception), and must
- * not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`,
+ * not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`, `gw_set_health`,
  * `gw_broadcast` and `gw_send_event`. The library copies the struct (and `*handlers`)
  * during `gw_serve`; the host may reuse or free them afterwards.
  */
@@ -770,6 +770,26 @@ gw_result gw_options_set_auth_token(struct gw_options *options,
  */
 gw_result gw_options_set_auth_password(struct gw_options *options,
                                        const char *password);
+
+/**
+ * Where acquiring, and the lock's re-check after it, log: every line, all levels, to `log`
+ * with `userdata` (NULL `log`: warnings and errors to stderr, the default). A server keeps
+ * this logger unless `gw_serve` is given a `gw_callbacks.log`.
+ *
+ * `userdata` stays the host's (the library never frees it) and must stay valid, and `log`
+ * callable from any thread, until the options are freed and every lock acquired with them is
+ * released (`gw_lock_release`) or its server shut down (`gw_shutdown`).
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no other thread uses during the call; `log`
+ * and `userdata` keep the promise above.
+ */
+gw_result gw_options_set_log(struct gw_options *options,
+                             gw_log_fn log,
+                             void *userdata);
 
 /**
  * The name of a result, e.g. `"GW_ERR_ALREADY_RUNNING"`; `"GW_UNKNOWN"` for a number this

@@ -194,7 +194,7 @@ fn assert_suite(output: &Output, cases: &[&str]) {
     assert!(stdout.lines().any(|line| line == "all ok"), "{stdout}");
 }
 
-const C_CASES: [&str; 10] = [
+const C_CASES: [&str; 11] = [
     "bad_env_port",
     "version_and_names",
     "null_arguments",
@@ -205,8 +205,9 @@ const C_CASES: [&str; 10] = [
     "shutdown_timeout",
     "callbacks_size_prefix",
     "request_api_arguments",
+    "serve_options_arguments",
 ];
-const CPP_CASES: [&str; 4] = ["errors", "serve", "raii", "handlers"];
+const CPP_CASES: [&str; 5] = ["errors", "serve", "raii", "handlers", "serve_options"];
 
 fn c_suite(mode: Mode, valgrind: bool) {
     let env = TestEnv::new();
@@ -284,9 +285,11 @@ fn command_line(stdin: &mut ChildStdin, line: &str) {
 }
 
 /// A C host (`test_c serve`) answers a real WebSocket client: methods registered with their
-/// scopes, answered through `gw_respond` from another thread and from inside `on_request`, an
-/// unanswered request timing out as `UNAVAILABLE`, `on_connection` opened/closed,
-/// `gw_broadcast` and `gw_send_event`, and the shutdown.
+/// scopes, answered through `gw_respond` from another thread and from inside `on_request` on
+/// the server it is given, an unanswered request timing out as `UNAVAILABLE` after the serve
+/// options' timeout, the other serve options in effect (origin, connection cap, version,
+/// limits), `on_connection` opened/closed, `gw_broadcast`, `gw_send_event`, `gw_set_health`,
+/// `gw_server_connection_count`, and the shutdown.
 async fn ws_host_suite(mode: Mode, valgrind: bool) {
     let env = TestEnv::new();
     let program = &programs(mode).test_c;
@@ -319,6 +322,10 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
         hello["features"]["methods"],
         json!(["health", "echo", "fail", "slow", "stall"])
     );
+    assert_eq!(hello["server"]["version"], "c-host 9", "{hello}");
+    assert_eq!(hello["policy"]["maxPayload"], 1_048_576, "{hello}");
+    assert_eq!(hello["policy"]["maxBufferedBytes"], 2_097_152, "{hello}");
+    assert_eq!(hello["policy"]["tickIntervalMs"], 25_000, "{hello}");
     let events = hello["features"]["events"].as_array().unwrap();
     assert!(events.contains(&json!("demo.tick")) && events.contains(&json!("demo.direct")));
     let opened = lines.expect("opened ", wait);
@@ -360,8 +367,11 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     command_line(&mut stdin, "late");
     assert_eq!(lines.expect("late ", wait), "GW_ERR_NOT_FOUND");
 
-    // A client without the scope is refused before the host hears of it.
-    let (mut other, _) = Client::connected(port, connect_params()).await;
+    // A client from an allowed origin that is not loopback; it holds no scope, so it is
+    // refused before the host hears of it.
+    let mut other = Client::open_with(port, Some("https://app.example.com")).await;
+    let res = other.connect_with(connect_params()).await;
+    assert_eq!(res["ok"], true, "{res}");
     let other_conn = lines.expect("opened ", wait);
     let other_conn: u64 = other_conn.split_once(' ').unwrap().0.parse().unwrap();
     let res = other.call("o1", "echo", json!({})).await;
@@ -372,6 +382,12 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
         "missing scope: operator.read",
         Some("MISSING_SCOPE"),
     );
+
+    // Two connections is the cap: a third is refused with 1013.
+    command_line(&mut stdin, "count");
+    assert_eq!(lines.expect("count ", wait), "2");
+    let mut third = Client::open(port).await;
+    assert_eq!(third.closed().await, (1013, "too many connections".into()));
 
     // Events: to everyone, and to one connection.
     command_line(&mut stdin, "broadcast 7");
@@ -394,6 +410,16 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     assert_eq!(lines.expect("closed ", wait), other_conn.to_string());
     command_line(&mut stdin, &format!("send {other_conn}"));
     assert_eq!(lines.expect("send ", wait), "GW_ERR_NOT_FOUND");
+
+    // The host's health snapshot: sent as an event, then what `health` answers.
+    command_line(&mut stdin, "health");
+    assert_eq!(lines.expect("health ", wait), "GW_OK");
+    let snapshot = json!({"ok": true, "source": "c-host"});
+    let event = reader.recv_skip_ticks().await;
+    assert_eq!(event["event"], "health", "{event}");
+    assert_eq!(event["payload"], snapshot, "{event}");
+    let res = reader.call("h1", "health", Value::Null).await;
+    assert_eq!(res["payload"], snapshot, "{res}");
 
     // A callback still running after the shutdown's drain gave up: gw_shutdown waits for it
     // before it frees the server the callback uses.
@@ -517,6 +543,13 @@ fn two_processes() {
         refused.contains(&format!(
             "gateway already running (pid {pid}); it is healthy on ws://127.0.0.1:{port}"
         )),
+        "{refused}"
+    );
+    // The same holder as typed values (gw_last_error_holder), not parsed from the message.
+    assert!(
+        refused
+            .lines()
+            .any(|line| line == format!("holder {pid} {port}")),
         "{refused}"
     );
 
@@ -646,4 +679,293 @@ fn header_versions_match_cargo_toml() {
     assert_eq!(library.to_str().unwrap(), version);
     assert!(header.contains("do not edit"));
     assert!(header.starts_with("/*") && header.contains("#ifndef GATEWAY_H\n#define GATEWAY_H\n"));
+}
+
+/// Every knob of the Rust API and what a C host calls for it. The Rust side is read from the
+/// sources (so a new field or builder method shows up by itself), and every C name must be in
+/// include/gateway.h: `gw_name` is a function, `gw_struct.field` a field of a struct.
+const C_COUNTERPARTS: &[(&str, &[&str])] = &[
+    ("GatewayOptions::from_env", &["gw_options_from_env"]),
+    ("GatewayOptions::state_dir", &["gw_options_set_state_dir"]),
+    (
+        "GatewayOptions::config_path",
+        &["gw_options_set_config_path"],
+    ),
+    ("GatewayOptions::lock_dir", &["gw_options_set_lock_dir"]),
+    ("GatewayOptions::profile", &["gw_options_set_profile"]),
+    ("GatewayOptions::dev", &["gw_options_set_dev"]),
+    ("GatewayOptions::port", &["gw_options_set_port"]),
+    (
+        "GatewayOptions::bind",
+        &[
+            "gw_options_set_bind_loopback",
+            "gw_options_set_bind_lan",
+            "gw_options_set_bind_host",
+        ],
+    ),
+    (
+        "GatewayOptions::auth",
+        &[
+            "gw_options_set_auth_none",
+            "gw_options_set_auth_token",
+            "gw_options_set_auth_password",
+        ],
+    ),
+    (
+        "GatewayOptions::allow_multi",
+        &["gw_options_set_allow_multi"],
+    ),
+    ("GatewayOptions::timeout", &["gw_options_set_timeout_ms"]),
+    (
+        "GatewayOptions::poll_interval",
+        &["gw_options_set_poll_interval_ms"],
+    ),
+    (
+        "GatewayOptions::stale_after",
+        &["gw_options_set_stale_after_ms"],
+    ),
+    (
+        "GatewayOptions::recheck_interval",
+        &["gw_options_set_recheck_interval_ms"],
+    ),
+    ("GatewayOptions::bind_retry", &["gw_options_set_bind_retry"]),
+    ("GatewayOptions::logger", &["gw_options_set_log"]),
+    (
+        "ServeOptions.worker_threads",
+        &["gw_serve_options_set_worker_threads"],
+    ),
+    (
+        "ServeOptions.drop_timeout",
+        &["gw_serve_options_set_drop_timeout_ms"],
+    ),
+    ("ServeOptions.logger", &["gw_callbacks.log"]),
+    ("ServeOptions.on_state", &["gw_callbacks.state"]),
+    ("ServeOptions.protocol", &["gw_serve_options_new"]),
+    ("ServeOptions.handlers", &["gw_callbacks.handlers"]),
+    (
+        "ProtocolOptions.allowed_origins",
+        &["gw_serve_options_add_allowed_origin"],
+    ),
+    (
+        "ProtocolOptions.handshake_timeout",
+        &["gw_serve_options_set_handshake_timeout_ms"],
+    ),
+    (
+        "ProtocolOptions.tick_interval",
+        &["gw_serve_options_set_tick_interval_ms"],
+    ),
+    (
+        "ProtocolOptions.ping_interval",
+        &["gw_serve_options_set_ping_interval_ms"],
+    ),
+    (
+        "ProtocolOptions.request_timeout",
+        &["gw_serve_options_set_request_timeout_ms"],
+    ),
+    (
+        "ProtocolOptions.max_connections",
+        &["gw_serve_options_set_max_connections"],
+    ),
+    (
+        "ProtocolOptions.max_preauth_payload",
+        &["gw_serve_options_set_max_preauth_payload"],
+    ),
+    (
+        "ProtocolOptions.max_payload",
+        &["gw_serve_options_set_max_payload"],
+    ),
+    (
+        "ProtocolOptions.max_buffered_bytes",
+        &["gw_serve_options_set_max_buffered_bytes"],
+    ),
+    (
+        "ProtocolOptions.auth_throttle",
+        &["gw_serve_options_set_auth_throttle"],
+    ),
+    (
+        "ProtocolOptions.server_version",
+        &["gw_serve_options_set_server_version"],
+    ),
+    (
+        "AuthThrottle.max_failures",
+        &["gw_serve_options_set_auth_throttle"],
+    ),
+    (
+        "AuthThrottle.window",
+        &["gw_serve_options_set_auth_throttle"],
+    ),
+    (
+        "AuthThrottle.lockout",
+        &["gw_serve_options_set_auth_throttle"],
+    ),
+    (
+        "Handlers::method",
+        &["gw_handlers_add_method", "gw_callbacks.on_request"],
+    ),
+    ("Handlers::method_with_scope", &["gw_handlers_add_method"]),
+    ("Handlers::method_handler", &["gw_handlers_add_method"]),
+    ("Handlers::add_method", &["gw_handlers_add_method"]),
+    ("Handlers::event", &["gw_handlers_add_event"]),
+    ("Handlers::add_event", &["gw_handlers_add_event"]),
+    // C refuses a registration when it is made, with the same message.
+    (
+        "Handlers::refused",
+        &["gw_handlers_add_method", "gw_handlers_add_event"],
+    ),
+    ("Handlers::on_connection", &["gw_callbacks.on_connection"]),
+    ("GatewayHandle::broadcast", &["gw_broadcast"]),
+    ("GatewayHandle::send_event", &["gw_send_event"]),
+    ("GatewayHandle::respond", &["gw_respond"]),
+    ("GatewayHandle::set_health", &["gw_set_health"]),
+    (
+        "GatewayHandle::connection_count",
+        &["gw_server_connection_count"],
+    ),
+];
+
+/// The lines of the block that opens with `opening` in some file under `src/` (wherever the
+/// server's files move), up to its closing `}` at the start of a line.
+fn rust_block(opening: &str) -> Vec<String> {
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut sources = Vec::new();
+    files(&Path::new(ROOT).join("src"), &mut sources);
+    let mut found = Vec::new();
+    for source in sources {
+        let text = std::fs::read_to_string(&source).unwrap();
+        let mut lines = text.lines().skip_while(|line| *line != opening);
+        if lines.next().is_some() {
+            found.extend(lines.take_while(|line| *line != "}").map(str::to_owned));
+        }
+    }
+    assert!(!found.is_empty(), "no `{opening}` block under src/");
+    found
+}
+
+/// `pub name:` fields of a struct, `Struct.name`.
+fn rust_fields(name: &str) -> Vec<String> {
+    rust_block(&format!("pub struct {name} {{"))
+        .iter()
+        .filter_map(|line| line.strip_prefix("    pub "))
+        .filter_map(|rest| rest.split_once(':'))
+        .map(|(field, _)| format!("{name}.{field}"))
+        .collect()
+}
+
+/// `pub fn` methods of an impl block, `Type::name`; with `builders_only`, those that take
+/// `mut self` (the builder's setters) and the other constructors that return options.
+fn rust_methods(name: &str, builders_only: bool) -> Vec<String> {
+    rust_block(&format!("impl {name} {{"))
+        .iter()
+        .filter_map(|line| line.strip_prefix("    pub fn "))
+        .filter(|rest| {
+            !builders_only || rest.contains("(mut self") || rest.starts_with("from_env(")
+        })
+        .filter_map(|rest| rest.split(['(', '<']).next())
+        .filter(|method| *method != "new")
+        .map(|method| format!("{name}::{method}"))
+        .collect()
+}
+
+/// Whether include/gateway.h declares the function or the struct field `name`.
+fn in_header(header: &str, name: &str) -> bool {
+    match name.split_once('.') {
+        None => header.contains(&format!(" {name}(")) || header.contains(&format!("*{name}(")),
+        Some((structure, field)) => header
+            .split_once(&format!("typedef struct {structure} {{"))
+            .and_then(|(_, rest)| rest.split_once("} "))
+            .is_some_and(|(body, _)| {
+                body.lines()
+                    .filter_map(|line| line.trim().strip_suffix(';'))
+                    .any(|declaration| {
+                        declaration.ends_with(&format!(" {field}"))
+                            || declaration.ends_with(&format!("*{field}"))
+                    })
+            }),
+    }
+}
+
+/// The issue's rule: no knob exists in Rust that C cannot reach. A Rust option added without a
+/// C counterpart (and an entry above) fails here; so does an entry whose C name is gone.
+#[test]
+fn every_rust_knob_has_a_c_counterpart() {
+    let mut knobs = rust_methods("GatewayOptions", true);
+    for structure in ["ServeOptions", "ProtocolOptions", "AuthThrottle"] {
+        knobs.extend(rust_fields(structure));
+    }
+    knobs.extend(rust_methods("Handlers", false));
+    knobs.extend(rust_methods("GatewayHandle", false));
+    // Spot checks that the reading works: a knob of each kind is found.
+    for known in [
+        "GatewayOptions::port",
+        "GatewayOptions::from_env",
+        "ServeOptions.worker_threads",
+        "ProtocolOptions.max_connections",
+        "AuthThrottle.lockout",
+        "Handlers::add_method",
+        "GatewayHandle::set_health",
+    ] {
+        assert!(
+            knobs.iter().any(|k| k == known),
+            "{known} not read from src/: {knobs:#?}"
+        );
+    }
+
+    let table: std::collections::HashMap<&str, &[&str]> = C_COUNTERPARTS.iter().copied().collect();
+    let missing: Vec<&String> = knobs
+        .iter()
+        .filter(|k| !table.contains_key(k.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "Rust knobs with no C counterpart: {missing:?}. Add the C function (src/ffi/), then an \
+         entry in C_COUNTERPARTS"
+    );
+    let stale: Vec<&&str> = table
+        .keys()
+        .filter(|k| !knobs.iter().any(|n| n == *k))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "C_COUNTERPARTS names Rust knobs that are gone: {stale:?}"
+    );
+
+    let header = std::fs::read_to_string(Path::new(ROOT).join("include/gateway.h")).unwrap();
+    let absent: Vec<&str> = C_COUNTERPARTS
+        .iter()
+        .flat_map(|(_, names)| names.iter().copied())
+        .filter(|name| !in_header(&header, name))
+        .collect();
+    assert!(absent.is_empty(), "not in include/gateway.h: {absent:?}");
+
+    // Variants are matched exhaustively: a new one does not compile until it has its setter.
+    let bind = |mode: &gateway::BindMode| match mode {
+        gateway::BindMode::Loopback => "gw_options_set_bind_loopback",
+        gateway::BindMode::Lan => "gw_options_set_bind_lan",
+        gateway::BindMode::Custom(_) => "gw_options_set_bind_host",
+    };
+    let auth = |auth: &gateway::Auth| match auth {
+        gateway::Auth::None => "gw_options_set_auth_none",
+        gateway::Auth::Token(_) => "gw_options_set_auth_token",
+        gateway::Auth::Password(_) => "gw_options_set_auth_password",
+    };
+    let variants = [
+        bind(&gateway::BindMode::Loopback),
+        bind(&gateway::BindMode::Lan),
+        bind(&gateway::BindMode::Custom(String::new())),
+        auth(&gateway::Auth::None),
+        auth(&gateway::Auth::Token(String::new())),
+        auth(&gateway::Auth::Password(String::new())),
+    ];
+    for name in variants {
+        assert!(in_header(&header, name), "{name} not in include/gateway.h");
+    }
 }

@@ -1,11 +1,13 @@
-// gateway.hpp: a header-only C++17 RAII wrapper over gateway.h.
+// gateway.hpp: a header-only C++17 RAII wrapper over gateway.h (C ABI version 2).
 //
-// Move-only owners of the C handles (`Options`, `Lock`, `Server`); failures either throw
-// `gateway::Error` (code + the library's exact message) or, with the `try_*` functions, come
-// back as a `gateway::Result<T>` holding a value or an `Error`. Callbacks and the host's methods
-// (`Handlers`) are `std::function`s; the library frees them exactly once through
-// `free_userdata`, and an exception thrown by one is swallowed at the C boundary (it must never
-// unwind into the library; a method that throws answers its request `UNAVAILABLE`).
+// Move-only owners of the C handles (`Options`, `ServeOptions`, `Lock`, `Server`, and the
+// `Request` a method answers); scoped enums (`Code`, `LogLevel`, `State`) instead of the C
+// ones; failures either throw `gateway::Error` (code, the library's exact message, and the
+// holder's pid and port when a live gateway holds the lock) or, with the `try_*` functions,
+// come back as a `[[nodiscard]] gateway::Result<T>` holding a value or an `Error`. Callbacks and
+// the host's methods (`Handlers`) are `std::function`s; the library frees them exactly once
+// through `free_userdata`, and an exception thrown by one is swallowed at the C boundary (it
+// must never unwind into the library; a method that throws answers its request `UNAVAILABLE`).
 #ifndef GATEWAY_HPP
 #define GATEWAY_HPP
 
@@ -25,47 +27,92 @@
 #include "gateway.h"
 
 extern "C" {
-inline void gateway_cpp_request(void *userdata, gw_request_id request, const char *method, std::size_t method_len,
-                         const char *params_json, std::size_t params_len, std::uint64_t conn_id);
+inline void gateway_cpp_request(void *userdata, gw_server *server, gw_request_id request, const char *method,
+                                std::size_t method_len, const char *params_json, std::size_t params_len,
+                                std::uint64_t conn_id);
 inline void gateway_cpp_connection(void *userdata, std::uint64_t conn_id, bool opened, const char *client_json,
-                            std::size_t len);
+                                   std::size_t len);
 }
 
 namespace gateway {
 
-/// A failed call: the `gw_result` and the message `gw_last_error_message` gave.
+/// What a call did (`gw_result`): the same numbers, scoped.
+enum class Code : std::uint32_t {
+    ok = GW_OK,
+    null_argument = GW_ERR_NULL_ARGUMENT,
+    invalid_argument = GW_ERR_INVALID_ARGUMENT,
+    already_running = GW_ERR_ALREADY_RUNNING,
+    addr_in_use = GW_ERR_ADDR_IN_USE,
+    bind = GW_ERR_BIND,
+    lock_io = GW_ERR_LOCK_IO,
+    lock_dir_unsafe = GW_ERR_LOCK_DIR_UNSAFE,
+    timeout = GW_ERR_TIMEOUT,
+    runtime = GW_ERR_RUNTIME,
+    panic = GW_ERR_PANIC,
+    lock_file_unsafe = GW_ERR_LOCK_FILE_UNSAFE,
+    lock_lost = GW_ERR_LOCK_LOST,
+    not_found = GW_ERR_NOT_FOUND,
+};
+
+/// "GW_ERR_ALREADY_RUNNING", ...; "GW_UNKNOWN" for a number this library does not know.
+[[nodiscard]] inline const char *name(Code code) noexcept { return gw_result_name(static_cast<std::uint32_t>(code)); }
+
+/// How loud a log line is (`gw_log_level`).
+enum class LogLevel : std::uint32_t { debug = GW_LOG_DEBUG, info = GW_LOG_INFO, warn = GW_LOG_WARN, error = GW_LOG_ERROR };
+
+/// A change in a served gateway's life (`gw_state`).
+enum class State : std::uint32_t { ready = GW_STATE_READY, lock_lost = GW_STATE_LOCK_LOST, stopped = GW_STATE_STOPPED };
+
+/// The live gateway that refused an acquire: its pid, and the port its lock file records (0
+/// when none).
+struct Holder {
+    std::uint32_t pid;
+    std::uint16_t port;
+};
+
+/// A failed call: its Code, the message `gw_last_error_message` gave, and the holder
+/// `gw_last_error_holder` gave, when the failure named one.
 class Error : public std::runtime_error {
 public:
-    Error(gw_result code, const std::string &message) : std::runtime_error(message), code_(code) {}
+    Error(Code code, const std::string &message, std::optional<Holder> holder = std::nullopt)
+        : std::runtime_error(message), code_(code), holder_(holder) {}
 
-    gw_result code() const noexcept { return code_; }
+    [[nodiscard]] Code code() const noexcept { return code_; }
     /// "GW_ERR_ALREADY_RUNNING", ...
-    const char *name() const noexcept { return gw_result_name(code_); }
+    [[nodiscard]] const char *name() const noexcept { return gateway::name(code_); }
+    /// The live gateway holding the lock (Code::already_running with a known pid).
+    [[nodiscard]] const std::optional<Holder> &holder() const noexcept { return holder_; }
 
     /// The calling thread's last failure, as an Error.
-    static Error last(gw_result code) { return Error(code, gw_last_error_message()); }
+    [[nodiscard]] static Error last(gw_result code) {
+        Holder holder{0, 0};
+        std::optional<Holder> named;
+        if (gw_last_error_holder(&holder.pid, &holder.port) == GW_OK) named = holder;
+        return Error(static_cast<Code>(code), gw_last_error_message(), named);
+    }
 
 private:
-    gw_result code_;
+    Code code_;
+    std::optional<Holder> holder_;
 };
 
 /// A value or an Error, for callers that do not use exceptions for expected failures.
 template <class T>
-class Result {
+class [[nodiscard]] Result {
 public:
     Result(T value) : state_(std::move(value)) {}
     Result(Error error) : state_(std::move(error)) {}
 
-    bool ok() const noexcept { return state_.index() == 0; }
+    [[nodiscard]] bool ok() const noexcept { return state_.index() == 0; }
     explicit operator bool() const noexcept { return ok(); }
     /// The value; throws the Error when there is none.
-    T &value() & {
+    [[nodiscard]] T &value() & {
         if (!ok()) throw std::get<1>(state_);
         return std::get<0>(state_);
     }
-    T &&value() && { return std::move(value()); }
+    [[nodiscard]] T &&value() && { return std::move(value()); }
     /// The Error; only valid when !ok().
-    const Error &error() const { return std::get<1>(state_); }
+    [[nodiscard]] const Error &error() const { return std::get<1>(state_); }
 
 private:
     std::variant<T, Error> state_;
@@ -78,6 +125,9 @@ inline void check(gw_result result) {
 
 struct OptionsDeleter {
     void operator()(gw_options *options) const noexcept { gw_options_free(options); }
+};
+struct ServeOptionsDeleter {
+    void operator()(gw_serve_options *options) const noexcept { gw_serve_options_free(options); }
 };
 struct LockDeleter {
     void operator()(gw_lock *lock) const noexcept { gw_lock_release(lock); }
@@ -92,10 +142,30 @@ inline bool found(gw_result result) {
     return true;
 }
 inline std::uint32_t millis(std::chrono::milliseconds t) {
-    if (t.count() < 0 || t.count() > 0xFFFFFFFFll) throw Error(GW_ERR_INVALID_ARGUMENT, "duration out of range");
+    if (t.count() < 0 || t.count() > 0xFFFFFFFFll) throw Error(Code::invalid_argument, "duration out of range");
     return static_cast<std::uint32_t>(t.count());
 }
+inline std::uint64_t millis64(std::chrono::milliseconds t) {
+    if (t.count() < 0) throw Error(Code::invalid_argument, "duration out of range");
+    return static_cast<std::uint64_t>(t.count());
+}
+/// A log function shared by the Options that set it and every Lock and Server acquired with
+/// them: it lives as long as the library may call it (gw_options_set_log).
+using SharedLog = std::shared_ptr<const std::function<void(LogLevel, std::string_view)>>;
 } // namespace detail
+} // namespace gateway
+
+extern "C" {
+inline void gateway_cpp_lock_log(void *userdata, gw_log_level level, const char *message, std::size_t len) {
+    auto &log = *static_cast<const std::function<void(gateway::LogLevel, std::string_view)> *>(userdata);
+    try {
+        log(static_cast<gateway::LogLevel>(level), std::string_view(message, len));
+    } catch (...) {
+    }
+}
+}
+
+namespace gateway {
 
 /// Where and how the gateway locks and listens (gw_options). Setters throw Error.
 class Options {
@@ -104,7 +174,7 @@ public:
         if (!options_) throw Error::last(GW_ERR_PANIC);
     }
     /// Defaults resolved from the OPENCLAW_* environment (SPEC §1).
-    static Options from_env() {
+    [[nodiscard]] static Options from_env() {
         Options options;
         detail::check(gw_options_from_env(options.options_.get()));
         return options;
@@ -132,8 +202,16 @@ public:
     Options &auth_password(const std::string &password) {
         return apply(gw_options_set_auth_password(get(), password.c_str()));
     }
+    /// Where acquiring and the lock log (every level; default warnings and errors to stderr).
+    /// A Server keeps it unless its Callbacks have a log. Called on library threads.
+    Options &log(std::function<void(LogLevel, std::string_view)> log) {
+        auto shared = std::make_shared<const std::function<void(LogLevel, std::string_view)>>(std::move(log));
+        detail::check(gw_options_set_log(get(), gateway_cpp_lock_log, const_cast<void *>(static_cast<const void *>(shared.get()))));
+        log_ = std::move(shared);
+        return *this;
+    }
 
-    gw_options *get() const noexcept { return options_.get(); }
+    [[nodiscard]] gw_options *get() const noexcept { return options_.get(); }
 
 private:
     Options &apply(gw_result result) {
@@ -142,73 +220,169 @@ private:
     }
     static std::uint32_t millis(std::chrono::milliseconds t) { return detail::millis(t); }
 
+    friend class Lock;
+    detail::SharedLog log_; // before options_: freed after them
     std::unique_ptr<gw_options, detail::OptionsDeleter> options_;
 };
 
+/// What `status` found (`gw_status`).
+struct Status {
+    bool running;  ///< a live gateway holds the lock
+    bool healthy;  ///< its /healthz answered live
+    bool stale;    ///< a lock file is left by a provably dead owner
+    std::uint16_t port;
+    std::uint32_t pid; ///< 0 when none
+    std::uint64_t start_time;
+};
+
 /// The side-effect-free look at the lock's holder (gw_lock_status). Throws Error.
-inline gw_status status(const Options &options) {
+[[nodiscard]] inline Status status(const Options &options) {
     gw_status found{};
     detail::check(gw_lock_status(options.get(), &found));
-    return found;
+    return Status{found.running, found.healthy, found.stale, found.port, found.pid, found.start_time};
 }
 
 /// The file locks and the listener (gw_lock). Released when destroyed.
 class Lock {
 public:
-    /// Acquires; throws Error (e.g. GW_ERR_ALREADY_RUNNING naming the holder's pid).
-    static Lock acquire(const Options &options) { return try_acquire(options).value(); }
+    /// Acquires; throws Error (e.g. Code::already_running, with the holder's pid and port).
+    [[nodiscard]] static Lock acquire(const Options &options) { return try_acquire(options).value(); }
 
     static Result<Lock> try_acquire(const Options &options) {
         gw_lock *lock = nullptr;
         gw_result result = gw_lock_acquire(options.get(), &lock);
         if (result != GW_OK) return Error::last(result);
-        return Lock(lock);
+        return Lock(lock, options.log_);
     }
 
-    std::uint16_t port() const noexcept { return gw_lock_port(lock_.get()); }
+    [[nodiscard]] std::uint16_t port() const noexcept { return gw_lock_port(lock_.get()); }
     /// Gives the lock up now (the destructor does the same).
     void release() noexcept { lock_.reset(); }
     explicit operator bool() const noexcept { return static_cast<bool>(lock_); }
     /// Hands the C handle over (to gw_serve); the Lock is empty afterwards.
-    gw_lock *into_raw() noexcept { return lock_.release(); }
+    [[nodiscard]] gw_lock *into_raw() noexcept { return lock_.release(); }
 
 private:
-    explicit Lock(gw_lock *lock) : lock_(lock) {}
+    friend class Server;
+    Lock(gw_lock *lock, detail::SharedLog log) : log_(std::move(log)), lock_(lock) {}
+    detail::SharedLog log_; // before lock_: freed after it
     std::unique_ptr<gw_lock, detail::LockDeleter> lock_;
+};
+
+/// How a Server runs (gw_serve_options): worker threads and the WebSocket protocol's limits and
+/// policies; the defaults are gw_serve_options_new's. Setters throw Error for a value the
+/// library refuses (0 where at least 1 is needed, an empty string).
+class ServeOptions {
+public:
+    ServeOptions() : options_(gw_serve_options_new()) {
+        if (!options_) throw Error::last(GW_ERR_PANIC);
+    }
+
+    ServeOptions &worker_threads(std::size_t threads) {
+        return apply(gw_serve_options_set_worker_threads(get(), threads));
+    }
+    ServeOptions &drop_timeout(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_drop_timeout_ms(get(), detail::millis64(t)));
+    }
+    /// An origin allowed besides loopback ones ("*" allows all); each call adds one.
+    ServeOptions &allow_origin(const std::string &origin) {
+        return apply(gw_serve_options_add_allowed_origin(get(), origin.c_str()));
+    }
+    ServeOptions &handshake_timeout(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_handshake_timeout_ms(get(), detail::millis64(t)));
+    }
+    ServeOptions &tick_interval(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_tick_interval_ms(get(), detail::millis64(t)));
+    }
+    ServeOptions &ping_interval(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_ping_interval_ms(get(), detail::millis64(t)));
+    }
+    /// Requests unanswered after this get UNAVAILABLE (default 30 s).
+    ServeOptions &request_timeout(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_request_timeout_ms(get(), detail::millis64(t)));
+    }
+    ServeOptions &max_connections(std::size_t n) { return apply(gw_serve_options_set_max_connections(get(), n)); }
+    ServeOptions &max_preauth_payload(std::size_t bytes) {
+        return apply(gw_serve_options_set_max_preauth_payload(get(), bytes));
+    }
+    ServeOptions &max_payload(std::size_t bytes) { return apply(gw_serve_options_set_max_payload(get(), bytes)); }
+    ServeOptions &max_buffered_bytes(std::size_t bytes) {
+        return apply(gw_serve_options_set_max_buffered_bytes(get(), bytes));
+    }
+    ServeOptions &auth_throttle(std::uint32_t max_failures, std::chrono::milliseconds window,
+                                std::chrono::milliseconds lockout) {
+        return apply(gw_serve_options_set_auth_throttle(get(), max_failures, detail::millis64(window),
+                                                        detail::millis64(lockout)));
+    }
+    ServeOptions &server_version(const std::string &version) {
+        return apply(gw_serve_options_set_server_version(get(), version.c_str()));
+    }
+
+    [[nodiscard]] const gw_serve_options *get() const noexcept { return options_.get(); }
+
+private:
+    gw_serve_options *get() noexcept { return options_.get(); }
+    ServeOptions &apply(gw_result result) {
+        detail::check(result);
+        return *this;
+    }
+
+    std::unique_ptr<gw_serve_options, detail::ServeOptionsDeleter> options_;
 };
 
 /// What a Server tells its host. Each may be empty. Called on library threads (see gateway.h).
 struct Callbacks {
-    std::function<void(gw_log_level, std::string_view)> log;
-    std::function<void(gw_state, gw_result)> state;
+    std::function<void(LogLevel, std::string_view)> log;
+    /// The state and the result that came with it (Code::ok, lock_lost, timeout).
+    std::function<void(State, Code)> state;
 };
 
-/// A request for one of the host's methods (on_request). Copyable: answer it at once or later,
-/// from any thread, while its Server lives.
-struct Request {
-    gw_request_id id;
-    std::string method;
-    std::string params; ///< the request's `params` as JSON (`null` when it had none)
-    std::uint64_t conn_id;
-    gw_server *server;
+/// A request for one of the host's methods (on_request). Move-only, as it refers to its
+/// server: answer it at once, or move it elsewhere and answer it later, from any thread, while
+/// its Server lives.
+class Request {
+public:
+    Request(const Request &) = delete;
+    Request &operator=(const Request &) = delete;
+    Request(Request &&) noexcept = default;
+    Request &operator=(Request &&) noexcept = default;
+
+    [[nodiscard]] gw_request_id id() const noexcept { return id_; }
+    [[nodiscard]] const std::string &method() const noexcept { return method_; }
+    /// The request's `params` as JSON (`null` when it had none).
+    [[nodiscard]] const std::string &params() const noexcept { return params_; }
+    [[nodiscard]] std::uint64_t conn_id() const noexcept { return conn_id_; }
 
     /// Answers with `payload` (JSON). false when the request no longer waits (answered, timed
     /// out, client gone); throws Error when `payload` is not JSON.
-    bool respond(std::string_view payload) const {
-        return detail::found(gw_respond(server, id, true, payload.data(), payload.size()));
+    [[nodiscard]] bool respond(std::string_view payload) const {
+        return detail::found(gw_respond(server_, id_, true, payload.data(), payload.size()));
     }
     /// Answers with an error object `{"code", "message", "details"?}`; as respond.
-    bool fail(std::string_view error) const {
-        return detail::found(gw_respond(server, id, false, error.data(), error.size()));
+    [[nodiscard]] bool fail(std::string_view error) const {
+        return detail::found(gw_respond(server_, id_, false, error.data(), error.size()));
     }
+
+private:
+    friend void ::gateway_cpp_request(void *, gw_server *, gw_request_id, const char *, std::size_t, const char *,
+                                      std::size_t, std::uint64_t);
+    Request(gw_server *server, gw_request_id id, std::string method, std::string params, std::uint64_t conn_id)
+        : server_(server), id_(id), method_(std::move(method)), params_(std::move(params)), conn_id_(conn_id) {}
+
+    gw_server *server_;
+    gw_request_id id_;
+    std::string method_;
+    std::string params_;
+    std::uint64_t conn_id_;
 };
 
 /// The methods the host serves (each answered by a std::function, with the scope a caller
-/// needs), the events it sends, connection notifications and the request timeout. Given to
-/// Server::serve; the functions are called on gateway worker threads and must not block.
+/// needs), the events it sends, and connection notifications. Given to Server::serve, which
+/// refuses what the library refuses (a method twice, "connect", an empty name); the functions
+/// are called on gateway worker threads and must not block.
 class Handlers {
 public:
-    using Method = std::function<void(const Request &)>;
+    using Method = std::function<void(Request)>;
     using Connection = std::function<void(std::uint64_t conn_id, bool opened, std::string_view client_json)>;
 
     /// A method any authenticated client may call.
@@ -222,11 +396,6 @@ public:
         events_.push_back(std::move(name));
         return *this;
     }
-    /// Requests unanswered after this get UNAVAILABLE (default 30 s).
-    Handlers &request_timeout(std::chrono::milliseconds timeout) {
-        timeout_ = detail::millis(timeout);
-        return *this;
-    }
     /// Called when a client completes the handshake (opened) and when it is gone.
     Handlers &on_connection(Connection connection) {
         connection_ = std::move(connection);
@@ -235,30 +404,28 @@ public:
 
 private:
     friend class Server;
-    friend void ::gateway_cpp_request(void *, gw_request_id, const char *, std::size_t, const char *, std::size_t,
-                                      std::uint64_t);
-    friend void ::gateway_cpp_connection(void *, std::uint64_t, bool, const char *, std::size_t);
     struct Entry {
+        std::string name;
         std::optional<std::string> scope;
         Method answer;
     };
     Handlers &add(std::string name, std::optional<std::string> scope, Method answer) {
-        methods_[std::move(name)] = Entry{std::move(scope), std::move(answer)};
+        methods_.push_back(Entry{std::move(name), std::move(scope), std::move(answer)});
         return *this;
     }
 
-    std::map<std::string, Entry, std::less<>> methods_;
+    std::vector<Entry> methods_;
     std::vector<std::string> events_;
-    std::optional<std::uint32_t> timeout_;
     Connection connection_;
 };
 
 namespace detail {
 /// The userdata of a Server's gw_callbacks, freed by the library through free_userdata.
 struct ServerState {
+    SharedLog lock_log; ///< the lock's logger, called until the server is gone
     Callbacks callbacks;
-    Handlers handlers;
-    gw_server *server = nullptr; ///< written by gw_serve before any request or connection callback
+    std::map<std::string, Handlers::Method, std::less<>> methods;
+    Handlers::Connection connection;
 };
 } // namespace detail
 
@@ -269,36 +436,37 @@ extern "C" {
 inline void gateway_cpp_log(void *userdata, gw_log_level level, const char *message, std::size_t len) {
     auto &callbacks = static_cast<gateway::detail::ServerState *>(userdata)->callbacks;
     try {
-        if (callbacks.log) callbacks.log(level, std::string_view(message, len));
+        if (callbacks.log) callbacks.log(static_cast<gateway::LogLevel>(level), std::string_view(message, len));
     } catch (...) {
     }
 }
 inline void gateway_cpp_state(void *userdata, gw_state state, gw_result result) {
     auto &callbacks = static_cast<gateway::detail::ServerState *>(userdata)->callbacks;
     try {
-        if (callbacks.state) callbacks.state(state, result);
+        if (callbacks.state) callbacks.state(static_cast<gateway::State>(state), static_cast<gateway::Code>(result));
     } catch (...) {
     }
 }
-inline void gateway_cpp_request(void *userdata, gw_request_id request, const char *method, std::size_t method_len,
-                                const char *params_json, std::size_t params_len, std::uint64_t conn_id) {
+inline void gateway_cpp_request(void *userdata, gw_server *server, gw_request_id request, const char *method,
+                                std::size_t method_len, const char *params_json, std::size_t params_len,
+                                std::uint64_t conn_id) {
     auto *state = static_cast<gateway::detail::ServerState *>(userdata);
     static const char failed[] = "{\"code\":\"UNAVAILABLE\",\"message\":\"the method handler failed\"}";
     try {
-        auto entry = state->handlers.methods_.find(std::string_view(method, method_len));
-        if (entry == state->handlers.methods_.end() || !entry->second.answer) {
-            gw_respond(state->server, request, false, failed, sizeof failed - 1);
+        auto entry = state->methods.find(std::string_view(method, method_len));
+        if (entry == state->methods.end() || !entry->second) {
+            gw_respond(server, request, false, failed, sizeof failed - 1);
             return;
         }
-        entry->second.answer(gateway::Request{request, std::string(method, method_len),
-                                              std::string(params_json, params_len), conn_id, state->server});
+        entry->second(gateway::Request(server, request, std::string(method, method_len),
+                                       std::string(params_json, params_len), conn_id));
     } catch (...) {
-        gw_respond(state->server, request, false, failed, sizeof failed - 1);
+        gw_respond(server, request, false, failed, sizeof failed - 1);
     }
 }
 inline void gateway_cpp_connection(void *userdata, std::uint64_t conn_id, bool opened, const char *client_json,
                                    std::size_t len) {
-    auto &connection = static_cast<gateway::detail::ServerState *>(userdata)->handlers.connection_;
+    auto &connection = static_cast<gateway::detail::ServerState *>(userdata)->connection;
     try {
         if (connection) connection(conn_id, opened, std::string_view(client_json, len));
     } catch (...) {
@@ -309,16 +477,18 @@ inline void gateway_cpp_free(void *userdata) { delete static_cast<gateway::detai
 
 namespace gateway {
 
-/// A running gateway (gw_server). Destroying it shuts down with a 5 s timeout.
+/// A running gateway (gw_server). Move-only; destroying it shuts down with a 5 s timeout.
 class Server {
 public:
-    /// Serves on the lock (which is consumed, also on failure) with the host's callbacks and
-    /// methods; throws Error.
-    static Server serve(Lock &&lock, Callbacks callbacks = {}, Handlers handlers = {}) {
-        return try_serve(std::move(lock), std::move(callbacks), std::move(handlers)).value();
+    /// Serves on the lock (which is consumed, also on failure) with the host's callbacks,
+    /// methods and serve options; throws Error.
+    [[nodiscard]] static Server serve(Lock &&lock, Callbacks callbacks = {}, Handlers handlers = {},
+                                      const ServeOptions &options = ServeOptions()) {
+        return try_serve(std::move(lock), std::move(callbacks), std::move(handlers), options).value();
     }
 
-    static Result<Server> try_serve(Lock &&lock, Callbacks callbacks = {}, Handlers handlers = {}) {
+    static Result<Server> try_serve(Lock &&lock, Callbacks callbacks = {}, Handlers handlers = {},
+                                    const ServeOptions &options = ServeOptions()) {
         auto refuse = [&lock](gw_result result) {
             Error error = Error::last(result);
             lock.release(); // consumed on failure too, as gw_serve does
@@ -326,52 +496,57 @@ public:
         };
         std::unique_ptr<gw_handlers, detail::HandlersDeleter> registered(gw_handlers_new());
         if (!registered) return refuse(GW_ERR_PANIC);
-        for (const auto &[name, entry] : handlers.methods_) {
-            gw_result result = gw_handlers_add_method(registered.get(), name.c_str(),
+        auto state = std::make_unique<detail::ServerState>();
+        for (auto &entry : handlers.methods_) {
+            gw_result result = gw_handlers_add_method(registered.get(), entry.name.c_str(),
                                                       entry.scope ? entry.scope->c_str() : nullptr);
             if (result != GW_OK) return refuse(result);
+            state->methods.emplace(std::move(entry.name), std::move(entry.answer));
         }
         for (const auto &event : handlers.events_) {
             gw_result result = gw_handlers_add_event(registered.get(), event.c_str());
             if (result != GW_OK) return refuse(result);
         }
-        if (handlers.timeout_) {
-            gw_result result = gw_handlers_set_request_timeout_ms(registered.get(), *handlers.timeout_);
-            if (result != GW_OK) return refuse(result);
-        }
-        auto *state = new detail::ServerState{std::move(callbacks), std::move(handlers), nullptr};
+        state->lock_log = lock.log_;
+        state->callbacks = std::move(callbacks);
+        state->connection = std::move(handlers.connection_);
         gw_callbacks c{};
         c.size = sizeof c;
-        c.userdata = state;
-        c.log = gateway_cpp_log;
-        c.state = gateway_cpp_state;
+        detail::ServerState &hooks = *state;
+        c.userdata = state.release(); // the library's from here: freed through free_userdata
+        // Without a log of its own, the server keeps the lock's (Options::log, or stderr).
+        if (hooks.callbacks.log) c.log = gateway_cpp_log;
+        if (hooks.callbacks.state) c.state = gateway_cpp_state;
         c.free_userdata = gateway_cpp_free;
         c.on_request = gateway_cpp_request;
         c.on_connection = gateway_cpp_connection;
         c.handlers = registered.get();
-        gw_result result = gw_serve(lock.into_raw(), &c, &state->server); // frees `state` on failure
+        gw_server *server = nullptr;
+        gw_result result = gw_serve(lock.into_raw(), &c, options.get(), &server);
         if (result != GW_OK) return Error::last(result);
-        return Server(state->server);
+        return Server(server);
     }
 
     Server(Server &&other) noexcept : server_(std::exchange(other.server_, nullptr)) {}
     Server &operator=(Server &&other) noexcept {
         if (this != &other) {
-            shutdown();
+            (void)shutdown();
             server_ = std::exchange(other.server_, nullptr);
         }
         return *this;
     }
     Server(const Server &) = delete;
     Server &operator=(const Server &) = delete;
-    ~Server() { shutdown(); }
+    ~Server() { (void)shutdown(); }
 
-    std::uint16_t port() const noexcept { return gw_server_port(server_); }
+    [[nodiscard]] std::uint16_t port() const noexcept { return gw_server_port(server_); }
+    /// WebSocket connections open now, authenticated or not.
+    [[nodiscard]] std::size_t connection_count() const noexcept { return gw_server_connection_count(server_); }
 
     /// Answers request `id` (gw_respond): `ok` with a JSON payload, or not with an error object
     /// `{"code", "message", "details"?}`. false when the request no longer waits; throws Error
     /// for JSON that is not. Any thread, while the Server lives.
-    bool respond(gw_request_id id, bool ok, std::string_view json) const {
+    [[nodiscard]] bool respond(gw_request_id id, bool ok, std::string_view json) const {
         return detail::found(gw_respond(server_, id, ok, json.data(), json.size()));
     }
     /// Sends `event` with a JSON payload to every authenticated client; throws Error.
@@ -379,13 +554,18 @@ public:
         detail::check(gw_broadcast(server_, event.c_str(), json.data(), json.size()));
     }
     /// Sends `event` to one client; false when it is not connected. Throws Error otherwise.
-    bool send_event(std::uint64_t conn_id, const std::string &event, std::string_view json) const {
+    [[nodiscard]] bool send_event(std::uint64_t conn_id, const std::string &event, std::string_view json) const {
         return detail::found(gw_send_event(server_, conn_id, event.c_str(), json.data(), json.size()));
+    }
+    /// Replaces what `health` answers with a JSON snapshot and sends it as a `health` event;
+    /// throws Error for JSON that is not.
+    void set_health(std::string_view snapshot_json) const {
+        detail::check(gw_set_health(server_, snapshot_json.data(), snapshot_json.size()));
     }
 
     /// Graceful shutdown; true when every connection finished within `timeout`. The port is
     /// free and the lock released either way. A no-op (true) once shut down.
-    bool shutdown(std::chrono::milliseconds timeout = std::chrono::seconds(5)) noexcept {
+    [[nodiscard]] bool shutdown(std::chrono::milliseconds timeout = std::chrono::seconds(5)) noexcept {
         if (server_ == nullptr) return true;
         auto ms = timeout.count() < 0 ? 0 : timeout.count() > 0xFFFFFFFFll ? 0xFFFFFFFFll : timeout.count();
         gw_result result = gw_shutdown(std::exchange(server_, nullptr), static_cast<std::uint32_t>(ms));

@@ -24,13 +24,14 @@
 
 /* Requests waiting for the answering thread. */
 struct pending {
+    gw_server *server; /* the server the request came to */
     gw_request_id id;
     char *params;
     struct pending *next;
 };
 
 struct host {
-    gw_server *server; /* written by gw_serve before any request or connection callback */
+    gw_server *server; /* written by gw_serve; requests bring their own (they may come first) */
     pthread_mutex_t lock;
     pthread_cond_t changed;
     struct pending *queue;
@@ -38,9 +39,9 @@ struct host {
 };
 
 /* On a gateway worker thread: must not block, so hand the request over and return. */
-static void on_request(void *userdata, gw_request_id request, const char *method,
-                       size_t method_len, const char *params_json, size_t params_len,
-                       uint64_t conn_id) {
+static void on_request(void *userdata, gw_server *server, gw_request_id request,
+                       const char *method, size_t method_len, const char *params_json,
+                       size_t params_len, uint64_t conn_id) {
     struct host *host = userdata;
     (void)method_len;
     (void)conn_id;
@@ -48,12 +49,13 @@ static void on_request(void *userdata, gw_request_id request, const char *method
     char *params = malloc(params_len + 1);
     if (p == NULL || params == NULL || strcmp(method, "echo") != 0) {
         static const char error[] = "{\"code\":\"UNAVAILABLE\",\"message\":\"cannot answer\"}";
-        gw_respond(host->server, request, false, error, sizeof error - 1); /* answered at once */
+        gw_respond(server, request, false, error, sizeof error - 1); /* answered at once */
         free(p);
         free(params);
         return;
     }
     memcpy(params, params_json, params_len + 1);
+    p->server = server;
     p->id = request;
     p->params = params;
     pthread_mutex_lock(&host->lock);
@@ -87,7 +89,7 @@ static void *answer_requests(void *arg) {
         char *answer = malloc(size);
         if (answer != NULL) {
             int len = snprintf(answer, size, "{\"echo\":%s}", p->params);
-            gw_result result = gw_respond(host->server, p->id, true, answer, (size_t)len);
+            gw_result result = gw_respond(p->server, p->id, true, answer, (size_t)len);
             if (result != GW_OK) /* e.g. GW_ERR_NOT_FOUND: the client left or it timed out */
                 fprintf(stderr, "host: %s\n", gw_last_error_message());
             free(answer);
@@ -136,10 +138,14 @@ int main(void) {
     gw_result result = gw_lock_acquire(options, &lock);
     if (result == GW_ERR_ALREADY_RUNNING) {
         fprintf(stderr, "host: %s\n", gw_last_error_message());
-        gw_status holder;
-        if (gw_lock_status(options, &holder) == GW_OK && holder.running)
-            printf("gateway already running: pid %u, port %u, %s\n", holder.pid,
-                   (unsigned)holder.port, holder.healthy ? "healthy" : "not answering");
+        /* The holder as numbers (no parsing the message), and whether it answers. */
+        uint32_t pid = 0;
+        uint16_t port = 0;
+        gw_status status;
+        if (gw_last_error_holder(&pid, &port) == GW_OK)
+            printf("gateway already running: pid %u, port %u, %s\n", pid, (unsigned)port,
+                   gw_lock_status(options, &status) == GW_OK && status.healthy ? "healthy"
+                                                                               : "not answering");
         gw_options_free(options);
         return 1;
     }
@@ -149,12 +155,17 @@ int main(void) {
         return 1;
     }
 
-    /* What we serve: `echo` for callers granted operator.read, and the event we send. */
+    /* What we serve: `echo` for callers granted operator.read, and the event we send; a
+     * request unanswered for 10 s gets UNAVAILABLE. */
     gw_handlers *handlers = gw_handlers_new();
-    if (handlers == NULL || gw_handlers_add_method(handlers, "echo", "operator.read") != GW_OK ||
+    gw_serve_options *serve_options = gw_serve_options_new();
+    if (handlers == NULL || serve_options == NULL ||
+        gw_handlers_add_method(handlers, "echo", "operator.read") != GW_OK ||
         gw_handlers_add_event(handlers, "demo.tick") != GW_OK ||
-        gw_handlers_set_request_timeout_ms(handlers, 10000) != GW_OK) {
+        gw_serve_options_set_request_timeout_ms(serve_options, 10000) != GW_OK) {
         fprintf(stderr, "host: %s\n", gw_last_error_message());
+        gw_handlers_free(handlers);
+        gw_serve_options_free(serve_options);
         gw_lock_release(lock);
         return 1;
     }
@@ -171,8 +182,10 @@ int main(void) {
     callbacks.on_request = on_request;
     callbacks.on_connection = on_connection;
     callbacks.handlers = handlers;
-    result = gw_serve(lock, &callbacks, &host.server); /* takes the lock, also on failure */
-    gw_handlers_free(handlers);                        /* copied by gw_serve */
+    /* Takes the lock, also on failure; copies the callbacks, handlers and options. */
+    result = gw_serve(lock, &callbacks, serve_options, &host.server);
+    gw_handlers_free(handlers);
+    gw_serve_options_free(serve_options);
     if (result == GW_OK) {
         printf("gateway listening on ws://127.0.0.1:%u (pid %ld)\n",
                (unsigned)gw_server_port(host.server), (long)getpid());

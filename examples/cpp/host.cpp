@@ -24,28 +24,31 @@ int main() {
     try {
         auto options = gateway::Options::from_env();
         auto lock = gateway::Lock::try_acquire(options);
-        if (!lock && lock.error().code() == GW_ERR_ALREADY_RUNNING) {
+        if (!lock && lock.error().holder()) {
             std::cerr << "host: " << lock.error().what() << "\n";
-            gw_status holder = gateway::status(options);
+            const gateway::Holder &holder = *lock.error().holder();
             std::cout << "gateway already running: pid " << holder.pid << ", port " << holder.port << "\n";
             return 1;
         }
         gateway::Callbacks callbacks;
-        callbacks.log = [](gw_log_level level, std::string_view message) {
-            if (level >= GW_LOG_INFO) std::cerr << "gateway: " << message << "\n";
+        callbacks.log = [](gateway::LogLevel level, std::string_view message) {
+            if (level != gateway::LogLevel::debug) std::cerr << "gateway: " << message << "\n";
         };
         gateway::Handlers handlers;
         handlers
             .method("echo", "operator.read",
-                    [](const gateway::Request &request) { request.respond("{\"echo\":" + request.params + "}"); })
+                    [](gateway::Request request) { (void)request.respond("{\"echo\":" + request.params() + "}"); })
             .event("demo.tick");
-        auto server = gateway::Server::serve(std::move(lock).value(), std::move(callbacks), std::move(handlers));
+        gateway::ServeOptions serve_options;
+        serve_options.request_timeout(std::chrono::seconds(10));
+        auto server = gateway::Server::serve(std::move(lock).value(), std::move(callbacks), std::move(handlers),
+                                             serve_options);
         std::cout << "gateway listening on ws://127.0.0.1:" << server.port() << " (pid " << getpid() << ")"
                   << std::endl;
         const timespec every{5, 0};
         for (unsigned n = 1; sigtimedwait(&stop, nullptr, &every) < 0; n++)
             server.broadcast("demo.tick", "{\"n\":" + std::to_string(n) + "}");
-        server.shutdown(std::chrono::seconds(5));
+        (void)server.shutdown(std::chrono::seconds(5));
         return 0;
     } catch (const gateway::Error &error) {
         std::cerr << "host: " << error.name() << ": " << error.what() << "\n";

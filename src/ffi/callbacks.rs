@@ -120,7 +120,7 @@ pub type gw_connection_fn = Option<
 /// ignored by an older library. Any field may be NULL.
 ///
 /// The callbacks must be thread-safe, must return (no `longjmp`, no C++ exception), and must
-/// not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`,
+/// not call `gw_shutdown` (it would wait for itself). They may call `gw_respond`, `gw_set_health`,
 /// `gw_broadcast` and `gw_send_event`. The library copies the struct (and `*handlers`)
 /// during `gw_serve`; the host may reuse or free them afterwards.
 #[repr(C)]
@@ -368,16 +368,8 @@ impl HostCallbacks {
         let log = self.callbacks.log?;
         let host = Arc::clone(self);
         Some(Logger::new(move |level, message| {
-            let level = match level {
-                LogLevel::Debug => gw_log_level::GW_LOG_DEBUG,
-                LogLevel::Info => gw_log_level::GW_LOG_INFO,
-                LogLevel::Warn => gw_log_level::GW_LOG_WARN,
-                LogLevel::Error => gw_log_level::GW_LOG_ERROR,
-            };
-            let text = c_string(message.to_owned());
-            let bytes = text.as_bytes();
-            // SAFETY: a host callback given a NUL-terminated string that outlives the call.
-            unsafe { log(host.callbacks.userdata, level, text.as_ptr(), bytes.len()) }
+            // SAFETY: the host's log callback, with its own userdata.
+            unsafe { log_to(log, host.callbacks.userdata, level, message) }
         }))
     }
 
@@ -411,6 +403,28 @@ impl Drop for HostCallbacks {
             unsafe { free_userdata(self.callbacks.userdata) }
         }
     }
+}
+
+/// Sends one log line to a host's log callback.
+///
+/// # Safety
+///
+/// `log` may be called with `userdata` from this thread (the contract of `gw_log_fn`).
+pub(crate) unsafe fn log_to(
+    log: unsafe extern "C" fn(*mut c_void, gw_log_level, *const c_char, usize),
+    userdata: *mut c_void,
+    level: LogLevel,
+    message: &str,
+) {
+    let level = match level {
+        LogLevel::Debug => gw_log_level::GW_LOG_DEBUG,
+        LogLevel::Info => gw_log_level::GW_LOG_INFO,
+        LogLevel::Warn => gw_log_level::GW_LOG_WARN,
+        LogLevel::Error => gw_log_level::GW_LOG_ERROR,
+    };
+    let text = c_string(message.to_owned());
+    // SAFETY: a host callback given a NUL-terminated string that outlives the call.
+    unsafe { log(userdata, level, text.as_ptr(), text.as_bytes().len()) }
 }
 
 /// Text for a C callback: NUL-terminated, with any NUL inside replaced (JSON from serde_json
@@ -541,6 +555,66 @@ mod tests {
         assert_eq!(counters.logs.load(Ordering::SeqCst), 1);
         assert_eq!(counters.states.load(Ordering::SeqCst), 1);
         assert_eq!(counters.frees.load(Ordering::SeqCst), 1);
+    }
+
+    /// What `on_connection` saw, in order: (conn_id, opened).
+    unsafe extern "C" fn connection(
+        userdata: *mut c_void,
+        conn_id: u64,
+        opened: bool,
+        client_json: *const c_char,
+        len: usize,
+    ) {
+        // SAFETY: userdata is the test's Mutex; client_json is NUL-terminated, len bytes long.
+        unsafe {
+            assert_eq!(*client_json.add(len), 0);
+            let seen = &*userdata.cast::<Mutex<Vec<(u64, bool)>>>();
+            seen.lock().unwrap().push((conn_id, opened));
+        }
+    }
+
+    #[test]
+    fn connections_before_the_server_is_written_out_wait_for_it_in_order() {
+        let seen: Mutex<Vec<(u64, bool)>> = Mutex::new(Vec::new());
+        let callbacks = gw_callbacks {
+            size: size_of::<gw_callbacks>(),
+            userdata: (&raw const seen).cast_mut().cast(),
+            log: None,
+            state: None,
+            free_userdata: None,
+            on_request: None,
+            on_connection: Some(connection),
+            handlers: std::ptr::null(),
+        };
+        // SAFETY: a whole, valid gw_callbacks.
+        let host = unsafe { HostCallbacks::read("t", &callbacks) }.unwrap();
+        let handlers = host.handlers("t", ServerPtr(std::ptr::null_mut())).unwrap();
+        let client = |conn_id| {
+            Arc::new(crate::server::ClientInfo {
+                conn_id,
+                client: Default::default(),
+                role: "operator".into(),
+                scopes: Vec::new(),
+                protocol: 4,
+                peer: "127.0.0.1:1".parse().unwrap(),
+                origin: None,
+            })
+        };
+        handlers.notify(&ConnectionEvent::Opened(client(1)));
+        handlers.notify(&ConnectionEvent::Opened(client(2)));
+        handlers.notify(&ConnectionEvent::Closed(client(1)));
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "before gw_serve wrote out its server"
+        );
+        host.mark_served();
+        assert_eq!(*seen.lock().unwrap(), [(1, true), (2, true), (1, false)]);
+        handlers.notify(&ConnectionEvent::Closed(client(2)));
+        assert_eq!(seen.lock().unwrap().last(), Some(&(2, false)));
+        // Once the server is being freed, nothing more reaches the host.
+        host.stop_calls();
+        handlers.notify(&ConnectionEvent::Opened(client(3)));
+        assert_eq!(seen.lock().unwrap().len(), 4);
     }
 
     #[test]

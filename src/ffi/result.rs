@@ -255,7 +255,10 @@ mod tests {
         );
     }
 
-    fn holder() -> Result<(u32, u16), gw_result> {
+    /// What `gw_last_error_holder` answers: the pid and port, or the result.
+    type Answer = Result<(u32, u16), gw_result>;
+
+    fn holder() -> Answer {
         let (mut pid, mut port) = (7, 7);
         // SAFETY: both outputs are writable locals.
         match unsafe { gw_last_error_holder(&mut pid, &mut port) } {
@@ -275,7 +278,7 @@ mod tests {
             healthy: true,
             timeout_ms: 0,
         };
-        let cases: [(GatewayLockError, Result<(u32, u16), gw_result>); 4] = [
+        let cases: [(GatewayLockError, Answer); 4] = [
             (running(Some(42), Some(18789)), Ok((42, 18789))),
             (running(Some(42), None), Ok((42, 0))),
             (running(None, Some(18789)), Err(gw_result::GW_ERR_NOT_FOUND)),

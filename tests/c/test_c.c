@@ -261,6 +261,7 @@ static void case_null_arguments(void) {
     CHECK_RESULT(gw_options_set_recheck_interval_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_options_set_bind_retry(NULL, 1, 1), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_options_set_auth_none(NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_log(NULL, NULL, NULL), GW_ERR_NULL_ARGUMENT);
 
     typedef gw_result (*string_setter)(gw_options *, const char *);
     static const struct {
@@ -299,14 +300,20 @@ static void case_null_arguments(void) {
 
     gw_server *const sentinel_server = (gw_server *)&case_number;
     gw_server *server = sentinel_server;
-    CHECK_RESULT(gw_serve(NULL, NULL, &server), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_serve(NULL, NULL, NULL, &server), GW_ERR_NULL_ARGUMENT);
     CHECK(server == sentinel_server);
     /* gw_serve takes the userdata even when it fails: freed exactly once, before it returns. */
     struct seen seen = {0};
     gw_callbacks callbacks = callbacks_for(&seen);
-    CHECK_RESULT(gw_serve(NULL, &callbacks, &server), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_serve(NULL, &callbacks, NULL, &server), GW_ERR_NULL_ARGUMENT);
     CHECK(atomic_load(&seen.frees) == 1 && atomic_load(&seen.ready) == 0);
     CHECK_RESULT(gw_shutdown(NULL, 0), GW_ERR_NULL_ARGUMENT);
+    /* A failure that names no holder: nothing to report, nothing written. */
+    uint32_t pid = 7;
+    uint16_t port = 7;
+    CHECK_RESULT(gw_last_error_holder(&pid, &port), GW_ERR_NOT_FOUND);
+    CHECK(pid == 7 && port == 7);
+    CHECK(strcmp(gw_last_error_message(), "gw_shutdown: server is NULL") == 0);
     gw_options_free(options);
     printf("ok null_arguments\n");
 }
@@ -374,6 +381,13 @@ static void case_acquire_twice_unserved(void) {
              (long)getpid());
     CHECK(strcmp(gw_last_error_message(), want) == 0);
     CHECK(second == NULL);
+    /* The holder as typed values; asking changes neither the answer nor the message. */
+    uint32_t pid = 0;
+    uint16_t port = 0;
+    CHECK_RESULT(gw_last_error_holder(&pid, &port), GW_OK);
+    CHECK(pid == (uint32_t)getpid() && port == gw_lock_port(lock));
+    CHECK_RESULT(gw_last_error_holder(NULL, NULL), GW_OK);
+    CHECK(strcmp(gw_last_error_message(), want) == 0);
 
     gw_lock_release(lock);
     CHECK(lock_dir_entries(dir) == 0);
@@ -403,7 +417,7 @@ static void case_serve_and_shutdown_from_another_thread(void) {
     struct seen seen = {0};
     gw_callbacks callbacks = callbacks_for(&seen);
     gw_server *server = NULL;
-    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_OK);
     atomic_store(&seen.serve_returned, 1);
     memset(&callbacks, 0, sizeof callbacks); /* copied by gw_serve: the host may reuse it */
     CHECK(server != NULL && gw_server_port(server) == port);
@@ -418,6 +432,10 @@ static void case_serve_and_shutdown_from_another_thread(void) {
              (long)getpid(), (unsigned)port);
     CHECK(strcmp(gw_last_error_message(), want) == 0);
     CHECK(second == NULL);
+    uint32_t holder_pid = 0;
+    uint16_t holder_port = 0;
+    CHECK_RESULT(gw_last_error_holder(&holder_pid, &holder_port), GW_OK);
+    CHECK(holder_pid == (uint32_t)getpid() && holder_port == port);
 
     gw_status status;
     CHECK_RESULT(gw_lock_status(options, &status), GW_OK);
@@ -461,7 +479,7 @@ static void case_lock_lost(void) {
     struct seen seen = {0};
     gw_callbacks callbacks = callbacks_for(&seen);
     gw_server *server = NULL;
-    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_OK);
 
     char path[4300];
     snprintf(path, sizeof path, "%s/locks/gateway.state.lock", dir);
@@ -487,7 +505,7 @@ static void case_shutdown_timeout(void) {
     struct seen seen = {0};
     gw_callbacks callbacks = callbacks_for(&seen);
     gw_server *server = NULL;
-    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_OK);
     uint16_t port = gw_server_port(server);
 
     /* A request that never ends keeps its connection open past the drain timeout. */
@@ -517,7 +535,7 @@ static void case_callbacks_size_prefix(void) {
     gw_callbacks callbacks = callbacks_for(&seen);
     callbacks.size = offsetof(gw_callbacks, state);
     gw_server *server = NULL;
-    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_OK);
     CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
     sleep_ms(50);
     CHECK(atomic_load(&seen.ready) == 0 && atomic_load(&seen.stopped) == 0);
@@ -528,22 +546,23 @@ static void case_callbacks_size_prefix(void) {
     callbacks = callbacks_for(&seen);
     callbacks.size = 0;
     server = NULL;
-    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_ERR_INVALID_ARGUMENT);
     CHECK(strstr(gw_last_error_message(), "sizeof(gw_callbacks)") != NULL);
     CHECK(server == NULL && lock_dir_entries(dir) == 0);
 
     /* No callbacks at all, and a NULL `out`: the lock is still taken and released. */
     CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
-    CHECK_RESULT(gw_serve(lock, NULL, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_serve(lock, NULL, NULL, NULL), GW_ERR_NULL_ARGUMENT);
     CHECK(lock_dir_entries(dir) == 0);
     gw_options_free(options);
     printf("ok callbacks_size_prefix\n");
 }
 
-static void on_request_ignore(void *userdata, gw_request_id request, const char *method,
-                              size_t method_len, const char *params_json, size_t params_len,
-                              uint64_t conn_id) {
+static void on_request_ignore(void *userdata, gw_server *server, gw_request_id request,
+                              const char *method, size_t method_len, const char *params_json,
+                              size_t params_len, uint64_t conn_id) {
     (void)userdata;
+    (void)server;
     (void)request;
     (void)method;
     (void)method_len;
@@ -553,11 +572,10 @@ static void on_request_ignore(void *userdata, gw_request_id request, const char 
 }
 
 static void case_request_api_arguments(void) {
-    /* gw_handlers: NULLs, bad names, bad timeout. */
+    /* gw_handlers: NULLs, bad names, a method twice (the Rust rules and messages). */
     gw_handlers_free(NULL);
     CHECK_RESULT(gw_handlers_add_method(NULL, "m", NULL), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_handlers_add_event(NULL, "e"), GW_ERR_NULL_ARGUMENT);
-    CHECK_RESULT(gw_handlers_set_request_timeout_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
     gw_handlers *handlers = gw_handlers_new();
     CHECK(handlers != NULL);
     CHECK_RESULT(gw_handlers_add_method(handlers, NULL, NULL), GW_ERR_NULL_ARGUMENT);
@@ -568,16 +586,22 @@ static void case_request_api_arguments(void) {
     CHECK_RESULT(gw_handlers_add_method(handlers, "m\xff", NULL), GW_ERR_INVALID_ARGUMENT);
     CHECK_RESULT(gw_handlers_add_event(handlers, NULL), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_handlers_add_event(handlers, ""), GW_ERR_INVALID_ARGUMENT);
-    CHECK_RESULT(gw_handlers_set_request_timeout_ms(handlers, 0), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "an event name is empty: give every event a name") == 0);
     CHECK_RESULT(gw_handlers_add_method(handlers, "m", "operator.read"), GW_OK);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "m", "operator.write"), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(),
+                 "method \"m\" is registered twice: register each method once") == 0);
     CHECK_RESULT(gw_handlers_add_event(handlers, "e"), GW_OK);
-    CHECK_RESULT(gw_handlers_set_request_timeout_ms(handlers, 1000), GW_OK);
+    CHECK_RESULT(gw_handlers_add_event(handlers, "e"), GW_OK);
 
     /* The functions on a server: NULL first. */
     CHECK_RESULT(gw_respond(NULL, 1, true, "{}", 2), GW_ERR_NULL_ARGUMENT);
     CHECK(strcmp(gw_last_error_message(), "gw_respond: server is NULL") == 0);
     CHECK_RESULT(gw_broadcast(NULL, "e", "{}", 2), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_send_event(NULL, 1, "e", "{}", 2), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_set_health(NULL, "{}", 2), GW_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "gw_set_health: server is NULL") == 0);
+    CHECK(gw_server_connection_count(NULL) == 0);
 
     char dir[4200];
     case_dir(dir, sizeof dir);
@@ -590,7 +614,7 @@ static void case_request_api_arguments(void) {
     gw_callbacks callbacks = callbacks_for(&seen);
     callbacks.handlers = handlers;
     gw_server *server = NULL;
-    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_ERR_INVALID_ARGUMENT);
     CHECK(strstr(gw_last_error_message(), "on_request is NULL") != NULL);
     CHECK(server == NULL && lock_dir_entries(dir) == 0 && atomic_load(&seen.frees) == 1);
 
@@ -600,7 +624,7 @@ static void case_request_api_arguments(void) {
     callbacks = callbacks_for(&older);
     callbacks.handlers = handlers;
     callbacks.size = offsetof(gw_callbacks, on_request);
-    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_OK);
     CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
     CHECK(wait_for(&older.frees, 1, 2000));
 
@@ -610,7 +634,7 @@ static void case_request_api_arguments(void) {
     callbacks.handlers = handlers;
     callbacks.on_request = on_request_ignore;
     server = NULL;
-    CHECK_RESULT(gw_serve(lock, &callbacks, &server), GW_OK);
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_OK);
     gw_handlers_free(handlers); /* copied by gw_serve */
 
     CHECK_RESULT(gw_respond(server, 1, true, NULL, 0), GW_ERR_NULL_ARGUMENT);
@@ -638,12 +662,114 @@ static void case_request_api_arguments(void) {
     CHECK_RESULT(gw_send_event(server, 999, "e", "null", 4), GW_ERR_NOT_FOUND);
     CHECK(strcmp(gw_last_error_message(),
                  "gw_send_event: no authenticated client on connection 999") == 0);
+    CHECK_RESULT(gw_set_health(server, NULL, 0), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_set_health(server, "{\"ok\":", 6), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strncmp(gw_last_error_message(), "gw_set_health: snapshot_json is not valid JSON", 46) == 0);
+    CHECK_RESULT(gw_set_health(server, "{\"ok\":false}xyz", 12), GW_OK);
+    CHECK(gw_server_connection_count(server) == 0);
 
     CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
     CHECK(wait_for(&full.frees, 1, 2000));
     CHECK(lock_dir_entries(dir) == 0);
     gw_options_free(options);
     printf("ok request_api_arguments\n");
+}
+
+/* The lock's own log (gw_options_set_log): counts the lines that name a stop. */
+static void on_lock_log(void *userdata, gw_log_level level, const char *message, size_t len) {
+    CHECK(message[len] == '\0' && strlen(message) == len && level <= GW_LOG_ERROR);
+    if (strstr(message, "gateway stopped in ") != NULL) atomic_fetch_add((atomic_int *)userdata, 1);
+}
+
+static void case_serve_options_arguments(void) {
+    gw_serve_options_free(NULL);
+    gw_serve_options *options = gw_serve_options_new();
+    CHECK(options != NULL);
+
+    /* Zero is refused where the Rust ServeOptions::validate refuses it, with its message. */
+    typedef gw_result (*ms_setter)(gw_serve_options *, uint64_t);
+    static const struct {
+        ms_setter set;
+        const char *field;
+    } millis[] = {
+        {gw_serve_options_set_handshake_timeout_ms, "handshake_timeout"},
+        {gw_serve_options_set_tick_interval_ms, "tick_interval"},
+        {gw_serve_options_set_ping_interval_ms, "ping_interval"},
+        {gw_serve_options_set_request_timeout_ms, "request_timeout"},
+    };
+    char want[160];
+    for (size_t i = 0; i < sizeof millis / sizeof millis[0]; i++) {
+        CHECK_RESULT(millis[i].set(NULL, 1), GW_ERR_NULL_ARGUMENT);
+        CHECK_RESULT(millis[i].set(options, 0), GW_ERR_INVALID_ARGUMENT);
+        snprintf(want, sizeof want, "%s is 0: give it a value of at least 1 (or leave the default)",
+                 millis[i].field);
+        CHECK(strcmp(gw_last_error_message(), want) == 0);
+        CHECK_RESULT(millis[i].set(options, UINT64_MAX / 2), GW_OK);
+    }
+    typedef gw_result (*size_setter)(gw_serve_options *, size_t);
+    static const struct {
+        size_setter set;
+        const char *field;
+    } sizes[] = {
+        {gw_serve_options_set_worker_threads, "worker_threads"},
+        {gw_serve_options_set_max_connections, "max_connections"},
+        {gw_serve_options_set_max_preauth_payload, "max_preauth_payload"},
+        {gw_serve_options_set_max_payload, "max_payload"},
+        {gw_serve_options_set_max_buffered_bytes, "max_buffered_bytes"},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        CHECK_RESULT(sizes[i].set(NULL, 1), GW_ERR_NULL_ARGUMENT);
+        CHECK_RESULT(sizes[i].set(options, 0), GW_ERR_INVALID_ARGUMENT);
+        snprintf(want, sizeof want, "%s is 0: give it a value of at least 1 (or leave the default)",
+                 sizes[i].field);
+        CHECK(strcmp(gw_last_error_message(), want) == 0);
+        CHECK_RESULT(sizes[i].set(options, 2), GW_OK);
+    }
+    CHECK_RESULT(gw_serve_options_set_drop_timeout_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_serve_options_set_drop_timeout_ms(options, 0), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_auth_throttle(NULL, 1, 1, 1), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_serve_options_set_auth_throttle(options, 3, 1000, 2000), GW_OK);
+
+    typedef gw_result (*string_setter)(gw_serve_options *, const char *);
+    static const struct {
+        string_setter set;
+        const char *name;
+    } strings[] = {
+        {gw_serve_options_add_allowed_origin, "gw_serve_options_add_allowed_origin"},
+        {gw_serve_options_set_server_version, "gw_serve_options_set_server_version"},
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        CHECK_RESULT(strings[i].set(NULL, "x"), GW_ERR_NULL_ARGUMENT);
+        CHECK(strncmp(gw_last_error_message(), strings[i].name, strlen(strings[i].name)) == 0);
+        CHECK_RESULT(strings[i].set(options, NULL), GW_ERR_NULL_ARGUMENT);
+        CHECK_RESULT(strings[i].set(options, ""), GW_ERR_INVALID_ARGUMENT);
+        CHECK_RESULT(strings[i].set(options, "bad \xff utf-8"), GW_ERR_INVALID_ARGUMENT);
+        CHECK(strstr(gw_last_error_message(), "not valid UTF-8") != NULL);
+        CHECK_RESULT(strings[i].set(options, "https://x.example"), GW_OK);
+    }
+
+    /* A server on these options (copied by gw_serve: freed at once), and on one thread. */
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    gw_options *lock_options = case_options(dir);
+    /* No gw_callbacks.log: the server keeps the lock options' logger. */
+    static atomic_int stops;
+    CHECK_RESULT(gw_options_set_log(lock_options, on_lock_log, &stops), GW_OK);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(lock_options, &lock), GW_OK);
+    uint16_t port = gw_lock_port(lock);
+    CHECK_RESULT(gw_serve_options_set_worker_threads(options, 1), GW_OK);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, NULL, options, &server), GW_OK);
+    gw_serve_options_free(options);
+    CHECK(healthy(port));
+    CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
+    CHECK(port_is_free(port) && lock_dir_entries(dir) == 0);
+    CHECK(atomic_load(&stops) == 1);
+    /* NULL restores the default (stderr) logger. */
+    CHECK_RESULT(gw_options_set_log(lock_options, NULL, NULL), GW_OK);
+    gw_options_free(lock_options);
+    printf("ok serve_options_arguments\n");
 }
 
 static int run_all(void) {
@@ -657,6 +783,7 @@ static int run_all(void) {
     case_shutdown_timeout();
     case_callbacks_size_prefix();
     case_request_api_arguments();
+    case_serve_options_arguments();
     printf("all ok\n");
     return 0;
 }
@@ -666,7 +793,7 @@ static int run_hold(void) {
     gw_lock *lock = NULL;
     CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
     gw_server *server = NULL;
-    CHECK_RESULT(gw_serve(lock, NULL, &server), GW_OK);
+    CHECK_RESULT(gw_serve(lock, NULL, NULL, &server), GW_OK);
     printf("ready %u %ld\n", (unsigned)gw_server_port(server), (long)getpid());
     fflush(stdout);
     char buffer[64];
@@ -687,7 +814,12 @@ static int run_second(const char *holder) {
     gw_status status;
     CHECK_RESULT(gw_lock_status(options, &status), GW_OK);
     CHECK(status.running && status.healthy && status.pid == (uint32_t)atol(holder));
+    uint32_t pid = 0;
+    uint16_t port = 0;
+    CHECK_RESULT(gw_last_error_holder(&pid, &port), GW_OK);
+    CHECK(pid == status.pid && port == status.port);
     printf("refused: %s\n", gw_last_error_message());
+    printf("holder %u %u\n", (unsigned)pid, (unsigned)port);
     gw_options_free(options);
     return 0;
 }
@@ -714,10 +846,14 @@ static int run_panic(void) {
  *   slow  (no scope)             never answered: the client gets UNAVAILABLE after 2000 ms
  *   stall (no scope)             answered from inside on_request after 2600 ms, printing
  *                                "stall <result>": it outlasts the shutdown's 2000 ms drain
- * events demo.tick and demo.direct. stdin commands, one per line:
+ * events demo.tick and demo.direct; serve options: request timeout 2000 ms, origin
+ * https://app.example.com allowed, at most 2 connections, server version "c-host 9", frames
+ * up to 1 MiB, 2 MiB buffered, a tick every 25000 ms. stdin commands, one per line:
  *   broadcast <n>    gw_broadcast demo.tick {"n":<n>}    → "broadcast <result>"
  *   send <conn>      gw_send_event demo.direct {"to":<conn>} → "send <result>"
  *   late             gw_respond to the timed-out slow request → "late <result>"
+ *   health           gw_set_health {"ok":true,"source":"c-host"} → "health <result>"
+ *   count            gw_server_connection_count → "count <n>"
  * EOF: stops the answering thread, shuts down, prints "stopped <result>" once the userdata
  * is freed. Library callbacks print "opened <conn> <client json>", "closed <conn>",
  * "request <method> <conn> <params>", and the answering thread "answered <id>".
@@ -751,13 +887,14 @@ static void say(const char *format, ...) {
     va_end(args);
 }
 
-static void host_on_request(void *userdata, gw_request_id request, const char *method,
-                            size_t method_len, const char *params_json, size_t params_len,
-                            uint64_t conn_id) {
+static void host_on_request(void *userdata, gw_server *server, gw_request_id request,
+                            const char *method, size_t method_len, const char *params_json,
+                            size_t params_len, uint64_t conn_id) {
     struct host *host = userdata;
     CHECK(method[method_len] == '\0' && strlen(method) == method_len);
     CHECK(params_json[params_len] == '\0' && strlen(params_json) == params_len);
-    CHECK(request != 0 && host->server != NULL);
+    /* The clients come after "ready": gw_serve has also written the same server out. */
+    CHECK(request != 0 && server != NULL && server == host->server);
     say("request %s %llu %s\n", method, (unsigned long long)conn_id, params_json);
     if (strcmp(method, "echo") == 0) {
         /* Later, from another thread: hand the id and a copy of the params over. */
@@ -774,12 +911,12 @@ static void host_on_request(void *userdata, gw_request_id request, const char *m
         pthread_mutex_unlock(&host->lock);
     } else if (strcmp(method, "fail") == 0) {
         /* At once, inside the callback; a bad answer leaves the request waiting. */
-        CHECK_RESULT(gw_respond(host->server, request, false, "{\"code\":1}", 10),
+        CHECK_RESULT(gw_respond(server, request, false, "{\"code\":1}", 10),
                      GW_ERR_INVALID_ARGUMENT);
         const char *error =
             "{\"code\":\"E_DEMO\",\"message\":\"nope\",\"details\":{\"code\":\"DEMO\"}}";
-        CHECK_RESULT(gw_respond(host->server, request, false, error, strlen(error)), GW_OK);
-        CHECK_RESULT(gw_respond(host->server, request, true, "{}", 2), GW_ERR_NOT_FOUND);
+        CHECK_RESULT(gw_respond(server, request, false, error, strlen(error)), GW_OK);
+        CHECK_RESULT(gw_respond(server, request, true, "{}", 2), GW_ERR_NOT_FOUND);
     } else if (strcmp(method, "slow") == 0) {
         atomic_store(&host->slow_request, (unsigned long long)request);
     } else if (strcmp(method, "stall") == 0) {
@@ -787,7 +924,7 @@ static void host_on_request(void *userdata, gw_request_id request, const char *m
          * connection: the library must not free the server under it (ASan would see the use
          * after free). */
         sleep_ms(2600);
-        say("stall %s\n", gw_result_name(gw_respond(host->server, request, true, "{}", 2)));
+        say("stall %s\n", gw_result_name(gw_respond(server, request, true, "{}", 2)));
     } else {
         fprintf(stderr, "FAIL unexpected method %s\n", method);
         exit(1);
@@ -852,7 +989,17 @@ static int run_serve(void) {
     CHECK_RESULT(gw_handlers_add_method(handlers, "stall", NULL), GW_OK);
     CHECK_RESULT(gw_handlers_add_event(handlers, "demo.tick"), GW_OK);
     CHECK_RESULT(gw_handlers_add_event(handlers, "demo.direct"), GW_OK);
-    CHECK_RESULT(gw_handlers_set_request_timeout_ms(handlers, 2000), GW_OK);
+
+    gw_serve_options *serve_options = gw_serve_options_new();
+    CHECK(serve_options != NULL);
+    CHECK_RESULT(gw_serve_options_set_request_timeout_ms(serve_options, 2000), GW_OK);
+    CHECK_RESULT(gw_serve_options_add_allowed_origin(serve_options, "https://app.example.com"),
+                 GW_OK);
+    CHECK_RESULT(gw_serve_options_set_max_connections(serve_options, 2), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_server_version(serve_options, "c-host 9"), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_max_payload(serve_options, 1048576), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_max_buffered_bytes(serve_options, 2097152), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_tick_interval_ms(serve_options, 25000), GW_OK);
 
     static struct host host; /* zeroed; outlives every callback */
     CHECK(pthread_mutex_init(&host.lock, NULL) == 0);
@@ -868,8 +1015,9 @@ static int run_serve(void) {
     callbacks.on_request = host_on_request;
     callbacks.on_connection = host_on_connection;
     callbacks.handlers = handlers;
-    CHECK_RESULT(gw_serve(lock, &callbacks, &host.server), GW_OK);
+    CHECK_RESULT(gw_serve(lock, &callbacks, serve_options, &host.server), GW_OK);
     gw_handlers_free(handlers);
+    gw_serve_options_free(serve_options);
     say("ready %u\n", (unsigned)gw_server_port(host.server));
 
     char line[256];
@@ -884,6 +1032,12 @@ static int run_serve(void) {
             int len = snprintf(payload, sizeof payload, "{\"to\":%llu}", number);
             say("send %s\n", gw_result_name(gw_send_event(host.server, number, "demo.direct",
                                                           payload, (size_t)len)));
+        } else if (strcmp(line, "health\n") == 0) {
+            const char *snapshot = "{\"ok\":true,\"source\":\"c-host\"}";
+            say("health %s\n",
+                gw_result_name(gw_set_health(host.server, snapshot, strlen(snapshot))));
+        } else if (strcmp(line, "count\n") == 0) {
+            say("count %zu\n", gw_server_connection_count(host.server));
         } else if (strcmp(line, "late\n") == 0) {
             gw_request_id slow = (gw_request_id)atomic_load(&host.slow_request);
             CHECK(slow != 0);

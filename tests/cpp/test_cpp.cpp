@@ -15,7 +15,7 @@
 
 #include "gateway.hpp"
 
-std::string tu2_error_name(gw_result code);
+std::string tu2_error_name(gateway::Code code);
 
 #define CHECK(cond)                                                                      \
     do {                                                                                 \
@@ -32,6 +32,14 @@ static_assert(!std::is_copy_constructible_v<gateway::Options>, "Options is move-
 static_assert(!std::is_copy_constructible_v<gateway::Lock>, "Lock is move-only");
 static_assert(!std::is_copy_constructible_v<gateway::Server>, "Server is move-only");
 static_assert(std::is_nothrow_move_constructible_v<gateway::Server>, "Server moves");
+static_assert(!std::is_copy_constructible_v<gateway::ServeOptions>, "ServeOptions is move-only");
+static_assert(!std::is_copy_constructible_v<gateway::Request>, "a Request refers to its server");
+static_assert(std::is_move_constructible_v<gateway::Request>, "a Request can be answered later");
+// The scoped enums carry the C numbers, never a conversion from them.
+static_assert(!std::is_convertible_v<gateway::Code, std::uint32_t>, "Code is scoped");
+static_assert(static_cast<std::uint32_t>(gateway::Code::not_found) == GW_ERR_NOT_FOUND, "same numbers");
+static_assert(static_cast<std::uint32_t>(gateway::State::stopped) == GW_STATE_STOPPED, "same numbers");
+static_assert(static_cast<std::uint32_t>(gateway::LogLevel::error) == GW_LOG_ERROR, "same numbers");
 
 static gateway::Options options_in(const fs::path &dir) {
     gateway::Options options;
@@ -65,15 +73,17 @@ int main(int argc, char **argv) {
             options.port(70000);
             CHECK(false);
         } catch (const gateway::Error &error) {
-            CHECK(error.code() == GW_ERR_INVALID_ARGUMENT);
+            CHECK(error.code() == gateway::Code::invalid_argument);
             CHECK(std::string(error.name()) == "GW_ERR_INVALID_ARGUMENT");
             CHECK(std::string(error.what()).find("70000") != std::string::npos);
+            CHECK(!error.holder());
         }
-        CHECK(tu2_error_name(GW_ERR_PANIC) == "GW_ERR_PANIC");
+        CHECK(tu2_error_name(gateway::Code::panic) == "GW_ERR_PANIC");
+        CHECK(std::string(gateway::name(gateway::Code::lock_lost)) == "GW_ERR_LOCK_LOST");
         options.bind_lan();
         auto lock = gateway::Lock::try_acquire(options);
         CHECK(!lock.ok());
-        CHECK(lock.error().code() == GW_ERR_INVALID_ARGUMENT);
+        CHECK(lock.error().code() == gateway::Code::invalid_argument);
         CHECK(std::string(lock.error().what()) == "Refusing to bind gateway to lan without auth.");
         std::printf("ok errors\n");
     }
@@ -86,12 +96,12 @@ int main(int argc, char **argv) {
         auto callbacks = std::make_shared<int>(0); // freed with the callbacks: use_count drops
         std::weak_ptr<int> alive = callbacks;
         gateway::Callbacks hooks;
-        hooks.log = [&logs, callbacks](gw_log_level, std::string_view message) {
+        hooks.log = [&logs, callbacks](gateway::LogLevel, std::string_view message) {
             if (!message.empty()) logs++;
         };
-        hooks.state = [&](gw_state state, gw_result result) {
-            if (state == GW_STATE_READY) ready++;
-            if (state == GW_STATE_STOPPED && result == GW_OK) stopped++;
+        hooks.state = [&](gateway::State state, gateway::Code result) {
+            if (state == gateway::State::ready) ready++;
+            if (state == gateway::State::stopped && result == gateway::Code::ok) stopped++;
             throw std::runtime_error("swallowed at the C boundary");
         };
         callbacks.reset();
@@ -104,14 +114,17 @@ int main(int argc, char **argv) {
         CHECK(server.port() == port && ready == 1);
 
         try {
-            gateway::Lock::acquire(options);
+            (void)gateway::Lock::acquire(options);
             CHECK(false);
         } catch (const gateway::Error &error) {
-            CHECK(error.code() == GW_ERR_ALREADY_RUNNING);
+            CHECK(error.code() == gateway::Code::already_running);
             std::string want = "gateway already running (pid " + std::to_string(getpid()) + ")";
             CHECK(std::string(error.what()).rfind(want, 0) == 0);
+            // The holder as typed values, not parsed from the message.
+            CHECK(error.holder() && error.holder()->pid == static_cast<std::uint32_t>(getpid()));
+            CHECK(error.holder()->port == port);
         }
-        gw_status found = gateway::status(options);
+        gateway::Status found = gateway::status(options);
         CHECK(found.running && found.healthy && found.pid == static_cast<std::uint32_t>(getpid()));
 
         gateway::Server moved = std::move(server);
@@ -148,38 +161,103 @@ int main(int argc, char **argv) {
         const fs::path dir = base / "handlers";
         auto options = options_in(dir);
         gateway::Handlers handlers;
-        handlers.method("echo", "operator.read", [](const gateway::Request &request) {
-                    request.respond("{\"echo\":" + request.params + "}");
+        handlers.method("echo", "operator.read", [](gateway::Request request) {
+                    (void)request.respond("{\"echo\":" + request.params() + "}");
                 })
-            .method("boom", [](const gateway::Request &) { throw std::runtime_error("answered UNAVAILABLE"); })
+            .method("boom", [](gateway::Request) { throw std::runtime_error("answered UNAVAILABLE"); })
             .event("demo.tick")
-            .request_timeout(1s)
             .on_connection([](std::uint64_t, bool, std::string_view) {});
-        auto server = gateway::Server::serve(gateway::Lock::acquire(options), {}, std::move(handlers));
+        gateway::ServeOptions serve_options;
+        serve_options.request_timeout(1s).worker_threads(1).allow_origin("https://app.example.com");
+        auto server = gateway::Server::serve(gateway::Lock::acquire(options), {}, std::move(handlers), serve_options);
+        CHECK(server.connection_count() == 0);
+        server.set_health("{\"ok\":true,\"source\":\"cpp\"}");
+        try {
+            server.set_health("{");
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == gateway::Code::invalid_argument);
+        }
         CHECK(!server.respond(12345, true, "{}")); // no such request
         server.broadcast("demo.tick", "{\"n\":1}"); // nobody listens: fine
         CHECK(!server.send_event(999, "demo.tick", "{}"));
         try {
-            server.respond(1, false, "{\"code\":1}");
+            (void)server.respond(1, false, "{\"code\":1}");
             CHECK(false);
         } catch (const gateway::Error &error) {
-            CHECK(error.code() == GW_ERR_INVALID_ARGUMENT);
+            CHECK(error.code() == gateway::Code::invalid_argument);
         }
         try {
             server.broadcast("demo.tick", "not json");
             CHECK(false);
         } catch (const gateway::Error &error) {
-            CHECK(error.code() == GW_ERR_INVALID_ARGUMENT);
+            CHECK(error.code() == gateway::Code::invalid_argument);
         }
-        // An invalid registration is refused before serving, and the lock is given back.
+        // Invalid registrations are refused before serving (the Rust rules), and the lock is
+        // given back.
         gateway::Handlers bad;
-        bad.method("connect", [](const gateway::Request &) {});
+        bad.method("connect", [](gateway::Request) {});
         auto refused = gateway::Server::try_serve(gateway::Lock::acquire(options_in(base / "bad")), {}, std::move(bad));
-        CHECK(!refused.ok() && refused.error().code() == GW_ERR_INVALID_ARGUMENT);
+        CHECK(!refused.ok() && refused.error().code() == gateway::Code::invalid_argument);
         CHECK(lock_files(base / "bad") == 0);
+        gateway::Handlers twice;
+        twice.method("m", [](gateway::Request) {}).method("m", "operator.read", [](gateway::Request) {});
+        auto duplicate = gateway::Server::try_serve(gateway::Lock::acquire(options_in(base / "twice")), {}, std::move(twice));
+        CHECK(!duplicate.ok() && duplicate.error().code() == gateway::Code::invalid_argument);
+        CHECK(std::string(duplicate.error().what()) == "method \"m\" is registered twice: register each method once");
+        CHECK(lock_files(base / "twice") == 0);
         CHECK(server.shutdown(2s));
         CHECK(lock_files(dir) == 0);
         std::printf("ok handlers\n");
+    }
+
+    // ServeOptions: a value the library refuses throws its message; the options keep theirs.
+    {
+        gateway::ServeOptions options;
+        try {
+            options.worker_threads(0);
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == gateway::Code::invalid_argument);
+            CHECK(std::string(error.what()) == "worker_threads is 0: give it a value of at least 1 (or leave the default)");
+        }
+        try {
+            options.request_timeout(-1ms);
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == gateway::Code::invalid_argument);
+        }
+        try {
+            options.server_version("");
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == gateway::Code::invalid_argument);
+        }
+        options.drop_timeout(0ms)
+            .handshake_timeout(5s)
+            .tick_interval(1s)
+            .ping_interval(1s)
+            .max_connections(3)
+            .max_preauth_payload(1024)
+            .max_payload(4096)
+            .max_buffered_bytes(8192)
+            .auth_throttle(2, 1s, 2s)
+            .server_version("cpp-host 1");
+        const fs::path dir = base / "serve_options";
+        // The lock options' log outlives the Options (and the Lock): the Server keeps it.
+        auto stops = std::make_shared<std::atomic<int>>(0);
+        gateway::Lock lock = [&] {
+            auto lock_options = options_in(dir);
+            lock_options.log([stops](gateway::LogLevel, std::string_view message) {
+                if (message.find("gateway stopped in ") != std::string_view::npos) (*stops)++;
+            });
+            return gateway::Lock::acquire(lock_options);
+        }();
+        auto server = gateway::Server::serve(std::move(lock), {}, {}, options);
+        CHECK(server.port() != 0 && lock_files(dir) == 2);
+        CHECK(server.shutdown(2s));
+        CHECK(lock_files(dir) == 0 && *stops == 1);
+        std::printf("ok serve_options\n");
     }
 
     std::printf("all ok\n");

@@ -1,4 +1,4 @@
 // A second translation unit that includes gateway.hpp: the header-only wrapper must link twice.
 #include "gateway.hpp"
 
-std::string tu2_error_name(gw_result code) { return gateway::Error(code, "").name(); }
+std::string tu2_error_name(gateway::Code code) { return gateway::Error(code, "").name(); }
