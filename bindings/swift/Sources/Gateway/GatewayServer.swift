@@ -63,6 +63,21 @@ final class CallbackBox: Sendable {
     }
 }
 
+/// A lock's `log` closure, given to `gw_options_set_log` unretained: the `GatewayLock`, then
+/// its `GatewayServer`, keep it alive for as long as the library may call it.
+final class LogBox: Sendable {
+    let log: @Sendable (GatewayLogLevel, String) -> Void
+
+    init(_ log: @escaping @Sendable (GatewayLogLevel, String) -> Void) { self.log = log }
+
+    /// The `gw_log_fn` whose userdata is an unretained `LogBox`.
+    static var callback: gw_log_fn {
+        { userdata, level, message, length in
+            Unmanaged<LogBox>.fromOpaque(userdata!).takeUnretainedValue().log(GatewayLogLevel(level), string(message, length))
+        }
+    }
+}
+
 /// `len` bytes of UTF-8 from the library, copied.
 private func string(_ bytes: UnsafePointer<CChar>?, _ length: Int) -> String {
     String(decoding: UnsafeRawBufferPointer(start: bytes.map(UnsafeRawPointer.init), count: length), as: UTF8.self)
@@ -81,20 +96,26 @@ public final class GatewayServer: Sendable {
     private let slot: ServerSlot
     /// What `deinit` gives `gw_shutdown` (`GatewayServeOptions.dropTimeout`).
     private let dropTimeout: UInt32
+    /// The lock's `log` closure, which the library may call until `gw_shutdown` returns.
+    private let lockLogger: LogBox?
 
     /// The port the server listens on.
     public let port: Int
 
-    private init(slot: ServerSlot, dropTimeout: UInt32) {
+    private init(slot: ServerSlot, dropTimeout: UInt32, lockLogger: LogBox?) {
         self.slot = slot
         self.dropTimeout = dropTimeout
+        self.lockLogger = lockLogger
         self.port = slot.with { Int(gw_server_port($0)) } ?? 0
     }
 
     deinit {
         guard let server = slot.take() else { return }
-        let timeout = dropTimeout
-        Thread.detachNewThread { _ = gw_shutdown(server.pointer, timeout) }
+        let (timeout, logger) = (dropTimeout, lockLogger)
+        Thread.detachNewThread {
+            // The lock may log until gw_shutdown returns.
+            withExtendedLifetime(logger) { _ = gw_shutdown(server.pointer, timeout) }
+        }
     }
 
     /// Serves on the lock's listener(s) with `options` and returns once ready (`/readyz`
@@ -111,7 +132,7 @@ public final class GatewayServer: Sendable {
         onStateChange: (@Sendable (GatewayStateChange) -> Void)? = nil,
         onConnection: (@Sendable (GatewayConnectionChange) -> Void)? = nil
     ) throws -> GatewayServer {
-        let lockPointer = lock.take()  // released or served whatever happens below
+        let (lockPointer, lockLogger) = lock.take()  // released or served whatever happens below
         let handlers: HandlersHandle
         let serveOptions: ServeOptionsHandle
         do {
@@ -119,7 +140,7 @@ public final class GatewayServer: Sendable {
             handlers = try HandlersHandle(methods)
             serveOptions = try ServeOptionsHandle(options)
         } catch {
-            gw_lock_release(lockPointer)
+            withExtendedLifetime(lockLogger) { gw_lock_release(lockPointer) }
             throw error
         }
         let slot = ServerSlot()
@@ -170,11 +191,11 @@ public final class GatewayServer: Sendable {
         }
         // gw_serve owns the lock and the retained box from here, whatever it returns.
         var server: OpaquePointer?
-        try withExtendedLifetime((handlers, serveOptions)) {
+        try withExtendedLifetime((handlers, serveOptions, lockLogger)) {
             try check(gw_serve(lockPointer, &callbacks, serveOptions.pointer, &server))
         }
         slot.publish(server!)
-        return GatewayServer(slot: slot, dropTimeout: options.dropTimeoutMilliseconds)
+        return GatewayServer(slot: slot, dropTimeout: options.dropTimeoutMilliseconds, lockLogger: lockLogger)
     }
 
     /// Replaces the health snapshot that the `health` method answers (by default

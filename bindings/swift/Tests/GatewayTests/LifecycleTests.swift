@@ -192,6 +192,24 @@ final class LifecycleTests: XCTestCase {
         XCTAssertNoThrow(try GatewayLock.acquire(options).port, "a failed serve kept the lock")
     }
 
+    /// The lock's `log` hears its re-check, also once the lock is served without a `log` of
+    /// the server's own, for as long as the server runs.
+    func testTheLockLogsToItsLogClosureWhileServed() async throws {
+        var options = try makeOptions()
+        options.recheckInterval = .milliseconds(50)
+        let lockDir = lockDirectory(of: options.stateDirectory!)
+        let lines = Recorder<(GatewayLogLevel, String)>()
+        let states = Recorder<GatewayStateChange>()
+        let lock = try GatewayLock.acquire(options, log: { lines.append(($0, $1)) })
+        let server = try GatewayServer.serve(lock: lock, onStateChange: { states.append($0) })
+
+        for name in lockFiles(in: lockDir) { try FileManager.default.removeItem(atPath: "\(lockDir)/\(name)") }
+        XCTAssertTrue(eventually { states.all.contains(.lockLost) }, "the re-check never noticed")
+        let errors = lines.all.filter { $0.0 == .error }.map(\.1)
+        XCTAssertTrue(errors.contains { $0.contains("was removed or replaced") }, "\(lines.all)")
+        try await server.shutdown()
+    }
+
     func testOptionsValidation() throws {
         let state = try temporaryStateDirectory()
         func invalid(_ options: GatewayOptions, _ expected: String? = nil, line: UInt = #line) {
