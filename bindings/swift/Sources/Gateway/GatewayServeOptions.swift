@@ -89,7 +89,7 @@ final class ServeOptionsHandle {
         self.pointer = pointer
         // From here on deinit frees the pointer, also when a setter throws.
         if let n = options.workerThreads {
-            try check(gw_serve_options_set_worker_threads(pointer, try count(n, "workerThreads")))
+            try check(gw_serve_options_set_worker_threads(pointer, try nonNegative(n, "workerThreads")))
         }
         if let t = options.dropTimeout {
             try check(gw_serve_options_set_drop_timeout_ms(pointer, try milliseconds(t, "dropTimeout")))
@@ -110,16 +110,16 @@ final class ServeOptionsHandle {
             try check(gw_serve_options_set_request_timeout_ms(pointer, try milliseconds(t, "requestTimeout")))
         }
         if let n = options.maxConnections {
-            try check(gw_serve_options_set_max_connections(pointer, try count(n, "maxConnections")))
+            try check(gw_serve_options_set_max_connections(pointer, try nonNegative(n, "maxConnections")))
         }
         if let n = options.maxPreauthPayload {
-            try check(gw_serve_options_set_max_preauth_payload(pointer, try count(n, "maxPreauthPayload")))
+            try check(gw_serve_options_set_max_preauth_payload(pointer, try nonNegative(n, "maxPreauthPayload")))
         }
         if let n = options.maxPayload {
-            try check(gw_serve_options_set_max_payload(pointer, try count(n, "maxPayload")))
+            try check(gw_serve_options_set_max_payload(pointer, try nonNegative(n, "maxPayload")))
         }
         if let n = options.maxBufferedBytes {
-            try check(gw_serve_options_set_max_buffered_bytes(pointer, try count(n, "maxBufferedBytes")))
+            try check(gw_serve_options_set_max_buffered_bytes(pointer, try nonNegative(n, "maxBufferedBytes")))
         }
         if let throttle = options.authThrottle {
             try check(gw_serve_options_set_auth_throttle(
@@ -136,9 +136,9 @@ final class ServeOptionsHandle {
 }
 
 /// A count or size as the C ABI's `size_t` (which Swift sees as `Int`): never negative.
-func count(_ value: Int, _ name: String) throws -> Int {
+func nonNegative(_ value: Int, _ name: String) throws -> Int {
     guard value >= 0 else {
-        throw GatewayError.invalidArgument("\(name) must not be negative, not \(value)")
+        throw GatewayError.invalidArgument("\(name) is \(value): give it a positive value (or leave it nil for the default)")
     }
     return value
 }
