@@ -1084,8 +1084,9 @@ uint16_t gw_server_port(const struct gw_server *server);
  *
  * # Safety
  *
- * `server` is NULL or a `gw_server` from `gw_serve` that is not used afterwards (nor by
- * another thread during the call).
+ * `server` is NULL or a `gw_server` that `gw_serve` has returned (not one `on_request` was
+ * given while `gw_serve` was still running), not used afterwards (nor by another thread during
+ * the call).
  */
 gw_result gw_shutdown(struct gw_server *server,
                       uint32_t timeout_ms);

@@ -169,8 +169,9 @@ pub unsafe extern "C" fn gw_server_port(server: *const gw_server) -> u16 {
 ///
 /// # Safety
 ///
-/// `server` is NULL or a `gw_server` from `gw_serve` that is not used afterwards (nor by
-/// another thread during the call).
+/// `server` is NULL or a `gw_server` that `gw_serve` has returned (not one `on_request` was
+/// given while `gw_serve` was still running), not used afterwards (nor by another thread during
+/// the call).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn gw_shutdown(server: *mut gw_server, timeout_ms: u32) -> gw_result {
     result_boundary("gw_shutdown", || {
