@@ -191,8 +191,15 @@ public final class GatewayServer: Sendable {
         }
         // gw_serve owns the lock and the retained box from here, whatever it returns.
         var server: OpaquePointer?
-        try withExtendedLifetime((handlers, serveOptions, lockLogger)) {
-            try check(gw_serve(lockPointer, &callbacks, serveOptions.pointer, &server))
+        do {
+            try withExtendedLifetime((handlers, serveOptions, lockLogger)) {
+                try check(gw_serve(lockPointer, &callbacks, serveOptions.pointer, &server))
+            }
+        } catch {
+            // A server that on_request saw went with the failed gw_serve: late answers must not
+            // reach it (and nothing may shut it down).
+            _ = slot.take()
+            throw error
         }
         slot.publish(server!)
         return GatewayServer(slot: slot, dropTimeout: options.dropTimeoutMilliseconds, lockLogger: lockLogger)
