@@ -1,6 +1,7 @@
-// swift-tools-version:5.9
+// swift-tools-version: 6.0
 // The Swift package of the gateway: `CGateway` is the C ABI (include/gateway.h over the Rust
-// static library libgateway.a), `Gateway` the Swift API over it.
+// static library libgateway.a), `Gateway` the Swift API over it. Swift 6 language mode: the
+// compiler checks every Sendable claim (macOS 15 for the standard library's `Mutex`).
 //
 // Linux (or macOS without Xcode): build the library first and give the linker a directory that
 // holds libgateway.a but not libgateway.so (else -lgateway picks the shared one):
@@ -24,7 +25,7 @@ let cGateway: Target = useXCFramework
 
 let package = Package(
     name: "Gateway",
-    platforms: [.macOS(.v13)],
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "Gateway", targets: ["Gateway"]),
         .executable(name: "gateway-swift-host", targets: ["GatewayHost"]),
@@ -35,5 +36,6 @@ let package = Package(
         // The README's ten-line host; the tests also run it as "a second process".
         .executableTarget(name: "GatewayHost", dependencies: ["Gateway"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "CGateway"]),
-    ]
+    ],
+    swiftLanguageModes: [.v6]
 )

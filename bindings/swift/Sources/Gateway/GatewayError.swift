@@ -1,14 +1,15 @@
 import CGateway
 
-/// A failed gateway call: one case per `gw_result` of include/gateway.h, each carrying the
-/// library's exact message (SPEC wording, e.g. `gateway already running (pid 4242); ...`).
+/// A failed gateway call: one case per `gw_result` of include/gateway.h (named as the result
+/// is, `GW_ERR_LOCK_IO` → `lockIO`), each carrying the library's exact message (SPEC wording, e.g. `gateway already running (pid 4242); ...`).
 public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `GW_ERR_NULL_ARGUMENT`: a handle was missing (e.g. a lock already served or released).
     case nullArgument(String)
     /// `GW_ERR_INVALID_ARGUMENT`: a bad option or environment variable; the message names it.
     case invalidArgument(String)
-    /// `GW_ERR_ALREADY_RUNNING`: a live gateway holds the lock; `pid` is the holder's, when known.
-    case alreadyRunning(pid: Int32?, message: String)
+    /// `GW_ERR_ALREADY_RUNNING`: a live gateway holds the lock. `pid` is the holder's and
+    /// `port` the one its lock file records, when known (`gw_last_error_holder`).
+    case alreadyRunning(pid: Int32?, port: Int?, message: String)
     /// `GW_ERR_ADDR_IN_USE`: the port is taken.
     case addrInUse(String)
     /// `GW_ERR_BIND`: binding or listening failed for another reason.
@@ -34,44 +35,44 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The library implements another C ABI than this wrapper was written for.
     case abiMismatch(expected: UInt32, found: UInt32)
 
-    /// The error for a `gw_result` other than `GW_OK`, with its message.
+    /// The error for a `gw_result` other than `GW_OK`, with its message (and no holder).
     public init(code: UInt32, message: String) {
         switch code {
-        case 1: self = .nullArgument(message)
-        case 2: self = .invalidArgument(message)
-        case 3: self = .alreadyRunning(pid: Self.holderPid(in: message), message: message)
-        case 4: self = .addrInUse(message)
-        case 5: self = .bind(message)
-        case 6: self = .lockIO(message)
-        case 7: self = .lockDirUnsafe(message)
-        case 8: self = .timeout(message)
-        case 9: self = .runtime(message)
-        case 10: self = .panic(message)
-        case 11: self = .lockFileUnsafe(message)
-        case 12: self = .lockLost(message)
-        case 13: self = .notFound(message)
+        case GW_ERR_NULL_ARGUMENT.rawValue: self = .nullArgument(message)
+        case GW_ERR_INVALID_ARGUMENT.rawValue: self = .invalidArgument(message)
+        case GW_ERR_ALREADY_RUNNING.rawValue: self = .alreadyRunning(pid: nil, port: nil, message: message)
+        case GW_ERR_ADDR_IN_USE.rawValue: self = .addrInUse(message)
+        case GW_ERR_BIND.rawValue: self = .bind(message)
+        case GW_ERR_LOCK_IO.rawValue: self = .lockIO(message)
+        case GW_ERR_LOCK_DIR_UNSAFE.rawValue: self = .lockDirUnsafe(message)
+        case GW_ERR_TIMEOUT.rawValue: self = .timeout(message)
+        case GW_ERR_RUNTIME.rawValue: self = .runtime(message)
+        case GW_ERR_PANIC.rawValue: self = .panic(message)
+        case GW_ERR_LOCK_FILE_UNSAFE.rawValue: self = .lockFileUnsafe(message)
+        case GW_ERR_LOCK_LOST.rawValue: self = .lockLost(message)
+        case GW_ERR_NOT_FOUND.rawValue: self = .notFound(message)
         default: self = .unknown(code: code, message: message)
         }
     }
 
-    /// The `gw_result` number (0 for `abiMismatch`, which is the wrapper's own).
+    /// The `gw_result` number (`GW_OK`, 0, for `abiMismatch`, which is the wrapper's own).
     public var code: UInt32 {
         switch self {
-        case .nullArgument: return 1
-        case .invalidArgument: return 2
-        case .alreadyRunning: return 3
-        case .addrInUse: return 4
-        case .bind: return 5
-        case .lockIO: return 6
-        case .lockDirUnsafe: return 7
-        case .timeout: return 8
-        case .runtime: return 9
-        case .panic: return 10
-        case .lockFileUnsafe: return 11
-        case .lockLost: return 12
-        case .notFound: return 13
-        case .unknown(let code, _): return code
-        case .abiMismatch: return 0
+        case .nullArgument: GW_ERR_NULL_ARGUMENT.rawValue
+        case .invalidArgument: GW_ERR_INVALID_ARGUMENT.rawValue
+        case .alreadyRunning: GW_ERR_ALREADY_RUNNING.rawValue
+        case .addrInUse: GW_ERR_ADDR_IN_USE.rawValue
+        case .bind: GW_ERR_BIND.rawValue
+        case .lockIO: GW_ERR_LOCK_IO.rawValue
+        case .lockDirUnsafe: GW_ERR_LOCK_DIR_UNSAFE.rawValue
+        case .timeout: GW_ERR_TIMEOUT.rawValue
+        case .runtime: GW_ERR_RUNTIME.rawValue
+        case .panic: GW_ERR_PANIC.rawValue
+        case .lockFileUnsafe: GW_ERR_LOCK_FILE_UNSAFE.rawValue
+        case .lockLost: GW_ERR_LOCK_LOST.rawValue
+        case .notFound: GW_ERR_NOT_FOUND.rawValue
+        case .unknown(let code, _): code
+        case .abiMismatch: GW_OK.rawValue
         }
     }
 
@@ -82,7 +83,7 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
             .lockIO(let m), .lockDirUnsafe(let m), .timeout(let m), .runtime(let m),
             .panic(let m), .lockFileUnsafe(let m), .lockLost(let m), .notFound(let m):
             return m
-        case .alreadyRunning(_, let m), .unknown(_, let m):
+        case .alreadyRunning(_, _, let m), .unknown(_, let m):
             return m
         case .abiMismatch(let expected, let found):
             return "the gateway library implements C ABI \(found), this Swift wrapper needs \(expected)"
@@ -91,22 +92,20 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String { message }
 
-    /// The calling thread's last failure, as an error. Call it right after the failed call,
-    /// on the same thread.
+    /// The calling thread's last failure, as an error, with the holder it named. Call it right
+    /// after the failed call, on the same thread.
     static func last(_ code: UInt32) -> GatewayError {
-        GatewayError(code: code, message: String(cString: gw_last_error_message()))
-    }
-
-    /// "gateway already running (pid 4242); ..." → 4242: the SPEC's wording names the holder so.
-    private static func holderPid(in message: String) -> Int32? {
-        guard let start = message.range(of: "(pid ") else { return nil }
-        let digits = message[start.upperBound...].prefix(while: { $0.isNumber })
-        return Int32(digits)
+        let error = GatewayError(code: code, message: String(cString: gw_last_error_message()))
+        guard case .alreadyRunning(_, _, let message) = error else { return error }
+        var pid: UInt32 = 0
+        var port: UInt16 = 0
+        guard gw_last_error_holder(&pid, &port) == GW_OK.rawValue else { return error }
+        return .alreadyRunning(pid: Int32(bitPattern: pid), port: port == 0 ? nil : Int(port), message: message)
     }
 }
 
 /// Throws the error for `code` unless it is `GW_OK`.
 @inline(__always)
 func check(_ code: UInt32) throws {
-    if code != 0 { throw GatewayError.last(code) }
+    if code != GW_OK.rawValue { throw GatewayError.last(code) }
 }

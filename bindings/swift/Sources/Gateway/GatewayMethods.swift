@@ -1,5 +1,6 @@
 import CGateway
 import Foundation
+import Synchronization
 
 /// JSON text, as the protocol carries it (a request's `params`, a result, an event payload).
 public struct GatewayJSON: Sendable, Equatable, CustomStringConvertible {
@@ -55,33 +56,36 @@ public struct GatewayMethodError: Error, Sendable, Equatable {
         struct Wire: Encodable {
             let code: String, message: String, retryable: Bool?, retryAfterMs: UInt32?
         }
-        let ms = retryAfter.flatMap { try? milliseconds($0, "retryAfter") }
+        let ms: UInt32? = retryAfter.flatMap { try? milliseconds($0, "retryAfter") }
         return (try? GatewayJSON(Wire(code: code, message: message, retryable: retryable, retryAfterMs: ms)))
             ?? GatewayJSON(raw: #"{"code":"UNAVAILABLE","message":"unencodable error"}"#)
     }
 }
 
-/// The methods the host answers (Swift closures, run as tasks), the events it sends (listed in
-/// `hello-ok`), and how long a request may wait for its answer before the client gets
-/// `UNAVAILABLE` (default 30 s).
+/// The methods the host answers (Swift closures, run as tasks) and the events it sends (listed
+/// in `hello-ok`). How long a request may wait for its answer is
+/// `GatewayServeOptions.requestTimeout`.
 public struct GatewayMethods: Sendable {
     public typealias Handler = @Sendable (GatewayRequest) async throws -> GatewayJSON
 
     struct Method: Sendable {
+        let name: String
         let scope: String?
         let handler: Handler
     }
 
-    var methods: [String: Method] = [:]
+    /// In the order registered, duplicates included: the library judges them.
+    var methods: [Method] = []
     public var events: [String] = []
-    public var requestTimeout: Duration?
 
     public init() {}
 
     /// Answers `name` with `handler`'s JSON. `scope` is the scope a caller must have been
-    /// granted (e.g. `"operator.read"`), or nil for none.
+    /// granted (e.g. `"operator.read"`), or nil for none. `"health"` replaces the built-in
+    /// one. A name registered twice, an empty one, or `"connect"` (the handshake) makes `serve`
+    /// throw `.invalidArgument` with the library's reason.
     public mutating func method(_ name: String, scope: String? = nil, _ handler: @escaping Handler) {
-        methods[name] = Method(scope: scope, handler: handler)
+        methods.append(Method(name: name, scope: scope, handler: handler))
     }
 
     /// Answers `name` with `handler`'s value, encoded with `JSONEncoder`.
@@ -90,6 +94,11 @@ public struct GatewayMethods: Sendable {
         _ handler: @escaping @Sendable (GatewayRequest) async throws -> T
     ) {
         method(name, scope: scope) { request in try GatewayJSON(try await handler(request)) }
+    }
+
+    /// The handler of each method, once the library accepted them (so each name is there once).
+    var handlers: [String: Handler] {
+        Dictionary(methods.map { ($0.name, $0.handler) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// Advertises an event the host sends with `broadcast` or `sendEvent`.
@@ -103,48 +112,58 @@ final class HandlersHandle {
     let pointer: OpaquePointer
 
     init(_ methods: GatewayMethods) throws {
-        guard let pointer = gw_handlers_new() else { throw GatewayError.last(10) }
+        guard let pointer = gw_handlers_new() else { throw GatewayError.last(GW_ERR_PANIC.rawValue) }
         self.pointer = pointer
-        for (name, method) in methods.methods.sorted(by: { $0.key < $1.key }) {
+        for method in methods.methods {
             if let scope = method.scope {
-                try check(gw_handlers_add_method(pointer, name, scope))
+                try check(gw_handlers_add_method(pointer, method.name, scope))
             } else {
-                try check(gw_handlers_add_method(pointer, name, nil))
+                try check(gw_handlers_add_method(pointer, method.name, nil))
             }
         }
         for event in methods.events { try check(gw_handlers_add_event(pointer, event)) }
-        if let timeout = methods.requestTimeout {
-            try check(gw_handlers_set_request_timeout_ms(pointer, try milliseconds(timeout, "requestTimeout")))
-        }
     }
 
     deinit { gw_handlers_free(pointer) }
 }
 
-/// The `gw_server` pointer as the library's callbacks and late answers see it: written by
-/// `gw_serve` before any request arrives, cleared (under the mutex) before `gw_shutdown`, so
-/// no task answers a freed server.
-final class ServerSlot: @unchecked Sendable {  // guarded by `mutex`
-    private let mutex = NSLock()
-    /// Where `gw_serve` writes the server: stable memory, read by callbacks.
-    let out = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: 1)
+/// The `gw_server` as late answers and the host's calls see it. Known from the first of
+/// `on_request` (which may come before `gw_serve` returns, and carries the server) and
+/// `gw_serve`'s return; taken out (under the mutex) before `gw_shutdown`, so no task answers
+/// a freed server.
+final class ServerSlot: Sendable {
+    private enum State {
+        /// `gw_serve` has not told us the server yet.
+        case starting
+        case live(ServerPointer)
+        /// Taken for `gw_shutdown`.
+        case stopped
+    }
 
-    init() { out.initialize(to: nil) }
-    deinit { out.deallocate() }
+    private let state = Mutex(State.starting)
 
-    /// Runs `body` with the live server, or returns `nil` once it is shut down.
-    func with<T>(_ body: (OpaquePointer) -> T) -> T? {
-        mutex.lock()
-        defer { mutex.unlock() }
-        return out.pointee.map(body)
+    /// Records the server, unless it is known already or shut down.
+    func publish(_ server: OpaquePointer) {
+        state.withLock { state in
+            if case .starting = state { state = .live(ServerPointer(pointer: server)) }
+        }
+    }
+
+    /// Runs `body` with the live server, or returns `nil` when there is none (any more).
+    func with<T: Sendable>(_ body: (OpaquePointer) -> T) -> T? {
+        state.withLock { state in
+            guard case .live(let server) = state else { return nil }
+            return body(server.pointer)
+        }
     }
 
     /// Takes the server out: later `with` calls see none.
-    func take() -> OpaquePointer? {
-        mutex.lock()
-        defer { mutex.unlock() }
-        defer { out.pointee = nil }
-        return out.pointee
+    func take() -> ServerPointer? {
+        state.withLock { state in
+            defer { state = .stopped }
+            guard case .live(let server) = state else { return nil }
+            return server
+        }
     }
 }
 

@@ -101,12 +101,16 @@ public struct GatewayOptions: Sendable, Equatable {
 final class OptionsHandle {
     let pointer: OpaquePointer
 
-    init(_ options: GatewayOptions) throws {
+    /// `logger` must outlive every lock acquired with these options (the library does not own it).
+    init(_ options: GatewayOptions, logger: LogBox? = nil) throws {
         try checkABIVersion()
-        guard let pointer = gw_options_new() else { throw GatewayError.last(10) }
+        guard let pointer = gw_options_new() else { throw GatewayError.last(GW_ERR_PANIC.rawValue) }
         self.pointer = pointer
         // From here on deinit frees the pointer, also when a setter throws.
         if options.usesEnvironment { try check(gw_options_from_env(pointer)) }
+        if let logger {
+            try check(gw_options_set_log(pointer, LogBox.callback, Unmanaged.passUnretained(logger).toOpaque()))
+        }
         if let port = options.port { try check(gw_options_set_port(pointer, try uint32(port, "port"))) }
         switch options.bind {
         case nil: break
@@ -156,12 +160,12 @@ func uint32(_ value: Int, _ name: String) throws -> UInt32 {
     return value
 }
 
-/// A duration in whole milliseconds as the C ABI's uint32_t.
-func milliseconds(_ duration: Duration, _ name: String) throws -> UInt32 {
+/// A duration in whole milliseconds (rounded up) as the C ABI's `uint32_t` or `uint64_t`.
+func milliseconds<T: FixedWidthInteger & UnsignedInteger>(_ duration: Duration, _ name: String) throws -> T {
     let (seconds, attoseconds) = duration.components
-    let ms = Double(seconds) * 1000 + Double(attoseconds) / 1e15
-    guard ms >= 0, ms <= Double(UInt32.max) else {
-        throw GatewayError.invalidArgument("\(name) must be between 0 and \(UInt32.max) ms, not \(duration)")
+    let ms = (Double(seconds) * 1000 + Double(attoseconds) / 1e15).rounded(.up)
+    guard let value = T(exactly: ms) else {
+        throw GatewayError.invalidArgument("\(name) must be between 0 and \(T.max) ms, not \(duration)")
     }
-    return UInt32(ms.rounded(.up))
+    return value
 }

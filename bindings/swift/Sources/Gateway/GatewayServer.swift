@@ -2,10 +2,18 @@ import CGateway
 import Foundation
 
 /// How loud a log line is.
-public enum GatewayLogLevel: UInt32, Sendable, Comparable {
-    case debug = 0, info, warn, error
+public enum GatewayLogLevel: Sendable, Comparable {
+    case debug, info, warn, error
 
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    /// The level of a `gw_log_level` (a level of a newer library counts as an error).
+    init(_ level: UInt32) {
+        switch level {
+        case GW_LOG_DEBUG.rawValue: self = .debug
+        case GW_LOG_INFO.rawValue: self = .info
+        case GW_LOG_WARN.rawValue: self = .warn
+        default: self = .error
+        }
+    }
 }
 
 /// A change in a served gateway's life.
@@ -20,25 +28,53 @@ public enum GatewayStateChange: Sendable, Equatable {
     case stopped(drained: Bool)
 }
 
+/// A client that completed the handshake, or such a client going away.
+public enum GatewayConnectionChange: Sendable, Equatable {
+    /// `hello-ok` was sent to connection `id`; its requests follow. `client` is the object
+    /// `{"connId", "client": {id, version, platform, mode, ...as sent}, "role", "scopes",
+    /// "protocol", "peer", "origin"?}`.
+    case opened(id: UInt64, client: GatewayJSON)
+    /// The client on connection `id` is gone: `sendEvent(to: id, ...)` throws `.notFound`.
+    case closed(id: UInt64)
+}
+
 /// The host's closures, owned by the library while it serves: retained into `userdata` by
 /// `serve` and released by `free_userdata`, which the library calls exactly once.
-final class CallbackBox: @unchecked Sendable {  // immutable; the closures are @Sendable
+final class CallbackBox: Sendable {
     let log: (@Sendable (GatewayLogLevel, String) -> Void)?
     let onStateChange: (@Sendable (GatewayStateChange) -> Void)?
-    let methods: GatewayMethods
+    let onConnection: (@Sendable (GatewayConnectionChange) -> Void)?
+    let handlers: [String: GatewayMethods.Handler]
     let slot: ServerSlot
 
     init(log: (@Sendable (GatewayLogLevel, String) -> Void)?,
          onStateChange: (@Sendable (GatewayStateChange) -> Void)?,
+         onConnection: (@Sendable (GatewayConnectionChange) -> Void)?,
          methods: GatewayMethods, slot: ServerSlot) {
         self.log = log
         self.onStateChange = onStateChange
-        self.methods = methods
+        self.onConnection = onConnection
+        self.handlers = methods.handlers
         self.slot = slot
     }
 
     static func from(_ userdata: UnsafeMutableRawPointer?) -> CallbackBox {
         Unmanaged<CallbackBox>.fromOpaque(userdata!).takeUnretainedValue()
+    }
+}
+
+/// A lock's `log` closure, given to `gw_options_set_log` unretained: the `GatewayLock`, then
+/// its `GatewayServer`, keep it alive for as long as the library may call it.
+final class LogBox: Sendable {
+    let log: @Sendable (GatewayLogLevel, String) -> Void
+
+    init(_ log: @escaping @Sendable (GatewayLogLevel, String) -> Void) { self.log = log }
+
+    /// The `gw_log_fn` whose userdata is an unretained `LogBox`.
+    static var callback: gw_log_fn {
+        { userdata, level, message, length in
+            Unmanaged<LogBox>.fromOpaque(userdata!).takeUnretainedValue().log(GatewayLogLevel(level), string(message, length))
+        }
     }
 }
 
@@ -48,92 +84,147 @@ private func string(_ bytes: UnsafePointer<CChar>?, _ length: Int) -> String {
 }
 
 /// A running gateway: it holds the lock and serves the HTTP probes and the WebSocket protocol
-/// on threads the library owns, until `shutdown(timeout:)` or until the object goes away
-/// (`deinit` shuts down with a 5 s timeout, blocking). Any thread may use it.
-public final class GatewayServer: @unchecked Sendable {  // all state is in the thread-safe slot
+/// on threads the library owns, until `shutdown(timeout:)` or until the object goes away. Any
+/// thread or task may use it.
+///
+/// Going away without `shutdown` is a shutdown too, but one nobody waits for: `deinit` returns
+/// at once and a thread of its own shuts down (open connections get the serve options'
+/// `dropTimeout`, 5 s by default), after which the port is free and the lock files are gone.
+/// Call `shutdown(timeout:)` to know when that is; a process that exits before it is done
+/// leaves lock files of a dead pid, which the next start reclaims at once.
+public final class GatewayServer: Sendable {
     private let slot: ServerSlot
+    /// What `deinit` gives `gw_shutdown` (`GatewayServeOptions.dropTimeout`).
+    private let dropTimeout: UInt32
+    /// The lock's `log` closure, which the library may call until `gw_shutdown` returns.
+    private let lockLogger: LogBox?
 
     /// The port the server listens on.
     public let port: Int
 
-    /// The closures' box, weakly: for tests that prove `free_userdata` releases it.
-    weak var callbackBox: CallbackBox?
-
-    private init(slot: ServerSlot, box: CallbackBox) {
+    private init(slot: ServerSlot, dropTimeout: UInt32, lockLogger: LogBox?) {
         self.slot = slot
+        self.dropTimeout = dropTimeout
+        self.lockLogger = lockLogger
         self.port = slot.with { Int(gw_server_port($0)) } ?? 0
-        self.callbackBox = box
     }
 
     deinit {
-        if let pointer = slot.take() { gw_shutdown(pointer, 5000) }
+        guard let server = slot.take() else { return }
+        let (timeout, logger) = (dropTimeout, lockLogger)
+        Thread.detachNewThread {
+            // The lock may log until gw_shutdown returns.
+            withExtendedLifetime(logger) { _ = gw_shutdown(server.pointer, timeout) }
+        }
     }
 
-    /// Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200). The lock
-    /// is consumed, also when this throws. `methods` are answered by Swift closures run as
-    /// tasks; `log` and `onStateChange` are called on library threads, possibly several at
-    /// once, and must return quickly.
+    /// Serves on the lock's listener(s) with `options` and returns once ready (`/readyz`
+    /// answers 200). The lock is used up, also when this throws. `methods` are answered by
+    /// Swift closures run as tasks; `log`, `onStateChange` and `onConnection` are called on
+    /// library threads, possibly several at once, and must return quickly (`onConnection`
+    /// hears of one connection in order). Throws `.invalidArgument` naming a bad option or
+    /// method.
     public static func serve(
-        lock: GatewayLock,
+        lock: consuming GatewayLock,
+        options: GatewayServeOptions = GatewayServeOptions(),
         methods: GatewayMethods = GatewayMethods(),
         log: (@Sendable (GatewayLogLevel, String) -> Void)? = nil,
-        onStateChange: (@Sendable (GatewayStateChange) -> Void)? = nil
+        onStateChange: (@Sendable (GatewayStateChange) -> Void)? = nil,
+        onConnection: (@Sendable (GatewayConnectionChange) -> Void)? = nil
     ) throws -> GatewayServer {
-        let lockPointer = lock.take()  // consumed whatever happens below
+        let (lockPointer, lockLogger) = lock.take()  // released or served whatever happens below
+        let handlers: HandlersHandle
+        let serveOptions: ServeOptionsHandle
         do {
             try checkABIVersion()
-        } catch {
-            gw_lock_release(lockPointer)
-            throw error
-        }
-        let handlers: HandlersHandle
-        do {
             handlers = try HandlersHandle(methods)
+            serveOptions = try ServeOptionsHandle(options)
         } catch {
-            gw_lock_release(lockPointer)
+            withExtendedLifetime(lockLogger) { gw_lock_release(lockPointer) }
             throw error
         }
         let slot = ServerSlot()
-        let box = CallbackBox(log: log, onStateChange: onStateChange, methods: methods, slot: slot)
+        let box = CallbackBox(
+            log: log, onStateChange: onStateChange, onConnection: onConnection, methods: methods, slot: slot)
         var callbacks = gw_callbacks()
         callbacks.size = MemoryLayout<gw_callbacks>.size
         callbacks.userdata = Unmanaged.passRetained(box).toOpaque()
         callbacks.handlers = handlers.pointer
         if log != nil {
             callbacks.log = { userdata, level, message, length in
-                CallbackBox.from(userdata).log?(GatewayLogLevel(rawValue: level) ?? .error, string(message, length))
+                CallbackBox.from(userdata).log?(GatewayLogLevel(level), string(message, length))
             }
         }
         if onStateChange != nil {
             callbacks.state = { userdata, state, result in
                 let change: GatewayStateChange
                 switch state {
-                case 1: change = .ready
-                case 2: change = .lockLost
-                case 3: change = .stopped(drained: result == 0)
+                case GW_STATE_READY.rawValue: change = .ready
+                case GW_STATE_LOCK_LOST.rawValue: change = .lockLost
+                case GW_STATE_STOPPED.rawValue: change = .stopped(drained: result == GW_OK.rawValue)
                 default: return  // a state of a newer library
                 }
                 CallbackBox.from(userdata).onStateChange?(change)
             }
         }
         if !methods.methods.isEmpty {
-            callbacks.on_request = { userdata, id, method, methodLength, params, paramsLength, connection in
+            callbacks.on_request = { userdata, server, id, method, methodLength, params, paramsLength, connection in
                 let box = CallbackBox.from(userdata)
+                // A client may call before gw_serve returns: this is how the slot learns the
+                // server then.
+                box.slot.publish(server!)
                 let request = GatewayRequest(
                     id: id, method: string(method, methodLength),
                     params: GatewayJSON(raw: string(params, paramsLength)), connectionID: connection)
-                answer(request, with: box.methods.methods[request.method]?.handler, on: box.slot)
+                answer(request, with: box.handlers[request.method], on: box.slot)
+            }
+        }
+        if onConnection != nil {
+            callbacks.on_connection = { userdata, connection, opened, client, length in
+                CallbackBox.from(userdata).onConnection?(
+                    opened ? .opened(id: connection, client: GatewayJSON(raw: string(client, length)))
+                        : .closed(id: connection))
             }
         }
         callbacks.free_userdata = { userdata in
             Unmanaged<CallbackBox>.fromOpaque(userdata!).release()
         }
-        // gw_serve owns the lock and the retained box from here, whatever it returns; it writes
-        // the server into the slot before any request can arrive.
-        try withExtendedLifetime(handlers) {
-            try check(gw_serve(lockPointer, &callbacks, slot.out))
+        // gw_serve owns the lock and the retained box from here, whatever it returns.
+        var server: OpaquePointer?
+        do {
+            try withExtendedLifetime((handlers, serveOptions, lockLogger)) {
+                try check(gw_serve(lockPointer, &callbacks, serveOptions.pointer, &server))
+            }
+        } catch {
+            // A server that on_request saw went with the failed gw_serve: late answers must not
+            // reach it (and nothing may shut it down).
+            _ = slot.take()
+            throw error
         }
-        return GatewayServer(slot: slot, box: box)
+        slot.publish(server!)
+        return GatewayServer(slot: slot, dropTimeout: options.dropTimeoutMilliseconds, lockLogger: lockLogger)
+    }
+
+    /// Replaces the health snapshot that the `health` method answers (by default
+    /// `{"ok":true,"ts":<now>,"durationMs":0}`) and sends it to every authenticated client as
+    /// a `health` event. Throws `.invalidArgument` when it is not JSON.
+    public func setHealth(_ snapshot: GatewayJSON) throws {
+        try withServer { server in
+            var text = snapshot.text
+            return text.withUTF8 { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { gw_set_health(server, $0.baseAddress, $0.count) }
+            }
+        }
+    }
+
+    /// `setHealth(_:)` with `snapshot` encoded by `JSONEncoder`.
+    public func setHealth<T: Encodable>(_ snapshot: T) throws {
+        try setHealth(GatewayJSON(snapshot))
+    }
+
+    /// WebSocket connections open now, authenticated or not (0 once shut down).
+    public var connectionCount: Int {
+        slot.with { gw_server_connection_count($0) } ?? 0
     }
 
     /// Sends `event` with `payload` to every authenticated client (none is fine).
@@ -168,7 +259,7 @@ public final class GatewayServer: @unchecked Sendable {  // all state is in the 
         // The message belongs to the thread of the failed call: read it inside the slot's lock.
         let failure: GatewayError? = slot.with { server in
             let code = body(server)
-            return code == 0 ? nil : GatewayError.last(code)
+            return code == GW_OK.rawValue ? nil : GatewayError.last(code)
         } ?? GatewayError.notFound("the gateway server is shut down")
         if let failure { throw failure }
     }
@@ -179,17 +270,16 @@ public final class GatewayServer: @unchecked Sendable {  // all state is in the 
     /// server is stopped all the same). A no-op once shut down. Blocks a thread of its own,
     /// not the caller's. Answers still pending are dropped (their clients see the shutdown).
     public func shutdown(timeout: Duration = .seconds(5)) async throws {
-        let ms = try milliseconds(timeout, "timeout")
+        let ms: UInt32 = try milliseconds(timeout, "timeout")
         guard let pointer = slot.take() else { return }
-        let server = HandOver(pointer: pointer)
-        let (code, message): (UInt32, String) = await withCheckedContinuation { done in
+        let failure: GatewayError? = await withCheckedContinuation { done in
             Thread.detachNewThread {
-                let code = gw_shutdown(server.pointer, ms)
+                let code = gw_shutdown(pointer.pointer, ms)
                 // The message is per thread: read it on the thread that failed.
-                done.resume(returning: (code, code == 0 ? "" : String(cString: gw_last_error_message())))
+                done.resume(returning: code == GW_OK.rawValue ? nil : GatewayError.last(code))
             }
         }
-        if code != 0 { throw GatewayError(code: code, message: message) }
+        if let failure { throw failure }
     }
 }
 
@@ -209,14 +299,21 @@ private func answer(_ request: GatewayRequest, with handler: GatewayMethods.Hand
         } catch {
             reply = (false, GatewayMethodError(code: "UNAVAILABLE", message: "\(error)").json)
         }
-        if respond(slot, request.id, ok: reply.ok, reply.json) == 2 {  // not JSON: say so
+        if respond(slot, request.id, ok: reply.ok, reply.json) == GW_ERR_INVALID_ARGUMENT.rawValue {
+            // Not JSON: say so.
             let error = GatewayMethodError(code: "UNAVAILABLE", message: "the handler answered invalid JSON")
             _ = respond(slot, request.id, ok: false, error.json)
         }
     }
 }
 
-/// A `gw_server` handed to the thread that shuts it down (any thread may call `gw_shutdown`).
-private struct HandOver: @unchecked Sendable {
+/// A `gw_server` as it crosses threads: to the thread that shuts it down, and in `ServerSlot`.
+/// `@unchecked` because the C type cannot say it, but include/gateway.h does: `gw_respond`,
+/// `gw_broadcast`, `gw_send_event`, `gw_set_health`, `gw_server_port` and
+/// `gw_server_connection_count` are safe from any thread at once while the server is live, and
+/// `gw_shutdown` from any thread but a library callback. What keeps it live is `ServerSlot`: the
+/// host's calls run under its lock, `gw_shutdown` only on a pointer taken out of it, and the
+/// library calls `on_request` (the one other user) never once `gw_shutdown` began freeing it.
+struct ServerPointer: @unchecked Sendable {
     let pointer: OpaquePointer
 }

@@ -4,16 +4,21 @@
 import Foundation
 import Gateway
 
+struct Health: Encodable { let ok: Bool, ticks: Int }
+
 let seconds = CommandLine.arguments.dropFirst().first.flatMap { Int($0) } ?? 60
 do {
-    let lock = try GatewayLock.acquire(.fromEnvironment())  // SPEC §1: OPENCLAW_* and ~/.openclaw
     var methods = GatewayMethods()
     methods.method("echo") { request in request.params }     // answered as a task; may throw
     methods.event("demo.tick")
-    let server = try GatewayServer.serve(lock: lock, methods: methods)
+    let server = try GatewayServer.serve(
+        lock: GatewayLock.acquire(.fromEnvironment()),       // SPEC §1: OPENCLAW_* and ~/.openclaw
+        options: GatewayServeOptions(requestTimeout: .seconds(10)),
+        methods: methods)
     print("listening on ws://127.0.0.1:\(server.port) (pid \(getpid()))")
     for n in 0..<seconds {
         try server.broadcast(event: "demo.tick", payload: ["n": n])
+        try server.setHealth(Health(ok: true, ticks: n + 1))  // what `health` answers from now on
         try await Task.sleep(for: .seconds(1))
     }
     try await server.shutdown(timeout: .seconds(5))          // port free, lock files gone

@@ -20,7 +20,6 @@ final class LifecycleTests: XCTestCase {
         let states = Recorder<GatewayStateChange>()
         let server = try GatewayServer.serve(lock: lock, onStateChange: { states.append($0) })
         XCTAssertEqual(server.port, port)
-        XCTAssertEqual(lock.port, 0, "serve consumes the lock")
         XCTAssertEqual(states.all, [.ready])
 
         let health = try httpGet(port: port, path: "/healthz")
@@ -49,21 +48,24 @@ final class LifecycleTests: XCTestCase {
         let options = try makeOptions()
         // Held but not serving: the holder does not answer /healthz, so acquire waits `timeout`.
         let lock = try GatewayLock.acquire(options)
-        assertAlreadyRunning(options)
+        let port = lock.port
+        assertAlreadyRunning(options, port: port)
         // Serving and healthy: refused at once.
         let server = try GatewayServer.serve(lock: lock)
         let started = Date()
-        assertAlreadyRunning(options)
+        assertAlreadyRunning(options, port: port)
         XCTAssertLessThan(Date().timeIntervalSince(started), 0.25, "a healthy holder should fail now")
         _ = server
     }
 
-    func assertAlreadyRunning(_ options: GatewayOptions, line: UInt = #line) {
-        XCTAssertThrowsError(try GatewayLock.acquire(options), line: line) { error in
-            guard case .alreadyRunning(let pid, let message) = error as? GatewayError else {
+    /// The holder is named by typed values, from the library (not read from the message).
+    func assertAlreadyRunning(_ options: GatewayOptions, port: Int, line: UInt = #line) {
+        XCTAssertThrowsError(try GatewayLock.acquire(options).port, line: line) { error in
+            guard case .alreadyRunning(let pid, let holderPort, let message) = error as? GatewayError else {
                 return XCTFail("expected alreadyRunning, got \(error)", line: line)
             }
             XCTAssertEqual(pid, getpid(), line: line)
+            XCTAssertEqual(holderPort, port, line: line)
             XCTAssertTrue(message.hasPrefix("gateway already running (pid \(getpid()))"), message, line: line)
         }
     }
@@ -110,57 +112,108 @@ final class LifecycleTests: XCTestCase {
     func testDeinitWithoutShutdownReleasesEverything() throws {
         let options = try makeOptions()
         let lockDir = lockDirectory(of: options.stateDirectory!)
-        weak var box: CallbackBox?
+        weak var sentinel: Sentinel?
         var port = 0
         do {
-            let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), log: { _, _ in })
+            let owned = Sentinel()
+            sentinel = owned
+            let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), log: { _, _ in _ = owned })
             port = server.port
-            box = server.callbackBox
-            XCTAssertNotNil(box)
             XCTAssertEqual(try httpGet(port: port, path: "/healthz").status, 200)
         }
+        // deinit shuts down on a thread of its own: the port is freed first, the lock files last.
+        XCTAssertTrue(eventually { lockFiles(in: lockDir).isEmpty }, "deinit left lock files")
         XCTAssertTrue(canBind(port: port), "deinit left the port taken")
-        XCTAssertEqual(lockFiles(in: lockDir), [], "deinit left lock files")
-        XCTAssertTrue(eventually { box == nil }, "the userdata box leaked")
+        XCTAssertTrue(eventually { sentinel == nil }, "the closures given to serve leaked")
 
         // A lock dropped without release() is released too.
         do { _ = try GatewayLock.acquire(options) }
         let lock = try GatewayLock.acquire(options)
+        let held = lock.port
         lock.release()
-        XCTAssertEqual(lock.port, 0)
         XCTAssertEqual(lockFiles(in: lockDir), [])
+        XCTAssertTrue(canBind(port: held), "release() left the port taken")
     }
 
-    func testUserdataBoxIsFreedAtShutdownAndWhenServeFails() async throws {
+    /// A client that never answers the close handshake holds a graceful shutdown to its
+    /// timeout; `deinit` must not hold its caller's thread that long.
+    func testDeinitReturnsAtOnceAndShutsDownOnAThreadOfItsOwn() throws {
         let options = try makeOptions()
-        let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), log: { _, _ in })
-        weak var box = server.callbackBox
-        XCTAssertNotNil(box, "the library let go of the callbacks while serving")
-        try await server.shutdown()
-        // The server object is still alive: only the library's free_userdata can release the box.
-        XCTAssertTrue(eventually { box == nil }, "free_userdata never released the box")
+        let lockDir = lockDirectory(of: options.stateDirectory!)
+        var port = 0
+        var client: WebSocketClient?
+        let dropped: Date
+        do {
+            let server = try GatewayServer.serve(lock: GatewayLock.acquire(options))
+            port = server.port
+            client = try WebSocketClient(port: port)  // never reads again: never answers a close
+            dropped = Date()
+        }
+        let returnedAfter = Date().timeIntervalSince(dropped)
+        XCTAssertLessThan(returnedAfter, 0.5, "deinit blocked its thread for \(returnedAfter) s")
+        XCTAssertFalse(lockFiles(in: lockDir).isEmpty, "the shutdown did not wait for the silent client")
+        XCTAssertTrue(eventually(seconds: 10) { lockFiles(in: lockDir).isEmpty }, "lock files left")
+        let finishedAfter = Date().timeIntervalSince(dropped)
+        XCTAssertGreaterThan(finishedAfter, 2 * returnedAfter, "the client did not hold the shutdown")
+        XCTAssertTrue(canBind(port: port), "the port is still taken after the shutdown")
+        _ = client
+    }
 
-        // serve with a lock already consumed fails, and still frees the closures it was given.
-        let lock = try GatewayLock.acquire(options)
-        let served = try GatewayServer.serve(lock: lock)
+    func testClosuresAreReleasedAtShutdownAndWhenServeFails() async throws {
+        let options = try makeOptions()
         weak var sentinel: Sentinel?
+        var server: GatewayServer?
         do {
             let owned = Sentinel()
             sentinel = owned
-            XCTAssertThrowsError(try GatewayServer.serve(lock: lock, log: { _, _ in _ = owned })) { error in
-                guard case .nullArgument = error as? GatewayError else {
-                    return XCTFail("expected nullArgument, got \(error)")
+            server = try GatewayServer.serve(lock: GatewayLock.acquire(options), log: { _, _ in _ = owned })
+        }
+        XCTAssertNotNil(sentinel, "the library let go of the closures while serving")
+        try await server?.shutdown()
+        // The server object is still alive: only the library's free_userdata can release them.
+        XCTAssertTrue(eventually { sentinel == nil }, "free_userdata never released the closures")
+        _ = server
+
+        // serve refusing its methods still frees the closures it was given, and the lock.
+        var methods = GatewayMethods()
+        methods.method("connect") { _ in GatewayJSON.null }
+        do {
+            let owned = Sentinel()
+            sentinel = owned
+            XCTAssertThrowsError(
+                try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods, log: { _, _ in _ = owned })
+            ) { error in
+                guard case .invalidArgument = error as? GatewayError else {
+                    return XCTFail("expected invalidArgument, got \(error)")
                 }
             }
         }
         XCTAssertNil(sentinel, "a failed serve leaked its closures")
-        try await served.shutdown()
+        XCTAssertNoThrow(try GatewayLock.acquire(options).port, "a failed serve kept the lock")
+    }
+
+    /// The lock's `log` hears its re-check, also once the lock is served without a `log` of
+    /// the server's own, for as long as the server runs.
+    func testTheLockLogsToItsLogClosureWhileServed() async throws {
+        var options = try makeOptions()
+        options.recheckInterval = .milliseconds(50)
+        let lockDir = lockDirectory(of: options.stateDirectory!)
+        let lines = Recorder<(GatewayLogLevel, String)>()
+        let states = Recorder<GatewayStateChange>()
+        let lock = try GatewayLock.acquire(options, log: { lines.append(($0, $1)) })
+        let server = try GatewayServer.serve(lock: lock, onStateChange: { states.append($0) })
+
+        for name in lockFiles(in: lockDir) { try FileManager.default.removeItem(atPath: "\(lockDir)/\(name)") }
+        XCTAssertTrue(eventually { states.all.contains(.lockLost) }, "the re-check never noticed")
+        let errors = lines.all.filter { $0.0 == .error }.map(\.1)
+        XCTAssertTrue(errors.contains { $0.contains("was removed or replaced") }, "\(lines.all)")
+        try await server.shutdown()
     }
 
     func testOptionsValidation() throws {
         let state = try temporaryStateDirectory()
         func invalid(_ options: GatewayOptions, _ expected: String? = nil, line: UInt = #line) {
-            XCTAssertThrowsError(try GatewayLock.acquire(options), line: line) { error in
+            XCTAssertThrowsError(try GatewayLock.acquire(options).port, line: line) { error in
                 guard case .invalidArgument(let message) = error as? GatewayError else {
                     return XCTFail("expected invalidArgument, got \(error)", line: line)
                 }

@@ -8,11 +8,14 @@ import XCTest
 final class WebSocketClient {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// Upgrades a connection to 127.0.0.1:port, with `headers` added to the request.
+    init(port: Int, headers: [String: String] = [:]) throws {
         fd = try connectLoopback(port: port)
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
+        let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
         try sendAll(fd, Array(("GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\n"
-            + "Connection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n").utf8))
+            + "Connection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
+            + extra + "\r\n").utf8))
         var head = [UInt8]()
         while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)) { head += try receiveExactly(fd, count: 1) }
         let status = String(decoding: head, as: UTF8.self)
@@ -54,12 +57,27 @@ final class WebSocketClient {
             switch head[0] & 0x0F {
             case 1:
                 return try JSONSerialization.jsonObject(with: Data(payload)) as! [String: Any]
-            case 8:
-                throw GatewayMethodError(code: "CLOSED", message: String(decoding: payload.dropFirst(2), as: UTF8.self))
+            case 8:  // close: "<code> <reason>"
+                let code = payload.count >= 2 ? Int(payload[0]) << 8 | Int(payload[1]) : 1005
+                let reason = String(decoding: payload.dropFirst(2), as: UTF8.self)
+                throw GatewayMethodError(code: "CLOSED", message: "\(code) \(reason)")
             default:
                 continue
             }
         }
+    }
+
+    /// Waits for the challenge and sends `connect` (no secret) with `scopes`; the `res`.
+    func connect(scopes: [String] = ["operator.read"]) throws -> [String: Any] {
+        _ = try event("connect.challenge")
+        try send([
+            "type": "req", "id": "connect", "method": "connect",
+            "params": [
+                "minProtocol": 4, "maxProtocol": 4, "scopes": scopes,
+                "client": ["id": "swift-test", "version": "1.0.0", "platform": "linux", "mode": "cli"],
+            ] as [String: Any],
+        ])
+        return try response(to: "connect")
     }
 
     /// The next `res` for `id`, skipping events.
@@ -89,7 +107,8 @@ final class MethodTests: XCTestCase {
         let from: String
     }
 
-    func testSwiftMethodHandlerAnswersAWebSocketClient() async throws {
+    /// The test's methods; `swift.raw` owns `sentinel`.
+    func methods(owning sentinel: Sentinel) -> GatewayMethods {
         var methods = GatewayMethods()
         methods.method("swift.echo") { request -> Echo in
             let params = try request.params.decode([String: Int].self)
@@ -99,12 +118,22 @@ final class MethodTests: XCTestCase {
         methods.method("swift.fail", scope: "operator.read") { _ -> GatewayJSON in
             throw GatewayMethodError(code: "E_SWIFT", message: "refused in Swift", retryable: true)
         }
-        methods.method("swift.raw") { request in GatewayJSON(raw: #"{"conn":\#(request.connectionID)}"#) }
+        methods.method("swift.raw") { request in
+            _ = sentinel
+            return GatewayJSON(raw: #"{"conn":\#(request.connectionID)}"#)
+        }
         methods.event("swift.tick")
+        return methods
+    }
 
+    func testSwiftMethodHandlerAnswersAWebSocketClient() async throws {
+        weak var sentinel: Sentinel?
         let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
-        let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods)
-        weak var box = server.callbackBox
+        let server = try { () throws -> GatewayServer in
+            let owned = Sentinel()
+            sentinel = owned
+            return try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods(owning: owned))
+        }()
 
         let client = try WebSocketClient(port: server.port)
         XCTAssertEqual(try client.event("connect.challenge")["event"] as? String, "connect.challenge")
@@ -156,19 +185,51 @@ final class MethodTests: XCTestCase {
         XCTAssertThrowsError(try server.broadcast(event: "swift.tick")) { error in
             guard case .notFound = error as? GatewayError else { return XCTFail("\(error)") }
         }
-        XCTAssertTrue(eventually { box == nil }, "the userdata box (and the handlers) leaked")
+        XCTAssertTrue(eventually { sentinel == nil }, "the handlers leaked after shutdown")
     }
 
-    func testMethodsNeedValidNames() throws {
-        var methods = GatewayMethods()
-        methods.method("connect") { _ in GatewayJSON.null }
+    func testOnConnectionHearsAClientComeAndGo() throws {
+        let changes = Recorder<GatewayConnectionChange>()
         let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
-        let lock = try GatewayLock.acquire(options)
-        XCTAssertThrowsError(try GatewayServer.serve(lock: lock, methods: methods)) { error in
-            guard case .invalidArgument = error as? GatewayError else { return XCTFail("\(error)") }
+        let server = try GatewayServer.serve(lock: GatewayLock.acquire(options), onConnection: { changes.append($0) })
+        var client: WebSocketClient? = try WebSocketClient(port: server.port)
+        let hello = try client?.connect()
+        let connection = ((hello?["payload"] as? [String: Any])?["server"] as? [String: Any])?["connId"] as? String
+        XCTAssertTrue(eventually { changes.all.count == 1 }, "no opened: \(changes.all)")
+        guard case .opened(let id, let info)? = changes.all.first else {
+            return XCTFail("expected opened first, got \(changes.all)")
         }
-        XCTAssertEqual(lock.port, 0, "serve consumes the lock also when it throws")
-        // The lock was released: the config can be had again.
-        XCTAssertNoThrow(try GatewayLock.acquire(options))
+        XCTAssertEqual(String(id), connection, "hello-ok names another connection")
+        struct Info: Decodable { struct Client: Decodable { let id: String }; let client: Client; let scopes: [String] }
+        let decoded = try info.decode(Info.self)
+        XCTAssertEqual(decoded.client.id, "swift-test")
+        XCTAssertEqual(decoded.scopes, ["operator.read"])
+
+        client = nil
+        XCTAssertTrue(eventually { changes.all.count == 2 }, "no closed: \(changes.all)")
+        XCTAssertEqual(changes.all.last, .closed(id: id))
+        XCTAssertThrowsError(try server.sendEvent(to: id, event: "swift.tick")) { error in
+            guard case .notFound = error as? GatewayError else { return XCTFail("\(error)") }
+        }
+    }
+
+    /// The library's rules (the Rust `Handlers::add_method`), with its words.
+    func testMethodsTheLibraryRefusesMakeServeThrow() throws {
+        let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
+        let refusals: [(names: [String], message: String)] = [
+            (["connect"], "method \"connect\" is the handshake"),
+            (["swift.echo", "swift.echo"], "method \"swift.echo\" is registered twice"),
+            ([""], "a method name is empty"),
+        ]
+        for (names, expected) in refusals {
+            var methods = GatewayMethods()
+            for name in names { methods.method(name) { _ in GatewayJSON.null } }
+            XCTAssertThrowsError(try GatewayServer.serve(lock: GatewayLock.acquire(options), methods: methods)) {
+                guard case .invalidArgument(let message) = $0 as? GatewayError else { return XCTFail("\($0)") }
+                XCTAssertTrue(message.hasPrefix(expected), "\(names): \(message)")
+            }
+            // serve used the lock up also when it threw: the config can be had again.
+            XCTAssertNoThrow(try GatewayLock.acquire(options).port)
+        }
     }
 }

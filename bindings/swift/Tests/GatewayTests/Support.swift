@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -123,12 +124,11 @@ func eventually(seconds: Double = 2, _ condition: () -> Bool) -> Bool {
 }
 
 /// Collects what library threads report.
-final class Recorder<T>: @unchecked Sendable {
-    private let mutex = NSLock()
-    private var items: [T] = []
-    func append(_ item: T) { mutex.lock(); items.append(item); mutex.unlock() }
-    var all: [T] { mutex.lock(); defer { mutex.unlock() }; return items }
+final class Recorder<T: Sendable>: Sendable {
+    private let items = Mutex<[T]>([])
+    func append(_ item: T) { items.withLock { $0.append(item) } }
+    var all: [T] { items.withLock { $0 } }
 }
 
 /// Something to own from a closure, to see when the closure is released.
-final class Sentinel: @unchecked Sendable {}
+final class Sentinel: Sendable {}

@@ -1,0 +1,144 @@
+import CGateway
+
+/// How a served gateway runs (SPEC §9): its threads, the WebSocket protocol's limits and
+/// policies. A field left `nil` keeps the library's default; the library checks each value
+/// when `GatewayServer.serve` is called and throws `.invalidArgument` naming a bad one.
+public struct GatewayServeOptions: Sendable, Equatable {
+    /// Throttling of wrong secrets per peer address: a peer that gives `maxFailures` wrong
+    /// secrets within `window` is refused for `lockout`.
+    public struct AuthThrottle: Sendable, Equatable {
+        public var maxFailures: Int
+        public var window: Duration
+        public var lockout: Duration
+        public init(maxFailures: Int, window: Duration, lockout: Duration) {
+            self.maxFailures = maxFailures
+            self.window = window
+            self.lockout = lockout
+        }
+    }
+
+    /// Threads that run the connections (default: the number of cores, at most 4).
+    public var workerThreads: Int?
+    /// How long open connections get when the server goes away without `shutdown` (default
+    /// 5 s; zero closes them at once).
+    public var dropTimeout: Duration?
+    /// Origins whose WebSocket clients are allowed besides the loopback ones, which always
+    /// are (e.g. `"https://app.example.com"`; `"*"` allows every origin).
+    public var allowedOrigins: [String]
+    /// A client that sends no valid `connect` within this is closed (default 15 s).
+    public var handshakeTimeout: Duration?
+    /// How often clients get a `tick` event (default 30 s).
+    public var tickInterval: Duration?
+    /// A WebSocket ping every interval; a peer silent for a whole interval after one is
+    /// dropped (default 30 s).
+    public var pingInterval: Duration?
+    /// How long a request may wait for its method's answer before the client gets
+    /// `UNAVAILABLE` (default 30 s).
+    public var requestTimeout: Duration?
+    /// WebSocket connections served at once; past it a client is closed with 1013 (default
+    /// 10000).
+    public var maxConnections: Int?
+    /// Bytes a client may send before it is authenticated (default 64 KiB).
+    public var maxPreauthPayload: Int?
+    /// The largest frame a client may send after the handshake (default 25 MiB).
+    public var maxPayload: Int?
+    /// Unsent bytes a client may have queued before it is closed as a slow consumer (default
+    /// 50 MiB).
+    public var maxBufferedBytes: Int?
+    /// Default: 10 wrong secrets per minute lock a peer out for a minute.
+    public var authThrottle: AuthThrottle?
+    /// `server.version` in `hello-ok` (default the library's version).
+    public var serverVersion: String?
+
+    /// The defaults.
+    public init(
+        workerThreads: Int? = nil, dropTimeout: Duration? = nil, allowedOrigins: [String] = [],
+        handshakeTimeout: Duration? = nil, tickInterval: Duration? = nil,
+        pingInterval: Duration? = nil, requestTimeout: Duration? = nil,
+        maxConnections: Int? = nil, maxPreauthPayload: Int? = nil, maxPayload: Int? = nil,
+        maxBufferedBytes: Int? = nil, authThrottle: AuthThrottle? = nil,
+        serverVersion: String? = nil
+    ) {
+        self.workerThreads = workerThreads
+        self.dropTimeout = dropTimeout
+        self.allowedOrigins = allowedOrigins
+        self.handshakeTimeout = handshakeTimeout
+        self.tickInterval = tickInterval
+        self.pingInterval = pingInterval
+        self.requestTimeout = requestTimeout
+        self.maxConnections = maxConnections
+        self.maxPreauthPayload = maxPreauthPayload
+        self.maxPayload = maxPayload
+        self.maxBufferedBytes = maxBufferedBytes
+        self.authThrottle = authThrottle
+        self.serverVersion = serverVersion
+    }
+
+    /// The timeout `deinit` gives `gw_shutdown`: the library's default unless set.
+    var dropTimeoutMilliseconds: UInt32 {
+        dropTimeout.flatMap { try? milliseconds($0, "dropTimeout") } ?? 5000
+    }
+}
+
+/// A `gw_serve_options` made from `GatewayServeOptions` for one `gw_serve`, freed with it.
+final class ServeOptionsHandle {
+    let pointer: OpaquePointer
+
+    init(_ options: GatewayServeOptions) throws {
+        guard let pointer = gw_serve_options_new() else { throw GatewayError.last(GW_ERR_PANIC.rawValue) }
+        self.pointer = pointer
+        // From here on deinit frees the pointer, also when a setter throws.
+        if let n = options.workerThreads {
+            try check(gw_serve_options_set_worker_threads(pointer, try nonNegative(n, "workerThreads")))
+        }
+        if let t = options.dropTimeout {
+            try check(gw_serve_options_set_drop_timeout_ms(pointer, try milliseconds(t, "dropTimeout")))
+        }
+        for origin in options.allowedOrigins {
+            try check(gw_serve_options_add_allowed_origin(pointer, origin))
+        }
+        if let t = options.handshakeTimeout {
+            try check(gw_serve_options_set_handshake_timeout_ms(pointer, try milliseconds(t, "handshakeTimeout")))
+        }
+        if let t = options.tickInterval {
+            try check(gw_serve_options_set_tick_interval_ms(pointer, try milliseconds(t, "tickInterval")))
+        }
+        if let t = options.pingInterval {
+            try check(gw_serve_options_set_ping_interval_ms(pointer, try milliseconds(t, "pingInterval")))
+        }
+        if let t = options.requestTimeout {
+            try check(gw_serve_options_set_request_timeout_ms(pointer, try milliseconds(t, "requestTimeout")))
+        }
+        if let n = options.maxConnections {
+            try check(gw_serve_options_set_max_connections(pointer, try nonNegative(n, "maxConnections")))
+        }
+        if let n = options.maxPreauthPayload {
+            try check(gw_serve_options_set_max_preauth_payload(pointer, try nonNegative(n, "maxPreauthPayload")))
+        }
+        if let n = options.maxPayload {
+            try check(gw_serve_options_set_max_payload(pointer, try nonNegative(n, "maxPayload")))
+        }
+        if let n = options.maxBufferedBytes {
+            try check(gw_serve_options_set_max_buffered_bytes(pointer, try nonNegative(n, "maxBufferedBytes")))
+        }
+        if let throttle = options.authThrottle {
+            try check(gw_serve_options_set_auth_throttle(
+                pointer, try uint32(throttle.maxFailures, "authThrottle.maxFailures"),
+                try milliseconds(throttle.window, "authThrottle.window"),
+                try milliseconds(throttle.lockout, "authThrottle.lockout")))
+        }
+        if let version = options.serverVersion {
+            try check(gw_serve_options_set_server_version(pointer, version))
+        }
+    }
+
+    deinit { gw_serve_options_free(pointer) }
+}
+
+/// A count or size as the C ABI's `size_t` (which Swift sees as `Int`): never negative.
+func nonNegative(_ value: Int, _ name: String) throws -> Int {
+    guard value >= 0 else {
+        throw GatewayError.invalidArgument("\(name) is \(value): give it a positive value (or leave it nil for the default)")
+    }
+    return value
+}
