@@ -1,6 +1,6 @@
 //! The lock file format shared with OpenClaw's Node gateway (SPEC §3).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -103,13 +103,6 @@ pub fn timestamp_now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_millis(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
-}
-
 /// 8 tabs, then one character per bit of the token: tab for 1, space for 0.
 fn token_line(token: &[u8; 16]) -> Vec<u8> {
     let mut line = vec![b'\t'; 8];
@@ -134,6 +127,14 @@ fn number_as_u64(value: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// Milliseconds since the Unix epoch.
+    fn unix_millis(time: SystemTime) -> u64 {
+        time.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as u64
+    }
 
     const NODE_FILE: &str = "{\n  \"pid\": 19915,\n  \"ownerId\": \"8a8c910f-4aa7-4540-ae8c-043ba516014d\",\n  \"cronOwnerProjection\": \"dynamic-default-v1\",\n  \"createdAt\": \"2026-11-21T00:36:45.087Z\",\n  \"configPath\": \"/home/u/.openclaw/openclaw.json\",\n  \"stateDir\": \"/home/u/.openclaw\",\n  \"port\": 28789,\n  \"startTime\": 61695\n}\n\t\t\t\t\t\t\t\t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t \n";
 

@@ -2,8 +2,8 @@
 
 mod dir;
 pub(crate) mod file;
-pub mod format;
-pub mod liveness;
+pub(crate) mod format;
+pub(crate) mod liveness;
 mod status;
 mod watch;
 
