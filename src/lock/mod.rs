@@ -1,10 +1,14 @@
 //! The gateway lock: the state and config lock files, then the exclusive listener(s).
 
+mod beacon;
 mod dir;
-pub(crate) mod file;
 pub(crate) mod format;
-pub(crate) mod liveness;
+mod inspect;
+mod liveness;
+mod publish;
+mod reclaim;
 mod status;
+mod verdict;
 mod watch;
 
 use std::net::{SocketAddr, TcpListener};
@@ -19,9 +23,11 @@ use crate::error::GatewayLockError;
 use crate::options::{GatewayOptions, LogLevel, Logger, ResolvedOptions};
 use crate::{paths, probe};
 use dir::LockDir;
-use file::{BeaconProbe, Created, HeldFile, Observed, Reclaim};
 use format::LockPayload;
-use liveness::Liveness;
+use inspect::{BeaconProbe, inspect};
+use publish::{Created, HeldFile};
+use reclaim::{Reclaim, reclaim};
+use verdict::{Verdict, judge};
 use watch::LockWatch;
 
 /// Longest a holder's `/healthz` may take to count as healthy while we acquire.
@@ -255,19 +261,19 @@ fn acquire_file(
     loop {
         let aliased = match taken {
             Some(held) if !crate::failpoint::force_named_temp() => {
-                file::create_alias(dir, name, held)?
+                publish::create_alias(dir, name, held)?
             }
             _ => None,
         };
         let created = match aliased {
             Some(created) => created,
-            None => file::create(dir, name, contents, options.stale_after)?,
+            None => publish::create(dir, name, contents, options.stale_after)?,
         };
         match created {
             Created::Held(held) => return Ok(held),
             Created::Exists => {}
         }
-        let Some(observed) = file::inspect(dir, name, BeaconProbe::Flock)? else {
+        let Some(observed) = inspect(dir, name, BeaconProbe::Flock)? else {
             continue; // Removed between our create and our look: try again at once.
         };
         match judge(&observed, options.stale_after) {
@@ -276,7 +282,7 @@ fn acquire_file(
                     LogLevel::Info,
                     &format!("reclaiming stale gateway lock {}", dir.join(name).display()),
                 );
-                if file::reclaim(dir, name, &observed, options.stale_after)? == Reclaim::Done {
+                if reclaim(dir, name, &observed, options.stale_after)? == Reclaim::Done {
                     continue;
                 }
             }
@@ -309,48 +315,5 @@ fn acquire_file(
             });
         }
         std::thread::sleep(options.poll_interval.min(deadline - now));
-    }
-}
-
-/// What to do about an existing lock file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Provably dead owner, or no payload and older than the stale window.
-    Reclaimable,
-    /// A live owner (beacon held, or pid and start time match).
-    Alive { pid: u32, port: Option<u16> },
-    /// Unknown owner, or a young file without payload: wait and look again.
-    Wait { pid: Option<u32>, port: Option<u16> },
-}
-
-pub(crate) fn judge(observed: &Observed, stale: Duration) -> Verdict {
-    let pid = observed.payload.as_ref().map(|p| p.pid);
-    let port = observed.payload.as_ref().and_then(|p| p.port);
-    if observed.beacon_held {
-        return match pid {
-            Some(pid) => Verdict::Alive { pid, port },
-            // Created and locked, not yet written: a holder of ours is starting.
-            None => Verdict::Wait { pid, port },
-        };
-    }
-    let Some(payload) = &observed.payload else {
-        return if observed.age() > stale {
-            Verdict::Reclaimable
-        } else {
-            Verdict::Wait { pid, port }
-        };
-    };
-    // Every holder in this process keeps the beacon, so a file naming our pid without it was
-    // left by an earlier process that had the same pid.
-    if payload.pid == std::process::id() {
-        return Verdict::Reclaimable;
-    }
-    match liveness::judge_owner(payload) {
-        Liveness::Dead => Verdict::Reclaimable,
-        Liveness::Alive => Verdict::Alive {
-            pid: payload.pid,
-            port,
-        },
-        Liveness::Unknown => Verdict::Wait { pid, port },
     }
 }
