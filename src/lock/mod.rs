@@ -102,10 +102,8 @@ impl GatewayLock {
         if !resolved.allow_multi {
             names.push(paths::config_lock_name(&resolved.config_path));
         }
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(options.timeout)
-            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
+        // `None`: a timeout too long for an `Instant` to hold, so no deadline at all.
+        let deadline = Instant::now().checked_add(options.timeout);
         let mut files = Vec::with_capacity(names.len());
         for name in &names {
             match acquire_file(&dir, name, &contents, files.first(), deadline, options) {
@@ -254,7 +252,7 @@ fn acquire_file(
     name: &str,
     contents: &[u8],
     taken: Option<&HeldFile>,
-    deadline: Instant,
+    deadline: Option<Instant>,
     options: &GatewayOptions,
 ) -> Result<HeldFile, GatewayLockError> {
     let mut last_holder: Option<(Option<u32>, Option<u16>)> = None;
@@ -289,9 +287,11 @@ fn acquire_file(
             Verdict::Alive { pid, port } => {
                 last_holder = Some((Some(pid), port));
                 if let Some(port) = port {
-                    let budget = deadline
-                        .saturating_duration_since(Instant::now())
-                        .min(HEALTH_PROBE_TIMEOUT);
+                    let budget = deadline.map_or(HEALTH_PROBE_TIMEOUT, |deadline| {
+                        deadline
+                            .saturating_duration_since(Instant::now())
+                            .min(HEALTH_PROBE_TIMEOUT)
+                    });
                     if probe::healthz(port, budget) {
                         return Err(GatewayLockError::AlreadyRunning {
                             pid: Some(pid),
@@ -304,8 +304,8 @@ fn acquire_file(
             }
             Verdict::Wait { pid, port } => last_holder = Some((pid, port)),
         }
-        let now = Instant::now();
-        if now >= deadline {
+        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
             let (pid, port) = last_holder.unwrap_or((None, None));
             return Err(GatewayLockError::AlreadyRunning {
                 pid,
@@ -314,6 +314,8 @@ fn acquire_file(
                 timeout_ms: options.timeout.as_millis() as u64,
             });
         }
-        std::thread::sleep(options.poll_interval.min(deadline - now));
+        std::thread::sleep(left.map_or(options.poll_interval, |left| {
+            options.poll_interval.min(left)
+        }));
     }
 }
