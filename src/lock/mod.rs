@@ -86,7 +86,10 @@ impl GatewayLock {
         }
 
         let dir = Arc::new(LockDir::prepare(&resolved.lock_dir)?);
-        let (owner_id, token) = random_identity();
+        let (owner_id, token) = random_identity().map_err(|source| GatewayLockError::LockIo {
+            path: resolved.lock_dir.clone(),
+            source,
+        })?;
         let contents = LockPayload {
             pid: std::process::id(),
             owner_id: Some(owner_id.clone()),
@@ -231,17 +234,19 @@ fn release_files(files: Vec<HeldFile>, owner_id: &str) {
 }
 
 /// A fresh `ownerId` (UUID v4) and ownership token, from one read of the OS's randomness.
-fn random_identity() -> (String, [u8; 16]) {
+/// (`uuid` reads the same source, so there is nothing to fall back on when it fails.)
+fn random_identity() -> std::io::Result<(String, [u8; 16])> {
     let mut random = [0u8; 32];
-    if getrandom::fill(&mut random).is_err() {
-        random[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        random[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    }
+    getrandom::fill(&mut random).map_err(|err| {
+        std::io::Error::other(format!(
+            "the OS gave no random bytes for the lock's owner id ({err}); check that /dev/urandom or getrandom(2) works"
+        ))
+    })?;
     let (id, token) = random.split_at(16);
     let owner_id = uuid::Builder::from_random_bytes(id.try_into().expect("16 bytes"))
         .into_uuid()
         .to_string();
-    (owner_id, token.try_into().expect("16 bytes"))
+    Ok((owner_id, token.try_into().expect("16 bytes")))
 }
 
 /// Takes one lock file, judging and reclaiming as SPEC §5 says, until the deadline.
