@@ -1325,7 +1325,7 @@ fn median(samples: &[Duration]) -> Duration {
 /// Nearest-rank on the sorted samples (the mean of the two middle ones for an even median).
 fn percentile(samples: &[Duration], p: f64) -> Duration {
     let sorted = sorted(samples);
-    if p == 0.5 && sorted.len() % 2 == 0 {
+    if p == 0.5 && sorted.len().is_multiple_of(2) {
         let upper = sorted.len() / 2;
         return (sorted[upper - 1] + sorted[upper]) / 2;
     }
@@ -1336,7 +1336,7 @@ fn median_f64(samples: &[f64]) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 0 {
+    if sorted.len().is_multiple_of(2) {
         (sorted[mid - 1] + sorted[mid]) / 2.0
     } else {
         sorted[mid]

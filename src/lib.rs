@@ -19,14 +19,14 @@
 //! # }
 //! ```
 
-pub mod bind;
+mod bind;
 mod error;
 mod failpoint;
 pub mod ffi;
 pub mod lock;
 mod options;
 pub mod paths;
-pub mod probe;
+mod probe;
 pub mod server;
 pub mod supervisor;
 
@@ -38,6 +38,14 @@ pub use server::{
     MethodRequest, PROTOCOL_VERSION, ProtocolOptions, Responder,
 };
 pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, StateHandler};
+
+/// Internals the integration tests and benchmarks reach into. **Not API**: outside semver, and
+/// any of it may change or go in any release. Hosts use the items at the crate root.
+#[doc(hidden)]
+pub mod test_support {
+    pub use crate::lock::format::LockPayload;
+    pub use crate::probe::healthz;
+}
 
 /// Every environment variable the library or the `gateway` CLI reads (SPEC §1, §10), plus the
 /// test-only ones of the `failpoints` feature. A host that starts gateways with an environment

@@ -64,6 +64,28 @@ fn a_second_acquisition_in_this_process_sees_the_first() {
 }
 
 #[test]
+fn a_timeout_too_long_for_a_deadline_still_fails_at_once_on_a_healthy_holder() {
+    // `Duration::MAX` cannot be added to an instant: the acquisition has no deadline at all,
+    // and a healthy holder is still refused at once, not waited for.
+    let env = TestEnv::new();
+    let lock = GatewayLock::acquire(&env.options().port(0)).unwrap();
+    let port = lock.port();
+    let gateway = gateway::Gateway::serve(lock, gateway::ServeOptions::default()).expect("serves");
+    let started = std::time::Instant::now();
+    let refused = GatewayLock::acquire(&env.options().port(port).timeout(Duration::MAX))
+        .expect_err("a healthy holder is never waited for");
+    assert!(
+        matches!(
+            refused,
+            gateway::GatewayLockError::AlreadyRunning { healthy: true, .. }
+        ),
+        "{refused}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    gateway.shutdown(Duration::from_secs(5));
+}
+
+#[test]
 fn our_parent_is_judged_by_its_start_time() {
     // SAFETY: getppid has no preconditions.
     let parent = unsafe { libc::getppid() } as u32;

@@ -218,3 +218,61 @@ fn readyz_and_startupz_say_draining_during_shutdown() {
         env.lock_dir_entries()
     );
 }
+
+/// Binds `127.0.0.1:port` as a program that does not set `SO_REUSEADDR` does (std's
+/// `TcpListener` sets it on Unix, which would hide a TIME_WAIT left on the port).
+fn bind_without_reuseaddr(port: u16) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
+    socket.listen(1)?;
+    Ok(socket)
+}
+
+#[test]
+fn port_binds_without_reuseaddr_at_once_after_probes_and_a_refused_duplicate() {
+    let env = TestEnv::new();
+    let gateway = env.start(&["--port", &free_port().to_string()]);
+    let port = gateway.port;
+
+    // The duplicate finds the lock held and asks the holder's /healthz before it gives up.
+    let mut duplicate = env
+        .command(&["run", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_with_timeout(&mut duplicate, Duration::from_secs(10))
+        .expect("the duplicate exits at once");
+    let mut stderr = String::new();
+    duplicate
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("it is healthy on ws://127.0.0.1:{port}")),
+        "the duplicate did not probe the holder: {stderr}"
+    );
+
+    // More probes, as `gateway status` and supervised duplicates make, some at once. With a
+    // probe that lets the server close, which side closes first is a race: these make sure the
+    // server would have won it at least once.
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..25 {
+                    assert!(gateway::test_support::healthz(port, Duration::from_secs(2)));
+                }
+            });
+        }
+    });
+
+    assert_eq!(gateway.terminate(), 0);
+    // The probe closed its connection first, so no TIME_WAIT sits on the gateway's port.
+    if let Err(err) = bind_without_reuseaddr(port) {
+        panic!("port {port} cannot be bound without SO_REUSEADDR after shutdown: {err}");
+    }
+}

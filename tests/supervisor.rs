@@ -247,7 +247,7 @@ fn ready_only_once_serving(notify_socket: &std::ffi::OsStr, notify: &UnixDatagra
     // Nothing between the datagram and these checks but the checks themselves. What the
     // gateway wrote before sending the datagram is in the pipe by now.
     let written = drain_pipe_now(&mut stdout);
-    let answered = gateway::probe::healthz(port, Duration::from_secs(1));
+    let answered = gateway::test_support::healthz(port, Duration::from_secs(1));
     let lock_files = env.lock_dir_entries().len();
     assert_eq!(first.as_deref(), Some("READY=1"));
     assert_eq!(

@@ -1,6 +1,6 @@
 //! The lock file format shared with OpenClaw's Node gateway (SPEC §3).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -103,11 +103,23 @@ pub fn timestamp_now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_millis(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
+/// The reclaim guard's contents: the compact form `{"pid":N,"createdAt":"…"}` and `\n`, so a
+/// reclaimer of either implementation can tell whether the guard's owner died.
+pub fn guard_contents(pid: u32) -> Vec<u8> {
+    guard_contents_at(pid, &timestamp_now())
+}
+
+fn guard_contents_at(pid: u32, created_at: &str) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Guard<'a> {
+        pid: u32,
+        created_at: &'a str,
+    }
+    let mut out = serde_json::to_vec(&Guard { pid, created_at })
+        .expect("a number and a string always serialize");
+    out.push(b'\n');
+    out
 }
 
 /// 8 tabs, then one character per bit of the token: tab for 1, space for 0.
@@ -134,6 +146,14 @@ fn number_as_u64(value: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// Milliseconds since the Unix epoch.
+    fn unix_millis(time: SystemTime) -> u64 {
+        time.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as u64
+    }
 
     const NODE_FILE: &str = "{\n  \"pid\": 19915,\n  \"ownerId\": \"8a8c910f-4aa7-4540-ae8c-043ba516014d\",\n  \"cronOwnerProjection\": \"dynamic-default-v1\",\n  \"createdAt\": \"2026-11-21T00:36:45.087Z\",\n  \"configPath\": \"/home/u/.openclaw/openclaw.json\",\n  \"stateDir\": \"/home/u/.openclaw\",\n  \"port\": 28789,\n  \"startTime\": 61695\n}\n\t\t\t\t\t\t\t\t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t  \t \t \n";
 
@@ -170,6 +190,16 @@ mod tests {
         assert!(token_line.starts_with("\t\t\t\t\t\t\t\t\t \t "));
         assert!(token_line[11..].bytes().all(|b| b == b' '));
         assert_eq!(LockPayload::parse(&rendered), Some(payload));
+    }
+
+    #[test]
+    fn reclaim_guard_is_the_compact_form() {
+        let guard = guard_contents_at(4242, "2026-11-21T00:36:45.087Z");
+        assert_eq!(
+            guard,
+            b"{\"pid\":4242,\"createdAt\":\"2026-11-21T00:36:45.087Z\"}\n"
+        );
+        assert_eq!(LockPayload::parse(&guard).map(|p| p.pid), Some(4242));
     }
 
     #[test]

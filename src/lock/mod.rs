@@ -1,10 +1,14 @@
 //! The gateway lock: the state and config lock files, then the exclusive listener(s).
 
+mod beacon;
 mod dir;
-pub(crate) mod file;
-pub mod format;
-pub mod liveness;
+pub(crate) mod format;
+mod inspect;
+mod liveness;
+mod publish;
+mod reclaim;
 mod status;
+mod verdict;
 mod watch;
 
 use std::net::{SocketAddr, TcpListener};
@@ -19,9 +23,11 @@ use crate::error::GatewayLockError;
 use crate::options::{GatewayOptions, LogLevel, Logger, ResolvedOptions};
 use crate::{paths, probe};
 use dir::LockDir;
-use file::{BeaconProbe, Created, HeldFile, Observed, Reclaim};
 use format::LockPayload;
-use liveness::Liveness;
+use inspect::{BeaconProbe, inspect};
+use publish::{Created, HeldFile};
+use reclaim::{Reclaim, reclaim};
+use verdict::{Verdict, judge};
 use watch::LockWatch;
 
 /// Longest a holder's `/healthz` may take to count as healthy while we acquire.
@@ -80,7 +86,10 @@ impl GatewayLock {
         }
 
         let dir = Arc::new(LockDir::prepare(&resolved.lock_dir)?);
-        let (owner_id, token) = random_identity();
+        let (owner_id, token) = random_identity().map_err(|source| GatewayLockError::LockIo {
+            path: resolved.lock_dir.clone(),
+            source,
+        })?;
         let contents = LockPayload {
             pid: std::process::id(),
             owner_id: Some(owner_id.clone()),
@@ -96,10 +105,8 @@ impl GatewayLock {
         if !resolved.allow_multi {
             names.push(paths::config_lock_name(&resolved.config_path));
         }
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(options.timeout)
-            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
+        // `None`: a timeout too long for an `Instant` to hold, so no deadline at all.
+        let deadline = Instant::now().checked_add(options.timeout);
         let mut files = Vec::with_capacity(names.len());
         for name in &names {
             match acquire_file(&dir, name, &contents, files.first(), deadline, options) {
@@ -227,17 +234,19 @@ fn release_files(files: Vec<HeldFile>, owner_id: &str) {
 }
 
 /// A fresh `ownerId` (UUID v4) and ownership token, from one read of the OS's randomness.
-fn random_identity() -> (String, [u8; 16]) {
+/// (`uuid` reads the same source, so there is nothing to fall back on when it fails.)
+fn random_identity() -> std::io::Result<(String, [u8; 16])> {
     let mut random = [0u8; 32];
-    if getrandom::fill(&mut random).is_err() {
-        random[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-        random[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-    }
+    getrandom::fill(&mut random).map_err(|err| {
+        std::io::Error::other(format!(
+            "the OS gave no random bytes for the lock's owner id ({err}); check that /dev/urandom or getrandom(2) works"
+        ))
+    })?;
     let (id, token) = random.split_at(16);
     let owner_id = uuid::Builder::from_random_bytes(id.try_into().expect("16 bytes"))
         .into_uuid()
         .to_string();
-    (owner_id, token.try_into().expect("16 bytes"))
+    Ok((owner_id, token.try_into().expect("16 bytes")))
 }
 
 /// Takes one lock file, judging and reclaiming as SPEC §5 says, until the deadline.
@@ -248,26 +257,26 @@ fn acquire_file(
     name: &str,
     contents: &[u8],
     taken: Option<&HeldFile>,
-    deadline: Instant,
+    deadline: Option<Instant>,
     options: &GatewayOptions,
 ) -> Result<HeldFile, GatewayLockError> {
     let mut last_holder: Option<(Option<u32>, Option<u16>)> = None;
     loop {
         let aliased = match taken {
             Some(held) if !crate::failpoint::force_named_temp() => {
-                file::create_alias(dir, name, held)?
+                publish::create_alias(dir, name, held)?
             }
             _ => None,
         };
         let created = match aliased {
             Some(created) => created,
-            None => file::create(dir, name, contents, options.stale_after)?,
+            None => publish::create(dir, name, contents, options.stale_after)?,
         };
         match created {
             Created::Held(held) => return Ok(held),
             Created::Exists => {}
         }
-        let Some(observed) = file::inspect(dir, name, BeaconProbe::Flock)? else {
+        let Some(observed) = inspect(dir, name, BeaconProbe::Flock)? else {
             continue; // Removed between our create and our look: try again at once.
         };
         match judge(&observed, options.stale_after) {
@@ -276,16 +285,18 @@ fn acquire_file(
                     LogLevel::Info,
                     &format!("reclaiming stale gateway lock {}", dir.join(name).display()),
                 );
-                if file::reclaim(dir, name, &observed, options.stale_after)? == Reclaim::Done {
+                if reclaim(dir, name, &observed, options.stale_after)? == Reclaim::Done {
                     continue;
                 }
             }
             Verdict::Alive { pid, port } => {
                 last_holder = Some((Some(pid), port));
                 if let Some(port) = port {
-                    let budget = deadline
-                        .saturating_duration_since(Instant::now())
-                        .min(HEALTH_PROBE_TIMEOUT);
+                    let budget = deadline.map_or(HEALTH_PROBE_TIMEOUT, |deadline| {
+                        deadline
+                            .saturating_duration_since(Instant::now())
+                            .min(HEALTH_PROBE_TIMEOUT)
+                    });
                     if probe::healthz(port, budget) {
                         return Err(GatewayLockError::AlreadyRunning {
                             pid: Some(pid),
@@ -298,8 +309,8 @@ fn acquire_file(
             }
             Verdict::Wait { pid, port } => last_holder = Some((pid, port)),
         }
-        let now = Instant::now();
-        if now >= deadline {
+        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
             let (pid, port) = last_holder.unwrap_or((None, None));
             return Err(GatewayLockError::AlreadyRunning {
                 pid,
@@ -308,49 +319,8 @@ fn acquire_file(
                 timeout_ms: options.timeout.as_millis() as u64,
             });
         }
-        std::thread::sleep(options.poll_interval.min(deadline - now));
-    }
-}
-
-/// What to do about an existing lock file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Provably dead owner, or no payload and older than the stale window.
-    Reclaimable,
-    /// A live owner (beacon held, or pid and start time match).
-    Alive { pid: u32, port: Option<u16> },
-    /// Unknown owner, or a young file without payload: wait and look again.
-    Wait { pid: Option<u32>, port: Option<u16> },
-}
-
-pub(crate) fn judge(observed: &Observed, stale: Duration) -> Verdict {
-    let pid = observed.payload.as_ref().map(|p| p.pid);
-    let port = observed.payload.as_ref().and_then(|p| p.port);
-    if observed.beacon_held {
-        return match pid {
-            Some(pid) => Verdict::Alive { pid, port },
-            // Created and locked, not yet written: a holder of ours is starting.
-            None => Verdict::Wait { pid, port },
-        };
-    }
-    let Some(payload) = &observed.payload else {
-        return if observed.age() > stale {
-            Verdict::Reclaimable
-        } else {
-            Verdict::Wait { pid, port }
-        };
-    };
-    // Every holder in this process keeps the beacon, so a file naming our pid without it was
-    // left by an earlier process that had the same pid.
-    if payload.pid == std::process::id() {
-        return Verdict::Reclaimable;
-    }
-    match liveness::judge_owner(payload) {
-        Liveness::Dead => Verdict::Reclaimable,
-        Liveness::Alive => Verdict::Alive {
-            pid: payload.pid,
-            port,
-        },
-        Liveness::Unknown => Verdict::Wait { pid, port },
+        std::thread::sleep(left.map_or(options.poll_interval, |left| {
+            options.poll_interval.min(left)
+        }));
     }
 }

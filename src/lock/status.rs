@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::dir::LockDir;
-use super::file::{self, BeaconProbe, Observed};
-use super::{Verdict, judge};
+use super::inspect::{BeaconProbe, Observed, inspect};
+use super::verdict::{Verdict, judge};
 use crate::error::GatewayLockError;
 use crate::options::GatewayOptions;
 use crate::{paths, probe};
@@ -41,7 +41,7 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
     if let Some(dir) = LockDir::open_existing(&resolved.lock_dir)? {
         let config_lock = paths::config_lock_name(&resolved.config_path);
         for name in [paths::STATE_LOCK_NAME, &config_lock] {
-            let Some(observed) = file::inspect(&dir, name, BeaconProbe::Passive)? else {
+            let Some(observed) = inspect(&dir, name, BeaconProbe::Passive)? else {
                 continue;
             };
             let path = dir.join(name);

@@ -38,8 +38,9 @@ struct Watcher {
 
 #[derive(Default)]
 struct State {
-    /// Each watched lock with the instant its next check is due.
-    entries: Vec<(Instant, Arc<Entry>)>,
+    /// Each watched lock with the instant its next check is due (`None`: never, the interval
+    /// reaches past what an `Instant` can hold).
+    entries: Vec<(Option<Instant>, Arc<Entry>)>,
     /// When the thread will next look, if it sleeps towards an instant (`None`: until woken).
     /// A new lock due no sooner needs no wake-up, which keeps `acquire` free of one.
     next_look: Option<Instant>,
@@ -66,12 +67,6 @@ fn watcher() -> &'static Watcher {
     })
 }
 
-/// `from + by`, or a time far enough away when that overflows (a huge interval means "rarely").
-fn later(from: Instant, by: Duration) -> Instant {
-    from.checked_add(by)
-        .unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
 fn relock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -89,10 +84,10 @@ impl LockWatch {
             lost: Mutex::new(Lost::default()),
         });
         let watcher = watcher();
-        let due = later(Instant::now(), interval);
+        let due = Instant::now().checked_add(interval);
         let mut state = relock(&watcher.state);
         state.entries.push((due, Arc::clone(&entry)));
-        if state.next_look.is_none_or(|next_look| due < next_look) {
+        if due.is_some_and(|due| state.next_look.is_none_or(|next_look| due < next_look)) {
             watcher.wake.notify_one();
         }
         Self { entry }
@@ -143,7 +138,7 @@ fn watch_loop(watcher: &Watcher) {
         let now = Instant::now();
         let mut found = Vec::new();
         state.entries.retain_mut(|(due, entry)| {
-            if *due > now {
+            if due.is_none_or(|due| due > now) {
                 return true;
             }
             match entry.lost_file() {
@@ -152,7 +147,7 @@ fn watch_loop(watcher: &Watcher) {
                     false // Reported once; no longer watched.
                 }
                 None => {
-                    *due = later(now, entry.interval);
+                    *due = now.checked_add(entry.interval);
                     true
                 }
             }
@@ -171,7 +166,7 @@ fn watch_loop(watcher: &Watcher) {
             state = relock(&watcher.state);
             continue;
         }
-        state.next_look = state.entries.iter().map(|(due, _)| *due).min();
+        state.next_look = state.entries.iter().filter_map(|(due, _)| *due).min();
         state = match state.next_look {
             Some(due) => {
                 let timeout = due.saturating_duration_since(Instant::now());

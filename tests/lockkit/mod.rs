@@ -320,9 +320,9 @@ pub fn plant_checked(
 }
 
 /// Parses a lock file with the library's own reader.
-pub fn read_payload(path: &Path) -> gateway::lock::format::LockPayload {
+pub fn read_payload(path: &Path) -> gateway::test_support::LockPayload {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    gateway::lock::format::LockPayload::parse(&bytes)
+    gateway::test_support::LockPayload::parse(&bytes)
         .unwrap_or_else(|| panic!("{} has no payload", path.display()))
 }
 

@@ -1,15 +1,17 @@
-//! One lock file on hostile ground: create, inspect, reclaim, release (SPEC §2, §4, §5).
+//! Creates a lock file whole and locked, gives it its name, and releases it only while it is
+//! still ours (SPEC §2, §5).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use super::beacon;
 use super::dir::{LockDir, refuses_links};
-use super::format::{LockPayload, MAX_LOCK_FILE_BYTES};
+use super::format::LockPayload;
+use super::inspect::{BeaconProbe, inspect};
 use crate::error::GatewayLockError;
 use crate::failpoint::failpoint;
 
@@ -107,15 +109,16 @@ pub fn create(
     stale: Duration,
 ) -> Result<Created, GatewayLockError> {
     #[cfg(target_os = "linux")]
-    if !dir.links_refused() && !crate::failpoint::force_named_temp() {
-        if let Some(created) = create_unnamed(dir, name, contents)? {
-            return Ok(created);
-        }
+    if !dir.links_refused()
+        && !crate::failpoint::force_named_temp()
+        && let Some(created) = create_unnamed(dir, name, contents)?
+    {
+        return Ok(created);
     }
-    if !dir.links_refused() {
-        if let Some(created) = create_via_named_temp(dir, name, contents, stale)? {
-            return Ok(created);
-        }
+    if !dir.links_refused()
+        && let Some(created) = create_via_named_temp(dir, name, contents, stale)?
+    {
+        return Ok(created);
     }
     create_in_place(dir, name, contents)
 }
@@ -303,7 +306,7 @@ fn create_in_place(
 fn write_locked(file: &mut File, contents: &[u8]) -> io::Result<(u64, u64)> {
     let identity = make_private(file)?;
     failpoint("after-create");
-    take_beacon(file)?;
+    beacon::take(file)?;
     failpoint("after-beacon");
     file.write_all(contents)?;
     failpoint("after-write");
@@ -380,332 +383,4 @@ fn held(dir: &Arc<LockDir>, name: &str, inode: Arc<Published>) -> Created {
         path: dir.join(name),
         inode,
     })
-}
-
-/// A lock file as a checker saw it.
-#[derive(Debug, Clone)]
-pub struct Observed {
-    pub bytes: Vec<u8>,
-    pub dev: u64,
-    pub ino: u64,
-    pub modified: SystemTime,
-    /// A holder of ours has the `flock`: the owner is alive, certainly.
-    pub beacon_held: bool,
-    pub payload: Option<LockPayload>,
-}
-
-impl Observed {
-    /// How old the file says it is: `createdAt` when readable, else its mtime.
-    pub fn age(&self) -> Duration {
-        let created = self
-            .payload
-            .as_ref()
-            .and_then(LockPayload::created_at_time)
-            .or_else(|| created_at_without_payload(&self.bytes))
-            .unwrap_or(self.modified);
-        SystemTime::now()
-            .duration_since(created)
-            .unwrap_or(Duration::ZERO)
-    }
-
-    fn same_file(&self, other: &Observed) -> bool {
-        self.dev == other.dev && self.ino == other.ino && self.bytes == other.bytes
-    }
-}
-
-fn created_at_without_payload(bytes: &[u8]) -> Option<SystemTime> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    humantime::parse_rfc3339_weak(value.get("createdAt")?.as_str()?).ok()
-}
-
-/// How a checker tells whether a holder of ours is alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BeaconProbe {
-    /// Try a shared `flock` and drop it at once (acquire, reclaim).
-    Flock,
-    /// For `status`, taking nothing: test for the holder's OFD lock (`F_OFD_GETLK`), then look
-    /// its `flock` up in `/proc/locks`; only where that file cannot be read (not Linux), fall
-    /// back to [`BeaconProbe::Flock`].
-    Passive,
-}
-
-/// Reads the lock file `name` without following links or blocking on FIFOs. `Ok(None)`: it is
-/// gone.
-pub fn inspect(
-    dir: &LockDir,
-    name: &str,
-    probe: BeaconProbe,
-) -> Result<Option<Observed>, GatewayLockError> {
-    let path = || dir.join(name);
-    let file = match dir.open(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(GatewayLockError::UnsafeLockFile {
-                path: path(),
-                problem: "it is a symbolic link".into(),
-            });
-        }
-        Err(source) => {
-            return Err(GatewayLockError::LockIo {
-                path: path(),
-                source,
-            });
-        }
-    };
-    let io_error = |source| GatewayLockError::LockIo {
-        path: path(),
-        source,
-    };
-    let meta = file.metadata().map_err(io_error)?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() {
-            "it is a directory"
-        } else if meta.file_type().is_fifo() {
-            "it is a FIFO"
-        } else {
-            "it is not a regular file"
-        };
-        return Err(GatewayLockError::UnsafeLockFile {
-            path: path(),
-            problem: kind.into(),
-        });
-    }
-    let bytes = read_capped(&file).map_err(io_error)?;
-    let beacon_held = match probe {
-        BeaconProbe::Flock => beacon_held_flock(&file).map_err(io_error)?,
-        // A holder of ours also has an OFD lock, which can be tested without taking anything
-        // and is seen from any PID namespace; `/proc/locks` shows a holder that has only the
-        // `flock` (unless it is outside our PID namespace).
-        BeaconProbe::Passive if beacon_held_ofd(&file) => true,
-        BeaconProbe::Passive => match beacon_held_proc_locks(meta.dev(), meta.ino()) {
-            Some(held) => held,
-            None => beacon_held_flock(&file).map_err(io_error)?,
-        },
-    };
-    Ok(Some(Observed {
-        payload: LockPayload::parse(&bytes),
-        bytes,
-        dev: meta.dev(),
-        ino: meta.ino(),
-        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        beacon_held,
-    }))
-}
-
-fn read_capped(file: &File) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    file.take(MAX_LOCK_FILE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// The beacon: an exclusive `flock` for the whole life of the file (SPEC §4), and on Linux an
-/// exclusive OFD lock beside it, which `status` can test for without taking a lock. Both belong
-/// to the open file, so they go together when it is closed, however the process ends.
-fn take_beacon(file: &File) -> io::Result<()> {
-    flock(file, libc::LOCK_EX)?;
-    #[cfg(target_os = "linux")]
-    {
-        let mut lock = whole_file_write_lock();
-        // Best effort: it only helps `status` see us from another PID namespace, and nobody
-        // else can hold a lock on a file we have just created. Kernels before 3.15 lack it.
-        // SAFETY: the descriptor is open and `lock` is a valid `struct flock`.
-        let _ = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
-    }
-    Ok(())
-}
-
-/// Whether an OFD lock conflicting with a write lock is held on the file: asked, not taken.
-#[cfg(target_os = "linux")]
-fn beacon_held_ofd(file: &File) -> bool {
-    let mut lock = whole_file_write_lock();
-    // SAFETY: the descriptor is open and `lock` is a valid `struct flock` for the kernel to
-    // fill in.
-    let asked = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
-    asked == 0 && lock.l_type != libc::F_UNLCK as libc::c_short
-}
-
-#[cfg(not(target_os = "linux"))]
-fn beacon_held_ofd(_file: &File) -> bool {
-    false
-}
-
-#[cfg(target_os = "linux")]
-fn whole_file_write_lock() -> libc::flock {
-    // SAFETY: `struct flock` is plain data; all zeroes is "from offset 0 to the end", pid 0 as
-    // OFD locks require.
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as libc::c_short;
-    lock.l_whence = libc::SEEK_SET as libc::c_short;
-    lock
-}
-
-fn beacon_held_flock(file: &File) -> io::Result<bool> {
-    match flock(file, libc::LOCK_SH | libc::LOCK_NB) {
-        Ok(()) => {
-            flock(file, libc::LOCK_UN)?;
-            Ok(false)
-        }
-        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(true),
-        Err(e) => Err(e),
-    }
-}
-
-/// Linux: is there an exclusive `FLOCK` on this inode in `/proc/locks`?
-#[cfg(target_os = "linux")]
-fn beacon_held_proc_locks(dev: u64, ino: u64) -> Option<bool> {
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    let wanted = format!(
-        "{:02x}:{:02x}:{ino}",
-        libc::major(dev as libc::dev_t),
-        libc::minor(dev as libc::dev_t)
-    );
-    Some(locks.lines().any(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; blocked waiters add a "->" field.
-        let fields = if fields.get(1) == Some(&"->") {
-            &fields[1..]
-        } else {
-            &fields[..]
-        };
-        fields.get(1) == Some(&"FLOCK")
-            && fields.get(3) == Some(&"WRITE")
-            && fields.get(5).is_some_and(|id| *id == wanted)
-    }))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn beacon_held_proc_locks(_dev: u64, _ino: u64) -> Option<bool> {
-    None
-}
-
-fn flock(file: &File, operation: libc::c_int) -> io::Result<()> {
-    loop {
-        // SAFETY: the descriptor is open for the lifetime of `file`.
-        if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
-/// What a reclaim attempt did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Reclaim {
-    /// The judged file is gone (we removed it, or someone else did): create again at once.
-    Done,
-    /// Another reclaimer holds the guard: wait a poll interval.
-    Busy,
-}
-
-/// Removes a lock file judged dead, safely against concurrent reclaimers of either
-/// implementation: take `<lock>.reclaim` exclusively, re-read, unlink only if bytes and inode
-/// are unchanged and no beacon is held, remove the guard.
-pub fn reclaim(
-    dir: &LockDir,
-    name: &str,
-    judged: &Observed,
-    stale: Duration,
-) -> Result<Reclaim, GatewayLockError> {
-    let guard_name = format!("{name}.reclaim");
-    let io_error = |source| GatewayLockError::LockIo {
-        path: dir.join(&guard_name),
-        source,
-    };
-    let guard = match dir.open(
-        &guard_name,
-        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-        0o600,
-    ) {
-        Ok(guard) => guard,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            clear_abandoned_guard(dir, &guard_name, stale)?;
-            return Ok(Reclaim::Busy);
-        }
-        Err(e) => return Err(io_error(e)),
-    };
-    let outcome = hold_guard(&guard)
-        .map_err(io_error)
-        .and_then(|()| remove_if_unchanged(dir, name, judged));
-    // Removed on every path: a guard left by a live process would block every reclaimer for
-    // the whole stale window.
-    let _ = dir.remove_file(&guard_name);
-    outcome
-}
-
-/// The guard carries our beacon and pid, so others can tell an abandoned one.
-fn hold_guard(guard: &File) -> io::Result<()> {
-    flock(guard, libc::LOCK_EX)?;
-    let payload = format!(
-        "{{\"pid\":{},\"createdAt\":\"{}\"}}\n",
-        std::process::id(),
-        super::format::timestamp_now()
-    );
-    (&*guard).write_all(payload.as_bytes())
-}
-
-/// Under the guard: unlinks `name` only if its bytes and inode are what was judged dead and no
-/// beacon is held on it now.
-fn remove_if_unchanged(
-    dir: &LockDir,
-    name: &str,
-    judged: &Observed,
-) -> Result<Reclaim, GatewayLockError> {
-    match inspect(dir, name, BeaconProbe::Flock) {
-        Ok(Some(now)) if now.same_file(judged) && !now.beacon_held => match dir.remove_file(name) {
-            Ok(()) => Ok(Reclaim::Done),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Reclaim::Done),
-            Err(source) => Err(GatewayLockError::LockIo {
-                path: dir.join(name),
-                source,
-            }),
-        },
-        // Gone, or replaced by a new owner: judge again.
-        Ok(_) => Ok(Reclaim::Done),
-        Err(e) => Err(e),
-    }
-}
-
-/// A guard left by a reclaimer that died, or older than the stale window, is removed (OpenClaw
-/// fails closed here, which wedged restarts). The guard may be a file or (OpenClaw) a directory.
-fn clear_abandoned_guard(
-    dir: &LockDir,
-    guard_name: &str,
-    stale: Duration,
-) -> Result<(), GatewayLockError> {
-    let Ok(found) = dir.stat(guard_name) else {
-        return Ok(());
-    };
-    let age = SystemTime::now()
-        .duration_since(found.modified)
-        .unwrap_or(Duration::ZERO);
-    if found.is_dir {
-        if age > stale {
-            let _ = dir.remove_dir(guard_name);
-        }
-        return Ok(());
-    }
-    let abandoned = match inspect(dir, guard_name, BeaconProbe::Flock) {
-        Ok(Some(observed)) => {
-            !observed.beacon_held
-                && (age > stale
-                    || observed
-                        .payload
-                        .as_ref()
-                        .is_some_and(|p| !super::liveness::pid_is_running(p.pid)))
-        }
-        // Gone already, or not a regular file (refused elsewhere): nothing to clear.
-        _ => false,
-    };
-    let unchanged = dir
-        .stat(guard_name)
-        .is_ok_and(|now| (now.dev, now.ino) == (found.dev, found.ino));
-    if abandoned && unchanged {
-        let _ = dir.remove_file(guard_name);
-    }
-    Ok(())
 }

@@ -1,0 +1,118 @@
+//! The kernel beacon (SPEC §4): a holder keeps an exclusive `flock` on its open lock file for
+//! its whole life; a checker asks whether one is held.
+//!
+//! The `flock` goes through std's `File::{lock, try_lock_shared, unlock}`. On Linux the holder
+//! also takes an OFD lock, which `status` can test for without taking anything and which is
+//! seen from any PID namespace; std has no OFD locks, so those stay `fcntl` calls.
+
+use std::fs::File;
+use std::io;
+
+/// Takes the beacon on a file we have just created: an exclusive `flock` and, on Linux, an
+/// exclusive OFD lock beside it. Both belong to the open file, so they go together when it is
+/// closed, however the process ends.
+pub(super) fn take(file: &File) -> io::Result<()> {
+    lock_exclusive(file)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut lock = whole_file_write_lock();
+        // Best effort: it only helps `status` see us from another PID namespace, and nobody
+        // else can hold a lock on a file we have just created. Kernels before 3.15 lack it.
+        // SAFETY: the descriptor is open and `lock` is a valid `struct flock`.
+        let _ = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
+    }
+    Ok(())
+}
+
+/// An exclusive `flock`, waiting for it. Only a checker's momentary shared lock can be in the
+/// way, so the wait is short; a signal that interrupts it does not end it.
+pub(super) fn lock_exclusive(file: &File) -> io::Result<()> {
+    loop {
+        match file.lock() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            locked => return locked,
+        }
+    }
+}
+
+/// Whether someone holds an exclusive `flock` on the file: we try a shared one and drop it at
+/// once. Used while acquiring and reclaiming, where taking a lock for an instant is fine.
+pub(super) fn held_flock(file: &File) -> io::Result<bool> {
+    match file.try_lock_shared() {
+        Ok(()) => {
+            file.unlock()?;
+            Ok(false)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether a holder's beacon is on the file, taking nothing (for `status`): its OFD lock, then
+/// its `flock` in `/proc/locks`; only where that cannot be read (not Linux), a [`held_flock`].
+pub(super) fn held_passive(file: &File, dev: u64, ino: u64) -> io::Result<bool> {
+    if held_ofd(file) {
+        return Ok(true);
+    }
+    // `/proc/locks` shows a holder that has only the `flock` (unless it is outside our PID
+    // namespace).
+    match held_in_proc_locks(dev, ino) {
+        Some(held) => Ok(held),
+        None => held_flock(file),
+    }
+}
+
+/// Whether an OFD lock conflicting with a write lock is held on the file: asked, not taken.
+#[cfg(target_os = "linux")]
+fn held_ofd(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut lock = whole_file_write_lock();
+    // SAFETY: the descriptor is open and `lock` is a valid `struct flock` for the kernel to
+    // fill in.
+    let asked = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
+    asked == 0 && lock.l_type != libc::F_UNLCK as libc::c_short
+}
+
+#[cfg(not(target_os = "linux"))]
+fn held_ofd(_file: &File) -> bool {
+    false
+}
+
+#[cfg(target_os = "linux")]
+fn whole_file_write_lock() -> libc::flock {
+    // SAFETY: `struct flock` is plain data; all zeroes is "from offset 0 to the end", pid 0 as
+    // OFD locks require.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
+}
+
+/// Linux: is there an exclusive `FLOCK` on this inode in `/proc/locks`?
+#[cfg(target_os = "linux")]
+fn held_in_proc_locks(dev: u64, ino: u64) -> Option<bool> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let wanted = format!(
+        "{:02x}:{:02x}:{ino}",
+        libc::major(dev as libc::dev_t),
+        libc::minor(dev as libc::dev_t)
+    );
+    Some(locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; blocked waiters add a "->" field.
+        let fields = if fields.get(1) == Some(&"->") {
+            &fields[1..]
+        } else {
+            &fields[..]
+        };
+        fields.get(1) == Some(&"FLOCK")
+            && fields.get(3) == Some(&"WRITE")
+            && fields.get(5).is_some_and(|id| *id == wanted)
+    }))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn held_in_proc_locks(_dev: u64, _ino: u64) -> Option<bool> {
+    None
+}
