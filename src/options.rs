@@ -330,12 +330,12 @@ impl GatewayOptions {
             }
             _ => {}
         }
-        if let BindMode::Custom(host) = &self.bind {
-            if host.trim().is_empty() {
-                return Err(GatewayLockError::InvalidOption(
-                    "the custom bind host is empty: give a host name or IP address".into(),
-                ));
-            }
+        if let BindMode::Custom(host) = &self.bind
+            && host.trim().is_empty()
+        {
+            return Err(GatewayLockError::InvalidOption(
+                "the custom bind host is empty: give a host name or IP address".into(),
+            ));
         }
         if self.bind == BindMode::Lan && auth == Auth::None {
             return Err(GatewayLockError::LanWithoutAuth);

@@ -107,15 +107,16 @@ pub fn create(
     stale: Duration,
 ) -> Result<Created, GatewayLockError> {
     #[cfg(target_os = "linux")]
-    if !dir.links_refused() && !crate::failpoint::force_named_temp() {
-        if let Some(created) = create_unnamed(dir, name, contents)? {
-            return Ok(created);
-        }
+    if !dir.links_refused()
+        && !crate::failpoint::force_named_temp()
+        && let Some(created) = create_unnamed(dir, name, contents)?
+    {
+        return Ok(created);
     }
-    if !dir.links_refused() {
-        if let Some(created) = create_via_named_temp(dir, name, contents, stale)? {
-            return Ok(created);
-        }
+    if !dir.links_refused()
+        && let Some(created) = create_via_named_temp(dir, name, contents, stale)?
+    {
+        return Ok(created);
     }
     create_in_place(dir, name, contents)
 }

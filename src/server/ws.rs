@@ -732,16 +732,16 @@ impl Session {
         }
         // After a read error tungstenite reads no more: end our side and drain the peer's
         // unread bytes, so it gets the close frame rather than a reset.
-        if let (true, Some(sink)) = (read_failed, returned_sink) {
-            if let Ok(mut socket) = stream.reunite(sink) {
-                let io = socket.get_mut();
-                let _ = tokio::time::timeout(CLOSE_LINGER, async {
-                    let _ = io.shutdown().await;
-                    let mut buf = [0u8; 4096];
-                    while let Ok(1..) = io.read(&mut buf).await {}
-                })
-                .await;
-            }
+        if let (true, Some(sink)) = (read_failed, returned_sink)
+            && let Ok(mut socket) = stream.reunite(sink)
+        {
+            let io = socket.get_mut();
+            let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                let _ = io.shutdown().await;
+                let mut buf = [0u8; 4096];
+                while let Ok(1..) = io.read(&mut buf).await {}
+            })
+            .await;
         }
     }
 
@@ -959,11 +959,11 @@ impl Session {
             self.answer(&frame.id, result);
             return;
         };
-        if let Some(scope) = &method.scope {
-            if !protocol::scope_granted(&client.scopes, scope) {
-                self.answer(&frame.id, Err(protocol::missing_scope(scope)));
-                return;
-            }
+        if let Some(scope) = &method.scope
+            && !protocol::scope_granted(&client.scopes, scope)
+        {
+            self.answer(&frame.id, Err(protocol::missing_scope(scope)));
+            return;
         }
         let id = hub.next_request.fetch_add(1, Ordering::Relaxed);
         {
