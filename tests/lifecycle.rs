@@ -83,7 +83,7 @@ fn lock_lost_is_told_and_logged_to_the_serve_logger() {
 #[test]
 fn a_connection_open_past_the_timeout_is_not_drained() {
     let env = TestEnv::new();
-    let lock = GatewayLock::acquire(&env.options().port(0)).unwrap();
+    let lock = GatewayLock::acquire(&env.options().port(free_port())).unwrap();
     let (options, record) = recording();
     let gateway = Gateway::serve(lock, options).unwrap();
     let port = gateway.port();

@@ -4,7 +4,6 @@
 //! raced by two starters never gives two holders.
 
 mod common;
-mod support;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Mutex;
@@ -14,7 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use gateway::{Gateway, GatewayLock, GatewayLockError, LogLevel, ServeOptions};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::*;
 
 /// A listener that is not a gateway, bound the way other programs bind.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +155,7 @@ fn without_a_foreign_listener_both_loopbacks_are_ours() {
     // The control of the next test: the alias is bound when it is free.
     let env = TestEnv::new();
     let (logger, lines) = recording_logger();
-    let lock = GatewayLock::acquire(&env.options().port(0).logger(logger)).unwrap();
+    let lock = GatewayLock::acquire(&env.options().port(free_port()).logger(logger)).unwrap();
     let port = lock.port();
     assert_eq!(
         lock.local_addrs(),
@@ -311,7 +309,7 @@ fn library_holder_learns_its_lock_file_was_replaced() {
     let (logger, lines) = recording_logger();
     let options = env
         .options()
-        .port(0)
+        .port(free_port())
         .recheck_interval(Duration::from_millis(200))
         .logger(logger);
     let lock = GatewayLock::acquire(&options).unwrap();
@@ -399,7 +397,7 @@ fn release_raced_by_two_starters_never_gives_two_holders() {
                 while !stop.load(Ordering::Acquire) {
                     let command =
                         env.command(&["run", "--port", &port_arg, "--lock-timeout-ms", "300"]);
-                    match try_start(command, Duration::from_secs(10)) {
+                    match GatewayProcess::spawn(command) {
                         Ok(winner) => {
                             winners.lock().unwrap().push(winner);
                             return;

@@ -157,7 +157,7 @@ fn finish_request(mut stream: TcpStream, port: u16) -> (u16, Vec<(String, String
 #[test]
 fn readyz_and_startupz_say_draining_during_shutdown() {
     let env = TestEnv::new();
-    let lock = GatewayLock::acquire(&env.options().port(0)).unwrap();
+    let lock = GatewayLock::acquire(&env.options().port(free_port())).unwrap();
     let port = lock.port();
     let gateway = Gateway::serve(lock, ServeOptions::default()).unwrap();
     assert_eq!(http(port, "GET", "/readyz").unwrap().0, 200);

@@ -2,6 +2,7 @@
 //! every close code and reason, every error `details.code`, auth, Origin, limits, host
 //! methods and events, keepalive and shutdown.
 
+mod common;
 mod wsclient;
 
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,6 @@
 //! answers, socket activation, and an embedding host's children after a SIGKILL.
 
 mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -14,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use support::*;
 
 const SYSTEMD_DUPLICATE: &str = "gateway already running under systemd; existing gateway is healthy, exiting with code 78 to prevent a systemd Restart=always loop";
 
