@@ -3,12 +3,13 @@
 //! as busy programs on a machine do: one thread binds listeners on port 0 and holds each for a
 //! while (see `listen`), the others connect and close as fast as they can (see `churn`). The
 //! tests' ports must survive it (tests/common/mod.rs, `free_port`); ports from `bind(0)` do not.
+//! Linux only (see `reset`).
 //!
 //! Built and run by scripts/loopback-load.sh; std only, so plain `rustc` builds it.
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -94,7 +95,8 @@ fn listen(stop: &AtomicBool, opened: &AtomicU64, failed: &AtomicU64) {
         let connected = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|listener| {
             let client = TcpStream::connect(listener.local_addr()?)?;
             let (server, _) = listener.accept()?;
-            drop((client, server));
+            reset(client);
+            drop(server);
             if held.len() == HELD_LISTENERS {
                 held.pop_front();
             }
@@ -105,19 +107,50 @@ fn listen(stop: &AtomicBool, opened: &AtomicU64, failed: &AtomicU64) {
     }
 }
 
-/// Cycles through the range quickly: connects round the listeners and lets the server close
-/// first, so the local port comes back at once for the next connection to take (each listener
-/// multiplies the (port, listener) pairs a minute of TIME_WAIT leaves usable).
+/// Cycles through the range quickly: connects round the listeners and resets each connection
+/// at once, so its local port comes back for the next connect to take.
 fn churn(addrs: &[SocketAddr], stop: &AtomicBool, opened: &AtomicU64, failed: &AtomicU64) {
     for addr in addrs.iter().cycle() {
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let connected = TcpStream::connect(addr).map(|mut stream| {
-            let _ = stream.read(&mut [0; 1]); // until the server's close
-        });
-        count(connected, opened, failed);
+        count(TcpStream::connect(addr).map(reset), opened, failed);
     }
+}
+
+/// Closes with a reset (`SO_LINGER` 0) instead of a FIN: no TIME_WAIT is left on either side.
+/// Tens of thousands of connections a second would otherwise fill the kernel's TIME_WAIT table
+/// (`tcp_max_tw_buckets`), and then it drops every new TIME_WAIT and FIN_WAIT2 at once,
+/// everyone's: not a machine the tests are meant for, and a test that watches a killed
+/// gateway's sockets linger (race_and_crash) would see none.
+fn reset(stream: TcpStream) {
+    #[repr(C)]
+    struct Linger {
+        l_onoff: i32,
+        l_linger: i32,
+    }
+    unsafe extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const Linger, len: u32) -> i32;
+    }
+    // Linux's values (asm-generic/socket.h; this load is for the Linux test machines).
+    const SOL_SOCKET: i32 = 1;
+    const SO_LINGER: i32 = 13;
+    let linger = Linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `stream` owns the descriptor for the whole call, and `linger` is a valid
+    // `struct linger` whose size is the length passed.
+    unsafe {
+        setsockopt(
+            stream.as_raw_fd(),
+            SOL_SOCKET,
+            SO_LINGER,
+            &linger,
+            size_of::<Linger>() as u32,
+        );
+    }
+    drop(stream);
 }
 
 /// Counts a connection; a failed connect (the ephemeral range exhausted, an accept queue full)

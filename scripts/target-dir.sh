@@ -5,10 +5,10 @@
 #
 # A relative CARGO_TARGET_DIR is relative to the directory the script was started from, as it
 # is for cargo: it is made absolute here, so the script's `cd` does not move it.
-if [ -n "${CARGO_TARGET_DIR:-}" ]; then
-  CARGO_TARGET_DIR=$(realpath -m -- "$CARGO_TARGET_DIR")
-  export CARGO_TARGET_DIR
-fi
+case ${CARGO_TARGET_DIR:-} in
+  '' | /*) ;;
+  *) export CARGO_TARGET_DIR="$PWD/$CARGO_TARGET_DIR" ;;
+esac
 target_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." \
   && cargo metadata --format-version 1 --no-deps \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')

@@ -43,9 +43,11 @@ impl Foreign {
         }
     }
 
-    /// Listens on an ephemeral port (free for this socket's whole reach) and returns it.
+    /// Listens on a test port and returns it. Not one from `bind(0)`: that is free only for
+    /// this socket's reach, and a test that then binds `127.0.0.1` beside a `[::1]` listener
+    /// would race every outgoing connection for it.
     fn listen(self) -> (Socket, u16) {
-        let addr = SocketAddr::new(self.ip.parse().unwrap(), 0);
+        let addr = SocketAddr::new(self.ip.parse().unwrap(), free_port());
         let socket =
             Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).unwrap();
         if let Some(only_v6) = self.only_v6 {
