@@ -89,7 +89,11 @@ fn a_connection_open_past_the_timeout_is_not_drained() {
     let port = gateway.port();
     let mut stuck = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stuck.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        wait_until_server_read(port, 1),
+        "{:?}",
+        tcp_sockets_on(port)
+    );
 
     let report = gateway.shutdown(Duration::from_millis(100));
     assert!(!report.drained);

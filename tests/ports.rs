@@ -272,7 +272,7 @@ fn deleted_lock_files_leave_the_port_on_guard_and_the_holder_notices() {
             )
         });
         let line = holder
-            .wait_stderr("was removed or replaced", Duration::from_secs(3))
+            .wait_stderr("was removed or replaced", Duration::from_secs(5))
             .expect("the holder notices the deleted lock file");
         let noticed = deleted.elapsed();
         assert!(
@@ -282,9 +282,10 @@ fn deleted_lock_files_leave_the_port_on_guard_and_the_holder_notices() {
             )),
             "{line}"
         );
-        // Within about one 200 ms re-check interval (the default is 60 s).
+        // Within about one 200 ms re-check interval (the default is 60 s; the bound leaves room
+        // for a loaded machine).
         assert!(
-            noticed < Duration::from_millis(1000),
+            noticed < Duration::from_secs(3),
             "noticed after {noticed:?}"
         );
 
@@ -331,10 +332,11 @@ fn library_holder_learns_its_lock_file_was_replaced() {
     std::fs::write(&config_lock, &bytes).unwrap();
     let replaced = Instant::now();
     let path = lost_rx
-        .recv_timeout(Duration::from_secs(2))
+        .recv_timeout(Duration::from_secs(5))
         .expect("on_lost is called");
+    // Within about one 200 ms interval (the default is 60 s), with room for a loaded machine.
     assert!(
-        replaced.elapsed() < Duration::from_millis(1000),
+        replaced.elapsed() < Duration::from_secs(3),
         "{:?}",
         replaced.elapsed()
     );

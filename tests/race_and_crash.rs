@@ -595,29 +595,6 @@ fn read_health_response(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&raw).into_owned()
 }
 
-/// Sockets on local port `port` in /proc/net/tcp{,6}, by TCP state number.
-fn tcp_states_on(port: u16) -> Vec<u8> {
-    let suffix = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"]
-        .iter()
-        .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|table| {
-            table
-                .lines()
-                .skip(1)
-                .filter_map(|line| {
-                    let fields: Vec<&str> = line.split_whitespace().collect();
-                    let local = fields.get(1)?;
-                    let state = u8::from_str_radix(fields.get(3)?, 16).ok()?;
-                    local.ends_with(&suffix).then_some(state)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-const TCP_FIN_WAIT2: u8 = 0x05;
-
 #[test]
 fn restart_after_sigkill_with_open_client_connections() {
     let _serial = serial();
@@ -654,10 +631,11 @@ fn restart_after_sigkill_with_open_client_connections() {
     // The kernel closed the killed gateway's side of each connection while our side stays open:
     // its sockets linger in FIN_WAIT2 on the gateway's port, which a plain bind would trip over.
     assert!(
-        wait_until(Duration::from_secs(2), || tcp_states_on(port)
-            .contains(&TCP_FIN_WAIT2)),
+        wait_until(Duration::from_secs(5), || tcp_sockets_on(port)
+            .iter()
+            .any(|socket| socket.state == TCP_FIN_WAIT2)),
         "no lingering server-side socket on port {port}: {:?}",
-        tcp_states_on(port)
+        tcp_sockets_on(port)
     );
     assert_eq!(
         env.lock_dir_entries().len(),
