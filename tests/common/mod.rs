@@ -367,9 +367,39 @@ fn bindable_now(port: u16) -> bool {
     v6_free && bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).is_ok()
 }
 
-/// A port can be bound by a plain listener (`SO_REUSEADDR`, as servers bind) right now.
+/// A plain listener (`SO_REUSEADDR`, as servers bind) can have the port: at once when no
+/// socket of this process holds it.
+///
+/// Only a socket of another process may hold it for a moment: every process this test binary
+/// starts is a copy of it until its `exec`, descriptors included (close-on-exec closes them at
+/// the `exec`, not before), so a listener a test just closed can live on in a child another
+/// test thread is starting. That copy goes within milliseconds; one that stays 2 s is a leak.
 pub fn port_is_free(port: u16) -> bool {
-    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok()
+    let bindable = || TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok();
+    if bindable() {
+        return true;
+    }
+    if held_by_this_process(port) {
+        return false;
+    }
+    wait_until(Duration::from_secs(2), bindable)
+}
+
+/// A socket bound to `port` is open in this process (found by inode in /proc/self/fd).
+fn held_by_this_process(port: u16) -> bool {
+    let inodes: Vec<String> = tcp_sockets_on(port)
+        .iter()
+        .map(|socket| format!("socket:[{}]", socket.inode))
+        .collect();
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
 }
 
 /// Status, headers (names lower-cased) and body of an HTTP response.
@@ -436,6 +466,8 @@ pub struct TcpSocket {
     pub state: u8,
     /// Bytes received and not read yet by the program that owns the socket.
     pub unread: u64,
+    /// Its inode (0 once no process holds it: TIME_WAIT, an orphan).
+    pub inode: u64,
 }
 
 /// The TCP sockets (IPv4 and IPv6) of this network namespace whose local port is `port`: a
@@ -456,7 +488,12 @@ pub fn tcp_sockets_on(port: u16) -> Vec<TcpSocket> {
                     }
                     let state = u8::from_str_radix(fields.get(3)?, 16).ok()?;
                     let unread = u64::from_str_radix(fields.get(4)?.split_once(':')?.1, 16).ok()?;
-                    Some(TcpSocket { state, unread })
+                    let inode = fields.get(9)?.parse().ok()?;
+                    Some(TcpSocket {
+                        state,
+                        unread,
+                        inode,
+                    })
                 })
                 .collect::<Vec<_>>()
         })
