@@ -1,6 +1,7 @@
 //! What every integration test needs: an isolated home and state dir, the real `gateway`
-//! binary run as a process (to its ready line or to its exit), test ports, raw HTTP, and
-//! waiting with deadlines. Every test runs real processes on real sockets.
+//! binary run as a process (to its ready line or to its exit), test ports and the kernel's view
+//! of a port, raw HTTP, waiting with deadlines, a logger that records. Every test runs real
+//! processes on real sockets. The sections below, in that order.
 //!
 //! The other test-support modules, each for one kind of test and used next to this one:
 //! `lockkit` (lock files and stand-in owners), `race` (starts released together behind a
@@ -18,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use gateway::{LogLevel, Logger};
 
-/// How long a `gateway run` may take to print its ready line. Generous: a loaded 2-core machine
-/// running valgrind next door is slow, and a start that succeeds never waits for it.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+// ---------------------------------------------------------------------------------------------
+// The test env
+// ---------------------------------------------------------------------------------------------
 
 /// A fresh home with its own state dir, removed on drop.
 pub struct TestEnv {
@@ -105,6 +106,14 @@ impl TestEnv {
             .unwrap_or_else(|exit| panic!("gateway run {args:?} did not start: {exit:?}"))
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Gateway processes
+// ---------------------------------------------------------------------------------------------
+
+/// How long a `gateway run` may take to print its ready line. Generous: a loaded 2-core machine
+/// running valgrind next door is slow, and a start that succeeds never waits for it.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running `gateway run`; killed (SIGKILL) on drop if still running.
 pub struct GatewayProcess {
@@ -401,6 +410,10 @@ fn held_by_this_process(port: u16) -> bool {
                 .any(|inode| target.as_os_str() == inode.as_str())
         })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Raw HTTP, waiting
+// ---------------------------------------------------------------------------------------------
 
 /// Status, headers (names lower-cased) and body of an HTTP response.
 pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
