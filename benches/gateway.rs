@@ -11,14 +11,14 @@
 //! Every process gets a scrubbed environment and a temp `HOME`; every child is killed on the
 //! way out, panics included. Only loopback addresses are used.
 
-/// The integration tests' isolated env (scrubbed environment, HOME, lock dir listing).
+/// The integration tests' isolated env (scrubbed environment, HOME, lock dir listing) and test ports.
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -178,7 +178,7 @@ fn section(name: &str) {
 /// iteration stops the gateway with SIGTERM and checks that it left no lock file behind.
 fn cold_start(plan: &Plan) -> Row {
     let env = Env::new();
-    let port = free_port();
+    let port = common::free_port();
     let mut samples = Vec::new();
     for _ in 0..plan.process_iterations {
         assert!(env.lock_files().is_empty(), "state is clean before a start");
@@ -204,7 +204,7 @@ fn cold_start(plan: &Plan) -> Row {
 fn duplicate_refused(plan: &Plan) -> Vec<Row> {
     let env = Env::new();
     let other = Env::new();
-    let port = free_port();
+    let port = common::free_port();
     let mut holder = env.spawn_run(port);
     wait_healthy(port, &mut holder, &env);
     let refusals = |duplicate: &Env, expected: &str| {
@@ -248,7 +248,7 @@ fn duplicate_refused(plan: &Plan) -> Vec<Row> {
 /// state and port to its `/healthz` 200: the new one reclaims the dead holder's files.
 fn restart_after_sigkill(plan: &Plan) -> Row {
     let env = Env::new();
-    let port = free_port();
+    let port = common::free_port();
     let mut holder = env.spawn_run(port);
     wait_healthy(port, &mut holder, &env);
     let mut samples = Vec::new();
@@ -275,7 +275,7 @@ fn acquire_vs_floor(plan: &Plan, base: &Path, targeted: bool) -> Vec<Row> {
     let env = Env::new_in(base);
     let place = format!("{} ({})", base.display(), fs_name(base));
     println!("   state dir on {place}");
-    let port = free_port();
+    let port = common::free_port();
     let options = GatewayOptions::new()
         .state_dir(env.state_dir())
         .config_path(env.state_dir().join("openclaw.json"))
@@ -487,7 +487,7 @@ fn idle_rss(plan: &Plan) -> Row {
     let mut gateways: Vec<(u16, Gateway)> = envs
         .iter()
         .map(|env| {
-            let port = free_port();
+            let port = common::free_port();
             (port, env.spawn_run(port))
         })
         .collect();
@@ -516,7 +516,7 @@ fn idle_rss(plan: &Plan) -> Row {
 /// and against a floor server that answers every request with fixed bytes without parsing.
 fn http_figures(plan: &Plan) -> Vec<Row> {
     let env = Env::new();
-    let port = free_port();
+    let port = common::free_port();
     let mut gateway = env.spawn_run(port);
     wait_healthy(port, &mut gateway, &env);
     let floor_port = start_floor_server();
@@ -991,19 +991,6 @@ fn healthy(port: u16) -> bool {
         return false;
     }
     read_response(&mut stream, &mut Vec::new()).is_ok_and(|status| status == 200)
-}
-
-/// A port that was free a moment ago on both loopback addresses.
-fn free_port() -> u16 {
-    loop {
-        let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
-        let port = v4.local_addr().expect("address").port();
-        let v6_free = TcpListener::bind((Ipv6Addr::LOCALHOST, port)).is_ok();
-        let v6_missing = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_err();
-        if v6_free || v6_missing {
-            return port;
-        }
-    }
 }
 
 /// A `Vm*` line of `/proc/<pid>/status`, in KiB.

@@ -10,6 +10,9 @@
 //! The echo floor runs in a child process too (this bench, re-executed with
 //! `--echo-server`), so both servers are measured the same way.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -154,10 +157,10 @@ struct Server {
 }
 
 impl Server {
-    /// `gateway run --auth token` on an ephemeral-ish port with a fresh HOME.
+    /// `gateway run --auth token` on a test port with a fresh HOME.
     fn gateway() -> Self {
         let home = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = common::free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
         for name in gateway::ENVIRONMENT_VARIABLES {
             command.env_remove(name);
@@ -189,7 +192,7 @@ impl Server {
 
     /// This bench re-executed as a bare tokio-tungstenite echo server.
     fn echo() -> Self {
-        let port = free_port();
+        let port = common::free_port();
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--echo-server", &port.to_string()])
             .stdout(Stdio::piped())
@@ -393,14 +396,6 @@ async fn idle_rss(gateway: &Server) -> (u64, u64) {
     assert!(next_text(ws).await.as_str().contains(r#""ok":true"#));
     drop(clients);
     (before, after)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn raise_nofile_limit(wanted: u64) {

@@ -7,7 +7,10 @@
 # macOS only (xcodebuild, lipo); it cannot run on Linux. Needs Xcode and rustup:
 #   rustup target add aarch64-apple-darwin x86_64-apple-darwin
 #   scripts/build-xcframework.sh            # writes bindings/swift/Gateway.xcframework
+#
+# The Rust build goes to cargo's target directory (CARGO_TARGET_DIR honoured).
 set -euo pipefail
+source "$(dirname "$0")/target-dir.sh"
 cd "$(dirname "$0")/.."
 
 [ "$(uname -s)" = Darwin ] || { echo "build-xcframework.sh: needs macOS with Xcode" >&2; exit 1; }
@@ -18,11 +21,11 @@ for target in "${targets[@]}"; do
   cargo build --release --lib --target "$target"
 done
 
-out=target/xcframework
+out=$target_dir/xcframework
 rm -rf "$out" bindings/swift/Gateway.xcframework
 mkdir -p "$out/lib" "$out/Headers"
-lipo -create target/aarch64-apple-darwin/release/libgateway.a \
-  target/x86_64-apple-darwin/release/libgateway.a -output "$out/lib/libgateway.a"
+lipo -create "$target_dir/aarch64-apple-darwin/release/libgateway.a" \
+  "$target_dir/x86_64-apple-darwin/release/libgateway.a" -output "$out/lib/libgateway.a"
 lipo -info "$out/lib/libgateway.a"
 
 cp include/gateway.h "$out/Headers/"

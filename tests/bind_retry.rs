@@ -28,14 +28,16 @@ fn default_fails_fast_on_a_taken_port() {
 #[test]
 fn retry_waits_for_the_port_to_be_freed() {
     let env = TestEnv::new();
-    let foreign = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = foreign.local_addr().unwrap().port();
+    // A test port: the gateway binds it after the foreign listener let it go.
+    let port = free_port();
+    let foreign = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let releaser = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         drop(foreign);
     });
+    // Up to 10 s of retries for a release after 300 ms: a loaded machine may be late.
     let options = env.options().port(port).bind_retry(BindRetry {
-        attempts: 20,
+        attempts: 200,
         interval: Duration::from_millis(50),
     });
     let lock = GatewayLock::acquire(&options).expect("the port is freed within the retries");

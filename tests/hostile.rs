@@ -4,7 +4,6 @@
 
 mod common;
 mod lockkit;
-mod support;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -16,7 +15,6 @@ use std::time::Duration;
 use common::*;
 use gateway::GatewayLockError;
 use lockkit::*;
-use support::wrapped;
 
 fn uid() -> u32 {
     // SAFETY: getuid has no preconditions.

@@ -83,13 +83,17 @@ fn lock_lost_is_told_and_logged_to_the_serve_logger() {
 #[test]
 fn a_connection_open_past_the_timeout_is_not_drained() {
     let env = TestEnv::new();
-    let lock = GatewayLock::acquire(&env.options().port(0)).unwrap();
+    let lock = GatewayLock::acquire(&env.options().port(free_port())).unwrap();
     let (options, record) = recording();
     let gateway = Gateway::serve(lock, options).unwrap();
     let port = gateway.port();
     let mut stuck = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stuck.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        wait_until_server_read(port, 1),
+        "{:?}",
+        tcp_sockets_on(port)
+    );
 
     let report = gateway.shutdown(Duration::from_millis(100));
     assert!(!report.drained);

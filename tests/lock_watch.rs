@@ -33,7 +33,7 @@ fn the_handler_may_release_the_lock_itself() {
     let env = TestEnv::new();
     let lock = GatewayLock::acquire(
         &env.options()
-            .port(0)
+            .port(free_port())
             .recheck_interval(Duration::from_millis(20)),
     )
     .unwrap();

@@ -3,7 +3,6 @@
 //! own network namespace the same port can be bound, so the lock file is what refuses it.
 
 mod common;
-mod support;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -11,7 +10,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use support::*;
 
 /// `unshare --pid --fork --mount-proc <command>`: pid 1 of a new PID namespace with its own
 /// `/proc`.

@@ -17,14 +17,15 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::*;
-use lockkit::{acquire_guarded, read_payload};
+use lockkit::{acquire_guarded, read_payload, write_lock};
 use race::*;
 
 /// How many gateways start at once in a race.
 const RACERS: usize = 8;
 
-/// A restart over what a SIGKILL left behind must not wait for anything.
-const RESTART_BUDGET: Duration = Duration::from_secs(1);
+/// A restart over what a SIGKILL left behind must not wait for anything: well under the 5 s lock
+/// timeout, with room for a loaded 2-core machine that is slow to start a process.
+const RESTART_BUDGET: Duration = Duration::from_millis(2500);
 
 /// Older than the stale window (30 s).
 const STALE_AGE: Duration = Duration::from_secs(60);

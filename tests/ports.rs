@@ -4,7 +4,6 @@
 //! raced by two starters never gives two holders.
 
 mod common;
-mod support;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::sync::Mutex;
@@ -14,7 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use gateway::{Gateway, GatewayLock, GatewayLockError, LogLevel, ServeOptions};
 use socket2::{Domain, Protocol, Socket, Type};
-use support::*;
 
 /// A listener that is not a gateway, bound the way other programs bind.
 #[derive(Debug, Clone, Copy)]
@@ -45,9 +43,11 @@ impl Foreign {
         }
     }
 
-    /// Listens on an ephemeral port (free for this socket's whole reach) and returns it.
+    /// Listens on a test port and returns it. Not one from `bind(0)`: that is free only for
+    /// this socket's reach, and a test that then binds `127.0.0.1` beside a `[::1]` listener
+    /// would race every outgoing connection for it.
     fn listen(self) -> (Socket, u16) {
-        let addr = SocketAddr::new(self.ip.parse().unwrap(), 0);
+        let addr = SocketAddr::new(self.ip.parse().unwrap(), free_port());
         let socket =
             Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).unwrap();
         if let Some(only_v6) = self.only_v6 {
@@ -157,7 +157,7 @@ fn without_a_foreign_listener_both_loopbacks_are_ours() {
     // The control of the next test: the alias is bound when it is free.
     let env = TestEnv::new();
     let (logger, lines) = recording_logger();
-    let lock = GatewayLock::acquire(&env.options().port(0).logger(logger)).unwrap();
+    let lock = GatewayLock::acquire(&env.options().port(free_port()).logger(logger)).unwrap();
     let port = lock.port();
     assert_eq!(
         lock.local_addrs(),
@@ -272,7 +272,7 @@ fn deleted_lock_files_leave_the_port_on_guard_and_the_holder_notices() {
             )
         });
         let line = holder
-            .wait_stderr("was removed or replaced", Duration::from_secs(3))
+            .wait_stderr("was removed or replaced", Duration::from_secs(5))
             .expect("the holder notices the deleted lock file");
         let noticed = deleted.elapsed();
         assert!(
@@ -282,9 +282,10 @@ fn deleted_lock_files_leave_the_port_on_guard_and_the_holder_notices() {
             )),
             "{line}"
         );
-        // Within about one 200 ms re-check interval (the default is 60 s).
+        // Within about one 200 ms re-check interval (the default is 60 s; the bound leaves room
+        // for a loaded machine).
         assert!(
-            noticed < Duration::from_millis(1000),
+            noticed < Duration::from_secs(3),
             "noticed after {noticed:?}"
         );
 
@@ -311,7 +312,7 @@ fn library_holder_learns_its_lock_file_was_replaced() {
     let (logger, lines) = recording_logger();
     let options = env
         .options()
-        .port(0)
+        .port(free_port())
         .recheck_interval(Duration::from_millis(200))
         .logger(logger);
     let lock = GatewayLock::acquire(&options).unwrap();
@@ -331,10 +332,11 @@ fn library_holder_learns_its_lock_file_was_replaced() {
     std::fs::write(&config_lock, &bytes).unwrap();
     let replaced = Instant::now();
     let path = lost_rx
-        .recv_timeout(Duration::from_secs(2))
+        .recv_timeout(Duration::from_secs(5))
         .expect("on_lost is called");
+    // Within about one 200 ms interval (the default is 60 s), with room for a loaded machine.
     assert!(
-        replaced.elapsed() < Duration::from_millis(1000),
+        replaced.elapsed() < Duration::from_secs(3),
         "{:?}",
         replaced.elapsed()
     );
@@ -399,7 +401,7 @@ fn release_raced_by_two_starters_never_gives_two_holders() {
                 while !stop.load(Ordering::Acquire) {
                     let command =
                         env.command(&["run", "--port", &port_arg, "--lock-timeout-ms", "300"]);
-                    match try_start(command, Duration::from_secs(10)) {
+                    match GatewayProcess::spawn(command) {
                         Ok(winner) => {
                             winners.lock().unwrap().push(winner);
                             return;

@@ -157,7 +157,7 @@ fn finish_request(mut stream: TcpStream, port: u16) -> (u16, Vec<(String, String
 #[test]
 fn readyz_and_startupz_say_draining_during_shutdown() {
     let env = TestEnv::new();
-    let lock = GatewayLock::acquire(&env.options().port(0)).unwrap();
+    let lock = GatewayLock::acquire(&env.options().port(free_port())).unwrap();
     let port = lock.port();
     let gateway = Gateway::serve(lock, ServeOptions::default()).unwrap();
     assert_eq!(http(port, "GET", "/readyz").unwrap().0, 200);
@@ -165,8 +165,12 @@ fn readyz_and_startupz_say_draining_during_shutdown() {
     let ready = start_request(port, "GET /readyz HTTP/1.1\r\n");
     let startup = start_request(port, "GET /startupz HTTP/1.1\r\n");
     let head = start_request(port, "HEAD /ready HTTP/1.1\r\n");
-    // Let the server read the partial requests before it is told to stop.
-    std::thread::sleep(Duration::from_millis(100));
+    // The server has read the partial requests before it is told to stop.
+    assert!(
+        wait_until_server_read(port, 3),
+        "{:?}",
+        tcp_sockets_on(port)
+    );
 
     let shutdown = std::thread::spawn(move || {
         let started = Instant::now();

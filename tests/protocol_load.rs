@@ -1,6 +1,7 @@
 //! The protocol under load: 1,000 concurrent clients, and a slow consumer that must not grow
 //! the server's memory.
 
+mod common;
 mod wsclient;
 
 use std::sync::Arc;

@@ -30,7 +30,7 @@ fn runs_with_no_configuration_and_stops_cleanly() {
 fn library_acquire_serve_shutdown() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = TestEnv::new();
-    let lock = gateway::GatewayLock::acquire(&env.options().port(0)).unwrap();
+    let lock = gateway::GatewayLock::acquire(&env.options().port(free_port())).unwrap();
     let port = lock.port();
     assert_ne!(port, 0);
     let server = gateway::Gateway::serve(lock, gateway::ServeOptions::default()).unwrap();

@@ -3,7 +3,6 @@
 //! answers, socket activation, and an embedding host's children after a SIGKILL.
 
 mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -14,7 +13,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use support::*;
 
 const SYSTEMD_DUPLICATE: &str = "gateway already running under systemd; existing gateway is healthy, exiting with code 78 to prevent a systemd Restart=always loop";
 
@@ -146,8 +144,8 @@ fn supervised_conflict_with_an_unhealthy_listener_retries_then_exits_1() {
         "{exit:?}"
     );
     assert!(retries.iter().all(|line| *line == retry), "{exit:?}");
-    // About every 100 ms for 500 ms.
-    assert!((3..=6).contains(&retries.len()), "{exit:?}");
+    // About every 100 ms for 500 ms (a loaded machine may manage only two attempts).
+    assert!((2..=6).contains(&retries.len()), "{exit:?}");
     assert!(exit.elapsed >= Duration::from_millis(400), "{exit:?}");
     assert!(exit.elapsed < Duration::from_secs(3), "{exit:?}");
     // Each attempt asked the incumbent for /healthz.
@@ -212,7 +210,9 @@ fn unsupervised_conflict_exits_1_at_once() {
             "Gateway failed to start: another gateway instance is already listening on ws://127.0.0.1:{port}"
         )]
     );
-    assert!(exit.elapsed < Duration::from_millis(400), "{exit:?}");
+    // No retry line above; and well before the 500 ms window would have ended on a machine
+    // that is not loaded (a loaded one may take a second to start a process).
+    assert!(exit.elapsed < Duration::from_secs(2), "{exit:?}");
 }
 
 /// What is in a pipe right now, without waiting for more.

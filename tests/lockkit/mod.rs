@@ -1,11 +1,11 @@
-//! Helpers shared by the lock-file tests (liveness, hostile, status, format): stand-in owners
-//! that are real processes, lock bodies as the Node gateway writes them, acquisition with a
+//! Lock files for the tests that plant, judge or inspect them: stand-in owners that are real
+//! processes, lock bodies as the Node gateway writes them, planted files, acquisition with a
 //! watchdog, and snapshots of a lock dir. Used next to `common`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
@@ -317,6 +317,29 @@ pub fn plant_checked(
             );
         }
     }
+}
+
+/// Writes a lock file with the given JSON body (and no token line).
+pub fn write_lock(path: &Path, body: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let dir = path.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(path, body).unwrap();
+}
+
+/// A process's start time in clock ticks (field 22 of /proc/<pid>/stat).
+pub fn start_time_of(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 1..];
+    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// A pid that is not running now (a child that has been reaped).
+pub fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
 }
 
 /// Parses a lock file with the library's own reader.

@@ -1,13 +1,11 @@
 //! A WebSocket client for the protocol tests (tokio-tungstenite), and an in-process gateway
-//! on an ephemeral loopback port with its own state dir.
+//! on a test port with its own state dir. Used next to `common`.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use gateway::{
-    Auth, Gateway, GatewayLock, GatewayOptions, Handlers, ProtocolOptions, ServeOptions,
-};
+use gateway::{Auth, Gateway, GatewayLock, Handlers, ProtocolOptions, ServeOptions};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -15,27 +13,22 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::common::{TestEnv, free_port};
+
 /// How long a test waits for any one frame.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A gateway served in this process, and the temp dir its lock lives in.
+/// A gateway served in this process, and the test env its lock lives in.
 pub struct TestGateway {
     pub gateway: Option<Gateway>,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    _env: TestEnv,
 }
 
 impl TestGateway {
     pub fn start(auth: Auth, protocol: ProtocolOptions, handlers: Handlers) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("gateway-ws-")
-            .tempdir()
-            .unwrap();
-        let options = GatewayOptions::new()
-            .state_dir(dir.path().join("state"))
-            .config_path(dir.path().join("state/openclaw.json"))
-            .port(0)
-            .auth(auth);
+        let env = TestEnv::new();
+        let options = env.options().port(free_port()).auth(auth);
         let lock = GatewayLock::acquire(&options).unwrap();
         let port = lock.port();
         let gateway = Gateway::serve(
@@ -51,7 +44,7 @@ impl TestGateway {
         Self {
             gateway: Some(gateway),
             port,
-            _dir: dir,
+            _env: env,
         }
     }
 
