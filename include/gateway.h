@@ -117,9 +117,21 @@ enum gw_log_level
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
+    /**
+     * Detail for whoever debugs the gateway.
+     */
     GW_LOG_DEBUG = 0,
+    /**
+     * The gateway's life: ready, stopped, a lock reclaimed.
+     */
     GW_LOG_INFO = 1,
+    /**
+     * Something went wrong and the gateway carried on.
+     */
     GW_LOG_WARN = 2,
+    /**
+     * Something went wrong that the host should act on.
+     */
     GW_LOG_ERROR = 3,
 };
 #ifndef __cplusplus

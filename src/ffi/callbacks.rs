@@ -18,9 +18,13 @@ use crate::server::{
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum gw_log_level {
+    /// Detail for whoever debugs the gateway.
     GW_LOG_DEBUG = 0,
+    /// The gateway's life: ready, stopped, a lock reclaimed.
     GW_LOG_INFO = 1,
+    /// Something went wrong and the gateway carried on.
     GW_LOG_WARN = 2,
+    /// Something went wrong that the host should act on.
     GW_LOG_ERROR = 3,
 }
 

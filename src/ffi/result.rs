@@ -300,8 +300,8 @@ mod tests {
         fail(gw_result::GW_ERR_NULL_ARGUMENT, "f: x is NULL");
         assert_eq!(holder(), Err(gw_result::GW_ERR_NOT_FOUND));
         fail_with(&running(Some(9), Some(2)));
-        // SAFETY: NULL outputs are allowed.
         assert_eq!(
+            // SAFETY: NULL outputs are allowed.
             unsafe { gw_last_error_holder(std::ptr::null_mut(), std::ptr::null_mut()) },
             gw_result::GW_OK
         );

@@ -10,13 +10,17 @@ pub const MAX_LOCK_FILE_BYTES: usize = 1 << 20;
 /// What a lock file says about its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockPayload {
+    /// The owner's pid.
     pub pid: u32,
     /// Random UUID v4, the same in both files of one acquisition. Absent in older files.
     pub owner_id: Option<String>,
     /// ISO-8601 UTC with milliseconds, as written.
     pub created_at: Option<String>,
+    /// The config file the owner serves (the config lock's name hashes it).
     pub config_path: Option<String>,
+    /// The owner's state dir.
     pub state_dir: Option<String>,
+    /// The port the owner listens on, once it is bound.
     pub port: Option<u16>,
     /// Linux: clock ticks since boot; macOS: seconds since the epoch (SPEC §4).
     pub start_time: Option<u64>,

@@ -17,12 +17,15 @@ const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 #[serde(rename_all = "camelCase")]
 pub struct GatewayStatus {
     /// A live gateway holds the lock.
+    /// A live gateway holds the lock.
     pub running: bool,
     /// The pid the lock file records (also when its owner is dead).
     pub pid: Option<u32>,
     /// The port the lock file records, else the resolved port.
     pub port: u16,
+    /// The holder's start time as the lock file records it (SPEC §4's units).
     pub start_time: Option<u64>,
+    /// The config file the lock file names.
     pub config_path: Option<String>,
     /// `http://127.0.0.1:<port>/healthz` answered live.
     pub healthy: bool,

@@ -9,13 +9,16 @@ use hyper::{Method, Response, StatusCode};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Phase {
+    /// Serving `/healthz`, not yet `/readyz` (503).
     Starting = 0,
+    /// `/readyz` answers 200.
     Ready = 1,
+    /// Shutting down: `/readyz` answers 503 again.
     Draining = 2,
 }
 
 impl Phase {
-    pub fn from_u8(value: u8) -> Self {
+    pub(crate) fn from_u8(value: u8) -> Self {
         match value {
             0 => Self::Starting,
             1 => Self::Ready,

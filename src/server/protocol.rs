@@ -43,12 +43,17 @@ pub fn now_ms() -> u64 {
 /// deserializes from the same object (what the C ABI's `gw_respond` takes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodError {
+    /// OpenClaw's error code: `INVALID_REQUEST`, `FORBIDDEN`, `UNAVAILABLE`, ...
     pub code: String,
+    /// What went wrong, for people.
     pub message: String,
+    /// Anything a client may act on (e.g. `{"code": "CONTROL_UI_ORIGIN_NOT_ALLOWED"}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// Whether the same request may succeed if sent again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
+    /// When to send it again, in milliseconds.
     #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
 }

@@ -54,6 +54,7 @@ impl TestEnv {
     pub fn lock_dir(&self) -> PathBuf {
         self.state_dir()
             .join("tmp")
+            // SAFETY: getuid has no preconditions and cannot fail.
             .join(format!("openclaw-{}", unsafe { libc::getuid() }))
     }
 

@@ -61,9 +61,11 @@ pub struct MethodRequest {
     /// Gateway-unique: answer with [`Responder::respond`] or
     /// [`GatewayHandle::respond`](super::GatewayHandle::respond).
     pub id: u64,
+    /// The method's name, as registered.
     pub method: String,
     /// The frame's `params`, `Null` when it had none.
     pub params: Value,
+    /// Who sent it.
     pub client: Arc<ClientInfo>,
 }
 
@@ -77,6 +79,7 @@ impl MethodRequest {
 /// A method of the host. `call` runs on a gateway worker thread and must not block: answer
 /// through `responder` at once, or hand it (or `request.id`) to other code that answers later.
 pub trait MethodHandler: Send + Sync + 'static {
+    /// Handles one request; the answer goes through `responder` (or by id, later).
     fn call(&self, request: MethodRequest, responder: Responder);
 }
 
@@ -165,6 +168,7 @@ impl std::fmt::Debug for Handlers {
 }
 
 impl Handlers {
+    /// No methods but the built-in `health`, no events of the host's, no observer.
     pub fn new() -> Self {
         Self::default()
     }
