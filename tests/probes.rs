@@ -131,27 +131,19 @@ fn start_request(port: u16, first_line: &str) -> TcpStream {
     stream
 }
 
-/// Sends the rest of the request and reads the response up to the server's close.
-fn finish_request(mut stream: TcpStream, port: u16) -> (u16, Vec<(String, String)>, String) {
+/// Sends the rest of the request, reads the response, and checks that nothing follows it
+/// before the draining server closes the connection.
+fn finish_request(
+    mut stream: TcpStream,
+    port: u16,
+    head: bool,
+) -> (u16, Vec<(String, String)>, String) {
     write!(stream, "Host: 127.0.0.1:{port}\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let raw = String::from_utf8(raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
+    let (status, headers, body) = read_response(&mut stream, head).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "bytes after the response: {rest:?}");
+    (status, headers, String::from_utf8(body).unwrap())
 }
 
 #[test]
@@ -189,13 +181,13 @@ fn readyz_and_startupz_say_draining_during_shutdown() {
         "shutdown did not wait for open requests"
     );
 
-    let (status, headers, body) = finish_request(ready, port);
+    let (status, headers, body) = finish_request(ready, port, false);
     assert_eq!((status, body.as_str()), (503, r#"{"ready":false}"#));
     assert_eq!(values(&headers, "content-type"), [JSON]);
     assert_eq!(values(&headers, "cache-control"), ["no-store"]);
     assert_eq!(values(&headers, "content-length"), ["15"]);
 
-    let (status, headers, body) = finish_request(startup, port);
+    let (status, headers, body) = finish_request(startup, port, false);
     let draining = r#"{"ok":false,"status":"draining"}"#;
     assert_eq!((status, body.as_str()), (503, draining));
     assert_eq!(values(&headers, "content-type"), [JSON]);
@@ -205,7 +197,7 @@ fn readyz_and_startupz_say_draining_during_shutdown() {
         [draining.len().to_string()]
     );
 
-    let (status, headers, body) = finish_request(head, port);
+    let (status, headers, body) = finish_request(head, port, true);
     assert_eq!((status, body.as_str()), (503, ""));
     assert_eq!(values(&headers, "content-length"), ["15"]);
 
@@ -261,14 +253,16 @@ fn port_binds_without_reuseaddr_at_once_after_probes_and_a_refused_duplicate() {
         "the duplicate did not probe the holder: {stderr}"
     );
 
-    // More probes, as `gateway status` and supervised duplicates make, some at once. With a
-    // probe that lets the server close, which side closes first is a race: these make sure the
-    // server would have won it at least once.
+    // More probes, as `gateway status` and supervised duplicates make, some at once, and the
+    // tests' own requests. With a client that lets the server close, which side closes first
+    // is a race: these make sure the server would have won it at least once.
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
                 for _ in 0..25 {
                     assert!(gateway::test_support::healthz(port, Duration::from_secs(2)));
+                    assert_eq!(http(port, "GET", "/readyz").unwrap().0, 200);
+                    assert_eq!(http(port, "HEAD", "/healthz").unwrap().0, 200);
                 }
             });
         }
