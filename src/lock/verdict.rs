@@ -1,5 +1,6 @@
-//! What to do about a lock file that exists: the decision of SPEC §4, with its table of cases
-//! in the tests below.
+//! What to do about a lock file that exists: the decision of SPEC §4. The tests below hold its
+//! cases in two tables: the decision on the evidence, and the step from a file as a checker saw
+//! it (age, recorded pid, our own pid, the owner's process) to that evidence.
 
 use std::time::Duration;
 
@@ -152,6 +153,155 @@ mod tests {
             };
             let owner = || owner.unwrap_or_else(|| panic!("{why}: asked about the owner"));
             assert_eq!(decide(evidence, owner), verdict, "{why}");
+        }
+    }
+
+    /// The stale window of the `judge` rows.
+    const STALE: Duration = Duration::from_secs(30);
+    /// Well past [`STALE`].
+    const AN_HOUR: Duration = Duration::from_secs(3600);
+
+    /// Who the file's payload names, as real processes (the `judge` rows ask the system).
+    #[derive(Debug, Clone, Copy)]
+    enum Names {
+        /// This test process, with its own start time.
+        Us,
+        /// A child that exited and was reaped.
+        ExitedChild,
+        /// A running child, with its start time.
+        RunningChild,
+        /// The running child's pid with another start time: the pid was reused.
+        ReusedPid,
+    }
+
+    /// What a file's bytes are.
+    #[derive(Debug, Clone, Copy)]
+    enum Bytes {
+        /// A payload naming a process, port [`PORT`].
+        Payload(Names),
+        /// Nothing written yet.
+        Empty,
+        /// No pid, so no payload, but a `createdAt` this long ago.
+        CreatedAgo(Duration),
+        /// No pid, and a `createdAt` this far in the future (a clock set back).
+        CreatedIn(Duration),
+    }
+
+    /// The verdict a `judge` row expects; the pid and port come from the payload.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Expect {
+        Reclaim,
+        /// `Alive` with the payload's pid and port.
+        Alive,
+        /// `Wait` with no pid or port: nothing recorded.
+        WaitEmpty,
+    }
+
+    /// What `inspect` would have built from a file with `bytes`, modified `modified_ago`.
+    fn observed(bytes: Vec<u8>, modified_ago: Duration, beacon_held: bool) -> Observed {
+        Observed {
+            payload: crate::lock::format::LockPayload::parse(&bytes),
+            bytes,
+            dev: 0,
+            ino: 0,
+            modified: std::time::SystemTime::now() - modified_ago,
+            beacon_held,
+        }
+    }
+
+    fn rfc3339(at: std::time::SystemTime) -> String {
+        humantime::format_rfc3339_millis(at).to_string()
+    }
+
+    /// The step before the decision, from a file as a checker saw it: age by `createdAt` else
+    /// mtime, the recorded pid and port, our own pid. Real files' bytes, real processes.
+    #[test]
+    fn judging_an_observed_file_row_by_row() {
+        use Bytes::{CreatedAgo, CreatedIn, Empty, Payload};
+        use Names::{ExitedChild, ReusedPid, RunningChild, Us};
+        /// A child killed and reaped however the test ends.
+        struct Running(std::process::Child);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let running = Running(
+            std::process::Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .expect("sleep starts"),
+        );
+        let running = &running.0;
+        let mut exited = std::process::Command::new("true")
+            .spawn()
+            .expect("true starts");
+        exited.wait().expect("true exits");
+        let running_start = liveness::process_start_time(running.id());
+        assert!(
+            running_start.is_some(),
+            "the child's start time is readable"
+        );
+
+        #[rustfmt::skip]
+        let table: &[(&str, Bytes, Duration, bool, Expect)] = &[
+            // why,                                                     bytes,                      mtime ago,      beacon, verdict
+            ("nothing written, mtime an hour ago: stale",               Empty,                      AN_HOUR,        false, Expect::Reclaim),
+            ("nothing written, mtime now: maybe mid-write",             Empty,                      Duration::ZERO, false, Expect::WaitEmpty),
+            ("nothing written but held: however old, a holder starts",  Empty,                      AN_HOUR,        true,  Expect::WaitEmpty),
+            ("no pid, createdAt an hour ago wins over a new mtime",     CreatedAgo(AN_HOUR),        Duration::ZERO, false, Expect::Reclaim),
+            ("no pid, createdAt now wins over an old mtime",            CreatedAgo(Duration::ZERO), AN_HOUR,        false, Expect::WaitEmpty),
+            ("no pid, createdAt in the future: age zero, not stale",    CreatedIn(AN_HOUR),         AN_HOUR,        false, Expect::WaitEmpty),
+            ("our own pid and start time without our beacon: reclaim",  Payload(Us),                Duration::ZERO, false, Expect::Reclaim),
+            ("our own pid with the beacon: alive",                      Payload(Us),                Duration::ZERO, true,  Expect::Alive),
+            ("a reaped child's pid: dead",                              Payload(ExitedChild),       Duration::ZERO, false, Expect::Reclaim),
+            ("a running pid with its start time: alive",                Payload(RunningChild),      Duration::ZERO, false, Expect::Alive),
+            ("alive, and the file an hour old: age does not matter",    Payload(RunningChild),      AN_HOUR,        false, Expect::Alive),
+            ("a running pid with another start time: reused, dead",     Payload(ReusedPid),         Duration::ZERO, false, Expect::Reclaim),
+            ("the beacon wins over a start time that does not match",   Payload(ReusedPid),         Duration::ZERO, true,  Expect::Alive),
+        ];
+        for &(why, bytes, modified_ago, beacon_held, expect) in table {
+            let bytes = match bytes {
+                Payload(names) => {
+                    let (pid, start_time) = match names {
+                        Us => (std::process::id(), liveness::own_start_time()),
+                        ExitedChild => (exited.id(), None),
+                        RunningChild => (running.id(), running_start),
+                        ReusedPid => (running.id(), running_start.map(|start| start + 1)),
+                    };
+                    crate::lock::format::LockPayload {
+                        pid,
+                        owner_id: None,
+                        created_at: Some(crate::lock::format::timestamp_now()),
+                        config_path: None,
+                        state_dir: None,
+                        port: Some(PORT),
+                        start_time,
+                    }
+                    .render(&[0; 16])
+                }
+                Empty => Vec::new(),
+                CreatedAgo(ago) => {
+                    let at = rfc3339(std::time::SystemTime::now() - ago);
+                    format!(r#"{{"createdAt":"{at}"}}"#).into_bytes()
+                }
+                CreatedIn(ahead) => {
+                    let at = rfc3339(std::time::SystemTime::now() + ahead);
+                    format!(r#"{{"createdAt":"{at}"}}"#).into_bytes()
+                }
+            };
+            let observed = observed(bytes, modified_ago, beacon_held);
+            let recorded = observed.payload.as_ref().map(|p| (p.pid, p.port));
+            let expected = match expect {
+                Expect::Reclaim => RECLAIM,
+                Expect::WaitEmpty => WAIT_EMPTY,
+                Expect::Alive => {
+                    let (pid, port) = recorded.unwrap_or_else(|| panic!("{why}: no payload"));
+                    Verdict::Alive { pid, port }
+                }
+            };
+            assert_eq!(judge(&observed, STALE), expected, "{why}");
         }
     }
 }
