@@ -315,13 +315,17 @@ typedef void (*gw_request_fn)(void *userdata,
  * without the NUL, valid only during the call: `{"connId", "client": {id, version,
  * platform, mode, ...as sent}, "role", "scopes": [...], "protocol", "peer", "origin"?}`.
  *
+ * `server` is the server the client came to, as for `on_request`: usable for `gw_respond`,
+ * `gw_broadcast`, `gw_send_event`, `gw_set_health` and `gw_server_connection_count` at once,
+ * even when `gw_serve` has not returned yet (a client may connect as soon as the port
+ * accepts), never for `gw_shutdown`. A connection's `opened` comes before its first
+ * `on_request`, and its `!opened` after its last.
+ *
  * Called on a gateway worker thread, possibly on several at once; it must not block. Never
- * called before `gw_serve` has written its server to `out`: a client that completes the
- * handshake earlier is announced from the thread in `gw_serve`, just before it returns, in
- * the order the events happened. Never called once `gw_shutdown` has begun freeing the
- * server.
+ * called once `gw_shutdown` has begun freeing the server.
  */
 typedef void (*gw_connection_fn)(void *userdata,
+                                 struct gw_server *server,
                                  uint64_t conn_id,
                                  bool opened,
                                  const char *client_json,
@@ -402,7 +406,10 @@ const char *gw_version(void);
  * `userdata`; the request timeout moved from `gw_handlers_set_request_timeout_ms` (gone) to
  * `gw_serve_options_set_request_timeout_ms`; registering a method twice is
  * `GW_ERR_INVALID_ARGUMENT` (version 1 replaced its scope). New in 2: `gw_serve_options_*`,
- * `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`.
+ * `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`,
+ * `gw_lock_acquire_with_listener`, `gw_lock_is_lost`. Also in 2: `on_connection`
+ * (`gw_connection_fn`) gets the `gw_server` after `userdata` and may run before `gw_serve`
+ * returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`.
  */
 uint32_t gw_abi_version(void);
 
@@ -479,6 +486,35 @@ gw_result gw_handlers_add_event(struct gw_handlers *handlers,
  */
 gw_result gw_lock_acquire(const struct gw_options *options,
                           struct gw_lock **out);
+
+/**
+ * Like `gw_lock_acquire`, but adopts `fd`, a bound and listening TCP socket the host already
+ * has (socket activation, as the Rust `GatewayLock::acquire_with_listener`): the lock's port is
+ * the socket's, the file locks are still taken, and the options' port and bind are not used.
+ *
+ * The library owns `fd` on every return: on `GW_OK` the lock holds it (closed by
+ * `gw_lock_release` or `gw_shutdown`); on any failure, NULL arguments included, it is closed.
+ * `GW_ERR_INVALID_ARGUMENT` when `fd` is negative or not a listening TCP socket.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no thread changes during the call; `out` is
+ * NULL or writable; `fd` is negative or an open descriptor the caller gives up.
+ */
+gw_result gw_lock_acquire_with_listener(const struct gw_options *options,
+                                        int fd,
+                                        struct gw_lock **out);
+
+/**
+ * True once the lock's periodic re-check (`gw_options_set_recheck_interval_ms`) found a lock
+ * file deleted or replaced: another gateway may start on this config. False for NULL. A
+ * served gateway reports the same through `GW_STATE_LOCK_LOST`. Any thread.
+ *
+ * # Safety
+ *
+ * `lock` is NULL or a live `gw_lock`.
+ */
+bool gw_lock_is_lost(const struct gw_lock *lock);
 
 /**
  * The port the lock holds (the real one when 0 was asked for); 0 when `lock` is NULL.
@@ -788,20 +824,24 @@ gw_result gw_options_set_auth_password(struct gw_options *options,
  * with `userdata` (NULL `log`: warnings and errors to stderr, the default). A server keeps
  * this logger unless `gw_serve` is given a `gw_callbacks.log`.
  *
- * `userdata` stays the host's (the library never frees it) and must stay valid, and `log`
- * callable from any thread, until the options are freed and every lock acquired with them is
- * released (`gw_lock_release`) or its server shut down (`gw_shutdown`).
+ * The library owns `userdata` from this call on, whatever the result: it calls
+ * `free_userdata(userdata)` (when not NULL) exactly once, when nothing can log with it any
+ * more: the options are freed or given another log, and every lock acquired with them is
+ * released and its server shut down (possibly on a library thread, soon after
+ * `gw_lock_release`/`gw_shutdown` return, once the lock's re-check has finished). `log` is
+ * never called after it. `log` must be callable from any thread, at once.
  *
- * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL (`free_userdata` has then been called).
  *
  * # Safety
  *
  * `options` is NULL or a live `gw_options` that no other thread uses during the call; `log`
- * and `userdata` keep the promise above.
+ * and `free_userdata` are NULL or callable as above with `userdata`.
  */
 gw_result gw_options_set_log(struct gw_options *options,
                              gw_log_fn log,
-                             void *userdata);
+                             void *userdata,
+                             void (*free_userdata)(void *userdata));
 
 /**
  * The name of a result, e.g. `"GW_ERR_ALREADY_RUNNING"`; `"GW_UNKNOWN"` for a number this
@@ -813,10 +853,10 @@ const char *gw_result_name(uint32_t result);
 
 /**
  * The live gateway that the last failed `gw_*` call on the calling thread named, as typed
- * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire`, the holder's pid, and the
- * port its lock file records (0 when it records none).
+ * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire`, the holder's pid and the
+ * port its lock file records, each 0 when unknown.
  *
- * `GW_OK` when the last error named a holder: writes `*pid` and `*port` (either may be NULL
+ * `GW_OK` when the last error named a live holder with a pid or a port known: writes `*pid` and `*port` (either may be NULL
  * when not wanted). `GW_ERR_NOT_FOUND` otherwise (no call failed yet on this thread, or the
  * last failure named no holder, e.g. `GW_ERR_ADDR_IN_USE`, whose holder may be any program):
  * nothing is written. Unlike every other function, it never records an error of its own, so
@@ -875,8 +915,11 @@ gw_result gw_serve_options_set_worker_threads(struct gw_serve_options *options,
                                               size_t threads);
 
 /**
- * The shutdown timeout used when the library stops a server the host did not give to
- * `gw_shutdown` (default 5000 ms; 0 closes open connections at once).
+ * How long open connections may finish when a server stops without being told how long
+ * (default 5000 ms; 0 closes them at once): the C++ `gateway::Server` destructor and Swift's
+ * `deinit` pass it to `gw_shutdown`. A C host always names its own timeout in `gw_shutdown`,
+ * so in C this is used only when `gw_serve` fails after the server started (a panic), as
+ * the Rust `ServeOptions::drop_timeout` is when a `Gateway` is dropped.
  *
  * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
  *
@@ -1054,10 +1097,9 @@ gw_result gw_serve_options_set_server_version(struct gw_serve_options *options,
  * `callbacks` may be NULL (no callbacks); it and its `handlers` are copied, not kept.
  * `options` may be NULL (the defaults of `gw_serve_options_new`); it is copied, not kept.
  *
- * `on_request` may run before `gw_serve` returns (a client may call as soon as the port
- * accepts): it gets the server as an argument. `on_connection` never runs before `*out` is
- * written, so it may read the server from where `out` points (e.g. a field of its
- * `userdata`). `GW_ERR_INVALID_ARGUMENT` when `handlers` registers methods but `on_request`
+ * `on_request` and `on_connection` may run before `gw_serve` returns (a client may connect
+ * as soon as the port accepts): they get the server as an argument, in the order the Rust
+ * API gives (a connection's `opened` before its requests). `GW_ERR_INVALID_ARGUMENT` when `handlers` registers methods but `on_request`
  * is NULL. Any thread but a library callback.
  *
  * # Safety
@@ -1096,7 +1138,7 @@ uint16_t gw_server_port(const struct gw_server *server);
  *
  * # Safety
  *
- * `server` is NULL or a `gw_server` that `gw_serve` has returned (not one `on_request` was
+ * `server` is NULL or a `gw_server` that `gw_serve` has returned (not one a callback was
  * given while `gw_serve` was still running), not used afterwards (nor by another thread during
  * the call).
  */

@@ -194,7 +194,7 @@ fn assert_suite(output: &Output, cases: &[&str]) {
     assert!(stdout.lines().any(|line| line == "all ok"), "{stdout}");
 }
 
-const C_CASES: [&str; 11] = [
+const C_CASES: [&str; 12] = [
     "bad_env_port",
     "version_and_names",
     "null_arguments",
@@ -206,8 +206,16 @@ const C_CASES: [&str; 11] = [
     "callbacks_size_prefix",
     "request_api_arguments",
     "serve_options_arguments",
+    "log_finalizer_and_lock_lost",
 ];
-const CPP_CASES: [&str; 5] = ["errors", "serve", "raii", "handlers", "serve_options"];
+const CPP_CASES: [&str; 6] = [
+    "errors",
+    "serve",
+    "raii",
+    "handlers",
+    "serve_options",
+    "lock_extras",
+];
 
 fn c_suite(mode: Mode, valgrind: bool) {
     let env = TestEnv::new();
@@ -234,21 +242,28 @@ fn cpp_suite(mode: Mode, valgrind: bool) {
 }
 
 fn injected_panic(mode: Mode, valgrind: bool) {
-    let env = TestEnv::new();
-    let program = &programs(mode).test_c;
-    let mut command = match (mode, valgrind) {
-        (_, true) => under_valgrind(program, &env.home()),
-        (Mode::Sanitized, false) => sanitized(program, &env.home()),
-        (Mode::Plain, false) => scrubbed(program, &env.home()),
-    };
-    let output = run_checked(
-        command
-            .env("GATEWAY_FFI_PANIC", "gw_lock_acquire")
-            .arg("panic")
-            .arg(env.home()),
-        "test_c panic",
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("ok panic"));
+    // A panic before anything is allocated, and one after gw_serve allocated its server.
+    for (export, case) in [
+        ("gw_lock_acquire", "panic"),
+        ("gw_serve:served", "serve_panic"),
+    ] {
+        let env = TestEnv::new();
+        let program = &programs(mode).test_c;
+        let mut command = match (mode, valgrind) {
+            (_, true) => under_valgrind(program, &env.home()),
+            (Mode::Sanitized, false) => sanitized(program, &env.home()),
+            (Mode::Plain, false) => scrubbed(program, &env.home()),
+        };
+        let output = run_checked(
+            command
+                .env("GATEWAY_FFI_PANIC", export)
+                .arg(case)
+                .arg(env.home()),
+            &format!("test_c {case}"),
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains(&format!("ok {case}")), "{stdout}");
+    }
 }
 
 /// The lines a `test_c serve` host prints, read until one matches.
@@ -740,7 +755,6 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
     ),
     ("ServeOptions.logger", &["gw_callbacks.log"]),
     ("ServeOptions.on_state", &["gw_callbacks.state"]),
-    ("ServeOptions.protocol", &["gw_serve_options_new"]),
     ("ServeOptions.handlers", &["gw_callbacks.handlers"]),
     (
         "ProtocolOptions.allowed_origins",
@@ -820,6 +834,84 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
     (
         "GatewayHandle::connection_count",
         &["gw_server_connection_count"],
+    ),
+    ("GatewayLock::acquire", &["gw_lock_acquire"]),
+    (
+        "GatewayLock::acquire_with_listener",
+        &["gw_lock_acquire_with_listener"],
+    ),
+    ("GatewayLock::port", &["gw_lock_port"]),
+    ("GatewayLock::is_lost", &["gw_lock_is_lost"]),
+    // Polled on a lock; told through the state callback (LOCK_LOST) once served.
+    (
+        "GatewayLock::on_lost",
+        &["gw_lock_is_lost", "gw_callbacks.state"],
+    ),
+    ("GatewayLock::release", &["gw_lock_release"]),
+    ("Gateway::serve", &["gw_serve"]),
+    ("Gateway::port", &["gw_server_port"]),
+    ("Gateway::shutdown", &["gw_shutdown"]),
+    ("Responder::id", &["gw_callbacks.on_request"]),
+    ("Responder::respond", &["gw_respond"]),
+    ("MethodRequest::conn_id", &["gw_callbacks.on_request"]),
+    // `client_json` carries the whole ClientInfo.
+    ("ClientInfo::client_id", &["gw_callbacks.on_connection"]),
+    ("ClientInfo::mode", &["gw_callbacks.on_connection"]),
+    ("ClientInfo::to_json", &["gw_callbacks.on_connection"]),
+];
+
+/// Public items of the walked impls and structs that are not knobs, and why a C host needs no
+/// counterpart. An entry whose Rust item is gone fails the test, as does one that is also in
+/// `C_COUNTERPARTS`.
+const NOT_KNOBS: &[(&str, &str)] = &[
+    (
+        "ServeOptions.protocol",
+        "a struct of knobs, each walked as ProtocolOptions.* above",
+    ),
+    (
+        "ServeOptions::validate",
+        "every gw_serve_options setter refuses what validate refuses, when it is called",
+    ),
+    (
+        "GatewayLock::resolved",
+        "the options as resolved: the host set them, and the port, the one it cannot know, \
+         is gw_lock_port",
+    ),
+    (
+        "GatewayLock::owner_id",
+        "the random id in the lock files, compared by the library's own reclaim and release",
+    ),
+    (
+        "GatewayLock::lock_paths",
+        "the files are the library's; a host looks at the holder with gw_lock_status",
+    ),
+    (
+        "GatewayLock::local_addrs",
+        "the addresses are the bind the host chose; the port is gw_lock_port",
+    ),
+    (
+        "GatewayLock::logger",
+        "a getter for the log the host set itself with gw_options_set_log",
+    ),
+    (
+        "Gateway::local_addrs",
+        "the addresses are the bind the host chose; the port is gw_server_port",
+    ),
+    (
+        "Gateway::phase",
+        "the state callback tells every change of phase (READY, STOPPED)",
+    ),
+    (
+        "Gateway::lock",
+        "reached for is_lost/on_lost, which a served C host gets as GW_STATE_LOCK_LOST",
+    ),
+    (
+        "Gateway::handle",
+        "C's gw_server is the handle: GatewayHandle's methods are walked above",
+    ),
+    (
+        "Responder::handle",
+        "on_request is given the gw_server itself",
     ),
 ];
 
@@ -901,8 +993,18 @@ fn every_rust_knob_has_a_c_counterpart() {
     for structure in ["ServeOptions", "ProtocolOptions", "AuthThrottle"] {
         knobs.extend(rust_fields(structure));
     }
-    knobs.extend(rust_methods("Handlers", false));
-    knobs.extend(rust_methods("GatewayHandle", false));
+    for host_facing in [
+        "Handlers",
+        "GatewayHandle",
+        "GatewayLock",
+        "Gateway",
+        "ServeOptions",
+        "Responder",
+        "MethodRequest",
+        "ClientInfo",
+    ] {
+        knobs.extend(rust_methods(host_facing, false));
+    }
     // Spot checks that the reading works: a knob of each kind is found.
     for known in [
         "GatewayOptions::port",
@@ -912,6 +1014,9 @@ fn every_rust_knob_has_a_c_counterpart() {
         "AuthThrottle.lockout",
         "Handlers::add_method",
         "GatewayHandle::set_health",
+        "GatewayLock::acquire_with_listener",
+        "Gateway::shutdown",
+        "ServeOptions::validate",
     ] {
         assert!(
             knobs.iter().any(|k| k == known),
@@ -920,6 +1025,24 @@ fn every_rust_knob_has_a_c_counterpart() {
     }
 
     let table: std::collections::HashMap<&str, &[&str]> = C_COUNTERPARTS.iter().copied().collect();
+    let not_knobs: std::collections::HashMap<&str, &str> = NOT_KNOBS.iter().copied().collect();
+    let both: Vec<&&str> = not_knobs
+        .keys()
+        .filter(|k| table.contains_key(*k))
+        .collect();
+    assert!(
+        both.is_empty(),
+        "in both C_COUNTERPARTS and NOT_KNOBS: {both:?}"
+    );
+    let gone: Vec<&&str> = not_knobs
+        .keys()
+        .filter(|k| !knobs.iter().any(|n| n == *k))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "NOT_KNOBS names Rust items that are gone: {gone:?}"
+    );
+    knobs.retain(|k| !not_knobs.contains_key(k.as_str()));
     let missing: Vec<&String> = knobs
         .iter()
         .filter(|k| !table.contains_key(k.as_str()))
@@ -927,7 +1050,7 @@ fn every_rust_knob_has_a_c_counterpart() {
     assert!(
         missing.is_empty(),
         "Rust knobs with no C counterpart: {missing:?}. Add the C function (src/ffi/), then an \
-         entry in C_COUNTERPARTS"
+         entry in C_COUNTERPARTS (or, when it is no knob, say why in NOT_KNOBS)"
     );
     let stale: Vec<&&str> = table
         .keys()
@@ -968,4 +1091,265 @@ fn every_rust_knob_has_a_c_counterpart() {
     for name in variants {
         assert!(in_header(&header, name), "{name} not in include/gateway.h");
     }
+}
+
+/// `gw_options` for a gateway whose files all live under `dir`, on an ephemeral port.
+fn c_options(dir: &Path) -> *mut gateway::ffi::gw_options {
+    use gateway::ffi::*;
+    let text = |path: PathBuf| std::ffi::CString::new(path.into_os_string().into_encoded_bytes());
+    let options = gw_options_new();
+    let state = text(dir.join("state")).unwrap();
+    let config = text(dir.join("state/openclaw.json")).unwrap();
+    let locks = text(dir.join("locks")).unwrap();
+    // SAFETY: a live gw_options and NUL-terminated strings.
+    unsafe {
+        assert_eq!(
+            gw_options_set_state_dir(options, state.as_ptr()),
+            gw_result::GW_OK
+        );
+        assert_eq!(
+            gw_options_set_config_path(options, config.as_ptr()),
+            gw_result::GW_OK
+        );
+        assert_eq!(
+            gw_options_set_lock_dir(options, locks.as_ptr()),
+            gw_result::GW_OK
+        );
+        assert_eq!(gw_options_set_port(options, 0), gw_result::GW_OK);
+    }
+    options
+}
+
+/// The host of `opened_comes_before_requests_even_before_gw_serve_returns`: what its callbacks
+/// saw, in order, and the client it starts from inside `gw_serve`.
+struct OrderHost {
+    port: u16,
+    seen: std::sync::Mutex<Vec<String>>,
+    changed: std::sync::Condvar,
+    client: std::sync::Mutex<Option<std::thread::JoinHandle<Value>>>,
+}
+
+impl OrderHost {
+    fn note(&self, what: String) {
+        self.seen.lock().unwrap().push(what);
+        self.changed.notify_all();
+    }
+}
+
+unsafe extern "C" fn order_state(
+    userdata: *mut std::ffi::c_void,
+    state: gateway::ffi::gw_state,
+    _: gateway::ffi::gw_result,
+) {
+    // SAFETY: the test's OrderHost, alive until gw_shutdown returned.
+    let host = unsafe { &*userdata.cast::<OrderHost>() };
+    if state != gateway::ffi::gw_state::GW_STATE_READY {
+        return;
+    }
+    // READY runs on the thread in gw_serve: keep gw_serve from returning until a client has
+    // connected and called a method.
+    let port = host.port;
+    *host.client.lock().unwrap() = Some(std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let (mut client, _hello) = Client::connected(port, connect_params()).await;
+                // on_connection's event comes first (sent after hello-ok).
+                let event = client.recv().await;
+                let answer = client.call("r1", "echo", json!({})).await;
+                json!({"event": event, "answer": answer})
+            })
+    }));
+    let seen = host.seen.lock().unwrap();
+    let _seen = host
+        .changed
+        .wait_timeout_while(seen, Duration::from_secs(20), |seen| {
+            !seen.iter().any(|s| s.starts_with("request"))
+        })
+        .unwrap();
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn order_request(
+    userdata: *mut std::ffi::c_void,
+    server: *mut gateway::ffi::gw_server,
+    request: gateway::ffi::gw_request_id,
+    _: *const std::ffi::c_char,
+    _: usize,
+    _: *const std::ffi::c_char,
+    _: usize,
+    conn_id: u64,
+) {
+    // SAFETY: the test's OrderHost; `server` is live during the call.
+    let (host, answered) = unsafe {
+        (
+            &*userdata.cast::<OrderHost>(),
+            gateway::ffi::gw_respond(server, request, true, c"{}".as_ptr(), 2),
+        )
+    };
+    host.note(format!("request {conn_id} answered {answered:?}"));
+}
+
+unsafe extern "C" fn order_connection(
+    userdata: *mut std::ffi::c_void,
+    server: *mut gateway::ffi::gw_server,
+    conn_id: u64,
+    opened: bool,
+    _: *const std::ffi::c_char,
+    _: usize,
+) {
+    // SAFETY: the test's OrderHost; `server` is live during the call.
+    let (host, sent) = unsafe {
+        (
+            &*userdata.cast::<OrderHost>(),
+            gateway::ffi::gw_send_event(server, conn_id, c"demo.hi".as_ptr(), c"1".as_ptr(), 1),
+        )
+    };
+    match opened {
+        true => host.note(format!("opened {conn_id} sent {sent:?}")),
+        false => host.note(format!("closed {conn_id}")),
+    }
+}
+
+/// ROUND2 item 1: `on_connection` runs where the Rust observer runs, so a client that connects
+/// while `gw_serve` is still running is announced before its first request, and the server it
+/// is given already serves.
+#[test]
+fn opened_comes_before_requests_even_before_gw_serve_returns() {
+    use gateway::ffi::*;
+    let env = TestEnv::new();
+    let options = c_options(&env.home());
+    let mut lock = std::ptr::null_mut();
+    // SAFETY: live options, a writable out.
+    let acquired = unsafe { gw_lock_acquire(options, &mut lock) };
+    assert_eq!(acquired, gw_result::GW_OK);
+    let host = OrderHost {
+        // SAFETY: a live lock.
+        port: unsafe { gw_lock_port(lock) },
+        seen: Default::default(),
+        changed: Default::default(),
+        client: Default::default(),
+    };
+    let handlers = gw_handlers_new();
+    // SAFETY: live handlers, NUL-terminated names.
+    unsafe {
+        assert_eq!(
+            gw_handlers_add_method(handlers, c"echo".as_ptr(), std::ptr::null()),
+            gw_result::GW_OK
+        );
+    }
+    let callbacks = gw_callbacks {
+        size: size_of::<gw_callbacks>(),
+        userdata: (&raw const host).cast_mut().cast(),
+        log: None,
+        state: Some(order_state),
+        free_userdata: None,
+        on_request: Some(order_request),
+        on_connection: Some(order_connection),
+        handlers,
+    };
+    let mut server = std::ptr::null_mut();
+    // SAFETY: the lock is handed over; the callbacks and handlers are whole and live.
+    let served = unsafe { gw_serve(lock, &callbacks, std::ptr::null(), &mut server) };
+    assert_eq!(served, gw_result::GW_OK);
+    // SAFETY: copied by gw_serve.
+    unsafe { gw_handlers_free(handlers) };
+    let client = host.client.lock().unwrap().take().unwrap().join().unwrap();
+    assert_eq!(client["event"]["event"], "demo.hi", "{client}");
+    assert_eq!(client["answer"]["ok"], json!(true), "{client}");
+    let seen = host.seen.lock().unwrap().clone();
+    let conn: u64 = seen[0]
+        .split(' ')
+        .nth(1)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("{seen:?}"));
+    assert_eq!(
+        seen[..2],
+        [
+            format!("opened {conn} sent GW_OK"),
+            format!("request {conn} answered GW_OK")
+        ],
+        "the order on_connection/on_request saw"
+    );
+    // SAFETY: the server gw_serve gave; the options are ours.
+    unsafe {
+        assert_eq!(gw_shutdown(server, 2000), gw_result::GW_OK);
+        gw_options_free(options);
+    }
+}
+
+/// `gw_lock_acquire_with_listener` adopts a real listening socket: the lock's port is the
+/// socket's and clients reach the gateway served on it; a socket that is not a listening TCP
+/// one is refused and closed, as is any fd on a NULL argument.
+#[test]
+fn a_c_host_can_hand_over_its_listening_socket() {
+    use gateway::ffi::*;
+    use std::io::Read;
+    use std::os::fd::IntoRawFd;
+    let env = TestEnv::new();
+    let options = c_options(&env.home());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut lock = std::ptr::null_mut();
+    // SAFETY: live options, a listening socket we give up, a writable out.
+    let acquired =
+        unsafe { gw_lock_acquire_with_listener(options, listener.into_raw_fd(), &mut lock) };
+    assert_eq!(acquired, gw_result::GW_OK);
+    // SAFETY: a live lock.
+    assert_eq!(unsafe { gw_lock_port(lock) }, port);
+    let mut server = std::ptr::null_mut();
+    // SAFETY: the lock is handed over; a writable out.
+    let served = unsafe { gw_serve(lock, std::ptr::null(), std::ptr::null(), &mut server) };
+    assert_eq!(served, gw_result::GW_OK);
+    let hello = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { Client::connected(port, connect_params()).await.1 });
+    assert_eq!(hello["type"], "hello-ok", "{hello}");
+    // SAFETY: the server gw_serve gave.
+    assert_eq!(unsafe { gw_shutdown(server, 2000) }, gw_result::GW_OK);
+
+    // Refused sockets are closed: the peer of each sees end of file.
+    type Acquire = fn(*const gw_options, i32) -> gw_result;
+    let refusals: [(Acquire, gw_result, &str); 3] = [
+        (
+            // SAFETY: live options, an fd we give up, a writable out.
+            |options, fd| unsafe {
+                gw_lock_acquire_with_listener(options, fd, &mut std::ptr::null_mut())
+            },
+            gw_result::GW_ERR_INVALID_ARGUMENT,
+            "gw_lock_acquire_with_listener: fd ",
+        ),
+        (
+            // SAFETY: an fd we give up; NULL options are refused.
+            |_, fd| unsafe {
+                gw_lock_acquire_with_listener(std::ptr::null(), fd, &mut std::ptr::null_mut())
+            },
+            gw_result::GW_ERR_NULL_ARGUMENT,
+            "gw_lock_acquire_with_listener: options is NULL",
+        ),
+        (
+            // SAFETY: live options, an fd we give up; a NULL out is refused.
+            |options, fd| unsafe {
+                gw_lock_acquire_with_listener(options, fd, std::ptr::null_mut())
+            },
+            gw_result::GW_ERR_NULL_ARGUMENT,
+            "gw_lock_acquire_with_listener: out is NULL",
+        ),
+    ];
+    for (acquire, want, message) in refusals {
+        let (given, mut peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(acquire(options, given.into_raw_fd()), want);
+        // SAFETY: a NUL-terminated string valid until the next failure on this thread.
+        let error = unsafe { std::ffi::CStr::from_ptr(gw_last_error_message()) };
+        let error = error.to_string_lossy();
+        assert!(error.starts_with(message), "{error}");
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(peer.read(&mut [0; 1]).unwrap(), 0, "the fd was not closed");
+    }
+    // SAFETY: ours.
+    unsafe { gw_options_free(options) };
 }

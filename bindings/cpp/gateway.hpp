@@ -30,7 +30,7 @@ extern "C" {
 inline void gateway_cpp_request(void *userdata, gw_server *server, gw_request_id request, const char *method,
                                 std::size_t method_len, const char *params_json, std::size_t params_len,
                                 std::uint64_t conn_id);
-inline void gateway_cpp_connection(void *userdata, std::uint64_t conn_id, bool opened, const char *client_json,
+inline void gateway_cpp_connection(void *userdata, gw_server *server, std::uint64_t conn_id, bool opened, const char *client_json,
                                    std::size_t len);
 }
 
@@ -149,20 +149,21 @@ inline std::uint64_t millis64(std::chrono::milliseconds t) {
     if (t.count() < 0) throw Error(Code::invalid_argument, "duration out of range");
     return static_cast<std::uint64_t>(t.count());
 }
-/// A log function shared by the Options that set it and every Lock and Server acquired with
-/// them: it lives as long as the library may call it (gw_options_set_log).
-using SharedLog = std::shared_ptr<const std::function<void(LogLevel, std::string_view)>>;
+/// The log function of Options::log: the library owns it and deletes it through
+/// gateway_cpp_lock_log_free once nothing can log with it (gw_options_set_log's finalizer).
+using LogFunction = std::function<void(LogLevel, std::string_view)>;
 } // namespace detail
 } // namespace gateway
 
 extern "C" {
 inline void gateway_cpp_lock_log(void *userdata, gw_log_level level, const char *message, std::size_t len) {
-    auto &log = *static_cast<const std::function<void(gateway::LogLevel, std::string_view)> *>(userdata);
+    auto &log = *static_cast<const gateway::detail::LogFunction *>(userdata);
     try {
         log(static_cast<gateway::LogLevel>(level), std::string_view(message, len));
     } catch (...) {
     }
 }
+inline void gateway_cpp_lock_log_free(void *userdata) { delete static_cast<gateway::detail::LogFunction *>(userdata); }
 }
 
 namespace gateway {
@@ -203,12 +204,12 @@ public:
         return apply(gw_options_set_auth_password(get(), password.c_str()));
     }
     /// Where acquiring and the lock log (every level; default warnings and errors to stderr).
-    /// A Server keeps it unless its Callbacks have a log. Called on library threads.
+    /// A Server keeps it unless its Callbacks have a log. Called on library threads; the
+    /// library destroys it when nothing can log with it any more.
     Options &log(std::function<void(LogLevel, std::string_view)> log) {
-        auto shared = std::make_shared<const std::function<void(LogLevel, std::string_view)>>(std::move(log));
-        detail::check(gw_options_set_log(get(), gateway_cpp_lock_log, const_cast<void *>(static_cast<const void *>(shared.get()))));
-        log_ = std::move(shared);
-        return *this;
+        auto *owned = new detail::LogFunction(std::move(log));
+        // The library owns `owned` from here, whatever the result (freed through the finalizer).
+        return apply(gw_options_set_log(get(), gateway_cpp_lock_log, owned, gateway_cpp_lock_log_free));
     }
 
     [[nodiscard]] gw_options *get() const noexcept { return options_.get(); }
@@ -220,8 +221,6 @@ private:
     }
     static std::uint32_t millis(std::chrono::milliseconds t) { return detail::millis(t); }
 
-    friend class Lock;
-    detail::SharedLog log_; // before options_: freed after them
     std::unique_ptr<gw_options, detail::OptionsDeleter> options_;
 };
 
@@ -252,8 +251,25 @@ public:
         gw_lock *lock = nullptr;
         gw_result result = gw_lock_acquire(options.get(), &lock);
         if (result != GW_OK) return Error::last(result);
-        return Lock(lock, options.log_);
+        return Lock(lock);
     }
+
+    /// Acquires on `fd`, a bound, listening TCP socket the host already has (socket
+    /// activation): the port is the socket's. The library owns `fd` from the call on (closed
+    /// on failure). Throws Error.
+    [[nodiscard]] static Lock acquire_with_listener(const Options &options, int fd) {
+        return try_acquire_with_listener(options, fd).value();
+    }
+
+    static Result<Lock> try_acquire_with_listener(const Options &options, int fd) {
+        gw_lock *lock = nullptr;
+        gw_result result = gw_lock_acquire_with_listener(options.get(), fd, &lock);
+        if (result != GW_OK) return Error::last(result);
+        return Lock(lock);
+    }
+
+    /// True once the lock's re-check found a lock file deleted or replaced.
+    [[nodiscard]] bool is_lost() const noexcept { return gw_lock_is_lost(lock_.get()); }
 
     [[nodiscard]] std::uint16_t port() const noexcept { return gw_lock_port(lock_.get()); }
     /// Gives the lock up now (the destructor does the same).
@@ -263,9 +279,7 @@ public:
     [[nodiscard]] gw_lock *into_raw() noexcept { return lock_.release(); }
 
 private:
-    friend class Server;
-    Lock(gw_lock *lock, detail::SharedLog log) : log_(std::move(log)), lock_(lock) {}
-    detail::SharedLog log_; // before lock_: freed after it
+    explicit Lock(gw_lock *lock) : lock_(lock) {}
     std::unique_ptr<gw_lock, detail::LockDeleter> lock_;
 };
 
@@ -281,8 +295,11 @@ public:
     ServeOptions &worker_threads(std::size_t threads) {
         return apply(gw_serve_options_set_worker_threads(get(), threads));
     }
+    /// How long ~Server lets open connections finish (default 5 s; 0 closes them at once).
     ServeOptions &drop_timeout(std::chrono::milliseconds t) {
-        return apply(gw_serve_options_set_drop_timeout_ms(get(), detail::millis64(t)));
+        apply(gw_serve_options_set_drop_timeout_ms(get(), detail::millis64(t)));
+        drop_timeout_ = t;
+        return *this;
     }
     /// An origin allowed besides loopback ones ("*" allows all); each call adds one.
     ServeOptions &allow_origin(const std::string &origin) {
@@ -321,6 +338,7 @@ public:
     [[nodiscard]] const gw_serve_options *get() const noexcept { return options_.get(); }
 
 private:
+    friend class Server;
     gw_serve_options *get() noexcept { return options_.get(); }
     ServeOptions &apply(gw_result result) {
         detail::check(result);
@@ -328,6 +346,7 @@ private:
     }
 
     std::unique_ptr<gw_serve_options, detail::ServeOptionsDeleter> options_;
+    std::chrono::milliseconds drop_timeout_ = std::chrono::seconds(5);
 };
 
 /// What a Server tells its host. Each may be empty. Called on library threads (see gateway.h).
@@ -376,6 +395,40 @@ private:
     std::uint64_t conn_id_;
 };
 
+/// A client that completed the handshake (`opened`) or is gone (`!opened`), given to
+/// Handlers::on_connection; it may come before Server::serve returns, and a connection's
+/// opened comes before its requests. Valid only during the call; it can already talk to the
+/// connection and the others.
+class ConnectionEvent {
+public:
+    ConnectionEvent(const ConnectionEvent &) = delete;
+    ConnectionEvent &operator=(const ConnectionEvent &) = delete;
+
+    [[nodiscard]] std::uint64_t conn_id() const noexcept { return conn_id_; }
+    [[nodiscard]] bool opened() const noexcept { return opened_; }
+    /// `{"connId", "client": {...}, "role", "scopes", "protocol", "peer", "origin"?}`.
+    [[nodiscard]] std::string_view client_json() const noexcept { return client_json_; }
+
+    /// Sends `event` to this connection; false when it is gone. Throws Error otherwise.
+    [[nodiscard]] bool send_event(const std::string &event, std::string_view json) const {
+        return detail::found(gw_send_event(server_, conn_id_, event.c_str(), json.data(), json.size()));
+    }
+    /// Sends `event` to every authenticated client; throws Error.
+    void broadcast(const std::string &event, std::string_view json) const {
+        detail::check(gw_broadcast(server_, event.c_str(), json.data(), json.size()));
+    }
+
+private:
+    friend void ::gateway_cpp_connection(void *, gw_server *, std::uint64_t, bool, const char *, std::size_t);
+    ConnectionEvent(gw_server *server, std::uint64_t conn_id, bool opened, std::string_view client_json)
+        : server_(server), conn_id_(conn_id), opened_(opened), client_json_(client_json) {}
+
+    gw_server *server_;
+    std::uint64_t conn_id_;
+    bool opened_;
+    std::string_view client_json_;
+};
+
 /// The methods the host serves (each answered by a std::function, with the scope a caller
 /// needs), the events it sends, and connection notifications. Given to Server::serve, which
 /// refuses what the library refuses (a method twice, "connect", an empty name); the functions
@@ -383,7 +436,7 @@ private:
 class Handlers {
 public:
     using Method = std::function<void(Request)>;
-    using Connection = std::function<void(std::uint64_t conn_id, bool opened, std::string_view client_json)>;
+    using Connection = std::function<void(const ConnectionEvent &)>;
 
     /// A method any authenticated client may call.
     Handlers &method(std::string name, Method answer) { return add(std::move(name), std::nullopt, std::move(answer)); }
@@ -422,7 +475,6 @@ private:
 namespace detail {
 /// The userdata of a Server's gw_callbacks, freed by the library through free_userdata.
 struct ServerState {
-    SharedLog lock_log; ///< the lock's logger, called until the server is gone
     Callbacks callbacks;
     std::map<std::string, Handlers::Method, std::less<>> methods;
     Handlers::Connection connection;
@@ -464,11 +516,11 @@ inline void gateway_cpp_request(void *userdata, gw_server *server, gw_request_id
         gw_respond(server, request, false, failed, sizeof failed - 1);
     }
 }
-inline void gateway_cpp_connection(void *userdata, std::uint64_t conn_id, bool opened, const char *client_json,
-                                   std::size_t len) {
+inline void gateway_cpp_connection(void *userdata, gw_server *server, std::uint64_t conn_id, bool opened,
+                                   const char *client_json, std::size_t len) {
     auto &connection = static_cast<gateway::detail::ServerState *>(userdata)->connection;
     try {
-        if (connection) connection(conn_id, opened, std::string_view(client_json, len));
+        if (connection) connection(gateway::ConnectionEvent(server, conn_id, opened, std::string_view(client_json, len)));
     } catch (...) {
     }
 }
@@ -477,7 +529,8 @@ inline void gateway_cpp_free(void *userdata) { delete static_cast<gateway::detai
 
 namespace gateway {
 
-/// A running gateway (gw_server). Move-only; destroying it shuts down with a 5 s timeout.
+/// A running gateway (gw_server). Move-only; destroying it shuts down with the ServeOptions'
+/// drop_timeout (default 5 s).
 class Server {
 public:
     /// Serves on the lock (which is consumed, also on failure) with the host's callbacks,
@@ -507,7 +560,6 @@ public:
             gw_result result = gw_handlers_add_event(registered.get(), event.c_str());
             if (result != GW_OK) return refuse(result);
         }
-        state->lock_log = lock.log_;
         state->callbacks = std::move(callbacks);
         state->connection = std::move(handlers.connection_);
         gw_callbacks c{};
@@ -524,20 +576,23 @@ public:
         gw_server *server = nullptr;
         gw_result result = gw_serve(lock.into_raw(), &c, options.get(), &server);
         if (result != GW_OK) return Error::last(result);
-        return Server(server);
+        return Server(server, options.drop_timeout_);
     }
 
-    Server(Server &&other) noexcept : server_(std::exchange(other.server_, nullptr)) {}
+    Server(Server &&other) noexcept
+        : server_(std::exchange(other.server_, nullptr)), drop_timeout_(other.drop_timeout_) {}
     Server &operator=(Server &&other) noexcept {
         if (this != &other) {
-            (void)shutdown();
+            (void)shutdown(drop_timeout_);
             server_ = std::exchange(other.server_, nullptr);
+            drop_timeout_ = other.drop_timeout_;
         }
         return *this;
     }
     Server(const Server &) = delete;
     Server &operator=(const Server &) = delete;
-    ~Server() { (void)shutdown(); }
+    /// Shuts down with the ServeOptions' drop_timeout (gw_serve_options_set_drop_timeout_ms).
+    ~Server() { (void)shutdown(drop_timeout_); }
 
     [[nodiscard]] std::uint16_t port() const noexcept { return gw_server_port(server_); }
     /// WebSocket connections open now, authenticated or not.
@@ -573,8 +628,9 @@ public:
     }
 
 private:
-    explicit Server(gw_server *server) : server_(server) {}
+    Server(gw_server *server, std::chrono::milliseconds drop_timeout) : server_(server), drop_timeout_(drop_timeout) {}
     gw_server *server_;
+    std::chrono::milliseconds drop_timeout_;
 };
 
 } // namespace gateway

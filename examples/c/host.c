@@ -65,9 +65,10 @@ static void on_request(void *userdata, gw_server *server, gw_request_id request,
     pthread_mutex_unlock(&host->lock);
 }
 
-static void on_connection(void *userdata, uint64_t conn_id, bool opened, const char *client_json,
-                          size_t len) {
+static void on_connection(void *userdata, gw_server *server, uint64_t conn_id, bool opened,
+                          const char *client_json, size_t len) {
     (void)userdata;
+    (void)server;
     (void)len;
     fprintf(stderr, "host: client %llu %s %s\n", (unsigned long long)conn_id,
             opened ? "connected" : "left", opened ? client_json : "");

@@ -1,7 +1,7 @@
-//! The panic boundary every export runs behind, and the checks of pointer and string
-//! arguments.
+//! The panic boundary every export runs behind, the checks of pointer and string arguments,
+//! and the strings handed to the host's callbacks.
 
-use std::ffi::{CStr, c_char};
+use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::result::{fail, gw_result};
@@ -32,6 +32,12 @@ impl OnPanic for u16 {
 impl OnPanic for usize {
     fn on_panic() -> Self {
         0
+    }
+}
+
+impl OnPanic for bool {
+    fn on_panic() -> Self {
+        false
     }
 }
 
@@ -167,6 +173,15 @@ pub(crate) unsafe fn json_argument(
             gw_result::GW_ERR_INVALID_ARGUMENT,
             format!("{function}: {argument} is not valid JSON: {err}"),
         )
+    })
+}
+
+/// Text for a C callback: NUL-terminated, with any NUL inside replaced (JSON from serde_json
+/// escapes control characters, so only free text can carry one).
+pub(crate) fn c_string(text: String) -> CString {
+    CString::new(text).unwrap_or_else(|err| {
+        let text = String::from_utf8_lossy(&err.into_vec()).replace('\0', "\u{FFFD}");
+        CString::new(text).unwrap_or_default()
     })
 }
 

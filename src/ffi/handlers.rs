@@ -16,12 +16,10 @@ use crate::server::{Handlers, MethodHandler, MethodRequest, Responder};
 /// Created by `gw_handlers_new`, freed by `gw_handlers_free`; the host owns it. `gw_serve`
 /// copies it, so the host may free or reuse it as soon as `gw_serve` returns. Not thread-safe:
 /// one thread at a time may use a given `gw_handlers`.
-#[derive(Clone)]
 pub struct gw_handlers {
-    /// The registrations as the Rust API checked them (with a handler that is never called).
-    checked: Handlers,
-    pub(crate) methods: Vec<(String, Option<String>)>,
-    pub(crate) events: Vec<String>,
+    /// The registrations as the Rust API checked them, each method with a handler that is
+    /// never called (`gw_serve` serves them through `on_request`).
+    pub(crate) handlers: Handlers,
 }
 
 /// Stands in for `on_request` while the registrations are only checked.
@@ -39,9 +37,7 @@ impl MethodHandler for NotServed {
 pub extern "C" fn gw_handlers_new() -> *mut gw_handlers {
     boundary("gw_handlers_new", || {
         Box::into_raw(Box::new(gw_handlers {
-            checked: Handlers::new(),
-            methods: Vec::new(),
-            events: Vec::new(),
+            handlers: Handlers::new(),
         }))
     })
 }
@@ -95,10 +91,9 @@ pub unsafe extern "C" fn gw_handlers_add_method(
         // SAFETY: non-NULL, live and not shared, by the contract.
         let handlers = unsafe { &mut *handlers };
         handlers
-            .checked
-            .add_method(method, scope.clone(), Arc::new(NotServed))
+            .handlers
+            .add_method(method, scope, Arc::new(NotServed))
             .map_err(|err| fail_with(&err))?;
-        handlers.methods.push((method.to_owned(), scope));
         Ok(())
     })
 }
@@ -128,12 +123,9 @@ pub unsafe extern "C" fn gw_handlers_add_event(
         // SAFETY: non-NULL, live and not shared, by the contract.
         let handlers = unsafe { &mut *handlers };
         handlers
-            .checked
+            .handlers
             .add_event(event)
             .map_err(|err| fail_with(&err))?;
-        if !handlers.events.iter().any(|e| e == event) {
-            handlers.events.push(event.to_owned());
-        }
         Ok(())
     })
 }
@@ -197,16 +189,13 @@ mod tests {
                 gw_handlers_add_event(null_mut(), c"e".as_ptr()),
                 gw_result::GW_ERR_NULL_ARGUMENT
             );
-            let h = &*handlers;
+            let h = &(*handlers).handlers;
             assert_eq!(
-                h.methods,
-                vec![
-                    ("echo".to_owned(), None),
-                    ("status".to_owned(), Some("operator.read".to_owned())),
-                ]
+                h.method_scopes().collect::<Vec<_>>(),
+                [("echo", None), ("status", Some("operator.read"))]
             );
-            assert_eq!(h.events, vec!["demo.tick".to_owned()]);
-            assert!(h.checked.refused().is_none());
+            assert_eq!(h.events(), ["demo.tick"]);
+            assert!(h.refused().is_none());
             gw_handlers_free(handlers);
             gw_handlers_free(null_mut());
         }

@@ -1,8 +1,12 @@
 //! `gw_lock`: the file locks and the listener, and the side-effect-free status.
 
+use std::ffi::c_int;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
 use super::boundary::{boundary, non_null, result_boundary};
 use super::options::gw_options;
-use super::result::{fail_with, gw_result};
+use super::result::{fail, fail_with, gw_result};
 use crate::lock::{GatewayLock, status};
 
 /// Proof that this process is the gateway for a config and a port: both lock files are held
@@ -59,6 +63,95 @@ pub unsafe extern "C" fn gw_lock_acquire(
         // SAFETY: non-NULL and writable by the contract.
         unsafe { out.write(Box::into_raw(Box::new(gw_lock { inner: lock }))) };
         Ok(())
+    })
+}
+
+/// Like `gw_lock_acquire`, but adopts `fd`, a bound and listening TCP socket the host already
+/// has (socket activation, as the Rust `GatewayLock::acquire_with_listener`): the lock's port is
+/// the socket's, the file locks are still taken, and the options' port and bind are not used.
+///
+/// The library owns `fd` on every return: on `GW_OK` the lock holds it (closed by
+/// `gw_lock_release` or `gw_shutdown`); on any failure, NULL arguments included, it is closed.
+/// `GW_ERR_INVALID_ARGUMENT` when `fd` is negative or not a listening TCP socket.
+///
+/// # Safety
+///
+/// `options` is NULL or a live `gw_options` that no thread changes during the call; `out` is
+/// NULL or writable; `fd` is negative or an open descriptor the caller gives up.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_lock_acquire_with_listener(
+    options: *const gw_options,
+    fd: c_int,
+    out: *mut *mut gw_lock,
+) -> gw_result {
+    const FUNCTION: &str = "gw_lock_acquire_with_listener";
+    result_boundary(FUNCTION, || {
+        if fd < 0 {
+            return Err(fail(
+                gw_result::GW_ERR_INVALID_ARGUMENT,
+                format!("{FUNCTION}: fd is {fd}: give a listening TCP socket"),
+            ));
+        }
+        // Owned first, so that it is closed on every failure below.
+        // SAFETY: an open descriptor the caller gives up, by the contract.
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        let options = non_null(FUNCTION, "options", options.cast_mut())?;
+        let out = non_null(FUNCTION, "out", out)?;
+        let listener = listening_tcp(socket).map_err(|why| {
+            fail(
+                gw_result::GW_ERR_INVALID_ARGUMENT,
+                format!("{FUNCTION}: fd {fd} {why}: give a bound, listening TCP socket"),
+            )
+        })?;
+        // SAFETY: non-NULL and live by the contract.
+        let options = unsafe { &*options }.get();
+        let lock =
+            GatewayLock::acquire_with_listener(options, listener).map_err(|err| fail_with(&err))?;
+        // SAFETY: non-NULL and writable by the contract.
+        unsafe { out.write(Box::into_raw(Box::new(gw_lock { inner: lock }))) };
+        Ok(())
+    })
+}
+
+/// `socket` as a listener, or why it is none.
+fn listening_tcp(socket: OwnedFd) -> Result<TcpListener, String> {
+    let mut accepting: libc::c_int = 0;
+    let mut size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: reads one int option of an open descriptor into a local of that size.
+    let read = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut accepting).cast(),
+            &mut size,
+        )
+    };
+    if read != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(format!("is not a socket ({err})"));
+    }
+    let listening = accepting != 0;
+    let listener = TcpListener::from(socket);
+    match listener.local_addr() {
+        Err(err) => Err(format!("is not a TCP socket ({err})")),
+        Ok(_) if !listening => Err("is not listening".to_owned()),
+        Ok(_) => Ok(listener),
+    }
+}
+
+/// True once the lock's periodic re-check (`gw_options_set_recheck_interval_ms`) found a lock
+/// file deleted or replaced: another gateway may start on this config. False for NULL. A
+/// served gateway reports the same through `GW_STATE_LOCK_LOST`. Any thread.
+///
+/// # Safety
+///
+/// `lock` is NULL or a live `gw_lock`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_lock_is_lost(lock: *const gw_lock) -> bool {
+    boundary("gw_lock_is_lost", || {
+        // SAFETY: NULL or live by the contract.
+        unsafe { lock.as_ref() }.is_some_and(|lock| lock.inner.is_lost())
     })
 }
 

@@ -20,12 +20,17 @@
 
 mod boundary;
 mod callbacks;
+mod calls;
 mod handlers;
+mod host;
 mod lock;
+mod log;
 mod options;
+mod requests;
 mod result;
 mod serve_options;
 mod server;
+mod userdata;
 
 pub use callbacks::{
     gw_callbacks, gw_connection_fn, gw_log_fn, gw_log_level, gw_request_fn, gw_request_id,
@@ -35,7 +40,8 @@ pub use handlers::{
     gw_handlers, gw_handlers_add_event, gw_handlers_add_method, gw_handlers_free, gw_handlers_new,
 };
 pub use lock::{
-    gw_lock, gw_lock_acquire, gw_lock_port, gw_lock_release, gw_lock_status, gw_status,
+    gw_lock, gw_lock_acquire, gw_lock_acquire_with_listener, gw_lock_is_lost, gw_lock_port,
+    gw_lock_release, gw_lock_status, gw_status,
 };
 pub use options::*;
 pub use result::{gw_last_error_holder, gw_last_error_message, gw_result, gw_result_name};
@@ -72,7 +78,10 @@ pub extern "C" fn gw_version() -> *const c_char {
 /// `userdata`; the request timeout moved from `gw_handlers_set_request_timeout_ms` (gone) to
 /// `gw_serve_options_set_request_timeout_ms`; registering a method twice is
 /// `GW_ERR_INVALID_ARGUMENT` (version 1 replaced its scope). New in 2: `gw_serve_options_*`,
-/// `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`.
+/// `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`,
+/// `gw_lock_acquire_with_listener`, `gw_lock_is_lost`. Also in 2: `on_connection`
+/// (`gw_connection_fn`) gets the `gw_server` after `userdata` and may run before `gw_serve`
+/// returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`.
 #[unsafe(no_mangle)]
 pub extern "C" fn gw_abi_version() -> u32 {
     ABI_VERSION

@@ -1,11 +1,14 @@
 //! `gw_options`: every knob of [`GatewayOptions`], set one call at a time.
 
 use std::ffi::{c_char, c_void};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::boundary::{boundary, non_null, result_boundary, utf8_argument};
-use super::callbacks::{gw_log_fn, log_to};
+use super::callbacks::gw_log_fn;
+use super::log::host_logger;
 use super::result::{fail, fail_with, gw_result};
+use super::userdata::HostUserdata;
 use crate::options::{Auth, BindMode, BindRetry, GatewayOptions, Logger};
 use crate::paths;
 
@@ -524,50 +527,35 @@ pub unsafe extern "C" fn gw_options_set_auth_password(
     }
 }
 
-/// The `userdata` of `gw_options_set_log`, which the host keeps alive (see there).
-#[derive(Clone, Copy)]
-struct HostLogUserdata(*mut c_void);
-
-// SAFETY: `gw_log_fn` callbacks are callable from any thread, at once, by its contract.
-unsafe impl Send for HostLogUserdata {}
-// SAFETY: as above; the library never touches the userdata itself.
-unsafe impl Sync for HostLogUserdata {}
-
-impl HostLogUserdata {
-    /// The pointer (a method, so closures capture the whole Send + Sync wrapper).
-    fn get(self) -> *mut c_void {
-        self.0
-    }
-}
-
 /// Where acquiring, and the lock's re-check after it, log: every line, all levels, to `log`
 /// with `userdata` (NULL `log`: warnings and errors to stderr, the default). A server keeps
 /// this logger unless `gw_serve` is given a `gw_callbacks.log`.
 ///
-/// `userdata` stays the host's (the library never frees it) and must stay valid, and `log`
-/// callable from any thread, until the options are freed and every lock acquired with them is
-/// released (`gw_lock_release`) or its server shut down (`gw_shutdown`).
+/// The library owns `userdata` from this call on, whatever the result: it calls
+/// `free_userdata(userdata)` (when not NULL) exactly once, when nothing can log with it any
+/// more: the options are freed or given another log, and every lock acquired with them is
+/// released and its server shut down (possibly on a library thread, soon after
+/// `gw_lock_release`/`gw_shutdown` return, once the lock's re-check has finished). `log` is
+/// never called after it. `log` must be callable from any thread, at once.
 ///
-/// `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+/// `GW_ERR_NULL_ARGUMENT` when `options` is NULL (`free_userdata` has then been called).
 ///
 /// # Safety
 ///
 /// `options` is NULL or a live `gw_options` that no other thread uses during the call; `log`
-/// and `userdata` keep the promise above.
+/// and `free_userdata` are NULL or callable as above with `userdata`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn gw_options_set_log(
     options: *mut gw_options,
     log: gw_log_fn,
     userdata: *mut c_void,
+    free_userdata: Option<unsafe extern "C" fn(userdata: *mut c_void)>,
 ) -> gw_result {
-    let userdata = HostLogUserdata(userdata);
+    // Owned at once, so that every return (a NULL `options`, a panic) frees it.
+    let userdata = Arc::new(HostUserdata::new(userdata, free_userdata));
     let logger = match log {
         None => Logger::default(),
-        Some(log) => Logger::new(move |level, message| {
-            // SAFETY: the host keeps `userdata` valid while a lock may log, by the contract of
-            // gw_options_set_log.
-            unsafe { log_to(log, userdata.get(), level, message) }
-        }),
+        Some(log) => host_logger(log, userdata),
     };
     // SAFETY: forwarded contract.
     unsafe { update("gw_options_set_log", options, |o| Ok(o.logger(logger))) }

@@ -143,24 +143,22 @@ fn record(result: gw_result, message: impl Display, holder: Option<Holder>) -> g
 /// its result.
 pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
     let holder = match err {
-        GatewayLockError::AlreadyRunning {
-            pid: Some(pid),
-            port,
-            ..
-        } => Some(Holder {
-            pid: *pid,
-            port: port.unwrap_or(0),
-        }),
+        GatewayLockError::AlreadyRunning { pid, port, .. } if pid.is_some() || port.is_some() => {
+            Some(Holder {
+                pid: pid.unwrap_or(0),
+                port: port.unwrap_or(0),
+            })
+        }
         _ => None,
     };
     record(gw_result::of(err), err, holder)
 }
 
 /// The live gateway that the last failed `gw_*` call on the calling thread named, as typed
-/// values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire`, the holder's pid, and the
-/// port its lock file records (0 when it records none).
+/// values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire`, the holder's pid and the
+/// port its lock file records, each 0 when unknown.
 ///
-/// `GW_OK` when the last error named a holder: writes `*pid` and `*port` (either may be NULL
+/// `GW_OK` when the last error named a live holder with a pid or a port known: writes `*pid` and `*port` (either may be NULL
 /// when not wanted). `GW_ERR_NOT_FOUND` otherwise (no call failed yet on this thread, or the
 /// last failure named no holder, e.g. `GW_ERR_ADDR_IN_USE`, whose holder may be any program):
 /// nothing is written. Unlike every other function, it never records an error of its own, so
@@ -278,10 +276,12 @@ mod tests {
             healthy: true,
             timeout_ms: 0,
         };
-        let cases: [(GatewayLockError, Answer); 4] = [
+        let cases: [(GatewayLockError, Answer); 5] = [
             (running(Some(42), Some(18789)), Ok((42, 18789))),
             (running(Some(42), None), Ok((42, 0))),
-            (running(None, Some(18789)), Err(gw_result::GW_ERR_NOT_FOUND)),
+            // A known port is worth having without the pid (0: unknown).
+            (running(None, Some(18789)), Ok((0, 18789))),
+            (running(None, None), Err(gw_result::GW_ERR_NOT_FOUND)),
             (
                 GatewayLockError::AddrInUse {
                     url: "ws://127.0.0.1:1".into(),

@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::boundary::{
     boundary, json_argument, name_argument, non_null, null_argument, result_boundary,
 };
-use super::callbacks::{HostCallbacks, ServerPtr, gw_callbacks, gw_request_id};
+use super::callbacks::{gw_callbacks, gw_request_id};
+use super::host::HostCallbacks;
 use super::lock::gw_lock;
 use super::result::{fail, fail_with, gw_result};
 use super::serve_options::gw_serve_options;
@@ -24,8 +25,8 @@ use crate::server::{Gateway, GatewayHandle, MethodError};
 /// `gw_shutdown` runs). `gw_shutdown` is safe from any thread but a library callback.
 pub struct gw_server {
     port: u16,
-    /// What `gw_respond` and the events go through. Set by `gw_serve` once the gateway
-    /// serves, or before that by the first request, which carries it (`Responder::handle`).
+    /// What `gw_respond` and the events go through. Set by `gw_serve` before the gateway
+    /// accepts its first client.
     handle: OnceLock<GatewayHandle>,
     /// Taken by `gw_shutdown` while callbacks may still be reading `handle`.
     gateway: Mutex<Option<Gateway>>,
@@ -33,12 +34,51 @@ pub struct gw_server {
     callbacks: Option<Arc<HostCallbacks>>,
 }
 
-impl gw_server {
-    /// Records the handle of the gateway this server is (the same one from every caller).
-    pub(crate) fn publish(&self, handle: GatewayHandle) {
-        let _ = self.handle.set(handle);
-    }
+/// The `gw_server` that `gw_serve` allocates before the server starts, as callbacks hand it to
+/// the host. It is freed (`OwnedServer`) only after `HostCallbacks::stop_calls`, so a callback
+/// that entered the call gate may use it.
+#[derive(Clone, Copy)]
+pub(crate) struct ServerPtr(pub(crate) *mut gw_server);
 
+// SAFETY: a `gw_server` is shared by every thread (its fields are thread-safe); the pointer
+// is only read through inside the call gate, while it is live.
+unsafe impl Send for ServerPtr {}
+// SAFETY: as above.
+unsafe impl Sync for ServerPtr {}
+
+/// A `gw_server` the library still owns: until `hand_out`, dropping it (a failed `gw_serve`,
+/// a panic in it) frees the server as `gw_shutdown` does.
+struct OwnedServer(ServerPtr);
+
+impl OwnedServer {
+    /// Gives the server to the host, who frees it with `gw_shutdown`.
+    fn hand_out(self) -> *mut gw_server {
+        std::mem::ManuallyDrop::new(self).0.0
+    }
+}
+
+impl Drop for OwnedServer {
+    fn drop(&mut self) {
+        // SAFETY: allocated by gw_serve (or handed back by gw_shutdown) and owned here; until
+        // it is freed below, callbacks only read it.
+        let server = unsafe { &*self.0.0 };
+        // Stops a gateway still in it (with its drop timeout), then waits for callbacks.
+        drop(
+            server
+                .gateway
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        if let Some(callbacks) = &server.callbacks {
+            callbacks.stop_calls();
+        }
+        // SAFETY: owned here, and no callback uses it any more.
+        drop(unsafe { Box::from_raw(self.0.0) });
+    }
+}
+
+impl gw_server {
     fn handle(&self, function: &str) -> Result<&GatewayHandle, gw_result> {
         self.handle.get().ok_or_else(|| {
             fail(
@@ -60,10 +100,9 @@ impl gw_server {
 /// `callbacks` may be NULL (no callbacks); it and its `handlers` are copied, not kept.
 /// `options` may be NULL (the defaults of `gw_serve_options_new`); it is copied, not kept.
 ///
-/// `on_request` may run before `gw_serve` returns (a client may call as soon as the port
-/// accepts): it gets the server as an argument. `on_connection` never runs before `*out` is
-/// written, so it may read the server from where `out` points (e.g. a field of its
-/// `userdata`). `GW_ERR_INVALID_ARGUMENT` when `handlers` registers methods but `on_request`
+/// `on_request` and `on_connection` may run before `gw_serve` returns (a client may connect
+/// as soon as the port accepts): they get the server as an argument, in the order the Rust
+/// API gives (a connection's `opened` before its requests). `GW_ERR_INVALID_ARGUMENT` when `handlers` registers methods but `on_request`
 /// is NULL. Any thread but a library callback.
 ///
 /// # Safety
@@ -96,49 +135,30 @@ pub unsafe extern "C" fn gw_serve(
         let mut options = unsafe { options.as_ref() }
             .map(|options| options.inner.clone())
             .unwrap_or_default();
-        // The server exists before it serves: a request may come before `Gateway::serve`
-        // returns, and `on_request` hands it this server.
-        let server = ServerPtr(Box::into_raw(Box::new(gw_server {
+        // The server exists before it serves: a client may come before `Gateway::serve`
+        // returns, and the callbacks hand it this server.
+        let server = OwnedServer(ServerPtr(Box::into_raw(Box::new(gw_server {
             port: lock.inner.port(),
             handle: OnceLock::new(),
             gateway: Mutex::new(None),
             callbacks: callbacks.clone(),
-        })));
-        let handlers = match &callbacks {
-            Some(callbacks) => callbacks.handlers("gw_serve", server),
-            None => Ok(options.handlers.clone()),
-        };
-        let served = handlers.and_then(|handlers| {
-            if let Some(callbacks) = &callbacks {
-                options.logger = callbacks.logger();
-                options.on_state = callbacks.state_handler();
-                options.handlers = handlers;
-            }
-            Gateway::serve(lock.inner, options).map_err(|err| fail_with(&err))
-        });
-        match served {
-            Ok(gateway) => {
-                // SAFETY: allocated above; only callbacks read it until it is written out.
-                let live = unsafe { &*server.0 };
-                live.publish(gateway.handle().clone());
-                *live.gateway.lock().unwrap_or_else(|e| e.into_inner()) = Some(gateway);
-                // SAFETY: non-NULL and writable by the contract.
-                unsafe { out.write(server.0) };
-                if let Some(callbacks) = &callbacks {
-                    callbacks.mark_served();
-                }
-                Ok(())
-            }
-            Err(failed) => {
-                // Nothing served, but let no callback use the server while it is freed.
-                if let Some(callbacks) = &callbacks {
-                    callbacks.stop_calls();
-                }
-                // SAFETY: allocated above and never handed out.
-                drop(unsafe { Box::from_raw(server.0) });
-                Err(failed)
-            }
+        }))));
+        // SAFETY: allocated above and owned by `server` for the rest of the call.
+        let live = unsafe { &*server.0.0 };
+        if let Some(callbacks) = &callbacks {
+            options.logger = callbacks.logger();
+            options.on_state = callbacks.state_handler();
+            options.handlers = callbacks.handlers("gw_serve", server.0)?;
         }
+        let gateway = Gateway::serve_announcing(lock.inner, options, |handle| {
+            let _ = live.handle.set(handle.clone());
+        })
+        .map_err(|err| fail_with(&err))?;
+        *live.gateway.lock().unwrap_or_else(|e| e.into_inner()) = Some(gateway);
+        crate::failpoint::inject_panic("gw_serve:served");
+        // SAFETY: non-NULL and writable by the contract.
+        unsafe { out.write(server.hand_out()) };
+        Ok(())
     })
 }
 
@@ -169,7 +189,7 @@ pub unsafe extern "C" fn gw_server_port(server: *const gw_server) -> u16 {
 ///
 /// # Safety
 ///
-/// `server` is NULL or a `gw_server` that `gw_serve` has returned (not one `on_request` was
+/// `server` is NULL or a `gw_server` that `gw_serve` has returned (not one a callback was
 /// given while `gw_serve` was still running), not used afterwards (nor by another thread during
 /// the call).
 #[unsafe(no_mangle)]
@@ -188,13 +208,8 @@ pub unsafe extern "C" fn gw_shutdown(server: *mut gw_server, timeout_ms: u32) ->
                 .drained
         });
         // The runtime is gone, but a worker it gave up on may still be in a host callback that
-        // uses the server: wait for it, and let no new one start.
-        // SAFETY: live by the contract, until it is freed below.
-        if let Some(callbacks) = &unsafe { &*server }.callbacks {
-            callbacks.stop_calls();
-        }
-        // SAFETY: owned by the caller and handed over, by the contract; no callback uses it.
-        drop(unsafe { Box::from_raw(server) });
+        // uses the server: dropping it waits for that, lets no new one start, and frees it.
+        drop(OwnedServer(ServerPtr(server)));
         if drained {
             Ok(())
         } else {

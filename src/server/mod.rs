@@ -146,7 +146,17 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// Serves on the lock's listener(s) and returns once ready (`/readyz` answers 200). The
     /// gateway owns the lock from here on; on failure the lock is released.
-    pub fn serve(mut lock: GatewayLock, options: ServeOptions) -> Result<Self, GatewayLockError> {
+    pub fn serve(lock: GatewayLock, options: ServeOptions) -> Result<Self, GatewayLockError> {
+        Self::serve_announcing(lock, options, |_| {})
+    }
+
+    /// [`serve`](Self::serve), giving `announce` the gateway's handle before any client can
+    /// connect (the C ABI's `gw_server` needs it for callbacks that run before `serve` returns).
+    pub(crate) fn serve_announcing(
+        mut lock: GatewayLock,
+        options: ServeOptions,
+        announce: impl FnOnce(&GatewayHandle),
+    ) -> Result<Self, GatewayLockError> {
         options.validate()?;
         if let Some(refused) = options.handlers.refused() {
             return Err(GatewayLockError::InvalidOption(refused.to_owned()));
@@ -171,6 +181,7 @@ impl Gateway {
             lock.logger().clone(),
         );
         let handle = ws.handle();
+        announce(&handle);
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(Phase::Starting as u8),
             logger: lock.logger().clone(),

@@ -261,7 +261,8 @@ static void case_null_arguments(void) {
     CHECK_RESULT(gw_options_set_recheck_interval_ms(NULL, 1), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_options_set_bind_retry(NULL, 1, 1), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_options_set_auth_none(NULL), GW_ERR_NULL_ARGUMENT);
-    CHECK_RESULT(gw_options_set_log(NULL, NULL, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_options_set_log(NULL, NULL, NULL, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK(!gw_lock_is_lost(NULL));
 
     typedef gw_result (*string_setter)(gw_options *, const char *);
     static const struct {
@@ -754,7 +755,7 @@ static void case_serve_options_arguments(void) {
     gw_options *lock_options = case_options(dir);
     /* No gw_callbacks.log: the server keeps the lock options' logger. */
     static atomic_int stops;
-    CHECK_RESULT(gw_options_set_log(lock_options, on_lock_log, &stops), GW_OK);
+    CHECK_RESULT(gw_options_set_log(lock_options, on_lock_log, &stops, NULL), GW_OK);
     gw_lock *lock = NULL;
     CHECK_RESULT(gw_lock_acquire(lock_options, &lock), GW_OK);
     uint16_t port = gw_lock_port(lock);
@@ -767,9 +768,70 @@ static void case_serve_options_arguments(void) {
     CHECK(port_is_free(port) && lock_dir_entries(dir) == 0);
     CHECK(atomic_load(&stops) == 1);
     /* NULL restores the default (stderr) logger. */
-    CHECK_RESULT(gw_options_set_log(lock_options, NULL, NULL), GW_OK);
+    CHECK_RESULT(gw_options_set_log(lock_options, NULL, NULL, NULL), GW_OK);
     gw_options_free(lock_options);
     printf("ok serve_options_arguments\n");
+}
+
+/*
+ * gw_options_set_log's finalizer: the log's userdata is heap memory the finalizer frees, so a
+ * log call after it is a use after free (ASan and valgrind run this suite). The lock's re-check
+ * logs the lost lock from its own thread, racing the release.
+ */
+struct lock_log {
+    atomic_int lines;
+};
+static atomic_int lock_log_frees;
+static atomic_int lock_log_late;
+
+static void on_owned_log(void *userdata, gw_log_level level, const char *message, size_t len) {
+    (void)level;
+    (void)message;
+    (void)len;
+    if (atomic_load(&lock_log_frees) != 0) atomic_fetch_add(&lock_log_late, 1);
+    atomic_fetch_add(&((struct lock_log *)userdata)->lines, 1);
+}
+
+static void free_owned_log(void *userdata) {
+    atomic_fetch_add(&lock_log_frees, 1);
+    free(userdata);
+}
+
+static void count_free(void *userdata) { atomic_fetch_add((atomic_int *)userdata, 1); }
+
+static void case_log_finalizer_and_lock_lost(void) {
+    /* Owned on every return: a NULL options frees it at once, as does replacing it. */
+    static atomic_int frees;
+    CHECK_RESULT(gw_options_set_log(NULL, on_lock_log, &frees, count_free), GW_ERR_NULL_ARGUMENT);
+    CHECK(atomic_load(&frees) == 1);
+
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    gw_options *options = case_options(dir);
+    CHECK_RESULT(gw_options_set_log(options, on_lock_log, &frees, count_free), GW_OK);
+    CHECK(atomic_load(&frees) == 1);
+    struct lock_log *log = calloc(1, sizeof *log);
+    CHECK(log != NULL);
+    CHECK_RESULT(gw_options_set_log(options, on_owned_log, log, free_owned_log), GW_OK);
+    CHECK(atomic_load(&frees) == 2);
+    CHECK_RESULT(gw_options_set_recheck_interval_ms(options, 20), GW_OK);
+
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    CHECK(!gw_lock_is_lost(lock));
+    char path[4300];
+    snprintf(path, sizeof path, "%s/locks/gateway.state.lock", dir);
+    CHECK(unlink(path) == 0);
+    for (int i = 0; i < 500 && !gw_lock_is_lost(lock); i++) sleep_ms(10);
+    CHECK(gw_lock_is_lost(lock));
+    gw_options_free(options);
+    CHECK(atomic_load(&lock_log_frees) == 0); /* the lock still logs with it */
+    gw_lock_release(lock);
+    /* Freed once nothing can log with it: at once, or soon on the re-check's thread. */
+    CHECK(wait_for(&lock_log_frees, 1, 5000));
+    sleep_ms(100);
+    CHECK(atomic_load(&lock_log_frees) == 1 && atomic_load(&lock_log_late) == 0);
+    printf("ok log_finalizer_and_lock_lost\n");
 }
 
 static int run_all(void) {
@@ -784,6 +846,7 @@ static int run_all(void) {
     case_callbacks_size_prefix();
     case_request_api_arguments();
     case_serve_options_arguments();
+    case_log_finalizer_and_lock_lost();
     printf("all ok\n");
     return 0;
 }
@@ -836,6 +899,30 @@ static int run_panic(void) {
     CHECK(!status.running);
     gw_options_free(options);
     printf("ok panic\n");
+    return 0;
+}
+
+/*
+ * A panic in gw_serve after it allocated its server (GATEWAY_FFI_PANIC=gw_serve:served): the
+ * server is still stopped and freed (ASan's leak check sees a leak otherwise), its userdata
+ * freed once, the port and the lock given back.
+ */
+static int run_serve_panic(void) {
+    gw_options *options = case_options(base_dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    uint16_t port = gw_lock_port(lock);
+    struct seen seen = {0};
+    gw_callbacks callbacks = callbacks_for(&seen);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_ERR_PANIC);
+    CHECK(strncmp(gw_last_error_message(), "panic in gw_serve: ", 19) == 0);
+    CHECK(server == NULL);
+    CHECK(wait_for(&seen.frees, 1, 5000));
+    CHECK(atomic_load(&seen.frees) == 1 && atomic_load(&seen.stopped) == 1);
+    CHECK(port_is_free(port) && lock_dir_entries(base_dir) == 0);
+    gw_options_free(options);
+    printf("ok serve_panic\n");
     return 0;
 }
 
@@ -931,10 +1018,10 @@ static void host_on_request(void *userdata, gw_server *server, gw_request_id req
     }
 }
 
-static void host_on_connection(void *userdata, uint64_t conn_id, bool opened,
+static void host_on_connection(void *userdata, gw_server *server, uint64_t conn_id, bool opened,
                                const char *client_json, size_t len) {
-    struct host *host = userdata;
-    CHECK(client_json[len] == '\0' && strlen(client_json) == len && host->server != NULL);
+    (void)userdata;
+    CHECK(client_json[len] == '\0' && strlen(client_json) == len && server != NULL);
     if (opened)
         say("opened %llu %s\n", (unsigned long long)conn_id, client_json);
     else
@@ -1064,7 +1151,7 @@ static int run_serve(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s all|hold|second|panic|serve <dir> [pid]\n", argv[0]);
+        fprintf(stderr, "usage: %s all|hold|second|panic|serve_panic|serve <dir> [pid]\n", argv[0]);
         return 2;
     }
     snprintf(base_dir, sizeof base_dir, "%s", argv[2]);
@@ -1072,6 +1159,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "hold") == 0) return run_hold();
     if (strcmp(argv[1], "second") == 0 && argc == 4) return run_second(argv[3]);
     if (strcmp(argv[1], "panic") == 0) return run_panic();
+    if (strcmp(argv[1], "serve_panic") == 0) return run_serve_panic();
     if (strcmp(argv[1], "serve") == 0) return run_serve();
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;

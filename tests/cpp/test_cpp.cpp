@@ -2,6 +2,9 @@
 // -Werror and run by tests/c_abi.rs, normally, under ASan+UBSan and under valgrind.
 //
 //   test_cpp <dir>    every case; prints "ok <case>" for each, "FAIL ..." and exit 1 on failure
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -35,6 +38,7 @@ static_assert(std::is_nothrow_move_constructible_v<gateway::Server>, "Server mov
 static_assert(!std::is_copy_constructible_v<gateway::ServeOptions>, "ServeOptions is move-only");
 static_assert(!std::is_copy_constructible_v<gateway::Request>, "a Request refers to its server");
 static_assert(std::is_move_constructible_v<gateway::Request>, "a Request can be answered later");
+static_assert(!std::is_copy_constructible_v<gateway::ConnectionEvent>, "a ConnectionEvent refers to its server");
 // The scoped enums carry the C numbers, never a conversion from them.
 static_assert(!std::is_convertible_v<gateway::Code, std::uint32_t>, "Code is scoped");
 static_assert(static_cast<std::uint32_t>(gateway::Code::not_found) == GW_ERR_NOT_FOUND, "same numbers");
@@ -166,7 +170,9 @@ int main(int argc, char **argv) {
                 })
             .method("boom", [](gateway::Request) { throw std::runtime_error("answered UNAVAILABLE"); })
             .event("demo.tick")
-            .on_connection([](std::uint64_t, bool, std::string_view) {});
+            .on_connection([](const gateway::ConnectionEvent &event) {
+                if (event.opened()) (void)event.send_event("demo.tick", "{\"hello\":true}");
+            });
         gateway::ServeOptions serve_options;
         serve_options.request_timeout(1s).worker_threads(1).allow_origin("https://app.example.com");
         auto server = gateway::Server::serve(gateway::Lock::acquire(options), {}, std::move(handlers), serve_options);
@@ -258,6 +264,72 @@ int main(int argc, char **argv) {
         CHECK(server.shutdown(2s));
         CHECK(lock_files(dir) == 0 && *stops == 1);
         std::printf("ok serve_options\n");
+    }
+
+    // The lock's extras: a socket the host hands over, loss seen from the lock, the log
+    // lambda destroyed by the library, and ~Server shutting down with the drop timeout.
+    {
+        const fs::path dir = base / "lock_extras";
+        auto guard = std::make_shared<int>(0);
+        std::uint16_t port = 0;
+        {
+            auto options = options_in(dir);
+            options.recheck_interval(20ms).log([guard](gateway::LogLevel, std::string_view) {});
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            sockaddr_in address{};
+            address.sin_family = AF_INET;
+            address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            socklen_t size = sizeof address;
+            CHECK(fd >= 0 && bind(fd, reinterpret_cast<sockaddr *>(&address), sizeof address) == 0);
+            CHECK(listen(fd, 16) == 0);
+            CHECK(getsockname(fd, reinterpret_cast<sockaddr *>(&address), &size) == 0);
+            port = ntohs(address.sin_port);
+            auto lock = gateway::Lock::acquire_with_listener(options, fd);
+            CHECK(lock.port() == port && !lock.is_lost());
+            fs::remove(dir / "locks" / "gateway.state.lock");
+            for (int i = 0; i < 500 && !lock.is_lost(); i++) std::this_thread::sleep_for(10ms);
+            CHECK(lock.is_lost());
+            // A refused fd is the library's too: closed.
+            auto refused = gateway::Lock::try_acquire_with_listener(options, -1);
+            CHECK(!refused && refused.error().code() == gateway::Code::invalid_argument);
+        }
+        for (int i = 0; i < 500 && guard.use_count() > 1; i++) std::this_thread::sleep_for(10ms);
+        CHECK(guard.use_count() == 1); // the library destroyed the log lambda
+
+        // A client that never answers the close: ~Server shuts down with drop_timeout (0), so
+        // the client is cut off (Code::timeout); with the 5 s default it would have finished.
+        auto stopped = std::make_shared<std::atomic<int>>(-1);
+        gateway::ServeOptions serve_options;
+        serve_options.drop_timeout(0ms);
+        gateway::Callbacks callbacks;
+        callbacks.state = [stopped](gateway::State state, gateway::Code code) {
+            if (state == gateway::State::stopped) *stopped = static_cast<int>(code);
+        };
+        auto start = std::chrono::steady_clock::now();
+        int client = -1;
+        {
+            auto server = gateway::Server::serve(gateway::Lock::acquire(options_in(dir / "drop")), callbacks, {},
+                                                 serve_options);
+            client = socket(AF_INET, SOCK_STREAM, 0);
+            sockaddr_in address{};
+            address.sin_family = AF_INET;
+            address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            address.sin_port = htons(server.port());
+            CHECK(connect(client, reinterpret_cast<sockaddr *>(&address), sizeof address) == 0);
+            const char upgrade[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                                   "Sec-WebSocket-Version: 13\r\n\r\n";
+            CHECK(write(client, upgrade, sizeof upgrade - 1) == static_cast<ssize_t>(sizeof upgrade - 1));
+            char reply[64] = {0};
+            CHECK(read(client, reply, sizeof reply - 1) > 0 && std::string(reply).find("101") != std::string::npos);
+            for (int i = 0; i < 500 && server.connection_count() == 0; i++) std::this_thread::sleep_for(10ms);
+            CHECK(server.connection_count() == 1);
+            start = std::chrono::steady_clock::now();
+        } // ~Server, with the client still open
+        CHECK(std::chrono::steady_clock::now() - start < 3s);
+        close(client);
+        CHECK(*stopped == static_cast<int>(gateway::Code::timeout));
+        std::printf("ok lock_extras\n");
     }
 
     std::printf("all ok\n");

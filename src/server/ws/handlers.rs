@@ -304,8 +304,16 @@ impl Handlers {
         self.methods.iter().map(|(name, _)| name.as_str())
     }
 
+    /// The registered methods with their scopes, in the order they were registered (the C ABI
+    /// serves them through its own handler).
+    pub(crate) fn method_scopes(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.methods
+            .iter()
+            .map(|(name, method)| (name.as_str(), method.scope.as_deref()))
+    }
+
     /// The registered events, in the order they were registered.
-    pub(super) fn events(&self) -> &[String] {
+    pub(crate) fn events(&self) -> &[String] {
         &self.events
     }
 
