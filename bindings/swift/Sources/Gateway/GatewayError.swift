@@ -9,7 +9,7 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidArgument(String)
     /// `GW_ERR_ALREADY_RUNNING`: a live gateway holds the lock. `pid` is the holder's and
     /// `port` the one its lock file records, each `nil` when the library does not know it
-    /// (`gw_last_error_holder`: a lock file without a payload yet, or one that records no port).
+    /// (`gw_last_error_holder` gives 0 for it, e.g. for a lock file that records no port).
     case alreadyRunning(pid: Int32?, port: Int?, message: String)
     /// `GW_ERR_ADDR_IN_USE`: the port is taken.
     case addrInUse(String)
