@@ -915,8 +915,11 @@ gw_result gw_serve_options_set_worker_threads(struct gw_serve_options *options,
                                               size_t threads);
 
 /**
- * The shutdown timeout used when the library stops a server the host did not give to
- * `gw_shutdown` (default 5000 ms; 0 closes open connections at once).
+ * How long open connections may finish when a server stops without being told how long
+ * (default 5000 ms; 0 closes them at once): the C++ `gateway::Server` destructor and Swift's
+ * `deinit` pass it to `gw_shutdown`. A C host always names its own timeout in `gw_shutdown`,
+ * so in C this is used only when `gw_serve` fails after the server started (a panic), as
+ * the Rust `ServeOptions::drop_timeout` is when a `Gateway` is dropped.
  *
  * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
  *

@@ -903,6 +903,30 @@ static int run_panic(void) {
 }
 
 /*
+ * A panic in gw_serve after it allocated its server (GATEWAY_FFI_PANIC=gw_serve:served): the
+ * server is still stopped and freed (ASan's leak check sees a leak otherwise), its userdata
+ * freed once, the port and the lock given back.
+ */
+static int run_serve_panic(void) {
+    gw_options *options = case_options(base_dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    uint16_t port = gw_lock_port(lock);
+    struct seen seen = {0};
+    gw_callbacks callbacks = callbacks_for(&seen);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, &callbacks, NULL, &server), GW_ERR_PANIC);
+    CHECK(strncmp(gw_last_error_message(), "panic in gw_serve: ", 19) == 0);
+    CHECK(server == NULL);
+    CHECK(wait_for(&seen.frees, 1, 5000));
+    CHECK(atomic_load(&seen.frees) == 1 && atomic_load(&seen.stopped) == 1);
+    CHECK(port_is_free(port) && lock_dir_entries(base_dir) == 0);
+    gw_options_free(options);
+    printf("ok serve_panic\n");
+    return 0;
+}
+
+/*
  * `serve`: a host whose methods a real WebSocket client calls (tests/c_abi.rs drives both).
  *   echo  (scope operator.read)  answered {"echo": <params>} by another thread
  *   fail  (no scope)             answered at once, inside on_request, with an error object
@@ -1127,7 +1151,7 @@ static int run_serve(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s all|hold|second|panic|serve <dir> [pid]\n", argv[0]);
+        fprintf(stderr, "usage: %s all|hold|second|panic|serve_panic|serve <dir> [pid]\n", argv[0]);
         return 2;
     }
     snprintf(base_dir, sizeof base_dir, "%s", argv[2]);
@@ -1135,6 +1159,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "hold") == 0) return run_hold();
     if (strcmp(argv[1], "second") == 0 && argc == 4) return run_second(argv[3]);
     if (strcmp(argv[1], "panic") == 0) return run_panic();
+    if (strcmp(argv[1], "serve_panic") == 0) return run_serve_panic();
     if (strcmp(argv[1], "serve") == 0) return run_serve();
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
