@@ -1138,7 +1138,7 @@ uint16_t gw_server_port(const struct gw_server *server);
  *
  * # Safety
  *
- * `server` is NULL or a `gw_server` that `gw_serve` has returned (not one `on_request` was
+ * `server` is NULL or a `gw_server` that `gw_serve` has returned (not one a callback was
  * given while `gw_serve` was still running), not used afterwards (nor by another thread during
  * the call).
  */

@@ -189,7 +189,7 @@ pub unsafe extern "C" fn gw_server_port(server: *const gw_server) -> u16 {
 ///
 /// # Safety
 ///
-/// `server` is NULL or a `gw_server` that `gw_serve` has returned (not one `on_request` was
+/// `server` is NULL or a `gw_server` that `gw_serve` has returned (not one a callback was
 /// given while `gw_serve` was still running), not used afterwards (nor by another thread during
 /// the call).
 #[unsafe(no_mangle)]
