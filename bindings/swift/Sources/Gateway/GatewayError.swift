@@ -8,7 +8,8 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `GW_ERR_INVALID_ARGUMENT`: a bad option or environment variable; the message names it.
     case invalidArgument(String)
     /// `GW_ERR_ALREADY_RUNNING`: a live gateway holds the lock. `pid` is the holder's and
-    /// `port` the one its lock file records, when known (`gw_last_error_holder`).
+    /// `port` the one its lock file records, each `nil` when the library does not know it
+    /// (`gw_last_error_holder` gives 0 for it, e.g. for a lock file that records no port).
     case alreadyRunning(pid: Int32?, port: Int?, message: String)
     /// `GW_ERR_ADDR_IN_USE`: the port is taken.
     case addrInUse(String)
@@ -100,7 +101,9 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         var pid: UInt32 = 0
         var port: UInt16 = 0
         guard gw_last_error_holder(&pid, &port) == GW_OK.rawValue else { return error }
-        return .alreadyRunning(pid: Int32(bitPattern: pid), port: port == 0 ? nil : Int(port), message: message)
+        // 0 is "unknown" for either.
+        return .alreadyRunning(
+            pid: pid == 0 ? nil : Int32(bitPattern: pid), port: port == 0 ? nil : Int(port), message: message)
     }
 }
 

@@ -1,4 +1,5 @@
 import CGateway
+import Foundation
 
 /// The C ABI this wrapper was written for (`GATEWAY_ABI_VERSION`).
 public let gatewayABIVersion: UInt32 = 2
@@ -40,20 +41,10 @@ public struct GatewayStatus: Sendable, Equatable {
 /// a lock after it was served or released does not compile.
 public struct GatewayLock: ~Copyable {
     private let pointer: OpaquePointer
-    /// The `log` closure the library calls without owning it (`gw_options_set_log`): retained
-    /// here, by hand because `discard self` needs trivial fields, until the lock is released
-    /// or its server shut down.
-    private let logger: Unmanaged<LogBox>?
 
-    private init(_ pointer: OpaquePointer, logger: LogBox?) {
-        self.pointer = pointer
-        self.logger = logger.map { Unmanaged.passRetained($0) }
-    }
+    private init(_ pointer: OpaquePointer) { self.pointer = pointer }
 
-    deinit {
-        gw_lock_release(pointer)
-        logger?.release()  // after the release: the lock no longer logs
-    }
+    deinit { gw_lock_release(pointer) }
 
     /// Takes the state lock, the config lock, then binds the port (SPEC §5–6). Blocks for up to
     /// `options.timeout` while a live holder does not answer `/healthz`; fails at once when it
@@ -62,16 +53,39 @@ public struct GatewayLock: ~Copyable {
     ///
     /// `log` hears every line of acquiring and of the lock's re-check after it (e.g.
     /// `reclaiming stale gateway lock ...`), all levels, on any thread; without it warnings and
-    /// errors go to stderr. A server keeps it unless `serve` is given a `log` of its own.
+    /// errors go to stderr. A server keeps it unless `serve` is given a `log` of its own. The
+    /// library owns the closure: it is released once the lock, or the server it became, is gone
+    /// (at once when acquiring fails), and never called after that.
     public static func acquire(
         _ options: GatewayOptions = GatewayOptions(),
         log: (@Sendable (GatewayLogLevel, String) -> Void)? = nil
     ) throws -> GatewayLock {
-        let logger = log.map(LogBox.init)
-        let handle = try OptionsHandle(options, logger: logger)
+        let handle = try OptionsHandle(options, log: log)
         var lock: OpaquePointer?
-        try withExtendedLifetime(logger) { try check(gw_lock_acquire(handle.pointer, &lock)) }
-        return GatewayLock(lock!, logger: logger)
+        try check(gw_lock_acquire(handle.pointer, &lock))
+        return GatewayLock(lock!)
+    }
+
+    /// Socket activation: like `acquire(_:log:)`, but adopts `listener`, a bound and listening
+    /// TCP socket (e.g. one systemd or launchd passed in), instead of binding. The port is the
+    /// socket's (`options.port` and `options.bind` are not used to bind); both lock files are
+    /// still taken. The library owns `listener` from this call on: it is closed with the lock,
+    /// and at once when this throws, whatever the reason.
+    public static func acquire(
+        _ options: GatewayOptions = GatewayOptions(),
+        listener: Int32,
+        log: (@Sendable (GatewayLogLevel, String) -> Void)? = nil
+    ) throws -> GatewayLock {
+        let handle: OptionsHandle
+        do {
+            handle = try OptionsHandle(options, log: log)
+        } catch {
+            close(listener)  // the caller gave it away whatever happens
+            throw error
+        }
+        var lock: OpaquePointer?
+        try check(gw_lock_acquire_with_listener(handle.pointer, listener, &lock))
+        return GatewayLock(lock!)
     }
 
     /// Looks at the gateway holding the options' lock without taking a lock, writing a file or
@@ -89,18 +103,21 @@ public struct GatewayLock: ~Copyable {
     /// The port held (the real one when 0 was asked for).
     public var port: Int { Int(gw_lock_port(pointer)) }
 
+    /// True once the lock's periodic re-check (every `GatewayOptions.recheckInterval`) found a
+    /// lock file deleted or replaced: another gateway may start on this config. Serve or
+    /// release such a lock as any other; a served one reports the loss as
+    /// `GatewayStateChange.lockLost`.
+    public var isLost: Bool { gw_lock_is_lost(pointer) }
+
     /// Closes the listener(s) and removes the lock files that are still ours, now.
     public consuming func release() {
-        let (pointer, logger) = take()
-        withExtendedLifetime(logger) { gw_lock_release(pointer) }
+        gw_lock_release(take())
     }
 
-    /// Hands the C handle over (to `gw_serve`, which owns it from then on) without releasing
-    /// it, with the log closure the library may call until the lock or its server is gone.
-    consuming func take() -> (OpaquePointer, LogBox?) {
+    /// Hands the C handle over (to `gw_serve`, which owns it from then on) without releasing it.
+    consuming func take() -> OpaquePointer {
         let pointer = self.pointer
-        let logger = self.logger?.takeRetainedValue()
         discard self
-        return (pointer, logger)
+        return pointer
     }
 }

@@ -128,9 +128,9 @@ final class HandlersHandle {
 }
 
 /// The `gw_server` as late answers and the host's calls see it. Known from the first of
-/// `on_request` (which may come before `gw_serve` returns, and carries the server) and
-/// `gw_serve`'s return; taken out (under the mutex) before `gw_shutdown`, so no task answers
-/// a freed server.
+/// `on_connection`, `on_request` (both may come before `gw_serve` returns, and carry the
+/// server) and `gw_serve`'s return; taken out (under the mutex) before `gw_shutdown`, so no
+/// task answers a freed server.
 final class ServerSlot: Sendable {
     private enum State {
         /// `gw_serve` has not told us the server yet.

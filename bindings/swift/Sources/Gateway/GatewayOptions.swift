@@ -101,15 +101,19 @@ public struct GatewayOptions: Sendable, Equatable {
 final class OptionsHandle {
     let pointer: OpaquePointer
 
-    /// `logger` must outlive every lock acquired with these options (the library does not own it).
-    init(_ options: GatewayOptions, logger: LogBox? = nil) throws {
+    /// `log` is handed to the library, which releases it when the options and every lock and
+    /// server made with them are gone.
+    init(_ options: GatewayOptions, log: (@Sendable (GatewayLogLevel, String) -> Void)? = nil) throws {
         try checkABIVersion()
         guard let pointer = gw_options_new() else { throw GatewayError.last(GW_ERR_PANIC.rawValue) }
         self.pointer = pointer
         // From here on deinit frees the pointer, also when a setter throws.
         if options.usesEnvironment { try check(gw_options_from_env(pointer)) }
-        if let logger {
-            try check(gw_options_set_log(pointer, LogBox.callback, Unmanaged.passUnretained(logger).toOpaque()))
+        if let log {
+            // The library owns this reference from here (also when the call fails) and gives it
+            // back through LogBox.free, once.
+            try check(gw_options_set_log(
+                pointer, LogBox.callback, Unmanaged.passRetained(LogBox(log)).toOpaque(), LogBox.free))
         }
         if let port = options.port { try check(gw_options_set_port(pointer, try uint32(port, "port"))) }
         switch options.bind {

@@ -63,18 +63,24 @@ final class CallbackBox: Sendable {
     }
 }
 
-/// A lock's `log` closure, given to `gw_options_set_log` unretained: the `GatewayLock`, then
-/// its `GatewayServer`, keep it alive for as long as the library may call it.
+/// A lock's `log` closure, owned by the library: retained into the userdata of
+/// `gw_options_set_log` and released by `free`, which the library calls exactly once, when the
+/// options and every lock and server that used the log are gone.
 final class LogBox: Sendable {
     let log: @Sendable (GatewayLogLevel, String) -> Void
 
     init(_ log: @escaping @Sendable (GatewayLogLevel, String) -> Void) { self.log = log }
 
-    /// The `gw_log_fn` whose userdata is an unretained `LogBox`.
+    /// The `gw_log_fn` whose userdata is a retained `LogBox`.
     static var callback: gw_log_fn {
         { userdata, level, message, length in
             Unmanaged<LogBox>.fromOpaque(userdata!).takeUnretainedValue().log(GatewayLogLevel(level), string(message, length))
         }
+    }
+
+    /// The finalizer that releases it.
+    static var free: @convention(c) (UnsafeMutableRawPointer?) -> Void {
+        { userdata in Unmanaged<LogBox>.fromOpaque(userdata!).release() }
     }
 }
 
@@ -96,34 +102,30 @@ public final class GatewayServer: Sendable {
     private let slot: ServerSlot
     /// What `deinit` gives `gw_shutdown` (`GatewayServeOptions.dropTimeout`).
     private let dropTimeout: UInt32
-    /// The lock's `log` closure, which the library may call until `gw_shutdown` returns.
-    private let lockLogger: LogBox?
 
     /// The port the server listens on.
     public let port: Int
 
-    private init(slot: ServerSlot, dropTimeout: UInt32, lockLogger: LogBox?) {
+    private init(slot: ServerSlot, dropTimeout: UInt32) {
         self.slot = slot
         self.dropTimeout = dropTimeout
-        self.lockLogger = lockLogger
         self.port = slot.with { Int(gw_server_port($0)) } ?? 0
     }
 
     deinit {
         guard let server = slot.take() else { return }
-        let (timeout, logger) = (dropTimeout, lockLogger)
-        Thread.detachNewThread {
-            // The lock may log until gw_shutdown returns.
-            withExtendedLifetime(logger) { _ = gw_shutdown(server.pointer, timeout) }
-        }
+        let timeout = dropTimeout
+        Thread.detachNewThread { _ = gw_shutdown(server.pointer, timeout) }
     }
 
     /// Serves on the lock's listener(s) with `options` and returns once ready (`/readyz`
     /// answers 200). The lock is used up, also when this throws. `methods` are answered by
     /// Swift closures run as tasks; `log`, `onStateChange` and `onConnection` are called on
-    /// library threads, possibly several at once, and must return quickly (`onConnection`
-    /// hears of one connection in order). Throws `.invalidArgument` naming a bad option or
-    /// method.
+    /// library threads, possibly several at once, and must return quickly. Some of them may
+    /// run before `serve` returns (a client may connect as soon as the port accepts).
+    /// `onConnection` hears of one connection in order, and `.opened(id:)` has returned before
+    /// any handler of that connection's requests starts. Throws `.invalidArgument` naming a bad
+    /// option or method.
     public static func serve(
         lock: consuming GatewayLock,
         options: GatewayServeOptions = GatewayServeOptions(),
@@ -132,7 +134,7 @@ public final class GatewayServer: Sendable {
         onStateChange: (@Sendable (GatewayStateChange) -> Void)? = nil,
         onConnection: (@Sendable (GatewayConnectionChange) -> Void)? = nil
     ) throws -> GatewayServer {
-        let (lockPointer, lockLogger) = lock.take()  // released or served whatever happens below
+        let lockPointer = lock.take()  // released or served whatever happens below
         let handlers: HandlersHandle
         let serveOptions: ServeOptionsHandle
         do {
@@ -140,7 +142,7 @@ public final class GatewayServer: Sendable {
             handlers = try HandlersHandle(methods)
             serveOptions = try ServeOptionsHandle(options)
         } catch {
-            withExtendedLifetime(lockLogger) { gw_lock_release(lockPointer) }
+            gw_lock_release(lockPointer)
             throw error
         }
         let slot = ServerSlot()
@@ -180,8 +182,15 @@ public final class GatewayServer: Sendable {
             }
         }
         if onConnection != nil {
-            callbacks.on_connection = { userdata, connection, opened, client, length in
-                CallbackBox.from(userdata).onConnection?(
+            callbacks.on_connection = { userdata, server, connection, opened, client, length in
+                let box = CallbackBox.from(userdata)
+                // A client may connect before gw_serve returns: the slot learns the server here
+                // too, so the host's calls work from its first connection on.
+                box.slot.publish(server!)
+                // The library calls this on the connection's session before it reads the
+                // connection's next frame: onConnection(.opened) returns before any of its
+                // requests reaches on_request, so before its first handler starts.
+                box.onConnection?(
                     opened ? .opened(id: connection, client: GatewayJSON(raw: string(client, length)))
                         : .closed(id: connection))
             }
@@ -192,7 +201,7 @@ public final class GatewayServer: Sendable {
         // gw_serve owns the lock and the retained box from here, whatever it returns.
         var server: OpaquePointer?
         do {
-            try withExtendedLifetime((handlers, serveOptions, lockLogger)) {
+            try withExtendedLifetime((handlers, serveOptions)) {
                 try check(gw_serve(lockPointer, &callbacks, serveOptions.pointer, &server))
             }
         } catch {
@@ -202,7 +211,7 @@ public final class GatewayServer: Sendable {
             throw error
         }
         slot.publish(server!)
-        return GatewayServer(slot: slot, dropTimeout: options.dropTimeoutMilliseconds, lockLogger: lockLogger)
+        return GatewayServer(slot: slot, dropTimeout: options.dropTimeoutMilliseconds)
     }
 
     /// Replaces the health snapshot that the `health` method answers (by default
@@ -313,7 +322,8 @@ private func answer(_ request: GatewayRequest, with handler: GatewayMethods.Hand
 /// `gw_server_connection_count` are safe from any thread at once while the server is live, and
 /// `gw_shutdown` from any thread but a library callback. What keeps it live is `ServerSlot`: the
 /// host's calls run under its lock, `gw_shutdown` only on a pointer taken out of it, and the
-/// library calls `on_request` (the one other user) never once `gw_shutdown` began freeing it.
+/// library calls `on_request` and `on_connection` (the other users) never once `gw_shutdown`
+/// began freeing it.
 struct ServerPointer: @unchecked Sendable {
     let pointer: OpaquePointer
 }

@@ -213,6 +213,63 @@ final class MethodTests: XCTestCase {
         }
     }
 
+    /// `onConnection(.opened)` has returned before any handler of that connection's requests
+    /// starts, even when it is slow, and also for clients that come before `serve` returns (the
+    /// adopted listener queues them up before the server exists).
+    func testOnConnectionOpenedPrecedesTheConnectionsRequests() throws {
+        let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
+        let (fd, port) = try listeningSocket()
+        let lock = try GatewayLock.acquire(options, listener: fd)
+        let timeline = Recorder<String>()
+        var methods = GatewayMethods()
+        methods.method("swift.first") { request in
+            timeline.append("request \(request.connectionID)")
+            return GatewayJSON.null
+        }
+
+        // Clients on threads of their own, connecting while serve starts: each calls the moment
+        // it has its hello-ok.
+        let clients = 4
+        let done = DispatchGroup()
+        let failures = Recorder<String>()
+        for _ in 0..<clients {
+            done.enter()
+            Thread.detachNewThread {
+                defer { done.leave() }
+                do {
+                    let client = try WebSocketClient(port: port)
+                    let hello = try client.connect()
+                    guard hello["ok"] as? Bool == true else { return failures.append("connect: \(hello)") }
+                    try client.send(["type": "req", "id": "m1", "method": "swift.first"])
+                    let answer = try client.response(to: "m1")
+                    if answer["ok"] as? Bool != true { failures.append("swift.first: \(answer)") }
+                } catch {
+                    failures.append("\(error)")
+                }
+            }
+        }
+        let server = try GatewayServer.serve(lock: lock, methods: methods, onConnection: { change in
+            guard case .opened(let id, _) = change else { return }
+            usleep(50_000)  // a slow observer: the connection's request must wait for it
+            timeline.append("opened \(id)")
+        })
+        XCTAssertEqual(done.wait(timeout: .now() + 10), .success, "the clients did not finish")
+        XCTAssertEqual(failures.all, [])
+
+        let events = timeline.all
+        let requests = events.filter { $0.hasPrefix("request ") }
+        XCTAssertEqual(requests.count, clients, "\(events)")
+        for request in requests {
+            let id = request.dropFirst("request ".count)
+            guard let opened = events.firstIndex(of: "opened \(id)") else {
+                XCTFail("connection \(id) called without an opened: \(events)")
+                continue
+            }
+            XCTAssertLessThan(opened, events.firstIndex(of: request)!, "a handler ran before opened: \(events)")
+        }
+        _ = server
+    }
+
     /// The library's rules (the Rust `Handlers::add_method`), with its words.
     func testMethodsTheLibraryRefusesMakeServeThrow() throws {
         let options = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())

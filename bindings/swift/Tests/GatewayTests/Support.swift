@@ -132,3 +132,29 @@ final class Recorder<T: Sendable>: Sendable {
 
 /// Something to own from a closure, to see when the closure is released.
 final class Sentinel: Sendable {}
+
+/// A TCP socket bound to 127.0.0.1 on a port the OS picks, listening (as systemd or launchd
+/// would pass one in), and that port. With SO_REUSEADDR, as servers bind, so that the
+/// connections it accepted and the server closed first (TIME_WAIT) do not keep `canBind` false.
+func listeningSocket() throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, streamSocket, 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    var on: Int32 = 1
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+    var address = loopbackAddress(port: 0)
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let named = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard bound == 0, named == 0, listen(fd, 16) == 0 else {
+        let code = errno
+        close(fd)
+        throw POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+}
