@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 [ "$(uname -s)" = Darwin ] || { echo "build-xcframework.sh: needs macOS with Xcode" >&2; exit 1; }
 
 targets=(aarch64-apple-darwin x86_64-apple-darwin)
-export MACOSX_DEPLOYMENT_TARGET=${MACOSX_DEPLOYMENT_TARGET:-13.0}  # Package.swift's .macOS(.v13)
+export MACOSX_DEPLOYMENT_TARGET=${MACOSX_DEPLOYMENT_TARGET:-13.0}  # the library runs on 13; the Swift package needs 15
 for target in "${targets[@]}"; do
   cargo build --release --lib --target "$target"
 done
