@@ -133,9 +133,13 @@ fn ours_refuses_at_once_while_the_node_gateway_runs() {
                 node.pid
             )
         );
+        // "it is healthy" is printed only by the fail-now path (the timeout path says "lock
+        // timeout after 5000ms"), so the message above is what proves we did not wait the lock
+        // out. The time only has to stay under that timeout: on a loaded machine Node may take
+        // more than one 1 s probe to answer /healthz (CI saw 2.0 s once).
         assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "refused at once, not after the lock timeout: {:?}",
+            started.elapsed() < Duration::from_secs(5),
+            "refused before the 5 s lock timeout: {:?}",
             started.elapsed()
         );
     }
@@ -190,8 +194,11 @@ fn ours_reclaims_at_once_what_a_killed_node_gateway_left() {
 
     let started = Instant::now();
     let ours = env.start(&["--port", &port.to_string()]);
+    // Waiting for a dead owner would hit the 5 s lock timeout (and fail to start); waiting out
+    // its file would take the 30 s stale window. Anything under the first is "at once", with
+    // room for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "no stale window to wait out: {:?}",
         started.elapsed()
     );
