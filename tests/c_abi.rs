@@ -150,8 +150,18 @@ fn scrubbed(program: &Path, home: &Path) -> Command {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
+        .env("GATEWAY_TEST_PORTS", test_ports())
         .stdin(Stdio::null());
     command
+}
+
+/// Ports for one C or C++ test program, each case taking the next: from `free_port`, outside
+/// the kernel's ephemeral range, so no outgoing connection on the machine takes a port between
+/// a case's shutdown and its check that the port is free (with port 0 that happened under
+/// `scripts/loopback-load.sh`).
+fn test_ports() -> String {
+    let ports: Vec<String> = (0..32).map(|_| free_port().to_string()).collect();
+    ports.join(",")
 }
 
 /// Valgrind's verdict: exit 99 on any error or definite leak.

@@ -66,6 +66,19 @@ static void case_dir(char *out, size_t size) {
 }
 
 /* Options for a case: ephemeral port, everything under `dir`, short waits. */
+/* The next of the ports tests/c_abi.rs gives this program (GATEWAY_TEST_PORTS, comma-separated,
+ * outside the kernel's ephemeral range, so no outgoing connection can take one between a
+ * case's shutdown and its check that the port is free); 0, the kernel's choice, without them. */
+static uint16_t next_test_port(void) {
+    static const char *cursor = NULL;
+    if (cursor == NULL) cursor = getenv("GATEWAY_TEST_PORTS");
+    if (cursor == NULL || *cursor == '\0') return 0;
+    char *end = NULL;
+    unsigned long port = strtoul(cursor, &end, 10);
+    cursor = *end == ',' ? end + 1 : end;
+    return (uint16_t)port;
+}
+
 static gw_options *case_options(const char *dir) {
     char path[4200];
     gw_options *options = gw_options_new();
@@ -76,7 +89,7 @@ static gw_options *case_options(const char *dir) {
     CHECK_RESULT(gw_options_set_config_path(options, path), GW_OK);
     snprintf(path, sizeof path, "%s/locks", dir);
     CHECK_RESULT(gw_options_set_lock_dir(options, path), GW_OK);
-    CHECK_RESULT(gw_options_set_port(options, 0), GW_OK);
+    CHECK_RESULT(gw_options_set_port(options, next_test_port()), GW_OK);
     CHECK_RESULT(gw_options_set_timeout_ms(options, 300), GW_OK);
     CHECK_RESULT(gw_options_set_poll_interval_ms(options, 20), GW_OK);
     return options;

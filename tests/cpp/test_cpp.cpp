@@ -45,12 +45,24 @@ static_assert(static_cast<std::uint32_t>(gateway::Code::not_found) == GW_ERR_NOT
 static_assert(static_cast<std::uint32_t>(gateway::State::stopped) == GW_STATE_STOPPED, "same numbers");
 static_assert(static_cast<std::uint32_t>(gateway::LogLevel::error) == GW_LOG_ERROR, "same numbers");
 
+// The next of the ports tests/c_abi.rs gives this program (GATEWAY_TEST_PORTS, comma-separated,
+// outside the kernel's ephemeral range, so no outgoing connection can take one between a
+// case's shutdown and its check that the port is free); 0, the kernel's choice, without them.
+static std::uint16_t next_test_port() {
+    static const char *cursor = std::getenv("GATEWAY_TEST_PORTS");
+    if (cursor == nullptr || *cursor == '\0') return 0;
+    char *end = nullptr;
+    unsigned long port = std::strtoul(cursor, &end, 10);
+    cursor = *end == ',' ? end + 1 : end;
+    return static_cast<std::uint16_t>(port);
+}
+
 static gateway::Options options_in(const fs::path &dir) {
     gateway::Options options;
     options.state_dir((dir / "state").string())
         .config_path((dir / "state" / "openclaw.json").string())
         .lock_dir((dir / "locks").string())
-        .port(0)
+        .port(next_test_port())
         .timeout(300ms)
         .poll_interval(20ms);
     return options;
