@@ -157,8 +157,10 @@ enum gw_state
     GW_STATE_READY = 1,
     /**
      * A lock file was deleted or replaced while held; another gateway may start on this config
-     * (result `GW_ERR_LOCK_LOST`; the log callback gets the path). Called once, on the
-     * library's lock re-check thread. The server keeps serving until `gw_shutdown`.
+     * (result `GW_ERR_LOCK_LOST`; the log callback gets the path). Called once: on the
+     * library's lock re-check thread, or, when the loss was found before `gw_serve`, on the
+     * thread in `gw_serve`, before `GW_STATE_READY`. The server keeps serving until
+     * `gw_shutdown`.
      */
     GW_STATE_LOCK_LOST = 2,
     /**
@@ -188,7 +190,7 @@ typedef struct gw_handlers gw_handlers;
 
 /**
  * Proof that this process is the gateway for a config and a port: both lock files are held
- * and the listener(s) bound. Created by `gw_lock_acquire`; given up by `gw_lock_release`, or
+ * and the listener(s) bound. Created by `gw_lock_acquire` or `gw_lock_acquire_with_listener`; given up by `gw_lock_release`, or
  * handed to `gw_serve`. One thread at a time may use a given lock.
  */
 typedef struct gw_lock gw_lock;
@@ -530,7 +532,7 @@ uint16_t gw_lock_port(const struct gw_lock *lock);
  *
  * # Safety
  *
- * `lock` is NULL or a `gw_lock` from `gw_lock_acquire`, not given to `gw_serve`, and not used
+ * `lock` is NULL or a `gw_lock` from `gw_lock_acquire` (or `_with_listener`), not given to `gw_serve`, and not used
  * afterwards.
  */
 void gw_lock_release(struct gw_lock *lock);
@@ -853,7 +855,7 @@ const char *gw_result_name(uint32_t result);
 
 /**
  * The live gateway that the last failed `gw_*` call on the calling thread named, as typed
- * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire`, the holder's pid and the
+ * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`), the holder's pid and the
  * port its lock file records, each 0 when unknown.
  *
  * `GW_OK` when the last error named a live holder with a pid or a port known: writes `*pid` and `*port` (either may be NULL
@@ -1104,7 +1106,7 @@ gw_result gw_serve_options_set_server_version(struct gw_serve_options *options,
  *
  * # Safety
  *
- * `lock` is NULL or a `gw_lock` from `gw_lock_acquire` that is not used afterwards;
+ * `lock` is NULL or a `gw_lock` from `gw_lock_acquire` (or `_with_listener`) that is not used afterwards;
  * `callbacks` is NULL or points to a `gw_callbacks` whose `size` bytes are readable;
  * `options` is NULL or a live `gw_serve_options` that no thread changes during the call;
  * `out` is NULL or writable.

@@ -63,11 +63,11 @@ enum class LogLevel : std::uint32_t { debug = GW_LOG_DEBUG, info = GW_LOG_INFO, 
 /// A change in a served gateway's life (`gw_state`).
 enum class State : std::uint32_t { ready = GW_STATE_READY, lock_lost = GW_STATE_LOCK_LOST, stopped = GW_STATE_STOPPED };
 
-/// The live gateway that refused an acquire: its pid, and the port its lock file records (0
-/// when none).
+/// The live gateway that refused an acquire: its pid and the port its lock file records, each
+/// empty when unknown (`gw_last_error_holder` gives 0 for it). Never signal an empty pid.
 struct Holder {
-    std::uint32_t pid;
-    std::uint16_t port;
+    std::optional<std::uint32_t> pid;
+    std::optional<std::uint16_t> port;
 };
 
 /// A failed call: its Code, the message `gw_last_error_message` gave, and the holder
@@ -80,14 +80,19 @@ public:
     [[nodiscard]] Code code() const noexcept { return code_; }
     /// "GW_ERR_ALREADY_RUNNING", ...
     [[nodiscard]] const char *name() const noexcept { return gateway::name(code_); }
-    /// The live gateway holding the lock (Code::already_running with a known pid).
+    /// The live gateway holding the lock (Code::already_running with a known pid or port).
     [[nodiscard]] const std::optional<Holder> &holder() const noexcept { return holder_; }
 
     /// The calling thread's last failure, as an Error.
     [[nodiscard]] static Error last(gw_result code) {
-        Holder holder{0, 0};
+        std::uint32_t pid = 0;
+        std::uint16_t port = 0;
         std::optional<Holder> named;
-        if (gw_last_error_holder(&holder.pid, &holder.port) == GW_OK) named = holder;
+        if (gw_last_error_holder(&pid, &port) == GW_OK) {
+            named = Holder{};
+            if (pid != 0) named->pid = pid;
+            if (port != 0) named->port = port;
+        }
         return Error(static_cast<Code>(code), gw_last_error_message(), named);
     }
 

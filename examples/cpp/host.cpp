@@ -27,7 +27,8 @@ int main() {
         if (!lock && lock.error().holder()) {
             std::cerr << "host: " << lock.error().what() << "\n";
             const gateway::Holder &holder = *lock.error().holder();
-            std::cout << "gateway already running: pid " << holder.pid << ", port " << holder.port << "\n";
+            std::cout << "gateway already running: pid " << holder.pid.value_or(0) << ", port "
+                      << holder.port.value_or(0) << "\n";
             return 1;
         }
         gateway::Callbacks callbacks;

@@ -29,8 +29,10 @@ pub enum gw_state {
     /// `gw_serve`, before it returns.
     GW_STATE_READY = 1,
     /// A lock file was deleted or replaced while held; another gateway may start on this config
-    /// (result `GW_ERR_LOCK_LOST`; the log callback gets the path). Called once, on the
-    /// library's lock re-check thread. The server keeps serving until `gw_shutdown`.
+    /// (result `GW_ERR_LOCK_LOST`; the log callback gets the path). Called once: on the
+    /// library's lock re-check thread, or, when the loss was found before `gw_serve`, on the
+    /// thread in `gw_serve`, before `GW_STATE_READY`. The server keeps serving until
+    /// `gw_shutdown`.
     GW_STATE_LOCK_LOST = 2,
     /// The listeners are closed and the lock is released (result `GW_OK`, or `GW_ERR_TIMEOUT`
     /// when open connections were cut off). Called on the thread in `gw_shutdown`.

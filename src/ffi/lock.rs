@@ -10,7 +10,7 @@ use super::result::{fail, fail_with, gw_result};
 use crate::lock::{GatewayLock, status};
 
 /// Proof that this process is the gateway for a config and a port: both lock files are held
-/// and the listener(s) bound. Created by `gw_lock_acquire`; given up by `gw_lock_release`, or
+/// and the listener(s) bound. Created by `gw_lock_acquire` or `gw_lock_acquire_with_listener`; given up by `gw_lock_release`, or
 /// handed to `gw_serve`. One thread at a time may use a given lock.
 pub struct gw_lock {
     pub(crate) inner: GatewayLock,
@@ -172,7 +172,7 @@ pub unsafe extern "C" fn gw_lock_port(lock: *const gw_lock) -> u16 {
 ///
 /// # Safety
 ///
-/// `lock` is NULL or a `gw_lock` from `gw_lock_acquire`, not given to `gw_serve`, and not used
+/// `lock` is NULL or a `gw_lock` from `gw_lock_acquire` (or `_with_listener`), not given to `gw_serve`, and not used
 /// afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn gw_lock_release(lock: *mut gw_lock) {

@@ -155,7 +155,7 @@ pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
 }
 
 /// The live gateway that the last failed `gw_*` call on the calling thread named, as typed
-/// values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire`, the holder's pid and the
+/// values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`), the holder's pid and the
 /// port its lock file records, each 0 when unknown.
 ///
 /// `GW_OK` when the last error named a live holder with a pid or a port known: writes `*pid` and `*port` (either may be NULL

@@ -107,7 +107,7 @@ impl gw_server {
 ///
 /// # Safety
 ///
-/// `lock` is NULL or a `gw_lock` from `gw_lock_acquire` that is not used afterwards;
+/// `lock` is NULL or a `gw_lock` from `gw_lock_acquire` (or `_with_listener`) that is not used afterwards;
 /// `callbacks` is NULL or points to a `gw_callbacks` whose `size` bytes are readable;
 /// `options` is NULL or a live `gw_serve_options` that no thread changes during the call;
 /// `out` is NULL or writable.
@@ -196,7 +196,11 @@ pub unsafe extern "C" fn gw_server_port(server: *const gw_server) -> u16 {
 pub unsafe extern "C" fn gw_shutdown(server: *mut gw_server, timeout_ms: u32) -> gw_result {
     result_boundary("gw_shutdown", || {
         let server = non_null("gw_shutdown", "server", server)?;
-        // SAFETY: live by the contract; until it is freed below, callbacks may only read it.
+        // Freed however this ends, a panic in the shutdown included: the guard waits for a host
+        // callback a worker the runtime gave up on may still be in, lets no new one start, and
+        // frees the server and, with it, the host's userdata.
+        let owned = OwnedServer(ServerPtr(server));
+        // SAFETY: live by the contract; until `owned` frees it, callbacks may only read it.
         let gateway = unsafe { &*server }
             .gateway
             .lock()
@@ -207,9 +211,7 @@ pub unsafe extern "C" fn gw_shutdown(server: *mut gw_server, timeout_ms: u32) ->
                 .shutdown(Duration::from_millis(u64::from(timeout_ms)))
                 .drained
         });
-        // The runtime is gone, but a worker it gave up on may still be in a host callback that
-        // uses the server: dropping it waits for that, lets no new one start, and frees it.
-        drop(OwnedServer(ServerPtr(server)));
+        drop(owned);
         if drained {
             Ok(())
         } else {
