@@ -2,7 +2,7 @@
 # A background load that opens and closes loopback connections (127.0.0.1 only) as fast as it
 # can, and stops by itself after --seconds: it takes the ports of the kernel's ephemeral range
 # the way busy programs do, so a test that picked a port there could lose it between the pick
-# and the use. The tests pick theirs outside that range (tests/common/mod.rs, `free_port`).
+# and the use. The tests pick theirs outside that range (tests/common/ports.rs, `free_port`).
 #
 #   scripts/loopback-load.sh --seconds 600 [--threads 3] &
 #   cargo test --features failpoints

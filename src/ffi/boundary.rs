@@ -185,16 +185,33 @@ pub(crate) fn c_string(text: String) -> CString {
     })
 }
 
+/// Frees a handle the library boxed for the host (`gw_options`, `gw_serve_options`,
+/// `gw_handlers`), behind the panic boundary; NULL is harmless.
+///
+/// # Safety
+///
+/// `handle` is NULL or came from `Box::into_raw` of a `Box<T>`, and is not used afterwards.
+pub(crate) unsafe fn free_handle<T>(function: &'static str, handle: *mut T) {
+    boundary(function, || {
+        if !handle.is_null() {
+            // SAFETY: boxed by the library and never used again, by the contract.
+            drop(unsafe { Box::from_raw(handle) });
+        }
+    })
+}
+
+/// The calling thread's last error message, for the unit tests of the exports.
+#[cfg(test)]
+pub(crate) fn last_error() -> String {
+    // SAFETY: a NUL-terminated string valid until the next failure on this thread.
+    unsafe { CStr::from_ptr(super::gw_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn last_error() -> String {
-        // SAFETY: a NUL-terminated string valid until the next failure on this thread.
-        unsafe { CStr::from_ptr(super::super::gw_last_error_message()) }
-            .to_string_lossy()
-            .into_owned()
-    }
 
     #[test]
     fn a_panic_becomes_a_result_and_a_message() {

@@ -21,8 +21,12 @@ pub(crate) struct Call<'a>(&'a CallGate);
 
 impl Drop for Call<'_> {
     fn drop(&mut self) {
-        self.0.calls().running -= 1;
-        self.0.changed.notify_all();
+        let mut calls = self.0.calls();
+        calls.running -= 1;
+        // Only `stop` waits, and only for the last call: no wake-up on every request.
+        if calls.stopped && calls.running == 0 {
+            self.0.changed.notify_all();
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use super::boundary::{boundary, non_null, result_boundary, utf8_argument};
+use super::boundary::{boundary, free_handle, non_null, result_boundary, utf8_argument};
 use super::result::{fail_with, gw_result};
 use crate::server::{Handlers, MethodHandler, MethodRequest, Responder};
 
@@ -49,12 +49,8 @@ pub extern "C" fn gw_handlers_new() -> *mut gw_handlers {
 /// `handlers` is NULL or was returned by `gw_handlers_new` and is not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn gw_handlers_free(handlers: *mut gw_handlers) {
-    boundary("gw_handlers_free", || {
-        if !handlers.is_null() {
-            // SAFETY: returned by gw_handlers_new and never used again, by the contract.
-            drop(unsafe { Box::from_raw(handlers) });
-        }
-    })
+    // SAFETY: NULL or from the matching `_new`, never used again, by the contract.
+    unsafe { free_handle("gw_handlers_free", handlers) }
 }
 
 /// Registers `method`, answered through the `on_request` callback. `scope` is the scope a
@@ -136,13 +132,7 @@ mod tests {
     use std::ptr::{null, null_mut};
 
     use super::*;
-
-    fn last_error() -> String {
-        // SAFETY: a NUL-terminated string valid until the next failure on this thread.
-        unsafe { CStr::from_ptr(super::super::gw_last_error_message()) }
-            .to_string_lossy()
-            .into_owned()
-    }
+    use crate::ffi::boundary::last_error;
 
     #[test]
     fn methods_and_events_follow_the_rust_rules() {

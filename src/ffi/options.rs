@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::boundary::{boundary, non_null, result_boundary, utf8_argument};
+use super::boundary::{boundary, free_handle, non_null, result_boundary, utf8_argument};
 use super::callbacks::gw_log_fn;
 use super::log::host_logger;
 use super::result::{fail, fail_with, gw_result};
@@ -49,12 +49,8 @@ pub extern "C" fn gw_options_new() -> *mut gw_options {
 /// `options` is NULL or was returned by `gw_options_new` and is not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn gw_options_free(options: *mut gw_options) {
-    boundary("gw_options_free", || {
-        if !options.is_null() {
-            // SAFETY: returned by gw_options_new and never used again, by the contract.
-            drop(unsafe { Box::from_raw(options) });
-        }
-    })
+    // SAFETY: NULL or from the matching `_new`, never used again, by the contract.
+    unsafe { free_handle("gw_options_free", options) }
 }
 
 /// Applies `update` to the options, which keep their old value when it fails.

@@ -25,8 +25,9 @@ impl MethodHandler for HostMethod {
         };
         // The host answers by id through the server; dropping the responder answers nothing.
         drop(responder);
-        let method = c_string(request.method.clone());
+        let conn_id = request.conn_id();
         let params = c_string(request.params.to_string());
+        let method = c_string(request.method);
         // SAFETY: a host callback with its own userdata (alive: `host` holds it), the server
         // (live while a call has entered, see `ServerPtr`), and NUL-terminated strings that
         // outlive the call.
@@ -39,7 +40,7 @@ impl MethodHandler for HostMethod {
                 method.as_bytes().len(),
                 params.as_ptr(),
                 params.as_bytes().len(),
-                request.conn_id(),
+                conn_id,
             )
         }
     }

@@ -6,7 +6,7 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use super::boundary::{boundary, name_argument, non_null, result_boundary};
+use super::boundary::{boundary, free_handle, name_argument, non_null, result_boundary};
 use super::result::{fail_with, gw_result};
 use crate::server::{AuthThrottle, ServeOptions};
 
@@ -46,12 +46,8 @@ pub extern "C" fn gw_serve_options_new() -> *mut gw_serve_options {
 /// `options` is NULL or was returned by `gw_serve_options_new` and is not used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn gw_serve_options_free(options: *mut gw_serve_options) {
-    boundary("gw_serve_options_free", || {
-        if !options.is_null() {
-            // SAFETY: returned by gw_serve_options_new and never used again, by the contract.
-            drop(unsafe { Box::from_raw(options) });
-        }
-    })
+    // SAFETY: NULL or from the matching `_new`, never used again, by the contract.
+    unsafe { free_handle("gw_serve_options_free", options) }
 }
 
 /// Applies `change` to a copy of the options and keeps it only when `ServeOptions::validate`
@@ -403,17 +399,10 @@ pub unsafe extern "C" fn gw_serve_options_set_server_version(
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::CStr;
     use std::ptr::{null, null_mut};
 
     use super::*;
-
-    fn last_error() -> String {
-        // SAFETY: a NUL-terminated string valid until the next failure on this thread.
-        unsafe { CStr::from_ptr(super::super::gw_last_error_message()) }
-            .to_string_lossy()
-            .into_owned()
-    }
+    use crate::ffi::boundary::last_error;
 
     type Setter = unsafe extern "C" fn(*mut gw_serve_options, u64) -> gw_result;
     type SizeSetter = unsafe extern "C" fn(*mut gw_serve_options, usize) -> gw_result;

@@ -17,7 +17,6 @@ const STATUS_PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 #[serde(rename_all = "camelCase")]
 pub struct GatewayStatus {
     /// A live gateway holds the lock.
-    /// A live gateway holds the lock.
     pub running: bool,
     /// The pid the lock file records (also when its owner is dead).
     pub pid: Option<u32>,

@@ -25,7 +25,9 @@ pub(crate) fn judge(observed: &Observed, stale: Duration) -> Verdict {
         beacon_held: observed.beacon_held,
         recorded: payload.map(|p| (p.pid, p.port)),
         names_this_process: payload.is_some_and(|p| p.pid == std::process::id()),
-        older_than_stale: observed.age() > stale,
+        // Looked at only without a payload, so the age (a second parse of the file when it
+        // has no `createdAt`) is not worked out on every acquire.
+        older_than_stale: payload.is_none() && observed.age() > stale,
     };
     decide(evidence, || {
         payload.map_or(Liveness::Unknown, liveness::judge_owner)
@@ -41,7 +43,7 @@ struct Evidence {
     recorded: Option<(u32, Option<u16>)>,
     /// The recorded pid is this process's.
     names_this_process: bool,
-    /// Older than the stale window, by `createdAt`, else by mtime.
+    /// Without a payload: older than the stale window, by `createdAt`, else by mtime.
     older_than_stale: bool,
 }
 

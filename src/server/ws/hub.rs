@@ -70,12 +70,11 @@ impl Hub {
     /// Starts the ticks, the keepalive and the request timeouts on the current runtime.
     pub fn start(self: &Arc<Self>) {
         let hub = Arc::downgrade(self);
-        let period = self.tick_interval.max(Duration::from_millis(1));
-        tokio::spawn(every(hub.clone(), period, |hub| {
+        // Both intervals are above 0: `ServeOptions::validate` refused anything else.
+        tokio::spawn(every(hub.clone(), self.tick_interval, |hub| {
             hub.broadcast("tick", &json!({ "ts": protocol::now_ms() }));
         }));
-        let period = self.ping_interval.max(Duration::from_millis(1));
-        tokio::spawn(every(hub.clone(), period, Hub::keepalive));
+        tokio::spawn(every(hub.clone(), self.ping_interval, Hub::keepalive));
         let period = (self.lock_pending().timeout() / 10)
             .clamp(Duration::from_millis(5), Duration::from_millis(500));
         tokio::spawn(every(hub, period, Hub::expire_requests));
