@@ -37,6 +37,10 @@ pub use server::{
     AuthThrottle, ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodError, MethodHandler,
     MethodRequest, PROTOCOL_VERSION, ProtocolOptions, Responder,
 };
+pub use server::{
+    DefaultPairingPolicy, Locality, PairedDevice, PairingContext, PairingDecision, PairingPolicy,
+    PairingReason, PairingRequest,
+};
 pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, StateHandler};
 
 /// Internals the integration tests and benchmarks reach into. **Not API**: outside semver, and

@@ -3,8 +3,10 @@
 
 mod auth;
 mod lifecycle;
+mod pairing;
 mod probes;
 mod protocol;
+mod scopes;
 mod ws;
 
 use std::convert::Infallible;
@@ -26,6 +28,10 @@ use tokio::sync::{mpsc, watch};
 
 pub use auth::AuthThrottle;
 pub use lifecycle::{GatewayState, ShutdownReport, StateHandler};
+pub use pairing::{
+    DefaultPairingPolicy, Locality, PairedDevice, PairingContext, PairingDecision, PairingPolicy,
+    PairingReason, PairingRequest,
+};
 pub use probes::Phase;
 pub use protocol::{MethodError, PROTOCOL_VERSION};
 pub use ws::{

@@ -10,6 +10,7 @@ use super::hub::Hub;
 use super::options::ProtocolOptions;
 use crate::options::{Auth, Logger};
 use crate::server::auth::Throttle;
+use crate::server::pairing::{DefaultPairingPolicy, DeviceStore, PairingPolicy};
 
 /// The events every gateway emits, listed first in `hello-ok`'s `features.events`.
 const BUILTIN_EVENTS: [&str; 4] = ["connect.challenge", "tick", "health", "shutdown"];
@@ -28,6 +29,12 @@ pub(crate) struct Endpoint {
     pub(super) method_names: Vec<String>,
     /// `features.events` of `hello-ok`: the built-in events, then the host's.
     pub(super) event_names: Vec<String>,
+    /// Paired devices, pending requests and device tokens (SPEC §11.5).
+    #[allow(dead_code)] // skeleton: the identity part reads it
+    pub(super) devices: DeviceStore,
+    /// The host's say over who pairs.
+    #[allow(dead_code)] // skeleton: the identity part reads it
+    pub(super) pairing: Arc<dyn PairingPolicy>,
 }
 
 impl Endpoint {
@@ -63,6 +70,8 @@ impl Endpoint {
             handlers,
             method_names,
             event_names,
+            devices: DeviceStore::default(),
+            pairing: Arc::new(DefaultPairingPolicy),
         })
     }
 

@@ -33,6 +33,12 @@ pub struct ClientInfo {
     /// The upgrade's `Origin` header, when it had one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// The verified `device.id` (lowercase hex SHA-256 of its key), when it sent a device block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// How it authenticated (`hello-ok.auth.method`): `none`, `token`, `password`,
+    /// `device-token` or `bootstrap-token`.
+    pub auth_method: String,
 }
 
 impl ClientInfo {

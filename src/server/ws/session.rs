@@ -289,6 +289,13 @@ impl Session {
             protocol: protocol::PROTOCOL_VERSION,
             peer: self.peer,
             origin: self.origin.clone(),
+            device_id: None,
+            auth_method: match self.endpoint.auth {
+                Auth::None => "none",
+                Auth::Token(_) => "token",
+                Auth::Password(_) => "password",
+            }
+            .to_owned(),
         });
         self.budget.unlimit();
         self.answer(&frame.id, Ok(self.hello(&client)));
