@@ -433,14 +433,19 @@ struct gw_handlers *gw_handlers_new(void);
 void gw_handlers_free(struct gw_handlers *handlers);
 
 /**
- * Registers `method`, answered through the `on_request` callback. `scope` is the scope a
- * caller must have been granted at `connect` (e.g. `"operator.read"`; `operator.admin`
- * covers every scope, `operator.write` covers `operator.read`), or NULL for none: a caller
- * without it gets `FORBIDDEN` `missing scope: <scope>` and the host hears nothing.
+ * Registers `method`, answered through the `on_request` callback. `scope` is the operator
+ * scope a caller must have been granted at `connect` (e.g. `"operator.read"`;
+ * `operator.admin` covers every scope, `operator.write` covers `operator.read`): a caller
+ * without it gets `FORBIDDEN` `missing scope: <scope>` and the host hears nothing. `"node"`
+ * declares a method only node hosts (role `node`) may call, without a scope. NULL gives the
+ * scope OpenClaw's own method of that name needs (`status` → `operator.read`, `node.event` →
+ * node only), else `operator.admin`. Node callers may call only node methods; others get
+ * `unauthorized role: node`.
  *
  * Registering `"health"` replaces the built-in one. `GW_ERR_INVALID_ARGUMENT`, as the Rust
- * `Handlers::add_method`, for an empty name or scope, a method registered already, and
- * `"connect"` (the handshake, never a host method); also for a string that is not UTF-8.
+ * `Handlers::add_method`, for an empty name, a scope that is neither an operator scope nor
+ * `"node"`, a method registered already, and `"connect"` (the handshake, never a host
+ * method); also for a string that is not UTF-8.
  * `GW_ERR_NULL_ARGUMENT` when `handlers` or `method` is NULL. The strings are copied; the
  * handlers are unchanged on failure.
  *
@@ -455,8 +460,11 @@ gw_result gw_handlers_add_method(struct gw_handlers *handlers,
 
 /**
  * Registers an event the host sends with `gw_broadcast` / `gw_send_event`, so that
- * `hello-ok` lists it in `features.events` (sending an unregistered event works too; it is
- * just not advertised). Registering one again is harmless.
+ * `hello-ok` lists it in `features.events` and `gw_broadcast` sends it to the operators
+ * holding the scope OpenClaw gives an event of that name, else `operator.read` (see
+ * `gw_handlers_add_event_with_scope`). `gw_broadcast` of an event neither registered nor
+ * OpenClaw's reaches nobody (as in OpenClaw); `gw_send_event` reaches its one client whatever
+ * it is. Registering one again is harmless.
  *
  * `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event`, for an empty name; also for
  * one that is not UTF-8. `GW_ERR_NULL_ARGUMENT` when an argument is NULL. The string is
@@ -469,6 +477,25 @@ gw_result gw_handlers_add_method(struct gw_handlers *handlers,
  */
 gw_result gw_handlers_add_event(struct gw_handlers *handlers,
                                 const char *event);
+
+/**
+ * Registers an event as `gw_handlers_add_event` does, broadcast only to the operators holding
+ * `scope` (one of the operator scopes, e.g. `"operator.pairing"`); NULL is
+ * `gw_handlers_add_event`. Registering one again with a scope sets its scope.
+ *
+ * `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event_with_scope`, for an empty name
+ * or a scope that is not an operator scope; also for a string that is not UTF-8.
+ * `GW_ERR_NULL_ARGUMENT` when `handlers` or `event` is NULL. The strings are copied; the
+ * handlers are unchanged on failure.
+ *
+ * # Safety
+ *
+ * `handlers` is NULL or a live `gw_handlers` no other thread uses during the call; `event`
+ * and `scope` are NULL or NUL-terminated strings.
+ */
+gw_result gw_handlers_add_event_with_scope(struct gw_handlers *handlers,
+                                           const char *event,
+                                           const char *scope);
 
 /**
  * Takes the state lock, the config lock, then binds the port (SPEC §5–6), as the Rust

@@ -831,10 +831,22 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
     ("Handlers::add_method", &["gw_handlers_add_method"]),
     ("Handlers::event", &["gw_handlers_add_event"]),
     ("Handlers::add_event", &["gw_handlers_add_event"]),
+    (
+        "Handlers::event_with_scope",
+        &["gw_handlers_add_event_with_scope"],
+    ),
+    (
+        "Handlers::add_event_with_scope",
+        &["gw_handlers_add_event_with_scope"],
+    ),
     // C refuses a registration when it is made, with the same message.
     (
         "Handlers::refused",
-        &["gw_handlers_add_method", "gw_handlers_add_event"],
+        &[
+            "gw_handlers_add_method",
+            "gw_handlers_add_event",
+            "gw_handlers_add_event_with_scope",
+        ],
     ),
     ("Handlers::on_connection", &["gw_callbacks.on_connection"]),
     ("GatewayHandle::broadcast", &["gw_broadcast"]),

@@ -443,15 +443,24 @@ public:
     using Method = std::function<void(Request)>;
     using Connection = std::function<void(const ConnectionEvent &)>;
 
-    /// A method any authenticated client may call.
+    /// A method needing the scope OpenClaw's own method of that name needs, else
+    /// operator.admin (gw_handlers_add_method with a NULL scope).
     Handlers &method(std::string name, Method answer) { return add(std::move(name), std::nullopt, std::move(answer)); }
-    /// A method that needs `scope` (e.g. "operator.read").
+    /// A method that needs `scope` (an operator scope, e.g. "operator.read"), or only node
+    /// hosts may call ("node").
     Handlers &method(std::string name, std::string scope, Method answer) {
         return add(std::move(name), std::move(scope), std::move(answer));
     }
-    /// An event listed in hello-ok's features.events.
+    /// An event listed in hello-ok's features.events, broadcast to the operators holding the
+    /// scope OpenClaw gives an event of that name, else operator.read (gw_handlers_add_event).
     Handlers &event(std::string name) {
-        events_.push_back(std::move(name));
+        events_.push_back({std::move(name), std::nullopt});
+        return *this;
+    }
+    /// An event broadcast only to the operators holding `scope`, e.g. "operator.pairing"
+    /// (gw_handlers_add_event_with_scope).
+    Handlers &event(std::string name, std::string scope) {
+        events_.push_back({std::move(name), std::move(scope)});
         return *this;
     }
     /// Called when a client completes the handshake (opened) and when it is gone.
@@ -473,7 +482,11 @@ private:
     }
 
     std::vector<Entry> methods_;
-    std::vector<std::string> events_;
+    struct Event {
+        std::string name;
+        std::optional<std::string> scope;
+    };
+    std::vector<Event> events_;
     Connection connection_;
 };
 
@@ -562,7 +575,8 @@ public:
             state->methods.emplace(std::move(entry.name), std::move(entry.answer));
         }
         for (const auto &event : handlers.events_) {
-            gw_result result = gw_handlers_add_event(registered.get(), event.c_str());
+            gw_result result = gw_handlers_add_event_with_scope(registered.get(), event.name.c_str(),
+                                                                event.scope ? event.scope->c_str() : nullptr);
             if (result != GW_OK) return refuse(result);
         }
         state->callbacks = std::move(callbacks);

@@ -53,14 +53,19 @@ pub unsafe extern "C" fn gw_handlers_free(handlers: *mut gw_handlers) {
     unsafe { free_handle("gw_handlers_free", handlers) }
 }
 
-/// Registers `method`, answered through the `on_request` callback. `scope` is the scope a
-/// caller must have been granted at `connect` (e.g. `"operator.read"`; `operator.admin`
-/// covers every scope, `operator.write` covers `operator.read`), or NULL for none: a caller
-/// without it gets `FORBIDDEN` `missing scope: <scope>` and the host hears nothing.
+/// Registers `method`, answered through the `on_request` callback. `scope` is the operator
+/// scope a caller must have been granted at `connect` (e.g. `"operator.read"`;
+/// `operator.admin` covers every scope, `operator.write` covers `operator.read`): a caller
+/// without it gets `FORBIDDEN` `missing scope: <scope>` and the host hears nothing. `"node"`
+/// declares a method only node hosts (role `node`) may call, without a scope. NULL gives the
+/// scope OpenClaw's own method of that name needs (`status` → `operator.read`, `node.event` →
+/// node only), else `operator.admin`. Node callers may call only node methods; others get
+/// `unauthorized role: node`.
 ///
 /// Registering `"health"` replaces the built-in one. `GW_ERR_INVALID_ARGUMENT`, as the Rust
-/// `Handlers::add_method`, for an empty name or scope, a method registered already, and
-/// `"connect"` (the handshake, never a host method); also for a string that is not UTF-8.
+/// `Handlers::add_method`, for an empty name, a scope that is neither an operator scope nor
+/// `"node"`, a method registered already, and `"connect"` (the handshake, never a host
+/// method); also for a string that is not UTF-8.
 /// `GW_ERR_NULL_ARGUMENT` when `handlers` or `method` is NULL. The strings are copied; the
 /// handlers are unchanged on failure.
 ///
@@ -95,8 +100,11 @@ pub unsafe extern "C" fn gw_handlers_add_method(
 }
 
 /// Registers an event the host sends with `gw_broadcast` / `gw_send_event`, so that
-/// `hello-ok` lists it in `features.events` (sending an unregistered event works too; it is
-/// just not advertised). Registering one again is harmless.
+/// `hello-ok` lists it in `features.events` and `gw_broadcast` sends it to the operators
+/// holding the scope OpenClaw gives an event of that name, else `operator.read` (see
+/// `gw_handlers_add_event_with_scope`). `gw_broadcast` of an event neither registered nor
+/// OpenClaw's reaches nobody (as in OpenClaw); `gw_send_event` reaches its one client whatever
+/// it is. Registering one again is harmless.
 ///
 /// `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event`, for an empty name; also for
 /// one that is not UTF-8. `GW_ERR_NULL_ARGUMENT` when an argument is NULL. The string is
@@ -121,6 +129,45 @@ pub unsafe extern "C" fn gw_handlers_add_event(
         handlers
             .handlers
             .add_event(event)
+            .map_err(|err| fail_with(&err))?;
+        Ok(())
+    })
+}
+
+/// Registers an event as `gw_handlers_add_event` does, broadcast only to the operators holding
+/// `scope` (one of the operator scopes, e.g. `"operator.pairing"`); NULL is
+/// `gw_handlers_add_event`. Registering one again with a scope sets its scope.
+///
+/// `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event_with_scope`, for an empty name
+/// or a scope that is not an operator scope; also for a string that is not UTF-8.
+/// `GW_ERR_NULL_ARGUMENT` when `handlers` or `event` is NULL. The strings are copied; the
+/// handlers are unchanged on failure.
+///
+/// # Safety
+///
+/// `handlers` is NULL or a live `gw_handlers` no other thread uses during the call; `event`
+/// and `scope` are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_handlers_add_event_with_scope(
+    handlers: *mut gw_handlers,
+    event: *const c_char,
+    scope: *const c_char,
+) -> gw_result {
+    const FUNCTION: &str = "gw_handlers_add_event_with_scope";
+    result_boundary(FUNCTION, || {
+        let handlers = non_null(FUNCTION, "handlers", handlers)?;
+        // SAFETY: NULL or NUL-terminated, by the contract.
+        let event = unsafe { utf8_argument(FUNCTION, "event", event) }?;
+        let scope = match scope.is_null() {
+            true => None,
+            // SAFETY: NUL-terminated, by the contract.
+            false => Some(unsafe { utf8_argument(FUNCTION, "scope", scope) }?.to_owned()),
+        };
+        // SAFETY: non-NULL, live and not shared, by the contract.
+        let handlers = unsafe { &mut *handlers };
+        handlers
+            .handlers
+            .add_event_with_scope(event, scope)
             .map_err(|err| fail_with(&err))?;
         Ok(())
     })
@@ -179,12 +226,45 @@ mod tests {
                 gw_handlers_add_event(null_mut(), c"e".as_ptr()),
                 gw_result::GW_ERR_NULL_ARGUMENT
             );
+            assert_eq!(
+                gw_handlers_add_event_with_scope(
+                    handlers,
+                    c"demo.pair".as_ptr(),
+                    c"operator.pairing".as_ptr()
+                ),
+                gw_result::GW_OK
+            );
+            assert_eq!(
+                gw_handlers_add_event_with_scope(
+                    handlers,
+                    c"demo.odd".as_ptr(),
+                    c"custom".as_ptr()
+                ),
+                gw_result::GW_ERR_INVALID_ARGUMENT
+            );
+            assert!(last_error().starts_with("the scope of event \"demo.odd\" is \"custom\""));
+            assert_eq!(
+                gw_handlers_add_event_with_scope(handlers, c"demo.plain".as_ptr(), null()),
+                gw_result::GW_OK
+            );
+            assert_eq!(add(c"node.mine", c"node".as_ptr()), gw_result::GW_OK);
+            assert_eq!(
+                add(c"odd", c"custom".as_ptr()),
+                gw_result::GW_ERR_INVALID_ARGUMENT
+            );
+            assert!(last_error().starts_with("the scope of method \"odd\" is \"custom\""));
             let h = &(*handlers).handlers;
             assert_eq!(
                 h.method_scopes().collect::<Vec<_>>(),
-                [("echo", None), ("status", Some("operator.read"))]
+                [
+                    ("echo", None),
+                    ("status", Some("operator.read")),
+                    ("node.mine", Some("node"))
+                ]
             );
-            assert_eq!(h.events(), ["demo.tick"]);
+            assert_eq!(h.events(), ["demo.tick", "demo.pair", "demo.plain"]);
+            assert_eq!(h.event_scope("demo.pair"), Some("operator.pairing"));
+            assert_eq!(h.event_scope("demo.plain"), None);
             assert!(h.refused().is_none());
             gw_handlers_free(handlers);
             gw_handlers_free(null_mut());

@@ -27,11 +27,6 @@ pub mod codes {
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
 }
 
-/// The scope that lets a caller learn which methods exist.
-pub const ADMIN_SCOPE: &str = "operator.admin";
-const READ_SCOPE: &str = "operator.read";
-const WRITE_SCOPE: &str = "operator.write";
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -394,15 +389,8 @@ pub fn protocol_mismatch(params: &ConnectParams) -> MethodError {
     }))
 }
 
-/// Whether `granted` covers `required`: `operator.admin` covers every scope and
-/// `operator.write` covers `operator.read`, as in OpenClaw.
-pub fn scope_granted(granted: &[String], required: &str) -> bool {
-    granted
-        .iter()
-        .any(|s| s == required || s == ADMIN_SCOPE || (s == WRITE_SCOPE && required == READ_SCOPE))
-}
-
-/// `FORBIDDEN` `missing scope: <scope>` (SPEC §9.8).
+/// `FORBIDDEN` `missing scope: <scope>` (SPEC §12.2 step 6; the dispatch widens
+/// `requiredScopes` when a method needs more than one).
 pub fn missing_scope(scope: &str) -> MethodError {
     MethodError::new(codes::FORBIDDEN, format!("missing scope: {scope}")).with_details(json!({
         "code": "MISSING_SCOPE",
@@ -516,9 +504,6 @@ mod tests {
         assert!(protocol_accepted(&params));
         params.mode = "cli".into();
         assert!(!protocol_accepted(&params));
-        assert!(scope_granted(&["operator.write".into()], "operator.read"));
-        assert!(scope_granted(&["operator.admin".into()], "x.y"));
-        assert!(!scope_granted(&["operator.read".into()], "operator.write"));
         assert_eq!(close_reason(&"é".repeat(100)).len(), 122);
     }
 

@@ -1,8 +1,8 @@
 //! One connection as the rest of the gateway sees it: a queue of outgoing frames, counted so
 //! that a slow consumer is cut off instead of growing our memory, and the task that writes them.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures_util::SinkExt;
@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::metered::Metered;
 use crate::server::protocol;
+use crate::server::scopes::{EventGate, Grant};
 
 /// Frames the writer hands to the socket before one flush.
 const WRITE_BATCH: usize = 64;
@@ -45,7 +46,10 @@ pub(super) struct Conn {
     tx: mpsc::UnboundedSender<Out>,
     buffered: AtomicUsize,
     max_buffered: usize,
-    authenticated: AtomicBool,
+    /// The role and scopes granted at the handshake; set once it completes.
+    grant: OnceLock<Grant>,
+    /// The `seq` of the last broadcast this client got (SPEC §12.7: per client).
+    seq: AtomicU64,
     killed: AtomicBool,
     kill: Notify,
     /// Something arrived since the last keepalive round.
@@ -63,7 +67,8 @@ impl Conn {
             tx,
             buffered: AtomicUsize::new(0),
             max_buffered,
-            authenticated: AtomicBool::new(false),
+            grant: OnceLock::new(),
+            seq: AtomicU64::new(0),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
             heard: AtomicBool::new(false),
@@ -104,13 +109,27 @@ impl Conn {
 
     /// Whether the client completed the handshake (only then does it get events).
     pub fn is_authenticated(&self) -> bool {
-        self.authenticated.load(Ordering::Acquire)
+        self.grant.get().is_some()
     }
 
-    /// The client completed the handshake; call after `hello-ok` is queued, so that no event
-    /// can overtake it.
-    pub fn authenticate(&self) {
-        self.authenticated.store(true, Ordering::Release);
+    /// The client completed the handshake with `grant`; call after `hello-ok` is queued, so
+    /// that no event can overtake it. Broadcasts are judged by this grant from here on.
+    pub fn authenticate(&self, grant: Grant) {
+        let _ = self.grant.set(grant);
+    }
+
+    /// Whether a broadcast behind `gate` reaches this client: it completed the handshake and
+    /// its role and scopes pass the gate.
+    pub fn admits(&self, gate: EventGate) -> bool {
+        self.grant
+            .get()
+            .is_some_and(|grant| gate.admits(&grant.role, &grant.scopes))
+    }
+
+    /// The next broadcast `seq` of this client; the hub takes it under its broadcast lock, so
+    /// that a client's `seq` grows in the order its frames are queued.
+    pub fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Something arrived from the peer: it is alive.

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::budget::ControlPlaneBudget;
 use super::handle::GatewayHandle;
 use super::handlers::{Handlers, Method};
 use super::hub::Hub;
@@ -23,6 +24,8 @@ pub(crate) struct Endpoint {
     /// Every listener is on loopback, so loopback origins are allowed too.
     pub(super) loopback: bool,
     pub(super) throttle: Throttle,
+    /// Node's 30-a-minute budget for control-plane writes (SPEC §12.2).
+    pub(super) control_plane: ControlPlaneBudget,
     pub(super) handlers: Handlers,
     pub(super) methods: HashMap<String, Method>,
     /// `features.methods` of `hello-ok`: `health`, then the host's.
@@ -61,8 +64,9 @@ impl Endpoint {
                 .cloned(),
         );
         Arc::new(Self {
-            hub: Hub::new(&options, logger),
+            hub: Hub::new(&options, logger, handlers.event_gates()),
             throttle: Throttle::new(options.auth_throttle),
+            control_plane: ControlPlaneBudget::default(),
             methods: handlers.lookup(),
             options,
             auth,

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use super::handle::Responder;
 use crate::error::GatewayLockError;
 use crate::server::protocol::MethodError;
+use crate::server::scopes::{self, EventGate, Registration};
 
 /// Who is on the other end of an authenticated connection.
 #[derive(Debug, Clone, Serialize)]
@@ -129,6 +130,16 @@ pub(super) struct Method {
     pub handler: Arc<dyn MethodHandler>,
 }
 
+impl Method {
+    /// How it was registered, for [`scopes::authorize`].
+    pub fn registration(&self) -> Registration<'_> {
+        match &self.scope {
+            Some(scope) => Registration::Scoped(scope),
+            None => Registration::Unscoped,
+        }
+    }
+}
+
 /// A connection that completed (or ended after) the handshake.
 #[derive(Debug, Clone)]
 pub enum ConnectionEvent {
@@ -143,6 +154,17 @@ type ConnectionObserver = dyn Fn(&ConnectionEvent) + Send + Sync;
 /// The host's methods, events and connection observer, given to the gateway in
 /// `ServeOptions::handlers`.
 ///
+/// Who may call a method is judged as Node judges it (SPEC §12.2): a method registered with a
+/// scope needs that scope (`operator.admin` passes all); one registered with the scope
+/// [`"node"`](Handlers::NODE_ONLY) is for node hosts (role `node`) only; one registered without a
+/// scope needs what OpenClaw's own method of that name needs (`status` → `operator.read`,
+/// `node.event` → role `node`, …), and `operator.admin` when OpenClaw has no such method.
+/// Node callers need no scope, but may call only node methods.
+///
+/// A broadcast reaches only the clients allowed to see it (SPEC §12.7): a registered event goes
+/// to operators holding its scope (by default the one OpenClaw gives an event of that name, else
+/// `operator.read`); an event that is neither registered nor OpenClaw's is not sent.
+///
 /// ```
 /// use gateway::{Handlers, MethodError};
 /// let handlers = Handlers::new()
@@ -156,6 +178,8 @@ type ConnectionObserver = dyn Fn(&ConnectionEvent) + Send + Sync;
 pub struct Handlers {
     methods: Vec<(String, Method)>,
     events: Vec<String>,
+    /// The scopes given with [`event_with_scope`](Self::event_with_scope), by event.
+    event_scopes: HashMap<String, &'static str>,
     on_connection: Option<Arc<ConnectionObserver>>,
     /// The first registration the builder methods refused; `Gateway::serve` fails with it.
     refused: Option<String>,
@@ -179,7 +203,12 @@ impl Handlers {
         Self::default()
     }
 
-    /// A method any authenticated client may call, answered by an async closure.
+    /// The scope that declares a method for role `node` only (`openclaw node run` and other
+    /// node hosts): nodes need no scope, operators get `unauthorized role: operator`.
+    pub const NODE_ONLY: &'static str = scopes::NODE_METHOD;
+
+    /// A method answered by an async closure, needing the scope OpenClaw's method of that name
+    /// needs, else `operator.admin` (see [`Handlers`]).
     #[must_use]
     pub fn method<F, Fut>(self, name: impl Into<String>, handler: F) -> Self
     where
@@ -189,8 +218,8 @@ impl Handlers {
         self.method_handler(name, None, Arc::new(AsyncMethod(handler)))
     }
 
-    /// A method that needs `scope` (e.g. `operator.read`); callers without it get
-    /// `FORBIDDEN` `missing scope: <scope>`.
+    /// A method that needs `scope`, an operator scope (e.g. `operator.read`; callers without it
+    /// get `FORBIDDEN` `missing scope: <scope>`), or [`NODE_ONLY`](Self::NODE_ONLY).
     #[must_use]
     pub fn method_with_scope<F, Fut>(
         self,
@@ -221,8 +250,9 @@ impl Handlers {
         self
     }
 
-    /// An event the host emits, listed in `hello-ok`'s `features.events`. An empty name makes
-    /// `Gateway::serve` fail.
+    /// An event the host emits, listed in `hello-ok`'s `features.events` and broadcast to the
+    /// operators holding the scope OpenClaw gives an event of that name, else `operator.read`.
+    /// An empty name makes `Gateway::serve` fail.
     #[must_use]
     pub fn event(mut self, name: impl Into<String>) -> Self {
         if let Err(refused) = self.add_event(name) {
@@ -231,9 +261,21 @@ impl Handlers {
         self
     }
 
+    /// An event broadcast only to operators holding `scope` (an operator scope such as
+    /// `operator.pairing`); otherwise as [`event`](Self::event). A name or scope
+    /// [`add_event_with_scope`](Self::add_event_with_scope) refuses makes `Gateway::serve` fail.
+    #[must_use]
+    pub fn event_with_scope(mut self, name: impl Into<String>, scope: impl Into<String>) -> Self {
+        if let Err(refused) = self.add_event_with_scope(name, Some(scope.into())) {
+            self.refuse(refused);
+        }
+        self
+    }
+
     /// Registers a method, or says why it cannot be one: `connect` is the handshake, a name
-    /// must not be empty nor registered twice, and a scope must not be empty. Registering
-    /// `health` replaces the built-in one.
+    /// must not be empty nor registered twice, and a scope must be one of the operator scopes
+    /// or `"node"` ([`NODE_ONLY`](Self::NODE_ONLY)); `None` gives OpenClaw's scope for the
+    /// name, else `operator.admin`. Registering `health` replaces the built-in one.
     pub fn add_method(
         &mut self,
         name: impl Into<String>,
@@ -261,17 +303,55 @@ impl Handlers {
                 "the scope of method {name:?} is empty: give a scope such as operator.read, or none"
             ));
         }
+        if let Some(scope) = scope.as_deref()
+            && scope != scopes::NODE_METHOD
+            && scopes::operator_scope(scope).is_none()
+        {
+            return refused(format!(
+                "the scope of method {name:?} is {scope:?}, which no client can hold: give one of \
+                 {}, or \"node\" for a method only node hosts call, or none for OpenClaw's default",
+                scopes::OPERATOR_SCOPES.join(", ")
+            ));
+        }
         self.methods.push((name, Method { scope, handler }));
         Ok(self)
     }
 
-    /// Registers an event the host emits; registering one twice changes nothing.
+    /// Registers an event the host emits, broadcast by OpenClaw's rule for its name (else to
+    /// `operator.read`); registering one twice changes nothing.
     pub fn add_event(&mut self, name: impl Into<String>) -> Result<&mut Self, GatewayLockError> {
+        self.add_event_with_scope(name, None)
+    }
+
+    /// Registers an event the host emits, broadcast to the operators holding `scope`, or by
+    /// OpenClaw's rule for its name (else to `operator.read`) when `None`. Registering one again
+    /// with a scope sets its scope. Refused: an empty name, and a scope that is not one of the
+    /// operator scopes.
+    pub fn add_event_with_scope(
+        &mut self,
+        name: impl Into<String>,
+        scope: Option<String>,
+    ) -> Result<&mut Self, GatewayLockError> {
         let name = name.into();
+        let refused = |why: String| Err(GatewayLockError::InvalidOption(why));
         if name.is_empty() {
-            return Err(GatewayLockError::InvalidOption(
-                "an event name is empty: give every event a name".into(),
-            ));
+            return refused("an event name is empty: give every event a name".into());
+        }
+        let scope = match scope.as_deref() {
+            None => None,
+            Some(given) => match scopes::operator_scope(given) {
+                Some(scope) => Some(scope),
+                None => {
+                    return refused(format!(
+                        "the scope of event {name:?} is {given:?}, which no client can hold: give \
+                         one of {}, or none for OpenClaw's default",
+                        scopes::OPERATOR_SCOPES.join(", ")
+                    ));
+                }
+            },
+        };
+        if let Some(scope) = scope {
+            self.event_scopes.insert(name.clone(), scope);
         }
         if !self.events.contains(&name) {
             self.events.push(name);
@@ -323,6 +403,27 @@ impl Handlers {
         &self.events
     }
 
+    /// The scope given to a registered event, if any.
+    pub(crate) fn event_scope(&self, event: &str) -> Option<&'static str> {
+        self.event_scopes.get(event).copied()
+    }
+
+    /// Who gets each registered event: its scope's operators; without one, whom OpenClaw sends
+    /// an event of that name to, else `operator.read` operators.
+    pub(super) fn event_gates(&self) -> HashMap<String, EventGate> {
+        let read = EventGate::operators_with(scopes::READ).expect("operator.read is a scope");
+        self.events
+            .iter()
+            .map(|event| {
+                let gate = match self.event_scope(event) {
+                    Some(scope) => EventGate::operators_with(scope).unwrap_or(read),
+                    None => scopes::core_event_gate(event).unwrap_or(read),
+                };
+                (event.clone(), gate)
+            })
+            .collect()
+    }
+
     /// Tells the host's observer about `event`; its panic is caught, so that it cannot take the
     /// connection task down with it.
     pub(crate) fn notify(&self, event: &ConnectionEvent) {
@@ -342,15 +443,22 @@ mod tests {
 
     #[test]
     fn a_method_name_that_cannot_be_served_is_refused_with_what_to_do() {
-        let cases: [(&str, Option<&str>, Option<&str>); 5] = [
+        let cases: [(&str, Option<&str>, Option<&str>); 8] = [
             ("echo", None, None),
+            ("status", Some("operator.read"), None),
+            ("node.custom", Some("node"), None),
+            (
+                "odd",
+                Some("custom.scope"),
+                Some("the scope of method \"odd\" is \"custom.scope\", which no client can hold"),
+            ),
             ("connect", None, Some("method \"connect\" is the handshake")),
             ("", None, Some("a method name is empty")),
             ("echo", None, Some("method \"echo\" is registered twice")),
             (
-                "status",
+                "other",
                 Some(""),
-                Some("the scope of method \"status\" is empty"),
+                Some("the scope of method \"other\" is empty"),
             ),
         ];
         let mut handlers = Handlers::new();
@@ -366,7 +474,33 @@ mod tests {
                 (Err(err), None) => panic!("{name:?} was refused: {err}"),
             }
         }
-        assert_eq!(handlers.methods.len(), 1);
+        assert_eq!(handlers.methods.len(), 3);
+    }
+
+    #[test]
+    fn events_go_by_their_scope_then_openclaw_s_rule_then_operator_read() {
+        let mut handlers = Handlers::new()
+            .event("demo.tick")
+            .event("heartbeat")
+            .event("plugin.mine")
+            .event_with_scope("demo.pairing", "operator.pairing")
+            .event_with_scope("presence", "operator.admin");
+        assert!(handlers.refused().is_none());
+        let gates = handlers.event_gates();
+        let gate = |event: &str| gates.get(event).copied();
+        let only = |scope: &str| EventGate::operators_with(scope);
+        assert_eq!(gate("demo.tick"), only("operator.read"));
+        assert_eq!(gate("heartbeat"), Some(EventGate::Everyone));
+        assert_eq!(gate("plugin.mine"), only("operator.write"));
+        assert_eq!(gate("demo.pairing"), only("operator.pairing"));
+        assert_eq!(gate("presence"), only("operator.admin"));
+        assert_eq!(gate("not.registered"), None);
+        let refused = handlers.add_event_with_scope("x", Some("everyone".into()));
+        let message = refused.err().expect("refused").to_string();
+        assert!(
+            message.starts_with("the scope of event \"x\" is \"everyone\""),
+            "{message}"
+        );
     }
 
     #[test]

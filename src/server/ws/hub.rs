@@ -2,19 +2,19 @@
 //! an event, answer a host request, set the health snapshot, count them; plus the periodic ticks,
 //! keepalive and request timeouts, and the shutdown notice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::conn::Conn;
 use super::options::ProtocolOptions;
 use super::pending::{Pending, PendingRequests};
 use crate::options::{LogLevel, Logger};
 use crate::server::protocol::{self, MethodError, close};
+use crate::server::scopes::{self, EventGate};
 
 /// Everything about one gateway's WebSocket clients that outlives a single connection.
 pub(crate) struct Hub {
@@ -27,8 +27,13 @@ pub(crate) struct Hub {
     open: AtomicUsize,
     closing: AtomicBool,
     next_conn: AtomicU64,
-    /// Held while a broadcast takes its `seq` and fans out, so every client sees them in order.
-    broadcast_seq: Mutex<u64>,
+    /// Held while a broadcast fans out and takes each client's `seq`, so every client sees
+    /// broadcasts in one order.
+    broadcast_order: Mutex<()>,
+    /// Who gets each of the host's registered events (the others go by Node's table).
+    event_gates: HashMap<String, EventGate>,
+    /// Events broadcast without a gate, already warned about (each is logged once).
+    dropped_events: Mutex<HashSet<String>>,
     pending: Mutex<PendingRequests>,
     health: RwLock<Health>,
 }
@@ -50,7 +55,13 @@ impl Drop for Slot {
 }
 
 impl Hub {
-    pub fn new(options: &ProtocolOptions, logger: Logger) -> Arc<Self> {
+    /// A hub whose broadcasts of the host's events go by `event_gates`
+    /// ([`Handlers::event_gates`](super::Handlers)).
+    pub fn new(
+        options: &ProtocolOptions,
+        logger: Logger,
+        event_gates: HashMap<String, EventGate>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             tick_interval: options.tick_interval,
             ping_interval: options.ping_interval,
@@ -61,7 +72,9 @@ impl Hub {
             open: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             next_conn: AtomicU64::new(1),
-            broadcast_seq: Mutex::new(0),
+            broadcast_order: Mutex::new(()),
+            event_gates,
+            dropped_events: Mutex::new(HashSet::new()),
             pending: Mutex::new(PendingRequests::new(options.request_timeout)),
             health: RwLock::new(Health::default()),
         })
@@ -84,18 +97,13 @@ impl Hub {
     /// connections are refused from here on.
     pub fn shutdown(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        let frame = {
-            let mut seq = self.lock_seq();
-            *seq += 1;
-            Utf8Bytes::from(protocol::event(
-                "shutdown",
-                &json!({ "reason": "gateway stopping" }),
-                Some(*seq),
-            ))
-        };
+        let unsequenced =
+            protocol::event("shutdown", &json!({ "reason": "gateway stopping" }), None);
+        let _order = self.lock_order();
         for conn in self.snapshot() {
+            // `shutdown` needs no scope: every authenticated client, nodes included, gets it.
             if conn.is_authenticated() {
-                conn.push_text(frame.clone(), true);
+                conn.push_text(with_seq(&unsequenced, conn.next_seq()).into(), true);
             }
             conn.close(close::SERVICE_RESTART, "service restart");
         }
@@ -147,20 +155,52 @@ impl Hub {
         self.open.load(Ordering::Acquire)
     }
 
-    /// An event with a `seq` to every authenticated client.
+    /// An event to every authenticated client its gate admits (SPEC §12.7), each frame with that
+    /// client's next `seq`: the host's registered events go by their registration, the others
+    /// by Node's table; an event neither knows is dropped, as Node drops it, and logged once.
     pub fn broadcast(&self, event: &str, payload: &Value) {
+        let Some(gate) = self.event_gate(event) else {
+            self.dropped(event);
+            return;
+        };
+        let unsequenced = protocol::event(event, payload, None);
         let conns = self.snapshot();
-        let mut seq = self.lock_seq();
-        *seq += 1;
-        let frame = Utf8Bytes::from(protocol::event(event, payload, Some(*seq)));
+        let _order = self.lock_order();
         for conn in conns {
-            if conn.is_authenticated() {
-                conn.push_text(frame.clone(), false);
+            if conn.admits(gate) {
+                conn.push_text(with_seq(&unsequenced, conn.next_seq()).into(), false);
             }
         }
     }
 
-    /// An event to one authenticated client; `false` when there is no such client.
+    /// Who gets `event`: its registration, else Node's table.
+    fn event_gate(&self, event: &str) -> Option<EventGate> {
+        match self.event_gates.get(event) {
+            Some(gate) => Some(*gate),
+            None => scopes::core_event_gate(event),
+        }
+    }
+
+    fn dropped(&self, event: &str) {
+        let first = self
+            .dropped_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(event.to_owned());
+        if first {
+            self.logger.log(
+                LogLevel::Warn,
+                &format!(
+                    "event {event:?} was not broadcast: it is neither registered nor one of \
+                     OpenClaw's, so no client may get it; register it with Handlers::event \
+                     (gw_handlers_add_event) and the scope its receivers need"
+                ),
+            );
+        }
+    }
+
+    /// An event to one authenticated client, whatever its role and scopes (the host chose the
+    /// client), without a `seq`; `false` when there is no such client.
     pub fn send_event(&self, conn_id: u64, event: &str, payload: &Value) -> bool {
         match self.conn(conn_id) {
             Some(conn) if conn.is_authenticated() => {
@@ -213,8 +253,10 @@ impl Hub {
         self.started.elapsed()
     }
 
-    fn lock_seq(&self) -> MutexGuard<'_, u64> {
-        self.broadcast_seq.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_order(&self) -> MutexGuard<'_, ()> {
+        self.broadcast_order
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_pending(&self) -> MutexGuard<'_, PendingRequests> {
@@ -263,6 +305,14 @@ impl Hub {
     }
 }
 
+/// `unsequenced` (an event frame from [`protocol::event`] without a `seq`, so ending in `}`) with
+/// `"seq":<seq>` as its last field, where Node puts it (SS:3131-3134). The payload is serialized
+/// once per broadcast, not once per client.
+fn with_seq(unsequenced: &str, seq: u64) -> String {
+    let body = unsequenced.strip_suffix('}').unwrap_or(unsequenced);
+    format!("{body},\"seq\":{seq}}}")
+}
+
 /// Runs `action` on the hub every `period` until the hub is gone or shutting down.
 async fn every(hub: Weak<Hub>, period: Duration, mut action: impl FnMut(&Hub)) {
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -276,5 +326,20 @@ async fn every(hub: Weak<Hub>, period: Duration, mut action: impl FnMut(&Hub)) {
             return;
         }
         action(&hub);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broadcast_frame_gets_its_client_s_seq_last() {
+        let frame = with_seq(&protocol::event("tick", &json!({ "ts": 1 }), None), 7);
+        assert_eq!(
+            frame,
+            r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":7}"#
+        );
+        assert_eq!(frame, protocol::event("tick", &json!({ "ts": 1 }), Some(7)));
     }
 }

@@ -17,14 +17,19 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::conn::{Conn, WriterEnd};
 use super::endpoint::Endpoint;
 use super::handle::Responder;
-use super::handlers::{ClientInfo, ConnectionEvent, MethodRequest};
+use super::handlers::{ClientInfo, ConnectionEvent, Method, MethodRequest};
 use super::metered::{Metered, ReadBudget, is_preauth_limit};
 use crate::options::Auth;
 use crate::server::auth::{self, AuthFailure};
 use crate::server::protocol::{self, MethodError, close};
+use crate::server::scopes::{self, Grant, Refusal, Registration};
 
 /// How long a closing connection waits for the peer's close frame before it is dropped.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Consecutive `unauthorized role` answers a connection may get; the next one closes it
+/// (`UnauthorizedFloodGuard`, MH:175-216).
+const UNAUTHORIZED_CALLS_ALLOWED: u32 = 10;
 
 /// The reading side of one connection: the handshake, then requests.
 pub(super) struct Session {
@@ -37,6 +42,8 @@ pub(super) struct Session {
     pub client: Option<Arc<ClientInfo>>,
     /// A close frame is queued (or came in): nothing more is read but the peer's close.
     pub closing: bool,
+    /// `unauthorized role` answers in a row (SPEC §12.2's flood guard).
+    pub unauthorized_calls: u32,
 }
 
 impl Session {
@@ -300,7 +307,10 @@ impl Session {
         self.budget.unlimit();
         self.answer(&frame.id, Ok(self.hello(&client)));
         // After hello-ok is queued, so no event can overtake it.
-        self.conn.authenticate();
+        self.conn.authenticate(Grant {
+            role: client.role.clone(),
+            scopes: client.scopes.clone(),
+        });
         self.client = Some(Arc::clone(&client));
         self.endpoint
             .handlers
@@ -328,8 +338,10 @@ impl Session {
         })
     }
 
-    /// SPEC §9.8–9.9: one request after the handshake.
-    fn request(&self, text: &str, client: Arc<ClientInfo>) {
+    /// SPEC §12.2: one request after the handshake, authorized as Node authorizes it
+    /// ([`scopes::authorize`]: health, role, node, scope upgrades, admin, scope), then the
+    /// handler lookup, then the host's handler.
+    fn request(&mut self, text: &str, client: Arc<ClientInfo>) {
         let frame = match protocol::parse_request(text) {
             Ok(frame) => frame,
             Err(invalid) => {
@@ -339,33 +351,79 @@ impl Session {
                 return;
             }
         };
-        let endpoint = &self.endpoint;
+        if frame.method == "connect" {
+            let error = MethodError::invalid_request("connect is only valid as the first request");
+            self.answer(&frame.id, Err(error));
+            return;
+        }
+        let endpoint = Arc::clone(&self.endpoint);
+        let method = endpoint.methods.get(&frame.method);
+        let registration = method.map_or(Registration::None, Method::registration);
+        let params = frame.params.unwrap_or(Value::Null);
+        let authorized = scopes::authorize(
+            &frame.method,
+            registration,
+            &client.role,
+            &client.scopes,
+            &params,
+        );
+        match authorized {
+            Err(Refusal::WrongRole(role)) => {
+                let error = MethodError::invalid_request(format!("unauthorized role: {role}"));
+                self.answer(&frame.id, Err(error));
+                self.unauthorized_calls += 1;
+                if self.unauthorized_calls > UNAUTHORIZED_CALLS_ALLOWED {
+                    self.fail(None, close::POLICY_VIOLATION, "repeated unauthorized calls");
+                }
+                return;
+            }
+            // Node resets its count on any other answer; ours reset when the request is
+            // answered here or handed to the host, whose answer cannot be `unauthorized role`.
+            Err(Refusal::MissingScope { missing, required }) => {
+                self.unauthorized_calls = 0;
+                let error = protocol::missing_scope(missing).with_details(json!({
+                    "code": "MISSING_SCOPE",
+                    "missingScope": missing,
+                    "requiredScopes": required,
+                }));
+                self.answer(&frame.id, Err(error));
+                return;
+            }
+            Ok(()) => self.unauthorized_calls = 0,
+        }
         let hub = &endpoint.hub;
-        let Some(method) = endpoint.methods.get(&frame.method) else {
+        let Some(method) = method else {
+            // SPEC §12.5: a node host's publications (`node.skills.update`,
+            // `node.pluginTools.update`, `node.runnerInventory.update`, `node.event`) that the
+            // host did not register reach this line (node methods, node caller) and get
+            // `unknown method: <m>`: the one answer after which `openclaw node run` marks a
+            // publication unsupported and sends it no more on this connection
+            // (`classifyNodeMethodFailure`, SSM:203-207; `unauthorized role: node` does that
+            // only for `node.runnerInventory.update` on protocol 4). Its `node.event` host
+            // stats go out every 60 s whatever the answer (SSM:233-248): one failure is logged.
             let result = match frame.method.as_str() {
                 "health" => Ok(hub.health()),
-                "connect" => Err(MethodError::invalid_request(
-                    "connect is only valid as the first request",
-                )),
-                _ if !protocol::scope_granted(&client.scopes, protocol::ADMIN_SCOPE) => {
-                    Err(protocol::missing_scope(protocol::ADMIN_SCOPE))
-                }
                 method => Err(protocol::unknown_method(method)),
             };
             self.answer(&frame.id, result);
             return;
         };
-        if let Some(scope) = &method.scope
-            && !protocol::scope_granted(&client.scopes, scope)
+        if scopes::is_control_plane_write(&frame.method)
+            && let Err(error) = endpoint.control_plane.spend(
+                &frame.method,
+                client.device_id.as_deref(),
+                self.peer.ip(),
+                std::time::Instant::now(),
+            )
         {
-            self.answer(&frame.id, Err(protocol::missing_scope(scope)));
+            self.answer(&frame.id, Err(error));
             return;
         }
         let id = hub.register_request(self.conn.id, frame.id, frame.method.clone());
         let request = MethodRequest {
             id,
             method: frame.method,
-            params: frame.params.unwrap_or(Value::Null),
+            params,
             client,
         };
         let responder = Responder::new(id, hub);

@@ -77,12 +77,15 @@ public struct GatewayMethods: Sendable {
     /// In the order registered, duplicates included: the library judges them.
     var methods: [Method] = []
     public var events: [String] = []
+    /// The scopes given with `event(_:scope:)`, by event.
+    public var eventScopes: [String: String] = [:]
 
     public init() {}
 
-    /// Answers `name` with `handler`'s JSON. `scope` is the scope a caller must have been
-    /// granted (e.g. `"operator.read"`), or nil for none. `"health"` replaces the built-in
-    /// one. A name registered twice, an empty one, or `"connect"` (the handshake) makes `serve`
+    /// Answers `name` with `handler`'s JSON. `scope` is the operator scope a caller must have
+    /// been granted (e.g. `"operator.read"`), `"node"` for a method only node hosts may call, or
+    /// nil for the scope OpenClaw's own method of that name needs, else `operator.admin`.
+    /// `"health"` replaces the built-in one. A name registered twice, an empty one, or `"connect"` (the handshake) makes `serve`
     /// throw `.invalidArgument` with the library's reason.
     public mutating func method(_ name: String, scope: String? = nil, _ handler: @escaping Handler) {
         methods.append(Method(name: name, scope: scope, handler: handler))
@@ -101,9 +104,13 @@ public struct GatewayMethods: Sendable {
         Dictionary(methods.map { ($0.name, $0.handler) }, uniquingKeysWith: { first, _ in first })
     }
 
-    /// Advertises an event the host sends with `broadcast` or `sendEvent`.
-    public mutating func event(_ name: String) {
+    /// Advertises an event the host sends with `broadcast` or `sendEvent`. `broadcast` sends it
+    /// to the operators holding `scope` (an operator scope, e.g. `"operator.pairing"`), or with
+    /// nil to those holding the scope OpenClaw gives an event of that name, else
+    /// `operator.read`. An event neither registered nor OpenClaw's is broadcast to nobody.
+    public mutating func event(_ name: String, scope: String? = nil) {
         events.append(name)
+        if let scope { eventScopes[name] = scope }
     }
 }
 
@@ -121,7 +128,13 @@ final class HandlersHandle {
                 try check(gw_handlers_add_method(pointer, method.name, nil))
             }
         }
-        for event in methods.events { try check(gw_handlers_add_event(pointer, event)) }
+        for event in methods.events {
+            if let scope = methods.eventScopes[event] {
+                try check(gw_handlers_add_event_with_scope(pointer, event, scope))
+            } else {
+                try check(gw_handlers_add_event(pointer, event))
+            }
+        }
     }
 
     deinit { gw_handlers_free(pointer) }

@@ -1,0 +1,634 @@
+//! Roles and operator scopes as Node judges them (SPEC §12.1–12.4, 12.7): which granted set
+//! satisfies which scope, what each method needs (Node's table of its 482 core methods, the
+//! rules of its params-dependent methods, the session fallbacks), who may call what, and which
+//! connections a broadcast event reaches.
+//!
+//! Everything here is a pure function of names, params and grants, so that the dispatch in
+//! `ws/session.rs` and the fan-out in `ws/hub.rs` only ask and act.
+
+mod table;
+
+use serde_json::Value;
+
+/// The scope that satisfies every operator scope.
+pub const ADMIN: &str = "operator.admin";
+/// Read access; also satisfied by `operator.write`.
+pub const READ: &str = "operator.read";
+/// Write access.
+pub const WRITE: &str = "operator.write";
+/// Approving exec, plugin and session approvals.
+pub const APPROVALS: &str = "operator.approvals";
+/// Asking and answering questions.
+pub const QUESTIONS: &str = "operator.questions";
+/// Pairing devices and nodes.
+pub const PAIRING: &str = "operator.pairing";
+/// Talk (voice) sessions; also satisfied by `operator.write`.
+pub const TALK: &str = "operator.talk";
+/// Talk configuration with its secrets.
+pub const TALK_SECRETS: &str = "operator.talk.secrets";
+/// Reading sessions only; satisfied by `operator.read` and by the write scopes.
+pub const SESSIONS_READ: &str = "operator.sessions.read";
+/// Writing sessions only; also satisfied by `operator.write`.
+pub const SESSIONS_WRITE: &str = "operator.sessions.write";
+
+/// The closed set of operator scopes (`operator-scopes-D-CL26h0.mjs:2-23`).
+pub const OPERATOR_SCOPES: [&str; 10] = [
+    ADMIN,
+    READ,
+    WRITE,
+    SESSIONS_READ,
+    SESSIONS_WRITE,
+    APPROVALS,
+    QUESTIONS,
+    PAIRING,
+    TALK,
+    TALK_SECRETS,
+];
+
+/// The scope a method registration gives to declare the method for role `node` only (as
+/// `node` in Node's table): node callers need no scope, operators may not call it.
+pub const NODE_METHOD: &str = "node";
+
+/// The role of a connection that did not say (`connect.role` omitted).
+pub const OPERATOR_ROLE: &str = "operator";
+/// The role of a node host (`openclaw node run`).
+pub const NODE_ROLE: &str = "node";
+
+/// Whether `granted` satisfies `required` (SPEC §12.3, OSC:10-13): only `operator.*` scopes can
+/// be satisfied; `operator.admin` satisfies all of them, `operator.write` the read, talk and
+/// session ones, and `operator.sessions.read` is also satisfied by `operator.read` or
+/// `operator.sessions.write`.
+pub fn scope_satisfied(required: &str, granted: &[String]) -> bool {
+    if !required.starts_with("operator.") {
+        return false;
+    }
+    let has = |scope: &str| granted.iter().any(|g| g == scope);
+    has(required)
+        || has(ADMIN)
+        || (matches!(required, READ | TALK | SESSIONS_READ | SESSIONS_WRITE) && has(WRITE))
+        || (required == SESSIONS_READ && (has(READ) || has(SESSIONS_WRITE)))
+}
+
+/// Whether `granted` satisfies every scope of `required`.
+pub fn scopes_satisfied(required: &[String], granted: &[String]) -> bool {
+    required.iter().all(|r| scope_satisfied(r, granted))
+}
+
+/// `scope` as one of the closed set's `'static` names, when it is an operator scope.
+pub fn operator_scope(scope: &str) -> Option<&'static str> {
+    OPERATOR_SCOPES
+        .iter()
+        .copied()
+        .find(|known| *known == scope)
+}
+
+/// What a method of Node's table needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodScope {
+    /// Callable only by role `node`, which needs no scope.
+    Node,
+    /// An operator scope that depends on the request's params ([`dynamic_scopes`]).
+    Dynamic,
+    /// This operator scope.
+    Operator(&'static str),
+}
+
+/// What Node's table says `method` needs; `None` for a method Node does not have.
+pub fn core_method_scope(method: &str) -> Option<MethodScope> {
+    table::CORE_METHODS
+        .binary_search_by(|(name, _)| (*name).cmp(method))
+        .ok()
+        .map(|i| table::CORE_METHODS[i].1)
+}
+
+/// Whether Node rate-limits `method` as a control-plane write (30 per 60 s, SPEC §12.2).
+pub fn is_control_plane_write(method: &str) -> bool {
+    table::CONTROL_PLANE_WRITES.binary_search(&method).is_ok()
+}
+
+/// How a host registered a method, as far as authorization goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration<'a> {
+    /// Nobody registered it: Node's table decides, and the caller will learn it is unknown.
+    None,
+    /// Registered without a scope: Node's table decides, else `operator.admin`.
+    Unscoped,
+    /// Registered with this scope: an operator scope, or [`NODE_METHOD`].
+    Scoped(&'a str),
+}
+
+/// Why a request is refused before any handler runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// `INVALID_REQUEST` `unauthorized role: <role>` (the caller's role).
+    WrongRole(String),
+    /// `FORBIDDEN` `missing scope: <missing>` with `details.requiredScopes`.
+    MissingScope {
+        /// The first required scope the caller lacks.
+        missing: &'static str,
+        /// Every scope the method needs for these params.
+        required: Vec<&'static str>,
+    },
+}
+
+/// Whether a method is for role `node` only: declared so by its registration, or (registered
+/// without a scope, or not at all) by Node's table (RP:13-16).
+pub fn is_node_method(method: &str, registration: Registration<'_>) -> bool {
+    match registration {
+        Registration::Scoped(scope) => scope == NODE_METHOD,
+        Registration::None | Registration::Unscoped => {
+            core_method_scope(method) == Some(MethodScope::Node)
+        }
+    }
+}
+
+/// SPEC §12.2 steps 1–6 (`authorizeGatewayMethod`, SM:181-204): may a caller with `role` and
+/// `granted` scopes call `method` with `params`? The handler lookup (step 7) is the caller's.
+pub fn authorize(
+    method: &str,
+    registration: Registration<'_>,
+    role: &str,
+    granted: &[String],
+    params: &Value,
+) -> Result<(), Refusal> {
+    if method == "health" {
+        return Ok(());
+    }
+    let wanted_role = match is_node_method(method, registration) {
+        true => NODE_ROLE,
+        false => OPERATOR_ROLE,
+    };
+    if role != wanted_role {
+        return Err(Refusal::WrongRole(role.to_owned()));
+    }
+    if role == NODE_ROLE
+        || matches!(
+            method,
+            "device.scopes.requestUpgrade" | "device.scopes.waitUpgrade"
+        )
+        || granted.iter().any(|g| g == ADMIN)
+    {
+        return Ok(());
+    }
+    let session = session_scope(method, params);
+    let registered = match registration {
+        Registration::Scoped(scope) => operator_scope(scope),
+        Registration::None | Registration::Unscoped => None,
+    };
+    if let Some(required) = registered {
+        return authorize_required(required, granted, session, method)
+            .map_err(|missing| missing_scope(missing, vec![required]));
+    }
+    match core_method_scope(method) {
+        Some(MethodScope::Dynamic) => authorize_dynamic(method, granted, params, session),
+        Some(MethodScope::Operator(required)) => {
+            authorize_required(required, granted, session, method)
+                .map_err(|missing| missing_scope(missing, vec![required]))
+        }
+        // Not Node's (or a node method called by an operator, refused above): reserved
+        // prefixes and everything else need admin (`descriptor-ByqpE-ah.mjs:3-18`; MS:3423).
+        Some(MethodScope::Node) | None => Err(missing_scope(ADMIN, vec![ADMIN])),
+    }
+}
+
+fn missing_scope(missing: &'static str, required: Vec<&'static str>) -> Refusal {
+    Refusal::MissingScope { missing, required }
+}
+
+/// A static required scope, with the session fallback (MS:3448-3459): a session-read method
+/// needing `operator.read` also takes `operator.sessions.read`; a session-write method needing
+/// `operator.write` (or `operator.questions` for `question.*`) also takes
+/// `operator.sessions.write`. `Err` carries the missing scope.
+fn authorize_required(
+    required: &'static str,
+    granted: &[String],
+    session: Option<&'static str>,
+    method: &str,
+) -> Result<(), &'static str> {
+    if scope_satisfied(required, granted) {
+        return Ok(());
+    }
+    let fallback = match (required, session) {
+        (READ, Some(SESSIONS_READ)) => session,
+        (WRITE, Some(SESSIONS_WRITE)) => session,
+        (QUESTIONS, Some(SESSIONS_WRITE)) if method.starts_with("question.") => session,
+        _ => None,
+    };
+    match fallback {
+        Some(scope) if scope_satisfied(scope, granted) => Ok(()),
+        _ => Err(required),
+    }
+}
+
+/// A params-dependent method of Node's table (MS:3408-3422).
+fn authorize_dynamic(
+    method: &str,
+    granted: &[String],
+    params: &Value,
+    session: Option<&'static str>,
+) -> Result<(), Refusal> {
+    let fields = params.as_object();
+    if method == "plugins.sessionAction" {
+        // Without a plugin registry of actions, an action named by plugin and id needs
+        // `operator.write`; params that name none need any operator scope (MS:3410-3419).
+        let named = |key: &str| {
+            fields
+                .and_then(|f| f.get(key))
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.trim().is_empty())
+        };
+        if fields.is_some() && !(named("pluginId") && named("actionId")) {
+            return match granted.iter().any(|g| operator_scope(g).is_some()) {
+                true => Ok(()),
+                false => Err(missing_scope(WRITE, vec![WRITE])),
+            };
+        }
+    }
+    let required = dynamic_scopes(method, params);
+    match required.iter().find(|r| !scope_satisfied(r, granted)) {
+        None => Ok(()),
+        Some(missing) => authorize_required(missing, granted, session, method)
+            .map_err(|missing| missing_scope(missing, required.clone())),
+    }
+}
+
+/// The scopes a params-dependent method needs (`resolveDynamicLeastPrivilegeOperatorScopesForMethod`,
+/// MS:3373-3396). What a core cannot judge is judged by what the params say alone:
+/// `plugins.sessionAction` without the plugins' action registry needs `operator.write`, and
+/// `sessions.dispatch` / `sessions.move` are judged without Node's params schema (params that
+/// schema would refuse get `operator.write` from Node and the same answer here when they name a
+/// device or a non-profile target; otherwise `operator.admin`, the stricter one).
+pub fn dynamic_scopes(method: &str, params: &Value) -> Vec<&'static str> {
+    let fields = params.as_object();
+    let field = |key: &str| fields.and_then(|f| f.get(key));
+    let has = |key: &str| fields.is_some_and(|f| f.contains_key(key));
+    match method {
+        "agent" => {
+            let reset = field("message")
+                .and_then(Value::as_str)
+                .is_some_and(is_session_reset_command);
+            vec![if reset { ADMIN } else { WRITE }]
+        }
+        "node.invoke" => {
+            let command = field("command").and_then(Value::as_str).unwrap_or("");
+            let browser_proxy = matches!(command, "browser.proxy" | "browser.proxy.upload.v1");
+            if browser_proxy && field("params").is_some_and(is_persistent_browser_mutation) {
+                // Node's handler refuses these itself; admission needs only write.
+                return vec![WRITE];
+            }
+            let admin_only = browser_proxy || matches!(command, "fs.listDir" | "terminal.upload");
+            vec![if admin_only { ADMIN } else { WRITE }]
+        }
+        "talk.config" => match field("includeSecrets") {
+            Some(Value::Bool(true)) => vec![READ, TALK_SECRETS],
+            _ => vec![READ],
+        },
+        "environments.list" => match field("runtimeId").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => vec![WRITE],
+            _ => vec![READ],
+        },
+        "channels.pairing.approve" => match field("bootstrapCommandOwner") {
+            Some(Value::Bool(true)) => vec![PAIRING, ADMIN],
+            _ => vec![PAIRING],
+        },
+        "fs.listDir" => vec![if has("nodeId") { ADMIN } else { WRITE }],
+        "sessions.dispatch" => {
+            let device = has("deviceId") || field("autoDevice") == Some(&Value::Bool(true));
+            vec![if fields.is_none() || device {
+                WRITE
+            } else {
+                ADMIN
+            }]
+        }
+        "sessions.move" => {
+            let kind = field("target").and_then(|t| t.get("kind"));
+            vec![if kind == Some(&Value::from("profile")) {
+                ADMIN
+            } else {
+                WRITE
+            }]
+        }
+        "sessions.create" | "sessions.patch" | "sessions.patchMany" | "sessions.delete" => {
+            vec![session_mutation_scope(method, params).unwrap_or(WRITE)]
+        }
+        _ => vec![WRITE],
+    }
+}
+
+/// `^/(new|reset)(\s…)?$`i: an `agent` message that resets its session (MS:125).
+fn is_session_reset_command(message: &str) -> bool {
+    let Some(rest) = message.strip_prefix('/') else {
+        return false;
+    };
+    let word_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+    let word = &rest[..word_end];
+    word.eq_ignore_ascii_case("new") || word.eq_ignore_ascii_case("reset")
+}
+
+/// A browser proxy request that creates, resets or deletes a profile (MS:3302-3316).
+fn is_persistent_browser_mutation(params: &Value) -> bool {
+    let text = |key: &str| params.get(key).and_then(Value::as_str).unwrap_or("").trim();
+    let method = text("method").to_ascii_uppercase();
+    let path = text("path");
+    if method.is_empty() || path.is_empty() {
+        return false;
+    }
+    let path = format!("/{}", path.trim_start_matches('/'));
+    let path = match path.len() {
+        1 => path.as_str(),
+        _ => path.trim_end_matches('/'),
+    };
+    match method.as_str() {
+        "POST" => path == "/profiles/create" || path == "/reset-profile",
+        "DELETE" => path
+            .strip_prefix("/profiles/")
+            .is_some_and(|id| !id.is_empty() && !id.contains('/')),
+        _ => false,
+    }
+}
+
+/// Methods whose `operator.read` need is also met by `operator.sessions.read` (MS:12-33).
+const SESSION_READ_METHODS: [&str; 20] = [
+    "chat.history",
+    "chat.message.get",
+    "chat.metadata",
+    "chat.startup",
+    "session.members.list",
+    "session.members.listEvidence",
+    "sessions.branches.list",
+    "sessions.describe",
+    "sessions.files.get",
+    "sessions.files.list",
+    "sessions.get",
+    "sessions.list",
+    "sessions.messages.subscribe",
+    "sessions.messages.unsubscribe",
+    "sessions.preview",
+    "sessions.resolve",
+    "sessions.search",
+    "sessions.setInvolvement",
+    "sessions.subscribe",
+    "sessions.viewers.set",
+];
+
+/// Methods whose write need is also met by `operator.sessions.write`, unless the params ask for
+/// an admin-level change (MS:34-53).
+const SESSION_WRITE_METHODS: [&str; 18] = [
+    "chat.abort",
+    "chat.send",
+    "question.get",
+    "question.list",
+    "question.request",
+    "question.resolve",
+    "question.waitAnswer",
+    "sessions.abort",
+    "sessions.create",
+    "sessions.delete",
+    "sessions.fork",
+    "sessions.goal.clear",
+    "sessions.goal.update",
+    "sessions.patch",
+    "sessions.patchMany",
+    "sessions.recover",
+    "sessions.send",
+    "sessions.steer",
+];
+
+/// The session scope that may stand in for `method`'s scope (`resolveSessionMethodScope`,
+/// MS:55-58).
+pub fn session_scope(method: &str, params: &Value) -> Option<&'static str> {
+    if SESSION_READ_METHODS.binary_search(&method).is_ok() {
+        return Some(SESSIONS_READ);
+    }
+    let write = SESSION_WRITE_METHODS.binary_search(&method).is_ok()
+        && session_mutation_scope(method, params) != Some(ADMIN);
+    write.then_some(SESSIONS_WRITE)
+}
+
+/// The scope a session mutation needs from its params (MS:59-122), for the methods that have
+/// such a rule.
+fn session_mutation_scope(method: &str, params: &Value) -> Option<&'static str> {
+    const PATCH_MUTATIONS: [&str; 15] = [
+        "label",
+        "autoLabel",
+        "icon",
+        "color",
+        "category",
+        "boardFace",
+        "boardPresentation",
+        "pinned",
+        "archived",
+        "unread",
+        "model",
+        "agentRuntime",
+        "thinkingLevel",
+        "fastMode",
+        "permissionMode",
+    ];
+    const PATCH_ENVELOPE: [&str; 6] = [
+        "key",
+        "agentId",
+        "expectedSessionId",
+        "expectedLifecycleRevision",
+        "expectedPermissionMode",
+        "expectedMarkedUnreadAt",
+    ];
+    const DELETE_FIELDS: [&str; 5] = [
+        "key",
+        "agentId",
+        "deleteTranscript",
+        "expectedSessionId",
+        "archivedOnly",
+    ];
+    let fields = params.as_object();
+    let admin_if = |admin: bool| Some(if admin { ADMIN } else { WRITE });
+    let full_or_sandbox = |f: &serde_json::Map<String, Value>| {
+        f.get("permissionMode") == Some(&Value::from("full")) || f.contains_key("sandboxMode")
+    };
+    match method {
+        "sessions.recover" => Some(WRITE),
+        "sessions.create" => {
+            let Some(f) = fields else { return Some(WRITE) };
+            let incognito = |key: &str| {
+                f.get(key)
+                    .and_then(Value::as_str)
+                    .is_some_and(is_incognito_session_key)
+            };
+            admin_if(
+                f.get("incognito") == Some(&Value::Bool(true))
+                    || incognito("key")
+                    || incognito("parentSessionKey")
+                    || f.contains_key("execNode")
+                    || f.contains_key("toolOverrides")
+                    || f.get("permissionMode") == Some(&Value::from("full")),
+            )
+        }
+        "sessions.patch" => {
+            let Some(f) = fields else { return Some(WRITE) };
+            admin_if(
+                full_or_sandbox(f)
+                    || !f.keys().all(|k| {
+                        PATCH_ENVELOPE.contains(&k.as_str())
+                            || PATCH_MUTATIONS.contains(&k.as_str())
+                    }),
+            )
+        }
+        "sessions.patchMany" => {
+            let Some(patch) = fields
+                .and_then(|f| f.get("patch"))
+                .and_then(Value::as_object)
+            else {
+                return Some(WRITE);
+            };
+            admin_if(
+                full_or_sandbox(patch)
+                    || !patch.keys().all(|k| PATCH_MUTATIONS.contains(&k.as_str())),
+            )
+        }
+        "sessions.delete" => {
+            let Some(f) = fields else { return Some(ADMIN) };
+            admin_if(
+                f.get("archivedOnly") != Some(&Value::Bool(true))
+                    || !f.keys().all(|k| DELETE_FIELDS.contains(&k.as_str())),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// `^agent:<id>:(dashboard|subagent|internal-session-effects):incognito-<rest>$` after trim and
+/// lowercase, no `:` in `<id>` or `<rest>` (`session-key-CUi_tcgF.mjs:5-10`).
+fn is_incognito_session_key(key: &str) -> bool {
+    let key = key.trim().to_lowercase();
+    let parts: Vec<&str> = key.split(':').collect();
+    matches!(
+        parts.as_slice(),
+        ["agent", id, "dashboard" | "subagent" | "internal-session-effects", tail]
+            if !id.is_empty() && tail.strip_prefix("incognito-").is_some_and(|rest| !rest.is_empty())
+    )
+}
+
+/// The role and scopes a connection was granted at the handshake: what broadcasts are judged
+/// by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `operator` or `node`.
+    pub role: String,
+    /// The scopes granted (ignored for role `node`).
+    pub scopes: Vec<String>,
+}
+
+/// Who a broadcast event reaches (SPEC §12.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventGate {
+    /// Every authenticated connection, nodes included.
+    Everyone,
+    /// Operators holding a scope that satisfies one of these.
+    Operators(&'static [&'static str]),
+}
+
+impl EventGate {
+    /// Whether a connection with `role` and `granted` scopes gets the event (`hasEventScope`,
+    /// SS:3088-3097).
+    pub fn admits(self, role: &str, granted: &[String]) -> bool {
+        match self {
+            EventGate::Everyone => true,
+            EventGate::Operators(any_of) => {
+                role == OPERATOR_ROLE && any_of.iter().any(|s| scope_satisfied(s, granted))
+            }
+        }
+    }
+
+    /// Operators holding `scope` (one of [`OPERATOR_SCOPES`], else `None`).
+    pub fn operators_with(scope: &str) -> Option<Self> {
+        let i = OPERATOR_SCOPES.iter().position(|known| *known == scope)?;
+        Some(EventGate::Operators(std::slice::from_ref(
+            &OPERATOR_SCOPES[i],
+        )))
+    }
+}
+
+/// Node's event → scope table (`EVENT_SCOPE_GUARDS`, SS:3021-3087), sorted by name.
+static EVENT_GATES: [(&str, &[&str]); 65] = [
+    ("agent", &[READ]),
+    ("board.changed", &[READ]),
+    ("board.command", &[READ]),
+    ("chat", &[READ]),
+    ("chat.metadata.changed", &[READ, SESSIONS_READ]),
+    ("chat.send_timing", &[READ]),
+    ("chat.side_result", &[READ]),
+    ("config.changed", &[READ]),
+    ("controlUi.sessionPullRequests.changed", &[READ]),
+    ("cron", &[READ]),
+    ("device.pair.changed", &[PAIRING]),
+    ("device.pair.requested", &[PAIRING]),
+    ("device.pair.resolved", &[PAIRING]),
+    ("device.pair.setup.completed", &[PAIRING]),
+    ("device.pair.setup.deliveryUncertain", &[PAIRING]),
+    ("exec.approval.requested", &[APPROVALS]),
+    ("exec.approval.resolved", &[APPROVALS]),
+    ("gateway.suspension", &[]),
+    ("health", &[]),
+    ("heartbeat", &[]),
+    ("mentions.changed", &[READ]),
+    ("node.hostStats", &[READ]),
+    ("node.pair.requested", &[PAIRING]),
+    ("node.pair.resolved", &[PAIRING]),
+    ("node.presence", &[READ]),
+    ("node.runnerInventory.changed", &[READ]),
+    ("openclaw.approval.requested", &[APPROVALS]),
+    ("openclaw.approval.resolved", &[APPROVALS]),
+    ("plugin.approval.requested", &[APPROVALS]),
+    ("plugin.approval.resolved", &[APPROVALS]),
+    ("plugins.changed", &[READ]),
+    ("plugins.controlUi.changed", &[READ]),
+    ("plugins.install.progress", &[ADMIN]),
+    ("portal.changed", &[READ]),
+    ("presence", &[READ]),
+    ("progressCard.changed", &[READ]),
+    ("question.requested", &[QUESTIONS]),
+    ("question.resolved", &[QUESTIONS]),
+    ("session.approval", &[APPROVALS]),
+    ("session.message", &[READ]),
+    ("session.observer", &[READ]),
+    ("session.operation", &[READ]),
+    ("session.sharing", &[READ]),
+    ("session.sharing.evidence", &[READ]),
+    ("session.suggestion", &[READ]),
+    ("session.tool", &[READ]),
+    ("session.typing", &[READ]),
+    ("sessions.catalog.host", &[READ]),
+    ("sessions.changed", &[READ]),
+    ("shutdown", &[]),
+    ("skills.changed", &[READ]),
+    ("talk.event", &[READ]),
+    ("talk.mode", &[TALK]),
+    ("talk.voice.change", &[TALK]),
+    ("task", &[READ]),
+    ("task.suggestion", &[READ]),
+    ("terminal.data", &[ADMIN]),
+    ("terminal.exit", &[ADMIN]),
+    ("tick", &[]),
+    ("ui.command", &[READ]),
+    ("update.available", &[]),
+    ("update.run.changed", &[ADMIN]),
+    ("users.prefs.changed", &[READ]),
+    ("voicewake.changed", &[READ]),
+    ("voicewake.routing.changed", &[READ]),
+];
+
+/// Node's gate for `event`: its table, else `operator.write` for a `plugin.` event; `None` for
+/// an event Node drops (SS:3092-3096).
+pub fn core_event_gate(event: &str) -> Option<EventGate> {
+    match EVENT_GATES.binary_search_by(|(name, _)| (*name).cmp(event)) {
+        Ok(i) => Some(match EVENT_GATES[i].1 {
+            [] => EventGate::Everyone,
+            scopes => EventGate::Operators(scopes),
+        }),
+        Err(_) if event.starts_with("plugin.") => EventGate::operators_with(WRITE),
+        Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

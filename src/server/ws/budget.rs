@@ -1,0 +1,114 @@
+//! Node's budget for control-plane writes (SPEC §12.2; `control-plane-rate-limit-CUfpYCsm.mjs`):
+//! each such method 30 times per 60 s window per device and address, whichever connection calls.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::server::protocol::MethodError;
+
+/// Calls of one method allowed per window.
+const CALLS_PER_WINDOW: u32 = 30;
+/// The window, fixed from its first call.
+const WINDOW: Duration = Duration::from_secs(60);
+/// Buckets kept at most, so that callers cannot grow the map without bound (Node's cap).
+const MAX_BUCKETS: usize = 10_000;
+
+/// The windows of every (method, device, address) that wrote lately.
+#[derive(Default)]
+pub(super) struct ControlPlaneBudget {
+    buckets: Mutex<HashMap<(String, Option<String>, IpAddr), Window>>,
+}
+
+struct Window {
+    started: Instant,
+    calls: u32,
+}
+
+impl ControlPlaneBudget {
+    /// Spends one call of `method` by `device` from `ip`, or answers the retryable
+    /// `UNAVAILABLE` `rate limit exceeded for <m>; retry after <s>s` Node answers.
+    pub fn spend(
+        &self,
+        method: &str,
+        device: Option<&str>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(), MethodError> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (method.to_owned(), device.map(str::to_owned), ip);
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&key) {
+            buckets.retain(|_, window| now.duration_since(window.started) < WINDOW);
+            if buckets.len() >= MAX_BUCKETS {
+                buckets.clear();
+            }
+        }
+        let window = buckets.entry(key).or_insert(Window {
+            started: now,
+            calls: 0,
+        });
+        if now.duration_since(window.started) >= WINDOW {
+            *window = Window {
+                started: now,
+                calls: 0,
+            };
+        }
+        if window.calls < CALLS_PER_WINDOW {
+            window.calls += 1;
+            return Ok(());
+        }
+        let retry_after = (window.started + WINDOW).saturating_duration_since(now);
+        let ms = retry_after.as_millis() as u64;
+        Err(MethodError::unavailable(format!(
+            "rate limit exceeded for {method}; retry after {}s",
+            ms.div_ceil(1000)
+        ))
+        .with_retry(true, Some(ms))
+        .with_details(json!({ "method": method, "limit": "30 per 60s" })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thirty_writes_a_minute_per_method_device_and_address() {
+        let budget = ControlPlaneBudget::default();
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let start = Instant::now();
+        for _ in 0..30 {
+            assert!(budget.spend("config.apply", Some("dev"), ip, start).is_ok());
+        }
+        let refused = budget
+            .spend(
+                "config.apply",
+                Some("dev"),
+                ip,
+                start + Duration::from_millis(500),
+            )
+            .unwrap_err();
+        assert_eq!(refused.code, "UNAVAILABLE");
+        assert_eq!(
+            refused.message,
+            "rate limit exceeded for config.apply; retry after 60s"
+        );
+        assert_eq!(refused.retry_after_ms, Some(59_500));
+        // Another method, device or address has its own budget; a new window a fresh one.
+        assert!(budget.spend("config.patch", Some("dev"), ip, start).is_ok());
+        assert!(budget.spend("config.apply", None, ip, start).is_ok());
+        assert!(
+            budget
+                .spend("config.apply", Some("dev"), [10, 0, 0, 1].into(), start)
+                .is_ok()
+        );
+        assert!(
+            budget
+                .spend("config.apply", Some("dev"), ip, start + WINDOW)
+                .is_ok()
+        );
+    }
+}
