@@ -352,7 +352,9 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     assert_eq!(hello["policy"]["maxBufferedBytes"], 2_097_152, "{hello}");
     assert_eq!(hello["policy"]["tickIntervalMs"], 25_000, "{hello}");
     let events = hello["features"]["events"].as_array().unwrap();
-    assert!(events.contains(&json!("demo.tick")) && events.contains(&json!("demo.direct")));
+    for event in ["demo.tick", "demo.direct", "demo.pair"] {
+        assert!(events.contains(&json!(event)), "{event} in {hello}");
+    }
     let opened = lines.expect("opened ", wait);
     let (conn, client) = opened.split_once(' ').unwrap();
     assert_eq!(hello["server"]["connId"], conn, "{opened}");
@@ -417,12 +419,11 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     // Events: to everyone, and to one connection.
     command_line(&mut stdin, "broadcast 7");
     assert_eq!(lines.expect("broadcast ", wait), "GW_OK");
-    for client in [&mut reader, &mut other] {
-        let event = client.recv_skip_ticks().await;
-        assert_eq!(event["event"], "demo.tick", "{event}");
-        assert_eq!(event["payload"], json!({"n": 7}), "{event}");
-        assert!(event["seq"].is_u64(), "{event}");
-    }
+    // demo.tick goes to operator.read holders: the reader, not the other client (SPEC §12.7).
+    let event = reader.recv_skip_ticks().await;
+    assert_eq!(event["event"], "demo.tick", "{event}");
+    assert_eq!(event["payload"], json!({"n": 7}), "{event}");
+    assert!(event["seq"].is_u64(), "{event}");
     command_line(&mut stdin, &format!("send {conn}"));
     assert_eq!(lines.expect("send ", wait), "GW_OK");
     let event = reader.recv_skip_ticks().await;
@@ -1177,7 +1178,9 @@ unsafe extern "C" fn order_state(
             .build()
             .unwrap()
             .block_on(async {
-                let (mut client, _hello) = Client::connected(port, connect_params()).await;
+                let mut params = connect_params();
+                params["scopes"] = json!(["operator.read"]);
+                let (mut client, _hello) = Client::connected(port, params).await;
                 // on_connection's event comes first (sent after hello-ok).
                 let event = client.recv().await;
                 let answer = client.call("r1", "echo", json!({})).await;
@@ -1258,7 +1261,7 @@ fn opened_comes_before_requests_even_before_gw_serve_returns() {
     // SAFETY: live handlers, NUL-terminated names.
     unsafe {
         assert_eq!(
-            gw_handlers_add_method(handlers, c"echo".as_ptr(), std::ptr::null()),
+            gw_handlers_add_method(handlers, c"echo".as_ptr(), c"operator.read".as_ptr()),
             gw_result::GW_OK
         );
     }

@@ -695,20 +695,23 @@ async fn ticks_arrive_every_tick_interval() {
 async fn host_events_broadcast_and_targeted_with_connection_notifications() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let handlers = Handlers::new().on_connection(move |event| {
-        let entry = match event {
-            ConnectionEvent::Opened(client) => {
-                ("opened", client.conn_id, client.client_id().to_owned())
-            }
-            ConnectionEvent::Closed(client) => {
-                ("closed", client.conn_id, client.client_id().to_owned())
-            }
-        };
-        log.lock().unwrap().push(entry);
-    });
+    // A broadcast goes to the clients its event's scope admits: operator.read for this one.
+    let handlers = Handlers::new()
+        .event("demo.tick")
+        .on_connection(move |event| {
+            let entry = match event {
+                ConnectionEvent::Opened(client) => {
+                    ("opened", client.conn_id, client.client_id().to_owned())
+                }
+                ConnectionEvent::Closed(client) => {
+                    ("closed", client.conn_id, client.client_id().to_owned())
+                }
+            };
+            log.lock().unwrap().push(entry);
+        });
     let server = TestGateway::start(Auth::None, ProtocolOptions::default(), handlers);
-    let (mut a, hello_a) = Client::connected(server.port, connect_params()).await;
-    let (mut b, hello_b) = Client::connected(server.port, connect_params()).await;
+    let (mut a, hello_a) = Client::connected(server.port, with_scopes(&["operator.read"])).await;
+    let (mut b, hello_b) = Client::connected(server.port, with_scopes(&["operator.read"])).await;
     let conn_a: u64 = hello_a["server"]["connId"]
         .as_str()
         .unwrap()
@@ -813,7 +816,8 @@ async fn deferred_answers_timeouts_and_slow_handlers() {
         ..ProtocolOptions::default()
     };
     let server = TestGateway::start(Auth::None, protocol, handlers);
-    let (mut client, _) = Client::connected(server.port, connect_params()).await;
+    // Registered without a scope and unknown to OpenClaw, these methods need operator.admin.
+    let (mut client, _) = Client::connected(server.port, with_scopes(&["operator.admin"])).await;
 
     client
         .send(json!({"type": "req", "id": "l1", "method": "later", "params": {"x": 1}}))

@@ -90,10 +90,13 @@ async fn a_slow_consumer_is_closed_and_memory_stays_bounded() {
         max_buffered_bytes: LIMIT,
         ..ProtocolOptions::default()
     };
-    let server = TestGateway::start(Auth::None, protocol, Handlers::new());
+    // `blob` is broadcast to operator.read holders, as both clients are.
+    let server = TestGateway::start(Auth::None, protocol, Handlers::new().event("blob"));
+    let mut params = connect_params();
+    params["scopes"] = json!(["operator.read"]);
     // A well-behaved client that keeps reading alongside.
-    let (reader, _) = Client::connected(server.port, connect_params()).await;
-    let (slow, _) = Client::connected(server.port, connect_params()).await;
+    let (reader, _) = Client::connected(server.port, params.clone()).await;
+    let (slow, _) = Client::connected(server.port, params).await;
     let events = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&events);
     let received = tokio::spawn(async move {

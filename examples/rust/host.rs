@@ -18,8 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lock = GatewayLock::acquire(&options)?; // this process is now the gateway
 
     let handlers = Handlers::new()
-        // Any authenticated client may call `echo`; it answers with its params.
-        .method("echo", |request| async move {
+        // Clients granted operator.read may call `echo`; it answers with its params.
+        .method_with_scope("echo", "operator.read", |request| async move {
             if request.params.is_null() {
                 return Err(MethodError::invalid_request("echo needs params"));
             }

@@ -618,6 +618,16 @@ static void case_request_api_arguments(void) {
                  "method \"m\" is registered twice: register each method once") == 0);
     CHECK_RESULT(gw_handlers_add_event(handlers, "e"), GW_OK);
     CHECK_RESULT(gw_handlers_add_event(handlers, "e"), GW_OK);
+    /* Scopes: an operator scope or "node" for a method, an operator scope for an event. */
+    CHECK_RESULT(gw_handlers_add_method(handlers, "n", "node"), GW_OK);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "x", "custom"), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "which no client can hold") != NULL);
+    CHECK_RESULT(gw_handlers_add_event_with_scope(NULL, "e", NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_handlers_add_event_with_scope(handlers, NULL, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_handlers_add_event_with_scope(handlers, "e", "custom"), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "the scope of event \"e\" is \"custom\"") != NULL);
+    CHECK_RESULT(gw_handlers_add_event_with_scope(handlers, "e", "operator.pairing"), GW_OK);
+    CHECK_RESULT(gw_handlers_add_event_with_scope(handlers, "f", NULL), GW_OK);
 
     /* The functions on a server: NULL first. */
     CHECK_RESULT(gw_respond(NULL, 1, true, "{}", 2), GW_ERR_NULL_ARGUMENT);
@@ -952,11 +962,11 @@ static int run_serve_panic(void) {
 /*
  * `serve`: a host whose methods a real WebSocket client calls (tests/c_abi.rs drives both).
  *   echo  (scope operator.read)  answered {"echo": <params>} by another thread
- *   fail  (no scope)             answered at once, inside on_request, with an error object
- *   slow  (no scope)             never answered: the client gets UNAVAILABLE after 2000 ms
- *   stall (no scope)             answered from inside on_request after 2600 ms, printing
+ *   fail  (operator.read)        answered at once, inside on_request, with an error object
+ *   slow  (operator.read)        never answered: the client gets UNAVAILABLE after 2000 ms
+ *   stall (operator.read)        answered from inside on_request after 2600 ms, printing
  *                                "stall <result>": it outlasts the shutdown's 2000 ms drain
- * events demo.tick and demo.direct; serve options: request timeout 2000 ms, origin
+ * events demo.tick, demo.direct and demo.pair (operator.pairing only); serve options: request timeout 2000 ms, origin
  * https://app.example.com allowed, at most 2 connections, server version "c-host 9", frames
  * up to 1 MiB, 2 MiB buffered, a tick every 25000 ms. stdin commands, one per line:
  *   broadcast <n>    gw_broadcast demo.tick {"n":<n>}    → "broadcast <result>"
@@ -1094,11 +1104,12 @@ static int run_serve(void) {
     gw_handlers *handlers = gw_handlers_new();
     CHECK(handlers != NULL);
     CHECK_RESULT(gw_handlers_add_method(handlers, "echo", "operator.read"), GW_OK);
-    CHECK_RESULT(gw_handlers_add_method(handlers, "fail", NULL), GW_OK);
-    CHECK_RESULT(gw_handlers_add_method(handlers, "slow", NULL), GW_OK);
-    CHECK_RESULT(gw_handlers_add_method(handlers, "stall", NULL), GW_OK);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "fail", "operator.read"), GW_OK);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "slow", "operator.read"), GW_OK);
+    CHECK_RESULT(gw_handlers_add_method(handlers, "stall", "operator.read"), GW_OK);
     CHECK_RESULT(gw_handlers_add_event(handlers, "demo.tick"), GW_OK);
     CHECK_RESULT(gw_handlers_add_event(handlers, "demo.direct"), GW_OK);
+    CHECK_RESULT(gw_handlers_add_event_with_scope(handlers, "demo.pair", "operator.pairing"), GW_OK);
 
     gw_serve_options *serve_options = gw_serve_options_new();
     CHECK(serve_options != NULL);

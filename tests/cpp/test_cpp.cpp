@@ -185,7 +185,9 @@ int main(int argc, char **argv) {
                     (void)request.respond("{\"echo\":" + request.params() + "}");
                 })
             .method("boom", [](gateway::Request) { throw std::runtime_error("answered UNAVAILABLE"); })
+            .method("node.report", "node", [](gateway::Request request) { (void)request.respond("{}"); })
             .event("demo.tick")
+            .event("demo.pair", "operator.pairing")
             .on_connection([](const gateway::ConnectionEvent &event) {
                 if (event.opened()) (void)event.send_event("demo.tick", "{\"hello\":true}");
             });
@@ -228,6 +230,12 @@ int main(int argc, char **argv) {
         CHECK(!duplicate.ok() && duplicate.error().code() == gateway::Code::invalid_argument);
         CHECK(std::string(duplicate.error().what()) == "method \"m\" is registered twice: register each method once");
         CHECK(lock_files(base / "twice") == 0);
+        gateway::Handlers odd;
+        odd.event("demo.odd", "everyone");
+        auto unscoped = gateway::Server::try_serve(gateway::Lock::acquire(options_in(base / "odd")), {}, std::move(odd));
+        CHECK(!unscoped.ok() && unscoped.error().code() == gateway::Code::invalid_argument);
+        CHECK(std::string(unscoped.error().what()).rfind("the scope of event \"demo.odd\" is \"everyone\"", 0) == 0);
+        CHECK(lock_files(base / "odd") == 0);
         CHECK(server.shutdown(2s));
         CHECK(lock_files(dir) == 0);
         std::printf("ok handlers\n");

@@ -96,6 +96,16 @@ fn which_granted_set_satisfies_which_scope() {
     }
 }
 
+/// One row of the authorization table: method, registration, role, granted, params, answer.
+type Case = (
+    &'static str,
+    Registration<'static>,
+    &'static str,
+    &'static [&'static str],
+    Value,
+    Result<(), Refusal>,
+);
+
 /// Shorthands for the authorization table.
 fn ok() -> Result<(), Refusal> {
     Ok(())
@@ -114,14 +124,7 @@ fn missing(scope: &'static str, required: &[&'static str]) -> Result<(), Refusal
 fn who_may_call_what_in_node_s_order() {
     use Registration::{None as Unregistered, Scoped, Unscoped};
     // (method, how the host registered it, role, granted, params, answer)
-    let cases: Vec<(
-        &str,
-        Registration,
-        &str,
-        &[&str],
-        Value,
-        Result<(), Refusal>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         // 1. health: every role, no scope.
         ("health", Unregistered, "node", &[], json!({}), ok()),
         ("health", Unregistered, "operator", &[], json!({}), ok()),

@@ -17,10 +17,13 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Buckets kept at most, so that callers cannot grow the map without bound (Node's cap).
 const MAX_BUCKETS: usize = 10_000;
 
+/// Whose budget: a method, the caller's device (when it has one) and its address.
+type Spender = (String, Option<String>, IpAddr);
+
 /// The windows of every (method, device, address) that wrote lately.
 #[derive(Default)]
 pub(super) struct ControlPlaneBudget {
-    buckets: Mutex<HashMap<(String, Option<String>, IpAddr), Window>>,
+    buckets: Mutex<HashMap<Spender, Window>>,
 }
 
 struct Window {
@@ -29,15 +32,15 @@ struct Window {
 }
 
 impl ControlPlaneBudget {
-    /// Spends one call of `method` by `device` from `ip`, or answers the retryable
-    /// `UNAVAILABLE` `rate limit exceeded for <m>; retry after <s>s` Node answers.
+    /// Spends one call of `method` by `device` from `ip`, or says how long until its window
+    /// ends ([`refusal`] is the answer).
     pub fn spend(
         &self,
         method: &str,
         device: Option<&str>,
         ip: IpAddr,
         now: Instant,
-    ) -> Result<(), MethodError> {
+    ) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let key = (method.to_owned(), device.map(str::to_owned), ip);
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&key) {
@@ -60,15 +63,20 @@ impl ControlPlaneBudget {
             window.calls += 1;
             return Ok(());
         }
-        let retry_after = (window.started + WINDOW).saturating_duration_since(now);
-        let ms = retry_after.as_millis() as u64;
-        Err(MethodError::unavailable(format!(
-            "rate limit exceeded for {method}; retry after {}s",
-            ms.div_ceil(1000)
-        ))
-        .with_retry(true, Some(ms))
-        .with_details(json!({ "method": method, "limit": "30 per 60s" })))
+        Err((window.started + WINDOW).saturating_duration_since(now))
     }
+}
+
+/// The retryable `UNAVAILABLE` `rate limit exceeded for <m>; retry after <s>s` Node answers a
+/// call over the budget (SM:325-342).
+pub(super) fn refusal(method: &str, retry_after: Duration) -> MethodError {
+    let ms = retry_after.as_millis() as u64;
+    MethodError::unavailable(format!(
+        "rate limit exceeded for {method}; retry after {}s",
+        ms.div_ceil(1000)
+    ))
+    .with_retry(true, Some(ms))
+    .with_details(json!({ "method": method, "limit": "30 per 60s" }))
 }
 
 #[cfg(test)]
@@ -83,7 +91,7 @@ mod tests {
         for _ in 0..30 {
             assert!(budget.spend("config.apply", Some("dev"), ip, start).is_ok());
         }
-        let refused = budget
+        let retry_after = budget
             .spend(
                 "config.apply",
                 Some("dev"),
@@ -91,6 +99,8 @@ mod tests {
                 start + Duration::from_millis(500),
             )
             .unwrap_err();
+        assert_eq!(retry_after, Duration::from_millis(59_500));
+        let refused = refusal("config.apply", retry_after);
         assert_eq!(refused.code, "UNAVAILABLE");
         assert_eq!(
             refused.message,

@@ -496,7 +496,7 @@ mod tests {
         assert_eq!(gate("presence"), only("operator.admin"));
         assert_eq!(gate("not.registered"), None);
         let refused = handlers.add_event_with_scope("x", Some("everyone".into()));
-        let message = refused.err().expect("refused").to_string();
+        let message = refused.expect_err("refused").to_string();
         assert!(
             message.starts_with("the scope of event \"x\" is \"everyone\""),
             "{message}"

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::budget;
 use super::conn::{Conn, WriterEnd};
 use super::endpoint::Endpoint;
 use super::handle::Responder;
@@ -409,13 +410,14 @@ impl Session {
             return;
         };
         if scopes::is_control_plane_write(&frame.method)
-            && let Err(error) = endpoint.control_plane.spend(
+            && let Err(retry_after) = endpoint.control_plane.spend(
                 &frame.method,
                 client.device_id.as_deref(),
                 self.peer.ip(),
                 std::time::Instant::now(),
             )
         {
+            let error = budget::refusal(&frame.method, retry_after);
             self.answer(&frame.id, Err(error));
             return;
         }

@@ -9,7 +9,7 @@ struct Health: Encodable { let ok: Bool, ticks: Int }
 let seconds = CommandLine.arguments.dropFirst().first.flatMap { Int($0) } ?? 60
 do {
     var methods = GatewayMethods()
-    methods.method("echo") { request in request.params }     // answered as a task; may throw
+    methods.method("echo", scope: "operator.read") { request in request.params }  // a task; may throw
     methods.event("demo.tick")
     let server = try GatewayServer.serve(
         lock: GatewayLock.acquire(.fromEnvironment()),       // SPEC §1: OPENCLAW_* and ~/.openclaw

@@ -110,7 +110,7 @@ final class MethodTests: XCTestCase {
     /// The test's methods; `swift.raw` owns `sentinel`.
     func methods(owning sentinel: Sentinel) -> GatewayMethods {
         var methods = GatewayMethods()
-        methods.method("swift.echo") { request -> Echo in
+        methods.method("swift.echo", scope: "operator.read") { request -> Echo in
             let params = try request.params.decode([String: Int].self)
             try await Task.sleep(for: .milliseconds(10))  // answers later, from a task
             return Echo(echo: params, from: "swift")
@@ -118,11 +118,12 @@ final class MethodTests: XCTestCase {
         methods.method("swift.fail", scope: "operator.read") { _ -> GatewayJSON in
             throw GatewayMethodError(code: "E_SWIFT", message: "refused in Swift", retryable: true)
         }
-        methods.method("swift.raw") { request in
+        methods.method("swift.raw", scope: "operator.read") { request in
             _ = sentinel
             return GatewayJSON(raw: #"{"conn":\#(request.connectionID)}"#)
         }
         methods.event("swift.tick")
+        methods.event("swift.pair", scope: "operator.pairing")  // broadcast to pairing operators only
         return methods
     }
 
@@ -150,6 +151,7 @@ final class MethodTests: XCTestCase {
         XCTAssertEqual(Set(features?["methods"] as? [String] ?? []),
                        ["health", "swift.echo", "swift.fail", "swift.raw"])
         XCTAssertTrue((features?["events"] as? [String] ?? []).contains("swift.tick"))
+        XCTAssertTrue((features?["events"] as? [String] ?? []).contains("swift.pair"))
 
         try client.send(["type": "req", "id": "e1", "method": "swift.echo", "params": ["x": 1]])
         let echo = try client.response(to: "e1")
@@ -170,9 +172,12 @@ final class MethodTests: XCTestCase {
         let connection = (raw["payload"] as? [String: Any])?["conn"] as? Int
         XCTAssertNotNil(connection, "\(raw)")
 
+        // The client holds operator.read: swift.pair (operator.pairing) passes it by.
+        try server.broadcast(event: "swift.pair", payload: ["n": 0])
         try server.broadcast(event: "swift.tick", payload: ["n": 1])
         let tick = try client.event("swift.tick")
         XCTAssertEqual((tick["payload"] as? [String: Any])?["n"] as? Int, 1, "\(tick)")
+        XCTAssertEqual(tick["seq"] as? Int, 1, "swift.pair reached a client without operator.pairing: \(tick)")
         try server.sendEvent(to: UInt64(connection ?? 0), event: "swift.tick", payload: GatewayJSON(raw: #"{"n":2}"#))
         XCTAssertEqual((try client.event("swift.tick")["payload"] as? [String: Any])?["n"] as? Int, 2)
         XCTAssertThrowsError(try server.sendEvent(to: 999_999, event: "swift.tick")) { error in
@@ -222,7 +227,7 @@ final class MethodTests: XCTestCase {
         let lock = try GatewayLock.acquire(options, listener: fd)
         let timeline = Recorder<String>()
         var methods = GatewayMethods()
-        methods.method("swift.first") { request in
+        methods.method("swift.first", scope: "operator.read") { request in
             timeline.append("request \(request.connectionID)")
             return GatewayJSON.null
         }

@@ -29,7 +29,7 @@ final class ServeOptionsTests: XCTestCase {
 
     func testRequestTimeoutAnswersUnavailable() throws {
         var methods = GatewayMethods()
-        methods.method("swift.slow") { _ -> GatewayJSON in
+        methods.method("swift.slow", scope: "operator.read") { _ -> GatewayJSON in
             try await Task.sleep(for: .seconds(3))
             return .null
         }

@@ -1,0 +1,296 @@
+//! Roles and scopes over real sockets (SPEC §12.2, 12.5, 12.7): what a node host and operators
+//! with fewer scopes may call, what they are answered, which broadcasts reach them, and the flood
+//! guard. The rules case by case are the table tests of `src/server/scopes/tests.rs`.
+
+mod common;
+mod wsclient;
+
+use std::future::Ready;
+use std::sync::{Arc, Mutex};
+
+use gateway::{Auth, Handlers, MethodError, MethodRequest, ProtocolOptions};
+use serde_json::{Value, json};
+use wsclient::{Client, TestGateway, assert_error, connect_params};
+
+/// A connection through the handshake with `role` and `scopes`, as it is made today (auth mode
+/// none, no device block); the one place to change when node connections need a device
+/// identity and a device token (SPEC §12.1).
+async fn connect_as(server: &TestGateway, role: &str, scopes: &[&str]) -> (Client, Value) {
+    let mut params = connect_params();
+    params["role"] = json!(role);
+    params["scopes"] = json!(scopes);
+    if role == "node" {
+        params["client"]["mode"] = json!("node");
+    }
+    Client::connected(server.port, params).await
+}
+
+/// The methods `openclaw node run` publishes after `hello-ok` (SSM:233-248, 350-370).
+const NODE_PUBLICATIONS: [&str; 4] = [
+    "node.skills.update",
+    "node.pluginTools.update",
+    "node.runnerInventory.update",
+    "node.event",
+];
+
+/// A method that answers with its name.
+fn named(name: &'static str) -> impl Fn(MethodRequest) -> Ready<Result<Value, MethodError>> {
+    move |_request| std::future::ready(Ok(json!(name)))
+}
+
+/// A host with one method of each kind: OpenClaw's `status` and `node.pending.pull` registered
+/// without a scope (so by OpenClaw's table: `operator.read`, node only), a node method of its own,
+/// and a method of its own without a scope (so `operator.admin`). Each answers with its name.
+fn host() -> Handlers {
+    Handlers::new()
+        .method("status", named("status"))
+        .method("node.pending.pull", named("node.pending.pull"))
+        .method_with_scope(
+            "host.node.report",
+            Handlers::NODE_ONLY,
+            named("host.node.report"),
+        )
+        .method("host.reset", named("host.reset"))
+        .event("demo.tick")
+        .event_with_scope("demo.pairing", "operator.pairing")
+}
+
+#[tokio::test]
+async fn a_node_may_call_node_methods_only_and_is_told_so_as_node_tells_it() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), host());
+    let (mut node, hello) = connect_as(&server, "node", &[]).await;
+    assert_eq!(hello["auth"]["role"], "node");
+
+    // Operator methods, registered or not, known to OpenClaw or not: the caller's role is wrong.
+    for method in ["status", "host.reset", "no.such.method", "config.get"] {
+        let res = node.call("r", method, json!({})).await;
+        assert_error(
+            &res,
+            "r",
+            "INVALID_REQUEST",
+            "unauthorized role: node",
+            None,
+        );
+    }
+    // Node methods: no scope needed.
+    for method in ["node.pending.pull", "host.node.report"] {
+        let res = node.call("n", method, json!({})).await;
+        assert_eq!(
+            (&res["ok"], &res["payload"]),
+            (&json!(true), &json!(method))
+        );
+    }
+    // The node host's publications the host did not register: `unknown method`, the answer
+    // that makes `openclaw node run` stop publishing them.
+    for method in NODE_PUBLICATIONS {
+        let res = node.call("p", method, json!({})).await;
+        let message = format!("unknown method: {method}");
+        assert_error(&res, "p", "INVALID_REQUEST", &message, None);
+    }
+    assert_eq!(node.call("h", "health", Value::Null).await["ok"], true);
+
+    // And an operator, even an admin, may not call node methods.
+    let (mut admin, _) = connect_as(&server, "operator", &["operator.admin"]).await;
+    for method in ["node.pending.pull", "host.node.report", "node.event"] {
+        let res = admin.call("o", method, json!({})).await;
+        assert_error(
+            &res,
+            "o",
+            "INVALID_REQUEST",
+            "unauthorized role: operator",
+            None,
+        );
+    }
+    let res = admin.call("a", "host.reset", json!({})).await;
+    assert_eq!(res["payload"], "host.reset");
+}
+
+#[tokio::test]
+async fn an_operator_needs_the_scope_openclaw_gives_a_method() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), host());
+    let (mut reader, _) = connect_as(&server, "operator", &["operator.read"]).await;
+    assert_eq!(
+        reader.call("s", "status", json!({})).await["payload"],
+        "status"
+    );
+    // Registered without a scope and not OpenClaw's: operator.admin.
+    let res = reader.call("r", "host.reset", json!({})).await;
+    assert_error(
+        &res,
+        "r",
+        "FORBIDDEN",
+        "missing scope: operator.admin",
+        Some("MISSING_SCOPE"),
+    );
+    // A method nobody registered still tells a non-admin nothing about which methods exist.
+    let res = reader.call("u", "no.such.method", json!({})).await;
+    assert_error(
+        &res,
+        "u",
+        "FORBIDDEN",
+        "missing scope: operator.admin",
+        Some("MISSING_SCOPE"),
+    );
+    // A params-dependent method names every scope it needs for these params.
+    let res = reader
+        .call("t", "talk.config", json!({"includeSecrets": true}))
+        .await;
+    assert_error(
+        &res,
+        "t",
+        "FORBIDDEN",
+        "missing scope: operator.talk.secrets",
+        Some("MISSING_SCOPE"),
+    );
+    assert_eq!(
+        res["error"]["details"]["requiredScopes"],
+        json!(["operator.read", "operator.talk.secrets"])
+    );
+    // With the scope it needs, an unregistered method is unknown.
+    let res = reader.call("t2", "talk.config", json!({})).await;
+    assert_error(
+        &res,
+        "t2",
+        "INVALID_REQUEST",
+        "unknown method: talk.config",
+        None,
+    );
+    // Without any scope, even OpenClaw's read methods are refused.
+    let (mut bare, _) = connect_as(&server, "operator", &[]).await;
+    let res = bare.call("s", "status", json!({})).await;
+    assert_error(
+        &res,
+        "s",
+        "FORBIDDEN",
+        "missing scope: operator.read",
+        Some("MISSING_SCOPE"),
+    );
+}
+
+/// The events a client gets until (and with) the next `health` broadcast, which every client
+/// gets: what it got of the broadcasts before it.
+async fn events_until_health(client: &mut Client) -> Vec<(String, u64)> {
+    let mut got = Vec::new();
+    loop {
+        let frame = client.recv().await;
+        let event = frame["event"].as_str().expect("an event").to_owned();
+        let seq = frame["seq"].as_u64().expect("a broadcast has a seq");
+        let health = event == "health";
+        got.push((event, seq));
+        if health {
+            return got;
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_broadcast_reaches_only_the_clients_its_event_admits_with_their_own_seq() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), host());
+    let (mut node, _) = connect_as(&server, "node", &[]).await;
+    let (mut bare, _) = connect_as(&server, "operator", &[]).await;
+    let (mut reader, _) = connect_as(&server, "operator", &["operator.read"]).await;
+    let (mut pairer, _) = connect_as(&server, "operator", &["operator.pairing"]).await;
+
+    let handle = server.gateway().handle();
+    handle.broadcast("presence", &json!({"presence": []}));
+    handle.broadcast("demo.tick", &json!({"n": 1}));
+    handle.broadcast("demo.pairing", &json!({"n": 2}));
+    handle.broadcast("device.pair.requested", &json!({"requestId": "r"}));
+    handle.broadcast("plugin.news", &json!({}));
+    // Neither registered nor OpenClaw's: nobody.
+    handle.broadcast("made.up", &json!({}));
+    handle.broadcast("heartbeat", &json!({}));
+    handle.set_health(json!({"ok": true, "ts": 1, "durationMs": 0}));
+
+    let names = |got: &[(String, u64)]| got.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>();
+    let node_got = events_until_health(&mut node).await;
+    assert_eq!(names(&node_got), ["heartbeat", "health"]);
+    let bare_got = events_until_health(&mut bare).await;
+    assert_eq!(names(&bare_got), ["heartbeat", "health"]);
+    let reader_got = events_until_health(&mut reader).await;
+    assert_eq!(
+        names(&reader_got),
+        ["presence", "demo.tick", "heartbeat", "health"]
+    );
+    let pairer_got = events_until_health(&mut pairer).await;
+    assert_eq!(
+        names(&pairer_got),
+        [
+            "demo.pairing",
+            "device.pair.requested",
+            "heartbeat",
+            "health"
+        ]
+    );
+    // Each client's seq counts what it got: 1, 2, 3, … without gaps.
+    for got in [&node_got, &bare_got, &reader_got, &pairer_got] {
+        let seqs: Vec<u64> = got.iter().map(|(_, seq)| *seq).collect();
+        let expected: Vec<u64> = (1..=got.len() as u64).collect();
+        assert_eq!(seqs, expected, "{got:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_eleventh_unauthorized_call_in_a_row_closes_the_connection() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), host());
+    let (mut node, _) = connect_as(&server, "node", &[]).await;
+    // Ten in a row, then any other answer starts the count again.
+    for round in 0..2 {
+        for i in 0..10 {
+            let id = format!("{round}-{i}");
+            let res = node.call(&id, "status", json!({})).await;
+            assert_error(
+                &res,
+                &id,
+                "INVALID_REQUEST",
+                "unauthorized role: node",
+                None,
+            );
+        }
+        assert_eq!(node.call("h", "health", Value::Null).await["ok"], true);
+    }
+    for i in 0..11 {
+        let id = format!("last-{i}");
+        let res = node.call(&id, "status", json!({})).await;
+        assert_error(
+            &res,
+            &id,
+            "INVALID_REQUEST",
+            "unauthorized role: node",
+            None,
+        );
+    }
+    assert_eq!(
+        node.closed().await,
+        (1008, "repeated unauthorized calls".into())
+    );
+}
+
+#[tokio::test]
+async fn control_plane_writes_are_limited_to_thirty_a_minute() {
+    let calls = Arc::new(Mutex::new(0));
+    let counted = Arc::clone(&calls);
+    let handlers = Handlers::new().method("config.patch", move |_request| {
+        *counted.lock().unwrap() += 1;
+        async move { Ok(json!({"ok": true})) }
+    });
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), handlers);
+    let (mut admin, _) = connect_as(&server, "operator", &["operator.admin"]).await;
+    for i in 0..30 {
+        let res = admin.call(&i.to_string(), "config.patch", json!({})).await;
+        assert_eq!(res["ok"], true, "{res}");
+    }
+    // Another connection of the same device and address shares the budget.
+    let (mut again, _) = connect_as(&server, "operator", &["operator.admin"]).await;
+    let res = again.call("31", "config.patch", json!({})).await;
+    assert_error(
+        &res,
+        "31",
+        "UNAVAILABLE",
+        "rate limit exceeded for config.patch; retry after 60s",
+        None,
+    );
+    assert_eq!(res["error"]["retryable"], true);
+    assert_eq!(res["error"]["details"]["limit"], "30 per 60s");
+    assert_eq!(*calls.lock().unwrap(), 30);
+}
