@@ -1200,7 +1200,11 @@ gw_result gw_respond(const struct gw_server *server,
 
 /**
  * Sends the event `event` with `json` (`len` bytes of UTF-8 JSON, any value, copied) as its
- * payload, with a `seq`, to every authenticated client (none is fine).
+ * payload to every authenticated client its gate admits (none is fine), each with that
+ * client's next `seq`: an event registered with `gw_handlers_add_event[_with_scope]` to the
+ * operators holding its scope, OpenClaw's own events by OpenClaw's table (`tick`, `health`,
+ * `heartbeat`, `shutdown` to everyone, nodes included), and an event that is neither to nobody
+ * (logged once).
  *
  * `GW_ERR_INVALID_ARGUMENT` when `event` is empty or not UTF-8 or `json` is not JSON;
  * `GW_ERR_NULL_ARGUMENT` when a pointer is NULL. Any thread (see `gw_server`).
@@ -1244,7 +1248,8 @@ size_t gw_server_connection_count(const struct gw_server *server);
 
 /**
  * Sends the event `event` with `json` as its payload (no `seq`) to the authenticated client
- * on connection `conn_id` (from `on_connection` or `on_request`).
+ * on connection `conn_id` (from `on_connection` or `on_request`), whatever its role and
+ * scopes.
  *
  * `GW_ERR_NOT_FOUND` when no authenticated client has that connection (it closed, or never
  * was); otherwise as `gw_broadcast`. Any thread (see `gw_server`).

@@ -243,6 +243,16 @@ fn authorize_dynamic(
                 false => Err(missing_scope(WRITE, vec![WRITE])),
             };
         }
+        if !scope_satisfied(WRITE, granted) {
+            // Node names its CLI's default scopes as required for a named action it does not
+            // know (MS:3351-3361).
+            let required = match fields.is_some() {
+                true => CLI_DEFAULT_OPERATOR_SCOPES.to_vec(),
+                false => vec![WRITE],
+            };
+            return Err(missing_scope(WRITE, required));
+        }
+        return Ok(());
     }
     let required = dynamic_scopes(method, params);
     match required.iter().find(|r| !scope_satisfied(r, granted)) {
@@ -251,6 +261,17 @@ fn authorize_dynamic(
             .map_err(|missing| missing_scope(missing, required.clone())),
     }
 }
+
+/// The scopes Node's CLI asks for when it knows no narrower ones (MS:3323-3331).
+const CLI_DEFAULT_OPERATOR_SCOPES: [&str; 7] = [
+    ADMIN,
+    READ,
+    WRITE,
+    APPROVALS,
+    QUESTIONS,
+    PAIRING,
+    TALK_SECRETS,
+];
 
 /// The scopes a params-dependent method needs (`resolveDynamicLeastPrivilegeOperatorScopesForMethod`,
 /// MS:3373-3396). What a core cannot judge is judged by what the params say alone:

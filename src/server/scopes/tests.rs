@@ -47,6 +47,7 @@ fn the_method_table_has_node_s_counts_per_scope_and_is_sorted() {
 
 #[test]
 fn lookups_in_the_tables() {
+    #[rustfmt::skip]
     let cases: [(&str, Option<MethodScope>); 8] = [
         ("health", Some(MethodScope::Operator(READ))),
         ("system-presence", Some(MethodScope::Operator(READ))),
@@ -67,6 +68,7 @@ fn lookups_in_the_tables() {
 #[test]
 fn which_granted_set_satisfies_which_scope() {
     // (required, granted, satisfied)
+    #[rustfmt::skip]
     let cases: [(&str, &[&str], bool); 17] = [
         (READ, &[READ], true),
         (READ, &[WRITE], true),
@@ -124,247 +126,54 @@ fn missing(scope: &'static str, required: &[&'static str]) -> Result<(), Refusal
 fn who_may_call_what_in_node_s_order() {
     use Registration::{None as Unregistered, Scoped, Unscoped};
     // (method, how the host registered it, role, granted, params, answer)
+    #[rustfmt::skip]
     let cases: Vec<Case> = vec![
         // 1. health: every role, no scope.
         ("health", Unregistered, "node", &[], json!({}), ok()),
         ("health", Unregistered, "operator", &[], json!({}), ok()),
         // 2. Node methods only for nodes; everything else, known or not, only for operators.
-        (
-            "node.event",
-            Unregistered,
-            "operator",
-            &[ADMIN],
-            json!({}),
-            wrong("operator"),
-        ),
-        (
-            "status",
-            Unregistered,
-            "node",
-            &[],
-            json!({}),
-            wrong("node"),
-        ),
-        (
-            "no.such.method",
-            Unregistered,
-            "node",
-            &[],
-            json!({}),
-            wrong("node"),
-        ),
-        (
-            "host.method",
-            Scoped(READ),
-            "node",
-            &[],
-            json!({}),
-            wrong("node"),
-        ),
-        (
-            "host.nodeish",
-            Scoped("node"),
-            "operator",
-            &[ADMIN],
-            json!({}),
-            wrong("operator"),
-        ),
+        ("node.event", Unregistered, "operator", &[ADMIN], json!({}), wrong("operator")),
+        ("status", Unregistered, "node", &[], json!({}), wrong("node")),
+        ("no.such.method", Unregistered, "node", &[], json!({}), wrong("node")),
+        ("host.method", Scoped(READ), "node", &[], json!({}), wrong("node")),
+        ("host.nodeish", Scoped("node"), "operator", &[ADMIN], json!({}), wrong("operator")),
         // 3. Nodes need no scope for node methods, registered or not.
         ("node.event", Unregistered, "node", &[], json!({}), ok()),
         ("node.skills.update", Unscoped, "node", &[], json!({}), ok()),
         ("host.nodeish", Scoped("node"), "node", &[], json!({}), ok()),
         // 4. Scope upgrades are for everyone.
-        (
-            "device.scopes.requestUpgrade",
-            Unregistered,
-            "operator",
-            &[],
-            json!({}),
-            ok(),
-        ),
+        ("device.scopes.requestUpgrade", Unregistered, "operator", &[], json!({}), ok()),
         // 5. Admin passes everything else.
-        (
-            "no.such.method",
-            Unregistered,
-            "operator",
-            &[ADMIN],
-            json!({}),
-            ok(),
-        ),
-        (
-            "config.apply",
-            Unscoped,
-            "operator",
-            &[ADMIN],
-            json!({}),
-            ok(),
-        ),
+        ("no.such.method", Unregistered, "operator", &[ADMIN], json!({}), ok()),
+        ("config.apply", Unscoped, "operator", &[ADMIN], json!({}), ok()),
         // 6. The registered scope, else Node's table, else admin.
-        (
-            "host.method",
-            Scoped(READ),
-            "operator",
-            &[WRITE],
-            json!({}),
-            ok(),
-        ),
-        (
-            "host.method",
-            Scoped(APPROVALS),
-            "operator",
-            &[WRITE],
-            json!({}),
-            missing(APPROVALS, &[APPROVALS]),
-        ),
+        ("host.method", Scoped(READ), "operator", &[WRITE], json!({}), ok()),
+        ("host.method", Scoped(APPROVALS), "operator", &[WRITE], json!({}), missing(APPROVALS, &[APPROVALS])),
         ("status", Unscoped, "operator", &[READ], json!({}), ok()),
-        (
-            "status",
-            Unscoped,
-            "operator",
-            &[],
-            json!({}),
-            missing(READ, &[READ]),
-        ),
-        (
-            "system-presence",
-            Unregistered,
-            "operator",
-            &[READ],
-            json!({}),
-            ok(),
-        ),
-        (
-            "host.method",
-            Unscoped,
-            "operator",
-            &[READ, WRITE],
-            json!({}),
-            missing(ADMIN, &[ADMIN]),
-        ),
-        (
-            "no.such.method",
-            Unregistered,
-            "operator",
-            &[WRITE],
-            json!({}),
-            missing(ADMIN, &[ADMIN]),
-        ),
-        (
-            "config.anything.new",
-            Unregistered,
-            "operator",
-            &[WRITE],
-            json!({}),
-            missing(ADMIN, &[ADMIN]),
-        ),
+        ("status", Unscoped, "operator", &[], json!({}), missing(READ, &[READ])),
+        ("system-presence", Unregistered, "operator", &[READ], json!({}), ok()),
+        ("host.method", Unscoped, "operator", &[READ, WRITE], json!({}), missing(ADMIN, &[ADMIN])),
+        ("no.such.method", Unregistered, "operator", &[WRITE], json!({}), missing(ADMIN, &[ADMIN])),
+        ("config.anything.new", Unregistered, "operator", &[WRITE], json!({}), missing(ADMIN, &[ADMIN])),
         // A registered scope beats Node's table.
-        (
-            "config.get",
-            Scoped(ADMIN),
-            "operator",
-            &[READ],
-            json!({}),
-            missing(ADMIN, &[ADMIN]),
-        ),
+        ("config.get", Scoped(ADMIN), "operator", &[READ], json!({}), missing(ADMIN, &[ADMIN])),
         // Session fallbacks: a session-read method also takes operator.sessions.read …
-        (
-            "sessions.list",
-            Unscoped,
-            "operator",
-            &[SESSIONS_READ],
-            json!({}),
-            ok(),
-        ),
-        (
-            "status",
-            Unscoped,
-            "operator",
-            &[SESSIONS_READ],
-            json!({}),
-            missing(READ, &[READ]),
-        ),
+        ("sessions.list", Unscoped, "operator", &[SESSIONS_READ], json!({}), ok()),
+        ("status", Unscoped, "operator", &[SESSIONS_READ], json!({}), missing(READ, &[READ])),
         // … and a session-write method operator.sessions.write, unless it asks for admin.
-        (
-            "chat.send",
-            Unscoped,
-            "operator",
-            &[SESSIONS_WRITE],
-            json!({}),
-            ok(),
-        ),
-        (
-            "question.request",
-            Unscoped,
-            "operator",
-            &[SESSIONS_WRITE],
-            json!({}),
-            ok(),
-        ),
-        (
-            "sessions.patch",
-            Unscoped,
-            "operator",
-            &[SESSIONS_WRITE],
-            json!({"key": "k", "label": "x"}),
-            ok(),
-        ),
-        (
-            "sessions.patch",
-            Unscoped,
-            "operator",
-            &[WRITE],
-            json!({"key": "k", "sandboxMode": "on"}),
-            missing(ADMIN, &[ADMIN]),
-        ),
+        ("chat.send", Unscoped, "operator", &[SESSIONS_WRITE], json!({}), ok()),
+        ("question.request", Unscoped, "operator", &[SESSIONS_WRITE], json!({}), ok()),
+        ("sessions.patch", Unscoped, "operator", &[SESSIONS_WRITE], json!({"key": "k", "label": "x"}), ok()),
+        ("sessions.patch", Unscoped, "operator", &[WRITE], json!({"key": "k", "sandboxMode": "on"}), missing(ADMIN, &[ADMIN])),
         // Dynamic methods judge their params.
-        (
-            "agent",
-            Unscoped,
-            "operator",
-            &[WRITE],
-            json!({"message": "hello"}),
-            ok(),
-        ),
-        (
-            "agent",
-            Unscoped,
-            "operator",
-            &[WRITE],
-            json!({"message": "/reset now"}),
-            missing(ADMIN, &[ADMIN]),
-        ),
-        (
-            "talk.config",
-            Unscoped,
-            "operator",
-            &[READ],
-            json!({"includeSecrets": true}),
-            missing(TALK_SECRETS, &[READ, TALK_SECRETS]),
-        ),
-        (
-            "talk.config",
-            Unscoped,
-            "operator",
-            &[READ],
-            json!({}),
-            ok(),
-        ),
-        (
-            "plugins.sessionAction",
-            Unscoped,
-            "operator",
-            &[PAIRING],
-            json!({"pluginId": "p"}),
-            ok(),
-        ),
-        (
-            "plugins.sessionAction",
-            Unscoped,
-            "operator",
-            &[READ],
-            json!({"pluginId": "p", "actionId": "a"}),
-            missing(WRITE, &[WRITE]),
-        ),
+        ("agent", Unscoped, "operator", &[WRITE], json!({"message": "hello"}), ok()),
+        ("agent", Unscoped, "operator", &[WRITE], json!({"message": "/reset now"}), missing(ADMIN, &[ADMIN])),
+        ("talk.config", Unscoped, "operator", &[READ], json!({"includeSecrets": true}), missing(TALK_SECRETS, &[READ, TALK_SECRETS])),
+        ("talk.config", Unscoped, "operator", &[READ], json!({}), ok()),
+        ("plugins.sessionAction", Unscoped, "operator", &[PAIRING], json!({"pluginId": "p"}), ok()),
+        ("plugins.sessionAction", Unscoped, "operator", &[READ], json!({"pluginId": "p", "actionId": "a"}), missing(WRITE, &[ADMIN, READ, WRITE, APPROVALS, QUESTIONS, PAIRING, TALK_SECRETS])),
+        ("plugins.sessionAction", Unscoped, "operator", &[READ], json!(null), missing(WRITE, &[WRITE])),
+        ("plugins.sessionAction", Unscoped, "operator", &[], json!({}), missing(WRITE, &[WRITE])),
     ];
     for (method, registration, role, scopes, params, answer) in cases {
         assert_eq!(
@@ -377,6 +186,7 @@ fn who_may_call_what_in_node_s_order() {
 
 #[test]
 fn dynamic_methods_read_their_params() {
+    #[rustfmt::skip]
     let cases: [(&str, Value, &[&str]); 24] = [
         ("agent", json!({"message": "/new"}), &[ADMIN]),
         ("agent", json!({"message": "/RESET\tplease"}), &[ADMIN]),
@@ -385,59 +195,23 @@ fn dynamic_methods_read_their_params() {
         ("node.invoke", json!({"command": "system.run"}), &[WRITE]),
         ("node.invoke", json!({"command": "fs.listDir"}), &[ADMIN]),
         ("node.invoke", json!({"command": "browser.proxy"}), &[ADMIN]),
-        (
-            "node.invoke",
-            json!({"command": "browser.proxy", "params": {"method": "post", "path": "profiles/create/"}}),
-            &[WRITE],
-        ),
-        (
-            "talk.config",
-            json!({"includeSecrets": true}),
-            &[READ, TALK_SECRETS],
-        ),
+        ("node.invoke", json!({"command": "browser.proxy", "params": {"method": "post", "path": "profiles/create/"}}), &[WRITE]),
+        ("talk.config", json!({"includeSecrets": true}), &[READ, TALK_SECRETS]),
         ("environments.list", json!({"runtimeId": "r"}), &[WRITE]),
         ("environments.list", json!({"runtimeId": ""}), &[READ]),
-        (
-            "channels.pairing.approve",
-            json!({"bootstrapCommandOwner": true}),
-            &[PAIRING, ADMIN],
-        ),
+        ("channels.pairing.approve", json!({"bootstrapCommandOwner": true}), &[PAIRING, ADMIN]),
         ("channels.pairing.approve", json!({}), &[PAIRING]),
         ("fs.listDir", json!({"nodeId": null}), &[ADMIN]),
         ("fs.listDir", json!({"path": "/"}), &[WRITE]),
-        (
-            "sessions.create",
-            json!({"key": "agent:a:dashboard:incognito-1"}),
-            &[ADMIN],
-        ),
-        (
-            "sessions.create",
-            json!({"key": "agent:a:dashboard:main"}),
-            &[WRITE],
-        ),
-        (
-            "sessions.patchMany",
-            json!({"patch": {"pinned": true}}),
-            &[WRITE],
-        ),
-        (
-            "sessions.patchMany",
-            json!({"patch": {"secret": 1}}),
-            &[ADMIN],
-        ),
-        (
-            "sessions.delete",
-            json!({"key": "k", "archivedOnly": true}),
-            &[WRITE],
-        ),
+        ("sessions.create", json!({"key": "agent:a:dashboard:incognito-1"}), &[ADMIN]),
+        ("sessions.create", json!({"key": "agent:a:dashboard:main"}), &[WRITE]),
+        ("sessions.patchMany", json!({"patch": {"pinned": true}}), &[WRITE]),
+        ("sessions.patchMany", json!({"patch": {"secret": 1}}), &[ADMIN]),
+        ("sessions.delete", json!({"key": "k", "archivedOnly": true}), &[WRITE]),
         ("sessions.delete", json!({"key": "k"}), &[ADMIN]),
         ("sessions.dispatch", json!({"deviceId": "d"}), &[WRITE]),
         ("sessions.dispatch", json!({"key": "k"}), &[ADMIN]),
-        (
-            "sessions.move",
-            json!({"target": {"kind": "profile"}}),
-            &[ADMIN],
-        ),
+        ("sessions.move", json!({"target": {"kind": "profile"}}), &[ADMIN]),
     ];
     for (method, params, scopes) in cases {
         assert_eq!(dynamic_scopes(method, &params), scopes, "{method} {params}");
@@ -448,6 +222,7 @@ fn dynamic_methods_read_their_params() {
 fn who_gets_which_event() {
     let (operator, node) = (OPERATOR_ROLE, NODE_ROLE);
     // (event, role, granted, delivered)
+    #[rustfmt::skip]
     let cases: [(&str, &str, &[&str], bool); 16] = [
         ("tick", node, &[], true),
         ("health", node, &[], true),

@@ -28,12 +28,18 @@ impl GatewayHandle {
         Self { hub }
     }
 
-    /// Sends `event` with `payload` (and a `seq`) to every authenticated client.
+    /// Sends `event` with `payload` to every authenticated client its gate admits (SPEC §12.7),
+    /// each with that client's next `seq`: a registered event to the operators holding its scope
+    /// ([`Handlers::event_with_scope`](super::Handlers::event_with_scope); by default OpenClaw's
+    /// for that name, else `operator.read`), OpenClaw's own events by OpenClaw's table (`tick`,
+    /// `health`, `heartbeat`, `shutdown` to everyone, nodes included), and an event that is
+    /// neither to nobody (logged once).
     pub fn broadcast(&self, event: &str, payload: &Value) {
         self.hub.broadcast(event, payload);
     }
 
-    /// Sends `event` to one authenticated client; `false` when it is not connected.
+    /// Sends `event` to one authenticated client, whatever its role and scopes (the host chose
+    /// it), without a `seq`; `false` when it is not connected.
     pub fn send_event(&self, conn_id: u64, event: &str, payload: &Value) -> bool {
         self.hub.send_event(conn_id, event, payload)
     }
