@@ -343,6 +343,9 @@ impl Session {
     /// ([`scopes::authorize`]: health, role, node, scope upgrades, admin, scope), then the
     /// handler lookup, then the host's handler.
     fn request(&mut self, text: &str, client: Arc<ClientInfo>) {
+        // Node counts `unauthorized role` answers in a row and resets on any other answer; ours
+        // reset on any other request (the host's answers cannot be `unauthorized role`).
+        let unauthorized_before = std::mem::take(&mut self.unauthorized_calls);
         let frame = match protocol::parse_request(text) {
             Ok(frame) => frame,
             Err(invalid) => {
@@ -372,16 +375,13 @@ impl Session {
             Err(Refusal::WrongRole(role)) => {
                 let error = MethodError::invalid_request(format!("unauthorized role: {role}"));
                 self.answer(&frame.id, Err(error));
-                self.unauthorized_calls += 1;
+                self.unauthorized_calls = unauthorized_before + 1;
                 if self.unauthorized_calls > UNAUTHORIZED_CALLS_ALLOWED {
                     self.fail(None, close::POLICY_VIOLATION, "repeated unauthorized calls");
                 }
                 return;
             }
-            // Node resets its count on any other answer; ours reset when the request is
-            // answered here or handed to the host, whose answer cannot be `unauthorized role`.
             Err(Refusal::MissingScope { missing, required }) => {
-                self.unauthorized_calls = 0;
                 let error = protocol::missing_scope(missing).with_details(json!({
                     "code": "MISSING_SCOPE",
                     "missingScope": missing,
@@ -390,7 +390,7 @@ impl Session {
                 self.answer(&frame.id, Err(error));
                 return;
             }
-            Ok(()) => self.unauthorized_calls = 0,
+            Ok(()) => {}
         }
         let hub = &endpoint.hub;
         let Some(method) = method else {
