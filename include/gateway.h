@@ -80,7 +80,8 @@ enum gw_result
      */
     GW_ERR_TIMEOUT = 8,
     /**
-     * The server could not start (threads, runtime, listener set-up).
+     * The server could not start (threads, runtime, listener set-up, an unusable device
+     * store).
      */
     GW_ERR_RUNTIME = 9,
     /**

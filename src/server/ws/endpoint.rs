@@ -10,7 +10,7 @@ use super::hub::Hub;
 use super::options::ProtocolOptions;
 use crate::options::{Auth, Logger};
 use crate::server::auth::Throttle;
-use crate::server::pairing::{DefaultPairingPolicy, DeviceStore, PairingPolicy};
+use crate::server::pairing::{DeviceStore, PairingPolicy};
 
 /// The events every gateway emits, listed first in `hello-ok`'s `features.events`.
 const BUILTIN_EVENTS: [&str; 4] = ["connect.challenge", "tick", "health", "shutdown"];
@@ -29,9 +29,10 @@ pub(crate) struct Endpoint {
     pub(super) method_names: Vec<String>,
     /// `features.events` of `hello-ok`: the built-in events, then the host's.
     pub(super) event_names: Vec<String>,
-    /// Paired devices, pending requests and device tokens (SPEC §11.5).
+    /// Paired devices, pending requests and device tokens (SPEC §11.5); the hub (and so the
+    /// host's handle) holds it too.
     #[allow(dead_code)] // skeleton: the identity part reads it
-    pub(super) devices: DeviceStore,
+    pub(super) devices: Arc<DeviceStore>,
     /// The host's say over who pairs.
     #[allow(dead_code)] // skeleton: the identity part reads it
     pub(super) pairing: Arc<dyn PairingPolicy>,
@@ -44,6 +45,8 @@ impl Endpoint {
         auth: Auth,
         loopback: bool,
         logger: Logger,
+        devices: Arc<DeviceStore>,
+        pairing: Arc<dyn PairingPolicy>,
     ) -> Arc<Self> {
         let mut method_names = vec!["health".to_owned()];
         method_names.extend(
@@ -61,7 +64,7 @@ impl Endpoint {
                 .cloned(),
         );
         Arc::new(Self {
-            hub: Hub::new(&options, logger),
+            hub: Hub::new(&options, logger, Arc::clone(&devices)),
             throttle: Throttle::new(options.auth_throttle),
             methods: handlers.lookup(),
             options,
@@ -70,8 +73,8 @@ impl Endpoint {
             handlers,
             method_names,
             event_names,
-            devices: DeviceStore::default(),
-            pairing: Arc::new(DefaultPairingPolicy),
+            devices,
+            pairing,
         })
     }
 

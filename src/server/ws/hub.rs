@@ -14,6 +14,7 @@ use super::conn::Conn;
 use super::options::ProtocolOptions;
 use super::pending::{Pending, PendingRequests};
 use crate::options::{LogLevel, Logger};
+use crate::server::pairing::DeviceStore;
 use crate::server::protocol::{self, MethodError, close};
 
 /// Everything about one gateway's WebSocket clients that outlives a single connection.
@@ -31,6 +32,8 @@ pub(crate) struct Hub {
     broadcast_seq: Mutex<u64>,
     pending: Mutex<PendingRequests>,
     health: RwLock<Health>,
+    /// The gateway's device store, for the host's pairing calls (`GatewayHandle`).
+    pub(super) devices: Arc<DeviceStore>,
 }
 
 /// The host's health snapshot and how many times it was set.
@@ -50,7 +53,7 @@ impl Drop for Slot {
 }
 
 impl Hub {
-    pub fn new(options: &ProtocolOptions, logger: Logger) -> Arc<Self> {
+    pub fn new(options: &ProtocolOptions, logger: Logger, devices: Arc<DeviceStore>) -> Arc<Self> {
         Arc::new(Self {
             tick_interval: options.tick_interval,
             ping_interval: options.ping_interval,
@@ -64,6 +67,7 @@ impl Hub {
             broadcast_seq: Mutex::new(0),
             pending: Mutex::new(PendingRequests::new(options.request_timeout)),
             health: RwLock::new(Health::default()),
+            devices,
         })
     }
 
