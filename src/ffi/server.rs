@@ -79,7 +79,7 @@ impl Drop for OwnedServer {
 }
 
 impl gw_server {
-    fn handle(&self, function: &str) -> Result<&GatewayHandle, gw_result> {
+    pub(super) fn handle(&self, function: &str) -> Result<&GatewayHandle, gw_result> {
         self.handle.get().ok_or_else(|| {
             fail(
                 gw_result::GW_ERR_INVALID_ARGUMENT,
@@ -230,7 +230,10 @@ pub unsafe extern "C" fn gw_shutdown(server: *mut gw_server, timeout_ms: u32) ->
 /// # Safety
 ///
 /// `server` is NULL or a live `gw_server`.
-unsafe fn live<'a>(function: &str, server: *const gw_server) -> Result<&'a gw_server, gw_result> {
+pub(super) unsafe fn live<'a>(
+    function: &str,
+    server: *const gw_server,
+) -> Result<&'a gw_server, gw_result> {
     let server = non_null(function, "server", server.cast_mut())?;
     // SAFETY: non-NULL and live, by the contract.
     Ok(unsafe { &*server })
