@@ -103,7 +103,10 @@ async fn a_loopback_cli_pairs_silently_and_its_token_outlives_a_restart_until_re
         .await;
     assert_eq!(res["ok"], true, "{res}");
     let auth = &res["payload"]["auth"];
-    let token = auth["deviceToken"].as_str().expect("a device token").to_owned();
+    let token = auth["deviceToken"]
+        .as_str()
+        .expect("a device token")
+        .to_owned();
     assert_eq!(token.len(), 43, "{auth}");
     assert!(auth["issuedAtMs"].is_u64(), "{auth}");
     let paired = gateway.handle().paired_devices();
@@ -117,7 +120,11 @@ async fn a_loopback_cli_pairs_silently_and_its_token_outlives_a_restart_until_re
     let (_client, res) = device.connect(port, with_device_token(&token)).await;
     assert_eq!(res["ok"], true, "{res}");
     assert_eq!(res["payload"]["auth"]["method"], "device-token", "{res}");
-    assert_eq!(res["payload"]["auth"]["deviceToken"], token.as_str(), "{res}");
+    assert_eq!(
+        res["payload"]["auth"]["deviceToken"],
+        token.as_str(),
+        "{res}"
+    );
 
     // Revoked by the host: refused, and nothing granted.
     gateway
@@ -170,7 +177,11 @@ async fn a_device_the_host_leaves_pending_connects_once_the_host_approves() {
 
     // Asking again refreshes the same request rather than filing another.
     let (_client, res) = device.connect(port, params.clone()).await;
-    assert_eq!(res["error"]["details"]["requestId"], request_id.as_str(), "{res}");
+    assert_eq!(
+        res["error"]["details"]["requestId"],
+        request_id.as_str(),
+        "{res}"
+    );
 
     handle.approve_pairing(&request_id, None).unwrap();
     let resolved = next_event(&mut watcher, "device.pair.resolved").await;
@@ -179,7 +190,11 @@ async fn a_device_the_host_leaves_pending_connects_once_the_host_approves() {
     let (_client, res) = device.connect(port, params).await;
     assert_eq!(res["ok"], true, "{res}");
     assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
-    assert_eq!(policy.asked.lock().unwrap().len(), 2, "a paired device is not asked about");
+    assert_eq!(
+        policy.asked.lock().unwrap().len(),
+        2,
+        "a paired device is not asked about"
+    );
     gateway.shutdown(Duration::from_secs(2));
 }
 

@@ -47,11 +47,15 @@ impl DeviceKey {
             .map(|s| s.iter().map(text).collect())
             .unwrap_or_default();
         let auth = &params["auth"];
-        let token = [&auth["token"], &auth["deviceToken"], &auth["bootstrapToken"]]
-            .into_iter()
-            .find(|v| v.is_string())
-            .map(text)
-            .unwrap_or_default();
+        let token = [
+            &auth["token"],
+            &auth["deviceToken"],
+            &auth["bootstrapToken"],
+        ]
+        .into_iter()
+        .find(|v| v.is_string())
+        .map(text)
+        .unwrap_or_default();
         format!(
             "v3|{}|{}|{}|{}|{}|{signed_at}|{token}|{}|{}|{}",
             self.id(),
@@ -67,7 +71,9 @@ impl DeviceKey {
 
     /// `params` with a `device` block signed for the challenge `nonce` at `signed_at`.
     pub fn sign(&self, mut params: Value, nonce: &str, signed_at: u64) -> Value {
-        let signature = self.key.sign(self.payload(&params, nonce, signed_at).as_bytes());
+        let signature = self
+            .key
+            .sign(self.payload(&params, nonce, signed_at).as_bytes());
         params["device"] = json!({
             "id": self.id(),
             "publicKey": self.public_key(),
@@ -109,7 +115,10 @@ pub fn cli_params(token: &str, scopes: &[&str], display_name: &str) -> Value {
 /// SPEC §11.2's test vector: the helper signs as OpenClaw's own code does.
 pub fn check_against_the_spec_vector() {
     let key = DeviceKey::from_seed(7);
-    assert_eq!(key.public_key(), "6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw");
+    assert_eq!(
+        key.public_key(),
+        "6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw"
+    );
     assert_eq!(
         key.id(),
         "fe812c12f3ab4ce6ac5db69ac352f906cb1b11ef43fb33e252ef7ff552263889"
