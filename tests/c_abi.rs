@@ -220,13 +220,14 @@ const C_CASES: [&str; 13] = [
     "log_finalizer_and_lock_lost",
     "pairing_calls",
 ];
-const CPP_CASES: [&str; 6] = [
+const CPP_CASES: [&str; 7] = [
     "errors",
     "serve",
     "raii",
     "handlers",
     "serve_options",
     "lock_extras",
+    "pairing",
 ];
 
 fn c_suite(mode: Mode, valgrind: bool) {
