@@ -113,8 +113,20 @@ mod tests {
         const MAC: (&str, &str) = ("openclaw-macos", "ui");
         const NODE: (&str, &str) = ("node-host", "node");
         // (reason, locality, origin, ui client, auth, record exists, role, client, autoApproveLocal) → silent
+        type Case<'a> = (
+            PairingReason,
+            Locality,
+            bool,
+            bool,
+            &'a str,
+            bool,
+            &'a str,
+            (&'a str, &'a str),
+            bool,
+            bool,
+        );
         #[rustfmt::skip]
-        let cases: &[(PairingReason, Locality, bool, bool, &str, bool, &str, (&str, &str), bool, bool)] = &[
+        let cases: &[Case] = &[
             // A new device on loopback pairs; anywhere remote it waits.
             (NotPaired, DirectLocal, false, false, "token", false, "operator", CLI, true, true),
             (NotPaired, DirectLocal, false, false, "none", false, "node", NODE, true, true),

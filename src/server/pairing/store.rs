@@ -257,7 +257,7 @@ impl DeviceStore {
                 .filter(|p| p.request.device_id == request.device_id)
                 .cloned()
                 .collect();
-            existing.sort_by(|a, b| b.request.ts.cmp(&a.request.ts));
+            existing.sort_by_key(|p| std::cmp::Reverse(p.request.ts));
             if let [only] = existing.as_slice()
                 && (same_approval(&only.request, &request) || covers(&only.request, &request))
             {
