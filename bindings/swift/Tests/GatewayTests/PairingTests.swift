@@ -39,7 +39,7 @@ struct TestDevice {
         let client = try WebSocketClient(port: port)
         let challenge = try client.event("connect.challenge")["payload"] as! [String: Any]
         let nonce = challenge["nonce"] as! String
-        let signedAt = (challenge["ts"] as! NSNumber).int64Value
+        let signedAt = challenge["ts"] as! Int
         let id = try self.id
         let payload = "v3|\(id)|cli|cli|operator|operator.read|\(signedAt)|\(token)|\(nonce)|linux|"
         let signed = try sign(payload)
@@ -140,8 +140,10 @@ final class PairingTests: XCTestCase {
         let (connected, _) = try waiting.connect(port: server.port, token: token, name: "wait-for-me")
         XCTAssertEqual(connected["ok"] as? Bool, true, "\(connected)")
         let devices = try server.pairedDevices().text
-        XCTAssertTrue(devices.contains(try waiting.id) && devices.contains(try TestDevice(seed: 21).id), devices)
-        XCTAssertFalse(devices.contains(try TestDevice(seed: 22).id), devices)
+        let (approvedID, rejectedID, waitingID) =
+            (try TestDevice(seed: 21).id, try TestDevice(seed: 22).id, try waiting.id)
+        XCTAssertTrue(devices.contains(approvedID) && devices.contains(waitingID), devices)
+        XCTAssertFalse(devices.contains(rejectedID), devices)
 
         try await server.shutdown(timeout: .seconds(2))
         XCTAssertTrue(eventually { released == nil }, "the policy leaked after shutdown")
