@@ -80,7 +80,8 @@ enum gw_result
      */
     GW_ERR_TIMEOUT = 8,
     /**
-     * The server could not start (threads, runtime, listener set-up).
+     * The server could not start (threads, runtime, listener set-up, an unusable device
+     * store).
      */
     GW_ERR_RUNTIME = 9,
     /**
@@ -206,6 +207,14 @@ typedef struct gw_lock gw_lock;
 typedef struct gw_options gw_options;
 
 /**
+ * What a pairing policy callback decided, set with `gw_pairing_decision_approve` or
+ * `gw_pairing_decision_reject` during the callback; left alone, the request stays pending
+ * (the client is told `pairing required` and the host may approve it later with
+ * `gw_pairing_approve`). Owned by the library; valid only during the callback.
+ */
+typedef struct gw_pairing_decision gw_pairing_decision;
+
+/**
  * How `gw_serve` runs the server: worker threads, the WebSocket protocol's limits and
  * policies (SPEC §9). The callbacks (log, state, methods, connections) are given to
  * `gw_serve` in `gw_callbacks`.
@@ -221,7 +230,8 @@ typedef struct gw_serve_options gw_serve_options;
  * threads the library owns until `gw_shutdown`, which frees it.
  *
  * Threads: `gw_server_port`, `gw_server_connection_count`, `gw_respond`, `gw_broadcast`,
- * `gw_send_event` and `gw_set_health` are safe from any thread, at the same time, and from
+ * `gw_send_event`, `gw_set_health` and the pairing calls (`gw_pairing_*`, `gw_paired_*`,
+ * `gw_device_token_revoke`) are safe from any thread, at the same time, and from
  * inside the library's callbacks, for as long as the server is live: a host thread must make
  * its last such call before it calls `gw_shutdown` (callbacks may still call them while
  * `gw_shutdown` runs). `gw_shutdown` is safe from any thread but a library callback.
@@ -267,6 +277,32 @@ typedef void (*gw_log_fn)(void *userdata,
                           gw_log_level level,
                           const char *message,
                           size_t len);
+
+/**
+ * A pairing policy: decides a pairing request (SPEC §11.5) as it arrives, by calling
+ * `gw_pairing_decision_approve` or `gw_pairing_decision_reject` on `decision` (or nothing:
+ * pending).
+ *
+ * `request_json` is the request as `device.pair.requested` carries it: `{"requestId",
+ * "deviceId", "publicKey", "displayName"?, "platform"?, "deviceFamily"?, "clientId",
+ * "clientMode", "browserOrigin"?, "role", "roles"?, "scopes": [...], "remoteIp"?, "silent"?,
+ * "isRepair", "ts"}`. `context_json` is what the handshake knows: `{"reason":
+ * "not-paired"|"role-upgrade"|"scope-upgrade"|"metadata-upgrade", "locality":
+ * "direct_local"|"browser_container_local"|"cli_container_local"|
+ * "shared_secret_loopback_local"|"remote", "hasOrigin", "uiClient", "authMethod",
+ * "recordExists", "silentLocal"}`, where `silentLocal` is what Node's default (`silent`) rule
+ * decides. Both are NUL-terminated UTF-8, `*_len` bytes without the NUL, valid only during the
+ * call.
+ *
+ * Called on a gateway worker thread during a client's handshake, possibly on several at
+ * once: decide at once, do not block, do not call `gw_shutdown`.
+ */
+typedef void (*gw_pairing_fn)(void *userdata,
+                              const char *request_json,
+                              size_t request_len,
+                              const char *context_json,
+                              size_t context_len,
+                              struct gw_pairing_decision *decision);
 
 /**
  * A state callback (see `gw_state`). Called on the thread each state names.
@@ -871,6 +907,165 @@ gw_result gw_options_set_log(struct gw_options *options,
                              gw_log_fn log,
                              void *userdata,
                              void (*free_userdata)(void *userdata));
+
+/**
+ * The pairing policy: `decide` is called with `userdata` for each pairing request (see
+ * `gw_pairing_fn`); NULL restores the default, Node's `silent` rule (a device on this host
+ * pairs at once, any other waits for `gw_pairing_approve`).
+ *
+ * `free_userdata` (may be NULL) is called with `userdata` exactly once, when the library drops
+ * its last reference to the policy: when these options are freed or given another policy,
+ * and every server served with them has stopped (a server keeps its copy until
+ * `gw_shutdown`). With `decide` NULL, it is called before this function returns.
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL (`free_userdata` has then been called).
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `decide` and `free_userdata` are callable from any thread as `gw_pairing_fn` says.
+ */
+gw_result gw_serve_options_set_pairing_policy(struct gw_serve_options *options,
+                                              gw_pairing_fn decide,
+                                              void *userdata,
+                                              void (*free_userdata)(void *userdata));
+
+/**
+ * Where paired devices and device tokens are kept: an absolute file path (default
+ * `<state dir>/gateway/devices.json`, the lock's state dir). NULL restores the default.
+ * The file is written 0600, atomically, tokens hashed; `gw_serve` fails with
+ * `GW_ERR_RUNTIME` naming it when it cannot be read.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for an empty or relative path or one that is
+ * not UTF-8; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `path` is NULL or a NUL-terminated string.
+ */
+gw_result gw_serve_options_set_pairing_store_path(struct gw_serve_options *options,
+                                                  const char *path);
+
+/**
+ * Approves the request the callback was called for, with its requested scopes
+ * (`scopes_json` NULL) or with `scopes_json`, a JSON array of scope strings (e.g.
+ * `["operator.read"]`), added to what the device had.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (decision unchanged) when `scopes_json` is not such an array;
+ * `GW_ERR_NULL_ARGUMENT` when `decision` is NULL. Only inside the pairing callback.
+ *
+ * # Safety
+ *
+ * `decision` is NULL or the one the running callback was given; `scopes_json` is NULL or a
+ * NUL-terminated string.
+ */
+gw_result gw_pairing_decision_approve(struct gw_pairing_decision *decision,
+                                      const char *scopes_json);
+
+/**
+ * Rejects the request the callback was called for: it is dropped, and the client is told
+ * `pairing required` as for a pending one.
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `decision` is NULL. Only inside the pairing callback.
+ *
+ * # Safety
+ *
+ * `decision` is NULL or the one the running callback was given.
+ */
+gw_result gw_pairing_decision_reject(struct gw_pairing_decision *decision);
+
+/**
+ * The pending pairing requests, oldest first, as a JSON array of requests (the shape
+ * `gw_pairing_fn` describes): `*out_json` is a new NUL-terminated string the caller frees
+ * with `gw_string_free`.
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `server` or `out_json` is NULL. Any thread (see `gw_server`).
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `out_json` is NULL or writable.
+ */
+gw_result gw_pairing_requests(const struct gw_server *server,
+                              char **out_json);
+
+/**
+ * Approves the pending request `request_id` with its requested scopes (`scopes_json` NULL)
+ * or `scopes_json` (a JSON array of scope strings), added to what the device had; saves the
+ * store and broadcasts `device.pair.resolved` `approved`. The device's next connect passes.
+ *
+ * `GW_ERR_NOT_FOUND` when no such request is pending (decided, superseded or expired);
+ * `GW_ERR_RUNTIME` when the store could not be saved (nothing changed; the message names the
+ * file); `GW_ERR_INVALID_ARGUMENT` for a bad `scopes_json`; `GW_ERR_NULL_ARGUMENT` when
+ * `server` or `request_id` is NULL. Any thread (see `gw_server`), also inside callbacks.
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; the strings are NULL or NUL-terminated.
+ */
+gw_result gw_pairing_approve(const struct gw_server *server,
+                             const char *request_id,
+                             const char *scopes_json);
+
+/**
+ * Rejects the pending request `request_id` and broadcasts `device.pair.resolved`
+ * `rejected`. Results as `gw_pairing_approve`.
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `request_id` is NULL or NUL-terminated.
+ */
+gw_result gw_pairing_reject(const struct gw_server *server,
+                            const char *request_id);
+
+/**
+ * The paired devices, oldest approval first, as a JSON array of `{"deviceId", "publicKey",
+ * "roles", "scopes", "platform"?, "deviceFamily"?, "clientId", "clientMode",
+ * "displayName"?, "approvedAtMs", "lastSeenAtMs"?}` (no tokens): `*out_json` is a new
+ * NUL-terminated string the caller frees with `gw_string_free`.
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `server` or `out_json` is NULL. Any thread (see `gw_server`).
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `out_json` is NULL or writable.
+ */
+gw_result gw_paired_devices(const struct gw_server *server,
+                            char **out_json);
+
+/**
+ * Unpairs the device `device_id`: its record, tokens and pending requests go, and it must
+ * pair again. `GW_ERR_NOT_FOUND` when it is not paired; otherwise as `gw_pairing_approve`.
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `device_id` is NULL or NUL-terminated.
+ */
+gw_result gw_paired_device_remove(const struct gw_server *server,
+                                  const char *device_id);
+
+/**
+ * Revokes the device token of `device_id` for `role` (`operator`, `node`): connects that
+ * present it are refused from now on. `GW_ERR_NOT_FOUND` when the device is not paired or has
+ * no active token for the role; otherwise as `gw_pairing_approve`.
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; the strings are NULL or NUL-terminated.
+ */
+gw_result gw_device_token_revoke(const struct gw_server *server,
+                                 const char *device_id,
+                                 const char *role);
+
+/**
+ * Frees a string the library returned through an `out_json` argument (`gw_pairing_requests`,
+ * `gw_paired_devices`). NULL is harmless. Any thread.
+ *
+ * # Safety
+ *
+ * `string` is NULL or a string the library returned and not freed yet.
+ */
+void gw_string_free(char *string);
 
 /**
  * The name of a result, e.g. `"GW_ERR_ALREADY_RUNNING"`; `"GW_UNKNOWN"` for a number this

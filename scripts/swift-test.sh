@@ -69,6 +69,9 @@ static_dir=swift-lib/$profile  # under the target directory
 mkdir -p "$target_dir/$static_dir"
 cp -p "$target_dir/$profile/libgateway.a" "$target_dir/$static_dir/"
 
+step "device_signer example (signs the device blocks of the Swift pairing tests)"
+cargo build "${cargo_profile[@]}" --example device_signer
+
 if [ ! -f "$ready_marker" ]; then
   step "Debian 13 root with swiftlang at $root (once)"
   command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install -y debootstrap"
@@ -119,4 +122,5 @@ in_root swift build "${swift_args[@]}"
 
 step "swift test"
 # shellcheck disable=SC2086 # SWIFT_TEST_ARGS is split on purpose
-in_root swift test "${swift_args[@]}" ${SWIFT_TEST_ARGS:-}
+in_root GATEWAY_DEVICE_SIGNER="$inner_target/$profile/examples/device_signer" \
+  swift test "${swift_args[@]}" ${SWIFT_TEST_ARGS:-}

@@ -70,6 +70,15 @@ pub enum GatewayLockError {
     /// The server could not be started (runtime or listener set-up).
     #[error("failed to start gateway server: {0}")]
     Runtime(io::Error),
+    /// The device store (paired devices and their tokens, SPEC §11.5) cannot be used; the
+    /// message says what to do.
+    #[error("refusing to use the device store {}: {problem}", path.display())]
+    DeviceStore {
+        /// The store file.
+        path: PathBuf,
+        /// What is wrong with it and what to do, for people.
+        problem: String,
+    },
 }
 
 fn already_running_message(

@@ -6,6 +6,7 @@
 //! Needs `cc`, `c++`, `pkg-config` and `valgrind` (`.ci/run` installs them).
 
 mod common;
+mod devicekey;
 mod wsclient;
 
 use std::io::Write;
@@ -204,7 +205,7 @@ fn assert_suite(output: &Output, cases: &[&str]) {
     assert!(stdout.lines().any(|line| line == "all ok"), "{stdout}");
 }
 
-const C_CASES: [&str; 12] = [
+const C_CASES: [&str; 13] = [
     "bad_env_port",
     "version_and_names",
     "null_arguments",
@@ -217,14 +218,16 @@ const C_CASES: [&str; 12] = [
     "request_api_arguments",
     "serve_options_arguments",
     "log_finalizer_and_lock_lost",
+    "pairing_calls",
 ];
-const CPP_CASES: [&str; 6] = [
+const CPP_CASES: [&str; 7] = [
     "errors",
     "serve",
     "raii",
     "handlers",
     "serve_options",
     "lock_extras",
+    "pairing",
 ];
 
 fn c_suite(mode: Mode, valgrind: bool) {
@@ -492,6 +495,127 @@ fn run_ws_host_suite(mode: Mode, valgrind: bool) {
         .build()
         .unwrap()
         .block_on(ws_host_suite(mode, valgrind));
+}
+
+/// A C host (`test_c pairing`) decides pairing in its policy callback, for clients that sign a
+/// device block (SPEC §11): approves one with a scope of its choosing, rejects one, leaves one
+/// pending and approves it later with `gw_pairing_approve`, after which it connects; then
+/// revokes its token with `gw_device_token_revoke`.
+async fn pairing_host_suite(mode: Mode) {
+    let env = TestEnv::new();
+    let program = &programs(mode).test_c;
+    let mut command = match mode {
+        Mode::Sanitized => sanitized(program, &env.home()),
+        Mode::Plain => scrubbed(program, &env.home()),
+    };
+    let mut child = command
+        .arg("pairing")
+        .arg(env.home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = HostLines {
+        lines: pipe_lines(child.stdout.take().unwrap()),
+        seen: Vec::new(),
+    };
+    let wait = Duration::from_secs(10);
+    let port: u16 = lines.expect("ready ", wait * 3).parse().unwrap();
+    let token = "s3cret-token";
+    let ask = |name: &str| devicekey::cli_params(token, &["operator.read", "operator.write"], name);
+    let asked = |lines: &mut HostLines| -> (Value, Value) {
+        let line = lines.expect("asked ", wait);
+        let mut values = serde_json::Deserializer::from_str(&line).into_iter::<Value>();
+        (
+            values.next().unwrap().unwrap(),
+            values.next().unwrap().unwrap(),
+        )
+    };
+
+    // Approved in the callback, with the scopes the host chose.
+    let approved = devicekey::DeviceKey::from_seed(11);
+    let mut params = ask("approve-me");
+    params["scopes"] = json!(["operator.read"]);
+    let (_client, res) = approved.connect(port, params).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let (request, context) = asked(&mut lines);
+    assert_eq!(request["deviceId"], approved.id().as_str(), "{request}");
+    assert_eq!(request["displayName"], "approve-me", "{request}");
+    assert_eq!(context["reason"], "not-paired", "{context}");
+    assert_eq!(context["locality"], "direct_local", "{context}");
+    assert_eq!(context["silentLocal"], true, "{context}");
+    assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
+
+    // Rejected in the callback.
+    let rejected = devicekey::DeviceKey::from_seed(12);
+    let (mut client, res) = rejected.connect(port, ask("reject-me")).await;
+    assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
+    assert_eq!(client.closed().await.0, 1008);
+    asked(&mut lines);
+
+    // Left pending, approved later through the handle call; then it connects.
+    let waiting = devicekey::DeviceKey::from_seed(13);
+    let (mut client, res) = waiting.connect(port, ask("wait-for-me")).await;
+    assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
+    let request_id = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(client.closed().await.0, 1008);
+    asked(&mut lines);
+    command_line(&mut stdin, "requests");
+    let requests: Value = serde_json::from_str(&lines.expect("requests ", wait)).unwrap();
+    assert_eq!(requests.as_array().unwrap().len(), 1, "{requests}");
+    assert_eq!(requests[0]["requestId"], request_id.as_str(), "{requests}");
+    assert_eq!(
+        requests[0]["scopes"],
+        json!(["operator.read", "operator.write"])
+    );
+    command_line(&mut stdin, &format!("approve {request_id}"));
+    assert_eq!(lines.expect("approve ", wait), "GW_OK");
+    command_line(&mut stdin, &format!("approve {request_id}"));
+    assert_eq!(lines.expect("approve ", wait), "GW_ERR_NOT_FOUND");
+    let (_client, res) = waiting.connect(port, ask("wait-for-me")).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let device_token = res["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    command_line(&mut stdin, "devices");
+    let devices: Value = serde_json::from_str(&lines.expect("devices ", wait)).unwrap();
+    let ids: Vec<&str> = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["deviceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [approved.id(), waiting.id()], "{devices}");
+
+    // Revoked by the host: the token no longer authenticates.
+    command_line(&mut stdin, &format!("revoke {}", waiting.id()));
+    assert_eq!(lines.expect("revoke ", wait), "GW_OK");
+    let mut params = ask("wait-for-me");
+    params["auth"] = json!({"deviceToken": device_token});
+    let (mut client, res) = waiting.connect(port, params).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(client.closed().await.0, 1008);
+
+    drop(stdin);
+    assert_eq!(lines.expect("stopped ", wait), "GW_OK");
+    let status = wait_with_timeout(&mut child, wait).expect("the host exits");
+    assert!(status.success(), "{status}; saw {:#?}", lines.seen);
+}
+
+#[test]
+fn c_host_decides_pairing() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(pairing_host_suite(Mode::Plain));
 }
 
 #[test]
@@ -768,6 +892,18 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
     ("ServeOptions.on_state", &["gw_callbacks.state"]),
     ("ServeOptions.handlers", &["gw_callbacks.handlers"]),
     (
+        "PairingOptions.policy",
+        &[
+            "gw_serve_options_set_pairing_policy",
+            "gw_pairing_decision_approve",
+            "gw_pairing_decision_reject",
+        ],
+    ),
+    (
+        "PairingOptions.store_path",
+        &["gw_serve_options_set_pairing_store_path"],
+    ),
+    (
         "ProtocolOptions.allowed_origins",
         &["gw_serve_options_add_allowed_origin"],
     ),
@@ -858,6 +994,24 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
         "GatewayHandle::connection_count",
         &["gw_server_connection_count"],
     ),
+    (
+        "GatewayHandle::pairing_requests",
+        &["gw_pairing_requests", "gw_string_free"],
+    ),
+    ("GatewayHandle::approve_pairing", &["gw_pairing_approve"]),
+    ("GatewayHandle::reject_pairing", &["gw_pairing_reject"]),
+    (
+        "GatewayHandle::paired_devices",
+        &["gw_paired_devices", "gw_string_free"],
+    ),
+    (
+        "GatewayHandle::remove_paired_device",
+        &["gw_paired_device_remove"],
+    ),
+    (
+        "GatewayHandle::revoke_device_token",
+        &["gw_device_token_revoke"],
+    ),
     ("GatewayLock::acquire", &["gw_lock_acquire"]),
     (
         "GatewayLock::acquire_with_listener",
@@ -890,6 +1044,10 @@ const NOT_KNOBS: &[(&str, &str)] = &[
     (
         "ServeOptions.protocol",
         "a struct of knobs, each walked as ProtocolOptions.* above",
+    ),
+    (
+        "ServeOptions.pairing",
+        "a struct of knobs, each walked as PairingOptions.* above",
     ),
     (
         "ServeOptions::validate",
@@ -1013,7 +1171,12 @@ fn in_header(header: &str, name: &str) -> bool {
 #[test]
 fn every_rust_knob_has_a_c_counterpart() {
     let mut knobs = rust_methods("GatewayOptions", true);
-    for structure in ["ServeOptions", "ProtocolOptions", "AuthThrottle"] {
+    for structure in [
+        "ServeOptions",
+        "ProtocolOptions",
+        "AuthThrottle",
+        "PairingOptions",
+    ] {
         knobs.extend(rust_fields(structure));
     }
     for host_facing in [

@@ -169,6 +169,91 @@ inline void gateway_cpp_lock_log(void *userdata, gw_log_level level, const char 
     }
 }
 inline void gateway_cpp_lock_log_free(void *userdata) { delete static_cast<gateway::detail::LogFunction *>(userdata); }
+inline void gateway_cpp_pairing(void *userdata, const char *request_json, std::size_t request_len,
+                                const char *context_json, std::size_t context_len, gw_pairing_decision *decision);
+inline void gateway_cpp_pairing_free(void *userdata);
+}
+
+namespace gateway {
+
+/// What a pairing policy decided about one request (SPEC §11.5).
+struct PairingDecision {
+    enum class Kind { pending, approve, reject };
+    Kind kind = Kind::pending;
+    /// With approve: the scopes to grant (none: the requested ones).
+    std::optional<std::vector<std::string>> scopes;
+
+    /// Leave it pending: the client is told `pairing required`; approve later with
+    /// Server::approve_pairing.
+    [[nodiscard]] static PairingDecision pending() { return {}; }
+    /// Pair now, with the requested scopes or `scopes`.
+    [[nodiscard]] static PairingDecision approve(std::optional<std::vector<std::string>> scopes = std::nullopt) {
+        return {Kind::approve, std::move(scopes)};
+    }
+    /// Refuse it.
+    [[nodiscard]] static PairingDecision reject() { return {Kind::reject, std::nullopt}; }
+};
+
+/// Decides a pairing request: `request_json` and `context_json` as gw_pairing_fn describes.
+/// Called on library threads, at once from several; decide at once. An exception counts as
+/// pending.
+using PairingPolicy = std::function<PairingDecision(std::string_view request_json, std::string_view context_json)>;
+
+namespace detail {
+/// `["a","b"]`, each string JSON-escaped.
+inline std::string json_strings(const std::vector<std::string> &items) {
+    std::string out = "[";
+    for (const auto &item : items) {
+        if (out.size() > 1) out += ',';
+        out += '"';
+        for (char c : item) {
+            if (c == '"' || c == '\\') {
+                out += '\\';
+                out += c;
+            } else if (static_cast<unsigned char>(c) < 0x20) {
+                static const char hex[] = "0123456789abcdef";
+                out += "\\u00";
+                out += hex[(c >> 4) & 0xF];
+                out += hex[c & 0xF];
+            } else {
+                out += c;
+            }
+        }
+        out += '"';
+    }
+    return out + "]";
+}
+
+/// Takes a string the library returned (gw_string_free).
+inline std::string take_string(char *text) {
+    std::string copy(text);
+    gw_string_free(text);
+    return copy;
+}
+} // namespace detail
+} // namespace gateway
+
+extern "C" {
+inline void gateway_cpp_pairing(void *userdata, const char *request_json, std::size_t request_len,
+                                const char *context_json, std::size_t context_len, gw_pairing_decision *decision) {
+    auto &policy = *static_cast<const gateway::PairingPolicy *>(userdata);
+    try {
+        gateway::PairingDecision decided =
+            policy(std::string_view(request_json, request_len), std::string_view(context_json, context_len));
+        if (decided.kind == gateway::PairingDecision::Kind::approve) {
+            if (decided.scopes) {
+                std::string scopes = gateway::detail::json_strings(*decided.scopes);
+                (void)gw_pairing_decision_approve(decision, scopes.c_str());
+            } else {
+                (void)gw_pairing_decision_approve(decision, nullptr);
+            }
+        } else if (decided.kind == gateway::PairingDecision::Kind::reject) {
+            (void)gw_pairing_decision_reject(decision);
+        }
+    } catch (...) {
+    }
+}
+inline void gateway_cpp_pairing_free(void *userdata) { delete static_cast<gateway::PairingPolicy *>(userdata); }
 }
 
 namespace gateway {
@@ -338,6 +423,20 @@ public:
     }
     ServeOptions &server_version(const std::string &version) {
         return apply(gw_serve_options_set_server_version(get(), version.c_str()));
+    }
+    /// Decides pairing requests as they arrive (default: Node's `silent` rule, a device on this
+    /// host pairs at once and any other waits for Server::approve_pairing). The library owns
+    /// the function and destroys it when these options and every server served with them are
+    /// gone.
+    ServeOptions &pairing_policy(PairingPolicy policy) {
+        auto *owned = new PairingPolicy(std::move(policy));
+        // The library owns `owned` from here, whatever the result (freed through the finalizer).
+        return apply(gw_serve_options_set_pairing_policy(get(), gateway_cpp_pairing, owned, gateway_cpp_pairing_free));
+    }
+    /// Where paired devices and device tokens are kept: an absolute file path (default
+    /// `<state dir>/gateway/devices.json`).
+    ServeOptions &pairing_store_path(const std::string &path) {
+        return apply(gw_serve_options_set_pairing_store_path(get(), path.c_str()));
     }
 
     [[nodiscard]] const gw_serve_options *get() const noexcept { return options_.get(); }
@@ -635,6 +734,40 @@ public:
     /// throws Error for JSON that is not.
     void set_health(std::string_view snapshot_json) const {
         detail::check(gw_set_health(server_, snapshot_json.data(), snapshot_json.size()));
+    }
+
+    /// The pending pairing requests, oldest first, as a JSON array (see gw_pairing_fn).
+    [[nodiscard]] std::string pairing_requests() const {
+        char *json = nullptr;
+        detail::check(gw_pairing_requests(server_, &json));
+        return detail::take_string(json);
+    }
+    /// Approves a pending request with its requested scopes or `scopes` and broadcasts
+    /// `device.pair.resolved`; false when no such request is pending. Throws Error otherwise
+    /// (the store could not be saved: nothing changed).
+    [[nodiscard]] bool approve_pairing(const std::string &request_id,
+                                       const std::optional<std::vector<std::string>> &scopes = std::nullopt) const {
+        if (!scopes) return detail::found(gw_pairing_approve(server_, request_id.c_str(), nullptr));
+        std::string json = detail::json_strings(*scopes);
+        return detail::found(gw_pairing_approve(server_, request_id.c_str(), json.c_str()));
+    }
+    /// Rejects a pending request; false when no such request is pending.
+    [[nodiscard]] bool reject_pairing(const std::string &request_id) const {
+        return detail::found(gw_pairing_reject(server_, request_id.c_str()));
+    }
+    /// The paired devices, oldest approval first, as a JSON array (see gw_paired_devices).
+    [[nodiscard]] std::string paired_devices() const {
+        char *json = nullptr;
+        detail::check(gw_paired_devices(server_, &json));
+        return detail::take_string(json);
+    }
+    /// Unpairs a device; false when it is not paired.
+    [[nodiscard]] bool remove_paired_device(const std::string &device_id) const {
+        return detail::found(gw_paired_device_remove(server_, device_id.c_str()));
+    }
+    /// Revokes a device's token for `role`; false when it has no active one.
+    [[nodiscard]] bool revoke_device_token(const std::string &device_id, const std::string &role) const {
+        return detail::found(gw_device_token_revoke(server_, device_id.c_str(), role.c_str()));
     }
 
     /// Graceful shutdown; true when every connection finished within `timeout`. The port is

@@ -26,6 +26,7 @@ mod host;
 mod lock;
 mod log;
 mod options;
+mod pairing;
 mod requests;
 mod result;
 mod serve_options;
@@ -44,6 +45,7 @@ pub use lock::{
     gw_lock_release, gw_lock_status, gw_status,
 };
 pub use options::*;
+pub use pairing::*;
 pub use result::{gw_last_error_holder, gw_last_error_message, gw_result, gw_result_name};
 pub use serve_options::*;
 pub use server::{

@@ -32,7 +32,8 @@ pub enum gw_result {
     /// A shutdown cut off connections still open at its timeout (the port is free and the
     /// lock released all the same).
     GW_ERR_TIMEOUT = 8,
-    /// The server could not start (threads, runtime, listener set-up).
+    /// The server could not start (threads, runtime, listener set-up, an unusable device
+    /// store).
     GW_ERR_RUNTIME = 9,
     /// The library panicked; the call did nothing else. A bug: please report the message.
     GW_ERR_PANIC = 10,
@@ -96,7 +97,9 @@ impl gw_result {
             GatewayLockError::LanWithoutAuth | GatewayLockError::InvalidOption(_) => {
                 Self::GW_ERR_INVALID_ARGUMENT
             }
-            GatewayLockError::Runtime(_) => Self::GW_ERR_RUNTIME,
+            GatewayLockError::Runtime(_) | GatewayLockError::DeviceStore { .. } => {
+                Self::GW_ERR_RUNTIME
+            }
         }
     }
 }

@@ -19,7 +19,8 @@ use crate::server::{Gateway, GatewayHandle, MethodError};
 /// threads the library owns until `gw_shutdown`, which frees it.
 ///
 /// Threads: `gw_server_port`, `gw_server_connection_count`, `gw_respond`, `gw_broadcast`,
-/// `gw_send_event` and `gw_set_health` are safe from any thread, at the same time, and from
+/// `gw_send_event`, `gw_set_health` and the pairing calls (`gw_pairing_*`, `gw_paired_*`,
+/// `gw_device_token_revoke`) are safe from any thread, at the same time, and from
 /// inside the library's callbacks, for as long as the server is live: a host thread must make
 /// its last such call before it calls `gw_shutdown` (callbacks may still call them while
 /// `gw_shutdown` runs). `gw_shutdown` is safe from any thread but a library callback.
@@ -79,7 +80,7 @@ impl Drop for OwnedServer {
 }
 
 impl gw_server {
-    fn handle(&self, function: &str) -> Result<&GatewayHandle, gw_result> {
+    pub(super) fn handle(&self, function: &str) -> Result<&GatewayHandle, gw_result> {
         self.handle.get().ok_or_else(|| {
             fail(
                 gw_result::GW_ERR_INVALID_ARGUMENT,
@@ -230,7 +231,10 @@ pub unsafe extern "C" fn gw_shutdown(server: *mut gw_server, timeout_ms: u32) ->
 /// # Safety
 ///
 /// `server` is NULL or a live `gw_server`.
-unsafe fn live<'a>(function: &str, server: *const gw_server) -> Result<&'a gw_server, gw_result> {
+pub(super) unsafe fn live<'a>(
+    function: &str,
+    server: *const gw_server,
+) -> Result<&'a gw_server, gw_result> {
     let server = non_null(function, "server", server.cast_mut())?;
     // SAFETY: non-NULL and live, by the contract.
     Ok(unsafe { &*server })

@@ -29,8 +29,9 @@ use tokio::sync::{mpsc, watch};
 pub use auth::AuthThrottle;
 pub use lifecycle::{GatewayState, ShutdownReport, StateHandler};
 pub use pairing::{
-    DefaultPairingPolicy, Locality, PairedDevice, PairingContext, PairingDecision, PairingPolicy,
-    PairingReason, PairingRequest,
+    DEVICE_STORE_FILE, DefaultPairingPolicy, Locality, PAIRING_REQUEST_TTL_MS, PairedDevice,
+    PairingContext, PairingDecision, PairingError, PairingOptions, PairingPolicy, PairingReason,
+    PairingRequest, silent_local_approval,
 };
 pub use probes::Phase;
 pub use protocol::{MethodError, PROTOCOL_VERSION};
@@ -60,6 +61,8 @@ pub struct ServeOptions {
     pub protocol: ProtocolOptions,
     /// The host's methods, events and connection observer.
     pub handlers: Handlers,
+    /// Who pairs without being asked, and where paired devices are kept (SPEC §11.5).
+    pub pairing: PairingOptions,
 }
 
 impl Default for ServeOptions {
@@ -73,14 +76,19 @@ impl Default for ServeOptions {
             on_state: None,
             protocol: ProtocolOptions::default(),
             handlers: Handlers::default(),
+            pairing: PairingOptions::default(),
         }
     }
 }
 
 impl ServeOptions {
     /// Says which option `Gateway::serve` would refuse: no worker thread, a zero timeout or
-    /// interval, a zero connection cap or size limit. The C ABI checks its setters with it.
+    /// interval, a zero connection cap or size limit, a relative device store path. The C ABI
+    /// checks its setters with it.
     pub fn validate(&self) -> Result<(), GatewayLockError> {
+        self.pairing
+            .validate()
+            .map_err(GatewayLockError::InvalidOption)?;
         let protocol = &self.protocol;
         let zero = [
             ("worker_threads", self.worker_threads == 0),
@@ -179,12 +187,18 @@ impl Gateway {
                 })
             });
         }
+        let devices = Arc::new(pairing::DeviceStore::open(
+            &options.pairing.store_file(&lock.resolved().state_dir),
+            lock.logger().clone(),
+        )?);
         let ws = ws::Endpoint::new(
             options.protocol.clone(),
             options.handlers.clone(),
             lock.resolved().auth.clone(),
             addrs.iter().all(|addr| addr.ip().is_loopback()),
             lock.logger().clone(),
+            devices,
+            Arc::clone(&options.pairing.policy),
         );
         let handle = ws.handle();
         announce(&handle);

@@ -10,6 +10,8 @@
  *   test_c serve <dir>           a host with methods and events for a WebSocket client driven by
  *                                tests/c_abi.rs: prints "ready <port>", then one line per thing
  *                                it saw or did; reads commands from stdin (see run_serve)
+ *   test_c pairing <dir>         a host whose pairing policy decides signed clients driven by
+ *                                tests/c_abi.rs; reads commands from stdin (see run_pairing)
  *
  * Any failed check prints "FAIL file:line: ..." and exits 1.
  */
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -868,6 +871,130 @@ static void case_log_finalizer_and_lock_lost(void) {
     printf("ok log_finalizer_and_lock_lost\n");
 }
 
+
+/*
+ * Pairing from C without a client: the policy's finalizer, the store path's checks, and the
+ * server calls on pending requests and paired devices written to the store file beforehand
+ * (the shape the library documents), with the strings they return freed by gw_string_free.
+ */
+static atomic_int pairing_policy_calls;
+
+static void pairing_never_called(void *userdata, const char *request_json, size_t request_len,
+                                 const char *context_json, size_t context_len,
+                                 gw_pairing_decision *decision) {
+    (void)userdata;
+    (void)request_json;
+    (void)request_len;
+    (void)context_json;
+    (void)context_len;
+    (void)decision;
+    atomic_fetch_add(&pairing_policy_calls, 1); /* no client connects in this case */
+}
+
+static unsigned long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000ULL;
+}
+
+static void case_pairing_calls(void) {
+    /* The policy's userdata is the library's on every return, freed exactly once. */
+    static atomic_int frees;
+    CHECK_RESULT(gw_serve_options_set_pairing_policy(NULL, pairing_never_called, &frees, count_free),
+                 GW_ERR_NULL_ARGUMENT);
+    CHECK(atomic_load(&frees) == 1);
+    gw_serve_options *options = gw_serve_options_new();
+    CHECK(options != NULL);
+    CHECK_RESULT(gw_serve_options_set_pairing_policy(options, pairing_never_called, &frees,
+                                                     count_free),
+                 GW_OK);
+    /* NULL restores the default policy: the replaced one and this userdata are freed. */
+    CHECK_RESULT(gw_serve_options_set_pairing_policy(options, NULL, &frees, count_free), GW_OK);
+    CHECK(atomic_load(&frees) == 3);
+    CHECK_RESULT(gw_serve_options_set_pairing_policy(options, pairing_never_called, &frees,
+                                                     count_free),
+                 GW_OK);
+
+    CHECK_RESULT(gw_serve_options_set_pairing_store_path(NULL, "/x"), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_serve_options_set_pairing_store_path(options, "devices.json"),
+                 GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "pairing.store_path devices.json is relative") != NULL);
+    CHECK_RESULT(gw_serve_options_set_pairing_store_path(options, ""), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_serve_options_set_pairing_store_path(options, "/bad \xff"),
+                 GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_serve_options_set_pairing_store_path(options, NULL), GW_OK);
+    CHECK_RESULT(gw_pairing_decision_approve(NULL, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_pairing_decision_reject(NULL), GW_ERR_NULL_ARGUMENT);
+    gw_string_free(NULL);
+
+    /* Two requests pending in a store of the host's choosing. */
+    char dir[4200], path[4300];
+    case_dir(dir, sizeof dir);
+    CHECK(mkdir(dir, 0700) == 0);
+    snprintf(path, sizeof path, "%s/devices.json", dir);
+    FILE *file = fopen(path, "w");
+    CHECK(file != NULL);
+    unsigned long long ts = now_ms();
+    for (int i = 0; i < 2; i++) {
+        fprintf(file,
+                "%s{\"requestId\":\"req-%c\",\"deviceId\":\"dev-%c\",\"publicKey\":\"key-%c\","
+                "\"clientId\":\"cli\",\"clientMode\":\"cli\",\"role\":\"operator\","
+                "\"scopes\":[],\"isRepair\":false,\"ts\":%llu}%s",
+                i == 0 ? "{\"version\":1,\"devices\":[],\"pending\":[" : ",", 'a' + i, 'a' + i,
+                'a' + i, ts, i == 1 ? "]}\n" : "");
+    }
+    CHECK(fclose(file) == 0);
+    CHECK_RESULT(gw_serve_options_set_pairing_store_path(options, path), GW_OK);
+
+    gw_options *lock_options = case_options(dir);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(lock_options, &lock), GW_OK);
+    gw_options_free(lock_options);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, NULL, options, &server), GW_OK);
+    gw_serve_options_free(options);
+    CHECK(atomic_load(&frees) == 3); /* the server holds the policy until gw_shutdown */
+
+    char *json = NULL;
+    CHECK_RESULT(gw_pairing_requests(NULL, &json), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_pairing_requests(server, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_pairing_requests(server, &json), GW_OK);
+    CHECK(strstr(json, "\"requestId\":\"req-a\"") != NULL);
+    CHECK(strstr(json, "\"requestId\":\"req-b\"") != NULL);
+    gw_string_free(json);
+
+    CHECK_RESULT(gw_pairing_approve(server, NULL, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_pairing_approve(server, "req-a", "{\"not\":\"a list\"}"),
+                 GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "scopes_json is not a JSON array") != NULL);
+    CHECK_RESULT(gw_pairing_approve(server, "req-a", "[\"operator.read\"]"), GW_OK);
+    CHECK_RESULT(gw_pairing_approve(server, "req-a", NULL), GW_ERR_NOT_FOUND);
+    CHECK(strstr(gw_last_error_message(), "no pending pairing request req-a") != NULL);
+    CHECK_RESULT(gw_pairing_reject(server, "req-b"), GW_OK);
+    CHECK_RESULT(gw_pairing_reject(server, "req-b"), GW_ERR_NOT_FOUND);
+    CHECK_RESULT(gw_pairing_requests(server, &json), GW_OK);
+    CHECK(strcmp(json, "[]") == 0);
+    gw_string_free(json);
+
+    CHECK_RESULT(gw_paired_devices(server, &json), GW_OK);
+    CHECK(strstr(json, "\"deviceId\":\"dev-a\"") != NULL);
+    CHECK(strstr(json, "\"scopes\":[\"operator.read\"]") != NULL);
+    CHECK(strstr(json, "dev-b") == NULL);
+    gw_string_free(json);
+    CHECK_RESULT(gw_device_token_revoke(server, "dev-a", "operator"), GW_ERR_NOT_FOUND);
+    CHECK(strstr(gw_last_error_message(), "no active operator token") != NULL);
+    CHECK_RESULT(gw_device_token_revoke(server, "dev-a", NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_paired_device_remove(server, "dev-a"), GW_OK);
+    CHECK_RESULT(gw_paired_device_remove(server, "dev-a"), GW_ERR_NOT_FOUND);
+    CHECK_RESULT(gw_paired_devices(server, &json), GW_OK);
+    CHECK(strcmp(json, "[]") == 0);
+    gw_string_free(json);
+
+    CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
+    CHECK(atomic_load(&frees) == 4 && atomic_load(&pairing_policy_calls) == 0);
+    printf("ok pairing_calls\n");
+}
+
 static int run_all(void) {
     case_bad_env_port();
     case_version_and_names();
@@ -881,6 +1008,7 @@ static int run_all(void) {
     case_request_api_arguments();
     case_serve_options_arguments();
     case_log_finalizer_and_lock_lost();
+    case_pairing_calls();
     printf("all ok\n");
     return 0;
 }
@@ -1183,9 +1311,85 @@ static int run_serve(void) {
     return 0;
 }
 
+
+/*
+ * `pairing`: a host that decides pairing requests in its policy callback, for signed clients
+ * driven by tests/c_abi.rs (auth token "s3cret-token"). The callback prints "asked
+ * <request json> <context json>" and decides by the device's display name: "approve-me" is
+ * approved with ["operator.read"], "reject-me" rejected, any other left pending. stdin
+ * commands, one per line:
+ *   requests              gw_pairing_requests  → "requests <json>"
+ *   approve <request id>  gw_pairing_approve   → "approve <result>"
+ *   reject <request id>   gw_pairing_reject    → "reject <result>"
+ *   devices               gw_paired_devices    → "devices <json>"
+ *   revoke <device id>    gw_device_token_revoke(operator) → "revoke <result>"
+ * EOF: shuts down and prints "stopped <result>" once the policy's userdata is freed.
+ */
+static void host_pairing_decide(void *userdata, const char *request_json, size_t request_len,
+                                const char *context_json, size_t context_len,
+                                gw_pairing_decision *decision) {
+    (void)userdata;
+    CHECK(request_json[request_len] == '\0' && strlen(request_json) == request_len);
+    CHECK(context_json[context_len] == '\0' && strlen(context_json) == context_len);
+    say("asked %s %s\n", request_json, context_json);
+    if (strstr(request_json, "\"displayName\":\"approve-me\"") != NULL) {
+        CHECK_RESULT(gw_pairing_decision_approve(decision, "[oops"), GW_ERR_INVALID_ARGUMENT);
+        CHECK_RESULT(gw_pairing_decision_approve(decision, "[\"operator.read\"]"), GW_OK);
+    } else if (strstr(request_json, "\"displayName\":\"reject-me\"") != NULL) {
+        CHECK_RESULT(gw_pairing_decision_reject(decision), GW_OK);
+    }
+}
+
+static int run_pairing(void) {
+    gw_options *options = case_options(base_dir);
+    CHECK_RESULT(gw_options_set_auth_token(options, "s3cret-token"), GW_OK);
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    gw_options_free(options);
+
+    static atomic_int frees;
+    gw_serve_options *serve_options = gw_serve_options_new();
+    CHECK(serve_options != NULL);
+    CHECK_RESULT(gw_serve_options_set_pairing_policy(serve_options, host_pairing_decide, &frees,
+                                                     count_free),
+                 GW_OK);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, NULL, serve_options, &server), GW_OK);
+    gw_serve_options_free(serve_options);
+    say("ready %u\n", (unsigned)gw_server_port(server));
+
+    char line[512], argument[256];
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        char *json = NULL;
+        if (strcmp(line, "requests\n") == 0) {
+            CHECK_RESULT(gw_pairing_requests(server, &json), GW_OK);
+            say("requests %s\n", json);
+            gw_string_free(json);
+        } else if (strcmp(line, "devices\n") == 0) {
+            CHECK_RESULT(gw_paired_devices(server, &json), GW_OK);
+            say("devices %s\n", json);
+            gw_string_free(json);
+        } else if (sscanf(line, "approve %255s", argument) == 1) {
+            say("approve %s\n", gw_result_name(gw_pairing_approve(server, argument, NULL)));
+        } else if (sscanf(line, "reject %255s", argument) == 1) {
+            say("reject %s\n", gw_result_name(gw_pairing_reject(server, argument)));
+        } else if (sscanf(line, "revoke %255s", argument) == 1) {
+            say("revoke %s\n",
+                gw_result_name(gw_device_token_revoke(server, argument, "operator")));
+        } else {
+            fprintf(stderr, "FAIL unknown command %s", line);
+            return 1;
+        }
+    }
+    gw_result stopped = gw_shutdown(server, 2000);
+    CHECK(wait_for(&frees, 1, 5000));
+    say("stopped %s\n", gw_result_name(stopped));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s all|hold|second|panic|serve_panic|serve <dir> [pid]\n", argv[0]);
+        fprintf(stderr, "usage: %s all|hold|second|panic|serve_panic|serve|pairing <dir> [pid]\n", argv[0]);
         return 2;
     }
     snprintf(base_dir, sizeof base_dir, "%s", argv[2]);
@@ -1195,6 +1399,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "panic") == 0) return run_panic();
     if (strcmp(argv[1], "serve_panic") == 0) return run_serve_panic();
     if (strcmp(argv[1], "serve") == 0) return run_serve();
+    if (strcmp(argv[1], "pairing") == 0) return run_pairing();
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -354,6 +355,59 @@ int main(int argc, char **argv) {
         close(client);
         CHECK(*stopped == static_cast<int>(gateway::Code::timeout));
         std::printf("ok lock_extras\n");
+    }
+
+    // Pairing: the policy function destroyed by the library, the store path checked, and the
+    // Server's calls on requests written to the store beforehand.
+    {
+        const fs::path dir = base / "pairing";
+        fs::create_directories(dir);
+        const auto store = dir / "devices.json";
+        const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+        {
+            std::ofstream file(store);
+            file << "{\"version\":1,\"devices\":[],\"pending\":[";
+            for (char id : {'a', 'b'}) {
+                file << (id == 'a' ? "" : ",") << "{\"requestId\":\"req-" << id << "\",\"deviceId\":\"dev-" << id
+                     << "\",\"publicKey\":\"k\",\"clientId\":\"cli\",\"clientMode\":\"cli\",\"role\":\"operator\","
+                     << "\"scopes\":[],\"isRepair\":false,\"ts\":" << now << "}";
+            }
+            file << "]}\n";
+        }
+        auto guard = std::make_shared<int>(0);
+        {
+            gateway::ServeOptions options;
+            options.pairing_policy([guard](std::string_view, std::string_view) {
+                return gateway::PairingDecision::approve(std::vector<std::string>{"operator.read"});
+            });
+            try {
+                options.pairing_store_path("relative.json");
+                CHECK(false);
+            } catch (const gateway::Error &error) {
+                CHECK(error.code() == gateway::Code::invalid_argument);
+                CHECK(std::string(error.what()).find("is relative") != std::string::npos);
+            }
+            options.pairing_store_path(store.string());
+            auto server = gateway::Server::serve(gateway::Lock::acquire(options_in(dir)), {}, {}, options);
+            const std::string requests = server.pairing_requests();
+            CHECK(requests.find("\"req-a\"") != std::string::npos && requests.find("\"req-b\"") != std::string::npos);
+            CHECK(server.approve_pairing("req-a", std::vector<std::string>{"operator.read", "quote\"d"}));
+            CHECK(!server.approve_pairing("req-a"));
+            CHECK(server.reject_pairing("req-b"));
+            CHECK(!server.reject_pairing("req-b"));
+            CHECK(server.pairing_requests() == "[]");
+            const std::string devices = server.paired_devices();
+            CHECK(devices.find("\"scopes\":[\"operator.read\",\"quote\\\"d\"]") != std::string::npos);
+            CHECK(!server.revoke_device_token("dev-a", "operator"));
+            CHECK(server.remove_paired_device("dev-a"));
+            CHECK(!server.remove_paired_device("dev-a"));
+            CHECK(server.paired_devices() == "[]");
+            CHECK(server.shutdown(2s));
+        }
+        CHECK(guard.use_count() == 1); // the library destroyed the policy
+        std::printf("ok pairing\n");
     }
 
     std::printf("all ok\n");

@@ -1,20 +1,23 @@
 //! Devices that paired with this gateway, their pending pairing requests and device tokens
 //! (SPEC §11.5, §11.7 step 3, §11.8), and the host's say over who pairs (the policy hook).
 //!
-//! SKELETON shared by the issue-11 parts: the types and the store's API are the contract. The
-//! pairing part replaces the in-memory store below with the file-backed one (the state dir,
-//! 0600, atomic writes, tokens hashed), implements Node's default policy, and exposes it all to
-//! hosts; the identity part calls it from the handshake.
+//! The types here are the contract between the handshake (which asks), the store (`store.rs`:
+//! what is paired, pending and issued, kept in a file of the state dir) and the host's policy
+//! (`policy.rs`: who pairs without being asked).
 
-// Skeleton: the identity part of issue 11 calls all of it; drop this on that merge.
+// The identity part of issue 11 calls the handshake side of it; drop this on that merge.
 #![allow(dead_code, missing_docs)]
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+mod policy;
+mod store;
 
-use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::server::scopes::scopes_satisfied;
+use serde::{Deserialize, Serialize};
+
+pub use policy::{DefaultPairingPolicy, silent_local_approval};
+pub use store::{DEVICE_STORE_FILE, DeviceStore, PAIRING_REQUEST_TTL_MS};
 
 /// Where a connection comes from, as pairing sees it (SPEC §11.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,7 +50,7 @@ pub enum PairingReason {
 }
 
 /// A device approved to connect.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PairedDevice {
     /// Lowercase hex SHA-256 of the raw public key.
@@ -79,7 +82,7 @@ pub struct PairedDevice {
 }
 
 /// A request to pair, pending until the host decides (SPEC §11.5; `device.pair.requested`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PairingRequest {
     /// UUID v4.
@@ -167,177 +170,92 @@ pub struct PendingOutcome {
     pub superseded: Vec<PairingRequest>,
 }
 
-#[derive(Default)]
-struct State {
-    paired: HashMap<String, PairedDevice>,
-    pending: HashMap<String, PairingRequest>,
-    /// (device id, role) → (token, issued at).
-    tokens: HashMap<(String, String), (String, u64)>,
+/// Why a host's pairing call ([`GatewayHandle::approve_pairing`] and its siblings) did nothing.
+///
+/// [`GatewayHandle::approve_pairing`]: crate::GatewayHandle::approve_pairing
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PairingError {
+    /// No pending request has this id.
+    #[error(
+        "no pending pairing request {0}: it was already approved, rejected or superseded, or it \
+         expired (5 minutes after its device last asked); list the pending requests again"
+    )]
+    UnknownRequest(String),
+    /// No paired device has this id.
+    #[error("no paired device {0}: list the paired devices for their ids")]
+    UnknownDevice(String),
+    /// The device has no active token for the role.
+    #[error("device {device_id} has no active {role} token to revoke")]
+    NoToken {
+        /// The device.
+        device_id: String,
+        /// The role asked for.
+        role: String,
+    },
+    /// The store file could not be written; nothing changed.
+    #[error(
+        "could not save the device store {}: {source}; nothing was changed: make its directory \
+         writable (or free space) and try again",
+        path.display()
+    )]
+    Write {
+        /// The store file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 }
 
-/// The paired devices, pending requests and device tokens of one gateway.
-#[derive(Default)]
-pub struct DeviceStore {
-    state: Mutex<State>,
+/// Pairing as a gateway serves it: the host's policy and where paired devices are kept.
+#[derive(Clone)]
+pub struct PairingOptions {
+    /// Decides pairing requests as they arrive (default [`DefaultPairingPolicy`]: Node's
+    /// `silent` rule, a local device pairs at once and every other one waits for the host).
+    pub policy: Arc<dyn PairingPolicy>,
+    /// The device store file (default: `<state dir>/gateway/devices.json` of the lock's state
+    /// dir). Must be absolute.
+    pub store_path: Option<PathBuf>,
 }
 
-impl DeviceStore {
-    /// The paired record of `device_id`.
-    pub fn paired(&self, device_id: &str) -> Option<PairedDevice> {
-        self.lock().paired.get(device_id).cloned()
-    }
-
-    /// Creates a pending request, or refreshes the device's pending one.
-    pub fn request_pairing(&self, request: PairingRequest) -> PendingOutcome {
-        let mut state = self.lock();
-        let superseded: Vec<PairingRequest> = state
-            .pending
-            .values()
-            .filter(|p| p.device_id == request.device_id)
-            .cloned()
-            .collect();
-        for old in &superseded {
-            state.pending.remove(&old.request_id);
+impl Default for PairingOptions {
+    fn default() -> Self {
+        Self {
+            policy: Arc::new(DefaultPairingPolicy),
+            store_path: None,
         }
-        state
-            .pending
-            .insert(request.request_id.clone(), request.clone());
-        PendingOutcome {
-            request,
-            created: true,
-            superseded,
-        }
-    }
-
-    /// Approves a pending request: the device is paired with its role and `scopes` (the
-    /// requested ones when `None`) added to what it had.
-    pub fn approve(&self, request_id: &str, scopes: Option<Vec<String>>) -> Option<PairedDevice> {
-        let mut state = self.lock();
-        let request = state.pending.remove(request_id)?;
-        let now = crate::server::protocol::now_ms();
-        let entry = state
-            .paired
-            .entry(request.device_id.clone())
-            .or_insert_with(|| PairedDevice {
-                device_id: request.device_id.clone(),
-                public_key: request.public_key.clone(),
-                roles: Vec::new(),
-                scopes: Vec::new(),
-                platform: request.platform.clone(),
-                device_family: request.device_family.clone(),
-                client_id: request.client_id.clone(),
-                client_mode: request.client_mode.clone(),
-                display_name: request.display_name.clone(),
-                approved_at_ms: now,
-                last_seen_at_ms: None,
-            });
-        entry.public_key = request.public_key.clone();
-        if !entry.roles.contains(&request.role) {
-            entry.roles.push(request.role.clone());
-        }
-        for scope in scopes.unwrap_or(request.scopes) {
-            if !entry.scopes.contains(&scope) {
-                entry.scopes.push(scope);
-            }
-        }
-        Some(entry.clone())
-    }
-
-    /// Drops a pending request.
-    pub fn reject(&self, request_id: &str) -> Option<PairingRequest> {
-        self.lock().pending.remove(request_id)
-    }
-
-    /// The pending requests.
-    pub fn pending(&self) -> Vec<PairingRequest> {
-        self.lock().pending.values().cloned().collect()
-    }
-
-    /// Checks a device token presented for `device_id` in `role`, asking for `scopes`.
-    pub fn verify_device_token(
-        &self,
-        device_id: &str,
-        role: &str,
-        token: &str,
-        scopes: &[String],
-    ) -> Result<(), TokenRefusal> {
-        let state = self.lock();
-        let paired = state.paired.get(device_id).ok_or(TokenRefusal::Mismatch)?;
-        let (stored, _) = state
-            .tokens
-            .get(&(device_id.to_owned(), role.to_owned()))
-            .ok_or(TokenRefusal::Mismatch)?;
-        if !crate::server::auth::secrets_equal(token, stored) {
-            return Err(TokenRefusal::Mismatch);
-        }
-        if !scopes_satisfied(scopes, &paired.scopes) {
-            return Err(TokenRefusal::ScopeMismatch);
-        }
-        Ok(())
-    }
-
-    /// The device token `hello-ok` hands a paired device: `presented` when it was just verified,
-    /// else a new one.
-    pub fn ensure_device_token(
-        &self,
-        device_id: &str,
-        role: &str,
-        presented: Option<&str>,
-    ) -> Option<IssuedToken> {
-        let mut state = self.lock();
-        state.paired.get(device_id)?;
-        let key = (device_id.to_owned(), role.to_owned());
-        if let (Some(presented), Some((stored, issued))) = (presented, state.tokens.get(&key))
-            && crate::server::auth::secrets_equal(presented, stored)
-        {
-            return Some(IssuedToken {
-                token: presented.to_owned(),
-                issued_at_ms: *issued,
-            });
-        }
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let issued_at_ms = crate::server::protocol::now_ms();
-        state.tokens.insert(key, (token.clone(), issued_at_ms));
-        Some(IssuedToken {
-            token,
-            issued_at_ms,
-        })
-    }
-
-    /// Revokes the device token of `device_id` in `role`.
-    pub fn revoke_device_token(&self, device_id: &str, role: &str) -> bool {
-        self.lock()
-            .tokens
-            .remove(&(device_id.to_owned(), role.to_owned()))
-            .is_some()
-    }
-
-    /// Refreshes a paired device's display name and last-seen time on connect.
-    pub fn touch(&self, device_id: &str, display_name: Option<&str>) {
-        if let Some(device) = self.lock().paired.get_mut(device_id) {
-            if let Some(name) = display_name {
-                device.display_name = Some(name.to_owned());
-            }
-            device.last_seen_at_ms = Some(crate::server::protocol::now_ms());
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Node's default: a local device pairs silently; every other one waits for the host.
-/// (Skeleton: the pairing part implements SPEC §11.5's whole `silent` rule.)
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DefaultPairingPolicy;
+impl std::fmt::Debug for PairingOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairingOptions")
+            .field("store_path", &self.store_path)
+            .finish_non_exhaustive()
+    }
+}
 
-impl PairingPolicy for DefaultPairingPolicy {
-    fn decide(&self, _request: &PairingRequest, context: &PairingContext) -> PairingDecision {
-        if context.locality == Locality::Remote {
-            PairingDecision::Pending
-        } else {
-            PairingDecision::Approve { scopes: None }
+impl PairingOptions {
+    /// The store file for a gateway whose state dir is `state_dir`.
+    pub fn store_file(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.store_path
+            .clone()
+            .unwrap_or_else(|| state_dir.join(DEVICE_STORE_FILE))
+    }
+
+    /// Says what `Gateway::serve` would refuse: a store path that is empty or relative.
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.store_path {
+            Some(path) if path.as_os_str().is_empty() => Err(
+                "pairing.store_path is empty: give an absolute file path (or leave the default)"
+                    .to_owned(),
+            ),
+            Some(path) if !path.is_absolute() => Err(format!(
+                "pairing.store_path {} is relative: give an absolute file path (or leave the \
+                 default, <state dir>/{DEVICE_STORE_FILE})",
+                path.display()
+            )),
+            _ => Ok(()),
         }
     }
 }

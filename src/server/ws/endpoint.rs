@@ -11,7 +11,7 @@ use super::hub::Hub;
 use super::options::ProtocolOptions;
 use crate::options::{Auth, Logger};
 use crate::server::auth::Throttle;
-use crate::server::pairing::{DefaultPairingPolicy, DeviceStore, PairingPolicy};
+use crate::server::pairing::{DeviceStore, PairingPolicy};
 
 /// The events every gateway emits, listed first in `hello-ok`'s `features.events`.
 const BUILTIN_EVENTS: [&str; 4] = ["connect.challenge", "tick", "health", "shutdown"];
@@ -32,9 +32,10 @@ pub(crate) struct Endpoint {
     pub(super) method_names: Vec<String>,
     /// `features.events` of `hello-ok`: the built-in events, then the host's.
     pub(super) event_names: Vec<String>,
-    /// Paired devices, pending requests and device tokens (SPEC §11.5).
+    /// Paired devices, pending requests and device tokens (SPEC §11.5); the hub (and so the
+    /// host's handle) holds it too.
     #[allow(dead_code)] // skeleton: the identity part reads it
-    pub(super) devices: DeviceStore,
+    pub(super) devices: Arc<DeviceStore>,
     /// The host's say over who pairs.
     #[allow(dead_code)] // skeleton: the identity part reads it
     pub(super) pairing: Arc<dyn PairingPolicy>,
@@ -47,6 +48,8 @@ impl Endpoint {
         auth: Auth,
         loopback: bool,
         logger: Logger,
+        devices: Arc<DeviceStore>,
+        pairing: Arc<dyn PairingPolicy>,
     ) -> Arc<Self> {
         let mut method_names = vec!["health".to_owned()];
         method_names.extend(
@@ -64,7 +67,12 @@ impl Endpoint {
                 .cloned(),
         );
         Arc::new(Self {
-            hub: Hub::new(&options, logger, handlers.event_gates()),
+            hub: Hub::new(
+                &options,
+                logger,
+                handlers.event_gates(),
+                Arc::clone(&devices),
+            ),
             throttle: Throttle::new(options.auth_throttle),
             control_plane: ControlPlaneBudget::default(),
             methods: handlers.lookup(),
@@ -74,8 +82,8 @@ impl Endpoint {
             handlers,
             method_names,
             event_names,
-            devices: DeviceStore::default(),
-            pairing: Arc::new(DefaultPairingPolicy),
+            devices,
+            pairing,
         })
     }
 

@@ -3,10 +3,11 @@
 
 use std::sync::{Arc, Weak};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::hub::Hub;
-use crate::server::protocol::MethodError;
+use crate::server::pairing::{PairedDevice, PairingError, PairingRequest};
+use crate::server::protocol::{MethodError, now_ms};
 
 /// Talks to a running gateway's clients from any thread: events, deferred answers, the health
 /// snapshot. Cheap to clone; it outlives the gateway harmlessly (then it reaches no one).
@@ -59,6 +60,58 @@ impl GatewayHandle {
     /// WebSocket connections open now, authenticated or not.
     pub fn connection_count(&self) -> usize {
         self.hub.connection_count()
+    }
+
+    /// The pairing requests waiting for the host, oldest first (each expires 5 minutes after
+    /// its device last asked).
+    pub fn pairing_requests(&self) -> Vec<PairingRequest> {
+        self.hub.devices.pending()
+    }
+
+    /// Approves a pending pairing request with the requested scopes (`None`) or `scopes`, added
+    /// to what the device had, and broadcasts `device.pair.resolved` `approved`: the device's
+    /// next connect passes. Saved before it returns.
+    pub fn approve_pairing(
+        &self,
+        request_id: &str,
+        scopes: Option<Vec<String>>,
+    ) -> Result<PairedDevice, PairingError> {
+        let device = self.hub.devices.try_approve(request_id, scopes)?;
+        self.pairing_resolved(request_id, &device.device_id, "approved");
+        Ok(device)
+    }
+
+    /// Rejects a pending pairing request and broadcasts `device.pair.resolved` `rejected`.
+    pub fn reject_pairing(&self, request_id: &str) -> Result<PairingRequest, PairingError> {
+        let request = self.hub.devices.try_reject(request_id)?;
+        self.pairing_resolved(request_id, &request.device_id, "rejected");
+        Ok(request)
+    }
+
+    /// The paired devices, oldest approval first.
+    pub fn paired_devices(&self) -> Vec<PairedDevice> {
+        self.hub.devices.paired_devices()
+    }
+
+    /// Unpairs a device: its record, tokens and pending requests go; it must pair again.
+    pub fn remove_paired_device(&self, device_id: &str) -> Result<PairedDevice, PairingError> {
+        self.hub.devices.remove_device(device_id)
+    }
+
+    /// Revokes a device's token for `role`: connects presenting it are refused from now on.
+    pub fn revoke_device_token(&self, device_id: &str, role: &str) -> Result<(), PairingError> {
+        self.hub.devices.try_revoke_device_token(device_id, role)
+    }
+
+    /// SPEC §11.5: `device.pair.resolved` `{requestId, deviceId, decision, ts}`.
+    fn pairing_resolved(&self, request_id: &str, device_id: &str, decision: &str) {
+        let payload = json!({
+            "requestId": request_id,
+            "deviceId": device_id,
+            "decision": decision,
+            "ts": now_ms(),
+        });
+        self.hub.broadcast("device.pair.resolved", &payload);
     }
 }
 

@@ -13,6 +13,7 @@ use super::conn::Conn;
 use super::options::ProtocolOptions;
 use super::pending::{Pending, PendingRequests};
 use crate::options::{LogLevel, Logger};
+use crate::server::pairing::DeviceStore;
 use crate::server::protocol::{self, MethodError, close};
 use crate::server::scopes::{self, EventGate};
 
@@ -36,6 +37,8 @@ pub(crate) struct Hub {
     dropped_events: Mutex<HashSet<String>>,
     pending: Mutex<PendingRequests>,
     health: RwLock<Health>,
+    /// The gateway's device store, for the host's pairing calls (`GatewayHandle`).
+    pub(super) devices: Arc<DeviceStore>,
 }
 
 /// The host's health snapshot and how many times it was set.
@@ -61,6 +64,7 @@ impl Hub {
         options: &ProtocolOptions,
         logger: Logger,
         event_gates: HashMap<String, EventGate>,
+        devices: Arc<DeviceStore>,
     ) -> Arc<Self> {
         Arc::new(Self {
             tick_interval: options.tick_interval,
@@ -77,6 +81,7 @@ impl Hub {
             dropped_events: Mutex::new(HashSet::new()),
             pending: Mutex::new(PendingRequests::new(options.request_timeout)),
             health: RwLock::new(Health::default()),
+            devices,
         })
     }
 

@@ -49,6 +49,11 @@ public struct GatewayServeOptions: Sendable, Equatable {
     public var authThrottle: AuthThrottle?
     /// `server.version` in `hello-ok` (default the library's version).
     public var serverVersion: String?
+    /// Decides pairing requests as they arrive (default: Node's `silent` rule).
+    public var pairingPolicy: GatewayPairingPolicy?
+    /// Where paired devices and device tokens are kept: an absolute file path (default
+    /// `<state dir>/gateway/devices.json`).
+    public var pairingStorePath: String?
 
     /// The defaults.
     public init(
@@ -57,7 +62,8 @@ public struct GatewayServeOptions: Sendable, Equatable {
         pingInterval: Duration? = nil, requestTimeout: Duration? = nil,
         maxConnections: Int? = nil, maxPreauthPayload: Int? = nil, maxPayload: Int? = nil,
         maxBufferedBytes: Int? = nil, authThrottle: AuthThrottle? = nil,
-        serverVersion: String? = nil
+        serverVersion: String? = nil, pairingPolicy: GatewayPairingPolicy? = nil,
+        pairingStorePath: String? = nil
     ) {
         self.workerThreads = workerThreads
         self.dropTimeout = dropTimeout
@@ -72,6 +78,8 @@ public struct GatewayServeOptions: Sendable, Equatable {
         self.maxBufferedBytes = maxBufferedBytes
         self.authThrottle = authThrottle
         self.serverVersion = serverVersion
+        self.pairingPolicy = pairingPolicy
+        self.pairingStorePath = pairingStorePath
     }
 
     /// The timeout `deinit` gives `gw_shutdown`: the library's default unless set.
@@ -129,6 +137,15 @@ final class ServeOptionsHandle {
         }
         if let version = options.serverVersion {
             try check(gw_serve_options_set_server_version(pointer, version))
+        }
+        if let policy = options.pairingPolicy {
+            // The library owns the retained box from here, whatever the result.
+            try check(gw_serve_options_set_pairing_policy(
+                pointer, PairingPolicyBox.callback, Unmanaged.passRetained(policy.box).toOpaque(),
+                PairingPolicyBox.free))
+        }
+        if let path = options.pairingStorePath {
+            try check(gw_serve_options_set_pairing_store_path(pointer, path))
         }
     }
 

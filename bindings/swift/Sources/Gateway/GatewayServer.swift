@@ -264,6 +264,11 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// Runs a `gw_*` call on the live server; throws its failure (`.notFound` once shut down).
+    func withServerCall(_ body: (OpaquePointer) -> UInt32) throws {
+        try withServer(body)
+    }
+
     private func withServer(_ body: (OpaquePointer) -> UInt32) throws {
         // The message belongs to the thread of the failed call: read it inside the slot's lock.
         let failure: GatewayError? = slot.with { server in

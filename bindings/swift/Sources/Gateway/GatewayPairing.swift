@@ -1,0 +1,131 @@
+import CGateway
+
+/// What a pairing policy decided about one request (SPEC §11.5).
+public enum GatewayPairingDecision: Sendable, Equatable {
+    /// Leave it pending: the client is told `pairing required`; approve it later with
+    /// `GatewayServer.approvePairing(requestID:scopes:)`.
+    case pending
+    /// Pair now, with the requested scopes (`nil`) or `scopes`.
+    case approve(scopes: [String]?)
+    /// Refuse it.
+    case reject
+}
+
+/// The host's say over who pairs: decides each pairing request as it arrives, on a library
+/// thread, possibly on several at once; it must decide at once. Without one, the library uses
+/// Node's `silent` rule (a device on this host pairs at once, any other waits for the host).
+///
+/// `request` is the request as `device.pair.requested` carries it (`requestId`, `deviceId`,
+/// `publicKey`, `displayName`?, `platform`?, `clientId`, `clientMode`, `role`, `scopes`,
+/// `isRepair`, `ts`, ...); `context` is what the handshake knows (`reason`, `locality`,
+/// `hasOrigin`, `uiClient`, `authMethod`, `recordExists`, and `silentLocal`: what Node's
+/// default rule decides). Equal only to itself.
+public struct GatewayPairingPolicy: Sendable, Equatable {
+    let box: PairingPolicyBox
+
+    public init(_ decide: @escaping @Sendable (_ request: GatewayJSON, _ context: GatewayJSON) -> GatewayPairingDecision) {
+        box = PairingPolicyBox(decide)
+    }
+
+    public static func == (left: GatewayPairingPolicy, right: GatewayPairingPolicy) -> Bool {
+        left.box === right.box
+    }
+}
+
+/// A policy's closure, owned by the library: retained into the userdata of
+/// `gw_serve_options_set_pairing_policy` and released by `free`, which the library calls
+/// exactly once, when the options and every server served with them are gone.
+final class PairingPolicyBox: Sendable {
+    let decide: @Sendable (GatewayJSON, GatewayJSON) -> GatewayPairingDecision
+
+    init(_ decide: @escaping @Sendable (GatewayJSON, GatewayJSON) -> GatewayPairingDecision) { self.decide = decide }
+
+    /// The `gw_pairing_fn` whose userdata is a retained `PairingPolicyBox`.
+    static var callback: gw_pairing_fn {
+        { userdata, request, requestLength, context, contextLength, decision in
+            let box = Unmanaged<PairingPolicyBox>.fromOpaque(userdata!).takeUnretainedValue()
+            let decided = box.decide(
+                GatewayJSON(raw: text(request, requestLength)), GatewayJSON(raw: text(context, contextLength)))
+            switch decided {
+            case .pending:
+                break
+            case .approve(scopes: nil):
+                _ = gw_pairing_decision_approve(decision, nil)
+            case .approve(scopes: let scopes?):
+                let json = (try? GatewayJSON(scopes).text) ?? "[]"
+                _ = gw_pairing_decision_approve(decision, json)
+            case .reject:
+                _ = gw_pairing_decision_reject(decision)
+            }
+        }
+    }
+
+    /// The finalizer that releases it.
+    static var free: @convention(c) (UnsafeMutableRawPointer?) -> Void {
+        { userdata in Unmanaged<PairingPolicyBox>.fromOpaque(userdata!).release() }
+    }
+}
+
+/// `len` bytes of UTF-8 from the library, copied.
+private func text(_ bytes: UnsafePointer<CChar>?, _ length: Int) -> String {
+    String(decoding: UnsafeRawBufferPointer(start: bytes.map(UnsafeRawPointer.init), count: length), as: UTF8.self)
+}
+
+extension GatewayServer {
+    /// The pairing requests waiting for the host, oldest first, as a JSON array.
+    public func pairingRequests() throws -> GatewayJSON {
+        try withServerString { gw_pairing_requests($0, $1) }
+    }
+
+    /// Approves a pending request with its requested scopes (`nil`) or `scopes`, added to what
+    /// the device had, and broadcasts `device.pair.resolved`: the device's next connect passes.
+    /// Throws `.notFound` when no such request is pending, `.runtime` when the store could not
+    /// be saved (nothing changed).
+    public func approvePairing(requestID: String, scopes: [String]? = nil) throws {
+        let json = try scopes.map { try GatewayJSON($0).text }
+        try withServerCall { server in
+            if let json { return gw_pairing_approve(server, requestID, json) }
+            return gw_pairing_approve(server, requestID, nil)
+        }
+    }
+
+    /// Rejects a pending request and broadcasts `device.pair.resolved`; throws `.notFound`
+    /// when no such request is pending.
+    public func rejectPairing(requestID: String) throws {
+        try withServerCall { gw_pairing_reject($0, requestID) }
+    }
+
+    /// The paired devices, oldest approval first, as a JSON array (no tokens).
+    public func pairedDevices() throws -> GatewayJSON {
+        try withServerString { gw_paired_devices($0, $1) }
+    }
+
+    /// Unpairs a device (its tokens and pending requests go too); throws `.notFound` when it is
+    /// not paired.
+    public func removePairedDevice(_ deviceID: String) throws {
+        try withServerCall { gw_paired_device_remove($0, deviceID) }
+    }
+
+    /// Revokes a device's token for `role`: connects presenting it are refused from now on.
+    /// Throws `.notFound` when the device has no active token for the role.
+    public func revokeDeviceToken(deviceID: String, role: String) throws {
+        try withServerCall { gw_device_token_revoke($0, deviceID, role) }
+    }
+
+    /// A call that gives back a string the library allocated (freed here).
+    private func withServerString(
+        _ body: (OpaquePointer, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> UInt32
+    ) throws -> GatewayJSON {
+        var result: GatewayJSON?
+        try withServerCall { server in
+            var out: UnsafeMutablePointer<CChar>?
+            let code = body(server, &out)
+            if code == GW_OK.rawValue, let out {
+                result = GatewayJSON(raw: String(cString: out))
+                gw_string_free(out)
+            }
+            return code
+        }
+        return result ?? .null
+    }
+}

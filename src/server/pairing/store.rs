@@ -1,0 +1,773 @@
+//! The device store: paired devices, pending pairing requests and device tokens of one gateway,
+//! kept in one JSON file of the state dir (SPEC §11.5, §11.7 step 3, §11.8).
+//!
+//! The file (`<state dir>/gateway/devices.json` unless `PairingOptions::store_path` says
+//! otherwise) is the library's own, not Node's SQLite store: a gateway and a Node gateway on the
+//! same state dir do not share pairings. It is read once, when the gateway starts serving, and
+//! rewritten whole on every change that must survive a restart: written to a temporary file
+//! in the same directory (mode 0600, created exclusively), flushed to disk, renamed over the
+//! old one, and the directory flushed, so a crash leaves either the old file or the new one.
+//! Last-seen times are kept in memory and saved with the next change (a crash loses only
+//! them), so a reconnecting device costs no disk write.
+//!
+//! Only the gateway holding the lock uses the file; within it, one mutex orders every
+//! connection's reads and changes, and a change is applied to memory only once written (or,
+//! on the handshake's own path, kept in memory and logged when the disk refuses it).
+
+use std::collections::HashMap;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{
+    IssuedToken, PairedDevice, PairingError, PairingRequest, PendingOutcome, TokenRefusal,
+};
+use crate::error::GatewayLockError;
+use crate::options::{LogLevel, Logger};
+use crate::server::protocol::now_ms;
+use crate::server::scopes::scope_satisfied;
+
+/// Where the store lives under the state dir by default.
+pub const DEVICE_STORE_FILE: &str = "gateway/devices.json";
+
+/// A pending request expires this long after it was created or last refreshed
+/// (`device-pairing-identity-BnU9nqx2.mjs:515,526`).
+pub const PAIRING_REQUEST_TTL_MS: u64 = 300_000;
+
+/// The file format's version; a file with another one is refused, not rewritten.
+const FORMAT_VERSION: u32 = 1;
+
+/// The file as written.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StoreFile {
+    version: u32,
+    devices: Vec<StoredDevice>,
+    pending: Vec<StoredRequest>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredDevice {
+    #[serde(flatten)]
+    device: PairedDevice,
+    /// One per role, in role order.
+    #[serde(default)]
+    tokens: Vec<StoredToken>,
+}
+
+/// A device token, by its hash only.
+///
+/// Node keeps the token itself and hands the same one back on every connect
+/// (`openclaw-state-worker-runtime-*.mjs` `ensureDeviceTokenInWorker`). We keep its SHA-256:
+/// a copy of the file gives no one a credential. The cost: the store cannot give a token back,
+/// so a connect that presented its token and had it verified gets that same token in
+/// `hello-ok` (it knows it already), and any other connect of a paired device is given a newly
+/// minted one, which replaces the old (the client keeps the newest, as Node's does).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredToken {
+    role: String,
+    /// Lowercase hex SHA-256 of the token's UTF-8 bytes.
+    sha256: String,
+    /// What the token may ask for (the scopes requested when it was minted).
+    scopes: Vec<String>,
+    created_at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at_ms: Option<u64>,
+}
+
+impl StoredToken {
+    fn issued_at_ms(&self) -> u64 {
+        self.rotated_at_ms.unwrap_or(self.created_at_ms)
+    }
+
+    fn is_active(&self) -> bool {
+        self.revoked_at_ms.is_none()
+    }
+
+    fn matches(&self, token: &str) -> bool {
+        crate::server::auth::secrets_equal(&token_hash(token), &self.sha256)
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredRequest {
+    #[serde(flatten)]
+    request: PairingRequest,
+    /// When its device last asked again (Node keeps `ts` as created and refreshes this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refreshed_at_ms: Option<u64>,
+}
+
+impl StoredRequest {
+    fn expired(&self, now: u64) -> bool {
+        now >= self.refreshed_at_ms.unwrap_or(self.request.ts) + PAIRING_REQUEST_TTL_MS
+    }
+}
+
+#[derive(Clone, Default)]
+struct State {
+    devices: HashMap<String, StoredDevice>,
+    pending: Vec<StoredRequest>,
+}
+
+impl State {
+    fn prune_expired(&mut self, now: u64) {
+        self.pending.retain(|p| !p.expired(now));
+    }
+
+    fn to_file(&self) -> StoreFile {
+        let mut devices: Vec<StoredDevice> = self.devices.values().cloned().collect();
+        devices.sort_by(|a, b| a.device.device_id.cmp(&b.device.device_id));
+        StoreFile {
+            version: FORMAT_VERSION,
+            devices,
+            pending: self.pending.clone(),
+        }
+    }
+}
+
+/// The paired devices, pending requests and device tokens of one gateway; shared by all its
+/// connections and its handle. `Default` is a store kept in memory only (tests).
+#[derive(Default)]
+pub struct DeviceStore {
+    /// `None`: in memory only.
+    path: Option<PathBuf>,
+    logger: Logger,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for DeviceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceStore {
+    /// Loads the store at `path` (absent: empty; it is created on the first change). A file
+    /// that cannot be read or is not a store is refused with what to do, never dropped.
+    pub fn open(path: &Path, logger: Logger) -> Result<Self, GatewayLockError> {
+        let refuse = |problem: String| GatewayLockError::DeviceStore {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let aside = "move it aside to start with no paired devices (each device then pairs again)";
+        let text = match fs::symlink_metadata(path) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => None,
+            Err(err) => {
+                return Err(refuse(format!(
+                    "cannot read it: {err}; fix its directory's permissions, or {aside}"
+                )));
+            }
+            Ok(meta) if !meta.file_type().is_file() => {
+                return Err(refuse(format!(
+                    "it is not a regular file (a symlink, directory or device); {aside}"
+                )));
+            }
+            Ok(_) => Some(fs::read_to_string(path).map_err(|err| {
+                refuse(format!(
+                    "cannot read it: {err}; make it readable by this user (mode 0600), or {aside}"
+                ))
+            })?),
+        };
+        let mut state = State::default();
+        if let Some(text) = text {
+            let file: StoreFile = serde_json::from_str(&text).map_err(|err| {
+                refuse(format!(
+                    "it is not a valid device store ({err}); restore it from a backup, or {aside}"
+                ))
+            })?;
+            if file.version != FORMAT_VERSION {
+                return Err(refuse(format!(
+                    "it has format version {}, this library reads version {FORMAT_VERSION}; \
+                     use the gateway that wrote it, or {aside}",
+                    file.version
+                )));
+            }
+            for device in file.devices {
+                let id = device.device.device_id.clone();
+                if state.devices.insert(id.clone(), device).is_some() {
+                    return Err(refuse(format!(
+                        "it lists device {id} twice; remove one of them, or {aside}"
+                    )));
+                }
+            }
+            state.pending = file.pending;
+            state.prune_expired(now_ms());
+        }
+        Ok(Self {
+            path: Some(path.to_path_buf()),
+            logger,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The store file; `None` for a store kept in memory only.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The paired record of `device_id`.
+    pub fn paired(&self, device_id: &str) -> Option<PairedDevice> {
+        self.lock().devices.get(device_id).map(|d| d.device.clone())
+    }
+
+    /// Every paired device, oldest approval first.
+    pub fn paired_devices(&self) -> Vec<PairedDevice> {
+        let mut devices: Vec<PairedDevice> = self
+            .lock()
+            .devices
+            .values()
+            .map(|d| d.device.clone())
+            .collect();
+        devices.sort_by(|a, b| {
+            (a.approved_at_ms, &a.device_id).cmp(&(b.approved_at_ms, &b.device_id))
+        });
+        devices
+    }
+
+    /// Creates a pending request, or refreshes the device's pending one (SPEC §11.5 step 1,
+    /// `requestDevicePairingInWorker`): a single pending request of the device that asks for
+    /// the same, or covers what is asked now, is refreshed (its id and `ts` kept, its 5 minutes
+    /// restarted); otherwise the device's pending requests are replaced by `request` with
+    /// their roles and scopes merged in, and reported as `superseded`. `request.ts` is set to
+    /// now and `is_repair` to whether the device is paired.
+    pub fn request_pairing(&self, request: PairingRequest) -> PendingOutcome {
+        self.mutate_lenient("record a pairing request", |state| {
+            let now = now_ms();
+            state.prune_expired(now);
+            let is_repair = state.devices.contains_key(&request.device_id) || request.is_repair;
+            let mut existing: Vec<StoredRequest> = state
+                .pending
+                .iter()
+                .filter(|p| p.request.device_id == request.device_id)
+                .cloned()
+                .collect();
+            existing.sort_by_key(|p| std::cmp::Reverse(p.request.ts));
+            if let [only] = existing.as_slice()
+                && (same_approval(&only.request, &request) || covers(&only.request, &request))
+            {
+                let refreshed = refresh(&only.request, &request, is_repair);
+                let id = refreshed.request_id.clone();
+                for p in state
+                    .pending
+                    .iter_mut()
+                    .filter(|p| p.request.request_id == id)
+                {
+                    p.request = refreshed.clone();
+                    p.refreshed_at_ms = Some(now);
+                }
+                let outcome = PendingOutcome {
+                    request: refreshed,
+                    created: false,
+                    superseded: Vec::new(),
+                };
+                return (outcome, true);
+            }
+            state
+                .pending
+                .retain(|p| p.request.device_id != request.device_id);
+            let replacement = replacement(&existing, request, is_repair, now);
+            state.pending.push(StoredRequest {
+                request: replacement.clone(),
+                refreshed_at_ms: None,
+            });
+            let superseded = existing
+                .into_iter()
+                .map(|p| p.request)
+                .filter(|p| p.request_id != replacement.request_id)
+                .collect();
+            let outcome = PendingOutcome {
+                request: replacement,
+                created: true,
+                superseded,
+            };
+            (outcome, true)
+        })
+    }
+
+    /// Approves a pending request: the device is paired with its role(s) and `scopes` (the
+    /// requested ones when `None`) added to what it had; its pinned platform, device family,
+    /// client and name become the request's. `None` when no such request is pending.
+    pub fn approve(&self, request_id: &str, scopes: Option<Vec<String>>) -> Option<PairedDevice> {
+        self.logged(self.try_approve(request_id, scopes))
+    }
+
+    /// [`approve`](Self::approve), saying why it did nothing; nothing changes unless saved.
+    pub fn try_approve(
+        &self,
+        request_id: &str,
+        scopes: Option<Vec<String>>,
+    ) -> Result<PairedDevice, PairingError> {
+        self.mutate_strict(|state| {
+            state.prune_expired(now_ms());
+            let at = state
+                .pending
+                .iter()
+                .position(|p| p.request.request_id == request_id)
+                .ok_or_else(|| PairingError::UnknownRequest(request_id.to_owned()))?;
+            let request = state.pending.remove(at).request;
+            let now = now_ms();
+            let stored = state
+                .devices
+                .entry(request.device_id.clone())
+                .or_insert_with(|| StoredDevice {
+                    device: PairedDevice {
+                        device_id: request.device_id.clone(),
+                        public_key: request.public_key.clone(),
+                        roles: Vec::new(),
+                        scopes: Vec::new(),
+                        platform: None,
+                        device_family: None,
+                        client_id: request.client_id.clone(),
+                        client_mode: request.client_mode.clone(),
+                        display_name: None,
+                        approved_at_ms: now,
+                        last_seen_at_ms: None,
+                    },
+                    tokens: Vec::new(),
+                });
+            let device = &mut stored.device;
+            if device.public_key != request.public_key {
+                // A new key under the same id cannot happen (the id is the key's hash) unless
+                // the file was edited: tokens of the old key must not outlive it.
+                stored.tokens.clear();
+            }
+            device.public_key = request.public_key.clone();
+            let roles = requested_roles(&request);
+            merge_into(&mut device.roles, &roles);
+            merge_into(&mut device.scopes, &scopes.unwrap_or(request.scopes));
+            device.platform = request.platform.or(device.platform.take());
+            device.device_family = request.device_family.or(device.device_family.take());
+            device.client_id = request.client_id;
+            device.client_mode = request.client_mode;
+            device.display_name = request.display_name.or(device.display_name.take());
+            Ok(device.clone())
+        })
+    }
+
+    /// Drops a pending request; `None` when no such request is pending.
+    pub fn reject(&self, request_id: &str) -> Option<PairingRequest> {
+        self.logged(self.try_reject(request_id))
+    }
+
+    /// [`reject`](Self::reject), saying why it did nothing.
+    pub fn try_reject(&self, request_id: &str) -> Result<PairingRequest, PairingError> {
+        self.mutate_strict(|state| {
+            state.prune_expired(now_ms());
+            let at = state
+                .pending
+                .iter()
+                .position(|p| p.request.request_id == request_id)
+                .ok_or_else(|| PairingError::UnknownRequest(request_id.to_owned()))?;
+            Ok(state.pending.remove(at).request)
+        })
+    }
+
+    /// The pending requests that have not expired, oldest first.
+    pub fn pending(&self) -> Vec<PairingRequest> {
+        let mut state = self.lock();
+        state.prune_expired(now_ms());
+        let mut pending: Vec<PairingRequest> =
+            state.pending.iter().map(|p| p.request.clone()).collect();
+        pending.sort_by_key(|p| p.ts);
+        pending
+    }
+
+    /// Removes a paired device, its tokens and its pending requests.
+    pub fn remove_device(&self, device_id: &str) -> Result<PairedDevice, PairingError> {
+        self.mutate_strict(|state| {
+            let removed = state
+                .devices
+                .remove(device_id)
+                .ok_or_else(|| PairingError::UnknownDevice(device_id.to_owned()))?;
+            state.pending.retain(|p| p.request.device_id != device_id);
+            Ok(removed.device)
+        })
+    }
+
+    /// Checks a device token presented for `device_id` in `role`, asking for `scopes`
+    /// (`verifyDeviceTokenInWorker`): paired, a token for the role, not revoked, equal, its
+    /// scopes within the approved ones, the requested ones within its scopes.
+    pub fn verify_device_token(
+        &self,
+        device_id: &str,
+        role: &str,
+        token: &str,
+        scopes: &[String],
+    ) -> Result<(), TokenRefusal> {
+        let state = self.lock();
+        let stored = state.devices.get(device_id).ok_or(TokenRefusal::Mismatch)?;
+        let entry = stored
+            .tokens
+            .iter()
+            .find(|t| t.role == role && t.is_active())
+            .ok_or(TokenRefusal::Mismatch)?;
+        if !entry.matches(token) {
+            return Err(TokenRefusal::Mismatch);
+        }
+        if !within(&entry.scopes, &stored.device.scopes) || !within(scopes, &entry.scopes) {
+            return Err(TokenRefusal::ScopeMismatch);
+        }
+        Ok(())
+    }
+
+    /// The device token `hello-ok` hands a paired device in `role`, for the device's approved
+    /// scopes of that role: see [`ensure_device_token_for`](Self::ensure_device_token_for).
+    pub fn ensure_device_token(
+        &self,
+        device_id: &str,
+        role: &str,
+        presented: Option<&str>,
+    ) -> Option<IssuedToken> {
+        let scopes = self
+            .paired(device_id)
+            .map(|d| role_scopes(role, &d.scopes))?;
+        self.ensure_device_token_for(device_id, role, &scopes, presented)
+    }
+
+    /// The device token `hello-ok` hands a paired device in `role` asking for `scopes`
+    /// (`ensureDeviceTokenInWorker`): `None` when the role is not approved or the scopes are
+    /// beyond the approved ones; `presented` when it is the device's active token for the
+    /// role and covers `scopes`; else a new token (32 random bytes, base64url) for `scopes`,
+    /// which replaces the role's old one.
+    pub fn ensure_device_token_for(
+        &self,
+        device_id: &str,
+        role: &str,
+        scopes: &[String],
+        presented: Option<&str>,
+    ) -> Option<IssuedToken> {
+        let result = self.mutate_lenient("issue a device token", |state| {
+            let Some(stored) = state.devices.get_mut(device_id) else {
+                return (None, false);
+            };
+            if !stored.device.roles.iter().any(|r| r == role)
+                || !within(scopes, &stored.device.scopes)
+            {
+                return (None, false);
+            }
+            let existing = stored.tokens.iter().position(|t| t.role == role);
+            if let (Some(presented), Some(at)) = (presented, existing) {
+                let entry = &stored.tokens[at];
+                if entry.is_active()
+                    && entry.matches(presented)
+                    && within(&entry.scopes, &stored.device.scopes)
+                    && within(scopes, &entry.scopes)
+                {
+                    let issued = IssuedToken {
+                        token: presented.to_owned(),
+                        issued_at_ms: entry.issued_at_ms(),
+                    };
+                    return (Some(Ok(issued)), false);
+                }
+            }
+            let token = match new_token() {
+                Ok(token) => token,
+                Err(err) => return (Some(Err(err)), false),
+            };
+            let now = now_ms();
+            let entry = StoredToken {
+                role: role.to_owned(),
+                sha256: token_hash(&token),
+                scopes: scopes.to_vec(),
+                created_at_ms: existing.map_or(now, |at| stored.tokens[at].created_at_ms),
+                rotated_at_ms: existing.map(|_| now),
+                revoked_at_ms: None,
+            };
+            let issued_at_ms = entry.issued_at_ms();
+            match existing {
+                Some(at) => stored.tokens[at] = entry,
+                None => {
+                    stored.tokens.push(entry);
+                    stored.tokens.sort_by(|a, b| a.role.cmp(&b.role));
+                }
+            }
+            let issued = IssuedToken {
+                token,
+                issued_at_ms,
+            };
+            (Some(Ok(issued)), true)
+        });
+        match result? {
+            Ok(issued) => Some(issued),
+            Err(err) => {
+                self.logger.log(
+                    LogLevel::Error,
+                    &format!("device token not issued: the system's random source failed: {err}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Revokes the device token of `device_id` in `role`: it is refused from now on, and the
+    /// next connect that pairs is given a new one. `false` when there was no active token.
+    pub fn revoke_device_token(&self, device_id: &str, role: &str) -> bool {
+        self.logged(self.try_revoke_device_token(device_id, role))
+            .is_some()
+    }
+
+    /// [`revoke_device_token`](Self::revoke_device_token), saying why it did nothing.
+    pub fn try_revoke_device_token(&self, device_id: &str, role: &str) -> Result<(), PairingError> {
+        self.mutate_strict(|state| {
+            let stored = state
+                .devices
+                .get_mut(device_id)
+                .ok_or_else(|| PairingError::UnknownDevice(device_id.to_owned()))?;
+            let entry = stored
+                .tokens
+                .iter_mut()
+                .find(|t| t.role == role && t.is_active())
+                .ok_or_else(|| PairingError::NoToken {
+                    device_id: device_id.to_owned(),
+                    role: role.to_owned(),
+                })?;
+            entry.revoked_at_ms = Some(now_ms());
+            Ok(())
+        })
+    }
+
+    /// Refreshes a paired device's display name and last-seen time on connect (in memory;
+    /// saved with the next change).
+    pub fn touch(&self, device_id: &str, display_name: Option<&str>) {
+        if let Some(stored) = self.lock().devices.get_mut(device_id) {
+            if let Some(name) = display_name {
+                stored.device.display_name = Some(name.to_owned());
+            }
+            stored.device.last_seen_at_ms = Some(now_ms());
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock left `State` whole: every change is made on a copy.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `change` to a copy of the state and keeps it only once saved: a host's call
+    /// that fails changes nothing.
+    fn mutate_strict<R>(
+        &self,
+        change: impl FnOnce(&mut State) -> Result<R, PairingError>,
+    ) -> Result<R, PairingError> {
+        let mut state = self.lock();
+        let mut next = state.clone();
+        let result = change(&mut next)?;
+        self.save(&next)?;
+        *state = next;
+        Ok(result)
+    }
+
+    /// Applies `change` (which says whether it changed anything worth saving); a failed save
+    /// is logged and the change kept in memory (the handshake must answer either way, and the
+    /// next successful save writes it).
+    fn mutate_lenient<R>(&self, what: &str, change: impl FnOnce(&mut State) -> (R, bool)) -> R {
+        let mut state = self.lock();
+        let (result, changed) = change(&mut state);
+        if changed && let Err(err) = self.save(&state) {
+            self.logger.log(
+                LogLevel::Error,
+                &format!("{what}: {err} (kept in memory until the next save)"),
+            );
+        }
+        result
+    }
+
+    /// Logs a failed save of a lenient call; `None` for any failure.
+    fn logged<R>(&self, result: Result<R, PairingError>) -> Option<R> {
+        match result {
+            Ok(value) => Some(value),
+            Err(err @ PairingError::Write { .. }) => {
+                self.logger.log(LogLevel::Error, &err.to_string());
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn save(&self, state: &State) -> Result<(), PairingError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        write_atomically(path, &state.to_file()).map_err(|source| PairingError::Write {
+            path: path.clone(),
+            source,
+        })
+    }
+}
+
+/// Writes `file` to `path` whole or not at all: a new file (0600) beside it, flushed, renamed
+/// over it, and the directory flushed so the rename survives a crash.
+fn write_atomically(path: &Path, file: &StoreFile) -> io::Result<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let name = path
+        .file_name()
+        .map_or("devices.json".into(), |n| n.to_string_lossy());
+    let temp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        let mut text = serde_json::to_vec_pretty(file).map_err(io::Error::other)?;
+        text.push(b'\n');
+        out.write_all(&text)?;
+        out.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written?;
+    File::open(dir)?.sync_all()
+}
+
+/// A new device token: 32 random bytes, base64url without padding (43 characters), as Node's
+/// `pairing-token-*.mjs:5-14`.
+fn new_token() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `granted` allows `required`: an operator scope by its implications (SPEC §12.3), any
+/// other only by itself (Node's `roleScopesAllow`).
+fn allows(required: &str, granted: &[String]) -> bool {
+    scope_satisfied(required, granted) || granted.iter().any(|g| g == required)
+}
+
+fn within(required: &[String], granted: &[String]) -> bool {
+    required.iter().all(|r| allows(r, granted))
+}
+
+/// The approved scopes that belong to `role`: `operator.*` to operators, the others to the
+/// rest (Node's `preserveDeviceRoleScopes`).
+fn role_scopes(role: &str, scopes: &[String]) -> Vec<String> {
+    scopes
+        .iter()
+        .filter(|s| s.starts_with("operator.") == (role == "operator"))
+        .cloned()
+        .collect()
+}
+
+fn requested_roles(request: &PairingRequest) -> Vec<String> {
+    let mut roles = request.roles.clone().unwrap_or_default();
+    merge_into(&mut roles, std::slice::from_ref(&request.role));
+    roles
+}
+
+/// Appends the items of `more` that `into` lacks, keeping first-seen order.
+fn merge_into(into: &mut Vec<String>, more: &[String]) {
+    for item in more {
+        if !into.contains(item) {
+            into.push(item.clone());
+        }
+    }
+}
+
+fn same_set(a: &[String], b: &[String]) -> bool {
+    a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
+}
+
+/// Node's `samePendingApprovalSnapshot`.
+fn same_approval(existing: &PairingRequest, incoming: &PairingRequest) -> bool {
+    existing.public_key == incoming.public_key
+        && existing.browser_origin == incoming.browser_origin
+        && existing.role == incoming.role
+        && same_set(&requested_roles(existing), &requested_roles(incoming))
+        && same_set(&existing.scopes, &incoming.scopes)
+}
+
+/// Node's `incomingApprovalCoveredByExisting`.
+fn covers(existing: &PairingRequest, incoming: &PairingRequest) -> bool {
+    existing.public_key == incoming.public_key
+        && existing.browser_origin == incoming.browser_origin
+        && existing.role == incoming.role
+        && requested_roles(incoming)
+            .iter()
+            .all(|r| requested_roles(existing).contains(r))
+        && within(&incoming.scopes, &existing.scopes)
+}
+
+/// Node's `refreshPendingDevicePairingRequest`: the id, `ts` and origin stay.
+fn refresh(
+    existing: &PairingRequest,
+    incoming: &PairingRequest,
+    is_repair: bool,
+) -> PairingRequest {
+    PairingRequest {
+        public_key: incoming.public_key.clone(),
+        display_name: incoming
+            .display_name
+            .clone()
+            .or(existing.display_name.clone()),
+        platform: incoming.platform.clone().or(existing.platform.clone()),
+        device_family: incoming
+            .device_family
+            .clone()
+            .or(existing.device_family.clone()),
+        client_id: incoming.client_id.clone(),
+        client_mode: incoming.client_mode.clone(),
+        remote_ip: incoming.remote_ip.clone().or(existing.remote_ip.clone()),
+        silent: Some(existing.silent == Some(true) && incoming.silent == Some(true)),
+        is_repair: existing.is_repair || is_repair,
+        ..existing.clone()
+    }
+}
+
+/// The request that replaces a device's pending ones: `incoming` with every role and scope
+/// asked for merged in (Node's `buildReplacement`).
+fn replacement(
+    existing: &[StoredRequest],
+    mut incoming: PairingRequest,
+    is_repair: bool,
+    now: u64,
+) -> PairingRequest {
+    let mut roles = Vec::new();
+    let mut scopes = Vec::new();
+    for old in existing {
+        merge_into(&mut roles, &requested_roles(&old.request));
+        merge_into(&mut scopes, &old.request.scopes);
+    }
+    merge_into(&mut roles, &requested_roles(&incoming));
+    merge_into(&mut scopes, &incoming.scopes);
+    incoming.roles = Some(roles);
+    incoming.scopes = scopes;
+    incoming.silent = Some(
+        incoming.silent == Some(true) && existing.iter().all(|p| p.request.silent == Some(true)),
+    );
+    incoming.is_repair = is_repair;
+    incoming.ts = now;
+    incoming
+}
+
+#[cfg(test)]
+mod tests;

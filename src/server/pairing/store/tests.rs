@@ -1,0 +1,430 @@
+//! The device store against real files: what survives a reopen, how it is written, and what
+//! many connections at once leave behind.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use super::*;
+use crate::server::pairing::PairingError;
+
+fn request(device: &str, role: &str, scopes: &[&str]) -> PairingRequest {
+    PairingRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        device_id: device.into(),
+        public_key: format!("key-of-{device}"),
+        display_name: Some("laptop".into()),
+        platform: Some("linux".into()),
+        device_family: None,
+        client_id: "cli".into(),
+        client_mode: "cli".into(),
+        browser_origin: None,
+        role: role.into(),
+        roles: None,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        remote_ip: None,
+        silent: Some(true),
+        is_repair: false,
+        ts: 0,
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn open(path: &Path) -> DeviceStore {
+    DeviceStore::open(path, Logger::default()).expect("the store opens")
+}
+
+fn store_in(dir: &tempfile::TempDir) -> (PathBuf, DeviceStore) {
+    let path = dir.path().join(DEVICE_STORE_FILE);
+    let store = open(&path);
+    (path, store)
+}
+
+/// Pairs `device` as an operator with `scopes` and returns its first token.
+fn pair(store: &DeviceStore, device: &str, scopes: &[&str]) -> String {
+    let outcome = store.request_pairing(request(device, "operator", scopes));
+    store
+        .approve(&outcome.request.request_id, None)
+        .expect("approved");
+    store
+        .ensure_device_token(device, "operator", None)
+        .expect("a token")
+        .token
+}
+
+#[test]
+fn a_paired_device_and_its_token_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    assert!(!path.exists(), "nothing is written before the first change");
+    let token = pair(&store, "d1", &["operator.read"]);
+    let waiting = store.request_pairing(request("d2", "operator", &[]));
+    drop(store);
+
+    let store = open(&path);
+    let device = store.paired("d1").expect("still paired");
+    assert_eq!(device.roles, strings(&["operator"]));
+    assert_eq!(device.scopes, strings(&["operator.read"]));
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &token, &strings(&["operator.read"])),
+        Ok(())
+    );
+    let pending = store.pending();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].request_id, waiting.request.request_id);
+}
+
+#[test]
+fn the_file_is_private_and_no_temporary_file_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    pair(&store, "d1", &[]);
+    pair(&store, "d2", &[]);
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", path.display());
+    let dir_mode = fs::metadata(path.parent().unwrap())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let names: Vec<String> = fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["devices.json".to_owned()]);
+}
+
+#[test]
+fn a_failed_write_changes_nothing_and_says_which_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let outcome = store.request_pairing(request("d1", "operator", &[]));
+    // The store's directory becomes a file: every write fails from here.
+    let parent = path.parent().unwrap();
+    fs::rename(parent, dir.path().join("moved")).unwrap();
+    fs::write(parent, b"not a directory").unwrap();
+    let err = store
+        .try_approve(&outcome.request.request_id, None)
+        .expect_err("the write fails");
+    assert!(matches!(err, PairingError::Write { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    assert!(store.paired("d1").is_none(), "not paired when not saved");
+    assert_eq!(store.pending().len(), 1, "still pending");
+}
+
+#[test]
+fn tokens_are_kept_as_their_sha256_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let token = pair(&store, "d1", &["operator.read"]);
+    assert_eq!(
+        token.len(),
+        43,
+        "32 bytes, base64url without padding: {token}"
+    );
+    assert!(
+        token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains(&token),
+        "the token itself is not in the file"
+    );
+    assert!(text.contains(&token_hash(&token)), "{text}");
+}
+
+#[test]
+fn a_presented_token_is_reused_and_any_other_connect_gets_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, store) = store_in(&dir);
+    let first = pair(&store, "d1", &["operator.read"]);
+    let again = store
+        .ensure_device_token("d1", "operator", Some(&first))
+        .unwrap();
+    assert_eq!(again.token, first);
+    let other = store.ensure_device_token("d1", "operator", None).unwrap();
+    assert_ne!(other.token, first);
+    let read = strings(&["operator.read"]);
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &first, &read),
+        Err(TokenRefusal::Mismatch),
+        "the replaced token is refused"
+    );
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &other.token, &read),
+        Ok(())
+    );
+    assert!(
+        store.ensure_device_token("d1", "node", None).is_none(),
+        "role not approved"
+    );
+    assert!(
+        store.ensure_device_token("d9", "operator", None).is_none(),
+        "not paired"
+    );
+}
+
+#[test]
+fn a_token_is_refused_for_scopes_beyond_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, store) = store_in(&dir);
+    let token = pair(&store, "d1", &["operator.write"]);
+    // operator.write implies operator.read (SPEC §12.3).
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &token, &strings(&["operator.read"])),
+        Ok(())
+    );
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &token, &strings(&["operator.admin"])),
+        Err(TokenRefusal::ScopeMismatch)
+    );
+    assert!(
+        store
+            .ensure_device_token_for("d1", "operator", &strings(&["operator.admin"]), None)
+            .is_none(),
+        "no token beyond the approved scopes"
+    );
+}
+
+#[test]
+fn a_revoked_token_is_refused_and_the_next_pairing_connect_gets_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let token = pair(&store, "d1", &[]);
+    assert!(store.revoke_device_token("d1", "operator"));
+    assert!(
+        !store.revoke_device_token("d1", "operator"),
+        "already revoked"
+    );
+    assert!(matches!(
+        store.try_revoke_device_token("d1", "operator"),
+        Err(PairingError::NoToken { .. })
+    ));
+    let store = open(&path);
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &token, &[]),
+        Err(TokenRefusal::Mismatch)
+    );
+    assert!(
+        store
+            .ensure_device_token("d1", "operator", Some(&token))
+            .is_some_and(|t| t.token != token),
+        "a revoked token is never handed back"
+    );
+}
+
+#[test]
+fn approving_adds_roles_and_scopes_to_what_was_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, store) = store_in(&dir);
+    pair(&store, "d1", &["operator.read"]);
+    let upgrade = store.request_pairing(request("d1", "operator", &["operator.write"]));
+    assert!(
+        upgrade.request.is_repair,
+        "a paired device's request is a repair"
+    );
+    let device = store.approve(&upgrade.request.request_id, None).unwrap();
+    assert_eq!(device.scopes, strings(&["operator.read", "operator.write"]));
+    let node = store.request_pairing(request("d1", "node", &[]));
+    let device = store
+        .approve(&node.request.request_id, Some(strings(&["operator.admin"])))
+        .unwrap();
+    assert_eq!(device.roles, strings(&["operator", "node"]));
+    assert_eq!(
+        device.scopes,
+        strings(&["operator.read", "operator.write", "operator.admin"]),
+        "the host's scopes replace the requested ones, added to the old"
+    );
+    assert!(
+        store.approve(&node.request.request_id, None).is_none(),
+        "decided once"
+    );
+}
+
+#[test]
+fn asking_again_refreshes_the_request_and_asking_for_more_supersedes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, store) = store_in(&dir);
+    let first = store.request_pairing(request("d1", "operator", &["operator.write"]));
+    assert!(first.created);
+    // The same again, or less (operator.read is implied by operator.write): refreshed.
+    for scopes in [&["operator.write"][..], &["operator.read"][..]] {
+        let again = store.request_pairing(request("d1", "operator", scopes));
+        assert!(!again.created);
+        assert!(again.superseded.is_empty());
+        assert_eq!(again.request.request_id, first.request.request_id);
+        assert_eq!(
+            again.request.ts, first.request.ts,
+            "ts is when it was created"
+        );
+        assert_eq!(again.request.scopes, strings(&["operator.write"]));
+    }
+    // More: a new request with everything asked for, the old one superseded.
+    let more = store.request_pairing(request("d1", "operator", &["operator.admin"]));
+    assert!(more.created);
+    assert_ne!(more.request.request_id, first.request.request_id);
+    assert_eq!(
+        more.request.scopes,
+        strings(&["operator.write", "operator.admin"])
+    );
+    let superseded: Vec<&str> = more
+        .superseded
+        .iter()
+        .map(|r| r.request_id.as_str())
+        .collect();
+    assert_eq!(superseded, vec![first.request.request_id.as_str()]);
+    // Another role: superseded again, roles merged.
+    let node = store.request_pairing(request("d1", "node", &[]));
+    assert!(node.created);
+    assert_eq!(node.request.roles, Some(strings(&["operator", "node"])));
+    let pending = store.pending();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].request_id, node.request.request_id);
+    assert!(store.approve(&first.request.request_id, None).is_none());
+}
+
+#[test]
+fn a_pending_request_expires_300000_ms_after_it_was_last_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("devices.json");
+    let now = now_ms();
+    let stored = |id: &str, ts: u64, refreshed: Option<u64>| {
+        let mut r = request(id, "operator", &[]);
+        r.request_id = format!("req-{id}");
+        r.ts = ts;
+        StoredRequest {
+            request: r,
+            refreshed_at_ms: refreshed,
+        }
+    };
+    let file = StoreFile {
+        version: FORMAT_VERSION,
+        devices: Vec::new(),
+        pending: vec![
+            stored("expired", now - PAIRING_REQUEST_TTL_MS - 1, None),
+            stored("fresh", now - PAIRING_REQUEST_TTL_MS + 60_000, None),
+            stored(
+                "refreshed",
+                now - 2 * PAIRING_REQUEST_TTL_MS,
+                Some(now - 1_000),
+            ),
+        ],
+    };
+    write_atomically(&path, &file).unwrap();
+    let store = open(&path);
+    let ids: Vec<String> = store.pending().into_iter().map(|r| r.request_id).collect();
+    assert_eq!(
+        ids,
+        vec!["req-refreshed".to_owned(), "req-fresh".to_owned()]
+    );
+    assert!(matches!(
+        store.try_approve("req-expired", None),
+        Err(PairingError::UnknownRequest(_))
+    ));
+}
+
+#[test]
+fn removing_a_device_drops_its_tokens_and_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let token = pair(&store, "d1", &[]);
+    store.request_pairing(request("d1", "node", &[]));
+    pair(&store, "d2", &[]);
+    assert_eq!(store.remove_device("d1").unwrap().device_id, "d1");
+    assert!(matches!(
+        store.remove_device("d1"),
+        Err(PairingError::UnknownDevice(_))
+    ));
+    let store = open(&path);
+    assert!(store.paired("d1").is_none());
+    assert!(store.pending().is_empty());
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &token, &[]),
+        Err(TokenRefusal::Mismatch)
+    );
+    let ids: Vec<String> = store
+        .paired_devices()
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    assert_eq!(ids, vec!["d2".to_owned()]);
+}
+
+#[test]
+fn a_store_that_cannot_be_used_is_refused_with_its_path_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("devices.json");
+    let refusal = |path: &Path| {
+        DeviceStore::open(path, Logger::default())
+            .expect_err("refused")
+            .to_string()
+    };
+    fs::write(&path, b"{\"version\":1,\"devices\":[").unwrap();
+    let message = refusal(&path);
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("not a valid device store"), "{message}");
+    assert!(message.contains("move it aside"), "{message}");
+
+    fs::write(&path, b"{\"version\":7,\"devices\":[],\"pending\":[]}").unwrap();
+    assert!(refusal(&path).contains("format version 7"));
+
+    let twice = r#"{"version":1,"pending":[],"devices":[
+        {"deviceId":"d","publicKey":"k","roles":[],"scopes":[],"clientId":"c","clientMode":"m","approvedAtMs":1},
+        {"deviceId":"d","publicKey":"k","roles":[],"scopes":[],"clientId":"c","clientMode":"m","approvedAtMs":1}]}"#;
+    fs::write(&path, twice).unwrap();
+    assert!(refusal(&path).contains("lists device d twice"));
+
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    assert!(refusal(&path).contains("not a regular file"));
+}
+
+#[test]
+fn many_connections_at_once_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let store = Arc::new(store);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                (0..8)
+                    .map(|i| {
+                        let device = format!("d{t}-{i}");
+                        // Two racing requests of one device, then approval of what is pending.
+                        store.request_pairing(request(&device, "operator", &["operator.read"]));
+                        let outcome = store.request_pairing(request(&device, "operator", &[]));
+                        store.approve(&outcome.request.request_id, None).unwrap();
+                        store.touch(&device, Some("racing"));
+                        let token = store
+                            .ensure_device_token(&device, "operator", None)
+                            .unwrap();
+                        (device, token.token)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let issued: Vec<(String, String)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let store = open(&path);
+    assert_eq!(store.paired_devices().len(), 8 * 8);
+    assert!(store.pending().is_empty());
+    for (device, token) in issued {
+        assert_eq!(
+            store.verify_device_token(&device, "operator", &token, &strings(&["operator.read"])),
+            Ok(()),
+            "{device}"
+        );
+    }
+}

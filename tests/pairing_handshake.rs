@@ -1,0 +1,219 @@
+//! Pairing through the handshake (SPEC §11.5, §11.8): a client with a signed device block is
+//! paired silently on loopback by Node's default policy, or waits for the host's decision;
+//! approved, it connects and gets a device token that survives a restart; revoked, the token is
+//! refused. A real gateway, a real client signing with ed25519-dalek.
+
+mod common;
+mod devicekey;
+mod wsclient;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gateway::{
+    Auth, Gateway, GatewayLock, PairingContext, PairingDecision, PairingOptions, PairingPolicy,
+    PairingReason, PairingRequest, ServeOptions,
+};
+use serde_json::{Value, json};
+use wsclient::{Client, connect_params};
+
+use common::{TestEnv, free_port};
+use devicekey::{DeviceKey, cli_params};
+
+const TOKEN: &str = "s3cret-token";
+
+fn serve(env: &TestEnv, port: u16, policy: Arc<dyn PairingPolicy>) -> Gateway {
+    let options = env.options().port(port).auth(Auth::Token(TOKEN.into()));
+    let lock = GatewayLock::acquire(&options).unwrap();
+    Gateway::serve(
+        lock,
+        ServeOptions {
+            worker_threads: 2,
+            pairing: PairingOptions {
+                policy,
+                store_path: None,
+            },
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// A host policy that answers with `decision` and remembers what it was asked.
+struct Scripted {
+    decision: PairingDecision,
+    asked: Mutex<Vec<(PairingRequest, PairingReason)>>,
+}
+
+impl PairingPolicy for Scripted {
+    fn decide(&self, request: &PairingRequest, context: &PairingContext) -> PairingDecision {
+        self.asked
+            .lock()
+            .unwrap()
+            .push((request.clone(), context.reason));
+        self.decision.clone()
+    }
+}
+
+fn scripted(decision: PairingDecision) -> Arc<Scripted> {
+    Arc::new(Scripted {
+        decision,
+        asked: Mutex::new(Vec::new()),
+    })
+}
+
+/// A local backend operator that hears every broadcast.
+async fn listener(port: u16) -> Client {
+    let mut params = connect_params();
+    params["client"] = json!({"id": "gateway-client", "version": "1", "platform": "linux",
+                              "mode": "backend"});
+    params["scopes"] = json!(["operator.admin"]);
+    params["auth"] = json!({"token": TOKEN});
+    Client::connected(port, params).await.0
+}
+
+async fn next_event(client: &mut Client, event: &str) -> Value {
+    loop {
+        let frame = client.recv_skip_ticks().await;
+        if frame["event"] == event {
+            return frame["payload"].clone();
+        }
+    }
+}
+
+fn with_device_token(token: &str) -> Value {
+    let mut params = cli_params(TOKEN, &["operator.read"], "laptop");
+    params["auth"] = json!({"deviceToken": token});
+    params
+}
+
+#[test]
+fn the_signing_helper_matches_the_spec_vectors() {
+    devicekey::check_against_the_spec_vector();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_cli_pairs_silently_and_its_token_outlives_a_restart_until_revoked() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let device = DeviceKey::from_seed(1);
+    let gateway = serve(&env, port, Arc::new(gateway::DefaultPairingPolicy));
+    let (_client, res) = device
+        .connect(port, cli_params(TOKEN, &["operator.read"], "laptop"))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    let auth = &res["payload"]["auth"];
+    let token = auth["deviceToken"]
+        .as_str()
+        .expect("a device token")
+        .to_owned();
+    assert_eq!(token.len(), 43, "{auth}");
+    assert!(auth["issuedAtMs"].is_u64(), "{auth}");
+    let paired = gateway.handle().paired_devices();
+    assert_eq!(paired.len(), 1);
+    assert_eq!(paired[0].device_id, device.id());
+    assert_eq!(paired[0].scopes, ["operator.read"]);
+    gateway.shutdown(Duration::from_secs(2));
+
+    // After a restart the device token alone authenticates, and is handed back as it is.
+    let gateway = serve(&env, port, Arc::new(gateway::DefaultPairingPolicy));
+    let (_client, res) = device.connect(port, with_device_token(&token)).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["auth"]["method"], "device-token", "{res}");
+    assert_eq!(
+        res["payload"]["auth"]["deviceToken"],
+        token.as_str(),
+        "{res}"
+    );
+
+    // Revoked by the host: refused, and nothing granted.
+    gateway
+        .handle()
+        .revoke_device_token(&device.id(), "operator")
+        .unwrap();
+    let (mut client, res) = device.connect(port, with_device_token(&token)).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH",
+        "{res}"
+    );
+    assert_eq!(client.closed().await.0, 1008);
+    gateway.shutdown(Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_the_host_leaves_pending_connects_once_the_host_approves() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let policy = scripted(PairingDecision::Pending);
+    let gateway = serve(&env, port, policy.clone());
+    let handle = gateway.handle();
+    let mut watcher = listener(port).await;
+    let device = DeviceKey::from_seed(2);
+    let params = cli_params(TOKEN, &["operator.read"], "tablet");
+
+    let (mut client, res) = device.connect(port, params.clone()).await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
+    let request_id = res["error"]["details"]["requestId"]
+        .as_str()
+        .expect("the pending request's id")
+        .to_owned();
+    let (code, reason) = client.closed().await;
+    assert_eq!(code, 1008);
+    assert!(reason.starts_with("pairing required"), "{reason}");
+    let requested = next_event(&mut watcher, "device.pair.requested").await;
+    assert_eq!(requested["requestId"], request_id.as_str(), "{requested}");
+    assert_eq!(requested["deviceId"], device.id().as_str(), "{requested}");
+    {
+        let asked = policy.asked.lock().unwrap();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].0.request_id, request_id);
+        assert_eq!(asked[0].1, PairingReason::NotPaired);
+    }
+    let pending = handle.pairing_requests();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].scopes, ["operator.read"]);
+
+    // Asking again refreshes the same request rather than filing another.
+    let (_client, res) = device.connect(port, params.clone()).await;
+    assert_eq!(
+        res["error"]["details"]["requestId"],
+        request_id.as_str(),
+        "{res}"
+    );
+
+    handle.approve_pairing(&request_id, None).unwrap();
+    let resolved = next_event(&mut watcher, "device.pair.resolved").await;
+    assert_eq!(resolved["requestId"], request_id.as_str(), "{resolved}");
+    assert_eq!(resolved["decision"], "approved", "{resolved}");
+    let (_client, res) = device.connect(port, params).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
+    assert_eq!(
+        policy.asked.lock().unwrap().len(),
+        2,
+        "a paired device is not asked about"
+    );
+    gateway.shutdown(Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_the_host_rejects_is_not_paired_and_nothing_stays_pending() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let gateway = serve(&env, port, scripted(PairingDecision::Reject));
+    let mut watcher = listener(port).await;
+    let device = DeviceKey::from_seed(3);
+    let (mut client, res) = device
+        .connect(port, cli_params(TOKEN, &["operator.read"], "stranger"))
+        .await;
+    assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
+    assert_eq!(client.closed().await.0, 1008);
+    let resolved = next_event(&mut watcher, "device.pair.resolved").await;
+    assert_eq!(resolved["decision"], "rejected", "{resolved}");
+    assert_eq!(resolved["deviceId"], device.id().as_str(), "{resolved}");
+    assert!(gateway.handle().pairing_requests().is_empty());
+    assert!(gateway.handle().paired_devices().is_empty());
+    gateway.shutdown(Duration::from_secs(2));
+}
