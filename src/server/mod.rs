@@ -4,6 +4,7 @@
 mod auth;
 mod lifecycle;
 mod pairing;
+mod presence;
 mod probes;
 mod protocol;
 mod scopes;
@@ -35,8 +36,8 @@ pub use pairing::{
 pub use probes::Phase;
 pub use protocol::{MethodError, PROTOCOL_VERSION};
 pub use ws::{
-    ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodHandler, MethodRequest,
-    ProtocolOptions, Responder,
+    ClientInfo, ConnectionEvent, GatewayHandle, Handlers, HealthSource, MethodHandler,
+    MethodRequest, ProtocolOptions, Responder,
 };
 
 use crate::error::GatewayLockError;
@@ -88,11 +89,23 @@ impl ServeOptions {
             ("tick_interval", protocol.tick_interval.is_zero()),
             ("ping_interval", protocol.ping_interval.is_zero()),
             ("request_timeout", protocol.request_timeout.is_zero()),
+            (
+                "health_refresh_interval",
+                protocol.health_refresh_interval.is_zero(),
+            ),
             ("max_connections", protocol.max_connections == 0),
             ("max_preauth_payload", protocol.max_preauth_payload == 0),
             ("max_payload", protocol.max_payload == 0),
             ("max_buffered_bytes", protocol.max_buffered_bytes == 0),
         ];
+        if let Some(build_id) = &protocol.build_id
+            && build_id.chars().count() > 96
+        {
+            return Err(GatewayLockError::InvalidOption(format!(
+                "build_id is {} characters long: OpenClaw clients accept at most 96",
+                build_id.chars().count()
+            )));
+        }
         match zero.iter().find(|(_, is_zero)| *is_zero) {
             Some((name, _)) => Err(GatewayLockError::InvalidOption(format!(
                 "{name} is 0: give it a value of at least 1 (or leave the default)"
@@ -185,6 +198,7 @@ impl Gateway {
             lock.resolved().auth.clone(),
             addrs.iter().all(|addr| addr.ip().is_loopback()),
             lock.logger().clone(),
+            ws::StatePaths::of(lock.resolved()),
         );
         let handle = ws.handle();
         announce(&handle);

@@ -11,9 +11,12 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::conn::Conn;
+use super::handlers::ClientInfo;
 use super::options::ProtocolOptions;
 use super::pending::{Pending, PendingRequests};
+use super::state::{HealthCache, HealthSource};
 use crate::options::{LogLevel, Logger};
+use crate::server::presence::{self, Arrival, At, PresenceStore, Recipient};
 use crate::server::protocol::{self, MethodError, close};
 
 /// Everything about one gateway's WebSocket clients that outlives a single connection.
@@ -30,14 +33,12 @@ pub(crate) struct Hub {
     /// Held while a broadcast takes its `seq` and fans out, so every client sees them in order.
     broadcast_seq: Mutex<u64>,
     pending: Mutex<PendingRequests>,
-    health: RwLock<Health>,
-}
-
-/// The host's health snapshot and how many times it was set.
-#[derive(Default)]
-struct Health {
-    snapshot: Option<Value>,
-    version: u64,
+    health: RwLock<HealthCache>,
+    health_source: Option<HealthSource>,
+    health_interval: Duration,
+    presence: Mutex<PresenceStore>,
+    /// `server.bootId` of `hello-ok`: one UUID per gateway (SS:5427-5429).
+    pub(super) boot_id: String,
 }
 
 /// A WebSocket connection counted in [`Hub::connection_count`] until it is dropped.
@@ -63,7 +64,14 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             broadcast_seq: Mutex::new(0),
             pending: Mutex::new(PendingRequests::new(options.request_timeout)),
-            health: RwLock::new(Health::default()),
+            health: RwLock::new(HealthCache::default()),
+            health_source: options.health_source.clone(),
+            health_interval: options.health_refresh_interval,
+            presence: Mutex::new(PresenceStore::new(presence::own_entry(
+                &options.server_version,
+                own_instance_id(),
+            ))),
+            boot_id: uuid::Uuid::new_v4().to_string(),
         })
     }
 
@@ -75,6 +83,14 @@ impl Hub {
             hub.broadcast("tick", &json!({ "ts": protocol::now_ms() }));
         }));
         tokio::spawn(every(hub.clone(), self.ping_interval, Hub::keepalive));
+        // SPEC §12.7: one refresh at start, then one every interval.
+        self.lock_health_mut().admitted = Some(Instant::now());
+        self.refresh_health();
+        tokio::spawn(every(
+            hub.clone(),
+            self.health_interval,
+            Hub::refresh_health,
+        ));
         let period = (self.lock_pending().timeout() / 10)
             .clamp(Duration::from_millis(5), Duration::from_millis(500));
         tokio::spawn(every(hub, period, Hub::expire_requests));
@@ -184,28 +200,181 @@ impl Hub {
 
     /// The host's health snapshot, answered by `health` and broadcast as a `health` event.
     pub fn set_health(&self, snapshot: Value) {
-        {
-            let mut health = self.health.write().unwrap_or_else(|e| e.into_inner());
-            health.snapshot = Some(snapshot.clone());
-            health.version += 1;
-        }
-        self.broadcast("health", &snapshot);
+        self.commit_health(snapshot);
     }
 
-    /// What the `health` method answers: the host's snapshot, or a plain "ok".
+    /// SPEC §12.7: a new snapshot from the host's source (or, without one, the last snapshot
+    /// the host set, else a plain "ok"), cached and sent as a `health` event.
+    pub fn refresh_health(&self) {
+        let snapshot = match &self.health_source {
+            Some(source) => {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.produce())) {
+                    Ok(Some(snapshot)) => snapshot,
+                    Ok(None) => return,
+                    Err(_) => {
+                        self.logger.log(
+                            LogLevel::Error,
+                            "the health source panicked; health unchanged",
+                        );
+                        return;
+                    }
+                }
+            }
+            None => self
+                .lock_health()
+                .snapshot
+                .clone()
+                .unwrap_or_else(default_health),
+        };
+        self.commit_health(snapshot);
+    }
+
+    /// What the `health` method answers: the cached snapshot when it is younger than the
+    /// refresh interval, else a fresh one (HS:110-153; `health-CfpMy4ft.mjs:67-100`).
     pub fn health(&self) -> Value {
-        let health = self.health.read().unwrap_or_else(|e| e.into_inner());
-        match &health.snapshot {
-            Some(snapshot) => snapshot.clone(),
-            None => json!({ "ok": true, "ts": protocol::now_ms(), "durationMs": 0 }),
+        if let Some(snapshot) = self
+            .lock_health()
+            .fresh(Instant::now(), self.health_interval)
+        {
+            return snapshot.clone();
         }
+        self.refresh_health();
+        self.lock_health()
+            .snapshot
+            .clone()
+            .unwrap_or_else(default_health)
     }
 
-    /// The health snapshot for `hello-ok` (`{}` when the host set none) and its version.
+    /// The health snapshot for `hello-ok` (`{}` before the first refresh) and its version.
     pub fn health_state(&self) -> (Value, u64) {
-        let health = self.health.read().unwrap_or_else(|e| e.into_inner());
+        let health = self.lock_health();
         let snapshot = health.snapshot.clone().unwrap_or_else(|| json!({}));
         (snapshot, health.version)
+    }
+
+    /// Caches `snapshot`, counts it, and sends it to every authenticated client, nodes too,
+    /// with the frame's `stateVersion` (SPEC §12.7; SMT:128-134).
+    fn commit_health(&self, snapshot: Value) {
+        let conns = self.snapshot();
+        let mut seq = self.lock_seq();
+        let health = {
+            let mut health = self.lock_health_mut();
+            health.snapshot = Some(snapshot.clone());
+            health.version += 1;
+            health.refreshed = Some(Instant::now());
+            health.version
+        };
+        let presence = self.lock_presence().version();
+        *seq += 1;
+        let frame = protocol::state_event("health", &snapshot, *seq, presence, health);
+        let frame = Utf8Bytes::from(frame);
+        for conn in conns {
+            if conn.is_authenticated() {
+                conn.push_text(frame.clone(), false);
+            }
+        }
+    }
+
+    /// SPEC §12.6: records an authenticated client before its `hello-ok` (whose snapshot then
+    /// holds its own row), and returns what `hello-ok.snapshot.presence` shows it.
+    pub fn presence_join(&self, client: &ClientInfo) -> Vec<Value> {
+        let ip = client.peer.ip();
+        let arrival = Arrival {
+            conn_id: client.conn_id,
+            client: &client.client,
+            role: &client.role,
+            scopes: &client.scopes,
+            device_id: client.device_id.as_deref(),
+            // Node leaves out a direct-local client's address (MH:3199, 3320).
+            ip: (!ip.is_loopback()).then(|| ip.to_canonical().to_string()),
+        };
+        let reads = presence::readable_by(&client.role, &client.scopes);
+        let mut store = self.lock_presence();
+        let key = store.connect(&arrival, At::now());
+        store.join(client.conn_id, Recipient { key, reads });
+        if reads {
+            store.list(At::now())
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// After a client's `hello-ok`: the `presence` event when it is tracked (MH:2582), and a
+    /// background health refresh at most once an interval (MH:2580).
+    pub fn presence_greeted(self: &Arc<Self>, conn_id: u64) {
+        let tracked = self.lock_presence().key_of_conn(conn_id).is_some();
+        if tracked {
+            self.broadcast_presence();
+        }
+        if self
+            .lock_health_mut()
+            .admit(Instant::now(), self.health_interval)
+        {
+            let hub = Arc::clone(self);
+            tokio::spawn(async move { hub.refresh_health() });
+        }
+    }
+
+    /// A client that completed the handshake is gone: its row stays, marked `disconnect`, and
+    /// readers are told (WSC:421-431).
+    pub fn presence_leave(&self, conn_id: u64) {
+        let left = {
+            let mut store = self.lock_presence();
+            let left = store.leave(conn_id).and_then(|r| r.key);
+            if let Some(key) = &left {
+                store.disconnect(key, At::now());
+            }
+            left
+        };
+        if left.is_some() {
+            self.broadcast_presence();
+        }
+    }
+
+    /// A pong: the client's row is fresh again (WSC:1218-1221).
+    pub fn presence_touch(&self, conn_id: u64) {
+        let mut store = self.lock_presence();
+        if let Some(key) = store.key_of_conn(conn_id).map(str::to_owned) {
+            store.touch(&key, At::now());
+        }
+    }
+
+    /// Every presence row, newest first (what a host reads).
+    pub fn presence(&self) -> Vec<Value> {
+        self.lock_presence().list(At::now())
+    }
+
+    /// `stateVersion.presence` now.
+    pub fn presence_version(&self) -> u64 {
+        self.lock_presence().version()
+    }
+
+    /// The `presence` event (PE:6-16): the version counted first, then `{presence:[…]}` with
+    /// the frame's `stateVersion` to every client that may read presence; a client with a
+    /// backlog skips it rather than being cut off (`dropIfSlow`).
+    pub fn broadcast_presence(&self) {
+        let conns = self.snapshot();
+        let mut seq = self.lock_seq();
+        let health = self.lock_health().version;
+        let (list, presence, readers) = {
+            let mut store = self.lock_presence();
+            let version = store.bump();
+            let readers: Vec<_> = conns
+                .iter()
+                .filter(|c| store.reads(c.id))
+                .cloned()
+                .collect();
+            (store.list(At::now()), version, readers)
+        };
+        *seq += 1;
+        let payload = json!({ "presence": list });
+        let frame = protocol::state_event("presence", &payload, *seq, presence, health);
+        let frame = Utf8Bytes::from(frame);
+        for conn in readers {
+            if conn.is_authenticated() {
+                conn.push_text_unless_slow(frame.clone());
+            }
+        }
     }
 
     /// How long the gateway has served.
@@ -215,6 +384,18 @@ impl Hub {
 
     fn lock_seq(&self) -> MutexGuard<'_, u64> {
         self.broadcast_seq.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_health(&self) -> std::sync::RwLockReadGuard<'_, HealthCache> {
+        self.health.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_health_mut(&self) -> std::sync::RwLockWriteGuard<'_, HealthCache> {
+        self.health.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_presence(&self) -> MutexGuard<'_, PresenceStore> {
+        self.presence.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_pending(&self) -> MutexGuard<'_, PendingRequests> {
@@ -261,6 +442,17 @@ impl Hub {
             }
         }
     }
+}
+
+/// The health snapshot before any was produced (SPEC §9.9).
+fn default_health() -> Value {
+    json!({ "ok": true, "ts": protocol::now_ms(), "durationMs": 0 })
+}
+
+/// Presence's `instanceId` of the gateway's own row: one UUID per process (SP:10).
+fn own_instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// Runs `action` on the hub every `period` until the hub is gone or shutting down.
