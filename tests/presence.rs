@@ -346,3 +346,61 @@ async fn by_default_the_challenge_and_hello_promise_no_capability() {
     assert_eq!(hello["features"]["capabilities"], json!([]));
     assert!(hello["server"].get("buildId").is_none(), "{hello}");
 }
+
+/// `gateway run` as a process: its version in `hello-ok`, and the four reads of
+/// `openclaw gateway probe` (SPEC §12.9) answered for a caller holding `operator.read`.
+#[tokio::test]
+async fn gateway_run_answers_the_probe_reads() {
+    let env = common::TestEnv::new();
+    let port = common::free_port().to_string();
+    let process = env.start(&["--port", &port, "--auth", "token", "--token", TOKEN]);
+    let port: u16 = port.parse().unwrap();
+    let (mut client, hello) = Client::connected(port, cli(&["operator.read"])).await;
+    assert_eq!(hello["server"]["version"], env!("CARGO_PKG_VERSION"));
+    let methods = hello["features"]["methods"].as_array().unwrap();
+    for method in ["health", "status", "system-presence", "config.get"] {
+        assert!(methods.iter().any(|m| m == method), "{method}: {methods:?}");
+        let res = client.call(method, method, json!({})).await;
+        assert_eq!(res["ok"], true, "{method}: {res}");
+    }
+    let presence = client.call("p", "system-presence", json!({})).await;
+    assert_eq!(
+        own_row(&presence["payload"])["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    let config = client.call("c", "config.get", json!({})).await["payload"].clone();
+    assert_eq!(config["path"], env.config_path().display().to_string());
+    assert_eq!(
+        (&config["exists"], &config["valid"]),
+        (&json!(false), &json!(true))
+    );
+    assert_eq!(
+        config["config"]["gateway"],
+        json!({"mode": "local", "bind": "loopback", "port": port,
+               "auth": {"mode": "token"}, "controlUi": {"enabled": false}})
+    );
+    assert!(
+        !config.to_string().contains(TOKEN),
+        "the token is never echoed: {config}"
+    );
+    let status = client.call("s", "status", json!({})).await["payload"].clone();
+    assert_eq!(status["gateway"]["port"], port);
+    assert_eq!(status["gateway"]["authMode"], "token");
+    drop(client);
+    process.terminate();
+
+    let port = common::free_port().to_string();
+    let process = env.start(&[
+        "--port",
+        &port,
+        "--auth",
+        "token",
+        "--token",
+        TOKEN,
+        "--server-version",
+        "2026.9.6",
+    ]);
+    let (_client, hello) = Client::connected(port.parse().unwrap(), cli(&[])).await;
+    assert_eq!(hello["server"]["version"], "2026.9.6");
+    process.terminate();
+}
