@@ -256,7 +256,7 @@ impl PresenceStore {
             }
         }
         entry.insert("ts".into(), Value::from(at.ms));
-        if !entry.get("text").is_some_and(|t| t.as_str() != Some("")) {
+        if entry.get("text").is_none_or(|t| t.as_str() == Some("")) {
             let field = |name: &str| {
                 entry
                     .get(name)
@@ -347,16 +347,34 @@ fn uname_release() -> String {
     release.to_string_lossy().into_owned()
 }
 
-/// The macOS product version (`sw_vers -productVersion`), else the Darwin release.
+/// The macOS product version (`kern.osproductversion`, what `sw_vers` prints), else the
+/// Darwin release.
+#[cfg(target_os = "macos")]
 fn macos_version() -> String {
-    std::process::Command::new("sw_vers")
-        .arg("-productVersion")
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(uname_release)
+    let mut buf = [0u8; 64];
+    let mut len = buf.len();
+    // SAFETY: the name is NUL-terminated; `buf` is writable for `len` bytes, and `len` is
+    // updated to the bytes written.
+    let rc = unsafe {
+        libc::sysctlbyname(
+            c"kern.osproductversion".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return uname_release();
+    }
+    let text = &buf[..len.min(buf.len())];
+    let end = text.iter().position(|b| *b == 0).unwrap_or(text.len());
+    String::from_utf8_lossy(&text[..end]).into_owned()
+}
+
+#[cfg(not(target_os = "macos"))]
+fn macos_version() -> String {
+    uname_release()
 }
 
 #[cfg(test)]

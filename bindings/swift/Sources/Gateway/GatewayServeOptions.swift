@@ -161,6 +161,8 @@ final class ServeOptionsHandle {
         }
     }
 
+    deinit { gw_serve_options_free(pointer) }
+
     /// Makes `source` produce the health snapshot at each refresh (see
     /// `GatewayServer.serve(healthSource:)`).
     func setHealthSource(_ source: @escaping @Sendable () -> GatewayJSON?) throws {
@@ -195,8 +197,6 @@ final class HealthBox: Sendable {
     static var free: @convention(c) (UnsafeMutableRawPointer?) -> Void {
         { userdata in Unmanaged<HealthBox>.fromOpaque(userdata!).release() }
     }
-
-    deinit { gw_serve_options_free(pointer) }
 }
 
 /// A count or size as the C ABI's `size_t` (which Swift sees as `Int`): never negative.
