@@ -1011,7 +1011,8 @@ static int run_serve_panic(void) {
  * https://app.example.com allowed, at most 2 connections, server version "c-host 9", build id
  * "c-build 1", capability "c-contract-v1", challenge capability "c-connect-v1", frames up to
  * 1 MiB, 2 MiB buffered, a tick every 25000 ms, and a health source answering
- * {"ok":true,"source":"c-source","refresh":<n>} (its finalizer prints "source freed").
+ * {"ok":true,"source":"c-source","refresh":<n>}, refreshed every 600000 ms (its finalizer
+ * prints "source freed").
  * stdin commands, one per line:
  *   broadcast <n>    gw_broadcast demo.tick {"n":<n>}    → "broadcast <result>"
  *   send <conn>      gw_send_event demo.direct {"to":<conn>} → "send <result>"
@@ -1190,6 +1191,9 @@ static int run_serve(void) {
     CHECK_RESULT(gw_serve_options_set_build_id(serve_options, "c-build 1"), GW_OK);
     CHECK_RESULT(gw_serve_options_add_capability(serve_options, "c-contract-v1"), GW_OK);
     CHECK_RESULT(gw_serve_options_add_challenge_capability(serve_options, "c-connect-v1"), GW_OK);
+    /* Longer than the suite runs under valgrind: the only refreshes are the start's and
+     * those the test asks for. */
+    CHECK_RESULT(gw_serve_options_set_health_refresh_interval_ms(serve_options, 600000), GW_OK);
     CHECK_RESULT(gw_serve_options_set_health_source(serve_options, host_health, &health_refreshes,
                                                     host_health_free),
                  GW_OK);
