@@ -377,7 +377,8 @@ async fn gateway_run_answers_the_probe_reads() {
     assert_eq!(
         config["config"]["gateway"],
         json!({"mode": "local", "bind": "loopback", "port": port,
-               "auth": {"mode": "token"}, "controlUi": {"enabled": false}})
+               "auth": {"mode": "token", "token": "__OPENCLAW_REDACTED__"},
+               "controlUi": {"enabled": false}})
     );
     assert!(
         !config.to_string().contains(TOKEN),

@@ -32,6 +32,9 @@ pub fn register(handlers: Handlers, facts: Facts) -> Handlers {
         })
 }
 
+/// What Node's `config.get` shows in place of a secret (`redact-sentinel-f_PhnHTI.mjs`).
+const REDACTED: &str = "__OPENCLAW_REDACTED__";
+
 fn auth_mode(auth: &Auth) -> &'static str {
     match auth {
         Auth::None => "none",
@@ -77,7 +80,8 @@ fn status(facts: &Facts) -> Value {
 
 /// `config.get` in the shape the probe reads (GP:99-150): the config file's path, whether it
 /// exists and parses, and the settings this gateway actually runs with (from its flags and
-/// environment; `gateway run` reads no config file). Secrets are never echoed.
+/// environment; `gateway run` reads no config file). Secrets are never echoed: a set one is
+/// shown as Node's redaction sentinel.
 fn config_get(facts: &Facts) -> Value {
     let resolved = &facts.resolved;
     let (exists, issues) = inspect(&resolved.config_path);
@@ -90,6 +94,13 @@ fn config_get(facts: &Facts) -> Value {
     });
     if let BindMode::Custom(host) = &resolved.bind {
         gateway["customBindHost"] = json!(host);
+    }
+    // A secret is said to be set the way Node's redacted config says it
+    // (`redact-snapshot-BpJeMUTt.mjs:120-150`), so the probe reports it configured.
+    match &resolved.auth {
+        Auth::Token(_) => gateway["auth"]["token"] = json!(REDACTED),
+        Auth::Password(_) => gateway["auth"]["password"] = json!(REDACTED),
+        Auth::None => {}
     }
     json!({
         "path": resolved.config_path.display().to_string(),
