@@ -405,3 +405,45 @@ async fn gateway_run_answers_the_probe_reads() {
     assert_eq!(hello["server"]["version"], "2026.9.6");
     process.terminate();
 }
+
+#[test]
+fn serve_options_refuse_what_clients_would_not_take() {
+    let with = |change: fn(&mut ProtocolOptions)| {
+        let mut options = gateway::ServeOptions::default();
+        change(&mut options.protocol);
+        options.validate().err().map(|err| err.to_string())
+    };
+    let cases: &[(fn(&mut ProtocolOptions), Option<&str>)] = &[
+        (|p| p.build_id = Some("b".repeat(96)), None),
+        (
+            |p| p.build_id = Some("b".repeat(97)),
+            Some("build_id is 97 characters long: OpenClaw clients accept at most 96"),
+        ),
+        (
+            |p| p.capabilities = vec!["a".into(), String::new()],
+            Some("capabilities has an empty entry: name each capability, or leave it out"),
+        ),
+        (
+            |p| p.challenge_capabilities = vec![String::new()],
+            Some(
+                "challenge_capabilities has an empty entry: name each capability, or leave it out",
+            ),
+        ),
+        (
+            |p| p.health_refresh_interval = Duration::ZERO,
+            Some(
+                "health_refresh_interval is 0: give it a value of at least 1 (or leave the default)",
+            ),
+        ),
+    ];
+    for (change, refusal) in cases {
+        let got = with(*change);
+        match refusal {
+            None => assert_eq!(got, None),
+            Some(message) => assert!(
+                got.as_deref().is_some_and(|m| m.ends_with(message)),
+                "{got:?} should end with {message:?}"
+            ),
+        }
+    }
+}

@@ -80,7 +80,8 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     /// Says which option `Gateway::serve` would refuse: no worker thread, a zero timeout or
-    /// interval, a zero connection cap or size limit. The C ABI checks its setters with it.
+    /// interval, a zero connection cap or size limit, a build id over 96 characters, an empty
+    /// capability. The C ABI checks its setters with it.
     pub fn validate(&self) -> Result<(), GatewayLockError> {
         let protocol = &self.protocol;
         let zero = [
@@ -105,6 +106,16 @@ impl ServeOptions {
                 "build_id is {} characters long: OpenClaw clients accept at most 96",
                 build_id.chars().count()
             )));
+        }
+        for (name, list) in [
+            ("capabilities", &protocol.capabilities),
+            ("challenge_capabilities", &protocol.challenge_capabilities),
+        ] {
+            if list.iter().any(String::is_empty) {
+                return Err(GatewayLockError::InvalidOption(format!(
+                    "{name} has an empty entry: name each capability, or leave it out"
+                )));
+            }
         }
         match zero.iter().find(|(_, is_zero)| *is_zero) {
             Some((name, _)) => Err(GatewayLockError::InvalidOption(format!(
