@@ -413,7 +413,8 @@ fn serve_options_refuse_what_clients_would_not_take() {
         change(&mut options.protocol);
         options.validate().err().map(|err| err.to_string())
     };
-    let cases: &[(fn(&mut ProtocolOptions), Option<&str>)] = &[
+    type Change = fn(&mut ProtocolOptions);
+    let cases: &[(Change, Option<&str>)] = &[
         (|p| p.build_id = Some("b".repeat(96)), None),
         (
             |p| p.build_id = Some("b".repeat(97)),
