@@ -190,6 +190,12 @@ typedef uint32_t gw_state;
 typedef struct gw_handlers gw_handlers;
 
 /**
+ * Where a health source puts the snapshot it produced; valid only during the
+ * `gw_health_fn` call it is given to.
+ */
+typedef struct gw_health_reply gw_health_reply;
+
+/**
  * Proof that this process is the gateway for a config and a port: both lock files are held
  * and the listener(s) bound. Created by `gw_lock_acquire` or `gw_lock_acquire_with_listener`; given up by `gw_lock_release`, or
  * handed to `gw_serve`. One thread at a time may use a given lock.
@@ -422,6 +428,27 @@ typedef struct gw_callbacks {
      */
     const struct gw_handlers *handlers;
 } gw_callbacks;
+
+/**
+ * Receives a JSON text: `json` is UTF-8, `len` bytes long without the NUL that follows it,
+ * and valid only during the call.
+ */
+typedef void (*gw_json_fn)(void *userdata,
+                           const char *json,
+                           size_t len);
+
+/**
+ * A health source: called at each refresh (at start, every refresh interval, when `health`
+ * finds the cache stale, after a connect at most once an interval). It answers with
+ * `gw_health_reply_set(reply, json, len)` before it returns; when it does not, the previous
+ * snapshot is kept and nothing is sent.
+ *
+ * Called on a library thread, never on two at once for one server but on any; it must
+ * return quickly (a slow source holds up a worker of the server) and must not call
+ * `gw_shutdown`.
+ */
+typedef void (*gw_health_fn)(void *userdata,
+                             struct gw_health_reply *reply);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1432,6 +1459,24 @@ gw_result gw_set_health(const struct gw_server *server,
                         size_t len);
 
 /**
+ * Reads the presence list (SPEC §12.6): calls `read` once, on this thread and before
+ * returning, with `userdata` and a JSON array, newest first: the gateway's own row
+ * (`"mode":"gateway"`, `"reason":"self"`) and one row per non-ephemeral client that connected
+ * within the last five minutes (`"reason"` `connect` or `disconnect`, `host`, `clientId`,
+ * `mode`, `roles`, `scopes`, `ts`, ...). What `system-presence` answers an operator holding
+ * `operator.read`.
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `server` or `read` is NULL. Any thread (see `gw_server`).
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `read` may be called with `userdata`.
+ */
+gw_result gw_server_presence(const struct gw_server *server,
+                             gw_json_fn read,
+                             void *userdata);
+
+/**
  * WebSocket connections open now, authenticated or not; 0 when `server` is NULL. Any thread
  * (see `gw_server`).
  *
@@ -1458,6 +1503,103 @@ gw_result gw_send_event(const struct gw_server *server,
                         const char *event,
                         const char *json,
                         size_t len);
+
+/**
+ * `server.buildId` in `hello-ok` (at most 96 characters; default none, left out). The
+ * string is copied.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) when it is empty, not UTF-8 or longer than
+ * 96 characters; `GW_ERR_NULL_ARGUMENT` when a pointer is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `build_id` is NULL or NUL-terminated.
+ */
+gw_result gw_serve_options_set_build_id(struct gw_serve_options *options,
+                                        const char *build_id);
+
+/**
+ * Adds `capability` to `features.capabilities` of `hello-ok` (default none): a wire
+ * contract the host keeps (e.g. `session-settings-contract`). Each is a promise to clients:
+ * add only what the host implements. The string is copied.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` when it is empty or not UTF-8; `GW_ERR_NULL_ARGUMENT` when a
+ * pointer is NULL.
+ *
+ * # Safety
+ *
+ * As `gw_serve_options_set_build_id`.
+ */
+gw_result gw_serve_options_add_capability(struct gw_serve_options *options,
+                                          const char *capability);
+
+/**
+ * Adds `capability` to the `capabilities` of the `connect.challenge` event (default none):
+ * what the host honours in `connect`. OpenClaw's gateway lists `model-catalog-snapshot`, which
+ * makes clients send `modelCatalog`; the library does nothing with it, so add it only when
+ * the host reads it. The string is copied.
+ *
+ * Errors as `gw_serve_options_add_capability`.
+ *
+ * # Safety
+ *
+ * As `gw_serve_options_set_build_id`.
+ */
+gw_result gw_serve_options_add_challenge_capability(struct gw_serve_options *options,
+                                                    const char *capability);
+
+/**
+ * How often the health snapshot is refreshed and sent to every client as a `health` event,
+ * and how old a cached one may be when the `health` method answers it (default 60000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0; `GW_ERR_NULL_ARGUMENT` when `options`
+ * is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_health_refresh_interval_ms(struct gw_serve_options *options,
+                                                          uint64_t ms);
+
+/**
+ * The snapshot of this refresh: `json` is `len` bytes of UTF-8 JSON (any value; OpenClaw
+ * clients read an object whose fields are all optional), copied. A second call replaces
+ * the first.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` when it is not JSON (the reply is then unchanged);
+ * `GW_ERR_NULL_ARGUMENT` when a pointer is NULL.
+ *
+ * # Safety
+ *
+ * `reply` is NULL or the reply given to the running `gw_health_fn`; `json` is NULL or points
+ * to `len` readable bytes.
+ */
+gw_result gw_health_reply_set(struct gw_health_reply *reply,
+                              const char *json,
+                              size_t len);
+
+/**
+ * The host's health source: `source` produces the snapshot at each refresh (see
+ * `gw_health_fn`); NULL goes back to the default (the last `gw_set_health` snapshot, else
+ * `{"ok":true,"ts":<now>,"durationMs":0}`). `free_userdata` (may be NULL) is called with
+ * `userdata` exactly once, when the library drops its last reference to it: when these
+ * options (and every server served with them) are freed, when the source is replaced, at
+ * once when `source` is NULL, and also when this call fails. `gw_set_health` keeps working
+ * beside a source.
+ *
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `source` and `free_userdata` may be called from any library thread with `userdata`.
+ */
+gw_result gw_serve_options_set_health_source(struct gw_serve_options *options,
+                                             gw_health_fn source,
+                                             void *userdata,
+                                             void (*free_userdata)(void *userdata));
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -348,9 +348,22 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     let (mut reader, hello) = Client::connected(port, params).await;
     assert_eq!(
         hello["features"]["methods"],
-        json!(["health", "echo", "fail", "slow", "stall"])
+        json!(["health", "system-presence", "echo", "fail", "slow", "stall"])
     );
     assert_eq!(hello["server"]["version"], "c-host 9", "{hello}");
+    assert_eq!(hello["server"]["buildId"], "c-build 1", "{hello}");
+    assert_eq!(
+        hello["features"]["capabilities"],
+        json!(["c-contract-v1"]),
+        "{hello}"
+    );
+    // The host's health source ran once at start: its snapshot, counted from 1.
+    assert_eq!(hello["snapshot"]["health"]["source"], "c-source", "{hello}");
+    assert_eq!(
+        hello["snapshot"]["stateVersion"],
+        json!({"presence": 1, "health": 2}),
+        "{hello}"
+    );
     assert_eq!(hello["policy"]["maxPayload"], 1_048_576, "{hello}");
     assert_eq!(hello["policy"]["maxBufferedBytes"], 2_097_152, "{hello}");
     assert_eq!(hello["policy"]["tickIntervalMs"], 25_000, "{hello}");
@@ -440,6 +453,51 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     command_line(&mut stdin, &format!("send {other_conn}"));
     assert_eq!(lines.expect("send ", wait), "GW_ERR_NOT_FOUND");
 
+    // The host reads presence: its own row with the version it set, and an app that
+    // connected (the challenge names the host's capability).
+    let res = reader.call("h0", "health", Value::Null).await;
+    assert_eq!(res["payload"]["source"], "c-source", "a fresh cache: {res}");
+    let mut app = Client::open(port).await;
+    let challenge = app.challenge().await;
+    assert_eq!(
+        challenge["payload"]["capabilities"],
+        json!(["c-connect-v1"]),
+        "{challenge}"
+    );
+    let mut app_params = connect_params();
+    app_params["client"]["mode"] = json!("ui");
+    app_params["client"]["displayName"] = json!("c-app");
+    app.send(json!({"type": "req", "id": "c1", "method": "connect", "params": app_params}))
+        .await;
+    assert_eq!(app.recv().await["ok"], true);
+    lines.expect("opened ", wait);
+    command_line(&mut stdin, "presence");
+    let presence: Value = serde_json::from_str(&lines.expect("presence ", wait)).unwrap();
+    let rows = presence.as_array().expect("an array");
+    assert!(
+        rows.iter()
+            .any(|r| r["reason"] == "self" && r["version"] == "c-host 9"),
+        "{presence}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["host"] == "c-app" && r["reason"] == "connect" && r["mode"] == "ui"),
+        "{presence}"
+    );
+    drop(app);
+    lines.expect("closed ", wait);
+    // The reader holds operator.read: told of the app's coming and going.
+    for reason in ["connect", "disconnect"] {
+        let event = reader.recv_skip_ticks().await;
+        assert_eq!(event["event"], "presence", "{event}");
+        let rows = event["payload"]["presence"].as_array().unwrap();
+        assert!(
+            rows.iter()
+                .any(|r| r["host"] == "c-app" && r["reason"] == reason),
+            "{event}"
+        );
+    }
+
     // The host's health snapshot: sent as an event, then what `health` answers.
     command_line(&mut stdin, "health");
     assert_eq!(lines.expect("health ", wait), "GW_OK");
@@ -478,6 +536,10 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     );
     let status = wait_with_timeout(&mut child, wait).expect("the host exits");
     assert!(status.success(), "{status}; saw {:#?}", lines.seen);
+    // The health source's finalizer ran, once the library let go of it.
+    if !lines.seen.iter().any(|line| line == "source freed") {
+        lines.expect("source freed", wait);
+    }
     assert!(
         !lines
             .seen
@@ -732,7 +794,10 @@ fn host_example_second_copy_names_the_holder() {
             let mut params = connect_params();
             params["scopes"] = json!(["operator.read"]);
             let (mut client, hello) = Client::connected(port, params).await;
-            assert_eq!(hello["features"]["methods"], json!(["health", "echo"]));
+            assert_eq!(
+                hello["features"]["methods"],
+                json!(["health", "system-presence", "echo"])
+            );
             client.call("e1", "echo", json!({"hi": 1})).await
         });
     assert_eq!(echoed["payload"], json!({"echo": {"hi": 1}}), "{echoed}");
@@ -948,6 +1013,26 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
         &["gw_serve_options_set_server_version"],
     ),
     (
+        "ProtocolOptions.build_id",
+        &["gw_serve_options_set_build_id"],
+    ),
+    (
+        "ProtocolOptions.capabilities",
+        &["gw_serve_options_add_capability"],
+    ),
+    (
+        "ProtocolOptions.challenge_capabilities",
+        &["gw_serve_options_add_challenge_capability"],
+    ),
+    (
+        "ProtocolOptions.health_refresh_interval",
+        &["gw_serve_options_set_health_refresh_interval_ms"],
+    ),
+    (
+        "ProtocolOptions.health_source",
+        &["gw_serve_options_set_health_source", "gw_health_reply_set"],
+    ),
+    (
         "AuthThrottle.max_failures",
         &["gw_serve_options_set_auth_throttle"],
     ),
@@ -990,6 +1075,7 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
     ("GatewayHandle::send_event", &["gw_send_event"]),
     ("GatewayHandle::respond", &["gw_respond"]),
     ("GatewayHandle::set_health", &["gw_set_health"]),
+    ("GatewayHandle::presence", &["gw_server_presence"]),
     (
         "GatewayHandle::connection_count",
         &["gw_server_connection_count"],

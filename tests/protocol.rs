@@ -65,7 +65,10 @@ async fn challenge_then_hello_ok_with_every_field() {
             .as_str()
             .is_some_and(|c| !c.is_empty())
     );
-    assert_eq!(hello["features"]["methods"], json!(["health", "echo"]));
+    assert_eq!(
+        hello["features"]["methods"],
+        json!(["health", "system-presence", "echo"])
+    );
     assert_eq!(
         hello["features"]["events"],
         json!([
@@ -73,14 +76,22 @@ async fn challenge_then_hello_ok_with_every_field() {
             "tick",
             "health",
             "shutdown",
+            "presence",
             "demo.tick"
         ])
     );
-    assert_eq!(hello["snapshot"]["presence"], json!([]));
-    assert_eq!(hello["snapshot"]["health"], json!({}));
+    // A `cli` client is not tracked: the presence it sees is the gateway's own row (SPEC §12.6).
+    let presence = hello["snapshot"]["presence"].as_array().unwrap();
+    assert_eq!(presence.len(), 1, "{presence:?}");
+    assert_eq!(
+        (&presence[0]["mode"], &presence[0]["reason"]),
+        (&json!("gateway"), &json!("self"))
+    );
+    // The health refreshed at start (SPEC §12.7); both counters start at 1.
+    assert_eq!(hello["snapshot"]["health"]["ok"], true);
     assert_eq!(
         hello["snapshot"]["stateVersion"],
-        json!({"presence": 0, "health": 0})
+        json!({"presence": 1, "health": 2})
     );
     assert!(hello["snapshot"]["uptimeMs"].is_u64());
     assert_eq!(
@@ -659,7 +670,8 @@ async fn health_default_and_host_snapshot() {
     );
     let (_late, hello) = Client::connected(server.port, connect_params()).await;
     assert_eq!(hello["snapshot"]["health"], snapshot);
-    assert_eq!(hello["snapshot"]["stateVersion"]["health"], 1);
+    // 1, plus the refresh at start, plus set_health.
+    assert_eq!(hello["snapshot"]["stateVersion"]["health"], 3);
 }
 
 #[tokio::test]

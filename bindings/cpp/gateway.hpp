@@ -157,10 +157,27 @@ inline std::uint64_t millis64(std::chrono::milliseconds t) {
 /// The log function of Options::log: the library owns it and deletes it through
 /// gateway_cpp_lock_log_free once nothing can log with it (gw_options_set_log's finalizer).
 using LogFunction = std::function<void(LogLevel, std::string_view)>;
+/// The health source of ServeOptions::health_source, owned by the library in the same way
+/// (gw_serve_options_set_health_source's finalizer).
+using HealthFunction = std::function<std::optional<std::string>()>;
 } // namespace detail
 } // namespace gateway
 
 extern "C" {
+inline void gateway_cpp_health(void *userdata, gw_health_reply *reply) {
+    auto &source = *static_cast<const gateway::detail::HealthFunction *>(userdata);
+    try {
+        if (std::optional<std::string> snapshot = source())
+            (void)gw_health_reply_set(reply, snapshot->data(), snapshot->size());
+    } catch (...) {
+    }
+}
+inline void gateway_cpp_health_free(void *userdata) {
+    delete static_cast<gateway::detail::HealthFunction *>(userdata);
+}
+inline void gateway_cpp_presence(void *userdata, const char *json, std::size_t len) {
+    static_cast<std::string *>(userdata)->assign(json, len);
+}
 inline void gateway_cpp_lock_log(void *userdata, gw_log_level level, const char *message, std::size_t len) {
     auto &log = *static_cast<const gateway::detail::LogFunction *>(userdata);
     try {
@@ -437,6 +454,29 @@ public:
     /// `<state dir>/gateway/devices.json`).
     ServeOptions &pairing_store_path(const std::string &path) {
         return apply(gw_serve_options_set_pairing_store_path(get(), path.c_str()));
+    }
+    /// `server.buildId` of hello-ok (at most 96 characters).
+    ServeOptions &build_id(const std::string &id) { return apply(gw_serve_options_set_build_id(get(), id.c_str())); }
+    /// A wire contract the host keeps, listed in hello-ok's `features.capabilities`.
+    ServeOptions &capability(const std::string &name) {
+        return apply(gw_serve_options_add_capability(get(), name.c_str()));
+    }
+    /// What the host honours in `connect`, listed in the `connect.challenge` event.
+    ServeOptions &challenge_capability(const std::string &name) {
+        return apply(gw_serve_options_add_challenge_capability(get(), name.c_str()));
+    }
+    /// How often health is refreshed and sent as a `health` event (default 60 s).
+    ServeOptions &health_refresh_interval(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_health_refresh_interval_ms(get(), detail::millis64(t)));
+    }
+    /// Produces the health snapshot (JSON) at each refresh; std::nullopt keeps the previous
+    /// one. Called on library threads; must return quickly. An empty function restores the
+    /// default (the last set_health snapshot).
+    ServeOptions &health_source(std::function<std::optional<std::string>()> source) {
+        if (!source) return apply(gw_serve_options_set_health_source(get(), nullptr, nullptr, nullptr));
+        auto *owned = new detail::HealthFunction(std::move(source));
+        // The library owns `owned` from here, whatever the result (freed through the finalizer).
+        return apply(gw_serve_options_set_health_source(get(), gateway_cpp_health, owned, gateway_cpp_health_free));
     }
 
     [[nodiscard]] const gw_serve_options *get() const noexcept { return options_.get(); }
@@ -734,6 +774,13 @@ public:
     /// throws Error for JSON that is not.
     void set_health(std::string_view snapshot_json) const {
         detail::check(gw_set_health(server_, snapshot_json.data(), snapshot_json.size()));
+    }
+    /// The presence list as a JSON array, newest first: the gateway's own row and one per
+    /// non-ephemeral client of the last five minutes (gw_server_presence). Throws Error.
+    [[nodiscard]] std::string presence() const {
+        std::string json;
+        detail::check(gw_server_presence(server_, gateway_cpp_presence, &json));
+        return json;
     }
 
     /// The pending pairing requests, oldest first, as a JSON array (see gw_pairing_fn).

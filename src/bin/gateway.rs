@@ -1,13 +1,16 @@
 //! The `gateway` command: a thin host of the library that runs the gateway as a service.
 
+#[path = "gateway/methods.rs"]
+mod methods;
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gateway::supervisor::{self, ConflictAction, ConflictPolicy, Supervisor};
 use gateway::{
-    Auth, BindMode, Gateway, GatewayLock, GatewayLockError, GatewayOptions, LogLevel, Logger,
-    ServeOptions,
+    Auth, BindMode, Gateway, GatewayLock, GatewayLockError, GatewayOptions, Handlers, LogLevel,
+    Logger, ProtocolOptions, ServeOptions,
 };
 
 #[derive(Parser)]
@@ -64,6 +67,10 @@ struct RunArgs {
     /// Skip the per-config lock (several gateways on one config, on different ports).
     #[arg(long)]
     allow_multi: bool,
+    /// The version clients are told in `hello-ok` (default: this program's own), for a host
+    /// that speaks for another product (e.g. the OpenClaw release it stands in for).
+    #[arg(long, value_name = "VERSION")]
+    server_version: Option<String>,
     /// Log more.
     #[arg(long, short)]
     verbose: bool,
@@ -238,7 +245,25 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(termination) => termination,
         Err(err) => return fail(&err),
     };
-    let gateway = match Gateway::serve(lock, ServeOptions::default()) {
+    let version = args
+        .server_version
+        .clone()
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+    let facts = methods::Facts {
+        resolved: lock.resolved().clone(),
+        port: lock.port(),
+        version: version.clone(),
+        started: Instant::now(),
+    };
+    let serve = ServeOptions {
+        protocol: ProtocolOptions {
+            server_version: version,
+            ..ProtocolOptions::default()
+        },
+        handlers: methods::register(Handlers::new(), facts),
+        ..ServeOptions::default()
+    };
+    let gateway = match Gateway::serve(lock, serve) {
         Ok(gateway) => gateway,
         Err(err) => return fail(&err),
     };

@@ -31,6 +31,7 @@ mod requests;
 mod result;
 mod serve_options;
 mod server;
+mod state;
 mod userdata;
 
 pub use callbacks::{
@@ -49,9 +50,10 @@ pub use pairing::*;
 pub use result::{gw_last_error_holder, gw_last_error_message, gw_result, gw_result_name};
 pub use serve_options::*;
 pub use server::{
-    gw_broadcast, gw_respond, gw_send_event, gw_serve, gw_server, gw_server_connection_count,
-    gw_server_port, gw_set_health, gw_shutdown,
+    gw_broadcast, gw_json_fn, gw_respond, gw_send_event, gw_serve, gw_server,
+    gw_server_connection_count, gw_server_port, gw_server_presence, gw_set_health, gw_shutdown,
 };
+pub use state::*;
 
 use std::ffi::c_char;
 

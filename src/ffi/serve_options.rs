@@ -56,7 +56,7 @@ pub unsafe extern "C" fn gw_serve_options_free(options: *mut gw_serve_options) {
 /// # Safety
 ///
 /// `options` is NULL or a live `gw_serve_options` no other thread uses.
-unsafe fn update(
+pub(super) unsafe fn update(
     function: &'static str,
     options: *mut gw_serve_options,
     change: impl FnOnce(&mut ServeOptions),
@@ -78,7 +78,7 @@ unsafe fn update(
 /// # Safety
 ///
 /// As [`update`]; `value` is NULL or a NUL-terminated string.
-unsafe fn update_with_name(
+pub(super) unsafe fn update_with_name(
     function: &'static str,
     options: *mut gw_serve_options,
     argument: &'static str,

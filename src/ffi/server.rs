@@ -1,12 +1,12 @@
 //! `gw_server`: serving on the lock, answering the host's requests, sending its events,
 //! setting the health snapshot, and the bounded graceful shutdown.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::boundary::{
-    boundary, json_argument, name_argument, non_null, null_argument, result_boundary,
+    boundary, c_string, json_argument, name_argument, non_null, null_argument, result_boundary,
 };
 use super::callbacks::{gw_callbacks, gw_request_id};
 use super::host::HostCallbacks;
@@ -354,6 +354,42 @@ pub unsafe extern "C" fn gw_set_health(
         // SAFETY: forwarded contract.
         let snapshot = unsafe { json_argument(FUNCTION, "snapshot_json", snapshot_json, len) }?;
         server.handle(FUNCTION)?.set_health(snapshot);
+        Ok(())
+    })
+}
+
+/// Receives a JSON text: `json` is UTF-8, `len` bytes long without the NUL that follows it,
+/// and valid only during the call.
+pub type gw_json_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, json: *const c_char, len: usize)>;
+
+/// Reads the presence list (SPEC §12.6): calls `read` once, on this thread and before
+/// returning, with `userdata` and a JSON array, newest first: the gateway's own row
+/// (`"mode":"gateway"`, `"reason":"self"`) and one row per non-ephemeral client that connected
+/// within the last five minutes (`"reason"` `connect` or `disconnect`, `host`, `clientId`,
+/// `mode`, `roles`, `scopes`, `ts`, ...). What `system-presence` answers an operator holding
+/// `operator.read`.
+///
+/// `GW_ERR_NULL_ARGUMENT` when `server` or `read` is NULL. Any thread (see `gw_server`).
+///
+/// # Safety
+///
+/// `server` is NULL or a live `gw_server`; `read` may be called with `userdata`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_server_presence(
+    server: *const gw_server,
+    read: gw_json_fn,
+    userdata: *mut c_void,
+) -> gw_result {
+    const FUNCTION: &str = "gw_server_presence";
+    result_boundary(FUNCTION, || {
+        // SAFETY: forwarded contract.
+        let server = unsafe { live(FUNCTION, server) }?;
+        let read = read.ok_or_else(|| null_argument(FUNCTION, "read"))?;
+        let rows = serde_json::Value::Array(server.handle(FUNCTION)?.presence());
+        let json = c_string(rows.to_string());
+        // SAFETY: the host's callback with its userdata; the text lives through the call.
+        unsafe { read(userdata, json.as_ptr(), json.as_bytes().len()) };
         Ok(())
     })
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod lifecycle;
 mod pairing;
+mod presence;
 mod probes;
 mod protocol;
 mod scopes;
@@ -36,8 +37,8 @@ pub use pairing::{
 pub use probes::Phase;
 pub use protocol::{MethodError, PROTOCOL_VERSION};
 pub use ws::{
-    ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodHandler, MethodRequest,
-    ProtocolOptions, Responder,
+    ClientInfo, ConnectionEvent, GatewayHandle, Handlers, HealthSource, MethodHandler,
+    MethodRequest, ProtocolOptions, Responder,
 };
 
 use crate::error::GatewayLockError;
@@ -83,8 +84,8 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     /// Says which option `Gateway::serve` would refuse: no worker thread, a zero timeout or
-    /// interval, a zero connection cap or size limit, a relative device store path. The C ABI
-    /// checks its setters with it.
+    /// interval, a zero connection cap or size limit, a relative device store path, a build id
+    /// over 96 characters, an empty capability. The C ABI checks its setters with it.
     pub fn validate(&self) -> Result<(), GatewayLockError> {
         self.pairing
             .validate()
@@ -96,11 +97,33 @@ impl ServeOptions {
             ("tick_interval", protocol.tick_interval.is_zero()),
             ("ping_interval", protocol.ping_interval.is_zero()),
             ("request_timeout", protocol.request_timeout.is_zero()),
+            (
+                "health_refresh_interval",
+                protocol.health_refresh_interval.is_zero(),
+            ),
             ("max_connections", protocol.max_connections == 0),
             ("max_preauth_payload", protocol.max_preauth_payload == 0),
             ("max_payload", protocol.max_payload == 0),
             ("max_buffered_bytes", protocol.max_buffered_bytes == 0),
         ];
+        if let Some(build_id) = &protocol.build_id
+            && build_id.chars().count() > 96
+        {
+            return Err(GatewayLockError::InvalidOption(format!(
+                "build_id is {} characters long: OpenClaw clients accept at most 96",
+                build_id.chars().count()
+            )));
+        }
+        for (name, list) in [
+            ("capabilities", &protocol.capabilities),
+            ("challenge_capabilities", &protocol.challenge_capabilities),
+        ] {
+            if list.iter().any(String::is_empty) {
+                return Err(GatewayLockError::InvalidOption(format!(
+                    "{name} has an empty entry: name each capability, or leave it out"
+                )));
+            }
+        }
         match zero.iter().find(|(_, is_zero)| *is_zero) {
             Some((name, _)) => Err(GatewayLockError::InvalidOption(format!(
                 "{name} is 0: give it a value of at least 1 (or leave the default)"
@@ -199,6 +222,7 @@ impl Gateway {
             lock.logger().clone(),
             devices,
             Arc::clone(&options.pairing.policy),
+            ws::StatePaths::of(lock.resolved()),
         );
         let handle = ws.handle();
         announce(&handle);

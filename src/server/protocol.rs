@@ -153,30 +153,57 @@ pub fn event(event: &str, payload: &Value, seq: Option<u64>) -> String {
     .expect("an event frame serializes")
 }
 
-/// The `connect.challenge` event a connection opens with (SPEC §9, step 1), serialized.
-pub fn connect_challenge() -> String {
+/// An `event` frame (its `seq` appended per client) with the frame-level `stateVersion:{presence, health}` that
+/// `presence` and `health` events carry (SPEC §12.6–12.7), serialized.
+pub fn state_event(event: &str, payload: &Value, presence: u64, health: u64) -> String {
+    json!({
+        "type": "event",
+        "event": event,
+        "payload": payload,
+        "stateVersion": { "presence": presence, "health": health },
+    })
+    .to_string()
+}
+
+/// The `connect.challenge` event a connection opens with (SPEC §9, step 1; §12.8: with the
+/// `capabilities` the gateway honours in `connect`), serialized.
+pub fn connect_challenge(capabilities: &[String]) -> String {
     let challenge = json!({
         "nonce": uuid::Uuid::new_v4().to_string(),
         "ts": now_ms(),
+        "capabilities": capabilities,
     });
     event("connect.challenge", &challenge, None)
 }
 
-/// What `hello-ok` tells a client that completed the handshake (SPEC §9, step 7).
+/// What `hello-ok` tells a client that completed the handshake (SPEC §9, step 7; §12.8).
 #[derive(Debug)]
 pub struct Hello<'a> {
     /// `server.version`.
     pub server_version: &'a str,
+    /// `server.buildId`, when the host gave one.
+    pub build_id: Option<&'a str>,
+    /// `server.bootId`: one UUID per gateway.
+    pub boot_id: &'a str,
     /// `server.connId` (sent as a string).
     pub conn_id: u64,
     /// `features.methods`.
     pub methods: &'a [String],
     /// `features.events`.
     pub events: &'a [String],
+    /// `features.capabilities`: the wire contracts this gateway keeps.
+    pub capabilities: &'a [String],
+    /// `snapshot.presence`, projected for this client.
+    pub presence: Vec<Value>,
+    /// `snapshot.stateVersion.presence`.
+    pub presence_version: u64,
     /// `snapshot.health`.
     pub health: Value,
-    /// `snapshot.stateVersion.health`: how many times the host set its health.
+    /// `snapshot.stateVersion.health`: 1, plus one per refresh.
     pub health_version: u64,
+    /// `snapshot.configPath`, `stateDir`, `authMode`: only for a caller holding
+    /// `operator.admin` (MH:2349-2360).
+    pub admin: Option<AdminSnapshot<'a>>,
     /// `snapshot.uptimeMs`.
     pub uptime_ms: u64,
     /// `auth.role`.
@@ -191,22 +218,46 @@ pub struct Hello<'a> {
     pub tick_interval_ms: u64,
 }
 
+/// The snapshot fields only an admin is shown.
+#[derive(Debug)]
+pub struct AdminSnapshot<'a> {
+    /// `snapshot.configPath`.
+    pub config_path: &'a str,
+    /// `snapshot.stateDir`.
+    pub state_dir: &'a str,
+    /// `snapshot.authMode`: `none`, `token` or `password`.
+    pub auth_mode: &'a str,
+}
+
 /// The `hello-ok` payload that answers a successful `connect`.
 pub fn hello_ok(hello: Hello<'_>) -> Value {
+    let mut server = json!({ "version": hello.server_version });
+    if let Some(build_id) = hello.build_id {
+        server["buildId"] = json!(build_id);
+    }
+    server["bootId"] = json!(hello.boot_id);
+    server["connId"] = json!(hello.conn_id.to_string());
+    let mut snapshot = json!({
+        "presence": hello.presence,
+        "health": hello.health,
+        "stateVersion": { "presence": hello.presence_version, "health": hello.health_version },
+        "uptimeMs": hello.uptime_ms,
+    });
+    if let Some(admin) = hello.admin {
+        snapshot["configPath"] = json!(admin.config_path);
+        snapshot["stateDir"] = json!(admin.state_dir);
+        snapshot["authMode"] = json!(admin.auth_mode);
+    }
     json!({
         "type": "hello-ok",
         "protocol": PROTOCOL_VERSION,
-        "server": {
-            "version": hello.server_version,
-            "connId": hello.conn_id.to_string(),
+        "server": server,
+        "features": {
+            "methods": hello.methods,
+            "events": hello.events,
+            "capabilities": hello.capabilities,
         },
-        "features": { "methods": hello.methods, "events": hello.events },
-        "snapshot": {
-            "presence": [],
-            "health": hello.health,
-            "stateVersion": { "presence": 0, "health": hello.health_version },
-            "uptimeMs": hello.uptime_ms,
-        },
+        "snapshot": snapshot,
         "auth": { "role": hello.role, "scopes": hello.scopes },
         "policy": {
             "maxPayload": hello.max_payload,
@@ -509,29 +560,72 @@ mod tests {
 
     #[test]
     fn hello_ok_has_the_shape_of_spec_step_7() {
-        let hello = hello_ok(Hello {
+        let mut hello = Hello {
             server_version: "1.2.3",
+            build_id: None,
+            boot_id: "b00t",
             conn_id: 7,
             methods: &["health".into(), "echo".into()],
             events: &["tick".into()],
+            capabilities: &[],
+            presence: vec![json!({"mode": "gateway", "reason": "self", "ts": 1})],
+            presence_version: 1,
             health: json!({}),
-            health_version: 0,
+            health_version: 1,
+            admin: None,
             uptime_ms: 5,
             role: "operator",
             scopes: &["operator.read".into()],
             max_payload: 26214400,
             max_buffered_bytes: 52428800,
             tick_interval_ms: 30000,
+        };
+        let plain = hello_ok(Hello {
+            presence: hello.presence.clone(),
+            health: hello.health.clone(),
+            admin: None,
+            ..hello
         });
         assert_eq!(
-            hello.to_string(),
+            plain.to_string(),
             concat!(
-                r#"{"type":"hello-ok","protocol":4,"server":{"version":"1.2.3","connId":"7"},"#,
-                r#""features":{"methods":["health","echo"],"events":["tick"]},"#,
-                r#""snapshot":{"presence":[],"health":{},"stateVersion":{"presence":0,"health":0},"uptimeMs":5},"#,
+                r#"{"type":"hello-ok","protocol":4,"server":{"version":"1.2.3","bootId":"b00t","connId":"7"},"#,
+                r#""features":{"methods":["health","echo"],"events":["tick"],"capabilities":[]},"#,
+                r#""snapshot":{"presence":[{"mode":"gateway","reason":"self","ts":1}],"health":{},"#,
+                r#""stateVersion":{"presence":1,"health":1},"uptimeMs":5},"#,
                 r#""auth":{"role":"operator","scopes":["operator.read"]},"#,
                 r#""policy":{"maxPayload":26214400,"maxBufferedBytes":52428800,"tickIntervalMs":30000}}"#
             )
         );
+        hello.build_id = Some("b-1");
+        hello.admin = Some(AdminSnapshot {
+            config_path: "/c.json",
+            state_dir: "/s",
+            auth_mode: "token",
+        });
+        let admin = hello_ok(hello);
+        assert_eq!(admin["server"]["buildId"], "b-1");
+        assert_eq!(
+            (
+                &admin["snapshot"]["configPath"],
+                &admin["snapshot"]["stateDir"],
+                &admin["snapshot"]["authMode"]
+            ),
+            (&json!("/c.json"), &json!("/s"), &json!("token"))
+        );
+    }
+
+    #[test]
+    fn state_events_and_the_challenge_carry_their_extra_fields() {
+        let frame: Value =
+            serde_json::from_str(&state_event("presence", &json!({"presence": []}), 3, 2)).unwrap();
+        assert_eq!(
+            frame,
+            json!({"type": "event", "event": "presence", "payload": {"presence": []},
+                   "stateVersion": {"presence": 3, "health": 2}})
+        );
+        let challenge: Value =
+            serde_json::from_str(&connect_challenge(&["x-cap".to_owned()])).unwrap();
+        assert_eq!(challenge["payload"]["capabilities"], json!(["x-cap"]));
     }
 }

@@ -599,6 +599,13 @@ static void on_request_ignore(void *userdata, gw_server *server, gw_request_id r
     (void)conn_id;
 }
 
+/* gw_server_presence's reader: prints "presence <json>" (to stdout, for the serve host). */
+static void print_presence(void *userdata, const char *json, size_t len) {
+    CHECK(json[len] == '\0' && strlen(json) == len);
+    if (userdata != NULL) printf("presence %s\n", json);
+    fflush(stdout);
+}
+
 static void case_request_api_arguments(void) {
     /* gw_handlers: NULLs, bad names, a method twice (the Rust rules and messages). */
     gw_handlers_free(NULL);
@@ -639,6 +646,8 @@ static void case_request_api_arguments(void) {
     CHECK_RESULT(gw_send_event(NULL, 1, "e", "{}", 2), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_set_health(NULL, "{}", 2), GW_ERR_NULL_ARGUMENT);
     CHECK(strcmp(gw_last_error_message(), "gw_set_health: server is NULL") == 0);
+    CHECK_RESULT(gw_server_presence(NULL, print_presence, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "gw_server_presence: server is NULL") == 0);
     CHECK(gw_server_connection_count(NULL) == 0);
 
     char dir[4200];
@@ -700,6 +709,9 @@ static void case_request_api_arguments(void) {
     CHECK_RESULT(gw_send_event(server, 999, "e", "null", 4), GW_ERR_NOT_FOUND);
     CHECK(strcmp(gw_last_error_message(),
                  "gw_send_event: no authenticated client on connection 999") == 0);
+    CHECK_RESULT(gw_server_presence(server, NULL, NULL), GW_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "gw_server_presence: read is NULL") == 0);
+    CHECK_RESULT(gw_server_presence(server, print_presence, NULL), GW_OK);
     CHECK_RESULT(gw_set_health(server, NULL, 0), GW_ERR_NULL_ARGUMENT);
     CHECK_RESULT(gw_set_health(server, "{\"ok\":", 6), GW_ERR_INVALID_ARGUMENT);
     CHECK(strncmp(gw_last_error_message(), "gw_set_health: snapshot_json is not valid JSON", 46) == 0);
@@ -719,6 +731,14 @@ static void on_lock_log(void *userdata, gw_log_level level, const char *message,
     if (strstr(message, "gateway stopped in ") != NULL) atomic_fetch_add((atomic_int *)userdata, 1);
 }
 
+static void count_free(void *userdata);
+
+/* A health source that answers nothing: the snapshot stays as it was. */
+static void quiet_health(void *userdata, gw_health_reply *reply) {
+    (void)userdata;
+    (void)reply;
+}
+
 static void case_serve_options_arguments(void) {
     gw_serve_options_free(NULL);
     gw_serve_options *options = gw_serve_options_new();
@@ -734,6 +754,7 @@ static void case_serve_options_arguments(void) {
         {gw_serve_options_set_tick_interval_ms, "tick_interval"},
         {gw_serve_options_set_ping_interval_ms, "ping_interval"},
         {gw_serve_options_set_request_timeout_ms, "request_timeout"},
+        {gw_serve_options_set_health_refresh_interval_ms, "health_refresh_interval"},
     };
     char want[160];
     for (size_t i = 0; i < sizeof millis / sizeof millis[0]; i++) {
@@ -775,6 +796,9 @@ static void case_serve_options_arguments(void) {
     } strings[] = {
         {gw_serve_options_add_allowed_origin, "gw_serve_options_add_allowed_origin"},
         {gw_serve_options_set_server_version, "gw_serve_options_set_server_version"},
+        {gw_serve_options_set_build_id, "gw_serve_options_set_build_id"},
+        {gw_serve_options_add_capability, "gw_serve_options_add_capability"},
+        {gw_serve_options_add_challenge_capability, "gw_serve_options_add_challenge_capability"},
     };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
         CHECK_RESULT(strings[i].set(NULL, "x"), GW_ERR_NULL_ARGUMENT);
@@ -785,6 +809,33 @@ static void case_serve_options_arguments(void) {
         CHECK(strstr(gw_last_error_message(), "not valid UTF-8") != NULL);
         CHECK_RESULT(strings[i].set(options, "https://x.example"), GW_OK);
     }
+    /* OpenClaw clients take a build id of at most 96 characters. */
+    char long_id[98];
+    memset(long_id, 'b', 97);
+    long_id[97] = '\0';
+    CHECK_RESULT(gw_serve_options_set_build_id(options, long_id), GW_ERR_INVALID_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(),
+                 "build_id is 97 characters long: OpenClaw clients accept at most 96") == 0);
+    long_id[96] = '\0';
+    CHECK_RESULT(gw_serve_options_set_build_id(options, long_id), GW_OK);
+
+    /* The health source's userdata is owned on every return: freed at once when the options
+     * are NULL or the source is NULL, and when a source is replaced. */
+    static atomic_int source_frees;
+    CHECK_RESULT(gw_serve_options_set_health_source(NULL, NULL, &source_frees, count_free),
+                 GW_ERR_NULL_ARGUMENT);
+    CHECK(atomic_load(&source_frees) == 1);
+    CHECK_RESULT(gw_serve_options_set_health_source(options, NULL, &source_frees, count_free),
+                 GW_OK);
+    CHECK(atomic_load(&source_frees) == 2);
+    CHECK_RESULT(gw_serve_options_set_health_source(options, quiet_health, &source_frees,
+                                                    count_free),
+                 GW_OK);
+    CHECK(atomic_load(&source_frees) == 2);
+    CHECK_RESULT(gw_serve_options_set_health_source(options, NULL, NULL, NULL), GW_OK);
+    CHECK(atomic_load(&source_frees) == 3);
+    CHECK_RESULT(gw_health_reply_set(NULL, "{}", 2), GW_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(gw_last_error_message(), "gw_health_reply_set: reply is NULL") == 0);
 
     /* A server on these options (copied by gw_serve: freed at once), and on one thread. */
     char dir[4200];
@@ -1095,13 +1146,18 @@ static int run_serve_panic(void) {
  *   stall (operator.read)        answered from inside on_request after 2600 ms, printing
  *                                "stall <result>": it outlasts the shutdown's 2000 ms drain
  * events demo.tick, demo.direct and demo.pair (operator.pairing only); serve options: request timeout 2000 ms, origin
- * https://app.example.com allowed, at most 2 connections, server version "c-host 9", frames
- * up to 1 MiB, 2 MiB buffered, a tick every 25000 ms. stdin commands, one per line:
+ * https://app.example.com allowed, at most 2 connections, server version "c-host 9", build id
+ * "c-build 1", capability "c-contract-v1", challenge capability "c-connect-v1", frames up to
+ * 1 MiB, 2 MiB buffered, a tick every 25000 ms, and a health source answering
+ * {"ok":true,"source":"c-source","refresh":<n>}, refreshed every 600000 ms (its finalizer
+ * prints "source freed").
+ * stdin commands, one per line:
  *   broadcast <n>    gw_broadcast demo.tick {"n":<n>}    → "broadcast <result>"
  *   send <conn>      gw_send_event demo.direct {"to":<conn>} → "send <result>"
  *   late             gw_respond to the timed-out slow request → "late <result>"
  *   health           gw_set_health {"ok":true,"source":"c-host"} → "health <result>"
  *   count            gw_server_connection_count → "count <n>"
+ *   presence         gw_server_presence → "presence <json array>"
  * EOF: stops the answering thread, shuts down, prints "stopped <result>" once the userdata
  * is freed. Library callbacks print "opened <conn> <client json>", "closed <conn>",
  * "request <method> <conn> <params>", and the answering thread "answered <id>".
@@ -1189,6 +1245,28 @@ static void host_on_connection(void *userdata, gw_server *server, uint64_t conn_
         say("closed %llu\n", (unsigned long long)conn_id);
 }
 
+static atomic_int health_refreshes;
+
+static void host_health(void *userdata, gw_health_reply *reply) {
+    CHECK(userdata == &health_refreshes);
+    int n = atomic_fetch_add(&health_refreshes, 1) + 1;
+    char snapshot[80];
+    int len = snprintf(snapshot, sizeof snapshot,
+                       "{\"ok\":true,\"source\":\"c-source\",\"refresh\":%d}", n);
+    CHECK_RESULT(gw_health_reply_set(reply, "{\"ok\":", 6), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_health_reply_set(reply, snapshot, (size_t)len), GW_OK);
+}
+
+static void host_health_free(void *userdata) {
+    CHECK(userdata == &health_refreshes);
+    say("source freed\n");
+}
+
+static void say_presence(void *userdata, const char *json, size_t len) {
+    CHECK(userdata == NULL && json[len] == '\0' && strlen(json) == len);
+    say("presence %s\n", json);
+}
+
 static void host_free(void *userdata) {
     struct host *host = userdata;
     atomic_fetch_add(&host->frees, 1);
@@ -1249,6 +1327,15 @@ static int run_serve(void) {
     CHECK_RESULT(gw_serve_options_set_max_payload(serve_options, 1048576), GW_OK);
     CHECK_RESULT(gw_serve_options_set_max_buffered_bytes(serve_options, 2097152), GW_OK);
     CHECK_RESULT(gw_serve_options_set_tick_interval_ms(serve_options, 25000), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_build_id(serve_options, "c-build 1"), GW_OK);
+    CHECK_RESULT(gw_serve_options_add_capability(serve_options, "c-contract-v1"), GW_OK);
+    CHECK_RESULT(gw_serve_options_add_challenge_capability(serve_options, "c-connect-v1"), GW_OK);
+    /* Longer than the suite runs under valgrind: the only refreshes are the start's and
+     * those the test asks for. */
+    CHECK_RESULT(gw_serve_options_set_health_refresh_interval_ms(serve_options, 600000), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_health_source(serve_options, host_health, &health_refreshes,
+                                                    host_health_free),
+                 GW_OK);
 
     static struct host host; /* zeroed; outlives every callback */
     CHECK(pthread_mutex_init(&host.lock, NULL) == 0);
@@ -1285,6 +1372,8 @@ static int run_serve(void) {
             const char *snapshot = "{\"ok\":true,\"source\":\"c-host\"}";
             say("health %s\n",
                 gw_result_name(gw_set_health(host.server, snapshot, strlen(snapshot))));
+        } else if (strcmp(line, "presence\n") == 0) {
+            CHECK_RESULT(gw_server_presence(host.server, say_presence, NULL), GW_OK);
         } else if (strcmp(line, "count\n") == 0) {
             say("count %zu\n", gw_server_connection_count(host.server));
         } else if (strcmp(line, "late\n") == 0) {

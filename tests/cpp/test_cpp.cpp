@@ -273,7 +273,23 @@ int main(int argc, char **argv) {
             .max_payload(4096)
             .max_buffered_bytes(8192)
             .auth_throttle(2, 1s, 2s)
-            .server_version("cpp-host 1");
+            .server_version("cpp-host 1")
+            .build_id("cpp-build 1")
+            .capability("cpp-contract-v1")
+            .challenge_capability("cpp-connect-v1")
+            .health_refresh_interval(60s);
+        try {
+            options.build_id(std::string(97, 'b'));
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(std::string(error.what()) == "build_id is 97 characters long: OpenClaw clients accept at most 96");
+        }
+        // The health source is called at start; the library destroys it (and what it holds)
+        // when the options and the server are gone.
+        auto refreshes = std::make_shared<std::atomic<int>>(0);
+        options.health_source([refreshes]() -> std::optional<std::string> {
+            return "{\"ok\":true,\"refresh\":" + std::to_string(++*refreshes) + "}";
+        });
         const fs::path dir = base / "serve_options";
         // The lock options' log outlives the Options (and the Lock): the Server keeps it.
         auto stops = std::make_shared<std::atomic<int>>(0);
@@ -286,8 +302,19 @@ int main(int argc, char **argv) {
         }();
         auto server = gateway::Server::serve(std::move(lock), {}, {}, options);
         CHECK(server.port() != 0 && lock_files(dir) == 2);
+        CHECK(*refreshes >= 1);
+        // Presence: the gateway's own row, with the version the host set.
+        const std::string presence = server.presence();
+        CHECK(presence.front() == '[' && presence.back() == ']');
+        CHECK(presence.find("\"reason\":\"self\"") != std::string::npos);
+        CHECK(presence.find("\"version\":\"cpp-host 1\"") != std::string::npos);
         CHECK(server.shutdown(2s));
         CHECK(lock_files(dir) == 0 && *stops == 1);
+        options = gateway::ServeOptions();
+        // The server's last references go with its runtime's threads, which may outlive
+        // shutdown() by a moment (under valgrind especially).
+        for (int i = 0; i < 500 && refreshes.use_count() > 1; i++) std::this_thread::sleep_for(10ms);
+        CHECK(refreshes.use_count() == 1);
         std::printf("ok serve_options\n");
     }
 

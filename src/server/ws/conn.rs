@@ -93,6 +93,17 @@ impl Conn {
         self.tx.send(Out::Text(text)).is_ok()
     }
 
+    /// Queues a text frame unless the client already has more than `max_buffered` bytes
+    /// unsent: then the frame is skipped and the client kept (Node's `dropIfSlow`, SS:3285).
+    pub fn push_text_unless_slow(&self, text: Utf8Bytes) -> bool {
+        if self.killed.load(Ordering::Acquire)
+            || self.buffered.load(Ordering::Acquire) + text.len() > self.max_buffered
+        {
+            return false;
+        }
+        self.push_text(text, false)
+    }
+
     /// Queues a close frame; the writer stops after it.
     pub fn close(&self, code: u16, reason: &str) {
         let _ = self

@@ -9,12 +9,38 @@ use super::handle::GatewayHandle;
 use super::handlers::{Handlers, Method};
 use super::hub::Hub;
 use super::options::ProtocolOptions;
-use crate::options::{Auth, Logger};
+use super::state::SystemPresence;
+use crate::options::{Auth, Logger, ResolvedOptions};
 use crate::server::auth::Throttle;
 use crate::server::pairing::{DeviceStore, PairingPolicy};
+use crate::server::scopes;
 
 /// The events every gateway emits, listed first in `hello-ok`'s `features.events`.
-const BUILTIN_EVENTS: [&str; 4] = ["connect.challenge", "tick", "health", "shutdown"];
+const BUILTIN_EVENTS: [&str; 5] = [
+    "connect.challenge",
+    "tick",
+    "health",
+    "shutdown",
+    "presence",
+];
+
+/// The core's method that lists presence (SPEC §12.6).
+const SYSTEM_PRESENCE: &str = "system-presence";
+
+/// Where the gateway keeps its config and state, shown to admins in `hello-ok` (SPEC §12.8).
+pub(crate) struct StatePaths {
+    pub config_path: String,
+    pub state_dir: String,
+}
+
+impl StatePaths {
+    pub(crate) fn of(resolved: &ResolvedOptions) -> Self {
+        Self {
+            config_path: resolved.config_path.display().to_string(),
+            state_dir: resolved.state_dir.display().to_string(),
+        }
+    }
+}
 
 /// The WebSocket endpoint at `/` of one gateway.
 pub(crate) struct Endpoint {
@@ -39,6 +65,8 @@ pub(crate) struct Endpoint {
     /// The host's say over who pairs.
     #[allow(dead_code)] // skeleton: the identity part reads it
     pub(super) pairing: Arc<dyn PairingPolicy>,
+    /// `hello-ok.snapshot.configPath` and `stateDir` for admins.
+    pub(super) paths: StatePaths,
 }
 
 impl Endpoint {
@@ -50,8 +78,21 @@ impl Endpoint {
         logger: Logger,
         devices: Arc<DeviceStore>,
         pairing: Arc<dyn PairingPolicy>,
+        paths: StatePaths,
     ) -> Arc<Self> {
         let mut method_names = vec!["health".to_owned()];
+        let mut methods = handlers.lookup();
+        // SPEC §12.6: `system-presence` is the core's, unless the host answers it itself.
+        if !methods.contains_key(SYSTEM_PRESENCE) {
+            methods.insert(
+                SYSTEM_PRESENCE.to_owned(),
+                Method {
+                    scope: Some(scopes::READ.to_owned()),
+                    handler: Arc::new(SystemPresence),
+                },
+            );
+            method_names.push(SYSTEM_PRESENCE.to_owned());
+        }
         method_names.extend(
             handlers
                 .method_names()
@@ -75,7 +116,7 @@ impl Endpoint {
             ),
             throttle: Throttle::new(options.auth_throttle),
             control_plane: ControlPlaneBudget::default(),
-            methods: handlers.lookup(),
+            methods,
             options,
             auth,
             loopback,
@@ -84,6 +125,7 @@ impl Endpoint {
             event_names,
             devices,
             pairing,
+            paths,
         })
     }
 

@@ -52,9 +52,18 @@ impl GatewayHandle {
     }
 
     /// Replaces the health snapshot that `health` answers (default
-    /// `{"ok":true,"ts":<now>,"durationMs":0}`) and broadcasts it as a `health` event.
+    /// `{"ok":true,"ts":<now>,"durationMs":0}`) and sends it as a `health` event with a new
+    /// `stateVersion.health`, as a refresh from `ProtocolOptions::health_source` does.
     pub fn set_health(&self, snapshot: Value) {
         self.hub.set_health(snapshot);
+    }
+
+    /// The presence list (SPEC §12.6), newest first: the gateway's own row (`mode:"gateway"`,
+    /// `reason:"self"`) and one row per non-ephemeral client that connected within the last
+    /// five minutes, `reason` `connect` or `disconnect`. What `system-presence` answers an
+    /// operator holding `operator.read`.
+    pub fn presence(&self) -> Vec<Value> {
+        self.hub.presence()
     }
 
     /// WebSocket connections open now, authenticated or not.

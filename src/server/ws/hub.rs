@@ -10,10 +10,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::conn::Conn;
+use super::handlers::ClientInfo;
 use super::options::ProtocolOptions;
 use super::pending::{Pending, PendingRequests};
+use super::state::{HealthCache, HealthSource};
 use crate::options::{LogLevel, Logger};
 use crate::server::pairing::DeviceStore;
+use crate::server::presence::{self, Arrival, At, PresenceStore, Recipient};
 use crate::server::protocol::{self, MethodError, close};
 use crate::server::scopes::{self, EventGate};
 
@@ -36,16 +39,14 @@ pub(crate) struct Hub {
     /// Events broadcast without a gate, already warned about (each is logged once).
     dropped_events: Mutex<HashSet<String>>,
     pending: Mutex<PendingRequests>,
-    health: RwLock<Health>,
+    health: RwLock<HealthCache>,
+    health_source: Option<HealthSource>,
+    health_interval: Duration,
+    presence: Mutex<PresenceStore>,
+    /// `server.bootId` of `hello-ok`: one UUID per gateway (SS:5427-5429).
+    pub(super) boot_id: String,
     /// The gateway's device store, for the host's pairing calls (`GatewayHandle`).
     pub(super) devices: Arc<DeviceStore>,
-}
-
-/// The host's health snapshot and how many times it was set.
-#[derive(Default)]
-struct Health {
-    snapshot: Option<Value>,
-    version: u64,
 }
 
 /// A WebSocket connection counted in [`Hub::connection_count`] until it is dropped.
@@ -80,7 +81,14 @@ impl Hub {
             event_gates,
             dropped_events: Mutex::new(HashSet::new()),
             pending: Mutex::new(PendingRequests::new(options.request_timeout)),
-            health: RwLock::new(Health::default()),
+            health: RwLock::new(HealthCache::default()),
+            health_source: options.health_source.clone(),
+            health_interval: options.health_refresh_interval,
+            presence: Mutex::new(PresenceStore::new(presence::own_entry(
+                &options.server_version,
+                own_instance_id(),
+            ))),
+            boot_id: uuid::Uuid::new_v4().to_string(),
             devices,
         })
     }
@@ -93,6 +101,14 @@ impl Hub {
             hub.broadcast("tick", &json!({ "ts": protocol::now_ms() }));
         }));
         tokio::spawn(every(hub.clone(), self.ping_interval, Hub::keepalive));
+        // SPEC §12.7: one refresh at start, then one every interval.
+        self.lock_health_mut().admitted = Some(Instant::now());
+        self.refresh_health();
+        tokio::spawn(every(
+            hub.clone(),
+            self.health_interval,
+            Hub::refresh_health,
+        ));
         let period = (self.lock_pending().timeout() / 10)
             .clamp(Duration::from_millis(5), Duration::from_millis(500));
         tokio::spawn(every(hub, period, Hub::expire_requests));
@@ -229,28 +245,178 @@ impl Hub {
 
     /// The host's health snapshot, answered by `health` and broadcast as a `health` event.
     pub fn set_health(&self, snapshot: Value) {
-        {
-            let mut health = self.health.write().unwrap_or_else(|e| e.into_inner());
-            health.snapshot = Some(snapshot.clone());
-            health.version += 1;
-        }
-        self.broadcast("health", &snapshot);
+        self.commit_health(snapshot);
     }
 
-    /// What the `health` method answers: the host's snapshot, or a plain "ok".
+    /// SPEC §12.7: a new snapshot from the host's source (or, without one, the last snapshot
+    /// the host set, else a plain "ok"), cached and sent as a `health` event.
+    pub fn refresh_health(&self) {
+        let snapshot = match &self.health_source {
+            Some(source) => {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.produce())) {
+                    Ok(Some(snapshot)) => snapshot,
+                    Ok(None) => return,
+                    Err(_) => {
+                        self.logger.log(
+                            LogLevel::Error,
+                            "the health source panicked; health unchanged",
+                        );
+                        return;
+                    }
+                }
+            }
+            None => self
+                .lock_health()
+                .snapshot
+                .clone()
+                .unwrap_or_else(default_health),
+        };
+        self.commit_health(snapshot);
+    }
+
+    /// What the `health` method answers: the cached snapshot when it is younger than the
+    /// refresh interval, else a fresh one (HS:110-153; `health-CfpMy4ft.mjs:67-100`).
     pub fn health(&self) -> Value {
-        let health = self.health.read().unwrap_or_else(|e| e.into_inner());
-        match &health.snapshot {
-            Some(snapshot) => snapshot.clone(),
-            None => json!({ "ok": true, "ts": protocol::now_ms(), "durationMs": 0 }),
+        if let Some(snapshot) = self
+            .lock_health()
+            .fresh(Instant::now(), self.health_interval)
+        {
+            return snapshot.clone();
         }
+        self.refresh_health();
+        self.lock_health()
+            .snapshot
+            .clone()
+            .unwrap_or_else(default_health)
     }
 
-    /// The health snapshot for `hello-ok` (`{}` when the host set none) and its version.
+    /// The health snapshot for `hello-ok` (`{}` before the first refresh) and its version.
     pub fn health_state(&self) -> (Value, u64) {
-        let health = self.health.read().unwrap_or_else(|e| e.into_inner());
+        let health = self.lock_health();
         let snapshot = health.snapshot.clone().unwrap_or_else(|| json!({}));
         (snapshot, health.version)
+    }
+
+    /// Caches `snapshot`, counts it, and sends it to every authenticated client, nodes too,
+    /// with the frame's `stateVersion` (SPEC §12.7; SMT:128-134).
+    fn commit_health(&self, snapshot: Value) {
+        let conns = self.snapshot();
+        let _order = self.lock_order();
+        let health = {
+            let mut health = self.lock_health_mut();
+            health.snapshot = Some(snapshot.clone());
+            health.version += 1;
+            health.refreshed = Some(Instant::now());
+            health.version
+        };
+        let presence = self.lock_presence().version();
+        let unsequenced = protocol::state_event("health", &snapshot, presence, health);
+        for conn in conns {
+            if conn.is_authenticated() {
+                conn.push_text(with_seq(&unsequenced, conn.next_seq()).into(), false);
+            }
+        }
+    }
+
+    /// SPEC §12.6: records an authenticated client before its `hello-ok` (whose snapshot then
+    /// holds its own row), and returns what `hello-ok.snapshot.presence` shows it.
+    pub fn presence_join(&self, client: &ClientInfo) -> Vec<Value> {
+        let ip = client.peer.ip();
+        let arrival = Arrival {
+            conn_id: client.conn_id,
+            client: &client.client,
+            role: &client.role,
+            scopes: &client.scopes,
+            device_id: client.device_id.as_deref(),
+            // Node leaves out a direct-local client's address (MH:3199, 3320).
+            ip: (!ip.is_loopback()).then(|| ip.to_canonical().to_string()),
+        };
+        let reads = presence::readable_by(&client.role, &client.scopes);
+        let mut store = self.lock_presence();
+        let key = store.connect(&arrival, At::now());
+        store.join(client.conn_id, Recipient { key, reads });
+        if reads {
+            store.list(At::now())
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// After a client's `hello-ok`: the `presence` event when it is tracked (MH:2582), and a
+    /// background health refresh at most once an interval (MH:2580).
+    pub fn presence_greeted(self: &Arc<Self>, conn_id: u64) {
+        let tracked = self.lock_presence().key_of_conn(conn_id).is_some();
+        if tracked {
+            self.broadcast_presence();
+        }
+        if self
+            .lock_health_mut()
+            .admit(Instant::now(), self.health_interval)
+        {
+            let hub = Arc::clone(self);
+            tokio::spawn(async move { hub.refresh_health() });
+        }
+    }
+
+    /// A client that completed the handshake is gone: its row stays, marked `disconnect`, and
+    /// readers are told (WSC:421-431).
+    pub fn presence_leave(&self, conn_id: u64) {
+        let left = {
+            let mut store = self.lock_presence();
+            let left = store.leave(conn_id).and_then(|r| r.key);
+            if let Some(key) = &left {
+                store.disconnect(key, At::now());
+            }
+            left
+        };
+        if left.is_some() {
+            self.broadcast_presence();
+        }
+    }
+
+    /// A pong: the client's row is fresh again (WSC:1218-1221).
+    pub fn presence_touch(&self, conn_id: u64) {
+        let mut store = self.lock_presence();
+        if let Some(key) = store.key_of_conn(conn_id).map(str::to_owned) {
+            store.touch(&key, At::now());
+        }
+    }
+
+    /// Every presence row, newest first (what a host reads).
+    pub fn presence(&self) -> Vec<Value> {
+        self.lock_presence().list(At::now())
+    }
+
+    /// `stateVersion.presence` now.
+    pub fn presence_version(&self) -> u64 {
+        self.lock_presence().version()
+    }
+
+    /// The `presence` event (PE:6-16): the version counted first, then `{presence:[…]}` with
+    /// the frame's `stateVersion` to every client that may read presence; a client with a
+    /// backlog skips it rather than being cut off (`dropIfSlow`).
+    pub fn broadcast_presence(&self) {
+        let conns = self.snapshot();
+        let _order = self.lock_order();
+        let health = self.lock_health().version;
+        let (list, presence, readers) = {
+            let mut store = self.lock_presence();
+            let version = store.bump();
+            let readers: Vec<_> = conns
+                .iter()
+                .filter(|c| store.reads(c.id))
+                .cloned()
+                .collect();
+            (store.list(At::now()), version, readers)
+        };
+        let payload = json!({ "presence": list });
+        let unsequenced = protocol::state_event("presence", &payload, presence, health);
+        for conn in readers {
+            if conn.is_authenticated() {
+                // `dropIfSlow`: a slow client skips it, but its `seq` still moves on (SS:3285-3288).
+                conn.push_text_unless_slow(with_seq(&unsequenced, conn.next_seq()).into());
+            }
+        }
     }
 
     /// How long the gateway has served.
@@ -262,6 +428,18 @@ impl Hub {
         self.broadcast_order
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_health(&self) -> std::sync::RwLockReadGuard<'_, HealthCache> {
+        self.health.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_health_mut(&self) -> std::sync::RwLockWriteGuard<'_, HealthCache> {
+        self.health.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_presence(&self) -> MutexGuard<'_, PresenceStore> {
+        self.presence.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_pending(&self) -> MutexGuard<'_, PendingRequests> {
@@ -316,6 +494,17 @@ impl Hub {
 fn with_seq(unsequenced: &str, seq: u64) -> String {
     let body = unsequenced.strip_suffix('}').unwrap_or(unsequenced);
     format!("{body},\"seq\":{seq}}}")
+}
+
+/// The health snapshot before any was produced (SPEC §9.9).
+fn default_health() -> Value {
+    json!({ "ok": true, "ts": protocol::now_ms(), "durationMs": 0 })
+}
+
+/// Presence's `instanceId` of the gateway's own row: one UUID per process (SP:10).
+fn own_instance_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// Runs `action` on the hub every `period` until the hub is gone or shutting down.

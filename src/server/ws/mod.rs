@@ -14,10 +14,12 @@ mod metered;
 mod options;
 mod pending;
 mod session;
+mod state;
 mod upgrade;
 
-pub(crate) use endpoint::Endpoint;
+pub(crate) use endpoint::{Endpoint, StatePaths};
 pub use handle::{GatewayHandle, Responder};
 pub use handlers::{ClientInfo, ConnectionEvent, Handlers, MethodHandler, MethodRequest};
 pub use options::ProtocolOptions;
+pub use state::HealthSource;
 pub(crate) use upgrade::accept;

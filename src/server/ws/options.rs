@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::state::HealthSource;
 use crate::server::auth::AuthThrottle;
 
 /// The protocol's limits and policies. The defaults are OpenClaw's.
@@ -30,8 +31,26 @@ pub struct ProtocolOptions {
     pub max_buffered_bytes: usize,
     /// Throttling of wrong secrets per peer address.
     pub auth_throttle: AuthThrottle,
-    /// `server.version` in `hello-ok` (default this crate's version).
+    /// `server.version` in `hello-ok` and the `version` of the gateway's own presence row
+    /// (default this crate's version; a host that speaks for another product sets its own).
     pub server_version: String,
+    /// `server.buildId` in `hello-ok` (at most 96 characters; default none, and then it is
+    /// left out).
+    pub build_id: Option<String>,
+    /// `features.capabilities` in `hello-ok`: the wire contracts this gateway keeps (default
+    /// none). Each is a promise to clients: list only what the host implements.
+    pub capabilities: Vec<String>,
+    /// `capabilities` of the `connect.challenge` event: what the gateway honours in `connect`
+    /// (default none). OpenClaw's gateway lists `model-catalog-snapshot`, which makes clients
+    /// send `modelCatalog` in `connect`; this core does nothing with it, so it is not listed
+    /// unless the host says it reads it.
+    pub challenge_capabilities: Vec<String>,
+    /// How often the health snapshot is refreshed and sent as a `health` event, and how old a
+    /// cached one may be when `health` answers it (default 60 s, SPEC §12.7).
+    pub health_refresh_interval: Duration,
+    /// Where refreshed health snapshots come from (default none: the last snapshot given to
+    /// `GatewayHandle::set_health`, else `{"ok":true,"ts":<now>,"durationMs":0}`).
+    pub health_source: Option<HealthSource>,
 }
 
 impl Default for ProtocolOptions {
@@ -48,6 +67,11 @@ impl Default for ProtocolOptions {
             max_buffered_bytes: 50 * 1024 * 1024,
             auth_throttle: AuthThrottle::default(),
             server_version: env!("CARGO_PKG_VERSION").to_owned(),
+            build_id: None,
+            capabilities: Vec::new(),
+            challenge_capabilities: Vec::new(),
+            health_refresh_interval: Duration::from_secs(60),
+            health_source: None,
         }
     }
 }

@@ -193,8 +193,15 @@ impl Session {
                 }
                 return;
             }
-            // Pings are answered by tungstenite; pongs only prove the peer alive.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return,
+            // Pings are answered by tungstenite; pongs prove the peer alive and keep its
+            // presence row fresh (SPEC §12.6).
+            Message::Pong(_) => {
+                if let Some(client) = &self.client {
+                    self.endpoint.hub.presence_touch(client.conn_id);
+                }
+                return;
+            }
+            Message::Ping(_) | Message::Frame(_) => return,
             Message::Close(_) => {
                 self.closing = true;
                 return;
@@ -306,31 +313,51 @@ impl Session {
             .to_owned(),
         });
         self.budget.unlimit();
-        self.answer(&frame.id, Ok(self.hello(&client)));
+        // SPEC §12.6: the client's presence row is written before its hello-ok shows it.
+        let presence = self.endpoint.hub.presence_join(&client);
+        self.answer(&frame.id, Ok(self.hello(&client, presence)));
         // After hello-ok is queued, so no event can overtake it.
         self.conn.authenticate(Grant {
             role: client.role.clone(),
             scopes: client.scopes.clone(),
         });
+        self.endpoint.hub.presence_greeted(client.conn_id);
         self.client = Some(Arc::clone(&client));
         self.endpoint
             .handlers
             .notify(&ConnectionEvent::Opened(client));
     }
 
-    /// `hello-ok` for `client`.
-    fn hello(&self, client: &ClientInfo) -> Value {
+    /// `hello-ok` for `client`, whose snapshot shows it `presence` (SPEC §12.8).
+    fn hello(&self, client: &ClientInfo, presence: Vec<Value>) -> Value {
         let endpoint = &self.endpoint;
         let options = &endpoint.options;
-        let (health, health_version) = endpoint.hub.health_state();
+        let hub = &endpoint.hub;
+        let (health, health_version) = hub.health_state();
+        let admin =
+            client.role == "operator" && scopes::scope_satisfied(scopes::ADMIN, &client.scopes);
         protocol::hello_ok(protocol::Hello {
             server_version: &options.server_version,
+            build_id: options.build_id.as_deref(),
+            boot_id: &hub.boot_id,
             conn_id: client.conn_id,
             methods: &endpoint.method_names,
             events: &endpoint.event_names,
+            capabilities: &options.capabilities,
+            presence,
+            presence_version: hub.presence_version(),
             health,
             health_version,
-            uptime_ms: endpoint.hub.uptime().as_millis() as u64,
+            admin: admin.then(|| protocol::AdminSnapshot {
+                config_path: &endpoint.paths.config_path,
+                state_dir: &endpoint.paths.state_dir,
+                auth_mode: match endpoint.auth {
+                    Auth::None => "none",
+                    Auth::Token(_) => "token",
+                    Auth::Password(_) => "password",
+                },
+            }),
+            uptime_ms: hub.uptime().as_millis() as u64,
             role: &client.role,
             scopes: &client.scopes,
             max_payload: options.max_payload,

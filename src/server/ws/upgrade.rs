@@ -117,7 +117,8 @@ async fn serve(
     if !admitted {
         conn.close(close::TRY_AGAIN_LATER, "too many connections");
     } else if hub.register(&conn) {
-        conn.push_text(protocol::connect_challenge().into(), false);
+        let challenge = protocol::connect_challenge(&options.challenge_capabilities);
+        conn.push_text(challenge.into(), false);
     } else {
         conn.close(close::SERVICE_RESTART, "service restart");
     }
@@ -135,6 +136,7 @@ async fn serve(
     endpoint.hub.unregister(conn.id);
     conn.kill();
     if let Some(client) = session.client {
+        endpoint.hub.presence_leave(client.conn_id);
         endpoint.handlers.notify(&ConnectionEvent::Closed(client));
     }
 }

@@ -54,6 +54,17 @@ public struct GatewayServeOptions: Sendable, Equatable {
     /// Where paired devices and device tokens are kept: an absolute file path (default
     /// `<state dir>/gateway/devices.json`).
     public var pairingStorePath: String?
+    /// `server.buildId` in `hello-ok` (at most 96 characters; default none).
+    public var buildID: String?
+    /// `features.capabilities` in `hello-ok`: the wire contracts the host keeps (default
+    /// none). Each is a promise to clients: list only what the host implements.
+    public var capabilities: [String]
+    /// `capabilities` of the `connect.challenge` event: what the host honours in `connect`
+    /// (default none; OpenClaw's `model-catalog-snapshot` only if the host reads `modelCatalog`).
+    public var challengeCapabilities: [String]
+    /// How often the health snapshot is refreshed and sent as a `health` event, and how old a
+    /// cached one may be when `health` answers it (default 60 s).
+    public var healthRefreshInterval: Duration?
 
     /// The defaults.
     public init(
@@ -63,7 +74,8 @@ public struct GatewayServeOptions: Sendable, Equatable {
         maxConnections: Int? = nil, maxPreauthPayload: Int? = nil, maxPayload: Int? = nil,
         maxBufferedBytes: Int? = nil, authThrottle: AuthThrottle? = nil,
         serverVersion: String? = nil, pairingPolicy: GatewayPairingPolicy? = nil,
-        pairingStorePath: String? = nil
+        pairingStorePath: String? = nil, buildID: String? = nil, capabilities: [String] = [],
+        challengeCapabilities: [String] = [], healthRefreshInterval: Duration? = nil
     ) {
         self.workerThreads = workerThreads
         self.dropTimeout = dropTimeout
@@ -80,6 +92,10 @@ public struct GatewayServeOptions: Sendable, Equatable {
         self.serverVersion = serverVersion
         self.pairingPolicy = pairingPolicy
         self.pairingStorePath = pairingStorePath
+        self.buildID = buildID
+        self.capabilities = capabilities
+        self.challengeCapabilities = challengeCapabilities
+        self.healthRefreshInterval = healthRefreshInterval
     }
 
     /// The timeout `deinit` gives `gw_shutdown`: the library's default unless set.
@@ -147,9 +163,57 @@ final class ServeOptionsHandle {
         if let path = options.pairingStorePath {
             try check(gw_serve_options_set_pairing_store_path(pointer, path))
         }
+        if let id = options.buildID {
+            try check(gw_serve_options_set_build_id(pointer, id))
+        }
+        for capability in options.capabilities {
+            try check(gw_serve_options_add_capability(pointer, capability))
+        }
+        for capability in options.challengeCapabilities {
+            try check(gw_serve_options_add_challenge_capability(pointer, capability))
+        }
+        if let t = options.healthRefreshInterval {
+            try check(gw_serve_options_set_health_refresh_interval_ms(
+                pointer, try milliseconds(t, "healthRefreshInterval")))
+        }
     }
 
     deinit { gw_serve_options_free(pointer) }
+
+    /// Makes `source` produce the health snapshot at each refresh (see
+    /// `GatewayServer.serve(healthSource:)`).
+    func setHealthSource(_ source: @escaping @Sendable () -> GatewayJSON?) throws {
+        // The library owns this reference from here (also when the call fails) and gives it
+        // back through HealthBox.free, once.
+        try check(gw_serve_options_set_health_source(
+            pointer, HealthBox.callback, Unmanaged.passRetained(HealthBox(source)).toOpaque(), HealthBox.free))
+    }
+}
+
+/// A health source handed to the library, which releases it through `free`.
+final class HealthBox: Sendable {
+    let source: @Sendable () -> GatewayJSON?
+
+    init(_ source: @escaping @Sendable () -> GatewayJSON?) { self.source = source }
+
+    /// The `gw_health_fn` whose userdata is a retained `HealthBox`.
+    static var callback: gw_health_fn {
+        { userdata, reply in
+            guard let snapshot = Unmanaged<HealthBox>.fromOpaque(userdata!).takeUnretainedValue().source() else {
+                return
+            }
+            var text = snapshot.text
+            // Not JSON: the reply stays empty, so the previous snapshot is kept.
+            _ = text.withUTF8 { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { gw_health_reply_set(reply, $0.baseAddress, $0.count) }
+            }
+        }
+    }
+
+    /// The finalizer that releases it.
+    static var free: @convention(c) (UnsafeMutableRawPointer?) -> Void {
+        { userdata in Unmanaged<HealthBox>.fromOpaque(userdata!).release() }
+    }
 }
 
 /// A count or size as the C ABI's `size_t` (which Swift sees as `Int`): never negative.

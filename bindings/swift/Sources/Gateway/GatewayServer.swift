@@ -84,6 +84,11 @@ final class LogBox: Sendable {
     }
 }
 
+/// Where `gw_server_presence`'s reader leaves the text; read on the calling thread only.
+private final class PresenceText {
+    var text = "[]"
+}
+
 /// `len` bytes of UTF-8 from the library, copied.
 private func string(_ bytes: UnsafePointer<CChar>?, _ length: Int) -> String {
     String(decoding: UnsafeRawBufferPointer(start: bytes.map(UnsafeRawPointer.init), count: length), as: UTF8.self)
@@ -124,15 +129,19 @@ public final class GatewayServer: Sendable {
     /// library threads, possibly several at once, and must return quickly. Some of them may
     /// run before `serve` returns (a client may connect as soon as the port accepts).
     /// `onConnection` hears of one connection in order, and `.opened(id:)` has returned before
-    /// any handler of that connection's requests starts. Throws `.invalidArgument` naming a bad
-    /// option or method.
+    /// any handler of that connection's requests starts. `healthSource` produces the health
+    /// snapshot at each refresh (at start, every `healthRefreshInterval`, when `health` finds
+    /// the cache stale, after a connect at most once an interval; `nil` keeps the previous
+    /// one); it is called on library threads and must return quickly. Throws
+    /// `.invalidArgument` naming a bad option or method.
     public static func serve(
         lock: consuming GatewayLock,
         options: GatewayServeOptions = GatewayServeOptions(),
         methods: GatewayMethods = GatewayMethods(),
         log: (@Sendable (GatewayLogLevel, String) -> Void)? = nil,
         onStateChange: (@Sendable (GatewayStateChange) -> Void)? = nil,
-        onConnection: (@Sendable (GatewayConnectionChange) -> Void)? = nil
+        onConnection: (@Sendable (GatewayConnectionChange) -> Void)? = nil,
+        healthSource: (@Sendable () -> GatewayJSON?)? = nil
     ) throws -> GatewayServer {
         let lockPointer = lock.take()  // released or served whatever happens below
         let handlers: HandlersHandle
@@ -141,6 +150,7 @@ public final class GatewayServer: Sendable {
             try checkABIVersion()
             handlers = try HandlersHandle(methods)
             serveOptions = try ServeOptionsHandle(options)
+            if let healthSource { try serveOptions.setHealthSource(healthSource) }
         } catch {
             gw_lock_release(lockPointer)
             throw error
@@ -229,6 +239,19 @@ public final class GatewayServer: Sendable {
     /// `setHealth(_:)` with `snapshot` encoded by `JSONEncoder`.
     public func setHealth<T: Encodable>(_ snapshot: T) throws {
         try setHealth(GatewayJSON(snapshot))
+    }
+
+    /// The presence list (SPEC §12.6), a JSON array newest first: the gateway's own row
+    /// (`"mode":"gateway"`, `"reason":"self"`) and one row per non-ephemeral client of the last
+    /// five minutes (`"reason"` `connect` or `disconnect`). What `system-presence` answers.
+    public func presence() throws -> GatewayJSON {
+        let box = PresenceText()
+        try withServer { server in
+            gw_server_presence(server, { userdata, json, length in
+                Unmanaged<PresenceText>.fromOpaque(userdata!).takeUnretainedValue().text = string(json, length)
+            }, Unmanaged.passUnretained(box).toOpaque())
+        }
+        return GatewayJSON(raw: box.text)
     }
 
     /// WebSocket connections open now, authenticated or not (0 once shut down).

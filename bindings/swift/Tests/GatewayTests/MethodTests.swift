@@ -149,7 +149,7 @@ final class MethodTests: XCTestCase {
         XCTAssertEqual(hello["ok"] as? Bool, true, "\(hello)")
         let features = (hello["payload"] as? [String: Any])?["features"] as? [String: Any]
         XCTAssertEqual(Set(features?["methods"] as? [String] ?? []),
-                       ["health", "swift.echo", "swift.fail", "swift.raw"])
+                       ["health", "system-presence", "swift.echo", "swift.fail", "swift.raw"])
         XCTAssertTrue((features?["events"] as? [String] ?? []).contains("swift.tick"))
         XCTAssertTrue((features?["events"] as? [String] ?? []).contains("swift.pair"))
 
