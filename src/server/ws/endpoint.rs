@@ -20,8 +20,6 @@ pub(crate) struct Endpoint {
     pub(super) hub: Arc<Hub>,
     pub(super) options: ProtocolOptions,
     pub(super) auth: Auth,
-    /// Every listener is on loopback, so loopback origins are allowed too.
-    pub(super) loopback: bool,
     pub(super) throttle: Throttle,
     pub(super) handlers: Handlers,
     pub(super) methods: HashMap<String, Method>,
@@ -30,10 +28,8 @@ pub(crate) struct Endpoint {
     /// `features.events` of `hello-ok`: the built-in events, then the host's.
     pub(super) event_names: Vec<String>,
     /// Paired devices, pending requests and device tokens (SPEC §11.5).
-    #[allow(dead_code)] // skeleton: the identity part reads it
     pub(super) devices: DeviceStore,
     /// The host's say over who pairs.
-    #[allow(dead_code)] // skeleton: the identity part reads it
     pub(super) pairing: Arc<dyn PairingPolicy>,
 }
 
@@ -42,7 +38,6 @@ impl Endpoint {
         options: ProtocolOptions,
         handlers: Handlers,
         auth: Auth,
-        loopback: bool,
         logger: Logger,
     ) -> Arc<Self> {
         let mut method_names = vec!["health".to_owned()];
@@ -66,7 +61,6 @@ impl Endpoint {
             methods: handlers.lookup(),
             options,
             auth,
-            loopback,
             handlers,
             method_names,
             event_names,
