@@ -67,12 +67,14 @@ pub struct Client {
     pub ws: Ws,
 }
 
-/// The `connect` params of a well-behaved operator client.
+/// The `connect` params of a well-behaved operator client: a local backend
+/// (`gateway-client`/`backend`), which OpenClaw lets connect over direct loopback without a
+/// device identity and with the scopes it asks for (SPEC §11.4 row 2).
 pub fn connect_params() -> Value {
     json!({
         "minProtocol": 4,
         "maxProtocol": 4,
-        "client": {"id": "test", "version": "1.0.0", "platform": "linux", "mode": "cli"},
+        "client": {"id": "gateway-client", "version": "1.0.0", "platform": "linux", "mode": "backend"},
     })
 }
 
