@@ -188,9 +188,7 @@ pub fn failure_error(reason: AuthReason, who: FailedConnect<'_>) -> MethodError 
         "provide gateway auth password"
     };
     let message = match reason {
-        AuthReason::TokenMissing if ui || webchat => format!(
-            "unauthorized: gateway token missing (paste in Control UI settings or openclaw doctor --generate-gateway-token; restart)"
-        ),
+        AuthReason::TokenMissing if ui || webchat => "unauthorized: gateway token missing (paste in Control UI settings or openclaw doctor --generate-gateway-token; restart)".to_owned(),
         AuthReason::TokenMissing => format!("unauthorized: gateway token missing ({token_hint})"),
         AuthReason::TokenMismatch => format!("unauthorized: gateway token mismatch ({token_hint})"),
         AuthReason::PasswordMissing => {
@@ -319,7 +317,13 @@ mod tests {
         let token = Auth::Token("t".into());
         let password = Auth::Password("p".into());
         use AuthReason::*;
-        let cases: [(&Auth, Option<&str>, Option<&str>, Result<(), AuthReason>); 12] = [
+        type Case<'a> = (
+            &'a Auth,
+            Option<&'a str>,
+            Option<&'a str>,
+            Result<(), AuthReason>,
+        );
+        let cases: [Case; 12] = [
             (&token, None, None, Err(TokenMissing)),
             (&token, Some("  "), None, Err(TokenMissing)),
             (&token, Some("x"), None, Err(TokenMismatch)),

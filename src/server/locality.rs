@@ -210,7 +210,8 @@ mod tests {
         let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let mapped: SocketAddr = "[::ffff:127.0.0.9]:5000".parse().unwrap();
         let lan: SocketAddr = "192.168.1.4:5000".parse().unwrap();
-        let cases: [(SocketAddr, &[(&str, &str)], IngressKind); 9] = [
+        type Case<'a> = (SocketAddr, &'a [(&'a str, &'a str)], IngressKind);
+        let cases: [Case; 9] = [
             (
                 loopback,
                 &[("host", "127.0.0.1:18789")],
