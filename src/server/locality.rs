@@ -27,7 +27,9 @@ pub struct Ingress {
     pub kind: IngressKind,
     /// The request carried `Forwarded`, `X-Real-IP`, `X-Forwarded-*` or Tailscale headers.
     pub proxy_headers: bool,
-    /// The `Host` header's host name (no port, no brackets, lowercase), when there was one.
+    /// The `Host` header, trimmed and lowercased (port kept), when there was one.
+    pub host_header: Option<String>,
+    /// Its host name (no port, no brackets).
     pub host: Option<String>,
     /// The `x-openclaw-scopes` header split on commas (present but blank → empty) (MH:519-525).
     pub scope_cap: Option<Vec<String>>,
@@ -58,9 +60,13 @@ pub fn ingress(peer: SocketAddr, headers: &HeaderMap) -> Ingress {
     } else {
         IngressKind::DirectRemote
     };
-    let host = headers
+    let host_header = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty());
+    let host = host_header
+        .as_deref()
         .map(host_name)
         .filter(|h| !h.is_empty());
     let scope_cap = headers.get("x-openclaw-scopes").map(|h| {
@@ -74,9 +80,49 @@ pub fn ingress(peer: SocketAddr, headers: &HeaderMap) -> Ingress {
     Ingress {
         kind,
         proxy_headers,
+        host_header,
         host,
         scope_cap,
     }
+}
+
+/// Whether a browser `origin` is the gateway's own, served from a host it may trust: the
+/// origin's `host[:port]` equals the `Host` header, and that host is loopback (for a local
+/// peer), a private address, or a `.local`/`.ts.net` name (origin-check-Dh0t_-zy.mjs:64-67,
+/// 88-94).
+pub fn same_trusted_origin(ingress: &Ingress, origin: &str) -> bool {
+    let Some(host_header) = ingress.host_header.as_deref() else {
+        return false;
+    };
+    let Some((scheme, rest)) = origin.trim().split_once("://") else {
+        return false;
+    };
+    let authority = rest
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => ":80",
+        "https" => ":443",
+        _ => "",
+    };
+    let authority = if default_port.is_empty() {
+        authority.as_str()
+    } else {
+        authority.strip_suffix(default_port).unwrap_or(&authority)
+    };
+    if authority != host_header {
+        return false;
+    }
+    let name = host_name(host_header);
+    if is_loopback_host(&name) {
+        return ingress.kind == IngressKind::DirectLocal;
+    }
+    if name.parse::<IpAddr>().is_ok() {
+        return is_private_or_loopback_host(&name);
+    }
+    name.ends_with(".local") || name.ends_with(".ts.net")
 }
 
 /// The host name of a `Host` header or URL authority: brackets and port removed, lowercase
@@ -266,6 +312,36 @@ mod tests {
         assert_eq!(facts.scope_cap, Some(vec!["a".to_owned(), "b".to_owned()]));
         let blank = ingress(loopback, &headers(&[("x-openclaw-scopes", "")]));
         assert_eq!(blank.scope_cap, Some(vec![]));
+    }
+
+    #[test]
+    fn a_browser_on_the_gateways_own_trusted_origin() {
+        let lan: SocketAddr = "192.168.1.9:5000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let cases = [
+            (lan, "192.168.1.4:18789", "http://192.168.1.4:18789", true),
+            (lan, "gw.local", "https://gw.local", true),
+            (lan, "gw.local", "https://gw.local:443", true),
+            (
+                lan,
+                "box.tail1.ts.net:18789",
+                "https://box.tail1.ts.net:18789",
+                true,
+            ),
+            (lan, "192.168.1.4:18789", "http://192.168.1.4:18790", false),
+            (lan, "203.0.113.5", "http://203.0.113.5", false),
+            (lan, "gw.example.com", "https://gw.example.com", false),
+            (lan, "localhost:18789", "http://localhost:18789", false),
+            (local, "localhost:18789", "http://localhost:18789", true),
+        ];
+        for (peer, host, origin, trusted) in cases {
+            let facts = ingress(peer, &headers(&[("host", host)]));
+            assert_eq!(
+                same_trusted_origin(&facts, origin),
+                trusted,
+                "{host} {origin}"
+            );
+        }
     }
 
     #[test]

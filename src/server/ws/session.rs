@@ -19,7 +19,7 @@ use super::endpoint::Endpoint;
 use super::handle::Responder;
 use super::handlers::{ClientInfo, ConnectionEvent, MethodRequest};
 use super::metered::{Metered, ReadBudget, is_preauth_limit};
-use crate::server::locality::{Ingress, IngressKind};
+use crate::server::locality::{Ingress, IngressKind, same_trusted_origin};
 use crate::server::protocol::{self, MethodError, close};
 
 /// How long a closing connection waits for the peer's close frame before it is dropped.
@@ -320,6 +320,7 @@ impl Session {
         };
         let local = self.ingress.kind == IngressKind::DirectLocal;
         if protocol::origin_listed(&self.endpoint.options.allowed_origins, origin)
+            || same_trusted_origin(&self.ingress, origin)
             || (local && protocol::is_loopback_origin(origin))
         {
             Ok(())
