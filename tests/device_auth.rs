@@ -417,6 +417,30 @@ async fn unknown_revoked_and_overreaching_device_tokens_are_refused() {
     });
     refused(&mut stale, &res, error.clone(), message).await;
 
+    // A setup code: this core issues none, so every one is refused (SPEC §11.7 step 2).
+    let mut setup = Client::open(port).await;
+    let res = setup
+        .connect_signed(
+            &DeviceKey::random(),
+            params(
+                "node-host",
+                "node",
+                "node",
+                &[],
+                json!({"bootstrapToken": "setup-code"}),
+            ),
+        )
+        .await;
+    let setup_message = "unauthorized: setup code invalid, expired, revoked, or already used (create a new code; review `openclaw devices list`)";
+    let setup_error = json!({
+        "code": "INVALID_REQUEST", "message": setup_message,
+        "details": {
+            "code": "AUTH_BOOTSTRAP_TOKEN_INVALID", "authReason": "bootstrap_token_invalid",
+            "canRetryWithDeviceToken": false, "recommendedNextStep": "review_auth_configuration",
+        },
+    });
+    refused(&mut setup, &res, setup_error, setup_message).await;
+
     // Another device cannot use this one's token.
     let mut thief = Client::open(port).await;
     let res = thief

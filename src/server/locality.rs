@@ -29,8 +29,6 @@ pub struct Ingress {
     pub proxy_headers: bool,
     /// The `Host` header, trimmed and lowercased (port kept), when there was one.
     pub host_header: Option<String>,
-    /// Its host name (no port, no brackets).
-    pub host: Option<String>,
     /// The `x-openclaw-scopes` header split on commas (present but blank → empty) (MH:519-525).
     pub scope_cap: Option<Vec<String>>,
 }
@@ -65,10 +63,6 @@ pub fn ingress(peer: SocketAddr, headers: &HeaderMap) -> Ingress {
         .and_then(|h| h.to_str().ok())
         .map(|h| h.trim().to_ascii_lowercase())
         .filter(|h| !h.is_empty());
-    let host = host_header
-        .as_deref()
-        .map(host_name)
-        .filter(|h| !h.is_empty());
     let scope_cap = headers.get("x-openclaw-scopes").map(|h| {
         String::from_utf8_lossy(h.as_bytes())
             .split(',')
@@ -81,8 +75,17 @@ pub fn ingress(peer: SocketAddr, headers: &HeaderMap) -> Ingress {
         kind,
         proxy_headers,
         host_header,
-        host,
         scope_cap,
+    }
+}
+
+impl Ingress {
+    /// The `Host` header's host name (no port, no brackets; empty when there was none).
+    pub fn host(&self) -> String {
+        self.host_header
+            .as_deref()
+            .map(host_name)
+            .unwrap_or_default()
     }
 }
 
@@ -200,7 +203,8 @@ pub fn pairing_locality(ingress: &Ingress, inputs: LocalityInputs<'_>) -> Locali
         return Locality::DirectLocal;
     }
     let shared_secret = inputs.shared_auth_ok && matches!(inputs.auth_method, "token" | "password");
-    let host = ingress.host.as_deref().unwrap_or_default();
+    let host = ingress.host();
+    let host = host.as_str();
     if inputs.client_id == "openclaw-control-ui"
         && inputs.client_mode == "webchat"
         && shared_secret
@@ -308,7 +312,7 @@ mod tests {
             loopback,
             &headers(&[("host", "[::1]:80"), ("x-openclaw-scopes", " a, ,b")]),
         );
-        assert_eq!(facts.host.as_deref(), Some("::1"));
+        assert_eq!(facts.host(), "::1");
         assert_eq!(facts.scope_cap, Some(vec!["a".to_owned(), "b".to_owned()]));
         let blank = ingress(loopback, &headers(&[("x-openclaw-scopes", "")]));
         assert_eq!(blank.scope_cap, Some(vec![]));
