@@ -73,6 +73,8 @@ async fn challenge_then_hello_ok_with_every_field() {
             "tick",
             "health",
             "shutdown",
+            "device.pair.requested",
+            "device.pair.resolved",
             "demo.tick"
         ])
     );

@@ -13,7 +13,15 @@ use crate::server::auth::Throttle;
 use crate::server::pairing::{DefaultPairingPolicy, DeviceStore, PairingPolicy};
 
 /// The events every gateway emits, listed first in `hello-ok`'s `features.events`.
-const BUILTIN_EVENTS: [&str; 4] = ["connect.challenge", "tick", "health", "shutdown"];
+/// `device.pair.*` are the handshake's pairing broadcasts (SPEC §11.5).
+const BUILTIN_EVENTS: [&str; 6] = [
+    "connect.challenge",
+    "tick",
+    "health",
+    "shutdown",
+    "device.pair.requested",
+    "device.pair.resolved",
+];
 
 /// The WebSocket endpoint at `/` of one gateway.
 pub(crate) struct Endpoint {
