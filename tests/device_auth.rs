@@ -51,6 +51,26 @@ async fn observer(port: u16) -> Client {
     Client::connected(port, watcher).await.0
 }
 
+/// `hello-ok.auth.recoveryScope` as Node computes it: base64url(sha256(JSON of the material)).
+fn recovery_scope(material: Value) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(material.to_string().as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// The recovery scope of an operator that proved the shared token (and maybe a device id).
+fn shared_recovery_scope(device_id: &str) -> String {
+    let generation = recovery_scope_raw(&format!("token\0{TOKEN}"));
+    recovery_scope(json!(["shared-auth", generation, device_id]))
+}
+
+fn recovery_scope_raw(text: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 /// Asserts the whole error `res` and the close that follows.
 async fn refused(client: &mut Client, res: &Value, error: Value, close_reason: &str) {
     assert_eq!(
@@ -228,7 +248,7 @@ async fn without_a_device_the_missing_device_table_decides() {
     let (mut client, hello) = Client::connected(port, probe).await;
     assert_eq!(
         hello["auth"],
-        json!({"method": "token", "role": "operator", "scopes": []})
+        json!({"method": "token", "role": "operator", "scopes": [], "recoveryScope": shared_recovery_scope("")})
     );
     let res = client.call("e1", "echo", json!({})).await;
     assert_error(
@@ -321,10 +341,13 @@ async fn a_loopback_device_pairs_silently_and_reconnects_with_only_its_device_to
     let auth = &res["payload"]["auth"];
     let device_token = auth["deviceToken"].as_str().unwrap().to_owned();
     let issued_at = auth["issuedAtMs"].as_u64().unwrap();
+    // The recovery scope hashes the device token it was handed (MH:2332-2343).
+    let recovery = recovery_scope(json!(["device-token", device_token]));
     assert_eq!(
         auth,
         &json!({
             "method": "token", "role": "operator", "scopes": ["operator.read"],
+            "recoveryScope": recovery, "recoveryMigrationAllowed": true,
             "deviceToken": device_token, "issuedAtMs": issued_at,
         })
     );
@@ -354,6 +377,7 @@ async fn a_loopback_device_pairs_silently_and_reconnects_with_only_its_device_to
         res["payload"]["auth"],
         json!({
             "method": "device-token", "role": "operator", "scopes": ["operator.read"],
+            "recoveryScope": recovery, "recoveryMigrationAllowed": true,
             "deviceToken": device_token, "issuedAtMs": issued_at,
         })
     );

@@ -56,6 +56,40 @@ pub fn mode_method(auth: &Auth) -> &'static str {
     }
 }
 
+/// `base64url(sha256(text))`, unpadded (crypto-digest-D9Nqq3c7.mjs:8-10).
+pub fn sha256_base64url(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The generation of the configured shared secret: `base64url(sha256("<mode>\0<secret>"))`
+/// (ws-shared-generation-DTv5-s0n.mjs:3-5); `None` without one.
+pub fn shared_generation(auth: &Auth) -> Option<String> {
+    let (mode, secret) = match auth {
+        Auth::None => return None,
+        Auth::Token(secret) => ("token", secret),
+        Auth::Password(secret) => ("password", secret),
+    };
+    (!secret.trim().is_empty()).then(|| sha256_base64url(&format!("{mode}\0{secret}")))
+}
+
+/// `hello-ok.auth.recoveryScope` of an operator (MH:2332-2341): the hash of the device token
+/// it was handed, else of the shared secret's generation it proved (and its device id), else of
+/// its device id.
+pub fn recovery_scope(
+    device_token: Option<&str>,
+    shared_generation: Option<&str>,
+    device_id: Option<&str>,
+) -> Option<String> {
+    let material = match (device_token, shared_generation, device_id) {
+        (Some(token), ..) => json!(["device-token", token]),
+        (None, Some(generation), id) => json!(["shared-auth", generation, id.unwrap_or_default()]),
+        (None, None, Some(id)) => json!(["device", id]),
+        (None, None, None) => return None,
+    };
+    Some(sha256_base64url(&material.to_string()))
+}
+
 /// A shared secret as `connect` carries it: trimmed, blank is absent (NCR:168-176).
 pub fn present(secret: Option<&str>) -> Option<&str> {
     secret.map(str::trim).filter(|s| !s.is_empty())
@@ -344,6 +378,26 @@ mod tests {
                 "{auth:?} {token:?} {password:?}"
             );
         }
+    }
+
+    #[test]
+    fn recovery_scopes_hash_what_node_hashes() {
+        // Checked against the Node gateway's `hello-ok` for a token-only operator.
+        let generation = shared_generation(&Auth::Token("tok123".into())).unwrap();
+        assert_eq!(
+            recovery_scope(None, Some(&generation), None).as_deref(),
+            Some("bX-l3mhyQCoO9kGrtmBwDejjjexN7znjfBamWz-5ec4")
+        );
+        assert_eq!(shared_generation(&Auth::None), None);
+        assert_eq!(
+            recovery_scope(Some("t"), Some(&generation), Some("d")),
+            Some(sha256_base64url(r#"["device-token","t"]"#))
+        );
+        assert_eq!(
+            recovery_scope(None, None, Some("d")),
+            Some(sha256_base64url(r#"["device","d"]"#))
+        );
+        assert_eq!(recovery_scope(None, None, None), None);
     }
 
     #[test]

@@ -192,7 +192,10 @@ pub struct Hello<'a> {
     pub role: &'a str,
     /// `auth.scopes`.
     pub scopes: &'a [String],
-    /// `auth.deviceToken` and `auth.issuedAtMs`: the token a paired device reconnects with.
+    /// `auth.recoveryScope` (operators only, SPEC §11.8).
+    pub recovery_scope: Option<&'a str>,
+    /// `auth.deviceToken` and `auth.issuedAtMs`: the token a paired device reconnects with
+    /// (an operator's also sets `auth.recoveryMigrationAllowed`).
     pub device_token: Option<(&'a str, u64)>,
     /// `policy.maxPayload`.
     pub max_payload: usize,
@@ -234,6 +237,12 @@ fn hello_auth(hello: &Hello<'_>) -> Value {
         "role": hello.role,
         "scopes": hello.scopes,
     });
+    if let Some(scope) = hello.recovery_scope {
+        auth["recoveryScope"] = Value::from(scope);
+    }
+    if hello.device_token.is_some() && hello.role == "operator" {
+        auth["recoveryMigrationAllowed"] = Value::from(true);
+    }
     if let Some((token, issued_at_ms)) = hello.device_token {
         auth["deviceToken"] = Value::from(token);
         auth["issuedAtMs"] = Value::from(issued_at_ms);
@@ -763,6 +772,7 @@ mod tests {
             auth_method: "token",
             role: "operator",
             scopes: &["operator.read".into()],
+            recovery_scope: Some("rs"),
             device_token: Some(("dt", 9)),
             max_payload: 26214400,
             max_buffered_bytes: 52428800,
@@ -774,7 +784,7 @@ mod tests {
                 r#"{"type":"hello-ok","protocol":4,"server":{"version":"1.2.3","connId":"7"},"#,
                 r#""features":{"methods":["health","echo"],"events":["tick"]},"#,
                 r#""snapshot":{"presence":[],"health":{},"stateVersion":{"presence":0,"health":0},"uptimeMs":5},"#,
-                r#""auth":{"method":"token","role":"operator","scopes":["operator.read"],"deviceToken":"dt","issuedAtMs":9},"#,
+                r#""auth":{"method":"token","role":"operator","scopes":["operator.read"],"recoveryScope":"rs","recoveryMigrationAllowed":true,"deviceToken":"dt","issuedAtMs":9},"#,
                 r#""policy":{"maxPayload":26214400,"maxBufferedBytes":52428800,"tickIntervalMs":30000}}"#
             )
         );

@@ -27,6 +27,8 @@ pub(super) struct Admitted {
     pub device_id: Option<String>,
     /// The device token `hello-ok` hands out.
     pub device_token: Option<IssuedToken>,
+    /// `hello-ok.auth.recoveryScope` (operators only).
+    pub recovery_scope: Option<String>,
 }
 
 /// `client.id` of the Control UI and the TUI (`isOperatorUiClient`, minus the browser copilot).
@@ -213,6 +215,7 @@ impl Session {
                 auth_method,
                 device_id: None,
                 device_token: None,
+                recovery_scope: self.recovery_scope(role, auth_method, None, None),
             });
         };
 
@@ -332,12 +335,37 @@ impl Session {
             return None;
         }
         self.auth_succeeded(auth_method);
+        let recovery_scope = self.recovery_scope(
+            role,
+            auth_method,
+            device_token.as_ref().map(|t| t.token.as_str()),
+            Some(&proven.id),
+        );
         Some(Admitted {
             scopes: self.cap_scopes(scopes),
             auth_method,
             device_id: Some(proven.id),
             device_token,
+            recovery_scope,
         })
+    }
+
+    /// An operator's `recoveryScope`: the shared secret's generation counts only when the
+    /// connection proved it (authMethod `token`/`password`).
+    fn recovery_scope(
+        &self,
+        role: &str,
+        auth_method: &str,
+        device_token: Option<&str>,
+        device_id: Option<&str>,
+    ) -> Option<String> {
+        if role != "operator" {
+            return None;
+        }
+        let generation = matches!(auth_method, "token" | "password")
+            .then(|| auth::shared_generation(&self.endpoint.auth))
+            .flatten();
+        auth::recovery_scope(device_token, generation.as_deref(), device_id)
     }
 
     /// `x-openclaw-scopes` on the upgrade caps the scopes (MH:519-525).

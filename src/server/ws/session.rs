@@ -289,7 +289,8 @@ impl Session {
             .device_token
             .as_ref()
             .map(|t| (t.token.as_str(), t.issued_at_ms));
-        self.answer(&frame.id, Ok(self.hello(&client, device_token)));
+        let hello = self.hello(&client, device_token, admitted.recovery_scope.as_deref());
+        self.answer(&frame.id, Ok(hello));
         // After hello-ok is queued, so no event can overtake it.
         self.conn.authenticate();
         self.client = Some(Arc::clone(&client));
@@ -330,7 +331,12 @@ impl Session {
     }
 
     /// `hello-ok` for `client`.
-    fn hello(&self, client: &ClientInfo, device_token: Option<(&str, u64)>) -> Value {
+    fn hello(
+        &self,
+        client: &ClientInfo,
+        device_token: Option<(&str, u64)>,
+        recovery_scope: Option<&str>,
+    ) -> Value {
         let endpoint = &self.endpoint;
         let options = &endpoint.options;
         let (health, health_version) = endpoint.hub.health_state();
@@ -345,6 +351,7 @@ impl Session {
             auth_method: &client.auth_method,
             role: &client.role,
             scopes: &client.scopes,
+            recovery_scope,
             device_token,
             max_payload: options.max_payload,
             max_buffered_bytes: options.max_buffered_bytes,
