@@ -666,3 +666,39 @@ async fn a_node_pairs_with_its_device_and_needs_a_device_token() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_control_ui_signs_v2_and_pairs_from_a_loopback_browser() {
+    let server = gateway();
+    let port = server.port;
+    let key = DeviceKey::random();
+    let ui = params(
+        "openclaw-control-ui",
+        "webchat",
+        "operator",
+        &["operator.read"],
+        json!({"token": TOKEN}),
+    );
+    let mut client = Client::open_with(port, Some("http://127.0.0.1:18789")).await;
+    let challenge = client.challenge().await;
+    let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_owned();
+    let ts = challenge["payload"]["ts"].as_u64().unwrap();
+    let signature = key.sign(&key.v2_payload(&ui, &nonce, ts));
+    let signed = key.with_device(ui.clone(), &nonce, ts, signature);
+    client
+        .send(json!({"type": "req", "id": "c1", "method": "connect", "params": signed}))
+        .await;
+    let res = client.recv().await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["payload"]["auth"]["scopes"], json!(["operator.read"]));
+    assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
+
+    // Without its Origin the Control UI is refused before its device is looked at.
+    let mut bare = Client::open(port).await;
+    let res = bare.connect_signed(&key, ui).await;
+    assert_eq!(
+        res["error"]["details"],
+        json!({"code": "CONTROL_UI_ORIGIN_NOT_ALLOWED", "reason": "origin missing or invalid"})
+    );
+    assert_eq!(bare.closed().await.0, 1008);
+}

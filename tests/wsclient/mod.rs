@@ -262,6 +262,14 @@ impl DeviceKey {
         .join("|")
     }
 
+    /// The v2 payload (what the bundled Control UI signs): the v3 fields without platform and
+    /// device family.
+    pub fn v2_payload(&self, params: &Value, nonce: &str, signed_at: u64) -> String {
+        let v3 = self.v3_payload(params, nonce, signed_at);
+        let fields: Vec<&str> = v3.split('|').collect();
+        format!("v2|{}", fields[1..9].join("|"))
+    }
+
     /// The signature of `payload`, base64url without padding.
     pub fn sign(&self, payload: &str) -> String {
         use base64::Engine as _;
@@ -270,9 +278,20 @@ impl DeviceKey {
             .encode(self.signing.sign(payload.as_bytes()).to_bytes())
     }
 
-    /// `params` with a `device` block signed over `nonce` at `signed_at`.
-    pub fn signed(&self, mut params: Value, nonce: &str, signed_at: u64) -> Value {
+    /// `params` with a `device` block signed (v3) over `nonce` at `signed_at`.
+    pub fn signed(&self, params: Value, nonce: &str, signed_at: u64) -> Value {
         let signature = self.sign(&self.v3_payload(&params, nonce, signed_at));
+        self.with_device(params, nonce, signed_at, signature)
+    }
+
+    /// `params` with a `device` block carrying `signature`.
+    pub fn with_device(
+        &self,
+        mut params: Value,
+        nonce: &str,
+        signed_at: u64,
+        signature: String,
+    ) -> Value {
         params["device"] = json!({
             "id": self.device_id(),
             "publicKey": self.public_key(),
