@@ -300,7 +300,7 @@ async fn handshake(port: u16) -> Ws {
         "type": "req", "id": "c", "method": "connect",
         "params": {
             "minProtocol": 4, "maxProtocol": 4,
-            "client": {"id": "bench", "version": "1", "platform": "linux", "mode": "cli"},
+            "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
             "auth": {"token": TOKEN},
         },
     });

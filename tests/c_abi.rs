@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
-use wsclient::{Client, assert_error, connect_params};
+use wsclient::{Client, DeviceKey, assert_error, connect_params};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -375,7 +375,7 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     let (conn, client) = opened.split_once(' ').unwrap();
     assert_eq!(hello["server"]["connId"], conn, "{opened}");
     let client: Value = serde_json::from_str(client).unwrap();
-    assert_eq!(client["client"]["id"], "test", "{client}");
+    assert_eq!(client["client"]["id"], "gateway-client", "{client}");
     assert_eq!(client["scopes"], json!(["operator.read"]), "{client}");
     let conn: u64 = conn.parse().unwrap();
 
@@ -410,10 +410,14 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     command_line(&mut stdin, "late");
     assert_eq!(lines.expect("late ", wait), "GW_ERR_NOT_FOUND");
 
-    // A client from an allowed origin that is not loopback; it holds no scope, so it is
-    // refused before the host hears of it.
+    // A Control UI from an allowed origin that is not loopback, with a device identity (on
+    // `auth.mode none` it skips pairing, SPEC §11.5); it holds no scope, so it is refused
+    // before the host hears of it.
     let mut other = Client::open_with(port, Some("https://app.example.com")).await;
-    let res = other.connect_with(connect_params()).await;
+    let mut ui = connect_params();
+    ui["client"]["id"] = json!("openclaw-control-ui");
+    ui["client"]["mode"] = json!("webchat");
+    let res = other.connect_signed(&DeviceKey::random(), ui).await;
     assert_eq!(res["ok"], true, "{res}");
     let other_conn = lines.expect("opened ", wait);
     let other_conn: u64 = other_conn.split_once(' ').unwrap().0.parse().unwrap();

@@ -77,6 +77,8 @@ async fn challenge_then_hello_ok_with_every_field() {
             "health",
             "shutdown",
             "presence",
+            "device.pair.requested",
+            "device.pair.resolved",
             "demo.tick"
         ])
     );
@@ -96,7 +98,7 @@ async fn challenge_then_hello_ok_with_every_field() {
     assert!(hello["snapshot"]["uptimeMs"].is_u64());
     assert_eq!(
         hello["auth"],
-        json!({"role": "operator", "scopes": ["operator.read"]})
+        json!({"method": "none", "role": "operator", "scopes": ["operator.read"]})
     );
     assert_eq!(
         hello["policy"],
@@ -109,7 +111,12 @@ async fn challenge_then_hello_ok_with_every_field() {
 
 #[tokio::test]
 async fn protocol_negotiation() {
-    let server = TestGateway::simple();
+    // With the shared token, so that every client id and mode may connect (SPEC §11.4 row 4).
+    let server = TestGateway::start(
+        Auth::Token("t".into()),
+        ProtocolOptions::default(),
+        Handlers::new(),
+    );
     for (min, max, mode) in [(5, 6, "cli"), (1, 3, "cli"), (1, 2, "probe")] {
         let mut client = Client::open(server.port).await;
         let mut params = connect_params();
@@ -137,7 +144,7 @@ async fn protocol_negotiation() {
     }
     // Probe clients may speak 3..4; others 4 (a range that includes it is fine).
     for (min, max, mode) in [(3, 3, "probe"), (3, 4, "probe"), (1, 9, "cli")] {
-        let mut params = connect_params();
+        let mut params = with_auth(json!({"token": "t"}));
         params["minProtocol"] = json!(min);
         params["maxProtocol"] = json!(max);
         params["client"]["mode"] = json!(mode);
@@ -217,15 +224,70 @@ async fn bad_connect_params_and_roles() {
     bad_protocol["minProtocol"] = json!("4");
     let mut bad_scopes = connect_params();
     bad_scopes["scopes"] = json!(["operator.read", 3]);
+    let mut unknown = connect_params();
+    unknown["foo"] = json!(1);
+    unknown["bar"] = json!(2);
+    let mut unknown_client = connect_params();
+    unknown_client["client"]["id"] = json!("my-app");
+    let mut unknown_auth = connect_params();
+    unknown_auth["auth"] = json!({"token": "t", "secret": "x"});
+    let mut short_device = connect_params();
+    short_device["device"] = json!({"id": "a", "publicKey": "b", "signature": "c", "signedAt": -1});
+    let mut two_errors = connect_params();
+    two_errors["minProtocol"] = json!(0);
+    two_errors["extra"] = json!(true);
+    // Every field real clients send is accepted (SES `ConnectParamsSchema`).
+    let mut every_field = connect_params();
+    for (name, value) in [
+        ("caps", json!(["tool-events"])),
+        ("commands", json!(["system.run"])),
+        ("computerUse", json!({"anything": 1})),
+        ("permissions", json!({"screen": true})),
+        ("pathEnv", json!("/usr/bin")),
+        ("modelCatalog", json!({"agentId": "main"})),
+        (
+            "auth",
+            json!({"token": "t", "bootstrapToken": "b", "deviceToken": "d", "password": "p", "approvalRuntimeToken": "a", "agentRuntimeIdentityToken": "i"}),
+        ),
+        ("locale", json!("en-US")),
+        ("userAgent", json!("ua")),
+    ] {
+        every_field[name] = value;
+    }
+    for (name, value) in [
+        ("displayName", "d"),
+        ("buildId", "b"),
+        ("deviceFamily", "f"),
+        ("modelIdentifier", "m"),
+        ("timeZone", "Europe/Paris"),
+        ("instanceId", "i"),
+    ] {
+        every_field["client"][name] = json!(value);
+    }
+    Client::connected(server.port, every_field).await;
     let cases = [
-        (Value::Null, "at root: must be object"),
-        (no_client, "at root: must have required property 'client'"),
+        (Value::Null, "must be object"),
+        (no_client, "must have required property 'client'"),
         (
             empty_platform,
-            "at /client/platform: must NOT have fewer than 1 characters",
+            "at /client/platform: must not have fewer than 1 characters",
         ),
         (bad_protocol, "at /minProtocol: must be integer"),
         (bad_scopes, "at /scopes/1: must be string"),
+        (unknown, "at root: unexpected property 'foo'"),
+        (
+            unknown_client,
+            "at /client/id: must be equal to one of the allowed values",
+        ),
+        (unknown_auth, "at /auth: unexpected property 'secret'"),
+        (
+            short_device,
+            "at /device: must have required property 'nonce'; at /device/signedAt: must be >= 0",
+        ),
+        (
+            two_errors,
+            "at root: unexpected property 'extra'; at /minProtocol: must be >= 1",
+        ),
     ];
     for (params, why) in cases {
         let mut client = Client::open(server.port).await;
@@ -240,10 +302,45 @@ async fn bad_connect_params_and_roles() {
     let res = client.connect_with(params).await;
     assert_error(&res, "c1", "INVALID_REQUEST", "invalid role", None);
     assert_eq!(client.closed().await, (1008, "invalid role".into()));
+    // A node without a device identity is not paired (SPEC §11.4); a worker's claim is closed
+    // without an answer (SPEC §12.1).
     let mut params = connect_params();
     params["role"] = json!("node");
-    let (_node, hello) = Client::connected(server.port, params).await;
-    assert_eq!(hello["auth"]["role"], "node");
+    let mut client = Client::open(server.port).await;
+    let res = client.connect_with(params).await;
+    assert_error(
+        &res,
+        "c1",
+        "NOT_PAIRED",
+        "device identity required",
+        Some("DEVICE_IDENTITY_REQUIRED"),
+    );
+    assert_eq!(
+        client.closed().await,
+        (1008, "device identity required".into())
+    );
+    for (field, value) in [
+        ("role", "worker"),
+        ("mode", "worker"),
+        ("id", "openclaw-worker"),
+    ] {
+        let mut params = connect_params();
+        if field == "role" {
+            params["role"] = json!(value);
+        } else {
+            params["client"][field] = json!(value);
+        }
+        let mut client = Client::open(server.port).await;
+        client.challenge().await;
+        client
+            .send(json!({"type": "req", "id": "c1", "method": "connect", "params": params}))
+            .await;
+        assert_eq!(
+            client.closed().await,
+            (1008, "invalid-handshake".into()),
+            "{field}"
+        );
+    }
 }
 
 async fn refused(port: u16, params: Value, message: &str, detail: &str) {
@@ -261,23 +358,20 @@ async fn token_auth() {
         Handlers::new(),
     );
     let port = server.port;
-    let missing = "unauthorized: gateway token missing";
-    let mismatch = "unauthorized: gateway token mismatch";
-    refused(port, connect_params(), missing, "AUTH_TOKEN_MISSING").await;
+    // Without any credential and without a device, Node asks for a device identity, not a
+    // token (SPEC Corrections: `NOT_PAIRED` without any credential).
+    for params in [connect_params(), with_auth(json!({"token": ""}))] {
+        not_paired(port, params).await;
+    }
+    // A blank token was sent, so it is judged, and found missing once trimmed (NCR:168-176).
     refused(
         port,
-        with_auth(json!({"token": ""})),
-        missing,
+        with_auth(json!({"token": "  "})),
+        "unauthorized: gateway token missing (provide gateway auth token)",
         "AUTH_TOKEN_MISSING",
     )
     .await;
-    refused(
-        port,
-        with_auth(json!({"password": "s3cret-token"})),
-        missing,
-        "AUTH_TOKEN_MISSING",
-    )
-    .await;
+    let mismatch = "unauthorized: gateway token mismatch (provide gateway auth token)";
     refused(
         port,
         with_auth(json!({"token": "s3cret-tokeN"})),
@@ -292,9 +386,42 @@ async fn token_auth() {
         "AUTH_TOKEN_MISMATCH",
     )
     .await;
-    let (_client, hello) =
-        Client::connected(port, with_auth(json!({"token": "s3cret-token"}))).await;
-    assert_eq!(hello["type"], "hello-ok");
+    // The local CLI is told how to fix it.
+    let mut cli = with_auth(json!({"token": "nope"}));
+    cli["client"]["id"] = json!("cli");
+    cli["client"]["mode"] = json!("cli");
+    refused(
+        port,
+        cli,
+        "unauthorized: gateway token mismatch (use this gateway's gateway.auth.token or pair the device)",
+        "AUTH_TOKEN_MISMATCH",
+    )
+    .await;
+    // Trimmed, and `auth.password` stands in for a missing token (AUTH:32-34).
+    for auth in [
+        json!({"token": "s3cret-token"}),
+        json!({"token": " s3cret-token\n"}),
+        json!({"password": "s3cret-token"}),
+    ] {
+        let (_client, hello) = Client::connected(port, with_auth(auth)).await;
+        assert_eq!(hello["auth"]["method"], "token");
+    }
+}
+
+async fn not_paired(port: u16, params: Value) {
+    let mut client = Client::open(port).await;
+    let res = client.connect_with(params).await;
+    assert_error(
+        &res,
+        "c1",
+        "NOT_PAIRED",
+        "device identity required",
+        Some("DEVICE_IDENTITY_REQUIRED"),
+    );
+    assert_eq!(
+        client.closed().await,
+        (1008, "device identity required".into())
+    );
 }
 
 #[tokio::test]
@@ -305,16 +432,8 @@ async fn password_auth() {
         Handlers::new(),
     );
     let port = server.port;
-    let missing = "unauthorized: gateway password missing";
-    let mismatch = "unauthorized: gateway password mismatch";
-    refused(port, connect_params(), missing, "AUTH_PASSWORD_MISSING").await;
-    refused(
-        port,
-        with_auth(json!({"token": "hunter2"})),
-        missing,
-        "AUTH_PASSWORD_MISSING",
-    )
-    .await;
+    not_paired(port, connect_params()).await;
+    let mismatch = "unauthorized: gateway password mismatch (provide gateway auth password)";
     refused(
         port,
         with_auth(json!({"password": "hunter3"})),
@@ -322,8 +441,17 @@ async fn password_auth() {
         "AUTH_PASSWORD_MISMATCH",
     )
     .await;
-    let (_client, hello) = Client::connected(port, with_auth(json!({"password": "hunter2"}))).await;
-    assert_eq!(hello["type"], "hello-ok");
+    refused(
+        port,
+        with_auth(json!({"token": "hunter2", "password": "hunter3"})),
+        mismatch,
+        "AUTH_PASSWORD_MISMATCH",
+    )
+    .await;
+    for auth in [json!({"password": "hunter2"}), json!({"token": "hunter2"})] {
+        let (_client, hello) = Client::connected(port, with_auth(auth)).await;
+        assert_eq!(hello["auth"]["method"], "password");
+    }
 }
 
 #[tokio::test]
@@ -344,7 +472,7 @@ async fn repeated_failures_are_throttled_per_peer() {
         ..ProtocolOptions::default()
     };
     let server = TestGateway::start(Auth::Token("right".into()), protocol, Handlers::new());
-    let mismatch = "unauthorized: gateway token mismatch";
+    let mismatch = "unauthorized: gateway token mismatch (provide gateway auth token)";
     for _ in 0..3 {
         refused(
             server.port,
@@ -379,7 +507,8 @@ async fn origin_policy() {
         allowed_origins: vec!["https://control.example.com".into()],
         ..ProtocolOptions::default()
     };
-    let server = TestGateway::start(Auth::None, protocol, Handlers::new());
+    let server = TestGateway::start(Auth::Token("t".into()), protocol, Handlers::new());
+    let params = with_auth(json!({"token": "t"}));
     for origin in [
         "http://127.0.0.1:18789",
         "http://localhost:5173",
@@ -387,28 +516,40 @@ async fn origin_policy() {
         "https://control.example.com",
     ] {
         let mut client = Client::open_with(server.port, Some(origin)).await;
-        let res = client.connect_with(connect_params()).await;
+        let res = client.connect_with(params.clone()).await;
         assert_eq!(res["ok"], true, "{origin}: {res}");
     }
-    for origin in [
-        "https://evil.example",
-        "http://localhost.evil.example",
-        "null",
-    ] {
-        let mut client = Client::open_with(server.port, Some(origin)).await;
-        let res = client.connect_with(connect_params()).await;
+    let message = "origin not allowed (open the Control UI from the gateway host or allow it in gateway.controlUi.allowedOrigins)";
+    let mut control_ui = params.clone();
+    control_ui["client"]["id"] = json!("openclaw-control-ui");
+    control_ui["client"]["mode"] = json!("webchat");
+    let cases = [
+        (
+            Some("https://evil.example"),
+            params.clone(),
+            "origin not allowed",
+        ),
+        (
+            Some("http://localhost.evil.example"),
+            params.clone(),
+            "origin not allowed",
+        ),
+        (Some("null"), params.clone(), "origin not allowed"),
+        // The Control UI is checked even without an Origin.
+        (None, control_ui, "origin missing or invalid"),
+    ];
+    for (origin, params, reason) in cases {
+        let mut client = Client::open_with(server.port, origin).await;
+        let res = client.connect_with(params).await;
         assert_error(
             &res,
             "c1",
             "INVALID_REQUEST",
-            "origin not allowed",
+            message,
             Some("CONTROL_UI_ORIGIN_NOT_ALLOWED"),
         );
-        assert_eq!(
-            client.closed().await,
-            (1008, "origin not allowed".into()),
-            "{origin}"
-        );
+        assert_eq!(res["error"]["details"]["reason"], reason, "{origin:?}");
+        assert_eq!(client.closed().await, (1008, message.into()), "{origin:?}");
     }
 }
 
@@ -417,10 +558,10 @@ async fn preauth_frames_over_64_kib_are_closed_with_1009() {
     let server = TestGateway::simple();
     // Exactly 64 KiB is allowed: a connect padded to 65536 bytes.
     let mut params = connect_params();
-    params["client"]["pad"] = json!("");
+    params["userAgent"] = json!("");
     let frame = json!({"type": "req", "id": "c1", "method": "connect", "params": params});
     let padding = 65536 - frame.to_string().len();
-    params["client"]["pad"] = json!("x".repeat(padding));
+    params["userAgent"] = json!("x".repeat(padding));
     let frame =
         json!({"type": "req", "id": "c1", "method": "connect", "params": params}).to_string();
     assert_eq!(frame.len(), 65536);
@@ -783,9 +924,9 @@ async fn host_events_broadcast_and_targeted_with_connection_notifications() {
     assert_eq!(
         seen,
         vec![
-            ("opened", conn_a, "test".to_owned()),
-            ("opened", conn_b, "test".to_owned()),
-            ("closed", conn_a, "test".to_owned()),
+            ("opened", conn_a, "gateway-client".to_owned()),
+            ("opened", conn_b, "gateway-client".to_owned()),
+            ("closed", conn_a, "gateway-client".to_owned()),
         ]
     );
 }

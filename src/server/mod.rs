@@ -2,7 +2,9 @@
 //! runtime the gateway owns, with a bounded graceful shutdown (SPEC §7).
 
 mod auth;
+mod device;
 mod lifecycle;
+mod locality;
 mod pairing;
 mod presence;
 mod probes;
@@ -218,7 +220,6 @@ impl Gateway {
             options.protocol.clone(),
             options.handlers.clone(),
             lock.resolved().auth.clone(),
-            addrs.iter().all(|addr| addr.ip().is_loopback()),
             lock.logger().clone(),
             devices,
             Arc::clone(&options.pairing.policy),

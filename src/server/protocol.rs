@@ -165,11 +165,12 @@ pub fn state_event(event: &str, payload: &Value, presence: u64, health: u64) -> 
     .to_string()
 }
 
-/// The `connect.challenge` event a connection opens with (SPEC §9, step 1; §12.8: with the
-/// `capabilities` the gateway honours in `connect`), serialized.
-pub fn connect_challenge(capabilities: &[String]) -> String {
+/// The `connect.challenge` event a connection opens with (SPEC §9, step 1), serialized: the
+/// `nonce` (a fresh UUID v4 per connection) is what a `device` block must sign (SPEC §11.3), and
+/// `capabilities` are what the gateway honours in `connect` (SPEC §12.8).
+pub fn connect_challenge(nonce: &uuid::Uuid, capabilities: &[String]) -> String {
     let challenge = json!({
-        "nonce": uuid::Uuid::new_v4().to_string(),
+        "nonce": nonce.hyphenated().to_string(),
         "ts": now_ms(),
         "capabilities": capabilities,
     });
@@ -206,10 +207,18 @@ pub struct Hello<'a> {
     pub admin: Option<AdminSnapshot<'a>>,
     /// `snapshot.uptimeMs`.
     pub uptime_ms: u64,
+    /// `auth.method`: how the client authenticated (`none`, `token`, `password`,
+    /// `device-token`, `bootstrap-token`, …) (SPEC §11.8).
+    pub auth_method: &'a str,
     /// `auth.role`.
     pub role: &'a str,
     /// `auth.scopes`.
     pub scopes: &'a [String],
+    /// `auth.recoveryScope` (operators only, SPEC §11.8).
+    pub recovery_scope: Option<&'a str>,
+    /// `auth.deviceToken` and `auth.issuedAtMs`: the token a paired device reconnects with
+    /// (an operator's also sets `auth.recoveryMigrationAllowed`).
+    pub device_token: Option<(&'a str, u64)>,
     /// `policy.maxPayload`.
     pub max_payload: usize,
     /// `policy.maxBufferedBytes`.
@@ -243,7 +252,7 @@ pub fn hello_ok(hello: Hello<'_>) -> Value {
         "stateVersion": { "presence": hello.presence_version, "health": hello.health_version },
         "uptimeMs": hello.uptime_ms,
     });
-    if let Some(admin) = hello.admin {
+    if let Some(admin) = &hello.admin {
         snapshot["configPath"] = json!(admin.config_path);
         snapshot["stateDir"] = json!(admin.state_dir);
         snapshot["authMode"] = json!(admin.auth_mode);
@@ -258,7 +267,7 @@ pub fn hello_ok(hello: Hello<'_>) -> Value {
             "capabilities": hello.capabilities,
         },
         "snapshot": snapshot,
-        "auth": { "role": hello.role, "scopes": hello.scopes },
+        "auth": hello_auth(&hello),
         "policy": {
             "maxPayload": hello.max_payload,
             "maxBufferedBytes": hello.max_buffered_bytes,
@@ -267,12 +276,36 @@ pub fn hello_ok(hello: Hello<'_>) -> Value {
     })
 }
 
-/// A WebSocket close reason is at most 123 bytes; cut at a character boundary.
+/// `hello-ok.auth` in Node's key order (MH:2403-2414).
+fn hello_auth(hello: &Hello<'_>) -> Value {
+    let mut auth = json!({
+        "method": hello.auth_method,
+        "role": hello.role,
+        "scopes": hello.scopes,
+    });
+    if let Some(scope) = hello.recovery_scope {
+        auth["recoveryScope"] = Value::from(scope);
+    }
+    if hello.device_token.is_some() && hello.role == "operator" {
+        auth["recoveryMigrationAllowed"] = Value::from(true);
+    }
+    if let Some((token, issued_at_ms)) = hello.device_token {
+        auth["deviceToken"] = Value::from(token);
+        auth["issuedAtMs"] = Value::from(issued_at_ms);
+    }
+    auth
+}
+
+/// The longest close reason OpenClaw sends (close-reason-B67wSC7I.mjs:6): RFC 6455 allows 123
+/// bytes, Node cuts at 120.
+pub const CLOSE_REASON_MAX_BYTES: usize = 120;
+
+/// A close reason cut to [`CLOSE_REASON_MAX_BYTES`] at a character boundary.
 pub fn close_reason(reason: &str) -> String {
-    if reason.len() <= 123 {
+    if reason.len() <= CLOSE_REASON_MAX_BYTES {
         return reason.to_owned();
     }
-    let mut end = 123;
+    let mut end = CLOSE_REASON_MAX_BYTES;
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
@@ -337,87 +370,290 @@ pub struct ConnectParams {
     pub max_protocol: u64,
     pub client: Map<String, Value>,
     pub mode: String,
+    /// `auth.token`, untrimmed.
     pub token: Option<String>,
+    /// `auth.password`, untrimmed.
     pub password: Option<String>,
+    /// `auth.deviceToken`, untrimmed.
+    pub device_token: Option<String>,
+    /// `auth.bootstrapToken`, untrimmed.
+    pub bootstrap_token: Option<String>,
     pub role: Option<String>,
+    /// As received: order kept, nothing trimmed or removed (the signed payload needs them so).
     pub scopes: Vec<String>,
+    /// The signed `device` block (SPEC §11.1).
+    pub device: Option<super::device::DeviceBlock>,
 }
 
-/// Checks `connect` params; the error is the `<why>` of `invalid connect params: <why>`.
-pub fn parse_connect(params: Option<&Value>) -> Result<ConnectParams, String> {
-    let Some(Value::Object(params)) = params else {
-        return Err("at root: must be object".into());
+impl ConnectParams {
+    /// `client.id`.
+    pub fn client_id(&self) -> &str {
+        self.client_str("id").unwrap_or_default()
+    }
+
+    /// A string field of `client` (`platform`, `deviceFamily`, `displayName`, …).
+    pub fn client_str(&self, field: &str) -> Option<&str> {
+        self.client.get(field).and_then(Value::as_str)
+    }
+}
+
+/// `client.id` values OpenClaw accepts (`GATEWAY_CLIENT_IDS`, client-info-B_ICKCYw.mjs:10-28).
+pub const CLIENT_IDS: [&str; 17] = [
+    "webchat-ui",
+    "openclaw-control-ui",
+    "openclaw-browser-copilot",
+    "openclaw-tui",
+    "webchat",
+    "cli",
+    "gateway-client",
+    "openclaw-macos",
+    "openclaw-linux",
+    "openclaw-ios",
+    "openclaw-watchos",
+    "openclaw-android",
+    "node-host",
+    "openclaw-worker",
+    "test",
+    "fingerprint",
+    "openclaw-probe",
+];
+
+/// `client.mode` values OpenClaw accepts (`GATEWAY_CLIENT_MODES`, client-info-B_ICKCYw.mjs:31-40).
+pub const CLIENT_MODES: [&str; 8] = [
+    "webchat", "cli", "ui", "backend", "node", "worker", "probe", "test",
+];
+
+/// One field of a closed object in the `connect` schema (SES `ConnectParamsSchema`,
+/// sessions-KsldKmtI.mjs:1701-1759).
+#[derive(Clone, Copy)]
+enum Field {
+    /// `Type.Integer({minimum})`.
+    Integer(u64),
+    /// A string with a length range (in characters); `NonEmptyString` is `Str(1, None)`.
+    Str(usize, Option<usize>),
+    /// A string from a closed list.
+    Enum(&'static [&'static str]),
+    /// An array of non-empty strings.
+    NonEmptyStrings,
+    /// An object whose values are booleans.
+    Booleans,
+    /// Any object (shapes this core does not read: `workerRuns`, `modelCatalog`).
+    AnyObject,
+    /// Anything.
+    Any,
+    /// A nested closed object.
+    Closed(&'static [(&'static str, bool, Field)]),
+}
+
+const NON_EMPTY: Field = Field::Str(1, None);
+const ANY_STRING: Field = Field::Str(0, None);
+
+const CLIENT_SCHEMA: &[(&str, bool, Field)] = &[
+    ("id", true, Field::Enum(&CLIENT_IDS)),
+    ("displayName", false, NON_EMPTY),
+    ("version", true, NON_EMPTY),
+    ("buildId", false, Field::Str(1, Some(96))),
+    ("platform", true, NON_EMPTY),
+    ("deviceFamily", false, NON_EMPTY),
+    ("modelIdentifier", false, NON_EMPTY),
+    ("timeZone", false, Field::Str(1, Some(64))),
+    ("mode", true, Field::Enum(&CLIENT_MODES)),
+    ("instanceId", false, NON_EMPTY),
+];
+
+const DEVICE_SCHEMA: &[(&str, bool, Field)] = &[
+    ("id", true, NON_EMPTY),
+    ("publicKey", true, NON_EMPTY),
+    ("signature", true, NON_EMPTY),
+    ("signedAt", true, Field::Integer(0)),
+    ("nonce", true, NON_EMPTY),
+];
+
+const AUTH_SCHEMA: &[(&str, bool, Field)] = &[
+    ("token", false, ANY_STRING),
+    ("bootstrapToken", false, ANY_STRING),
+    ("deviceToken", false, ANY_STRING),
+    ("password", false, ANY_STRING),
+    ("approvalRuntimeToken", false, ANY_STRING),
+    ("agentRuntimeIdentityToken", false, ANY_STRING),
+];
+
+const CONNECT_SCHEMA: &[(&str, bool, Field)] = &[
+    ("minProtocol", true, Field::Integer(1)),
+    ("maxProtocol", true, Field::Integer(1)),
+    ("client", true, Field::Closed(CLIENT_SCHEMA)),
+    ("caps", false, Field::NonEmptyStrings),
+    ("commands", false, Field::NonEmptyStrings),
+    ("computerUse", false, Field::Any),
+    ("workerRuns", false, Field::AnyObject),
+    ("permissions", false, Field::Booleans),
+    ("pathEnv", false, ANY_STRING),
+    ("role", false, NON_EMPTY),
+    ("scopes", false, Field::NonEmptyStrings),
+    ("modelCatalog", false, Field::AnyObject),
+    ("device", false, Field::Closed(DEVICE_SCHEMA)),
+    ("auth", false, Field::Closed(AUTH_SCHEMA)),
+    ("locale", false, ANY_STRING),
+    ("userAgent", false, ANY_STRING),
+];
+
+/// The integer value of a JSON number that is a whole number ≥ 0 (JSON Schema's `integer`
+/// takes `1e20` and `4.0` too).
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+            .map(|f| f as u64)
+    })
+}
+
+/// Checks `value` at `path` against `field`, adding Node's messages to `errors`
+/// (`formatValidationErrors`, src-BRUl7oDv.mjs:931-960).
+fn check_field(value: &Value, path: &str, field: Field, errors: &mut Vec<String>) {
+    let at = if path.is_empty() {
+        String::new()
+    } else {
+        format!("at {path}: ")
     };
-    let protocol = |name: &str| -> Result<u64, String> {
-        match params.get(name) {
-            None => Err(format!("at root: must have required property '{name}'")),
-            Some(value) => match value.as_u64() {
-                Some(0) => Err(format!("at /{name}: must be >= 1")),
-                Some(n) => Ok(n),
-                None => Err(format!("at /{name}: must be integer")),
-            },
-        }
-    };
-    let min_protocol = protocol("minProtocol")?;
-    let max_protocol = protocol("maxProtocol")?;
-    let client = match params.get("client") {
-        None => return Err("at root: must have required property 'client'".into()),
-        Some(Value::Object(client)) => client,
-        Some(_) => return Err("at /client: must be object".into()),
-    };
-    for field in ["id", "version", "platform", "mode"] {
-        match client.get(field) {
-            None => return Err(format!("at /client: must have required property '{field}'")),
-            Some(Value::String(s)) if s.is_empty() => {
-                return Err(format!(
-                    "at /client/{field}: must NOT have fewer than 1 characters"
-                ));
+    match field {
+        Field::Integer(minimum) => match value.as_f64() {
+            Some(n) if n.fract() == 0.0 => {
+                if n < minimum as f64 {
+                    errors.push(format!("{at}must be >= {minimum}"));
+                }
             }
-            Some(Value::String(_)) => {}
-            Some(_) => return Err(format!("at /client/{field}: must be string")),
+            _ => errors.push(format!("{at}must be integer")),
+        },
+        Field::Str(min, max) => match value.as_str() {
+            None => errors.push(format!("{at}must be string")),
+            Some(s) => {
+                let len = s.chars().count();
+                if len < min {
+                    errors.push(format!("{at}must not have fewer than {min} characters"));
+                } else if let Some(max) = max.filter(|max| len > *max) {
+                    errors.push(format!("{at}must not have more than {max} characters"));
+                }
+            }
+        },
+        Field::Enum(allowed) => {
+            if !value.as_str().is_some_and(|s| allowed.contains(&s)) {
+                errors.push(format!("{at}must be equal to one of the allowed values"));
+            }
+        }
+        Field::NonEmptyStrings => match value.as_array() {
+            None => errors.push(format!("{at}must be array")),
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    check_field(item, &format!("{path}/{i}"), NON_EMPTY, errors);
+                }
+            }
+        },
+        Field::Booleans => match value.as_object() {
+            None => errors.push(format!("{at}must be object")),
+            Some(map) => {
+                for (key, item) in map {
+                    if !item.is_boolean() {
+                        errors.push(format!("at {path}/{key}: must be boolean"));
+                    }
+                }
+            }
+        },
+        Field::AnyObject => {
+            if !value.is_object() {
+                errors.push(format!("{at}must be object"));
+            }
+        }
+        Field::Any => {}
+        Field::Closed(schema) => {
+            let Some(map) = value.as_object() else {
+                errors.push(format!("{at}must be object"));
+                return;
+            };
+            // Node reports the first missing property, then the first unknown one, then each
+            // property's own errors in the schema's order.
+            if let Some((name, ..)) = schema
+                .iter()
+                .find(|(name, required, _)| *required && !map.contains_key(*name))
+            {
+                errors.push(format!("{at}must have required property '{name}'"));
+            }
+            if let Some(name) = map
+                .keys()
+                .find(|key| !schema.iter().any(|(name, ..)| name == key))
+            {
+                let at = if path.is_empty() { "root" } else { path };
+                errors.push(format!("at {at}: unexpected property '{name}'"));
+            }
+            for (name, _, field) in schema {
+                if let Some(item) = map.get(*name) {
+                    check_field(item, &format!("{path}/{name}"), *field, errors);
+                }
+            }
         }
     }
-    let (token, password) = match params.get("auth") {
-        None | Some(Value::Null) => (None, None),
-        Some(Value::Object(auth)) => {
-            let secret = |name: &str| match auth.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(format!("at /auth/{name}: must be string")),
-            };
-            (secret("token")?, secret("password")?)
-        }
-        Some(_) => return Err("at /auth: must be object".into()),
-    };
-    let role = match params.get("role") {
-        None => None,
-        Some(Value::String(role)) => Some(role.clone()),
-        Some(_) => return Err("at /role: must be string".into()),
-    };
-    let scopes = match params.get("scopes") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, scope)| {
-                scope
-                    .as_str()
+}
+
+/// Checks `connect` params against OpenClaw's closed schema; the error is the `<why>` of
+/// `invalid connect params: <why>`, worded as Node words it (every error, joined by `; `).
+pub fn parse_connect(params: Option<&Value>) -> Result<ConnectParams, String> {
+    let params = params.unwrap_or(&Value::Null);
+    let mut errors = Vec::new();
+    check_field(params, "", Field::Closed(CONNECT_SCHEMA), &mut errors);
+    if !errors.is_empty() {
+        errors.dedup();
+        return Err(errors.join("; "));
+    }
+    let string = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+    let strings = |value: Option<&Value>| -> Vec<String> {
+        value
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
                     .map(str::to_owned)
-                    .ok_or_else(|| format!("at /scopes/{i}: must be string"))
+                    .collect()
             })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err("at /scopes: must be array".into()),
+            .unwrap_or_default()
     };
+    let auth = params.get("auth");
+    let auth_field = |name: &str| string(auth.and_then(|a| a.get(name)));
+    let device = params.get("device").map(|d| super::device::DeviceBlock {
+        id: string(d.get("id")).unwrap_or_default(),
+        public_key: string(d.get("publicKey")).unwrap_or_default(),
+        signature: string(d.get("signature")).unwrap_or_default(),
+        signed_at: whole_number(&d["signedAt"]).unwrap_or_default(),
+        nonce: string(d.get("nonce")).unwrap_or_default(),
+    });
+    let client = params["client"].as_object().cloned().unwrap_or_default();
     Ok(ConnectParams {
-        min_protocol,
-        max_protocol,
-        mode: client["mode"].as_str().unwrap_or_default().to_owned(),
-        client: client.clone(),
-        token,
-        password,
-        role,
-        scopes,
+        min_protocol: whole_number(&params["minProtocol"]).unwrap_or_default(),
+        max_protocol: whole_number(&params["maxProtocol"]).unwrap_or_default(),
+        mode: string(client.get("mode")).unwrap_or_default(),
+        client,
+        token: auth_field("token"),
+        password: auth_field("password"),
+        device_token: auth_field("deviceToken"),
+        bootstrap_token: auth_field("bootstrapToken"),
+        role: string(params.get("role")),
+        scopes: strings(params.get("scopes")),
+        device,
     })
+}
+
+/// A pre-auth frame whose params claim to be a worker (`role:"worker"`, `client.id`
+/// `openclaw-worker` or `client.mode` `worker`) is closed 1008 `invalid-handshake` without an
+/// answer (MH:3292-3300, 3389-3395).
+pub fn claims_worker(params: Option<&Value>) -> bool {
+    let Some(Value::Object(params)) = params else {
+        return false;
+    };
+    params.get("role").and_then(Value::as_str) == Some("worker")
+        || params.get("client").is_some_and(|client| {
+            client.get("id").and_then(Value::as_str) == Some("openclaw-worker")
+                || client.get("mode").and_then(Value::as_str) == Some("worker")
+        })
 }
 
 /// Version negotiation (SPEC §9.4): protocol 4, and 3..4 for `probe` clients.
@@ -549,13 +785,14 @@ mod tests {
     fn negotiation_and_scopes() {
         let mut params = parse_connect(Some(&json!({
             "minProtocol": 3, "maxProtocol": 3,
-            "client": {"id": "c", "version": "1", "platform": "linux", "mode": "probe"},
+            "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "probe"},
         })))
         .unwrap();
         assert!(protocol_accepted(&params));
         params.mode = "cli".into();
         assert!(!protocol_accepted(&params));
-        assert_eq!(close_reason(&"é".repeat(100)).len(), 122);
+        assert_eq!(close_reason(&"é".repeat(100)).len(), 120);
+        assert_eq!(close_reason(&format!("a{}", "é".repeat(100))).len(), 119);
     }
 
     #[test]
@@ -574,8 +811,11 @@ mod tests {
             health_version: 1,
             admin: None,
             uptime_ms: 5,
+            auth_method: "token",
             role: "operator",
             scopes: &["operator.read".into()],
+            recovery_scope: Some("rs"),
+            device_token: Some(("dt", 9)),
             max_payload: 26214400,
             max_buffered_bytes: 52428800,
             tick_interval_ms: 30000,
@@ -593,7 +833,7 @@ mod tests {
                 r#""features":{"methods":["health","echo"],"events":["tick"],"capabilities":[]},"#,
                 r#""snapshot":{"presence":[{"mode":"gateway","reason":"self","ts":1}],"health":{},"#,
                 r#""stateVersion":{"presence":1,"health":1},"uptimeMs":5},"#,
-                r#""auth":{"role":"operator","scopes":["operator.read"]},"#,
+                r#""auth":{"method":"token","role":"operator","scopes":["operator.read"],"recoveryScope":"rs","recoveryMigrationAllowed":true,"deviceToken":"dt","issuedAtMs":9},"#,
                 r#""policy":{"maxPayload":26214400,"maxBufferedBytes":52428800,"tickIntervalMs":30000}}"#
             )
         );
@@ -624,8 +864,11 @@ mod tests {
             json!({"type": "event", "event": "presence", "payload": {"presence": []},
                    "stateVersion": {"presence": 3, "health": 2}})
         );
-        let challenge: Value =
-            serde_json::from_str(&connect_challenge(&["x-cap".to_owned()])).unwrap();
+        let challenge: Value = serde_json::from_str(&connect_challenge(
+            &uuid::Uuid::new_v4(),
+            &["x-cap".to_owned()],
+        ))
+        .unwrap();
         assert_eq!(challenge["payload"]["capabilities"], json!(["x-cap"]));
     }
 }

@@ -67,12 +67,14 @@ pub struct Client {
     pub ws: Ws,
 }
 
-/// The `connect` params of a well-behaved operator client.
+/// The `connect` params of a well-behaved operator client: a local backend
+/// (`gateway-client`/`backend`), which OpenClaw lets connect over direct loopback without a
+/// device identity and with the scopes it asks for (SPEC §11.4 row 2).
 pub fn connect_params() -> Value {
     json!({
         "minProtocol": 4,
         "maxProtocol": 4,
-        "client": {"id": "test", "version": "1.0.0", "platform": "linux", "mode": "cli"},
+        "client": {"id": "gateway-client", "version": "1.0.0", "platform": "linux", "mode": "backend"},
     })
 }
 
@@ -189,6 +191,129 @@ impl Client {
                 Err(_) => panic!("no close within {WAIT:?}"),
             }
         }
+    }
+}
+
+/// A device identity that signs `connect` as OpenClaw's CLI and node host do (SPEC §11.2):
+/// an Ed25519 key, its raw public key in base64url and the v3 payload over the challenge.
+pub struct DeviceKey {
+    signing: ed25519_dalek::SigningKey,
+}
+
+impl DeviceKey {
+    /// A key from a 32-byte seed (the same seed gives the same device).
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self {
+            signing: ed25519_dalek::SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// A fresh random key.
+    pub fn random() -> Self {
+        let mut seed = [0u8; 32];
+        seed[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        seed[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        Self::from_seed(seed)
+    }
+
+    /// `device.publicKey`: the raw key, base64url without padding.
+    pub fn public_key(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.signing.verifying_key().as_bytes())
+    }
+
+    /// `device.id`: lowercase hex SHA-256 of the raw key.
+    pub fn device_id(&self) -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.signing.verifying_key().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The v3 payload for `params` (as sent), signed at `signed_at` over `nonce`.
+    pub fn v3_payload(&self, params: &Value, nonce: &str, signed_at: u64) -> String {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let lower = |v: &Value| v.as_str().unwrap_or_default().trim().to_ascii_lowercase();
+        let auth = &params["auth"];
+        let token = auth["token"]
+            .as_str()
+            .or(auth["deviceToken"].as_str())
+            .or(auth["bootstrapToken"].as_str())
+            .unwrap_or_default();
+        let scopes: Vec<String> = params["scopes"]
+            .as_array()
+            .map(|s| s.iter().map(text).collect())
+            .unwrap_or_default();
+        [
+            "v3".to_owned(),
+            self.device_id(),
+            text(&params["client"]["id"]),
+            text(&params["client"]["mode"]),
+            params["role"].as_str().unwrap_or("operator").to_owned(),
+            scopes.join(","),
+            signed_at.to_string(),
+            token.to_owned(),
+            nonce.to_owned(),
+            lower(&params["client"]["platform"]),
+            lower(&params["client"]["deviceFamily"]),
+        ]
+        .join("|")
+    }
+
+    /// The v2 payload (what the bundled Control UI signs): the v3 fields without platform and
+    /// device family.
+    pub fn v2_payload(&self, params: &Value, nonce: &str, signed_at: u64) -> String {
+        let v3 = self.v3_payload(params, nonce, signed_at);
+        let fields: Vec<&str> = v3.split('|').collect();
+        format!("v2|{}", fields[1..9].join("|"))
+    }
+
+    /// The signature of `payload`, base64url without padding.
+    pub fn sign(&self, payload: &str) -> String {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(self.signing.sign(payload.as_bytes()).to_bytes())
+    }
+
+    /// `params` with a `device` block signed (v3) over `nonce` at `signed_at`.
+    pub fn signed(&self, params: Value, nonce: &str, signed_at: u64) -> Value {
+        let signature = self.sign(&self.v3_payload(&params, nonce, signed_at));
+        self.with_device(params, nonce, signed_at, signature)
+    }
+
+    /// `params` with a `device` block carrying `signature`.
+    pub fn with_device(
+        &self,
+        mut params: Value,
+        nonce: &str,
+        signed_at: u64,
+        signature: String,
+    ) -> Value {
+        params["device"] = json!({
+            "id": self.device_id(),
+            "publicKey": self.public_key(),
+            "signature": signature,
+            "signedAt": signed_at,
+            "nonce": nonce,
+        });
+        params
+    }
+}
+
+impl Client {
+    /// challenge → `connect` with `params` signed by `key` over this connection's challenge →
+    /// the `res`.
+    pub async fn connect_signed(&mut self, key: &DeviceKey, params: Value) -> Value {
+        let challenge = self.challenge().await;
+        let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_owned();
+        let ts = challenge["payload"]["ts"].as_u64().unwrap();
+        let params = key.signed(params, &nonce, ts);
+        self.send(json!({"type": "req", "id": "c1", "method": "connect", "params": params}))
+            .await;
+        self.recv().await
     }
 }
 

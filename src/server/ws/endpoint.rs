@@ -16,12 +16,15 @@ use crate::server::pairing::{DeviceStore, PairingPolicy};
 use crate::server::scopes;
 
 /// The events every gateway emits, listed first in `hello-ok`'s `features.events`.
-const BUILTIN_EVENTS: [&str; 5] = [
+/// `device.pair.*` are the handshake's pairing broadcasts (SPEC §11.5).
+const BUILTIN_EVENTS: [&str; 7] = [
     "connect.challenge",
     "tick",
     "health",
     "shutdown",
     "presence",
+    "device.pair.requested",
+    "device.pair.resolved",
 ];
 
 /// The core's method that lists presence (SPEC §12.6).
@@ -47,8 +50,6 @@ pub(crate) struct Endpoint {
     pub(super) hub: Arc<Hub>,
     pub(super) options: ProtocolOptions,
     pub(super) auth: Auth,
-    /// Every listener is on loopback, so loopback origins are allowed too.
-    pub(super) loopback: bool,
     pub(super) throttle: Throttle,
     /// Node's 30-a-minute budget for control-plane writes (SPEC §12.2).
     pub(super) control_plane: ControlPlaneBudget,
@@ -60,10 +61,8 @@ pub(crate) struct Endpoint {
     pub(super) event_names: Vec<String>,
     /// Paired devices, pending requests and device tokens (SPEC §11.5); the hub (and so the
     /// host's handle) holds it too.
-    #[allow(dead_code)] // skeleton: the identity part reads it
     pub(super) devices: Arc<DeviceStore>,
     /// The host's say over who pairs.
-    #[allow(dead_code)] // skeleton: the identity part reads it
     pub(super) pairing: Arc<dyn PairingPolicy>,
     /// `hello-ok.snapshot.configPath` and `stateDir` for admins.
     pub(super) paths: StatePaths,
@@ -74,7 +73,6 @@ impl Endpoint {
         options: ProtocolOptions,
         handlers: Handlers,
         auth: Auth,
-        loopback: bool,
         logger: Logger,
         devices: Arc<DeviceStore>,
         pairing: Arc<dyn PairingPolicy>,
@@ -119,7 +117,6 @@ impl Endpoint {
             methods,
             options,
             auth,
-            loopback,
             handlers,
             method_names,
             event_names,

@@ -4,6 +4,7 @@
 //! The imports run one way: `handlers` (what the host gives) → `handle` (what it gets) → `hub`
 //! (the connections) → `conn` → `metered`; `endpoint`, `session` and `upgrade` sit on top.
 
+mod admission;
 mod budget;
 mod conn;
 mod endpoint;

@@ -21,7 +21,7 @@ use super::handle::Responder;
 use super::handlers::{ClientInfo, ConnectionEvent, Method, MethodRequest};
 use super::metered::{Metered, ReadBudget, is_preauth_limit};
 use crate::options::Auth;
-use crate::server::auth::{self, AuthFailure};
+use crate::server::locality::{Ingress, IngressKind, same_trusted_origin};
 use crate::server::protocol::{self, MethodError, close};
 use crate::server::scopes::{self, Grant, Refusal, Registration};
 
@@ -38,6 +38,10 @@ pub(super) struct Session {
     pub conn: Arc<Conn>,
     pub peer: SocketAddr,
     pub origin: Option<String>,
+    /// The upgrade request's facts the handshake needs (SPEC §11.6).
+    pub ingress: Ingress,
+    /// The nonce of this connection's `connect.challenge`.
+    pub nonce: uuid::Uuid,
     pub budget: Arc<ReadBudget>,
     /// Who the client is, once it completed the handshake.
     pub client: Option<Arc<ClientInfo>>,
@@ -170,7 +174,7 @@ impl Session {
     }
 
     /// Answers `id` with `error` (when there is a request to answer), then closes.
-    fn fail(&mut self, answer: Option<(&Value, MethodError)>, code: u16, reason: &str) {
+    pub(super) fn fail(&mut self, answer: Option<(&Value, MethodError)>, code: u16, reason: &str) {
         if let Some((id, error)) = answer {
             self.conn
                 .push_text(protocol::res(id, &Err(error)).into(), true);
@@ -218,12 +222,29 @@ impl Session {
             .push_text(protocol::res(id, &result).into(), false);
     }
 
-    /// SPEC §9.3–9.7.
+    /// SPEC §9.3–9.7 and §11: the first frame must be a valid `connect` that passes
+    /// admission; then `hello-ok`.
     fn handshake(&mut self, text: &str) {
-        let Ok(frame) = protocol::parse_request(text) else {
-            self.fail(None, close::POLICY_VIOLATION, "invalid request frame");
-            return;
+        let frame = match protocol::parse_request(text) {
+            Ok(frame) => frame,
+            Err(_) => {
+                // A worker's claim is refused before anything else is looked at.
+                let params = serde_json::from_str::<Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("params").cloned());
+                let reason = if protocol::claims_worker(params.as_ref()) {
+                    "invalid-handshake"
+                } else {
+                    "invalid request frame"
+                };
+                self.fail(None, close::POLICY_VIOLATION, reason);
+                return;
+            }
         };
+        if protocol::claims_worker(frame.params.as_ref()) {
+            self.fail(None, close::POLICY_VIOLATION, "invalid-handshake");
+            return;
+        }
         if frame.method != "connect" {
             let message = "invalid handshake: first request must be connect";
             let error = MethodError::invalid_request(message);
@@ -258,64 +279,41 @@ impl Session {
             );
             return;
         }
-        if let Some(origin) = &self.origin {
-            let endpoint = &self.endpoint;
-            let allowed = protocol::origin_listed(&endpoint.options.allowed_origins, origin)
-                || (endpoint.loopback && protocol::is_loopback_origin(origin));
-            if !allowed {
-                let error = MethodError::invalid_request("origin not allowed")
-                    .with_details(json!({ "code": "CONTROL_UI_ORIGIN_NOT_ALLOWED" }));
-                self.fail(
-                    Some((&frame.id, error)),
-                    close::POLICY_VIOLATION,
-                    "origin not allowed",
-                );
-                return;
-            }
-        }
-        let ip = self.peer.ip();
-        let checked = match self.endpoint.throttle.locked(ip) {
-            Some(retry_after) if self.endpoint.auth != Auth::None => {
-                Err(AuthFailure::RateLimited { retry_after })
-            }
-            _ => auth::check(
-                &self.endpoint.auth,
-                params.token.as_deref(),
-                params.password.as_deref(),
-            ),
-        };
-        if let Err(failure) = checked {
-            if matches!(failure, AuthFailure::Mismatch(_)) {
-                self.endpoint.throttle.failed(ip);
-            }
-            let error = failure.error();
-            let reason = error.message.clone();
-            self.fail(Some((&frame.id, error)), close::POLICY_VIOLATION, &reason);
+        if let Err(reason) = self.origin_allowed(&params) {
+            let message = "origin not allowed (open the Control UI from the gateway host or allow it in gateway.controlUi.allowedOrigins)";
+            let error = MethodError::invalid_request(message)
+                .with_details(json!({ "code": "CONTROL_UI_ORIGIN_NOT_ALLOWED", "reason": reason }));
+            self.fail(Some((&frame.id, error)), close::POLICY_VIOLATION, message);
             return;
         }
-        if self.endpoint.auth != Auth::None {
-            self.endpoint.throttle.succeeded(ip);
-        }
+        let Some(admitted) = self.admit(&frame.id, &params, &role) else {
+            return;
+        };
         let client = Arc::new(ClientInfo {
             conn_id: self.conn.id,
             client: params.client,
             role,
-            scopes: params.scopes,
+            scopes: admitted.scopes,
             protocol: protocol::PROTOCOL_VERSION,
             peer: self.peer,
             origin: self.origin.clone(),
-            device_id: None,
-            auth_method: match self.endpoint.auth {
-                Auth::None => "none",
-                Auth::Token(_) => "token",
-                Auth::Password(_) => "password",
-            }
-            .to_owned(),
+            device_id: admitted.device_id,
+            auth_method: admitted.auth_method.to_owned(),
         });
         self.budget.unlimit();
+        let device_token = admitted
+            .device_token
+            .as_ref()
+            .map(|t| (t.token.as_str(), t.issued_at_ms));
         // SPEC §12.6: the client's presence row is written before its hello-ok shows it.
         let presence = self.endpoint.hub.presence_join(&client);
-        self.answer(&frame.id, Ok(self.hello(&client, presence)));
+        let hello = self.hello(
+            &client,
+            presence,
+            device_token,
+            admitted.recovery_scope.as_deref(),
+        );
+        self.answer(&frame.id, Ok(hello));
         // After hello-ok is queued, so no event can overtake it.
         self.conn.authenticate(Grant {
             role: client.role.clone(),
@@ -328,8 +326,45 @@ impl Session {
             .notify(&ConnectionEvent::Opened(client));
     }
 
+    /// The browser-origin check (ws-origin-policy-D1kTEwPF.mjs:160-175; origin-check:48-76):
+    /// made for every client that sent `Origin`, and for the Control UI and webchat clients
+    /// even without it. `Err` carries Node's `details.reason`.
+    fn origin_allowed(&self, params: &protocol::ConnectParams) -> Result<(), &'static str> {
+        let browser_client = matches!(
+            params.client_id(),
+            "openclaw-control-ui" | "openclaw-browser-copilot" | "webchat-ui"
+        ) || params.mode == "webchat";
+        let origin = self
+            .origin
+            .as_deref()
+            .map(str::trim)
+            .filter(|o| !o.is_empty());
+        let Some(origin) = origin else {
+            return if browser_client {
+                Err("origin missing or invalid")
+            } else {
+                Ok(())
+            };
+        };
+        let local = self.ingress.kind == IngressKind::DirectLocal;
+        if protocol::origin_listed(&self.endpoint.options.allowed_origins, origin)
+            || same_trusted_origin(&self.ingress, origin)
+            || (local && protocol::is_loopback_origin(origin))
+        {
+            Ok(())
+        } else {
+            Err("origin not allowed")
+        }
+    }
+
     /// `hello-ok` for `client`, whose snapshot shows it `presence` (SPEC §12.8).
-    fn hello(&self, client: &ClientInfo, presence: Vec<Value>) -> Value {
+    fn hello(
+        &self,
+        client: &ClientInfo,
+        presence: Vec<Value>,
+        device_token: Option<(&str, u64)>,
+        recovery_scope: Option<&str>,
+    ) -> Value {
         let endpoint = &self.endpoint;
         let options = &endpoint.options;
         let hub = &endpoint.hub;
@@ -358,8 +393,11 @@ impl Session {
                 },
             }),
             uptime_ms: hub.uptime().as_millis() as u64,
+            auth_method: &client.auth_method,
             role: &client.role,
             scopes: &client.scopes,
+            recovery_scope,
+            device_token,
             max_payload: options.max_payload,
             max_buffered_bytes: options.max_buffered_bytes,
             tick_interval_ms: options.tick_interval.as_millis() as u64,

@@ -25,6 +25,7 @@ use super::handlers::ConnectionEvent;
 use super::metered::{MAX_FRAME_HEADER, Metered, ReadBudget};
 use super::session::Session;
 use crate::options::LogLevel;
+use crate::server::locality::{self, Ingress};
 use crate::server::protocol::{self, close};
 
 /// Answers an upgrade request at `/` and serves the connection on its own task, which holds
@@ -59,6 +60,7 @@ pub(crate) fn accept(
     let origin = headers
         .get(ORIGIN)
         .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned());
+    let ingress = locality::ingress(peer, headers);
     let on_upgrade = hyper::upgrade::on(request);
     let (slot, admitted) = endpoint.hub.open_slot();
     if !admitted {
@@ -74,7 +76,7 @@ pub(crate) fn accept(
     tokio::spawn(async move {
         let _slot = slot;
         let _open = open;
-        serve(endpoint, on_upgrade, peer, origin, admitted).await;
+        serve(endpoint, on_upgrade, peer, origin, ingress, admitted).await;
     });
     let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -95,6 +97,7 @@ async fn serve(
     on_upgrade: OnUpgrade,
     peer: SocketAddr,
     origin: Option<String>,
+    ingress: Ingress,
     admitted: bool,
 ) {
     let Ok(upgraded) = on_upgrade.await else {
@@ -113,11 +116,12 @@ async fn serve(
     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (sink, stream) = socket.split();
     let hub = &endpoint.hub;
+    let nonce = uuid::Uuid::new_v4();
     let (conn, writer) = Conn::start(hub.next_conn_id(), sink, options.max_buffered_bytes);
     if !admitted {
         conn.close(close::TRY_AGAIN_LATER, "too many connections");
     } else if hub.register(&conn) {
-        let challenge = protocol::connect_challenge(&options.challenge_capabilities);
+        let challenge = protocol::connect_challenge(&nonce, &options.challenge_capabilities);
         conn.push_text(challenge.into(), false);
     } else {
         conn.close(close::SERVICE_RESTART, "service restart");
@@ -127,6 +131,8 @@ async fn serve(
         conn: Arc::clone(&conn),
         peer,
         origin,
+        ingress,
+        nonce,
         budget,
         client: None,
         closing: !admitted,

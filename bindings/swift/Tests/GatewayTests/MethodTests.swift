@@ -74,7 +74,7 @@ final class WebSocketClient {
             "type": "req", "id": "connect", "method": "connect",
             "params": [
                 "minProtocol": 4, "maxProtocol": 4, "scopes": scopes,
-                "client": ["id": "swift-test", "version": "1.0.0", "platform": "linux", "mode": "cli"],
+                "client": ["id": "gateway-client", "version": "1.0.0", "platform": "linux", "mode": "backend"],
             ] as [String: Any],
         ])
         return try response(to: "connect")
@@ -142,7 +142,7 @@ final class MethodTests: XCTestCase {
             "type": "req", "id": "c1", "method": "connect",
             "params": [
                 "minProtocol": 4, "maxProtocol": 4, "scopes": ["operator.read"],
-                "client": ["id": "swift-test", "version": "1.0.0", "platform": "linux", "mode": "cli"],
+                "client": ["id": "gateway-client", "version": "1.0.0", "platform": "linux", "mode": "backend"],
             ] as [String: Any],
         ])
         let hello = try client.response(to: "c1")
@@ -207,7 +207,7 @@ final class MethodTests: XCTestCase {
         XCTAssertEqual(String(id), connection, "hello-ok names another connection")
         struct Info: Decodable { struct Client: Decodable { let id: String }; let client: Client; let scopes: [String] }
         let decoded = try info.decode(Info.self)
-        XCTAssertEqual(decoded.client.id, "swift-test")
+        XCTAssertEqual(decoded.client.id, "gateway-client")
         XCTAssertEqual(decoded.scopes, ["operator.read"])
 
         client = nil
