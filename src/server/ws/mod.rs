@@ -7,6 +7,7 @@
 mod budget;
 mod conn;
 mod endpoint;
+mod flood;
 mod handle;
 mod handlers;
 mod hub;
