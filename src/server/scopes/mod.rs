@@ -4,7 +4,8 @@
 //! connections a broadcast event reaches.
 //!
 //! Everything here is a pure function of names, params and grants, so that the dispatch in
-//! `ws/session.rs` and the fan-out in `ws/hub.rs` only ask and act.
+//! `ws/session.rs` and the fan-out in `ws/hub.rs` only ask and act. Node's method table is in
+//! `table.rs`, the session fallbacks in `session.rs`, the event gates in `events.rs`.
 
 mod events;
 mod session;
@@ -193,8 +194,9 @@ pub fn authorize(
             authorize_required(required, granted, session, method)
                 .map_err(|missing| missing_scope(missing, vec![required]))
         }
-        // Not Node's (or a node method called by an operator, refused above): reserved
-        // prefixes and everything else need admin (`descriptor-ByqpE-ah.mjs:3-18`; MS:3423).
+        // Not Node's and registered without a scope, or not at all (a node method called by an
+        // operator was refused above): admin, under a reserved prefix or not
+        // (`descriptor-ByqpE-ah.mjs:48`; MS:3445).
         Some(MethodScope::Node) | None => Err(missing_scope(ADMIN, vec![ADMIN])),
     }
 }
