@@ -43,6 +43,14 @@ pub(super) enum WriterEnd {
     Gone,
 }
 
+/// What became of an answer given to [`Conn::answer`].
+pub(super) struct Answered {
+    /// It is queued (`false`: the connection was dropped).
+    pub queued: bool,
+    /// The flood guard closes the connection after it.
+    pub closing: bool,
+}
+
 /// One connection's outgoing side, shared by its session, the hub and the host's handles.
 pub(super) struct Conn {
     pub id: u64,
@@ -100,15 +108,15 @@ impl Conn {
     }
 
     /// Queues the answer to request `id`, and counts it in the flood guard: the eleventh
-    /// `unauthorized role` answer in a row is followed by a close (`true` when it was). Answers
-    /// to malformed frames go through [`push_text`](Self::push_text), uncounted.
-    pub fn answer(&self, id: &Value, result: &Result<Value, MethodError>) -> bool {
-        self.push_text(protocol::res(id, result).into(), false);
-        let flooded = self.flood.answered(result);
-        if flooded {
+    /// `unauthorized role` answer in a row is followed by a close. Answers to malformed frames
+    /// go through [`push_text`](Self::push_text), uncounted.
+    pub fn answer(&self, id: &Value, result: &Result<Value, MethodError>) -> Answered {
+        let queued = self.push_text(protocol::res(id, result).into(), false);
+        let closing = self.flood.answered(result);
+        if closing {
             self.close(close::POLICY_VIOLATION, flood::CLOSE_REASON);
         }
-        flooded
+        Answered { queued, closing }
     }
 
     /// Queues a close frame; the writer stops after it.

@@ -243,10 +243,7 @@ impl Hub {
         };
         // The host's answer counts in the flood guard like the core's (MH:351-370).
         match self.conn(pending.conn) {
-            Some(conn) => {
-                conn.answer(&pending.frame_id, &result);
-                true
-            }
+            Some(conn) => conn.answer(&pending.frame_id, &result).queued,
             None => false,
         }
     }

@@ -203,7 +203,7 @@ impl Session {
     /// Answers request `id`; the connection's flood guard counts the answer, and closes it after
     /// too many `unauthorized role` answers in a row.
     fn answer(&mut self, id: &Value, result: Result<Value, MethodError>) {
-        if self.conn.answer(id, &result) {
+        if self.conn.answer(id, &result).closing {
             self.closing = true;
         }
     }
