@@ -526,8 +526,8 @@ gw_result gw_handlers_add_method(struct gw_handlers *handlers,
  * `hello-ok` lists it in `features.events` and `gw_broadcast` sends it to the operators
  * holding the scope OpenClaw gives an event of that name, else `operator.read` (see
  * `gw_handlers_add_event_with_scope`). `gw_broadcast` of an event neither registered nor
- * OpenClaw's reaches nobody (as in OpenClaw); `gw_send_event` reaches its one client whatever
- * it is. Registering one again is harmless.
+ * OpenClaw's reaches nobody (as in OpenClaw), and `gw_send_event` sends an event only to a
+ * client its gate admits, as `gw_broadcast` would. Registering one again is harmless.
  *
  * `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event`, for an empty name; also for
  * one that is not UTF-8. `GW_ERR_NULL_ARGUMENT` when an argument is NULL. The string is
@@ -546,8 +546,10 @@ gw_result gw_handlers_add_event(struct gw_handlers *handlers,
  * `scope` (one of the operator scopes, e.g. `"operator.pairing"`); NULL is
  * `gw_handlers_add_event`. Registering one again with a scope sets its scope.
  *
- * `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event_with_scope`, for an empty name
- * or a scope that is not an operator scope; also for a string that is not UTF-8.
+ * `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event_with_scope`, for an empty name,
+ * a scope that is not an operator scope, or a scope for an event the gateway itself emits
+ * (`tick`, `health`, `shutdown`, `presence`, `device.pair.requested`, `device.pair.resolved`:
+ * they always go by OpenClaw's rule); also for a string that is not UTF-8.
  * `GW_ERR_NULL_ARGUMENT` when `handlers` or `event` is NULL. The strings are copied; the
  * handlers are unchanged on failure.
  *
@@ -1487,9 +1489,10 @@ gw_result gw_server_presence(const struct gw_server *server,
 size_t gw_server_connection_count(const struct gw_server *server);
 
 /**
- * Sends the event `event` with `json` as its payload (no `seq`) to the authenticated client
- * on connection `conn_id` (from `on_connection` or `on_request`), whatever its role and
- * scopes.
+ * Sends the event `event` with `json` as its payload, and the client's next `seq`, to the
+ * authenticated client on connection `conn_id` (from `on_connection` or `on_request`) when the
+ * event's gate admits it, as `gw_broadcast` would: a client without the event's scope does
+ * not get it, and `GW_OK` is returned all the same.
  *
  * `GW_ERR_NOT_FOUND` when no authenticated client has that connection (it closed, or never
  * was); otherwise as `gw_broadcast`. Any thread (see `gw_server`).

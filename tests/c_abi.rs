@@ -409,6 +409,9 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     assert!(started.elapsed() >= Duration::from_millis(1000), "{res}");
     command_line(&mut stdin, "late");
     assert_eq!(lines.expect("late ", wait), "GW_ERR_NOT_FOUND");
+    // The health source's snapshot, fresh in the cache.
+    let res = reader.call("h0", "health", Value::Null).await;
+    assert_eq!(res["payload"]["source"], "c-source", "a fresh cache: {res}");
 
     // A Control UI from an allowed origin that is not loopback, with a device identity (on
     // `auth.mode none` it skips pairing, SPEC §11.5); it holds no scope, so it is refused
@@ -443,13 +446,32 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     let event = reader.recv_skip_ticks().await;
     assert_eq!(event["event"], "demo.tick", "{event}");
     assert_eq!(event["payload"], json!({"n": 7}), "{event}");
-    assert!(event["seq"].is_u64(), "{event}");
+    let tick_seq = event["seq"].as_u64().expect("a seq");
     command_line(&mut stdin, &format!("send {conn}"));
     assert_eq!(lines.expect("send ", wait), "GW_OK");
     let event = reader.recv_skip_ticks().await;
     assert_eq!(event["event"], "demo.direct", "{event}");
     assert_eq!(event["payload"], json!({"to": conn}), "{event}");
-    assert!(event.get("seq").is_none(), "{event}");
+    // A targeted event takes the client's next seq, as in Node.
+    assert_eq!(event["seq"].as_u64(), Some(tick_seq + 1), "{event}");
+    // demo.pair needs operator.pairing, which neither client holds.
+    command_line(&mut stdin, "pair 8");
+    assert_eq!(lines.expect("pair ", wait), "GW_OK");
+
+    // The host's health snapshot: sent as an event to everyone, then what `health` answers. It
+    // is the next event of both clients: neither got demo.pair, and the other no demo.tick.
+    command_line(&mut stdin, "health");
+    assert_eq!(lines.expect("health ", wait), "GW_OK");
+    let snapshot = json!({"ok": true, "source": "c-host"});
+    let event = reader.recv_skip_ticks().await;
+    assert_eq!(event["event"], "health", "{event}");
+    assert_eq!(event["payload"], snapshot, "{event}");
+    assert_eq!(event["seq"].as_u64(), Some(tick_seq + 2), "{event}");
+    let event = other.recv_skip_ticks().await;
+    assert_eq!(event["event"], "health", "{event}");
+    assert_eq!(event["seq"], 1, "{event}");
+    let res = reader.call("h1", "health", Value::Null).await;
+    assert_eq!(res["payload"], snapshot, "{res}");
 
     // A client that leaves is announced; events to it are refused.
     other.ws.close(None).await.unwrap();
@@ -459,8 +481,6 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
 
     // The host reads presence: its own row with the version it set, and an app that
     // connected (the challenge names the host's capability).
-    let res = reader.call("h0", "health", Value::Null).await;
-    assert_eq!(res["payload"]["source"], "c-source", "a fresh cache: {res}");
     let mut app = Client::open(port).await;
     let challenge = app.challenge().await;
     assert_eq!(
@@ -501,16 +521,6 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
             "{event}"
         );
     }
-
-    // The host's health snapshot: sent as an event, then what `health` answers.
-    command_line(&mut stdin, "health");
-    assert_eq!(lines.expect("health ", wait), "GW_OK");
-    let snapshot = json!({"ok": true, "source": "c-host"});
-    let event = reader.recv_skip_ticks().await;
-    assert_eq!(event["event"], "health", "{event}");
-    assert_eq!(event["payload"], snapshot, "{event}");
-    let res = reader.call("h1", "health", Value::Null).await;
-    assert_eq!(res["payload"], snapshot, "{res}");
 
     // A callback still running after the shutdown's drain gave up: gw_shutdown waits for it
     // before it frees the server the callback uses.
@@ -1515,6 +1525,11 @@ fn opened_comes_before_requests_even_before_gw_serve_returns() {
     unsafe {
         assert_eq!(
             gw_handlers_add_method(handlers, c"echo".as_ptr(), c"operator.read".as_ptr()),
+            gw_result::GW_OK
+        );
+        // Sent by `on_connection` to its client, which holds operator.read.
+        assert_eq!(
+            gw_handlers_add_event(handlers, c"demo.hi".as_ptr()),
             gw_result::GW_OK
         );
     }

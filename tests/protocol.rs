@@ -700,13 +700,16 @@ async fn invalid_frames_after_the_handshake_are_answered_and_the_connection_stay
         "invalid request frame: binary frames are not supported",
         None,
     );
+    // A second `connect` is authorized like any method: OpenClaw's table gives it
+    // `operator.admin`, which this client lacks (an admin is told it is only valid first:
+    // tests/roles.rs).
     let res = client.call("again", "connect", connect_params()).await;
     assert_error(
         &res,
         "again",
-        "INVALID_REQUEST",
-        "connect is only valid as the first request",
-        None,
+        "FORBIDDEN",
+        "missing scope: operator.admin",
+        Some("MISSING_SCOPE"),
     );
     assert_eq!(
         client.call("still-here", "health", Value::Null).await["ok"],
@@ -851,6 +854,7 @@ async fn host_events_broadcast_and_targeted_with_connection_notifications() {
     // A broadcast goes to the clients its event's scope admits: operator.read for this one.
     let handlers = Handlers::new()
         .event("demo.tick")
+        .event("only.b")
         .on_connection(move |event| {
             let entry = match event {
                 ConnectionEvent::Opened(client) => {
@@ -900,7 +904,8 @@ async fn host_events_broadcast_and_targeted_with_connection_notifications() {
         (&event["event"], &event["payload"]),
         (&json!("only.b"), &json!("hi"))
     );
-    assert!(event.get("seq").is_none());
+    // B's own next seq, after the broadcast's (tests/roles.rs: and behind the event's gate).
+    assert_eq!(event["seq"].as_u64(), Some(eb["seq"].as_u64().unwrap() + 1));
     assert!(
         !server
             .gateway()

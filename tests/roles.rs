@@ -267,6 +267,131 @@ async fn the_eleventh_unauthorized_call_in_a_row_closes_the_connection() {
 }
 
 #[tokio::test]
+async fn a_second_connect_is_authorized_like_any_method() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), host());
+    let (mut node, _) = connect_as(&server, "node", &[]).await;
+    // A node's second `connect` is refused by role, and so counts in the flood guard.
+    for i in 0..11 {
+        let id = format!("c{i}");
+        let res = node.call(&id, "connect", connect_params()).await;
+        assert_error(
+            &res,
+            &id,
+            "INVALID_REQUEST",
+            "unauthorized role: node",
+            None,
+        );
+    }
+    assert_eq!(
+        node.closed().await,
+        (1008, "repeated unauthorized calls".into())
+    );
+    let (mut reader, _) = connect_as(&server, "operator", &["operator.read"]).await;
+    let res = reader.call("c", "connect", connect_params()).await;
+    assert_error(
+        &res,
+        "c",
+        "FORBIDDEN",
+        "missing scope: operator.admin",
+        Some("MISSING_SCOPE"),
+    );
+    assert_eq!(
+        res["error"]["details"]["requiredScopes"],
+        json!(["operator.admin"])
+    );
+    let (mut admin, _) = connect_as(&server, "operator", &["operator.admin"]).await;
+    let res = admin.call("c", "connect", connect_params()).await;
+    assert_error(
+        &res,
+        "c",
+        "INVALID_REQUEST",
+        "connect is only valid as the first request",
+        None,
+    );
+}
+
+/// Ten `unauthorized role` answers to `node`, each checked.
+async fn ten_unauthorized(node: &mut Client, round: &str) {
+    for i in 0..10 {
+        let id = format!("{round}-{i}");
+        let res = node.call(&id, "status", json!({})).await;
+        assert_error(
+            &res,
+            &id,
+            "INVALID_REQUEST",
+            "unauthorized role: node",
+            None,
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_flood_guard_counts_answers_to_requests_whoever_gives_them() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), host());
+    let (mut node, _) = connect_as(&server, "node", &[]).await;
+    // The host's answer (through its responder) starts the count again …
+    ten_unauthorized(&mut node, "a").await;
+    let res = node.call("host", "host.node.report", json!({})).await;
+    assert_eq!(res["payload"], "host.node.report", "{res}");
+    // … the answer to a malformed frame does not: it answers no request.
+    ten_unauthorized(&mut node, "b").await;
+    node.send_text("{not json").await;
+    let res = node.recv_skip_ticks().await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid request frame"),
+        "{res}"
+    );
+    // So the eleventh in a row closes.
+    let res = node.call("last", "status", json!({})).await;
+    assert_error(
+        &res,
+        "last",
+        "INVALID_REQUEST",
+        "unauthorized role: node",
+        None,
+    );
+    assert_eq!(
+        node.closed().await,
+        (1008, "repeated unauthorized calls".into())
+    );
+}
+
+#[tokio::test]
+async fn a_targeted_event_passes_the_same_gate_and_takes_the_client_s_seq() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), host());
+    let conn_id =
+        |hello: &Value| -> u64 { hello["server"]["connId"].as_str().unwrap().parse().unwrap() };
+    let (mut bare, bare_hello) = connect_as(&server, "operator", &[]).await;
+    let (mut reader, reader_hello) = connect_as(&server, "operator", &["operator.read"]).await;
+    let handle = server.gateway().handle();
+    handle.broadcast("demo.tick", &json!({"n": 1}));
+    // `demo.tick` needs operator.read: the host's choice of client does not widen that.
+    assert!(handle.send_event(conn_id(&bare_hello), "demo.tick", &json!({"n": 2})));
+    assert!(handle.send_event(conn_id(&reader_hello), "demo.tick", &json!({"n": 3})));
+    // Neither registered nor OpenClaw's: nobody, even when named.
+    assert!(handle.send_event(conn_id(&reader_hello), "made.up", &json!({})));
+    handle.set_health(json!({"ok": true, "ts": 1, "durationMs": 0}));
+
+    assert_eq!(
+        events_until_health(&mut bare).await,
+        [("health".to_owned(), 1)]
+    );
+    assert_eq!(
+        events_until_health(&mut reader).await,
+        [
+            ("demo.tick".to_owned(), 1),
+            ("demo.tick".to_owned(), 2),
+            ("health".to_owned(), 3)
+        ]
+    );
+    assert!(!handle.send_event(999_999, "demo.tick", &json!({})));
+}
+
+#[tokio::test]
 async fn control_plane_writes_are_limited_to_thirty_a_minute() {
     let calls = Arc::new(Mutex::new(0));
     let counted = Arc::clone(&calls);

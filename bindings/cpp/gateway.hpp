@@ -553,7 +553,8 @@ public:
     /// `{"connId", "client": {...}, "role", "scopes", "protocol", "peer", "origin"?}`.
     [[nodiscard]] std::string_view client_json() const noexcept { return client_json_; }
 
-    /// Sends `event` to this connection; false when it is gone. Throws Error otherwise.
+    /// Sends `event` to this connection, with its next seq, when the event's gate admits it
+    /// (as broadcast would); false when it is gone. Throws Error otherwise.
     [[nodiscard]] bool send_event(const std::string &event, std::string_view json) const {
         return detail::found(gw_send_event(server_, conn_id_, event.c_str(), json.data(), json.size()));
     }
@@ -597,7 +598,7 @@ public:
         return *this;
     }
     /// An event broadcast only to the operators holding `scope`, e.g. "operator.pairing"
-    /// (gw_handlers_add_event_with_scope).
+    /// (gw_handlers_add_event_with_scope; refused for the events the gateway itself emits).
     Handlers &event(std::string name, std::string scope) {
         events_.push_back({std::move(name), std::move(scope)});
         return *this;
@@ -766,7 +767,8 @@ public:
     void broadcast(const std::string &event, std::string_view json) const {
         detail::check(gw_broadcast(server_, event.c_str(), json.data(), json.size()));
     }
-    /// Sends `event` to one client; false when it is not connected. Throws Error otherwise.
+    /// Sends `event` to one client, with its next seq, when the event's gate admits it (as
+    /// broadcast would); false when it is not connected. Throws Error otherwise.
     [[nodiscard]] bool send_event(std::uint64_t conn_id, const std::string &event, std::string_view json) const {
         return detail::found(gw_send_event(server_, conn_id, event.c_str(), json.data(), json.size()));
     }

@@ -103,8 +103,8 @@ pub unsafe extern "C" fn gw_handlers_add_method(
 /// `hello-ok` lists it in `features.events` and `gw_broadcast` sends it to the operators
 /// holding the scope OpenClaw gives an event of that name, else `operator.read` (see
 /// `gw_handlers_add_event_with_scope`). `gw_broadcast` of an event neither registered nor
-/// OpenClaw's reaches nobody (as in OpenClaw); `gw_send_event` reaches its one client whatever
-/// it is. Registering one again is harmless.
+/// OpenClaw's reaches nobody (as in OpenClaw), and `gw_send_event` sends an event only to a
+/// client its gate admits, as `gw_broadcast` would. Registering one again is harmless.
 ///
 /// `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event`, for an empty name; also for
 /// one that is not UTF-8. `GW_ERR_NULL_ARGUMENT` when an argument is NULL. The string is
@@ -138,8 +138,10 @@ pub unsafe extern "C" fn gw_handlers_add_event(
 /// `scope` (one of the operator scopes, e.g. `"operator.pairing"`); NULL is
 /// `gw_handlers_add_event`. Registering one again with a scope sets its scope.
 ///
-/// `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event_with_scope`, for an empty name
-/// or a scope that is not an operator scope; also for a string that is not UTF-8.
+/// `GW_ERR_INVALID_ARGUMENT`, as the Rust `Handlers::add_event_with_scope`, for an empty name,
+/// a scope that is not an operator scope, or a scope for an event the gateway itself emits
+/// (`tick`, `health`, `shutdown`, `presence`, `device.pair.requested`, `device.pair.resolved`:
+/// they always go by OpenClaw's rule); also for a string that is not UTF-8.
 /// `GW_ERR_NULL_ARGUMENT` when `handlers` or `event` is NULL. The strings are copied; the
 /// handlers are unchanged on failure.
 ///

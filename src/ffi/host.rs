@@ -98,14 +98,18 @@ impl HostCallbacks {
                 host: Arc::clone(self),
                 server,
             });
-            // Checked by the same calls in gw_handlers_add_method/add_event: cannot fail here.
+            // Checked by the same calls in gw_handlers_add_method/add_event(_with_scope): cannot fail
+            // here.
             for (name, scope) in registered.method_scopes() {
                 handlers
                     .add_method(name, scope.map(str::to_owned), Arc::clone(&method))
                     .map_err(|err| fail_with(&err))?;
             }
             for event in registered.events() {
-                handlers.add_event(event).map_err(|err| fail_with(&err))?;
+                let scope = registered.event_scope(event).map(str::to_owned);
+                handlers
+                    .add_event_with_scope(event.as_str(), scope)
+                    .map_err(|err| fail_with(&err))?;
             }
         }
         if self.on_connection.is_some() {

@@ -410,9 +410,10 @@ pub unsafe extern "C" fn gw_server_connection_count(server: *const gw_server) ->
     })
 }
 
-/// Sends the event `event` with `json` as its payload (no `seq`) to the authenticated client
-/// on connection `conn_id` (from `on_connection` or `on_request`), whatever its role and
-/// scopes.
+/// Sends the event `event` with `json` as its payload, and the client's next `seq`, to the
+/// authenticated client on connection `conn_id` (from `on_connection` or `on_request`) when the
+/// event's gate admits it, as `gw_broadcast` would: a client without the event's scope does
+/// not get it, and `GW_OK` is returned all the same.
 ///
 /// `GW_ERR_NOT_FOUND` when no authenticated client has that connection (it closed, or never
 /// was); otherwise as `gw_broadcast`. Any thread (see `gw_server`).

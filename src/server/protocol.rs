@@ -676,13 +676,13 @@ pub fn protocol_mismatch(params: &ConnectParams) -> MethodError {
     }))
 }
 
-/// `FORBIDDEN` `missing scope: <scope>` (SPEC §12.2 step 6; the dispatch widens
-/// `requiredScopes` when a method needs more than one).
-pub fn missing_scope(scope: &str) -> MethodError {
-    MethodError::new(codes::FORBIDDEN, format!("missing scope: {scope}")).with_details(json!({
+/// `FORBIDDEN` `missing scope: <missing>`, with every scope the method `required` in
+/// `details.requiredScopes` (SPEC §12.2 step 6; `missingScopeErrorShape`, SM:195-198).
+pub fn missing_scope(missing: &str, required: &[&str]) -> MethodError {
+    MethodError::new(codes::FORBIDDEN, format!("missing scope: {missing}")).with_details(json!({
         "code": "MISSING_SCOPE",
-        "missingScope": scope,
-        "requiredScopes": [scope],
+        "missingScope": missing,
+        "requiredScopes": required,
     }))
 }
 

@@ -1153,6 +1153,7 @@ static int run_serve_panic(void) {
  * prints "source freed").
  * stdin commands, one per line:
  *   broadcast <n>    gw_broadcast demo.tick {"n":<n>}    → "broadcast <result>"
+ *   pair <n>         gw_broadcast demo.pair {"n":<n>}    → "pair <result>"
  *   send <conn>      gw_send_event demo.direct {"to":<conn>} → "send <result>"
  *   late             gw_respond to the timed-out slow request → "late <result>"
  *   health           gw_set_health {"ok":true,"source":"c-host"} → "health <result>"
@@ -1364,6 +1365,10 @@ static int run_serve(void) {
             int len = snprintf(payload, sizeof payload, "{\"n\":%llu}", number);
             say("broadcast %s\n",
                 gw_result_name(gw_broadcast(host.server, "demo.tick", payload, (size_t)len)));
+        } else if (sscanf(line, "pair %llu", &number) == 1) {
+            int len = snprintf(payload, sizeof payload, "{\"n\":%llu}", number);
+            say("pair %s\n",
+                gw_result_name(gw_broadcast(host.server, "demo.pair", payload, (size_t)len)));
         } else if (sscanf(line, "send %llu", &number) == 1) {
             int len = snprintf(payload, sizeof payload, "{\"to\":%llu}", number);
             say("send %s\n", gw_result_name(gw_send_event(host.server, number, "demo.direct",

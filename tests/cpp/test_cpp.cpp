@@ -76,6 +76,75 @@ static std::size_t lock_files(const fs::path &dir) {
     return static_cast<std::size_t>(std::distance(it, fs::directory_iterator()));
 }
 
+// A minimal WebSocket client for the loopback gateway, enough to send requests and read
+// frames: text frames only, masked as a client must, no fragmentation (the gateway sends none).
+class WsClient {
+  public:
+    explicit WsClient(std::uint16_t port) {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK(fd_ >= 0);
+        timeval timeout{10, 0};
+        CHECK(setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) == 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        CHECK(::connect(fd_, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0);
+        write_all("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+        std::string head;
+        while (head.find("\r\n\r\n") == std::string::npos) head.push_back(read_byte());
+        CHECK(head.rfind("HTTP/1.1 101", 0) == 0);
+    }
+    WsClient(const WsClient &) = delete;
+    WsClient &operator=(const WsClient &) = delete;
+    ~WsClient() { close(fd_); }
+
+    void send_text(const std::string &text) {
+        std::string frame(1, '\x81');
+        const unsigned char mask[4] = {0x12, 0x34, 0x56, 0x78};
+        if (text.size() < 126) {
+            frame.push_back(static_cast<char>(0x80 | text.size()));
+        } else {
+            CHECK(text.size() < 65536);
+            frame.push_back(static_cast<char>(0x80 | 126));
+            frame.push_back(static_cast<char>(text.size() >> 8));
+            frame.push_back(static_cast<char>(text.size() & 0xff));
+        }
+        frame.append(reinterpret_cast<const char *>(mask), 4);
+        for (std::size_t i = 0; i < text.size(); i++) frame.push_back(static_cast<char>(text[i] ^ mask[i % 4]));
+        write_all(frame);
+    }
+
+    // The next text frame's payload.
+    std::string recv_text() {
+        unsigned char opcode = read_byte() & 0x0f;
+        std::uint64_t length = read_byte() & 0x7f;
+        int extended = length == 126 ? 2 : length == 127 ? 8 : 0;
+        if (extended > 0) length = 0;
+        for (int i = 0; i < extended; i++) length = (length << 8) | read_byte();
+        std::string payload;
+        for (std::uint64_t i = 0; i < length; i++) payload.push_back(static_cast<char>(read_byte()));
+        CHECK(opcode == 0x1);
+        return payload;
+    }
+
+  private:
+    unsigned char read_byte() {
+        unsigned char byte = 0;
+        CHECK(read(fd_, &byte, 1) == 1);
+        return byte;
+    }
+    void write_all(const std::string &bytes) {
+        CHECK(write(fd_, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+    }
+    int fd_ = -1;
+};
+
+static bool contains(const std::string &haystack, const char *needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         std::fprintf(stderr, "usage: %s <dir>\n", argv[0]);
@@ -206,6 +275,26 @@ int main(int argc, char **argv) {
         CHECK(!server.respond(12345, true, "{}")); // no such request
         server.broadcast("demo.tick", "{\"n\":1}"); // nobody listens: fine
         CHECK(!server.send_event(999, "demo.tick", "{}"));
+        // A client holding operator.read: node.report is for node hosts only, demo.pair for
+        // operator.pairing holders, demo.tick (sent by on_connection) for operator.read holders.
+        {
+            WsClient client(server.port());
+            CHECK(contains(client.recv_text(), "\"connect.challenge\""));
+            client.send_text(R"({"type":"req","id":"c","method":"connect","params":{"minProtocol":4,)"
+                             R"("maxProtocol":4,"scopes":["operator.read"],)"
+                             R"("client":{"id":"cpp","version":"1","platform":"linux","mode":"cli"}}})");
+            CHECK(contains(client.recv_text(), "\"hello-ok\""));
+            CHECK(contains(client.recv_text(), R"("event":"demo.tick","payload":{"hello":true},"seq":1)"));
+            client.send_text(R"({"type":"req","id":"n","method":"node.report"})");
+            const std::string refused = client.recv_text();
+            CHECK(contains(refused, R"("id":"n","ok":false)"));
+            CHECK(contains(refused, R"("message":"unauthorized role: operator")"));
+            server.broadcast("demo.pair", "{\"n\":2}");
+            server.set_health("{\"ok\":true}");
+            // The next event is health, the client's second: demo.pair did not reach it.
+            const std::string health = client.recv_text();
+            CHECK(contains(health, R"("event":"health")") && contains(health, R"("seq":2)"));
+        }
         try {
             (void)server.respond(1, false, "{\"code\":1}");
             CHECK(false);

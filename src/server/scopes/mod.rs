@@ -4,11 +4,18 @@
 //! connections a broadcast event reaches.
 //!
 //! Everything here is a pure function of names, params and grants, so that the dispatch in
-//! `ws/session.rs` and the fan-out in `ws/hub.rs` only ask and act.
+//! `ws/session.rs` and the fan-out in `ws/hub.rs` only ask and act. Node's method table is in
+//! `table.rs`, the session fallbacks in `session.rs`, the event gates in `events.rs`.
 
+mod events;
+mod session;
 mod table;
 
 use serde_json::Value;
+
+pub use events::{EventGate, Grant, core_event_gate, is_core_emitted_event};
+use session::session_mutation_scope;
+pub use session::session_scope;
 
 /// The scope that satisfies every operator scope.
 pub const ADMIN: &str = "operator.admin";
@@ -154,9 +161,11 @@ pub fn authorize(
     if method == "health" {
         return Ok(());
     }
-    let wanted_role = match is_node_method(method, registration) {
-        true => NODE_ROLE,
-        false => OPERATOR_ROLE,
+    let registration = reserved_for_admin(method, registration);
+    let wanted_role = if is_node_method(method, registration) {
+        NODE_ROLE
+    } else {
+        OPERATOR_ROLE
     };
     if role != wanted_role {
         return Err(Refusal::WrongRole(role.to_owned()));
@@ -185,14 +194,37 @@ pub fn authorize(
             authorize_required(required, granted, session, method)
                 .map_err(|missing| missing_scope(missing, vec![required]))
         }
-        // Not Node's (or a node method called by an operator, refused above): reserved
-        // prefixes and everything else need admin (`descriptor-ByqpE-ah.mjs:3-18`; MS:3423).
+        // Not Node's and registered without a scope, or not at all (a node method called by an
+        // operator was refused above): admin, under a reserved prefix or not
+        // (`descriptor-ByqpE-ah.mjs:48`; MS:3445).
         Some(MethodScope::Node) | None => Err(missing_scope(ADMIN, vec![ADMIN])),
     }
 }
 
 fn missing_scope(missing: &'static str, required: Vec<&'static str>) -> Refusal {
     Refusal::MissingScope { missing, required }
+}
+
+/// Method prefixes whose host methods need `operator.admin` whatever scope they were registered
+/// with (`RESERVED_ADMIN_GATEWAY_METHOD_PREFIXES`, `descriptor-ByqpE-ah.mjs:3-8`).
+const RESERVED_ADMIN_PREFIXES: [&str; 4] = ["exec.approvals.", "config.", "wizard.", "update."];
+
+/// A host method under a reserved prefix that is not one of Node's is coerced to
+/// `operator.admin`, as Node coerces a plugin's (`normalizePluginGatewayMethodScope`,
+/// `descriptor-ByqpE-ah.mjs:20-31`); Node's own methods there (`config.get`, …) keep the scope
+/// they were registered with, as Node's core descriptors do.
+fn reserved_for_admin<'a>(method: &str, registration: Registration<'a>) -> Registration<'a> {
+    let reserved = RESERVED_ADMIN_PREFIXES
+        .iter()
+        .any(|prefix| method.starts_with(prefix));
+    match registration {
+        Registration::Scoped(scope)
+            if reserved && scope != ADMIN && core_method_scope(method).is_none() =>
+        {
+            Registration::Scoped(ADMIN)
+        }
+        registration => registration,
+    }
 }
 
 /// A static required scope, with the session fallback (MS:3448-3459): a session-read method
@@ -237,18 +269,22 @@ fn authorize_dynamic(
                 .and_then(Value::as_str)
                 .is_some_and(|s| !s.trim().is_empty())
         };
-        if fields.is_some() && !(named("pluginId") && named("actionId")) {
-            return match granted.iter().any(|g| operator_scope(g).is_some()) {
-                true => Ok(()),
-                false => Err(missing_scope(WRITE, vec![WRITE])),
+        let params_are_an_object = fields.is_some();
+        if params_are_an_object && !(named("pluginId") && named("actionId")) {
+            let any_operator_scope = granted.iter().any(|g| operator_scope(g).is_some());
+            return if any_operator_scope {
+                Ok(())
+            } else {
+                Err(missing_scope(WRITE, vec![WRITE]))
             };
         }
         if !scope_satisfied(WRITE, granted) {
             // Node names its CLI's default scopes as required for a named action it does not
-            // know (MS:3351-3361).
-            let required = match fields.is_some() {
-                true => CLI_DEFAULT_OPERATOR_SCOPES.to_vec(),
-                false => vec![WRITE],
+            // know (MS:3351-3361); params that are no object name no action.
+            let required = if params_are_an_object {
+                CLI_DEFAULT_OPERATOR_SCOPES.to_vec()
+            } else {
+                vec![WRITE]
             };
             return Err(missing_scope(WRITE, required));
         }
@@ -354,10 +390,17 @@ fn is_persistent_browser_mutation(params: &Value) -> bool {
     if method.is_empty() || path.is_empty() {
         return false;
     }
-    let path = format!("/{}", path.trim_start_matches('/'));
-    let path = match path.len() {
-        1 => path.as_str(),
-        _ => path.trim_end_matches('/'),
+    // `normalizeBrowserProxyPath` (MS:3290-3296): a slash is prepended only when missing
+    // (`//profiles/create` stays as it is), and trailing ones go unless the path is just `/`.
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let path = if path.len() <= 1 {
+        path.as_str()
+    } else {
+        path.trim_end_matches('/')
     };
     match method.as_str() {
         "POST" => path == "/profiles/create" || path == "/reset-profile",
@@ -365,289 +408,6 @@ fn is_persistent_browser_mutation(params: &Value) -> bool {
             .strip_prefix("/profiles/")
             .is_some_and(|id| !id.is_empty() && !id.contains('/')),
         _ => false,
-    }
-}
-
-/// Methods whose `operator.read` need is also met by `operator.sessions.read` (MS:12-33).
-const SESSION_READ_METHODS: [&str; 20] = [
-    "chat.history",
-    "chat.message.get",
-    "chat.metadata",
-    "chat.startup",
-    "session.members.list",
-    "session.members.listEvidence",
-    "sessions.branches.list",
-    "sessions.describe",
-    "sessions.files.get",
-    "sessions.files.list",
-    "sessions.get",
-    "sessions.list",
-    "sessions.messages.subscribe",
-    "sessions.messages.unsubscribe",
-    "sessions.preview",
-    "sessions.resolve",
-    "sessions.search",
-    "sessions.setInvolvement",
-    "sessions.subscribe",
-    "sessions.viewers.set",
-];
-
-/// Methods whose write need is also met by `operator.sessions.write`, unless the params ask for
-/// an admin-level change (MS:34-53).
-const SESSION_WRITE_METHODS: [&str; 18] = [
-    "chat.abort",
-    "chat.send",
-    "question.get",
-    "question.list",
-    "question.request",
-    "question.resolve",
-    "question.waitAnswer",
-    "sessions.abort",
-    "sessions.create",
-    "sessions.delete",
-    "sessions.fork",
-    "sessions.goal.clear",
-    "sessions.goal.update",
-    "sessions.patch",
-    "sessions.patchMany",
-    "sessions.recover",
-    "sessions.send",
-    "sessions.steer",
-];
-
-/// The session scope that may stand in for `method`'s scope (`resolveSessionMethodScope`,
-/// MS:55-58).
-pub fn session_scope(method: &str, params: &Value) -> Option<&'static str> {
-    if SESSION_READ_METHODS.binary_search(&method).is_ok() {
-        return Some(SESSIONS_READ);
-    }
-    let write = SESSION_WRITE_METHODS.binary_search(&method).is_ok()
-        && session_mutation_scope(method, params) != Some(ADMIN);
-    write.then_some(SESSIONS_WRITE)
-}
-
-/// The scope a session mutation needs from its params (MS:59-122), for the methods that have
-/// such a rule.
-fn session_mutation_scope(method: &str, params: &Value) -> Option<&'static str> {
-    const PATCH_MUTATIONS: [&str; 15] = [
-        "label",
-        "autoLabel",
-        "icon",
-        "color",
-        "category",
-        "boardFace",
-        "boardPresentation",
-        "pinned",
-        "archived",
-        "unread",
-        "model",
-        "agentRuntime",
-        "thinkingLevel",
-        "fastMode",
-        "permissionMode",
-    ];
-    const PATCH_ENVELOPE: [&str; 6] = [
-        "key",
-        "agentId",
-        "expectedSessionId",
-        "expectedLifecycleRevision",
-        "expectedPermissionMode",
-        "expectedMarkedUnreadAt",
-    ];
-    const DELETE_FIELDS: [&str; 5] = [
-        "key",
-        "agentId",
-        "deleteTranscript",
-        "expectedSessionId",
-        "archivedOnly",
-    ];
-    let fields = params.as_object();
-    let admin_if = |admin: bool| Some(if admin { ADMIN } else { WRITE });
-    let full_or_sandbox = |f: &serde_json::Map<String, Value>| {
-        f.get("permissionMode") == Some(&Value::from("full")) || f.contains_key("sandboxMode")
-    };
-    match method {
-        "sessions.recover" => Some(WRITE),
-        "sessions.create" => {
-            let Some(f) = fields else { return Some(WRITE) };
-            let incognito = |key: &str| {
-                f.get(key)
-                    .and_then(Value::as_str)
-                    .is_some_and(is_incognito_session_key)
-            };
-            admin_if(
-                f.get("incognito") == Some(&Value::Bool(true))
-                    || incognito("key")
-                    || incognito("parentSessionKey")
-                    || f.contains_key("execNode")
-                    || f.contains_key("toolOverrides")
-                    || f.get("permissionMode") == Some(&Value::from("full")),
-            )
-        }
-        "sessions.patch" => {
-            let Some(f) = fields else { return Some(WRITE) };
-            admin_if(
-                full_or_sandbox(f)
-                    || !f.keys().all(|k| {
-                        PATCH_ENVELOPE.contains(&k.as_str())
-                            || PATCH_MUTATIONS.contains(&k.as_str())
-                    }),
-            )
-        }
-        "sessions.patchMany" => {
-            let Some(patch) = fields
-                .and_then(|f| f.get("patch"))
-                .and_then(Value::as_object)
-            else {
-                return Some(WRITE);
-            };
-            admin_if(
-                full_or_sandbox(patch)
-                    || !patch.keys().all(|k| PATCH_MUTATIONS.contains(&k.as_str())),
-            )
-        }
-        "sessions.delete" => {
-            let Some(f) = fields else { return Some(ADMIN) };
-            admin_if(
-                f.get("archivedOnly") != Some(&Value::Bool(true))
-                    || !f.keys().all(|k| DELETE_FIELDS.contains(&k.as_str())),
-            )
-        }
-        _ => None,
-    }
-}
-
-/// `^agent:<id>:(dashboard|subagent|internal-session-effects):incognito-<rest>$` after trim and
-/// lowercase, no `:` in `<id>` or `<rest>` (`session-key-CUi_tcgF.mjs:5-10`).
-fn is_incognito_session_key(key: &str) -> bool {
-    let key = key.trim().to_lowercase();
-    let parts: Vec<&str> = key.split(':').collect();
-    matches!(
-        parts.as_slice(),
-        ["agent", id, "dashboard" | "subagent" | "internal-session-effects", tail]
-            if !id.is_empty() && tail.strip_prefix("incognito-").is_some_and(|rest| !rest.is_empty())
-    )
-}
-
-/// The role and scopes a connection was granted at the handshake: what broadcasts are judged
-/// by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    /// `operator` or `node`.
-    pub role: String,
-    /// The scopes granted (ignored for role `node`).
-    pub scopes: Vec<String>,
-}
-
-/// Who a broadcast event reaches (SPEC §12.7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventGate {
-    /// Every authenticated connection, nodes included.
-    Everyone,
-    /// Operators holding a scope that satisfies one of these.
-    Operators(&'static [&'static str]),
-}
-
-impl EventGate {
-    /// Whether a connection with `role` and `granted` scopes gets the event (`hasEventScope`,
-    /// SS:3088-3097).
-    pub fn admits(self, role: &str, granted: &[String]) -> bool {
-        match self {
-            EventGate::Everyone => true,
-            EventGate::Operators(any_of) => {
-                role == OPERATOR_ROLE && any_of.iter().any(|s| scope_satisfied(s, granted))
-            }
-        }
-    }
-
-    /// Operators holding `scope` (one of [`OPERATOR_SCOPES`], else `None`).
-    pub fn operators_with(scope: &str) -> Option<Self> {
-        let i = OPERATOR_SCOPES.iter().position(|known| *known == scope)?;
-        Some(EventGate::Operators(std::slice::from_ref(
-            &OPERATOR_SCOPES[i],
-        )))
-    }
-}
-
-/// Node's event → scope table (`EVENT_SCOPE_GUARDS`, SS:3021-3087), sorted by name.
-static EVENT_GATES: [(&str, &[&str]); 65] = [
-    ("agent", &[READ]),
-    ("board.changed", &[READ]),
-    ("board.command", &[READ]),
-    ("chat", &[READ]),
-    ("chat.metadata.changed", &[READ, SESSIONS_READ]),
-    ("chat.send_timing", &[READ]),
-    ("chat.side_result", &[READ]),
-    ("config.changed", &[READ]),
-    ("controlUi.sessionPullRequests.changed", &[READ]),
-    ("cron", &[READ]),
-    ("device.pair.changed", &[PAIRING]),
-    ("device.pair.requested", &[PAIRING]),
-    ("device.pair.resolved", &[PAIRING]),
-    ("device.pair.setup.completed", &[PAIRING]),
-    ("device.pair.setup.deliveryUncertain", &[PAIRING]),
-    ("exec.approval.requested", &[APPROVALS]),
-    ("exec.approval.resolved", &[APPROVALS]),
-    ("gateway.suspension", &[]),
-    ("health", &[]),
-    ("heartbeat", &[]),
-    ("mentions.changed", &[READ]),
-    ("node.hostStats", &[READ]),
-    ("node.pair.requested", &[PAIRING]),
-    ("node.pair.resolved", &[PAIRING]),
-    ("node.presence", &[READ]),
-    ("node.runnerInventory.changed", &[READ]),
-    ("openclaw.approval.requested", &[APPROVALS]),
-    ("openclaw.approval.resolved", &[APPROVALS]),
-    ("plugin.approval.requested", &[APPROVALS]),
-    ("plugin.approval.resolved", &[APPROVALS]),
-    ("plugins.changed", &[READ]),
-    ("plugins.controlUi.changed", &[READ]),
-    ("plugins.install.progress", &[ADMIN]),
-    ("portal.changed", &[READ]),
-    ("presence", &[READ]),
-    ("progressCard.changed", &[READ]),
-    ("question.requested", &[QUESTIONS]),
-    ("question.resolved", &[QUESTIONS]),
-    ("session.approval", &[APPROVALS]),
-    ("session.message", &[READ]),
-    ("session.observer", &[READ]),
-    ("session.operation", &[READ]),
-    ("session.sharing", &[READ]),
-    ("session.sharing.evidence", &[READ]),
-    ("session.suggestion", &[READ]),
-    ("session.tool", &[READ]),
-    ("session.typing", &[READ]),
-    ("sessions.catalog.host", &[READ]),
-    ("sessions.changed", &[READ]),
-    ("shutdown", &[]),
-    ("skills.changed", &[READ]),
-    ("talk.event", &[READ]),
-    ("talk.mode", &[TALK]),
-    ("talk.voice.change", &[TALK]),
-    ("task", &[READ]),
-    ("task.suggestion", &[READ]),
-    ("terminal.data", &[ADMIN]),
-    ("terminal.exit", &[ADMIN]),
-    ("tick", &[]),
-    ("ui.command", &[READ]),
-    ("update.available", &[]),
-    ("update.run.changed", &[ADMIN]),
-    ("users.prefs.changed", &[READ]),
-    ("voicewake.changed", &[READ]),
-    ("voicewake.routing.changed", &[READ]),
-];
-
-/// Node's gate for `event`: its table, else `operator.write` for a `plugin.` event; `None` for
-/// an event Node drops (SS:3092-3096).
-pub fn core_event_gate(event: &str) -> Option<EventGate> {
-    match EVENT_GATES.binary_search_by(|(name, _)| (*name).cmp(event)) {
-        Ok(i) => Some(match EVENT_GATES[i].1 {
-            [] => EventGate::Everyone,
-            scopes => EventGate::Operators(scopes),
-        }),
-        Err(_) if event.starts_with("plugin.") => EventGate::operators_with(WRITE),
-        Err(_) => None,
     }
 }
 

@@ -14,7 +14,8 @@ use crate::server::protocol::MethodError;
 const CALLS_PER_WINDOW: u32 = 30;
 /// The window, fixed from its first call.
 const WINDOW: Duration = Duration::from_secs(60);
-/// Buckets kept at most, so that callers cannot grow the map without bound (Node's cap).
+/// Buckets kept at most, so that callers cannot grow the map without bound (Node's cap,
+/// `CONTROL_PLANE_BUCKET_MAX_ENTRIES`).
 const MAX_BUCKETS: usize = 10_000;
 
 /// Whose budget: a method, the caller's device (when it has one) and its address.
@@ -44,9 +45,16 @@ impl ControlPlaneBudget {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let key = (method.to_owned(), device.map(str::to_owned), ip);
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&key) {
-            buckets.retain(|_, window| now.duration_since(window.started) < WINDOW);
-            if buckets.len() >= MAX_BUCKETS {
-                buckets.clear();
+            // Node drops its oldest buckets down to one under the cap
+            // (`pruneMapToMaxSize(…, 9999)`, `control-plane-rate-limit-CUfpYCsm.mjs:26`): the
+            // oldest window here (an expired one first), so that everyone else keeps the
+            // budget already spent.
+            let oldest = buckets
+                .iter()
+                .min_by_key(|(_, window)| window.started)
+                .map(|(spender, _)| spender.clone());
+            if let Some(oldest) = oldest {
+                buckets.remove(&oldest);
             }
         }
         let window = buckets.entry(key).or_insert(Window {
@@ -118,6 +126,63 @@ mod tests {
         assert!(
             budget
                 .spend("config.apply", Some("dev"), ip, start + WINDOW)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_full_budget_forgets_only_its_oldest_window() {
+        let budget = ControlPlaneBudget::default();
+        let start = Instant::now();
+        let spender = |i: usize| -> (Option<String>, IpAddr) {
+            (Some(format!("device-{i}")), [10, 0, 0, 1].into())
+        };
+        let exhaust = |i: usize, at: Instant| {
+            let (device, ip) = spender(i);
+            for _ in 0..CALLS_PER_WINDOW {
+                assert!(
+                    budget
+                        .spend("config.apply", device.as_deref(), ip, at)
+                        .is_ok()
+                );
+            }
+            assert!(
+                budget
+                    .spend("config.apply", device.as_deref(), ip, at)
+                    .is_err()
+            );
+        };
+        exhaust(0, start);
+        for i in 1..MAX_BUCKETS - 1 {
+            let (device, ip) = spender(i);
+            let at = start + Duration::from_millis(i as u64);
+            assert!(
+                budget
+                    .spend("config.apply", device.as_deref(), ip, at)
+                    .is_ok()
+            );
+        }
+        let late = start + Duration::from_secs(20);
+        exhaust(MAX_BUCKETS - 1, late);
+        // A new spender past the cap: only the oldest window (device-0's) is forgotten …
+        let (device, ip) = spender(MAX_BUCKETS);
+        assert!(
+            budget
+                .spend("config.apply", device.as_deref(), ip, late)
+                .is_ok()
+        );
+        assert_eq!(budget.buckets.lock().unwrap().len(), MAX_BUCKETS);
+        // … so the latest spender stays refused, and device-0 starts again.
+        let (device, ip) = spender(MAX_BUCKETS - 1);
+        assert!(
+            budget
+                .spend("config.apply", device.as_deref(), ip, late)
+                .is_err()
+        );
+        let (device, ip) = spender(0);
+        assert!(
+            budget
+                .spend("config.apply", device.as_deref(), ip, late)
                 .is_ok()
         );
     }

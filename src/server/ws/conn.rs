@@ -14,8 +14,11 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use serde_json::Value;
+
+use super::flood::{self, FloodGuard};
 use super::metered::Metered;
-use crate::server::protocol;
+use crate::server::protocol::{self, MethodError, close};
 use crate::server::scopes::{EventGate, Grant};
 
 /// Frames the writer hands to the socket before one flush.
@@ -40,6 +43,14 @@ pub(super) enum WriterEnd {
     Gone,
 }
 
+/// What became of an answer given to [`Conn::answer`].
+pub(super) struct Answered {
+    /// It is queued (`false`: the connection was dropped).
+    pub queued: bool,
+    /// The flood guard closes the connection after it.
+    pub closing: bool,
+}
+
 /// One connection's outgoing side, shared by its session, the hub and the host's handles.
 pub(super) struct Conn {
     pub id: u64,
@@ -55,6 +66,8 @@ pub(super) struct Conn {
     /// Something arrived since the last keepalive round.
     heard: AtomicBool,
     pinged: AtomicBool,
+    /// `unauthorized role` answers in a row, whoever answered.
+    flood: FloodGuard,
 }
 
 impl Conn {
@@ -73,6 +86,7 @@ impl Conn {
             kill: Notify::new(),
             heard: AtomicBool::new(false),
             pinged: AtomicBool::new(false),
+            flood: FloodGuard::default(),
         });
         let writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&conn)));
         (conn, writer)
@@ -102,6 +116,18 @@ impl Conn {
             return false;
         }
         self.push_text(text, false)
+    }
+
+    /// Queues the answer to request `id`, and counts it in the flood guard: the eleventh
+    /// `unauthorized role` answer in a row is followed by a close. Answers to malformed frames
+    /// go through [`push_text`](Self::push_text), uncounted.
+    pub fn answer(&self, id: &Value, result: &Result<Value, MethodError>) -> Answered {
+        let queued = self.push_text(protocol::res(id, result).into(), false);
+        let closing = self.flood.answered(result);
+        if closing {
+            self.close(close::POLICY_VIOLATION, flood::CLOSE_REASON);
+        }
+        Answered { queued, closing }
     }
 
     /// Queues a close frame; the writer stops after it.

@@ -39,8 +39,10 @@ impl GatewayHandle {
         self.hub.broadcast(event, payload);
     }
 
-    /// Sends `event` to one authenticated client, whatever its role and scopes (the host chose
-    /// it), without a `seq`; `false` when it is not connected.
+    /// Sends `event` to one authenticated client, with that client's next `seq`, when the
+    /// event's gate admits it, as [`broadcast`](Self::broadcast) would (OpenClaw does the same:
+    /// naming the client does not widen who may see an event); `false` only when it is not
+    /// connected.
     pub fn send_event(&self, conn_id: u64, event: &str, payload: &Value) -> bool {
         self.hub.send_event(conn_id, event, payload)
     }

@@ -159,7 +159,10 @@ type ConnectionObserver = dyn Fn(&ConnectionEvent) + Send + Sync;
 /// [`"node"`](Handlers::NODE_ONLY) is for node hosts (role `node`) only; one registered without a
 /// scope needs what OpenClaw's own method of that name needs (`status` → `operator.read`,
 /// `node.event` → role `node`, …), and `operator.admin` when OpenClaw has no such method.
-/// Node callers need no scope, but may call only node methods.
+/// Node callers need no scope, but may call only node methods. Under the prefixes OpenClaw
+/// reserves for admins (`config.`, `update.`, `wizard.`, `exec.approvals.`) a method that is not
+/// one of OpenClaw's needs `operator.admin` whatever its scope. `health`, the built-in one or the
+/// host's, is for every client whatever scope it is registered with.
 ///
 /// A broadcast reaches only the clients allowed to see it (SPEC §12.7): a registered event goes
 /// to operators holding its scope (by default the one OpenClaw gives an event of that name, else
@@ -275,7 +278,11 @@ impl Handlers {
     /// Registers a method, or says why it cannot be one: `connect` is the handshake, a name
     /// must not be empty nor registered twice, and a scope must be one of the operator scopes
     /// or `"node"` ([`NODE_ONLY`](Self::NODE_ONLY)); `None` gives OpenClaw's scope for the
-    /// name, else `operator.admin`. Registering `health` replaces the built-in one.
+    /// name, else `operator.admin`. A name under a prefix OpenClaw reserves for admins
+    /// (`config.`, `update.`, `wizard.`, `exec.approvals.`) that is not one of OpenClaw's own
+    /// methods needs `operator.admin` whatever its scope, as OpenClaw treats a plugin's.
+    /// Registering `health` replaces the built-in one; every client, node or operator, may
+    /// call it whatever scope it is registered with (`health` is never scope-checked).
     pub fn add_method(
         &mut self,
         name: impl Into<String>,
@@ -325,8 +332,10 @@ impl Handlers {
 
     /// Registers an event the host emits, broadcast to the operators holding `scope`, or by
     /// OpenClaw's rule for its name (else to `operator.read`) when `None`. Registering one again
-    /// with a scope sets its scope. Refused: an empty name, and a scope that is not one of the
-    /// operator scopes.
+    /// with a scope sets its scope. Refused: an empty name, a scope that is not one of the
+    /// operator scopes, and a scope for an event the gateway itself emits (`tick`, `health`,
+    /// `shutdown`, `presence`, `device.pair.requested`, `device.pair.resolved`), which always
+    /// goes by OpenClaw's rule.
     pub fn add_event_with_scope(
         &mut self,
         name: impl Into<String>,
@@ -351,6 +360,12 @@ impl Handlers {
             },
         };
         if let Some(scope) = scope {
+            if scopes::is_core_emitted_event(&name) {
+                return refused(format!(
+                    "event {name:?} is sent by the gateway itself, to whom OpenClaw sends it, and \
+                     takes no scope: register it without one, or give your event another name"
+                ));
+            }
             self.event_scopes.insert(name.clone(), scope);
         }
         if !self.events.contains(&name) {
@@ -484,7 +499,7 @@ mod tests {
             .event("heartbeat")
             .event("plugin.mine")
             .event_with_scope("demo.pairing", "operator.pairing")
-            .event_with_scope("presence", "operator.admin");
+            .event_with_scope("chat", "operator.admin");
         assert!(handlers.refused().is_none());
         let gates = handlers.event_gates();
         let gate = |event: &str| gates.get(event).copied();
@@ -493,7 +508,7 @@ mod tests {
         assert_eq!(gate("heartbeat"), Some(EventGate::Everyone));
         assert_eq!(gate("plugin.mine"), only("operator.write"));
         assert_eq!(gate("demo.pairing"), only("operator.pairing"));
-        assert_eq!(gate("presence"), only("operator.admin"));
+        assert_eq!(gate("chat"), only("operator.admin"));
         assert_eq!(gate("not.registered"), None);
         let refused = handlers.add_event_with_scope("x", Some("everyone".into()));
         let message = refused.expect_err("refused").to_string();
@@ -501,6 +516,33 @@ mod tests {
             message.starts_with("the scope of event \"x\" is \"everyone\""),
             "{message}"
         );
+    }
+
+    #[test]
+    fn the_events_the_gateway_emits_keep_openclaw_s_gate() {
+        for event in [
+            "tick",
+            "health",
+            "shutdown",
+            "presence",
+            "device.pair.requested",
+        ] {
+            let handlers = Handlers::new().event_with_scope(event, "operator.admin");
+            let refused = handlers
+                .refused()
+                .unwrap_or_else(|| panic!("{event} was re-scoped"));
+            assert!(
+                refused.starts_with(&format!("event \"{event}\" is sent by the gateway itself")),
+                "{refused}"
+            );
+            // Registered without a scope, it goes by OpenClaw's gate.
+            let handlers = Handlers::new().event(event);
+            assert!(handlers.refused().is_none());
+            assert_eq!(
+                handlers.event_gates().get(event).copied(),
+                scopes::core_event_gate(event)
+            );
+        }
     }
 
     #[test]

@@ -20,6 +20,9 @@ use crate::server::presence::{self, Arrival, At, PresenceStore, Recipient};
 use crate::server::protocol::{self, MethodError, close};
 use crate::server::scopes::{self, EventGate};
 
+/// Unknown events whose drop is logged; the drops of others are not.
+const MAX_DROPPED_EVENTS_LOGGED: usize = 256;
+
 /// Everything about one gateway's WebSocket clients that outlives a single connection.
 pub(crate) struct Hub {
     tick_interval: Duration,
@@ -36,7 +39,8 @@ pub(crate) struct Hub {
     broadcast_order: Mutex<()>,
     /// Who gets each of the host's registered events (the others go by Node's table).
     event_gates: HashMap<String, EventGate>,
-    /// Events broadcast without a gate, already warned about (each is logged once).
+    /// Events sent without a gate, already warned about (each is logged once, at most
+    /// [`MAX_DROPPED_EVENTS_LOGGED`] of them).
     dropped_events: Mutex<HashSet<String>>,
     pending: Mutex<PendingRequests>,
     health: RwLock<HealthCache>,
@@ -202,33 +206,54 @@ impl Hub {
         }
     }
 
+    /// Logs the first drop of each unknown event, and of at most [`MAX_DROPPED_EVENTS_LOGGED`]
+    /// of them, so that a host sending ever new names cannot grow the set without bound.
     fn dropped(&self, event: &str) {
-        let first = self
-            .dropped_events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(event.to_owned());
-        if first {
-            self.logger.log(
-                LogLevel::Warn,
-                &format!(
-                    "event {event:?} was not broadcast: it is neither registered nor one of \
-                     OpenClaw's, so no client may get it; register it with Handlers::event \
-                     (gw_handlers_add_event) and the scope its receivers need"
-                ),
-            );
-        }
+        let last = {
+            let mut dropped = self
+                .dropped_events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if dropped.len() >= MAX_DROPPED_EVENTS_LOGGED || dropped.contains(event) {
+                return;
+            }
+            dropped.insert(event.to_owned());
+            dropped.len() == MAX_DROPPED_EVENTS_LOGGED
+        };
+        let more = if last {
+            " (the drops of other unknown events are not logged)"
+        } else {
+            ""
+        };
+        self.logger.log(
+            LogLevel::Warn,
+            &format!(
+                "event {event:?} was not sent: it is neither registered nor one of OpenClaw's, \
+                 so no client may get it; register it with Handlers::event \
+                 (gw_handlers_add_event) and the scope its receivers need{more}"
+            ),
+        );
     }
 
-    /// An event to one authenticated client, whatever its role and scopes (the host chose the
-    /// client), without a `seq`; `false` when there is no such client.
+    /// An event to one authenticated client, with that client's next `seq`, when its gate
+    /// admits the client: Node sends a targeted event through the same fan-out as a broadcast,
+    /// scope check and `seq` included (SS:3237-3240, 3397), so the host's choice of client does
+    /// not widen who may see an event. `false` only when there is no such client; an event
+    /// the gate withholds is dropped as a broadcast's is.
     pub fn send_event(&self, conn_id: u64, event: &str, payload: &Value) -> bool {
-        match self.conn(conn_id) {
-            Some(conn) if conn.is_authenticated() => {
-                conn.push_text(protocol::event(event, payload, None).into(), false)
-            }
-            _ => false,
+        let Some(conn) = self.conn(conn_id).filter(|conn| conn.is_authenticated()) else {
+            return false;
+        };
+        let Some(gate) = self.event_gate(event) else {
+            self.dropped(event);
+            return true;
+        };
+        if !conn.admits(gate) {
+            return true;
         }
+        let _order = self.lock_order();
+        let frame = protocol::event(event, payload, Some(conn.next_seq()));
+        conn.push_text(frame.into(), false)
     }
 
     /// Answers a host request; `false` when it was already answered or timed out, or its
@@ -237,8 +262,9 @@ impl Hub {
         let Some(pending) = self.lock_pending().take(request_id) else {
             return false;
         };
+        // The host's answer counts in the flood guard like the core's (MH:351-370).
         match self.conn(pending.conn) {
-            Some(conn) => conn.push_text(protocol::res(&pending.frame_id, &result).into(), false),
+            Some(conn) => conn.answer(&pending.frame_id, &result).queued,
             None => false,
         }
     }
@@ -482,7 +508,7 @@ impl Hub {
             ))
             .with_retry(true, None);
             if let Some(conn) = self.conn(pending.conn) {
-                conn.push_text(protocol::res(&pending.frame_id, &Err(error)).into(), false);
+                conn.answer(&pending.frame_id, &Err(error));
             }
         }
     }

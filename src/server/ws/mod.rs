@@ -8,6 +8,7 @@ mod admission;
 mod budget;
 mod conn;
 mod endpoint;
+mod flood;
 mod handle;
 mod handlers;
 mod hub;

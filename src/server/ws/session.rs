@@ -28,10 +28,6 @@ use crate::server::scopes::{self, Grant, Refusal, Registration};
 /// How long a closing connection waits for the peer's close frame before it is dropped.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-/// Consecutive `unauthorized role` answers a connection may get; the next one closes it
-/// (`UnauthorizedFloodGuard`, MH:175-216).
-const UNAUTHORIZED_CALLS_ALLOWED: u32 = 10;
-
 /// The reading side of one connection: the handshake, then requests.
 pub(super) struct Session {
     pub endpoint: Arc<Endpoint>,
@@ -47,8 +43,6 @@ pub(super) struct Session {
     pub client: Option<Arc<ClientInfo>>,
     /// A close frame is queued (or came in): nothing more is read but the peer's close.
     pub closing: bool,
-    /// `unauthorized role` answers in a row (SPEC §12.2's flood guard).
-    pub unauthorized_calls: u32,
 }
 
 impl Session {
@@ -190,10 +184,10 @@ impl Session {
                 if self.client.is_none() {
                     self.fail(None, close::POLICY_VIOLATION, "invalid request frame");
                 } else {
-                    let error = MethodError::invalid_request(
-                        "invalid request frame: binary frames are not supported",
+                    self.answer_invalid_frame(
+                        &Value::from("invalid"),
+                        "binary frames are not supported",
                     );
-                    self.answer(&Value::from("invalid"), Err(error));
                 }
                 return;
             }
@@ -217,9 +211,20 @@ impl Session {
         }
     }
 
-    fn answer(&self, id: &Value, result: Result<Value, MethodError>) {
+    /// Answers request `id`; the connection's flood guard counts the answer, and closes it after
+    /// too many `unauthorized role` answers in a row.
+    fn answer(&mut self, id: &Value, result: Result<Value, MethodError>) {
+        if self.conn.answer(id, &result).closing {
+            self.closing = true;
+        }
+    }
+
+    /// Answers a frame that is no request: Node sends this outside its answers to requests, so
+    /// the flood guard neither counts it nor starts again (MH:246-254).
+    fn answer_invalid_frame(&self, id: &Value, why: &str) {
+        let error = MethodError::invalid_request(format!("invalid request frame: {why}"));
         self.conn
-            .push_text(protocol::res(id, &result).into(), false);
+            .push_text(protocol::res(id, &Err(error)).into(), false);
     }
 
     /// SPEC §9.3–9.7 and §11: the first frame must be a valid `connect` that passes
@@ -408,23 +413,13 @@ impl Session {
     /// ([`scopes::authorize`]: health, role, node, scope upgrades, admin, scope), then the
     /// handler lookup, then the host's handler.
     fn request(&mut self, text: &str, client: Arc<ClientInfo>) {
-        // Node counts `unauthorized role` answers in a row and resets on any other answer; ours
-        // reset on any other request (the host's answers cannot be `unauthorized role`).
-        let unauthorized_before = std::mem::take(&mut self.unauthorized_calls);
         let frame = match protocol::parse_request(text) {
             Ok(frame) => frame,
             Err(invalid) => {
-                let error =
-                    MethodError::invalid_request(format!("invalid request frame: {}", invalid.why));
-                self.answer(&invalid.id, Err(error));
+                self.answer_invalid_frame(&invalid.id, &invalid.why);
                 return;
             }
         };
-        if frame.method == "connect" {
-            let error = MethodError::invalid_request("connect is only valid as the first request");
-            self.answer(&frame.id, Err(error));
-            return;
-        }
         let endpoint = Arc::clone(&self.endpoint);
         let method = endpoint.methods.get(&frame.method);
         let registration = method.map_or(Registration::None, Method::registration);
@@ -440,22 +435,21 @@ impl Session {
             Err(Refusal::WrongRole(role)) => {
                 let error = MethodError::invalid_request(format!("unauthorized role: {role}"));
                 self.answer(&frame.id, Err(error));
-                self.unauthorized_calls = unauthorized_before + 1;
-                if self.unauthorized_calls > UNAUTHORIZED_CALLS_ALLOWED {
-                    self.fail(None, close::POLICY_VIOLATION, "repeated unauthorized calls");
-                }
                 return;
             }
             Err(Refusal::MissingScope { missing, required }) => {
-                let error = protocol::missing_scope(missing).with_details(json!({
-                    "code": "MISSING_SCOPE",
-                    "missingScope": missing,
-                    "requiredScopes": required,
-                }));
-                self.answer(&frame.id, Err(error));
+                self.answer(&frame.id, Err(protocol::missing_scope(missing, &required)));
                 return;
             }
             Ok(()) => {}
+        }
+        if frame.method == "connect" {
+            // A second `connect` is authorized like any method (MH:3498): Node's table gives it
+            // `operator.admin`, so a node got `unauthorized role: node` and an operator without
+            // admin `missing scope: operator.admin` above; only an admin hears this.
+            let error = MethodError::invalid_request("connect is only valid as the first request");
+            self.answer(&frame.id, Err(error));
+            return;
         }
         let hub = &endpoint.hub;
         let Some(method) = method else {

@@ -136,7 +136,6 @@ async fn serve(
         budget,
         client: None,
         closing: !admitted,
-        unauthorized_calls: 0,
     };
     session.run(stream, writer).await;
     endpoint.hub.unregister(conn.id);

@@ -104,10 +104,11 @@ public struct GatewayMethods: Sendable {
         Dictionary(methods.map { ($0.name, $0.handler) }, uniquingKeysWith: { first, _ in first })
     }
 
-    /// Advertises an event the host sends with `broadcast` or `sendEvent`. `broadcast` sends it
+    /// Advertises an event the host sends with `broadcast` or `sendEvent`. Both send it only
     /// to the operators holding `scope` (an operator scope, e.g. `"operator.pairing"`), or with
     /// nil to those holding the scope OpenClaw gives an event of that name, else
-    /// `operator.read`. An event neither registered nor OpenClaw's is broadcast to nobody.
+    /// `operator.read`. An event neither registered nor OpenClaw's is sent to nobody; a scope
+    /// for an event the gateway itself emits (`tick`, `health`, `presence`, …) is refused.
     public mutating func event(_ name: String, scope: String? = nil) {
         events.append(name)
         if let scope { eventScopes[name] = scope }

@@ -274,8 +274,9 @@ public final class GatewayServer: Sendable {
         try broadcast(event: event, payload: GatewayJSON(payload))
     }
 
-    /// Sends `event` to the client on `connection` (`GatewayRequest.connectionID`); throws
-    /// `.notFound` when it is gone.
+    /// Sends `event` to the client on `connection` (`GatewayRequest.connectionID`), with its
+    /// next `seq`, when the event's scope admits it (as `broadcast` would); throws `.notFound`
+    /// when it is gone.
     public func sendEvent(to connection: UInt64, event: String, payload: GatewayJSON = .null) throws {
         try withServer { server in
             var text = payload.text
