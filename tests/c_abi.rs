@@ -424,6 +424,9 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     assert_eq!(res["ok"], true, "{res}");
     let other_conn = lines.expect("opened ", wait);
     let other_conn: u64 = other_conn.split_once(' ').unwrap().0.parse().unwrap();
+    // The reader holds operator.read: told the Control UI came (SPEC §12.6).
+    let event = reader.recv_skip_ticks().await;
+    assert_eq!(event["event"], "presence", "{event}");
     let res = other.call("o1", "echo", json!({})).await;
     assert_error(
         &res,
@@ -478,6 +481,14 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     assert_eq!(lines.expect("closed ", wait), other_conn.to_string());
     command_line(&mut stdin, &format!("send {other_conn}"));
     assert_eq!(lines.expect("send ", wait), "GW_ERR_NOT_FOUND");
+    let event = reader.recv_skip_ticks().await;
+    assert_eq!(event["event"], "presence", "{event}");
+    let rows = event["payload"]["presence"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r["clientId"] == "openclaw-control-ui" && r["reason"] == "disconnect"),
+        "{event}"
+    );
 
     // The host reads presence: its own row with the version it set, and an app that
     // connected (the challenge names the host's capability).
@@ -491,9 +502,14 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
     let mut app_params = connect_params();
     app_params["client"]["mode"] = json!("ui");
     app_params["client"]["displayName"] = json!("c-app");
+    // An app signs in with a device identity (paired silently on loopback, SPEC §11.5).
+    let nonce = challenge["payload"]["nonce"].as_str().unwrap();
+    let ts = challenge["payload"]["ts"].as_u64().unwrap();
+    let app_params = DeviceKey::random().signed(app_params, nonce, ts);
     app.send(json!({"type": "req", "id": "c1", "method": "connect", "params": app_params}))
         .await;
-    assert_eq!(app.recv().await["ok"], true);
+    let res = app.recv().await;
+    assert_eq!(res["ok"], true, "{res}");
     lines.expect("opened ", wait);
     command_line(&mut stdin, "presence");
     let presence: Value = serde_json::from_str(&lines.expect("presence ", wait)).unwrap();

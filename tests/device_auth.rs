@@ -579,18 +579,18 @@ async fn a_pending_pairing_is_answered_not_paired_with_the_request_id() {
         local.connect_signed(&key, cli(&["operator.read"])).await["ok"],
         true
     );
-    // The retry superseded the pending request; then it was approved.
-    let superseded = watcher.recv_skip_ticks().await;
-    assert_eq!(superseded["event"], "device.pair.resolved");
+    // The retry asks for what the pending request asks: the same request is refreshed, not
+    // superseded (SPEC §11.5 step 1), and then approved.
+    let approved = watcher.recv_skip_ticks().await;
+    assert_eq!(approved["event"], "device.pair.resolved", "{approved}");
     assert_eq!(
         (
-            &superseded["payload"]["requestId"],
-            &superseded["payload"]["decision"]
+            &approved["payload"]["requestId"],
+            &approved["payload"]["decision"]
         ),
-        (&json!(request_id), &json!("rejected"))
+        (&json!(request_id), &json!("approved")),
+        "{approved}"
     );
-    let approved = watcher.recv_skip_ticks().await;
-    assert_eq!(approved["payload"]["decision"], "approved", "{approved}");
 
     let mut remote = open_via_proxy(port).await;
     let res = remote.connect_signed(&key, cli(&["operator.admin"])).await;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use gateway::{Auth, Handlers, HealthSource, ProtocolOptions};
 use serde_json::{Value, json};
-use wsclient::{Client, TestGateway, assert_error};
+use wsclient::{Client, DeviceKey, TestGateway, assert_error};
 
 const TOKEN: &str = "presence-test-token";
 
@@ -152,13 +152,15 @@ async fn hello_snapshot_presence_holds_the_gateway_and_the_connecting_client() {
         ..ProtocolOptions::default()
     };
     let server = TestGateway::start(Auth::None, protocol, Handlers::new());
-    // With auth none every client keeps what it asks for until device identity is enforced;
-    // this one is tracked and reads.
+    // With auth none an app signs in with a device identity, paired silently on loopback
+    // (SPEC §11.4–11.5); this one is tracked and reads.
     let mut params = app("eve");
     params["scopes"] = json!(["operator.read"]);
-    params["auth"] = Value::Null;
-    let (_eve, hello) = Client::connected(server.port, params).await;
-    let list = &hello["snapshot"]["presence"];
+    params.as_object_mut().unwrap().remove("auth");
+    let mut eve = Client::open(server.port).await;
+    let res = eve.connect_signed(&DeviceKey::random(), params).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let list = &res["payload"]["snapshot"]["presence"];
     assert!(
         row(list, "eve").is_some(),
         "the connecting client's own row: {list}"

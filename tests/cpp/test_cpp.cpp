@@ -282,7 +282,7 @@ int main(int argc, char **argv) {
             CHECK(contains(client.recv_text(), "\"connect.challenge\""));
             client.send_text(R"({"type":"req","id":"c","method":"connect","params":{"minProtocol":4,)"
                              R"("maxProtocol":4,"scopes":["operator.read"],)"
-                             R"("client":{"id":"cpp","version":"1","platform":"linux","mode":"cli"}}})");
+                             R"("client":{"id":"gateway-client","version":"1","platform":"linux","mode":"backend"}}})");
             CHECK(contains(client.recv_text(), "\"hello-ok\""));
             CHECK(contains(client.recv_text(), R"("event":"demo.tick","payload":{"hello":true},"seq":1)"));
             client.send_text(R"({"type":"req","id":"n","method":"node.report"})");
