@@ -143,6 +143,19 @@ fn host_c() -> &'static Path {
     })
 }
 
+fn host_cpp() -> &'static Path {
+    static HOST: OnceLock<PathBuf> = OnceLock::new();
+    HOST.get_or_init(|| {
+        compile(
+            Mode::Plain,
+            true,
+            "host_cpp",
+            &["examples/cpp/host.cpp"],
+            &["include", "bindings/cpp"],
+        )
+    })
+}
+
 /// A command with nothing of the caller's environment but PATH, and HOME in `home`.
 fn scrubbed(program: &Path, home: &Path) -> Command {
     let mut command = Command::new(program);
@@ -631,6 +644,38 @@ fn host_example_second_copy_names_the_holder() {
     assert_eq!(first.terminate(), 0);
     assert!(port_is_free(port));
     assert!(env.lock_dir_entries().is_empty());
+}
+
+/// Both example hosts wait for SIGINT/SIGTERM with `sigwait` on a thread of their own (macOS has
+/// no `sigtimedwait`) and stop at once, not at their next 5 s tick, exiting 0 with the port free.
+#[test]
+fn host_examples_stop_at_once_on_sigint_and_sigterm() {
+    let runs = [
+        ("host.c", host_c(), libc::SIGINT),
+        ("host.c", host_c(), libc::SIGTERM),
+        ("host.cpp", host_cpp(), libc::SIGINT),
+        ("host.cpp", host_cpp(), libc::SIGTERM),
+    ];
+    for (name, program, signal) in runs {
+        let env = TestEnv::new();
+        let port = free_port();
+        let mut command = scrubbed(program, &env.home());
+        command.env("OPENCLAW_GATEWAY_PORT", port.to_string());
+        let mut host = GatewayProcess::spawn(command).expect("the example host starts");
+        assert!(healthy(port), "{name}");
+        let sent = Instant::now();
+        host.signal(signal);
+        let status = wait_with_timeout(&mut host.child, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{name} did not exit after signal {signal}"));
+        assert!(status.success(), "{name} after signal {signal}: {status}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(4),
+            "{name} took {:?} to stop after signal {signal}: it waited for its tick",
+            sent.elapsed()
+        );
+        assert!(port_is_free(port), "{name}");
+        assert!(env.lock_dir_entries().is_empty(), "{name}");
+    }
 }
 
 /// `gateway.pc` links the shared library; the host then runs against it.
