@@ -209,6 +209,20 @@ mod tests {
         );
     }
 
+    /// The guards' other half works on Linux too: a wildcard listener already on the port stops
+    /// them with SPEC §6's message naming its address. (Their first half, refusing a later
+    /// wildcard listener, is xnu's and tested on macOS: tests/macos_bind.rs.)
+    #[test]
+    fn a_wildcard_listener_stops_the_guards_with_its_address() {
+        let wildcard = TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = wildcard.local_addr().unwrap().port();
+        let err = wildcard_guards(port, &Logger::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("another gateway instance is already listening on ws://0.0.0.0:{port}")
+        );
+    }
+
     #[test]
     fn second_bind_is_refused_with_the_message() {
         let first = bind_exclusive("127.0.0.1:0".parse().unwrap()).unwrap();

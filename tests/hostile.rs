@@ -9,7 +9,6 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -290,7 +289,7 @@ fn a_lock_path_that_is_a_directory_is_refused_and_its_contents_kept() {
 fn files_are_0600_and_the_lock_dir_0700_under_umask_000() {
     let env = TestEnv::new();
     let port = free_port().to_string();
-    let mut command = Command::new("sh");
+    let mut command = std::process::Command::new("sh");
     command
         .args(["-c", r#"umask 000; exec "$0" "$@""#])
         .arg(env!("CARGO_BIN_EXE_gateway"))

@@ -8,7 +8,6 @@ mod race;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -527,6 +526,7 @@ fn sigkill_after_listen_then_restart_at_once_portable() {
 #[test]
 #[cfg(target_os = "linux")] // linkat(AT_EMPTY_PATH) and strace are Linux's
 fn lock_files_are_linked_through_proc_where_empty_path_links_are_refused() {
+    use std::os::unix::fs::MetadataExt;
     for refused in [false, true] {
         let env = TestEnv::new();
         let trace = env.home().join("linkat.trace");
