@@ -49,7 +49,11 @@ fail() {
 
 zig() { python3 -m ziglang "$@"; }
 if [ "$(zig version 2>/dev/null)" != "$ziglang_version" ]; then
-  command -v python3 >/dev/null || skip "python3, to install zig from PyPI"
+  if ! python3 -m pip --version >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends \
+      python3-pip >/dev/null || true
+  fi
+  python3 -m pip --version >/dev/null 2>&1 || skip "no pip for python3, to install zig from PyPI"
   # A pyenv or venv Python takes it as is; Debian's own Python wants the PEP 668 override.
   timeout 300 python3 -m pip install -q "ziglang==$ziglang_version" 2>/dev/null \
     || timeout 300 python3 -m pip install -q --break-system-packages "ziglang==$ziglang_version" \
@@ -134,8 +138,10 @@ check_archive() {
   local file=$1 undefined defined missing minos
   # --no-llvm-bc: read the Mach-O symbol tables, not the bitcode the Rust standard library's
   # objects also carry (newer than Debian's LLVM reads).
-  undefined=$("$nm" --no-llvm-bc -u "$file" | grep -v ':$' | grep -v '^$' | sort -u)
-  defined=$("$nm" --no-llvm-bc -g --defined-only "$file" | awk 'NF >= 3 {print $3}' | sort -u)
+  # (An object without symbols is reported on stderr; only other complaints are shown.)
+  undefined=$("$nm" --no-llvm-bc -u "$file" 2>"$out/nm.err" | grep -v ':$' | grep -v '^$' | sort -u)
+  defined=$("$nm" --no-llvm-bc -g --defined-only "$file" 2>>"$out/nm.err" | awk 'NF >= 3 {print $3}' | sort -u)
+  grep -v ': no symbols$' "$out/nm.err" >&2 || true
   missing=$(comm -23 <(comm -23 <(echo "$undefined") <(echo "$defined")) "$out/libSystem.symbols")
   [ -z "$missing" ] || fail "$file: undefined and not in libSystem:"$'\n'"$missing"
   # Our objects are built for 13.0; the prebuilt standard library's for rustc's default
@@ -197,5 +203,5 @@ for arch in arm64 x86_64; do
   cmp -s "$out/slice-$arch.a" "$out/libgateway-$arch.a" || fail "the $arch slice differs from its archive"
   check_archive "$out/slice-$arch.a"
 done
-echo "universal libgateway.a: slices $("$lipo" -archs "$out/libgateway.a"), each its target's archive"
+echo "universal libgateway.a: slices $("$lipo" -archs "$out/libgateway.a" | xargs), each its target's archive"
 echo "macOS link step: $count Mach-O images and 2 archives checked in $((SECONDS - started)) s"
