@@ -1,6 +1,7 @@
 //! Generates `include/gateway.h` from `src/ffi/` with cbindgen, writing it only when its
 //! content changed (so an unchanged header keeps its mtime and CI can diff it), and writes
-//! `gateway.pc` next to the built libraries for pkg-config.
+//! `gateway.pc` next to the built libraries for pkg-config, and sets the Apple link arguments
+//! (the shared library's install name, no dylib that nothing uses).
 
 use std::env;
 use std::fs;
@@ -12,6 +13,21 @@ fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     generate_header(&root);
     write_pkg_config(&root);
+    apple_link_args();
+}
+
+/// Apple targets: `libgateway.dylib` names itself `@rpath/libgateway.dylib` (not the absolute
+/// path it was built at), so an app that embeds it finds it through its own rpath; and every
+/// image links only the dylibs it uses. The `libc` crate declares `#[link(name = "iconv")]`
+/// for its iconv bindings, which we never call; without `-dead_strip_dylibs` each image would
+/// load `libiconv.2.dylib` for nothing. Cargo passes these to every linked target of this
+/// package (the dylib, the binary, tests, examples, benches); the static library is not linked.
+fn apple_link_args() {
+    if env::var("CARGO_CFG_TARGET_VENDOR").as_deref() != Ok("apple") {
+        return;
+    }
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/libgateway.dylib");
+    println!("cargo:rustc-link-arg=-Wl,-dead_strip_dylibs");
 }
 
 fn generate_header(root: &Path) {
@@ -58,9 +74,11 @@ fn write_pkg_config(root: &Path) {
         return;
     };
     // `rustc --print native-static-libs` for the targets we build on; the static library
-    // needs them, the shared one links them itself.
-    let private = match env::var("CARGO_CFG_TARGET_OS").as_deref() {
-        Ok("macos") => "-framework CoreFoundation -lSystem -lc -lm",
+    // needs them, the shared one links them itself. On Apple, rustc also lists `-liconv`
+    // (the `libc` crate's declaration; nothing in the archive calls iconv, see
+    // `apple_link_args`), left out here; nothing needs CoreFoundation or any other framework.
+    let private = match env::var("CARGO_CFG_TARGET_VENDOR").as_deref() {
+        Ok("apple") => "-lSystem -lc -lm",
         _ => "-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc",
     };
     let pc = format!(

@@ -16,7 +16,10 @@ cd "$(dirname "$0")/.."
 [ "$(uname -s)" = Darwin ] || { echo "build-xcframework.sh: needs macOS with Xcode" >&2; exit 1; }
 
 targets=(aarch64-apple-darwin x86_64-apple-darwin)
-export MACOSX_DEPLOYMENT_TARGET=${MACOSX_DEPLOYMENT_TARGET:-13.0}  # the library runs on 13; the Swift package needs 15
+# The release library runs on macOS 13 and later (the Swift package needs 15 for its own use of
+# the standard library's Mutex); not overridable, so every artifact says the same.
+# scripts/macos-link.sh checks the same minimum OS in CI.
+export MACOSX_DEPLOYMENT_TARGET=13.0
 for target in "${targets[@]}"; do
   cargo build --release --lib --target "$target"
 done

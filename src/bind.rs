@@ -1,4 +1,7 @@
-//! The exclusive listener(s) and their error messages (SPEC §6).
+//! The exclusive listener(s) and their error messages (SPEC §6), and on Apple platforms what
+//! closes the hole `SO_REUSEADDR` leaves there: xnu lets a specific-address listener and a
+//! wildcard one share a port, so a gateway on `127.0.0.1:P` and another on `0.0.0.0:P` would
+//! both start (and local clients would reach the more specific one).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
@@ -18,14 +21,27 @@ pub fn ws_url(ip: IpAddr, port: u16) -> String {
     format!("ws://{}", SocketAddr::new(ip, port))
 }
 
+/// What binding a mode holds for the gateway's life: the listeners it serves (the primary one
+/// first) and the sockets that only keep the port from others.
+#[derive(Debug, Default)]
+pub struct Bound {
+    /// The listeners to serve, the primary one first.
+    pub listeners: Vec<TcpListener>,
+    /// Bound, never listening: on Apple platforms, the wildcard addresses on the port when the
+    /// gateway listens on a specific address (see [`wildcard_guards`]). Empty elsewhere.
+    pub guards: Vec<Socket>,
+}
+
 /// Binds the listener(s) for a bind mode. Loopback: `127.0.0.1`, then `[::1]` on the same port
-/// at best (its failure only logs). The first listener is the primary one.
+/// at best (its failure only logs). The first listener is the primary one. On Apple platforms
+/// also: a specific address is guarded by the wildcard ones ([`wildcard_guards`]), and `lan`
+/// (`0.0.0.0`) serves the `127.0.0.1` alias too, so no gateway can take that address from it.
 pub fn bind_listeners(
     mode: &BindMode,
     port: u16,
     retry: Option<BindRetry>,
     logger: &Logger,
-) -> Result<Vec<TcpListener>, GatewayLockError> {
+) -> Result<Bound, GatewayLockError> {
     let primary_ip = primary_ip(mode, port)?;
     let primary = bind_with_retry(SocketAddr::new(primary_ip, port), retry)?;
     // An ephemeral port is known once bound; the alias takes the same one.
@@ -39,17 +55,82 @@ pub fn bind_listeners(
             .port(),
         port => port,
     };
-    let mut listeners = vec![primary];
+    let mut bound = Bound {
+        listeners: vec![primary],
+        guards: Vec::new(),
+    };
     if *mode == BindMode::Loopback {
         match bind_exclusive(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)) {
-            Ok(alias) => listeners.push(alias),
+            Ok(alias) => bound.listeners.push(alias),
             Err(err) => logger.log(
                 LogLevel::Warn,
                 &format!("not listening on the IPv6 loopback alias: {err}"),
             ),
         }
     }
-    Ok(listeners)
+    if cfg!(target_vendor = "apple") {
+        if primary_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+            // A gateway on 127.0.0.1:P beside ours would get every local client.
+            let alias = bind_exclusive(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))?;
+            bound.listeners.push(alias);
+        } else if !primary_ip.is_unspecified() {
+            bound.guards = wildcard_guards(port, logger)?;
+        }
+    }
+    Ok(bound)
+}
+
+/// Apple platforms: `0.0.0.0:P` and `[::]:P` (`IPV6_V6ONLY`) bound and never listened on, held
+/// beside a listener on a specific address. xnu refuses a later bind of the same wildcard
+/// address (a gateway in `lan` mode) unless it sets `SO_REUSEPORT`, which neither Node nor we
+/// do; a wildcard listener already there makes this bind fail, and the gateway refuses to
+/// start with SPEC §6's message naming that address. A socket that never listens accepts
+/// nothing (a SYN to it is answered with a reset), so it opens nothing to the network. The IPv6
+/// guard is best effort (a machine may have IPv6 off): its failures other than `EADDRINUSE`
+/// only log.
+pub fn wildcard_guards(port: u16, logger: &Logger) -> Result<Vec<Socket>, GatewayLockError> {
+    let mut guards = vec![bind_guard(SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        port,
+    ))?];
+    match bind_guard(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
+        Ok(guard) => guards.push(guard),
+        Err(err @ GatewayLockError::AddrInUse { .. }) => return Err(err),
+        Err(err) => logger.log(
+            LogLevel::Warn,
+            &format!("not guarding the IPv6 wildcard address: {err}"),
+        ),
+    }
+    Ok(guards)
+}
+
+/// One guard: the listener's socket options (`SO_REUSEADDR`, so our own specific-address
+/// listener on the port does not refuse it; never `SO_REUSEPORT`), bound, not listening.
+fn bind_guard(addr: SocketAddr) -> Result<Socket, GatewayLockError> {
+    let fail = bind_error(addr);
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(&fail)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(&fail)?;
+    }
+    socket.set_reuse_address(true).map_err(&fail)?;
+    socket.bind(&addr.into()).map_err(&fail)?;
+    Ok(socket)
+}
+
+/// SPEC §6: `EADDRINUSE` is "another gateway instance", anything else a bind failure.
+fn bind_error(addr: SocketAddr) -> impl Fn(io::Error) -> GatewayLockError {
+    let url = ws_url(addr.ip(), addr.port());
+    move |source: io::Error| {
+        if source.raw_os_error() == Some(libc::EADDRINUSE) {
+            GatewayLockError::AddrInUse { url: url.clone() }
+        } else {
+            GatewayLockError::Bind {
+                url: url.clone(),
+                source,
+            }
+        }
+    }
 }
 
 fn primary_ip(mode: &BindMode, port: u16) -> Result<IpAddr, GatewayLockError> {
@@ -98,26 +179,16 @@ fn bind_with_retry(
 /// share a port), never `SO_REUSEPORT`, close-on-exec (socket2 opens with `SOCK_CLOEXEC`).
 /// `EADDRINUSE` from `bind` or `listen` is "another gateway instance".
 pub fn bind_exclusive(addr: SocketAddr) -> Result<TcpListener, GatewayLockError> {
-    let url = ws_url(addr.ip(), addr.port());
-    let fail = |source: io::Error| {
-        if source.raw_os_error() == Some(libc::EADDRINUSE) {
-            GatewayLockError::AddrInUse { url: url.clone() }
-        } else {
-            GatewayLockError::Bind {
-                url: url.clone(),
-                source,
-            }
-        }
-    };
+    let fail = bind_error(addr);
     let socket =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(&fail)?;
     if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(fail)?;
+        socket.set_only_v6(true).map_err(&fail)?;
     }
-    socket.set_reuse_address(true).map_err(fail)?;
-    socket.bind(&addr.into()).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(&fail)?;
+    socket.bind(&addr.into()).map_err(&fail)?;
     failpoint("after-bind");
-    socket.listen(BACKLOG).map_err(fail)?;
+    socket.listen(BACKLOG).map_err(&fail)?;
     failpoint("after-listen");
     Ok(socket.into())
 }
@@ -135,6 +206,20 @@ mod tests {
         assert_eq!(
             ws_url(IpAddr::V4(Ipv4Addr::LOCALHOST), 1),
             "ws://127.0.0.1:1"
+        );
+    }
+
+    /// The guards' other half works on Linux too: a wildcard listener already on the port stops
+    /// them with SPEC §6's message naming its address. (Their first half, refusing a later
+    /// wildcard listener, is xnu's and tested on macOS: tests/macos_bind.rs.)
+    #[test]
+    fn a_wildcard_listener_stops_the_guards_with_its_address() {
+        let wildcard = TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = wildcard.local_addr().unwrap().port();
+        let err = wildcard_guards(port, &Logger::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("another gateway instance is already listening on ws://0.0.0.0:{port}")
         );
     }
 

@@ -36,6 +36,7 @@ pub(crate) fn force_named_temp() -> bool {
 /// kernels before 6.10 give callers without CAP_DAC_READ_SEARCH, without making the call, so
 /// the `/proc/self/fd` fallback runs here.
 #[cfg(feature = "failpoints")]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Used on Linux only.
 pub(crate) fn force_proc_link() -> bool {
     std::env::var_os("GATEWAY_FORCE_PROC_LINK").is_some_and(|v| v == "1")
 }

@@ -22,8 +22,12 @@ use wsclient::{Client, DeviceKey, assert_error, connect_params};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// `rustc --print native-static-libs` for the static library on Linux (README says the same).
-const NATIVE_STATIC_LIBS: [&str; 6] = ["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"];
+/// `rustc --print native-static-libs` for the static library (README says the same).
+#[cfg(target_os = "linux")]
+const NATIVE_STATIC_LIBS: &[&str] = &["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"];
+/// On macOS all of it is libSystem (rustc's `-liconv` is never used; see build.rs).
+#[cfg(not(target_os = "linux"))]
+const NATIVE_STATIC_LIBS: &[&str] = &["-lSystem", "-lc", "-lm"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -144,6 +148,19 @@ fn host_c() -> &'static Path {
     })
 }
 
+fn host_cpp() -> &'static Path {
+    static HOST: OnceLock<PathBuf> = OnceLock::new();
+    HOST.get_or_init(|| {
+        compile(
+            Mode::Plain,
+            true,
+            "host_cpp",
+            &["examples/cpp/host.cpp"],
+            &["include", "bindings/cpp"],
+        )
+    })
+}
+
 /// A command with nothing of the caller's environment but PATH, and HOME in `home`.
 fn scrubbed(program: &Path, home: &Path) -> Command {
     let mut command = Command::new(program);
@@ -182,10 +199,12 @@ fn under_valgrind(program: &Path, home: &Path) -> Command {
 
 fn sanitized(program: &Path, home: &Path) -> Command {
     let mut command = scrubbed(program, home);
+    // Apple's ASan has no LeakSanitizer and refuses `detect_leaks=1`.
+    let leaks = if cfg!(target_os = "linux") { 1 } else { 0 };
     command
         .env(
             "ASAN_OPTIONS",
-            "detect_leaks=1:abort_on_error=0:exitcode=98",
+            format!("detect_leaks={leaks}:abort_on_error=0:exitcode=98"),
         )
         .env(
             "UBSAN_OPTIONS",
@@ -745,6 +764,7 @@ fn c_and_cpp_under_asan_and_ubsan() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // valgrind does not run on current macOS
 fn c_and_cpp_under_valgrind() {
     c_suite(Mode::Plain, true);
     run_ws_host_suite(Mode::Plain, true);
@@ -851,6 +871,38 @@ fn host_example_second_copy_names_the_holder() {
     assert_eq!(first.terminate(), 0);
     assert!(port_is_free(port));
     assert!(env.lock_dir_entries().is_empty());
+}
+
+/// Both example hosts wait for SIGINT/SIGTERM with `sigwait` on a thread of their own (macOS has
+/// no `sigtimedwait`) and stop at once, not at their next 5 s tick, exiting 0 with the port free.
+#[test]
+fn host_examples_stop_at_once_on_sigint_and_sigterm() {
+    let runs = [
+        ("host.c", host_c(), libc::SIGINT),
+        ("host.c", host_c(), libc::SIGTERM),
+        ("host.cpp", host_cpp(), libc::SIGINT),
+        ("host.cpp", host_cpp(), libc::SIGTERM),
+    ];
+    for (name, program, signal) in runs {
+        let env = TestEnv::new();
+        let port = free_port();
+        let mut command = scrubbed(program, &env.home());
+        command.env("OPENCLAW_GATEWAY_PORT", port.to_string());
+        let mut host = GatewayProcess::spawn(command).expect("the example host starts");
+        assert!(healthy(port), "{name}");
+        let sent = Instant::now();
+        host.signal(signal);
+        let status = wait_with_timeout(&mut host.child, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{name} did not exit after signal {signal}"));
+        assert!(status.success(), "{name} after signal {signal}: {status}");
+        assert!(
+            sent.elapsed() < Duration::from_secs(4),
+            "{name} took {:?} to stop after signal {signal}: it waited for its tick",
+            sent.elapsed()
+        );
+        assert!(port_is_free(port), "{name}");
+        assert!(env.lock_dir_entries().is_empty(), "{name}");
+    }
 }
 
 /// `gateway.pc` links the shared library; the host then runs against it.

@@ -9,7 +9,6 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -112,6 +111,7 @@ fn a_lock_dir_owned_by_another_uid_is_refused_and_left_as_is() {
 /// A user who may not even read another uid's private lock dir still gets it refused for what
 /// it is (its owner), not a bare "Permission denied".
 #[test]
+#[cfg(target_os = "linux")] // setpriv (util-linux) runs the gateway as nobody
 fn another_users_private_lock_dir_is_refused_by_owner_for_a_non_root_user() {
     const NOBODY: u32 = 65534;
     let env = TestEnv::new();
@@ -285,10 +285,11 @@ fn a_lock_path_that_is_a_directory_is_refused_and_its_contents_kept() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // reads the gateway's umask from /proc/<pid>/status
 fn files_are_0600_and_the_lock_dir_0700_under_umask_000() {
     let env = TestEnv::new();
     let port = free_port().to_string();
-    let mut command = Command::new("sh");
+    let mut command = std::process::Command::new("sh");
     command
         .args(["-c", r#"umask 000; exec "$0" "$@""#])
         .arg(env!("CARGO_BIN_EXE_gateway"))

@@ -1,6 +1,7 @@
 //! Gateways in other namespaces of the same host (SPEC §4, §6): in its own PID namespace a
 //! recorded pid means nothing, so the kernel beacon is what refuses a second instance; in its
 //! own network namespace the same port can be bound, so the lock file is what refuses it.
+#![cfg(target_os = "linux")] // Linux namespaces (setns, /proc/<pid>/ns): Linux only.
 
 mod common;
 

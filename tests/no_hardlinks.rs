@@ -5,6 +5,7 @@
 //!
 //! Needs root (to mount), `/dev/fuse`, loop devices, and the `exfat-fuse` and `exfatprogs`
 //! packages. Without them the tests fail and say what is missing: CI has them all.
+#![cfg(target_os = "linux")] // exFAT through FUSE on a loop device: Linux only.
 
 mod common;
 mod lockkit;

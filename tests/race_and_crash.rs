@@ -8,7 +8,6 @@ mod race;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -159,6 +158,7 @@ enum Seed {
     /// A full payload naming a live process with another start time. The process is not a
     /// gateway, but its argv0 (`openclaw-gateway`) says it is, so only the start time proves
     /// the pid was reused.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     LiveWrongStartTime,
     /// Bytes that are not JSON, the file older than the stale window.
     OldGarbage,
@@ -242,6 +242,8 @@ fn start_race_over_reclaimable_lock_files_has_exactly_one_winner() {
     let port_arg = port.to_string();
     for kind in [
         Seed::DeadPid,
+        // Its stand-in's argv and start time are read from /proc.
+        #[cfg(target_os = "linux")]
         Seed::LiveWrongStartTime,
         Seed::OldGarbage,
         Seed::OldEmpty,
@@ -522,7 +524,9 @@ fn sigkill_after_listen_then_restart_at_once_portable() {
 /// through `/proc/self/fd`. The `linkat` calls are traced, so the test sees which way each name
 /// was given.
 #[test]
+#[cfg(target_os = "linux")] // linkat(AT_EMPTY_PATH) and strace are Linux's
 fn lock_files_are_linked_through_proc_where_empty_path_links_are_refused() {
+    use std::os::unix::fs::MetadataExt;
     for refused in [false, true] {
         let env = TestEnv::new();
         let trace = env.home().join("linkat.trace");

@@ -281,6 +281,7 @@ fn ready_is_sent_on_a_path_notify_socket_only_once_the_port_answers() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // abstract Unix socket names are Linux's
 fn ready_is_sent_on_an_abstract_notify_socket_only_once_the_port_answers() {
     use std::os::linux::net::SocketAddrExt;
     let name = format!("gateway-test-notify-{}", std::process::id());

@@ -3,8 +3,9 @@
  * (answered by a thread of its own through gw_respond, to show answering later) and sends a
  * `demo.tick` event to every client every 5 s.
  *
- *   cc -std=c11 -Iinclude examples/c/host.c target/release/libgateway.a \
- *      -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o host && ./host
+ *   Linux: cc -std=c11 -pthread -Iinclude examples/c/host.c target/release/libgateway.a \
+ *              -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o host && ./host
+ *   macOS: cc -std=c11 -Iinclude examples/c/host.c target/release/libgateway.a -o host
  *
  * Options come from the environment (OPENCLAW_STATE_DIR, OPENCLAW_GATEWAY_PORT, ...; SPEC §1).
  * When another gateway holds the lock it prints the holder and exits 1: what the macOS app
@@ -103,6 +104,40 @@ static void *answer_requests(void *arg) {
     return NULL;
 }
 
+/* Signals, portably (macOS has no sigtimedwait): they stay blocked in every thread, and one
+ * thread of ours takes the first with sigwait and wakes the main thread through a condition. */
+struct stop_signal {
+    sigset_t set;
+    pthread_mutex_t lock;
+    pthread_cond_t arrived;
+    int number; /* the signal; 0 until one arrives */
+};
+
+static void *wait_for_signal(void *arg) {
+    struct stop_signal *stop = arg;
+    int number = 0;
+    if (sigwait(&stop->set, &number) != 0) number = SIGTERM; /* cannot wait: stop, not hang */
+    pthread_mutex_lock(&stop->lock);
+    stop->number = number;
+    pthread_cond_signal(&stop->arrived);
+    pthread_mutex_unlock(&stop->lock);
+    return NULL;
+}
+
+/* Waits up to `seconds` for the stop signal; nonzero when it came. */
+static int stop_requested_within(struct stop_signal *stop, time_t seconds) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until); /* the clock pthread_cond_timedwait uses by default */
+    until.tv_sec += seconds;
+    pthread_mutex_lock(&stop->lock);
+    int waited = 0; /* ETIMEDOUT ends the wait; 0 is a wake-up, maybe spurious */
+    while (stop->number == 0 && waited == 0)
+        waited = pthread_cond_timedwait(&stop->arrived, &stop->lock, &until);
+    int number = stop->number;
+    pthread_mutex_unlock(&stop->lock);
+    return number != 0;
+}
+
 static void on_log(void *userdata, gw_log_level level, const char *message, size_t len) {
     (void)userdata;
     (void)len;
@@ -118,11 +153,12 @@ static void on_state(void *userdata, gw_state state, gw_result result) {
 
 int main(void) {
     /* Block the signals before the library starts threads, so only sigwait sees them. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    static struct stop_signal stop = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                                      .arrived = PTHREAD_COND_INITIALIZER};
+    sigemptyset(&stop.set);
+    sigaddset(&stop.set, SIGINT);
+    sigaddset(&stop.set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop.set, NULL);
 
     if (gw_abi_version() != GATEWAY_ABI_VERSION) {
         fprintf(stderr, "host: built for gateway ABI %d, library has %u\n", GATEWAY_ABI_VERSION,
@@ -192,8 +228,10 @@ int main(void) {
                (unsigned)gw_server_port(host.server), (long)getpid());
         fflush(stdout);
         /* A demo.tick to every client every 5 s until a signal comes. */
-        struct timespec every = {5, 0};
-        for (unsigned long long n = 1; sigtimedwait(&stop, NULL, &every) < 0; n++) {
+        pthread_t signal_waiter;
+        pthread_create(&signal_waiter, NULL, wait_for_signal, &stop);
+        pthread_detach(signal_waiter);
+        for (unsigned long long n = 1; !stop_requested_within(&stop, 5); n++) {
             char payload[64];
             int len = snprintf(payload, sizeof payload, "{\"n\":%llu}", n);
             gw_broadcast(host.server, "demo.tick", payload, (size_t)len);

@@ -2,15 +2,19 @@
 // serves `echo` and broadcasts `demo.tick` every 5 s (examples/c/host.c also answers later, from
 // a thread of its own: a copied gateway::Request can be answered from anywhere).
 //
-//   c++ -std=c++17 -Iinclude -Ibindings/cpp examples/cpp/host.cpp
-//       target/release/libgateway.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o host-cpp
+//   Linux: c++ -std=c++17 -pthread -Iinclude -Ibindings/cpp examples/cpp/host.cpp
+//              target/release/libgateway.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o host-cpp
+//   macOS: c++ -std=c++17 -Iinclude -Ibindings/cpp examples/cpp/host.cpp
+//              target/release/libgateway.a -o host-cpp
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <ctime>
+#include <chrono>
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "gateway.hpp"
 
@@ -46,9 +50,24 @@ int main() {
                                              serve_options);
         std::cout << "gateway listening on ws://127.0.0.1:" << server.port() << " (pid " << getpid() << ")"
                   << std::endl;
-        const timespec every{5, 0};
-        for (unsigned n = 1; sigtimedwait(&stop, nullptr, &every) < 0; n++)
+        // Signals, portably (macOS has no sigtimedwait): still blocked everywhere, one thread of
+        // ours takes the first with sigwait and wakes this one. Static: that thread may outlive
+        // this scope when an exception leaves it.
+        static std::mutex mutex;
+        static std::condition_variable arrived;
+        static int signal_number = 0;
+        std::thread([stop] {
+            int number = SIGTERM; // if sigwait cannot wait: stop rather than hang
+            (void)sigwait(&stop, &number);
+            std::lock_guard<std::mutex> guard(mutex);
+            signal_number = number;
+            arrived.notify_one();
+        }).detach();
+        std::unique_lock<std::mutex> guard(mutex);
+        for (unsigned n = 1; !arrived.wait_for(guard, std::chrono::seconds(5), [&] { return signal_number != 0; });
+             n++)
             server.broadcast("demo.tick", "{\"n\":" + std::to_string(n) + "}");
+        guard.unlock();
         (void)server.shutdown(std::chrono::seconds(5));
         return 0;
     } catch (const gateway::Error &error) {

@@ -41,6 +41,9 @@ pub struct GatewayLock {
     owner_id: String,
     files: Vec<HeldFile>,
     listeners: Vec<TcpListener>,
+    /// Held until the lock is released, after the server closed the listeners (see
+    /// [`bind::Bound::guards`]).
+    port_guards: Vec<socket2::Socket>,
     watch: Option<LockWatch>,
     logger: Logger,
 }
@@ -58,12 +61,16 @@ impl GatewayLock {
         options: &GatewayOptions,
         listener: TcpListener,
     ) -> Result<Self, GatewayLockError> {
-        Self::acquire_inner(options, Some(vec![listener]))
+        let adopted = bind::Bound {
+            listeners: vec![listener],
+            guards: Vec::new(),
+        };
+        Self::acquire_inner(options, Some(adopted))
     }
 
     fn acquire_inner(
         options: &GatewayOptions,
-        adopted: Option<Vec<TcpListener>>,
+        adopted: Option<bind::Bound>,
     ) -> Result<Self, GatewayLockError> {
         let mut resolved = options.resolve()?;
         // With an ephemeral port (or an adopted listener) nobody can collide on the port, so
@@ -78,7 +85,7 @@ impl GatewayLock {
             )?),
             None => None,
         };
-        if let Some(primary) = early_listeners.as_ref().and_then(|l| l.first()) {
+        if let Some(primary) = early_listeners.as_ref().and_then(|b| b.listeners.first()) {
             resolved.port = primary
                 .local_addr()
                 .map_err(GatewayLockError::Runtime)?
@@ -118,15 +125,15 @@ impl GatewayLock {
             }
         }
 
-        let listeners = match early_listeners {
-            Some(listeners) => listeners,
+        let bound = match early_listeners {
+            Some(bound) => bound,
             None => match bind::bind_listeners(
                 &resolved.bind,
                 resolved.port,
                 options.bind_retry,
                 &options.logger,
             ) {
-                Ok(listeners) => listeners,
+                Ok(bound) => bound,
                 Err(err) => {
                     release_files(files, &owner_id);
                     return Err(err);
@@ -137,7 +144,8 @@ impl GatewayLock {
             resolved,
             owner_id,
             files,
-            listeners,
+            listeners: bound.listeners,
+            port_guards: bound.guards,
             watch: None,
             logger: options.logger.clone(),
         };
@@ -221,6 +229,7 @@ impl GatewayLock {
 impl Drop for GatewayLock {
     fn drop(&mut self) {
         self.listeners.clear();
+        self.port_guards.clear();
         self.watch = None;
         release_files(std::mem::take(&mut self.files), &self.owner_id);
     }

@@ -2,7 +2,7 @@
 //! pipe, released together, and watched until each one exited or serves.
 #![allow(dead_code)]
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -74,14 +74,11 @@ impl Drop for Racer {
     }
 }
 
-/// A pipe whose two ends are close-on-exec, so no child inherits the write end by accident.
+/// A pipe whose two ends are close-on-exec, so no child inherits the write end by accident
+/// (`std::io::pipe`: `pipe2(O_CLOEXEC)` on Linux; macOS has no pipe2).
 pub fn barrier_pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: pipe2 just opened both descriptors and nothing else owns them.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    let (read, write) = std::io::pipe().expect("pipe");
+    (read.into(), write.into())
 }
 
 /// `gateway run <args>` in the test env, behind a barrier: a shell says `armed`, blocks reading
