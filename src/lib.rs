@@ -48,6 +48,9 @@ pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, Sta
 #[doc(hidden)]
 pub mod test_support {
     pub use crate::lock::format::LockPayload;
+    pub use crate::lock::liveness::{
+        is_gateway_argv, parse_procargs2, pid_is_running, process_argv, process_start_time,
+    };
     pub use crate::probe::healthz;
 }
 

@@ -4,7 +4,7 @@ mod beacon;
 mod dir;
 pub(crate) mod format;
 mod inspect;
-mod liveness;
+pub(crate) mod liveness;
 mod publish;
 mod reclaim;
 mod status;
