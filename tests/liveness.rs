@@ -161,7 +161,13 @@ fn without_a_start_time_a_node_style_gateway_argv_is_alive() {
 fn without_a_start_time_a_gateway_argv_in_another_case_is_alive() {
     // Node lowercases every argument before matching (gateway-process-argv-*.mjs).
     let mut command = Command::new("sh");
-    command.args(["-c", "read _", "NODE", "/X/OpenClaw/DIST/Index.JS", "Gateway"]);
+    command.args([
+        "-c",
+        "read _",
+        "NODE",
+        "/X/OpenClaw/DIST/Index.JS",
+        "Gateway",
+    ]);
     let mut node = Owner::spawn(command);
     plant_in_both(&lock_body(node.pid, None), Expect::Waits(node.pid));
     node.assert_running();

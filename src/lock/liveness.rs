@@ -71,7 +71,9 @@ pub fn is_gateway_argv(argv: &[String]) -> bool {
         .map(|arg| arg.trim().replace('\\', "/").to_lowercase())
         .filter(|arg| !arg.is_empty())
         .collect();
-    let exe = args.first().map_or("", |argv0| strip_windows_extension(argv0));
+    let exe = args
+        .first()
+        .map_or("", |argv0| strip_windows_extension(argv0));
     let is_gateway_binary = exe == "openclaw-gateway" || exe.ends_with("/openclaw-gateway");
     let is_openclaw = exe == "openclaw"
         || exe.ends_with("/openclaw")
@@ -191,7 +193,9 @@ pub fn process_argv(pid: u32) -> Option<Vec<String>> {
             0,
         )
     };
-    let argmax = usize::try_from(argmax).ok().filter(|n| asked == 0 && *n > 0)?;
+    let argmax = usize::try_from(argmax)
+        .ok()
+        .filter(|n| asked == 0 && *n > 0)?;
     let mut buf = vec![0u8; argmax];
     let mut size = buf.len();
     let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid as libc::c_int];
@@ -281,7 +285,10 @@ mod tests {
             (&["NODE", "/X/DIST/INDEX.JS", "GATEWAY"], true),
             (&["/Applications/OpenClaw/OpenClaw", "Gateway"], true),
             // Windows paths: `\` reads as `/`, and `.exe`/`.cmd`/`.bat` leave argv0.
-            (&[r"C:\Program Files\OpenClaw\openclaw.exe", "gateway"], true),
+            (
+                &[r"C:\Program Files\OpenClaw\openclaw.exe", "gateway"],
+                true,
+            ),
             (&[r"C:\x\OPENCLAW.CMD", "gateway"], true),
             (&["node", r"C:\x\dist\entry.js", "gateway"], true),
             // Blank arguments are dropped and the rest trimmed, as Node's parseProcCmdline does.
@@ -331,7 +338,9 @@ mod tests {
         fn with_env(args: &[&'static str]) -> Vec<&'static str> {
             [args, &["PATH=/usr/bin", "HOME=/Users/u", "gateway"]].concat()
         }
-        let cases: &[(i32, usize, Vec<&str>, Option<Vec<&str>>)] = &[
+        // (argc, NULs of padding, the strings after it, the argv expected)
+        type Case = (i32, usize, Vec<&'static str>, Option<Vec<&'static str>>);
+        let cases: &[Case] = &[
             // The environment after argv is never read as arguments.
             (
                 2,
