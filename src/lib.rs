@@ -57,7 +57,7 @@ pub mod test_support {
 /// Every environment variable the library or the `gateway` CLI reads (SPEC §1, §10), plus the
 /// test-only ones of the `failpoints` feature. A host that starts gateways with an environment
 /// of its own making (a test, a benchmark) removes these to keep the caller's set-up out.
-pub const ENVIRONMENT_VARIABLES: [&str; 21] = [
+pub const ENVIRONMENT_VARIABLES: [&str; 24] = [
     "OPENCLAW_HOME",
     "OPENCLAW_STATE_DIR",
     "OPENCLAW_CONFIG_PATH",
@@ -71,7 +71,10 @@ pub const ENVIRONMENT_VARIABLES: [&str; 21] = [
     "OPENCLAW_SYSTEMD_UNIT",
     "XPC_SERVICE_NAME",
     "LAUNCH_JOB_LABEL",
+    "LAUNCH_JOB_NAME",
     "OPENCLAW_LAUNCHD_LABEL",
+    "OPENCLAW_PROFILE",
+    "APP_SANDBOX_CONTAINER_ID",
     "NOTIFY_SOCKET",
     "LISTEN_PID",
     "LISTEN_FDS",
