@@ -66,6 +66,7 @@ impl GatewayLock {
         adopted: Option<Vec<TcpListener>>,
     ) -> Result<Self, GatewayLockError> {
         let mut resolved = options.resolve()?;
+        options.check_app_sandbox(&resolved)?;
         // With an ephemeral port (or an adopted listener) nobody can collide on the port, so
         // bind first and record the real port in the files.
         let early_listeners = match adopted {
