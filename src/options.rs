@@ -554,7 +554,8 @@ mod tests {
             use_env: true,
             ..GatewayOptions::default()
         };
-        let cases: Vec<(GatewayOptions, Vec<(&str, &str)>, bool)> = vec![
+        type Case = (GatewayOptions, Vec<(&'static str, &'static str)>, bool);
+        let cases: Vec<Case> = vec![
             // Not sandboxed: the defaults are fine.
             (GatewayOptions::new(), vec![HOME], false),
             (
