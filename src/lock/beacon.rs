@@ -71,8 +71,10 @@ pub(super) fn held_passive(file: &File, dev: u64, ino: u64) -> io::Result<bool> 
 /// (bsd/kern/kern_lockf.c), and `F_GETLK` reports the first lock there that conflicts with
 /// the one described and belongs to another owner (`lf_getlock` → `lf_getblock`). A holder's
 /// `flock` is owned by its open file, never by our process, so a whole-file write lock asked
-/// with `F_GETLK` finds it, from this process too, and nothing is taken. `F_OFD_GETLK` is no
-/// better here: xnu keeps it private (not in the SDK's `<sys/fcntl.h>`).
+/// with `F_GETLK` finds it, from this process too, and nothing is taken. Only an exclusive
+/// lock (`F_WRLCK`) is a holder: a checker's momentary shared `flock` ([`held_flock`]) shows
+/// as `F_RDLCK` and is not mistaken for one. `F_OFD_GETLK` is no better here: xnu keeps it
+/// private (not in the SDK's `<sys/fcntl.h>`).
 #[cfg(target_os = "macos")]
 pub(super) fn held_passive(file: &File, _dev: u64, _ino: u64) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
@@ -82,7 +84,7 @@ pub(super) fn held_passive(file: &File, _dev: u64, _ino: u64) -> io::Result<bool
     if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
+    Ok(lock.l_type == libc::F_WRLCK as libc::c_short)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
