@@ -47,7 +47,8 @@ pub struct GatewayLock {
 
 impl GatewayLock {
     /// State lock → config lock → listener(s) (SPEC §5–6). On success this process is the
-    /// gateway; on failure nothing taken is kept.
+    /// gateway; on failure nothing taken is kept. Inside the macOS App Sandbox a state dir must
+    /// be given ([`GatewayLockError::SandboxedStateDir`]).
     pub fn acquire(options: &GatewayOptions) -> Result<Self, GatewayLockError> {
         Self::acquire_inner(options, None)
     }
