@@ -241,7 +241,9 @@ pub fn process_argv(_pid: u32) -> Option<Vec<String>> {
 /// Exactly `argc` strings are taken after the padding, empty ones included: skipping empty
 /// strings would shift the count into the environment. `None` when the buffer ends before
 /// `argc` complete strings (or is not this layout at all). One ambiguity is the format's own:
-/// an empty argv0 cannot be told from padding, and is lost as `ps` loses it.
+/// an empty argv0 cannot be told from padding, so it is skipped and the first environment
+/// string read as the last argument (whatever then judges the argv sees a wrong one; it can
+/// only come from a process that blanked its own argv0).
 pub fn parse_procargs2(buf: &[u8]) -> Option<Vec<String>> {
     let argc = i32::from_ne_bytes(buf.get(..4)?.try_into().ok()?);
     let argc = usize::try_from(argc).ok()?;
