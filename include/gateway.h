@@ -51,7 +51,8 @@ enum gw_result
     GW_ERR_NULL_ARGUMENT = 1,
     /**
      * A string was not UTF-8, a number was out of range, or an option is invalid (a bad
-     * profile name, `OPENCLAW_GATEWAY_PORT`, lan without auth, ...).
+     * profile name, `OPENCLAW_GATEWAY_PORT`, lan without auth, no state dir given inside the
+     * macOS App Sandbox, ...).
      */
     GW_ERR_INVALID_ARGUMENT = 2,
     /**

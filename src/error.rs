@@ -64,6 +64,19 @@ pub enum GatewayLockError {
     /// `lan` bind mode was asked for with auth mode `none`.
     #[error("Refusing to bind gateway to lan without auth.")]
     LanWithoutAuth,
+    /// The process runs in the macOS App Sandbox (`APP_SANDBOX_CONTAINER_ID` is set) and the
+    /// state dir was not given: the default one would be inside the app's container (the
+    /// sandbox sets `HOME` there), so this gateway would not exclude one that uses the user's
+    /// `~/.openclaw`. Pass the state dir explicitly; the message says which and how.
+    #[error("{}", sandboxed_state_dir_message(container_id, state_dir, user_state_dir.as_deref()))]
+    SandboxedStateDir {
+        /// The app's sandbox container (`APP_SANDBOX_CONTAINER_ID`).
+        container_id: String,
+        /// The state dir the defaults resolved to, inside the container.
+        state_dir: PathBuf,
+        /// The user's own state dir (`~/.openclaw` of the account's home), when known.
+        user_state_dir: Option<PathBuf>,
+    },
     /// An option or environment value is invalid; the message names it.
     #[error("{0}")]
     InvalidOption(String),
@@ -106,6 +119,27 @@ fn already_running_message(
             Pid(pid)
         ),
     }
+}
+
+fn sandboxed_state_dir_message(
+    container_id: &str,
+    state_dir: &std::path::Path,
+    user_state_dir: Option<&std::path::Path>,
+) -> String {
+    let user = user_state_dir.map_or_else(
+        || "the user's ~/.openclaw".to_owned(),
+        |dir| dir.display().to_string(),
+    );
+    format!(
+        "refusing to use the default state dir {} inside the App Sandbox container of {container_id}: \
+         a gateway using {user} would not be excluded. Give the state dir explicitly (the \
+         state_dir option, gw_options_set_state_dir, Swift's stateDirectory, or \
+         OPENCLAW_STATE_DIR): {user} needs the entitlement \
+         com.apple.security.temporary-exception.files.home-relative-path.read-write with \
+         \"/.openclaw/\"; a dir inside the container excludes only gateways started with that \
+         same dir",
+        state_dir.display()
+    )
 }
 
 impl GatewayLockError {

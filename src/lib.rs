@@ -50,13 +50,16 @@ pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, Sta
 #[doc(hidden)]
 pub mod test_support {
     pub use crate::lock::format::LockPayload;
+    pub use crate::lock::liveness::{
+        is_gateway_argv, parse_procargs2, pid_is_running, process_argv, process_start_time,
+    };
     pub use crate::probe::healthz;
 }
 
 /// Every environment variable the library or the `gateway` CLI reads (SPEC §1, §10), plus the
 /// test-only ones of the `failpoints` feature. A host that starts gateways with an environment
 /// of its own making (a test, a benchmark) removes these to keep the caller's set-up out.
-pub const ENVIRONMENT_VARIABLES: [&str; 21] = [
+pub const ENVIRONMENT_VARIABLES: [&str; 24] = [
     "OPENCLAW_HOME",
     "OPENCLAW_STATE_DIR",
     "OPENCLAW_CONFIG_PATH",
@@ -70,7 +73,10 @@ pub const ENVIRONMENT_VARIABLES: [&str; 21] = [
     "OPENCLAW_SYSTEMD_UNIT",
     "XPC_SERVICE_NAME",
     "LAUNCH_JOB_LABEL",
+    "LAUNCH_JOB_NAME",
     "OPENCLAW_LAUNCHD_LABEL",
+    "OPENCLAW_PROFILE",
+    "APP_SANDBOX_CONTAINER_ID",
     "NOTIFY_SOCKET",
     "LISTEN_PID",
     "LISTEN_FDS",

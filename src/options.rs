@@ -374,6 +374,42 @@ impl GatewayOptions {
     }
 }
 
+impl GatewayOptions {
+    /// Inside the macOS App Sandbox (`APP_SANDBOX_CONTAINER_ID` is set, by the sandbox, in the
+    /// app and every process it starts), refuses a state dir that was not given: neither the
+    /// [`GatewayOptions::state_dir`] option nor, with [`GatewayOptions::from_env`],
+    /// `OPENCLAW_STATE_DIR`. The sandbox sets `HOME` to the app's container, so the default
+    /// would be a state dir of the app's own, and the lock would not exclude the user's
+    /// gateway. Acquiring and `status` call it; resolving alone does not, so a host can still
+    /// read the defaults and then set the state dir.
+    pub(crate) fn check_app_sandbox(
+        &self,
+        resolved: &ResolvedOptions,
+    ) -> Result<(), GatewayLockError> {
+        self.check_app_sandbox_with(&paths::process_env, resolved)
+    }
+
+    pub(crate) fn check_app_sandbox_with(
+        &self,
+        env: EnvLookup,
+        resolved: &ResolvedOptions,
+    ) -> Result<(), GatewayLockError> {
+        let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let Some(container_id) = set("APP_SANDBOX_CONTAINER_ID") else {
+            return Ok(());
+        };
+        if self.state_dir.is_some() || (self.use_env && set("OPENCLAW_STATE_DIR").is_some()) {
+            return Ok(());
+        }
+        Err(GatewayLockError::SandboxedStateDir {
+            container_id: container_id.trim().to_owned(),
+            state_dir: resolved.state_dir.clone(),
+            // The account's home from the user database: the sandbox changes HOME, not that.
+            user_state_dir: paths::passwd_home().map(|home| home.join(".openclaw")),
+        })
+    }
+}
+
 /// The options after SPEC §1: concrete paths, port and modes.
 #[derive(Debug, Clone)]
 pub struct ResolvedOptions {
@@ -505,5 +541,90 @@ mod tests {
             .bind(BindMode::Lan)
             .auth(Auth::Token("t".into()));
         assert!(resolve(&lan, &[]).is_ok());
+    }
+
+    /// Inside the App Sandbox only a state dir given explicitly is used: (options, the
+    /// environment, refused?).
+    #[test]
+    fn app_sandbox_needs_an_explicit_state_dir() {
+        const SANDBOX: (&str, &str) = ("APP_SANDBOX_CONTAINER_ID", "com.example.App");
+        const HOME: (&str, &str) = ("HOME", "/Users/u/Library/Containers/com.example.App/Data");
+        const STATE_DIR: (&str, &str) = ("OPENCLAW_STATE_DIR", "/Users/u/.openclaw");
+        let from_env = || GatewayOptions {
+            use_env: true,
+            ..GatewayOptions::default()
+        };
+        type Case = (GatewayOptions, Vec<(&'static str, &'static str)>, bool);
+        let cases: Vec<Case> = vec![
+            // Not sandboxed: the defaults are fine.
+            (GatewayOptions::new(), vec![HOME], false),
+            (
+                GatewayOptions::new(),
+                vec![("APP_SANDBOX_CONTAINER_ID", " "), HOME],
+                false,
+            ),
+            // Sandboxed: the defaults, a profile or the dev profile live in the container.
+            (GatewayOptions::new(), vec![SANDBOX, HOME], true),
+            (from_env(), vec![SANDBOX, HOME], true),
+            (
+                GatewayOptions::new().profile("work"),
+                vec![SANDBOX, HOME],
+                true,
+            ),
+            (GatewayOptions::new().dev(true), vec![SANDBOX, HOME], true),
+            // A lock dir alone is not enough: the config path still comes from the container.
+            (
+                GatewayOptions::new().lock_dir("/tmp/l"),
+                vec![SANDBOX, HOME],
+                true,
+            ),
+            // OPENCLAW_STATE_DIR counts only where the environment is read.
+            (GatewayOptions::new(), vec![SANDBOX, HOME, STATE_DIR], true),
+            (from_env(), vec![SANDBOX, HOME, STATE_DIR], false),
+            (
+                from_env(),
+                vec![SANDBOX, HOME, ("OPENCLAW_STATE_DIR", " ")],
+                true,
+            ),
+            // The option, whatever it names.
+            (
+                GatewayOptions::new().state_dir("/Users/u/.openclaw"),
+                vec![SANDBOX, HOME],
+                false,
+            ),
+            (
+                GatewayOptions::new().state_dir("/c/Data/state"),
+                vec![SANDBOX, HOME],
+                false,
+            ),
+        ];
+        for (options, vars, refused) in cases {
+            let map: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let env = |name: &str| map.get(name).cloned();
+            let resolved = options.resolve_with(&env).unwrap();
+            let checked = options.check_app_sandbox_with(&env, &resolved);
+            assert_eq!(checked.is_err(), refused, "{options:?} {vars:?}");
+            if let Err(err) = checked {
+                let message = err.to_string();
+                assert!(
+                    matches!(&err, GatewayLockError::SandboxedStateDir { container_id, .. } if container_id == "com.example.App"),
+                    "{err:?}"
+                );
+                assert!(
+                    message.contains(&resolved.state_dir.display().to_string()),
+                    "{message}"
+                );
+                assert!(message.contains("OPENCLAW_STATE_DIR"), "{message}");
+                assert!(
+                    message.contains(
+                        "com.apple.security.temporary-exception.files.home-relative-path.read-write"
+                    ),
+                    "{message}"
+                );
+            }
+        }
     }
 }

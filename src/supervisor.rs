@@ -17,37 +17,75 @@ pub const EXIT_DUPLICATE_UNDER_SYSTEMD: i32 = 78;
 pub enum Supervisor {
     /// systemd (`INVOCATION_ID`, `JOURNAL_STREAM`, ... are set).
     Systemd,
-    /// launchd (`XPC_SERVICE_NAME`, `LAUNCH_JOB_LABEL`, ... are set).
+    /// launchd running OpenClaw's gateway job (`OPENCLAW_LAUNCHD_LABEL` is set, or the job
+    /// label is the gateway's).
     Launchd,
 }
 
+/// launchd's label for the gateway job without a profile.
+pub const GATEWAY_LAUNCHD_LABEL: &str = "ai.openclaw.gateway";
+
 impl Supervisor {
-    /// From the markers each manager sets in its services' environment.
+    /// From the markers each manager sets in its services' environment, for the profile
+    /// `OPENCLAW_PROFILE` names (none: the default gateway).
     pub fn detect() -> Option<Self> {
-        Self::detect_with(&process_env)
+        Self::detect_with(&process_env, None)
     }
 
-    pub(crate) fn detect_with(env: EnvLookup) -> Option<Self> {
-        // A macOS terminal session has XPC_SERVICE_NAME=0: that is not launchd running us.
-        let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty() && v.trim() != "0");
+    /// As [`Supervisor::detect`], for a gateway run as `profile` (the CLI's `--profile`, or
+    /// `dev` for `--dev`); `None` falls back to `OPENCLAW_PROFILE`, as Node's CLI sets it.
+    pub fn detect_for_profile(profile: Option<&str>) -> Option<Self> {
+        Self::detect_with(&process_env, profile)
+    }
+
+    /// Node's rule (`dist/supervisor-markers-DL2AtFkv.mjs:4-40`), with both managers' markers
+    /// read on every platform, systemd's first (Node reads only the running platform's; the
+    /// markers of the other are not set there, and reading both lets Linux test launchd's).
+    ///
+    /// - systemd: `INVOCATION_ID`, `SYSTEMD_EXEC_PID`, `JOURNAL_STREAM` or
+    ///   `OPENCLAW_SYSTEMD_UNIT` is set (not blank).
+    /// - launchd: `OPENCLAW_LAUNCHD_LABEL` is set (not blank); or `LAUNCH_JOB_LABEL` or
+    ///   `LAUNCH_JOB_NAME` is the gateway job's label for the profile (`ai.openclaw.gateway`,
+    ///   `ai.openclaw.<profile>`); or `XPC_SERVICE_NAME` is `ai.openclaw.gateway`. Any other
+    ///   `XPC_SERVICE_NAME` is not us: every process a GUI app starts (a terminal in an editor,
+    ///   Xcode, a Swift host spawning `gateway run`) inherits the app's.
+    pub(crate) fn detect_with(env: EnvLookup, profile: Option<&str>) -> Option<Self> {
+        let value = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let systemd = [
+            "OPENCLAW_SYSTEMD_UNIT",
             "INVOCATION_ID",
             "SYSTEMD_EXEC_PID",
             "JOURNAL_STREAM",
-            "OPENCLAW_SYSTEMD_UNIT",
         ];
-        let launchd = [
-            "XPC_SERVICE_NAME",
-            "LAUNCH_JOB_LABEL",
-            "OPENCLAW_LAUNCHD_LABEL",
-        ];
-        if systemd.iter().any(|name| set(name)) {
-            Some(Self::Systemd)
-        } else if launchd.iter().any(|name| set(name)) {
-            Some(Self::Launchd)
-        } else {
-            None
+        if systemd.iter().any(|name| value(name).is_some()) {
+            return Some(Self::Systemd);
         }
+        let profile = profile
+            .map(str::to_owned)
+            .or_else(|| env("OPENCLAW_PROFILE"));
+        let expected = launchd_label(profile.as_deref());
+        let launchd = value("OPENCLAW_LAUNCHD_LABEL").is_some()
+            || ["LAUNCH_JOB_LABEL", "LAUNCH_JOB_NAME"]
+                .iter()
+                .any(|name| value(name).as_deref() == Some(expected.as_str()))
+            || value("XPC_SERVICE_NAME").as_deref() == Some(GATEWAY_LAUNCHD_LABEL);
+        launchd.then_some(Self::Launchd)
+    }
+}
+
+/// The gateway job's launchd label for a profile: `ai.openclaw.<profile>`, or
+/// `ai.openclaw.gateway` for none, a blank one or `default` in any case
+/// (`dist/constants-CJCmIHb-.mjs:31-44`).
+pub fn launchd_label(profile: Option<&str>) -> String {
+    match profile.map(str::trim) {
+        Some(name) if !name.is_empty() && !name.eq_ignore_ascii_case("default") => {
+            format!("ai.openclaw.{name}")
+        }
+        _ => GATEWAY_LAUNCHD_LABEL.to_owned(),
     }
 }
 
@@ -164,34 +202,124 @@ mod tests {
 
     use super::*;
 
-    fn detect(vars: &[(&str, &str)]) -> Option<Supervisor> {
+    fn detect(profile: Option<&str>, vars: &[(&str, &str)]) -> Option<Supervisor> {
         let map: HashMap<_, _> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Supervisor::detect_with(&|name| map.get(name).cloned())
+        Supervisor::detect_with(&|name| map.get(name).cloned(), profile)
+    }
+
+    /// (the profile run as, the environment, the supervisor detected)
+    #[test]
+    fn markers_by_nodes_rule() {
+        use Supervisor::{Launchd, Systemd};
+        type Case = (
+            Option<&'static str>,
+            &'static [(&'static str, &'static str)],
+            Option<Supervisor>,
+        );
+        let cases: &[Case] = &[
+            (None, &[], None),
+            // systemd: any of its markers, not blank.
+            (None, &[("INVOCATION_ID", "abc")], Some(Systemd)),
+            (None, &[("JOURNAL_STREAM", "8:1")], Some(Systemd)),
+            (None, &[("SYSTEMD_EXEC_PID", "12")], Some(Systemd)),
+            (
+                None,
+                &[("OPENCLAW_SYSTEMD_UNIT", "openclaw-gateway")],
+                Some(Systemd),
+            ),
+            (None, &[("INVOCATION_ID", " ")], None),
+            // launchd: OpenClaw's own marker, whatever its value.
+            (None, &[("OPENCLAW_LAUNCHD_LABEL", "x")], Some(Launchd)),
+            (None, &[("OPENCLAW_LAUNCHD_LABEL", "  ")], None),
+            // XPC_SERVICE_NAME counts only as the default gateway job's label.
+            (
+                None,
+                &[("XPC_SERVICE_NAME", "ai.openclaw.gateway")],
+                Some(Launchd),
+            ),
+            (
+                None,
+                &[("XPC_SERVICE_NAME", " ai.openclaw.gateway ")],
+                Some(Launchd),
+            ),
+            (None, &[("XPC_SERVICE_NAME", "0")], None),
+            (None, &[("XPC_SERVICE_NAME", "com.example.Editor")], None),
+            (
+                None,
+                &[("XPC_SERVICE_NAME", "application.com.apple.Terminal.123")],
+                None,
+            ),
+            (None, &[("XPC_SERVICE_NAME", "ai.openclaw")], None),
+            (
+                Some("work"),
+                &[("XPC_SERVICE_NAME", "ai.openclaw.work")],
+                None,
+            ),
+            // LAUNCH_JOB_LABEL / LAUNCH_JOB_NAME: the label for the profile run as.
+            (
+                None,
+                &[("LAUNCH_JOB_LABEL", "ai.openclaw.gateway")],
+                Some(Launchd),
+            ),
+            (
+                None,
+                &[("LAUNCH_JOB_NAME", "ai.openclaw.gateway")],
+                Some(Launchd),
+            ),
+            (None, &[("LAUNCH_JOB_LABEL", "com.example.Editor")], None),
+            (
+                Some("work"),
+                &[("LAUNCH_JOB_LABEL", "ai.openclaw.work")],
+                Some(Launchd),
+            ),
+            (
+                Some("work"),
+                &[("LAUNCH_JOB_LABEL", "ai.openclaw.gateway")],
+                None,
+            ),
+            (
+                Some("Default"),
+                &[("LAUNCH_JOB_LABEL", "ai.openclaw.gateway")],
+                Some(Launchd),
+            ),
+            (
+                None,
+                &[
+                    ("OPENCLAW_PROFILE", "work"),
+                    ("LAUNCH_JOB_LABEL", "ai.openclaw.work"),
+                ],
+                Some(Launchd),
+            ),
+            // A profile given wins over OPENCLAW_PROFILE.
+            (
+                Some("ops"),
+                &[
+                    ("OPENCLAW_PROFILE", "work"),
+                    ("LAUNCH_JOB_LABEL", "ai.openclaw.work"),
+                ],
+                None,
+            ),
+            // systemd's markers are read first.
+            (
+                None,
+                &[("INVOCATION_ID", "abc"), ("OPENCLAW_LAUNCHD_LABEL", "x")],
+                Some(Systemd),
+            ),
+        ];
+        for (profile, vars, expected) in cases {
+            assert_eq!(detect(*profile, vars), *expected, "{profile:?} {vars:?}");
+        }
     }
 
     #[test]
-    fn detects_markers() {
-        assert_eq!(detect(&[]), None);
-        assert_eq!(
-            detect(&[("INVOCATION_ID", "abc")]),
-            Some(Supervisor::Systemd)
-        );
-        assert_eq!(
-            detect(&[("JOURNAL_STREAM", "8:1")]),
-            Some(Supervisor::Systemd)
-        );
-        assert_eq!(
-            detect(&[("XPC_SERVICE_NAME", "ai.openclaw")]),
-            Some(Supervisor::Launchd)
-        );
-        assert_eq!(
-            detect(&[("OPENCLAW_LAUNCHD_LABEL", "x")]),
-            Some(Supervisor::Launchd)
-        );
-        assert_eq!(detect(&[("INVOCATION_ID", " ")]), None);
-        assert_eq!(detect(&[("XPC_SERVICE_NAME", "0")]), None);
+    fn launchd_labels() {
+        assert_eq!(launchd_label(None), "ai.openclaw.gateway");
+        assert_eq!(launchd_label(Some(" ")), "ai.openclaw.gateway");
+        assert_eq!(launchd_label(Some("DEFAULT")), "ai.openclaw.gateway");
+        assert_eq!(launchd_label(Some(" work ")), "ai.openclaw.work");
+        assert_eq!(launchd_label(Some("dev")), "ai.openclaw.dev");
     }
 }

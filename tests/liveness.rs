@@ -158,6 +158,56 @@ fn without_a_start_time_a_node_style_gateway_argv_is_alive() {
 }
 
 #[test]
+fn without_a_start_time_a_gateway_argv_in_another_case_is_alive() {
+    // Node lowercases every argument before matching (gateway-process-argv-*.mjs).
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        "read _",
+        "NODE",
+        "/X/OpenClaw/DIST/Index.JS",
+        "Gateway",
+    ]);
+    let mut node = Owner::spawn(command);
+    plant_in_both(&lock_body(node.pid, None), Expect::Waits(node.pid));
+    node.assert_running();
+}
+
+#[test]
+fn without_a_start_time_an_argv0_ending_in_openclaw_gateway_is_alive() {
+    // A path to the gateway binary, in any case, counts whatever the other arguments are.
+    let mut command = Command::new("bash");
+    command.args(["-c", "exec -a /opt/OpenClaw/bin/OpenClaw-Gateway sleep 30"]);
+    let mut renamed = Owner::spawn(command);
+    renamed.wait_for_argv0("/opt/OpenClaw/bin/OpenClaw-Gateway");
+    plant_in_both(&lock_body(renamed.pid, None), Expect::Waits(renamed.pid));
+    renamed.assert_running();
+}
+
+#[test]
+fn without_a_start_time_the_openclaw_launcher_needs_the_gateway_command() {
+    // argv0 `/usr/local/bin/openclaw` is OpenClaw; only with a `gateway` argument is it the
+    // gateway (Node's isGatewayArgv), so `openclaw 30` is reclaimed and `openclaw ... gateway`
+    // is waited for.
+    let mut command = Command::new("bash");
+    command.args(["-c", "exec -a /usr/local/bin/openclaw sleep 30"]);
+    let mut other = Owner::spawn(command);
+    other.wait_for_argv0("/usr/local/bin/openclaw");
+    plant_in_both(&lock_body(other.pid, None), Expect::Reclaimed);
+    other.assert_running();
+
+    let mut command = Command::new("bash");
+    command.args([
+        "-c",
+        "exec -a /usr/local/bin/OPENCLAW sh -c 'read _' sh GATEWAY run",
+    ]);
+    let mut gateway = Owner::spawn(command);
+    gateway.wait_for_argv0("/usr/local/bin/OPENCLAW");
+    plant_in_both(&lock_body(gateway.pid, None), Expect::Waits(gateway.pid));
+    gateway.assert_running();
+}
+
+#[test]
 fn an_owner_whose_argv_cannot_be_read_is_never_reclaimed() {
     // A kernel thread has an empty cmdline: its argv is unknown, and unknown never reclaims.
     let Some(kthread) = find_kernel_thread() else {

@@ -89,6 +89,117 @@ fn launchd_duplicate_of_a_healthy_gateway_leaves_it_in_control() {
     assert!(healthy(incumbent.port));
 }
 
+#[test]
+fn a_gui_apps_xpc_service_name_is_not_launchd() {
+    // Every process a GUI app starts (a terminal in an editor, Xcode, a Swift host) inherits
+    // the app's XPC_SERVICE_NAME: that is not launchd running the gateway job, and a duplicate
+    // fails at once instead of exiting 0 "leaving it in control".
+    let env = TestEnv::new();
+    let incumbent = env.start(&["--port", &free_port().to_string()]);
+    let port = incumbent.port.to_string();
+    for (name, value) in [
+        ("XPC_SERVICE_NAME", "com.example.Editor"),
+        (
+            "XPC_SERVICE_NAME",
+            "application.com.apple.dt.Xcode.12345.67890",
+        ),
+        ("LAUNCH_JOB_LABEL", "com.example.Editor"),
+    ] {
+        let mut command = env.command(&["run", "--port", &port]);
+        command.env(name, value);
+        let exit = run_to_exit(command, Duration::from_secs(10));
+        assert_eq!(exit.code, Some(1), "{name}={value}: {exit:?}");
+        assert_eq!(
+            exit.stderr_lines(),
+            [format!(
+                "Gateway failed to start: gateway already running (pid {}); it is healthy on ws://127.0.0.1:{port}",
+                incumbent.pid
+            )],
+            "{name}={value}"
+        );
+    }
+    // Nor does it retry against an unhealthy listener, as a supervised duplicate would.
+    let other = TestEnv::new();
+    let ((port, exit), _) = with_hanging_up_listener(|port| {
+        let mut command = other.command(&[
+            "run",
+            "--port",
+            &port.to_string(),
+            "--supervised-retry-ms",
+            "100",
+            "--supervised-window-ms",
+            "3000",
+        ]);
+        command.env("XPC_SERVICE_NAME", "com.example.Editor");
+        (port, run_to_exit(command, Duration::from_secs(10)))
+    });
+    assert_eq!(exit.code, Some(1), "{exit:?}");
+    assert_eq!(
+        exit.stderr_lines(),
+        [format!(
+            "Gateway failed to start: another gateway instance is already listening on ws://127.0.0.1:{port}"
+        )]
+    );
+    assert!(exit.elapsed < Duration::from_secs(2), "{exit:?}");
+    assert!(healthy(incumbent.port));
+}
+
+#[test]
+fn the_gateway_jobs_launchd_label_is_launchd() {
+    // Node's rule (supervisor-markers-*.mjs): OPENCLAW_LAUNCHD_LABEL set; LAUNCH_JOB_LABEL or
+    // LAUNCH_JOB_NAME equal to the profile's label; XPC_SERVICE_NAME equal to the default
+    // job's label. A duplicate on the incumbent's port then leaves it in control.
+    let env = TestEnv::new();
+    let incumbent = env.start(&["--port", &free_port().to_string()]);
+    let port = incumbent.port.to_string();
+    let launchd_cases: [(&[&str], &str, &str); 5] = [
+        (&[], "OPENCLAW_LAUNCHD_LABEL", "ai.openclaw.gateway"),
+        (&[], "LAUNCH_JOB_LABEL", "ai.openclaw.gateway"),
+        (&[], "LAUNCH_JOB_NAME", "ai.openclaw.gateway"),
+        (
+            &["--profile", "work"],
+            "LAUNCH_JOB_LABEL",
+            "ai.openclaw.work",
+        ),
+        (&["--dev"], "LAUNCH_JOB_LABEL", "ai.openclaw.dev"),
+    ];
+    for (args, name, value) in launchd_cases {
+        let mut command = env.command(&[&["run", "--port", &port], args].concat());
+        command.env(name, value);
+        let exit = run_to_exit(command, Duration::from_secs(10));
+        assert_eq!(exit.code, Some(0), "{args:?} {name}={value}: {exit:?}");
+        assert_eq!(
+            exit.stderr_lines(),
+            [
+                "gateway already running under launchd; existing gateway is healthy, leaving it in control"
+            ],
+            "{args:?} {name}={value}"
+        );
+    }
+    // Another profile's label is not this job's; XPC_SERVICE_NAME counts only as the default
+    // job's label (a profile's job also has OPENCLAW_LAUNCHD_LABEL, which Node's plist sets).
+    let not_launchd: [(&[&str], &str, &str); 3] = [
+        (&[], "LAUNCH_JOB_LABEL", "ai.openclaw.work"),
+        (
+            &["--profile", "work"],
+            "LAUNCH_JOB_LABEL",
+            "ai.openclaw.gateway",
+        ),
+        (
+            &["--profile", "work"],
+            "XPC_SERVICE_NAME",
+            "ai.openclaw.work",
+        ),
+    ];
+    for (args, name, value) in not_launchd {
+        let mut command = env.command(&[&["run", "--port", &port], args].concat());
+        command.env(name, value);
+        let exit = run_to_exit(command, Duration::from_secs(10));
+        assert_eq!(exit.code, Some(1), "{args:?} {name}={value}: {exit:?}");
+    }
+    assert!(healthy(incumbent.port));
+}
+
 /// A listener that accepts and hangs up at once: the port is taken, `/healthz` never answers.
 fn with_hanging_up_listener<T>(run: impl FnOnce(u16) -> T) -> (T, usize) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

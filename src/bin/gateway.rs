@@ -187,7 +187,9 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(listener) => listener,
         Err(err) => return fail(&err),
     };
-    let supervisor = Supervisor::detect();
+    // The launchd job's label depends on the profile run as (`--profile`, `--dev`).
+    let profile = options.resolve().ok().and_then(|resolved| resolved.profile);
+    let supervisor = Supervisor::detect_for_profile(profile.as_deref());
     let mut policy = ConflictPolicy::default();
     if let Some(ms) = args.supervised_retry_ms {
         policy.retry_interval = Duration::from_millis(ms);

@@ -17,7 +17,8 @@ pub enum gw_result {
     /// A pointer argument that must not be NULL was NULL.
     GW_ERR_NULL_ARGUMENT = 1,
     /// A string was not UTF-8, a number was out of range, or an option is invalid (a bad
-    /// profile name, `OPENCLAW_GATEWAY_PORT`, lan without auth, ...).
+    /// profile name, `OPENCLAW_GATEWAY_PORT`, lan without auth, no state dir given inside the
+    /// macOS App Sandbox, ...).
     GW_ERR_INVALID_ARGUMENT = 2,
     /// A live gateway holds the lock; the message names its pid when known.
     GW_ERR_ALREADY_RUNNING = 3,
@@ -94,9 +95,9 @@ impl gw_result {
             GatewayLockError::LockIo { .. } => Self::GW_ERR_LOCK_IO,
             GatewayLockError::UnsafeLockDir { .. } => Self::GW_ERR_LOCK_DIR_UNSAFE,
             GatewayLockError::UnsafeLockFile { .. } => Self::GW_ERR_LOCK_FILE_UNSAFE,
-            GatewayLockError::LanWithoutAuth | GatewayLockError::InvalidOption(_) => {
-                Self::GW_ERR_INVALID_ARGUMENT
-            }
+            GatewayLockError::LanWithoutAuth
+            | GatewayLockError::InvalidOption(_)
+            | GatewayLockError::SandboxedStateDir { .. } => Self::GW_ERR_INVALID_ARGUMENT,
             GatewayLockError::Runtime(_) | GatewayLockError::DeviceStore { .. } => {
                 Self::GW_ERR_RUNTIME
             }

@@ -1,9 +1,10 @@
 //! The kernel beacon (SPEC §4): a holder keeps an exclusive `flock` on its open lock file for
 //! its whole life; a checker asks whether one is held.
 //!
-//! The `flock` goes through std's `File::{lock, try_lock_shared, unlock}`. On Linux the holder
-//! also takes an OFD lock, which `status` can test for without taking anything and which is
-//! seen from any PID namespace; std has no OFD locks, so those stay `fcntl` calls.
+//! The `flock` goes through std's `File::{lock, try_lock_shared, unlock}`. `status` asks
+//! without taking anything: on Linux the holder also takes an OFD lock, which `F_OFD_GETLK`
+//! tests for from any PID namespace (std has no OFD locks, so those stay `fcntl` calls); on
+//! macOS `F_GETLK` sees the holder's `flock` itself.
 
 use std::fs::File;
 use std::io;
@@ -49,18 +50,46 @@ pub(super) fn held_flock(file: &File) -> io::Result<bool> {
     }
 }
 
-/// Whether a holder's beacon is on the file, taking nothing (for `status`): its OFD lock, then
-/// its `flock` in `/proc/locks`; only where that cannot be read (not Linux), a [`held_flock`].
+/// Whether a holder's beacon is on the file, taking nothing (for `status`). Linux: its OFD
+/// lock, then its `flock` in `/proc/locks`. macOS: `F_GETLK`, which sees the `flock`.
+/// Elsewhere, only as a last resort, a momentary [`held_flock`].
+#[cfg(target_os = "linux")]
 pub(super) fn held_passive(file: &File, dev: u64, ino: u64) -> io::Result<bool> {
     if held_ofd(file) {
         return Ok(true);
     }
     // `/proc/locks` shows a holder that has only the `flock` (unless it is outside our PID
-    // namespace).
+    // namespace). `F_GETLK` would not: on Linux `flock` and `fcntl` locks are separate lists,
+    // so the one-call macOS probe below sees nothing here; the two reads stay.
     match held_in_proc_locks(dev, ino) {
         Some(held) => Ok(held),
         None => held_flock(file),
     }
+}
+
+/// macOS: on xnu `flock` and `fcntl` locks are kept in one list per vnode
+/// (bsd/kern/kern_lockf.c), and `F_GETLK` reports the first lock there that conflicts with
+/// the one described and belongs to another owner (`lf_getlock` → `lf_getblock`). A holder's
+/// `flock` is owned by its open file, never by our process, so a whole-file write lock asked
+/// with `F_GETLK` finds it, from this process too, and nothing is taken. Only an exclusive
+/// lock (`F_WRLCK`) is a holder: a checker's momentary shared `flock` ([`held_flock`]) shows
+/// as `F_RDLCK` and is not mistaken for one. `F_OFD_GETLK` is no better here: xnu keeps it
+/// private (not in the SDK's `<sys/fcntl.h>`).
+#[cfg(target_os = "macos")]
+pub(super) fn held_passive(file: &File, _dev: u64, _ino: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut lock = whole_file_write_lock();
+    // SAFETY: the descriptor is open and `lock` is a valid `struct flock` for the kernel to
+    // fill in.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lock.l_type == libc::F_WRLCK as libc::c_short)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub(super) fn held_passive(file: &File, _dev: u64, _ino: u64) -> io::Result<bool> {
+    held_flock(file)
 }
 
 /// Whether an OFD lock conflicting with a write lock is held on the file: asked, not taken.
@@ -74,12 +103,7 @@ fn held_ofd(file: &File) -> bool {
     asked == 0 && lock.l_type != libc::F_UNLCK as libc::c_short
 }
 
-#[cfg(not(target_os = "linux"))]
-fn held_ofd(_file: &File) -> bool {
-    false
-}
-
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 fn whole_file_write_lock() -> libc::flock {
     // SAFETY: `struct flock` is plain data; all zeroes is "from offset 0 to the end", pid 0 as
     // OFD locks require.
@@ -110,9 +134,4 @@ fn held_in_proc_locks(dev: u64, ino: u64) -> Option<bool> {
             && fields.get(3) == Some(&"WRITE")
             && fields.get(5).is_some_and(|id| *id == wanted)
     }))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn held_in_proc_locks(_dev: u64, _ino: u64) -> Option<bool> {
-    None
 }

@@ -53,9 +53,10 @@ fn created_at_without_payload(bytes: &[u8]) -> Option<SystemTime> {
 pub enum BeaconProbe {
     /// Try a shared `flock` and drop it at once (acquire, reclaim).
     Flock,
-    /// For `status`, taking nothing: test for the holder's OFD lock (`F_OFD_GETLK`), then look
-    /// its `flock` up in `/proc/locks`; only where that file cannot be read (not Linux), fall
-    /// back to [`BeaconProbe::Flock`].
+    /// For `status`, taking nothing. Linux: test for the holder's OFD lock (`F_OFD_GETLK`),
+    /// then look its `flock` up in `/proc/locks`. macOS: `F_GETLK` with a whole-file write
+    /// lock, which reports the holder's `flock`. Other systems, and a Linux without a readable
+    /// `/proc/locks`, fall back to [`BeaconProbe::Flock`].
     Passive,
 }
 

@@ -26,7 +26,7 @@ pub fn judge_owner(payload: &LockPayload) -> Liveness {
         };
     }
     match process_argv(payload.pid) {
-        Some(argv) if looks_like_gateway(&argv) => Liveness::Alive,
+        Some(argv) if is_gateway_argv(&argv) => Liveness::Alive,
         Some(_) => Liveness::Dead,
         None => Liveness::Unknown,
     }
@@ -46,8 +46,18 @@ pub fn pid_is_running(pid: u32) -> bool {
     exists && !is_zombie(pid)
 }
 
-/// Does argv look like an OpenClaw gateway (SPEC §4 step 4)?
-pub fn looks_like_gateway(argv: &[String]) -> bool {
+/// Does argv look like an OpenClaw gateway (SPEC §4 step 4)? Node's rule, on every platform
+/// (`dist/gateway-process-argv-BVJwTten.mjs:19-36`, called with `allowGatewayBinary: true` by
+/// `dist/gateway-lock-CYjRlApN.mjs:137`):
+///
+/// - every argument is compared trimmed, lowercased, with `\` read as `/`; blank arguments are
+///   dropped first, as Node's `parseProcCmdline` (`:10-12`) drops them from a cmdline;
+/// - it is a gateway when some argument is `gateway` and the process is OpenClaw: some argument
+///   ends with an entry point (`dist/index.js`, ...) or argv0 (without `.exe`, `.cmd`, `.bat`) is
+///   `openclaw` or ends with `/openclaw`;
+/// - or, whatever its arguments, when argv0 is `openclaw-gateway` or ends with
+///   `/openclaw-gateway`.
+pub fn is_gateway_argv(argv: &[String]) -> bool {
     const ENTRY_SUFFIXES: [&str; 6] = [
         "dist/index.js",
         "dist/entry.js",
@@ -56,17 +66,31 @@ pub fn looks_like_gateway(argv: &[String]) -> bool {
         "src/entry.ts",
         "src/index.ts",
     ];
-    let Some(argv0) = argv.first() else {
-        return false;
-    };
-    let has_gateway_arg = argv.iter().any(|arg| arg == "gateway");
-    let has_entry = argv
+    let args: Vec<String> = argv
         .iter()
-        .any(|arg| ENTRY_SUFFIXES.iter().any(|suffix| arg.ends_with(suffix)));
-    (has_gateway_arg && has_entry)
-        || argv0 == "openclaw"
-        || argv0.ends_with("/openclaw")
-        || argv0 == "openclaw-gateway"
+        .map(|arg| arg.trim().replace('\\', "/").to_lowercase())
+        .filter(|arg| !arg.is_empty())
+        .collect();
+    let exe = args
+        .first()
+        .map_or("", |argv0| strip_windows_extension(argv0));
+    let is_gateway_binary = exe == "openclaw-gateway" || exe.ends_with("/openclaw-gateway");
+    let is_openclaw = exe == "openclaw"
+        || exe.ends_with("/openclaw")
+        || args
+            .iter()
+            .any(|arg| ENTRY_SUFFIXES.iter().any(|entry| arg.ends_with(entry)));
+    let has_gateway_command = args.iter().any(|arg| arg == "gateway");
+    (has_gateway_command && is_openclaw) || is_gateway_binary
+}
+
+/// `openclaw.exe` → `openclaw`: Node strips `/\.(bat|cmd|exe)$/i` from argv0 (already
+/// lowercased here).
+fn strip_windows_extension(argv0: &str) -> &str {
+    [".bat", ".cmd", ".exe"]
+        .iter()
+        .find_map(|ext| argv0.strip_suffix(ext))
+        .unwrap_or(argv0)
 }
 
 /// This process's own start time, in the unit lock files record. Read once per process (a
@@ -102,15 +126,17 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Linux: `/proc/<pid>/cmdline`, split at each NUL (the last one ends the last argument).
+/// Empty for a kernel thread: unknown.
 #[cfg(target_os = "linux")]
-fn process_argv(pid: u32) -> Option<Vec<String>> {
+pub fn process_argv(pid: u32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
     if raw.is_empty() {
         return None;
     }
     Some(
         raw.split(|b| *b == 0)
-            .filter(|arg| !arg.is_empty())
             .map(|arg| String::from_utf8_lossy(arg).into_owned())
             .collect(),
     )
@@ -132,12 +158,15 @@ fn bsd_info(pid: u32) -> Option<libc::proc_bsdinfo> {
     let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
     // SAFETY: a zeroed proc_bsdinfo is a valid out-buffer of `size` bytes.
     let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    // `arg` 1, not 0: xnu's proc_pidinfo (bsd/kern/proc_info.c) looks a pid up among zombies
+    // (`proc_find_zombref`) only for PROC_PIDTBSDINFO with `arg != 0` ("Check if we need to
+    // look for zombies"); with 0 a zombie is ESRCH, and we would never see SZOMB.
     // SAFETY: the buffer is valid for `size` bytes for the duration of the call.
     let written = unsafe {
         libc::proc_pidinfo(
             pid as libc::c_int,
             libc::PROC_PIDTBSDINFO,
-            0,
+            1,
             (&mut info as *mut libc::proc_bsdinfo).cast(),
             size,
         )
@@ -145,27 +174,34 @@ fn bsd_info(pid: u32) -> Option<libc::proc_bsdinfo> {
     (written == size).then_some(info)
 }
 
+/// macOS: `sysctl(KERN_PROCARGS2)` into a buffer of `KERN_ARGMAX` bytes (the most the kernel
+/// ever returns, so no size query that a changing process could make too small), parsed by
+/// [`parse_procargs2`].
 #[cfg(target_os = "macos")]
-fn process_argv(pid: u32) -> Option<Vec<String>> {
-    let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid as libc::c_int];
-    let mut size: libc::size_t = 0;
-    // SAFETY: a NULL buffer asks only for the size.
-    if unsafe {
+pub fn process_argv(pid: u32) -> Option<Vec<String>> {
+    let mut argmax: libc::c_int = 0;
+    let mut argmax_size = std::mem::size_of::<libc::c_int>();
+    let mut argmax_mib = [libc::CTL_KERN, libc::KERN_ARGMAX];
+    // SAFETY: the out-buffer is one c_int and `argmax_size` says so.
+    let asked = unsafe {
         libc::sysctl(
-            mib.as_mut_ptr(),
-            3,
-            std::ptr::null_mut(),
-            &mut size,
+            argmax_mib.as_mut_ptr(),
+            2,
+            (&mut argmax as *mut libc::c_int).cast(),
+            &mut argmax_size,
             std::ptr::null_mut(),
             0,
         )
-    } != 0
-    {
-        return None;
-    }
-    let mut buf = vec![0u8; size];
-    // SAFETY: `buf` is valid for `size` bytes.
-    if unsafe {
+    };
+    let argmax = usize::try_from(argmax)
+        .ok()
+        .filter(|n| asked == 0 && *n > 0)?;
+    let mut buf = vec![0u8; argmax];
+    let mut size = buf.len();
+    let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid as libc::c_int];
+    // SAFETY: `buf` is valid for `size` bytes; the kernel writes at most that and says how
+    // many it wrote in `size`.
+    let read = unsafe {
         libc::sysctl(
             mib.as_mut_ptr(),
             3,
@@ -174,22 +210,12 @@ fn process_argv(pid: u32) -> Option<Vec<String>> {
             std::ptr::null_mut(),
             0,
         )
-    } != 0
-    {
+    };
+    if read != 0 {
         return None;
     }
     buf.truncate(size);
-    // Layout: argc (i32), the executable path, NUL padding, then argc NUL-terminated args.
-    let argc = i32::from_ne_bytes(buf.get(..4)?.try_into().ok()?) as usize;
-    let rest = &buf[4..];
-    let exec_end = rest.iter().position(|b| *b == 0)?;
-    let args = rest[exec_end..]
-        .split(|b| *b == 0)
-        .filter(|arg| !arg.is_empty())
-        .take(argc)
-        .map(|arg| String::from_utf8_lossy(arg).into_owned())
-        .collect();
-    Some(args)
+    parse_procargs2(&buf)
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
@@ -202,9 +228,39 @@ pub fn process_start_time(_pid: u32) -> Option<u64> {
     None
 }
 
+/// Elsewhere argv is not read: unknown.
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-fn process_argv(_pid: u32) -> Option<Vec<String>> {
+pub fn process_argv(_pid: u32) -> Option<Vec<String>> {
     None
+}
+
+/// Parses what `sysctl(KERN_PROCARGS2)` returns on macOS: `argc` as a native-endian `i32`,
+/// the executable path and its NUL, NUL padding, then `argc` NUL-terminated arguments, then
+/// the environment (and Apple's own strings), which are not arguments.
+///
+/// Exactly `argc` strings are taken after the padding, empty ones included: skipping empty
+/// strings would shift the count into the environment. `None` when the buffer ends before
+/// `argc` complete strings (or is not this layout at all). One ambiguity is the format's own:
+/// an empty argv0 cannot be told from padding, so it is skipped and the first environment
+/// string read as the last argument (whatever then judges the argv sees a wrong one; it can
+/// only come from a process that blanked its own argv0).
+pub fn parse_procargs2(buf: &[u8]) -> Option<Vec<String>> {
+    let argc = i32::from_ne_bytes(buf.get(..4)?.try_into().ok()?);
+    let argc = usize::try_from(argc).ok()?;
+    let rest = &buf[4..];
+    let exec_path_end = rest.iter().position(|b| *b == 0)?;
+    if argc == 0 {
+        return Some(Vec::new());
+    }
+    let after_path = &rest[exec_path_end..];
+    let args_start = after_path.iter().position(|b| *b != 0)?;
+    let mut strings = after_path[args_start..].split_inclusive(|b| *b == 0);
+    let mut args = Vec::with_capacity(argc.min(4096));
+    for _ in 0..argc {
+        let arg = strings.next()?.strip_suffix(&[0])?;
+        args.push(String::from_utf8_lossy(arg).into_owned());
+    }
+    Some(args)
 }
 
 #[cfg(test)]
@@ -215,32 +271,127 @@ mod tests {
         args.iter().map(|a| a.to_string()).collect()
     }
 
+    /// Node's rule, case by case: (argv, is it a gateway?).
     #[test]
-    fn gateway_argv_shapes() {
-        assert!(looks_like_gateway(&argv(&[
-            "node",
-            "/x/dist/index.js",
-            "gateway"
-        ])));
-        assert!(looks_like_gateway(&argv(&[
-            "bun",
-            "src/entry.ts",
-            "gateway",
-            "--port",
-            "1"
-        ])));
-        assert!(looks_like_gateway(&argv(&[
-            "/usr/local/bin/openclaw",
-            "tui"
-        ])));
-        assert!(looks_like_gateway(&argv(&["openclaw-gateway"])));
-        assert!(!looks_like_gateway(&argv(&[
-            "node",
-            "/x/dist/index.js",
-            "tui"
-        ])));
-        assert!(!looks_like_gateway(&argv(&["sleep", "gateway"])));
-        assert!(!looks_like_gateway(&[]));
+    fn gateway_argv_rule() {
+        let cases: &[(&[&str], bool)] = &[
+            // `gateway` plus an entry point: Node running OpenClaw's gateway.
+            (&["node", "/x/dist/index.js", "gateway"], true),
+            (&["bun", "src/entry.ts", "gateway", "--port", "1"], true),
+            (&["node", "/x/openclaw.mjs", "gateway", "run"], true),
+            (&["node", "/x/scripts/run-node.mjs", "gateway"], true),
+            // `gateway` plus an argv0 that is the openclaw launcher.
+            (&["openclaw", "gateway"], true),
+            (&["/usr/local/bin/openclaw", "gateway", "run"], true),
+            // Case does not matter: every argument is lowercased first.
+            (&["NODE", "/X/DIST/INDEX.JS", "GATEWAY"], true),
+            (&["/Applications/OpenClaw/OpenClaw", "Gateway"], true),
+            // Windows paths: `\` reads as `/`, and `.exe`/`.cmd`/`.bat` leave argv0.
+            (
+                &[r"C:\Program Files\OpenClaw\openclaw.exe", "gateway"],
+                true,
+            ),
+            (&[r"C:\x\OPENCLAW.CMD", "gateway"], true),
+            (&["node", r"C:\x\dist\entry.js", "gateway"], true),
+            // Blank arguments are dropped and the rest trimmed, as Node's parseProcCmdline does.
+            (&["", " node ", "/x/dist/index.js", " gateway "], true),
+            // The gateway binary counts whatever its arguments.
+            (&["openclaw-gateway"], true),
+            (&["/opt/openclaw/bin/openclaw-gateway", "--port", "1"], true),
+            (&["/opt/bin/OpenClaw-Gateway.exe"], true),
+            // Not a gateway: OpenClaw running another command.
+            (&["node", "/x/dist/index.js", "tui"], false),
+            (&["/usr/local/bin/openclaw", "tui"], false),
+            (&["openclaw"], false),
+            // Not a gateway: `gateway` without OpenClaw.
+            (&["sleep", "gateway"], false),
+            (&["node", "/x/other.js", "gateway"], false),
+            // Not a gateway: a name that only ends like one.
+            (&["/usr/bin/myopenclaw", "gateway"], false),
+            (&["/usr/bin/not-openclaw-gateway"], false),
+            (&["node", "/x/index.js", "gateway"], false),
+            // `gateway` must be a whole argument, not a part of one.
+            (&["openclaw", "gateway-status"], false),
+            (&["openclaw", "--gateway"], false),
+            (&[], false),
+            (&["", " "], false),
+        ];
+        for (args, expected) in cases {
+            assert_eq!(is_gateway_argv(&argv(args)), *expected, "{args:?}");
+        }
+    }
+
+    /// A KERN_PROCARGS2 buffer: argc, the exec path, `padding` NULs, then `strings` (each
+    /// NUL-terminated): the arguments and, after them, the environment.
+    fn procargs2(argc: i32, exec_path: &str, padding: usize, strings: &[&str]) -> Vec<u8> {
+        let mut buf = argc.to_ne_bytes().to_vec();
+        buf.extend_from_slice(exec_path.as_bytes());
+        buf.push(0);
+        buf.extend(std::iter::repeat_n(0, padding));
+        for s in strings {
+            buf.extend_from_slice(s.as_bytes());
+            buf.push(0);
+        }
+        buf
+    }
+
+    #[test]
+    fn procargs2_takes_exactly_argc_strings() {
+        fn with_env(args: &[&'static str]) -> Vec<&'static str> {
+            [args, &["PATH=/usr/bin", "HOME=/Users/u", "gateway"]].concat()
+        }
+        // (argc, NULs of padding, the strings after it, the argv expected)
+        type Case = (i32, usize, Vec<&'static str>, Option<Vec<&'static str>>);
+        let cases: &[Case] = &[
+            // The environment after argv is never read as arguments.
+            (
+                2,
+                7,
+                with_env(&["/usr/local/bin/openclaw", "tui"]),
+                Some(vec!["/usr/local/bin/openclaw", "tui"]),
+            ),
+            // Empty arguments count: skipping them would take `PATH=...` (and `gateway`).
+            (
+                4,
+                3,
+                with_env(&["node", "", "/x/dist/index.js", ""]),
+                Some(vec!["node", "", "/x/dist/index.js", ""]),
+            ),
+            (
+                3,
+                1,
+                with_env(&["sleep", "", ""]),
+                Some(vec!["sleep", "", ""]),
+            ),
+            // No padding at all, and a lot of it.
+            (1, 0, with_env(&["a"]), Some(vec!["a"])),
+            (1, 200, vec!["a"], Some(vec!["a"])),
+            // argc 0: no arguments.
+            (0, 4, with_env(&[]), Some(vec![])),
+            // The buffer ends before argc strings: unreadable, not a shorter argv.
+            (3, 2, vec!["a", "b"], None),
+            // A negative argc is no argc.
+            (-1, 2, vec!["a"], None),
+        ];
+        for (argc, padding, strings, expected) in cases {
+            let buf = procargs2(*argc, "/usr/local/bin/node", *padding, strings);
+            let expected = expected
+                .as_ref()
+                .map(|args| args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+            assert_eq!(parse_procargs2(&buf), expected, "{argc} {strings:?}");
+        }
+    }
+
+    #[test]
+    fn procargs2_rejects_truncated_buffers() {
+        let full = procargs2(2, "/bin/sh", 3, &["sh", "gateway", "HOME=/"]);
+        // Cut inside the last argument: its NUL is missing.
+        let cut = full.iter().position(|b| *b == b'y').unwrap();
+        assert_eq!(parse_procargs2(&full[..cut]), None);
+        // Cut inside argc, or inside the exec path.
+        assert_eq!(parse_procargs2(&full[..3]), None);
+        assert_eq!(parse_procargs2(&full[..7]), None);
+        assert_eq!(parse_procargs2(&[]), None);
     }
 
     #[test]
@@ -249,5 +400,12 @@ mod tests {
         assert!(own_start_time().is_some());
         assert!(!pid_is_running(0));
         assert!(!pid_is_running(u32::MAX));
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[test]
+    fn own_argv_is_read_as_std_sees_it() {
+        let ours: Vec<String> = std::env::args().collect();
+        assert_eq!(process_argv(std::process::id()), Some(ours));
     }
 }

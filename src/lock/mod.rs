@@ -4,7 +4,7 @@ mod beacon;
 mod dir;
 pub(crate) mod format;
 mod inspect;
-mod liveness;
+pub(crate) mod liveness;
 mod publish;
 mod reclaim;
 mod status;
@@ -50,7 +50,8 @@ pub struct GatewayLock {
 
 impl GatewayLock {
     /// State lock → config lock → listener(s) (SPEC §5–6). On success this process is the
-    /// gateway; on failure nothing taken is kept.
+    /// gateway; on failure nothing taken is kept. Inside the macOS App Sandbox a state dir must
+    /// be given ([`GatewayLockError::SandboxedStateDir`]).
     pub fn acquire(options: &GatewayOptions) -> Result<Self, GatewayLockError> {
         Self::acquire_inner(options, None)
     }
@@ -73,6 +74,7 @@ impl GatewayLock {
         adopted: Option<bind::Bound>,
     ) -> Result<Self, GatewayLockError> {
         let mut resolved = options.resolve()?;
+        options.check_app_sandbox(&resolved)?;
         // With an ephemeral port (or an adopted listener) nobody can collide on the port, so
         // bind first and record the real port in the files.
         let early_listeners = match adopted {

@@ -35,9 +35,13 @@ pub struct GatewayStatus {
 }
 
 /// Looks at the lock files and probes `/healthz`. Takes no lock, creates, changes or deletes
-/// no file, and signals no process.
+/// no file, and signals no process. Inside the macOS App Sandbox, refuses a state dir that was
+/// not given, as acquiring does ([`GatewayLockError::SandboxedStateDir`]).
 pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockError> {
     let resolved = options.resolve()?;
+    // Inside the App Sandbox the default state dir is the app's own: the answer would be about
+    // a gateway nobody else uses.
+    options.check_app_sandbox(&resolved)?;
     // The state lock first; a config lock with a live holder is preferred to a dead one.
     let mut found: Option<(PathBuf, Observed, Verdict)> = None;
     if let Some(dir) = LockDir::open_existing(&resolved.lock_dir)? {
