@@ -76,6 +76,10 @@ struct RunArgs {
     supervised_window_ms: Option<u64>,
     #[arg(long, hide = true)]
     lock_timeout_ms: Option<u64>,
+    /// Test knob: the `tick` interval (default 30 s), so a client's tick watch can be seen
+    /// through in seconds.
+    #[arg(long, hide = true)]
+    tick_interval_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -238,7 +242,11 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(termination) => termination,
         Err(err) => return fail(&err),
     };
-    let gateway = match Gateway::serve(lock, ServeOptions::default()) {
+    let mut serve = ServeOptions::default();
+    if let Some(ms) = args.tick_interval_ms {
+        serve.protocol.tick_interval = Duration::from_millis(ms);
+    }
+    let gateway = match Gateway::serve(lock, serve) {
         Ok(gateway) => gateway,
         Err(err) => return fail(&err),
     };
