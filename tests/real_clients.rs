@@ -116,17 +116,23 @@ impl Subject {
     }
 }
 
-/// What one client run showed. `agree` rows must be equal for both gateways; `info` rows are
-/// shown beside them.
+/// What one client run showed. `agree` rows must be equal for both gateways; `both` rows too,
+/// when both runs have them (a method's answers: a client that closes early leaves some
+/// unanswered, at the mercy of timing); `info` rows are shown beside them.
 #[derive(Default)]
 struct Observed {
     agree: BTreeMap<String, Value>,
+    both: BTreeMap<String, Value>,
     info: BTreeMap<String, Value>,
 }
 
 impl Observed {
     fn agree(&mut self, key: impl Into<String>, value: impl Into<Value>) {
         self.agree.insert(key.into(), value.into());
+    }
+
+    fn both(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+        self.both.insert(key.into(), value.into());
     }
 
     fn info(&mut self, key: impl Into<String>, value: impl Into<Value>) {
@@ -151,6 +157,18 @@ fn compare(client: &str, node: &Observed, ours: &Observed) {
         if n != o {
             differ.push(format!("{key}: Node {} / ours {}", show(n), show(o)));
         }
+        table += &format!("{verdict:7} {key} | {} | {}\n", show(n), show(o));
+    }
+    for key in keys(&node.both, &ours.both) {
+        let (n, o) = (node.both.get(&key), ours.both.get(&key));
+        let verdict = match (n, o) {
+            (Some(n), Some(o)) if n == o => "same",
+            (Some(_), Some(_)) => {
+                differ.push(format!("{key}: Node {} / ours {}", show(n), show(o)));
+                "DIFFERS"
+            }
+            _ => "one run",
+        };
         table += &format!("{verdict:7} {key} | {} | {}\n", show(n), show(o));
     }
     for key in keys(&node.info, &ours.info) {
@@ -298,10 +316,13 @@ fn exchanges(records: &[Record], observed: &mut Observed, prefix: &str, answers_
             .filter(|m| m["type"] == "req" && m["method"] != "connect")
         {
             let method = request["method"].as_str().unwrap_or("?").to_owned();
-            let got = answer(conn, &request["id"]).map_or(Value::Null, |(_, res)| summary(&res));
             let seen = methods.entry(format!("{label} {method}")).or_default();
-            if !seen.contains(&got) {
-                seen.push(got);
+            // A request the client gave up on before its answer came is not an answer.
+            if let Some((_, res)) = answer(conn, &request["id"]) {
+                let got = summary(&res);
+                if !seen.contains(&got) {
+                    seen.push(got);
+                }
             }
         }
     }
@@ -310,8 +331,10 @@ fn exchanges(records: &[Record], observed: &mut Observed, prefix: &str, answers_
     }
     for (key, answers) in methods {
         let key = format!("{prefix}{key}");
-        if answers_agree {
-            observed.agree(key, answers);
+        if answers.is_empty() {
+            observed.info(key, "unanswered");
+        } else if answers_agree {
+            observed.both(key, answers);
         } else {
             observed.info(key, answers);
         }
@@ -406,11 +429,16 @@ fn probe(subject: &Subject, home: &Path, prefix: &str, observed: &mut Observed) 
 /// Node).
 fn status_home(subject: &Subject) -> tempfile::TempDir {
     let home = client_home();
-    let state = home.path().join(".openclaw");
+    configure(home.path(), subject);
+    home
+}
+
+/// Writes `home`'s config: a local gateway on the tap's port.
+fn configure(home: &Path, subject: &Subject) {
+    let state = home.join(".openclaw");
     std::fs::create_dir_all(&state).unwrap();
     let config = json!({"gateway": {"mode": "local", "port": subject.tap.port}});
     std::fs::write(state.join("openclaw.json"), config.to_string()).unwrap();
-    home
 }
 
 /// `openclaw status --json` and `openclaw status --all`, the token in OPENCLAW_GATEWAY_TOKEN.
@@ -438,7 +466,10 @@ fn status(subject: &Subject) -> Observed {
     subject.tap.clear();
     let exit = run(&["status", "--all"]);
     observed.agree("--all exit code", exit.code);
-    let text = exit.stdout.replace(&subject.tap.url(), "<tap>");
+    let text = exit
+        .stdout
+        .replace(&subject.tap.url(), "<tap>")
+        .replace(&subject.tap.port.to_string(), "<tap port>");
     let cell = |name: &str| {
         text.lines()
             .find_map(|line| {
@@ -627,15 +658,17 @@ fn status_line(screen: &[String]) -> Option<String> {
     footer.checked_sub(1).map(|i| screen[i].clone())
 }
 
-/// `openclaw tui --url <tap> --token T` under tmux: the screen once it settles, a `tick` seen
-/// on its connection, the screen after it, and the connection still open.
+/// `openclaw tui --token T` under tmux, its config pointing at the tap: the screen once it
+/// settles, a `tick` seen on its connection, the screen after it, and the connection still
+/// open. (Not `--url`: with an explicit URL the tui files its device token under that origin,
+/// where a probe of a loopback port does not look.)
 fn tui(subject: &Subject, home: &Path) -> Observed {
     let mut observed = Observed::default();
+    configure(home, subject);
     let socket = home.join("tmux.sock");
     let (node, script) = common::node::node_paths();
     let home_var = format!("HOME={}", home.display());
     let (node, script) = (node.to_string_lossy(), script.to_string_lossy());
-    let url = subject.tap.url();
     subject.tap.clear();
     // The shell keeps the pane (and what the tui last drew) should the tui exit.
     let started = tmux(
@@ -644,7 +677,7 @@ fn tui(subject: &Subject, home: &Path) -> Observed {
             "new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", "env", &home_var,
             "OPENCLAW_NO_AUTO_UPDATE=1", "sh", "-c",
             r#""$@"; echo "[tui exited: $?]"; exec sleep 3600"#, "sh", &node, &script, "tui",
-            "--url", &url, "--token", TOKEN,
+            "--token", TOKEN,
         ],
     )
     .status()

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::env::TestEnv;
-use super::http::healthy;
+use super::http::{healthy, http};
 use super::wait::wait_until;
 
 /// How long the Node gateway may take to answer `/healthz` (about 6 s on an idle 2-core VM,
@@ -93,12 +93,15 @@ impl NodeGateway {
             .process_group(0)
             .spawn()
             .expect("node starts");
+        // `/healthz` answers as soon as HTTP is up; WebSocket clients are refused with
+        // `gateway starting; retry shortly` until `/startupz` answers 200 (503 before).
+        let ready = || matches!(http(port, "GET", "/startupz"), Ok((200, _, _)));
         let up = wait_until(NODE_START, || {
-            healthy(port) || child.try_wait().is_ok_and(|status| status.is_some())
+            (healthy(port) && ready()) || child.try_wait().is_ok_and(|status| status.is_some())
         });
         assert!(
             up && healthy(port),
-            "the Node gateway answers /healthz on {port}; its log:\n{}",
+            "the Node gateway answers /healthz and /startupz on {port}; its log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         let payload: serde_json::Value =
