@@ -106,13 +106,17 @@ fn main() {
         let verified = signed_handshake(gateway.port, &device, true).await.is_err();
         let paired = hello.1["payload"]["auth"]["deviceToken"].is_string();
         println!(
-            "   device block {}; hello-ok {} a device token",
+            "   device block {}; {}",
             if verified {
                 "verified (a bad signature is refused)"
             } else {
                 "IGNORED by this build (a bad signature is accepted)"
             },
-            if paired { "carries" } else { "carries no" }
+            if paired {
+                "hello-ok carries a device token"
+            } else {
+                "no device token in hello-ok"
+            }
         );
         let samples = signed_handshakes(gateway.port, &device, plan.handshakes).await;
         rows.push(row(
@@ -341,7 +345,7 @@ async fn handshake(port: u16) -> Ws {
         "type": "req", "id": "c", "method": "connect",
         "params": {
             "minProtocol": 4, "maxProtocol": 4,
-            "client": {"id": "bench", "version": "1", "platform": "linux", "mode": "cli"},
+            "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
             "auth": {"token": TOKEN},
         },
     });

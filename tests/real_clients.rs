@@ -532,8 +532,14 @@ fn presence_of(subject: &Subject, device_id: &str) -> (Value, Value) {
         CLI_TIMEOUT,
     );
     let Ok(Value::Array(entries)) = serde_json::from_str::<Value>(&exit.stdout) else {
-        let error = exit.stderr.lines().find(|l| !l.trim().is_empty());
-        return (Value::Null, json!(error.unwrap_or("").trim()));
+        // The CLI's own error line (its last words), whichever stream it chose.
+        let said = format!("{}\n{}", exit.stdout, exit.stderr);
+        let error = said.lines().rev().find(|l| !l.trim().is_empty());
+        let error = error.unwrap_or("").trim();
+        return (
+            Value::Null,
+            json!(format!("exit code {:?}: {error}", exit.code)),
+        );
     };
     let entry = entries
         .iter()
