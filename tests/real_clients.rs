@@ -935,6 +935,18 @@ fn the_tap_reads_every_frame_as_sent() {
             (Down, Seen::Close(Some(1000), "bye".into())),
         ]
     );
+
+    // Plain HTTP passes through unread: its status line is recorded, its body is not taken
+    // for frames.
+    tap.clear();
+    let (status, _, body) = http(tap.port, "GET", "/healthz").unwrap();
+    assert_eq!(status, 200);
+    assert!(!body.is_empty());
+    let records: Vec<Seen> = tap.records().into_iter().map(|r| r.seen).collect();
+    assert_eq!(
+        records,
+        vec![Seen::Open, Seen::Upgrade("HTTP/1.1 200 OK".into())]
+    );
     drop(tap);
 
     // Nothing behind the tap: the client is closed, and that is what is recorded.

@@ -31,7 +31,8 @@ pub enum Seen {
     Open,
     /// The client connected but the gateway's port refused the tap (the client is closed).
     GatewayDown,
-    /// The HTTP status line of the upgrade answer (`HTTP/1.1 101 Switching Protocols`).
+    /// The status line of the gateway's HTTP answer: `HTTP/1.1 101 Switching Protocols` for a
+    /// WebSocket; anything else (a `/startupz` probe) and the rest is passed on unread.
     Upgrade(String),
     /// A whole text message (fragments joined).
     Text(String),
@@ -188,6 +189,7 @@ fn pump(
     let mut head = Vec::new();
     let mut frames = FrameReader::default();
     let mut in_head = true;
+    let mut websocket = false;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -211,6 +213,15 @@ fn pump(
                             .starts_with("sec-websocket-extensions:")
                 })
                 .collect();
+            websocket = match direction {
+                Direction::Down => kept[0].contains(" 101 "),
+                Direction::Up => kept.iter().any(|line| {
+                    line.split_once(':').is_some_and(|(name, value)| {
+                        name.trim().eq_ignore_ascii_case("upgrade")
+                            && value.trim().eq_ignore_ascii_case("websocket")
+                    })
+                }),
+            };
             if direction == Direction::Down {
                 push(Seen::Upgrade(kept[0].to_owned()));
             }
@@ -225,9 +236,11 @@ fn pump(
             data = &head;
         }
         // Recorded before it is passed on, so an answer is never recorded before its cause.
-        frames.feed(data);
-        while let Some(seen) = frames.next() {
-            push(seen);
+        if websocket {
+            frames.feed(data);
+            while let Some(seen) = frames.next() {
+                push(seen);
+            }
         }
         if to.write_all(data).is_err() {
             break;
