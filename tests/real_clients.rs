@@ -288,15 +288,25 @@ fn presence_of(subject: &Subject, device_id: &str) -> (Value, Value) {
         ),
         CLI_TIMEOUT,
     );
-    let Ok(Value::Array(entries)) = serde_json::from_str::<Value>(&exit.stdout) else {
-        // The CLI's own error line (its last words), whichever stream it chose.
-        let said = format!("{}\n{}", exit.stdout, exit.stderr);
-        let error = said.lines().rev().find(|l| !l.trim().is_empty());
-        let error = error.unwrap_or("").trim();
-        return (
-            Value::Null,
-            json!(format!("exit code {:?}: {error}", exit.code)),
-        );
+    let entries = match serde_json::from_str::<Value>(&exit.stdout) {
+        Ok(Value::Array(entries)) => entries,
+        // `--json` prints a failure as a JSON object on stdout.
+        Ok(other) => {
+            let error = other.get("error").cloned().unwrap_or(other);
+            return (
+                Value::Null,
+                json!(format!("exit code {:?}: {error}", exit.code)),
+            );
+        }
+        Err(_) => {
+            let said = format!("{}\n{}", exit.stdout, exit.stderr);
+            let error = said.lines().rev().find(|l| !l.trim().is_empty());
+            let error = error.unwrap_or("").trim();
+            return (
+                Value::Null,
+                json!(format!("exit code {:?}: {error}", exit.code)),
+            );
+        }
     };
     let entry = entries
         .iter()
