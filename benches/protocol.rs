@@ -1,7 +1,8 @@
-//! The WebSocket protocol's figures (SPEC §9), measured against the real `gateway` binary over
-//! loopback: the connect handshake, the `health` round trip, `health` throughput over 32
-//! connections next to a bare tokio-tungstenite echo server measured in the same run, and the
-//! RSS that 1,000 idle authenticated connections add.
+//! The WebSocket protocol's figures (SPEC §9, §11), measured against the real `gateway` binary
+//! over loopback: the connect handshake (with the token alone, and with a signed device block
+//! too), the `health` round trip, `health` throughput over 32 connections next to a bare
+//! tokio-tungstenite echo server measured in the same run, and the RSS that 1,000 idle
+//! authenticated connections add, per connection.
 //!
 //! `cargo bench --bench protocol` runs the full set (about half a minute); `-- --quick` runs
 //! a short pass to check in CI that the bench still works. Targets that are missed are
@@ -65,6 +66,7 @@ fn main() {
         return echo_server(args.get(i + 1).map(String::as_str));
     }
     let plan = Plan::from_args();
+    check_signing_against_the_spec_vector();
     raise_nofile_limit(4 * IDLE_CLIENTS as u64 + 256);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -90,6 +92,82 @@ fn main() {
             median(&samples) <= Duration::from_millis(1),
         ));
         println!("   p90 {}", fmt_duration(percentile(&samples, 0.9)));
+
+        println!("-- (p1b) with a signed device block (Ed25519 over the v3 payload)");
+        let device = Device::new([0x42; 32]);
+        // The first connect of a device pairs it (silently, on loopback); the figures are for
+        // a paired device coming back, as every later connect of a client is.
+        let hello = signed_handshake(gateway.port, &device, &Credential::Shared, false)
+            .await
+            .unwrap_or_else(|refusal| panic!("a signed connect is refused: {refusal}"));
+        // Whether this build checks the block at all: a bad signature must be refused. Until
+        // the identity part (SPEC §11) is in, the gateway ignores the block and the figure is
+        // the token handshake's plus the client's signing: shown, and marked as such.
+        let verified = signed_handshake(gateway.port, &device, &Credential::Shared, true)
+            .await
+            .is_err();
+        let issued = hello.1["payload"]["auth"]["deviceToken"]
+            .as_str()
+            .map(str::to_owned);
+        println!(
+            "   device block {}; {}; signing costs the client {} (median)",
+            if verified {
+                "verified (a bad signature is refused)"
+            } else {
+                "IGNORED by this build (a bad signature is accepted)"
+            },
+            if issued.is_some() {
+                "hello-ok carries a device token"
+            } else {
+                "no device token in hello-ok"
+            },
+            fmt_duration(device.signing_median())
+        );
+        let real = |name: &str| {
+            if verified {
+                name.to_owned()
+            } else {
+                format!("{name} (block ignored: not the real figure)")
+            }
+        };
+        // A paired app or node host: its device token alone (SPEC §11.8), no shared secret.
+        match &issued {
+            Some(token) => {
+                let credential = Credential::Device(token.clone());
+                let samples =
+                    signed_handshakes(gateway.port, &device, &credential, plan.handshakes).await;
+                println!(
+                    "   device token: p90 {}",
+                    fmt_duration(percentile(&samples, 0.9))
+                );
+                rows.push(row(
+                    &real("signed connect with the device token, median"),
+                    fmt_duration(median(&samples)),
+                    "≤ 1 ms",
+                    median(&samples) <= Duration::from_millis(1),
+                ));
+            }
+            None => rows.push(row(
+                "signed connect with the device token, median",
+                "not measured: this build issues no device token".to_owned(),
+                "≤ 1 ms",
+                false,
+            )),
+        }
+        // The CLI and the tui with the shared token (an explicit token wins over a stored
+        // device token, so they present none): hello-ok hands them a device token each time.
+        let samples =
+            signed_handshakes(gateway.port, &device, &Credential::Shared, plan.handshakes).await;
+        println!(
+            "   shared token: p90 {}",
+            fmt_duration(percentile(&samples, 0.9))
+        );
+        rows.push(row(
+            &real("signed connect with the shared token, median"),
+            fmt_duration(median(&samples)),
+            "≤ 1 ms",
+            median(&samples) <= Duration::from_millis(1),
+        ));
 
         println!("-- (p2) health round trip on an open connection, and the echo floor's");
         // One connection's round trip swings by 1.5x between runs of the same build (which
@@ -138,17 +216,18 @@ fn main() {
         println!("-- (p4) RSS added by {IDLE_CLIENTS} idle authenticated connections");
         let (before, after) = idle_rss(&gateway).await;
         let added = after.saturating_sub(before);
+        let per_connection = added as f64 / IDLE_CLIENTS as f64;
         rows.push(row(
-            &format!("{IDLE_CLIENTS} idle connections, RSS added"),
+            &format!("{IDLE_CLIENTS} idle connections, RSS added per connection"),
             format!(
-                "{:.1} MB ({:.1} → {:.1} MB, {:.1} KB/conn)",
+                "{:.1} KB ({:.1} MB: {:.1} → {:.1} MB)",
+                per_connection / 1000.0,
                 mb(added),
                 mb(before),
                 mb(after),
-                added as f64 / 1000.0 / IDLE_CLIENTS as f64
             ),
-            "≤ 30 MB",
-            added <= 30_000_000,
+            "≤ 15 KB",
+            per_connection <= 15_000.0,
         ));
     });
     println!();
@@ -310,6 +389,190 @@ async fn handshake(port: u16) -> Ws {
     let hello = next_text(&mut ws).await;
     assert!(hello.as_str().contains(r#""type":"hello-ok""#), "{hello}");
     ws
+}
+
+/// A device of the bench's own, as SPEC §11.1 has one: an Ed25519 key, its id (hex SHA-256 of
+/// the raw public key) and the raw public key in base64url without padding.
+struct Device {
+    key: ed25519_dalek::SigningKey,
+    id: String,
+    public_key: String,
+}
+
+impl Device {
+    fn new(seed: [u8; 32]) -> Self {
+        use base64::Engine;
+        use sha2::Digest;
+        let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let raw = key.verifying_key().to_bytes();
+        let id = sha2::Sha256::digest(raw)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let public_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        Self {
+            key,
+            id,
+            public_key,
+        }
+    }
+
+    /// The v3 payload (SPEC §11.2): `v3|id|client|mode|role|scopes|signedAt|token|nonce|platform|family`.
+    fn payload(&self, params: &Value, signed_at: u64, nonce: &str) -> String {
+        let client = &params["client"];
+        let text = |v: &Value| v.as_str().unwrap_or("").trim().to_ascii_lowercase();
+        let scopes: Vec<&str> = params["scopes"]
+            .as_array()
+            .map(|s| s.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        format!(
+            "v3|{}|{}|{}|{}|{}|{signed_at}|{}|{nonce}|{}|{}",
+            self.id,
+            client["id"].as_str().unwrap_or(""),
+            client["mode"].as_str().unwrap_or(""),
+            params["role"].as_str().unwrap_or("operator"),
+            scopes.join(","),
+            params["auth"]["token"]
+                .as_str()
+                .or(params["auth"]["deviceToken"].as_str())
+                .unwrap_or(""),
+            text(&client["platform"]),
+            text(&client["deviceFamily"]),
+        )
+    }
+
+    /// The `device` block for `params`, answering the challenge `(nonce, ts)`.
+    fn block(&self, params: &Value, nonce: &str, ts: u64) -> Value {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let signature = self.key.sign(self.payload(params, ts, nonce).as_bytes());
+        json!({
+            "id": self.id,
+            "publicKey": self.public_key,
+            "signature": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature.to_bytes()),
+            "signedAt": ts,
+            "nonce": nonce,
+        })
+    }
+
+    /// What signing one payload costs the client (median of 1,000).
+    fn signing_median(&self) -> Duration {
+        let params = signed_connect_params();
+        let samples: Vec<Duration> = (0..1000)
+            .map(|i| {
+                let started = Instant::now();
+                std::hint::black_box(self.block(
+                    &params,
+                    "2f1e8a4c-3b7d-4e15-9a0c-6d5b4f3e2a10",
+                    i,
+                ));
+                started.elapsed()
+            })
+            .collect();
+        median(&samples)
+    }
+}
+
+/// SPEC §11.2's test vector, checked before anything is measured: a bench that signed wrongly
+/// would time refusals.
+fn check_signing_against_the_spec_vector() {
+    let device = Device::new([0x07; 32]);
+    assert_eq!(
+        device.public_key,
+        "6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw"
+    );
+    assert_eq!(
+        device.id,
+        "fe812c12f3ab4ce6ac5db69ac352f906cb1b11ef43fb33e252ef7ff552263889"
+    );
+    let params = json!({
+        "client": {"id": "cli", "mode": "cli", "platform": " Linux "},
+        "role": "operator",
+        "scopes": ["operator.admin", "operator.read"],
+        "auth": {"token": "tok-123"},
+    });
+    let block = device.block(
+        &params,
+        "2f1e8a4c-3b7d-4e15-9a0c-6d5b4f3e2a10",
+        1790190000000,
+    );
+    assert_eq!(
+        block["signature"],
+        "UsMdoBZBzsO5TVusaWki__tIs-HbHaZOsqCP923EM8kt1LPbkWn4mI_InQcX92bCDbWar46N6EqOPU2e0UQjCQ"
+    );
+}
+
+/// What a signed connect authenticates with besides its device block.
+enum Credential {
+    /// The gateway's shared token (`auth.token`).
+    Shared,
+    /// The device token a paired device was given (`auth.deviceToken`), and no shared secret.
+    Device(String),
+}
+
+/// A local CLI asking for `operator.read` with the shared token (the device block is added per
+/// challenge).
+fn signed_connect_params() -> Value {
+    json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
+        "role": "operator",
+        "scopes": ["operator.read"],
+        "auth": {"token": TOKEN},
+    })
+}
+
+/// Open → `connect.challenge` → `connect` with a signed device block → `hello-ok` (with the
+/// connection) or the refusal. `corrupt` flips a bit of the signature.
+async fn signed_handshake(
+    port: u16,
+    device: &Device,
+    credential: &Credential,
+    corrupt: bool,
+) -> Result<(Ws, Value), Value> {
+    let mut ws = open(port).await;
+    let challenge: Value = serde_json::from_str(next_text(&mut ws).await.as_str()).unwrap();
+    assert_eq!(challenge["event"], "connect.challenge");
+    let nonce = challenge["payload"]["nonce"].as_str().unwrap();
+    let ts = challenge["payload"]["ts"].as_u64().unwrap();
+    let mut params = signed_connect_params();
+    if let Credential::Device(token) = credential {
+        // The signed payload's token field is then the device token (SPEC §11.2).
+        params["auth"] = json!({"deviceToken": token});
+    }
+    let mut block = device.block(&params, nonce, ts);
+    if corrupt {
+        let signature = block["signature"].as_str().unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        block["signature"] = format!("{flipped}{}", &signature[1..]).into();
+    }
+    params["device"] = block;
+    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": params});
+    ws.send(Message::Text(connect.to_string().into()))
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_str(next_text(&mut ws).await.as_str()).unwrap();
+    if answer["payload"]["type"] == "hello-ok" {
+        Ok((ws, answer))
+    } else {
+        Err(answer)
+    }
+}
+
+async fn signed_handshakes(
+    port: u16,
+    device: &Device,
+    credential: &Credential,
+    n: usize,
+) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let answer = signed_handshake(port, device, credential, false).await;
+        samples.push(started.elapsed());
+        answer.unwrap_or_else(|refusal| panic!("a signed connect is refused: {refusal}"));
+    }
+    samples
 }
 
 async fn handshakes(port: u16, n: usize) -> Vec<Duration> {

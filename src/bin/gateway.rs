@@ -83,6 +83,10 @@ struct RunArgs {
     supervised_window_ms: Option<u64>,
     #[arg(long, hide = true)]
     lock_timeout_ms: Option<u64>,
+    /// Test knob: the `tick` interval (default 30 s), so a client's tick watch can be seen
+    /// through in seconds.
+    #[arg(long, hide = true)]
+    tick_interval_ms: Option<u64>,
 }
 
 #[derive(Args)]
@@ -257,7 +261,7 @@ fn run(args: RunArgs) -> ExitCode {
         version: version.clone(),
         started: Instant::now(),
     };
-    let serve = ServeOptions {
+    let mut serve = ServeOptions {
         protocol: ProtocolOptions {
             server_version: version,
             ..ProtocolOptions::default()
@@ -265,6 +269,9 @@ fn run(args: RunArgs) -> ExitCode {
         handlers: methods::register(Handlers::new(), facts),
         ..ServeOptions::default()
     };
+    if let Some(ms) = args.tick_interval_ms {
+        serve.protocol.tick_interval = Duration::from_millis(ms);
+    }
     let gateway = match Gateway::serve(lock, serve) {
         Ok(gateway) => gateway,
         Err(err) => return fail(&err),

@@ -7,7 +7,10 @@
 //! - [`sockets`]: the kernel's view of a port's sockets (states, unread bytes);
 //! - [`http`]: health checks and single HTTP requests, the client closing first;
 //! - [`wait`]: waiting for a condition with a deadline;
-//! - [`logger`]: a library logger that records.
+//! - [`logger`]: a library logger that records;
+//! - [`node`]: the real OpenClaw on Node (its gateway, its client commands), for the tests
+//!   `scripts/node-interop.sh` runs;
+//! - [`tap`]: a recording TCP proxy that reads the WebSocket frames passing through it.
 //!
 //! Every test runs real processes on real sockets. The other test-support modules, each for
 //! one kind of test and used next to this one: `lockkit` (lock files and stand-in owners),
@@ -19,9 +22,11 @@
 pub mod env;
 pub mod http;
 pub mod logger;
+pub mod node;
 pub mod ports;
 pub mod process;
 pub mod sockets;
+pub mod tap;
 pub mod wait;
 
 pub use env::*;
