@@ -38,24 +38,35 @@ struct TestDevice {
     func connect(port: Int, token: String, name: String) throws -> ([String: Any], WebSocketClient) {
         let client = try WebSocketClient(port: port)
         let challenge = try client.event("connect.challenge")["payload"] as! [String: Any]
+        try sendConnect(on: client, challenge: challenge, token: token, name: name)
+        return (try client.response(to: "c1"), client)
+    }
+
+    /// Sends `connect` (id `c1`) on `client`, whose `connect.challenge` payload was `challenge`,
+    /// as client `clientId` in `mode` on `platform`, asking for `scopes` as an operator, with
+    /// `token` (none when nil) and a device block signing the v3 payload of SPEC §11.2.
+    func sendConnect(
+        on client: WebSocketClient, challenge: [String: Any], clientId: String = "cli",
+        mode: String = "cli", platform: String = "linux", scopes: [String] = ["operator.read"],
+        token: String?, name: String
+    ) throws {
         let nonce = challenge["nonce"] as! String
         let signedAt = challenge["ts"] as! Int
         let id = try self.id
-        let payload = "v3|\(id)|cli|cli|operator|operator.read|\(signedAt)|\(token)|\(nonce)|linux|"
+        let joined = scopes.joined(separator: ",")
+        let pinned = platform.trimmingCharacters(in: .whitespaces).lowercased()
+        let payload = "v3|\(id)|\(clientId)|\(mode)|operator|\(joined)|\(signedAt)|\(token ?? "")|\(nonce)|\(pinned)|"
         let signed = try sign(payload)
-        try client.send([
-            "type": "req", "id": "c1", "method": "connect",
-            "params": [
-                "minProtocol": 4, "maxProtocol": 4, "role": "operator", "scopes": ["operator.read"],
-                "client": ["id": "cli", "version": "1.0.0", "platform": "linux", "mode": "cli", "displayName": name],
-                "auth": ["token": token],
-                "device": [
-                    "id": signed["id"]!, "publicKey": signed["publicKey"]!, "signature": signed["signature"]!,
-                    "signedAt": signedAt, "nonce": nonce,
-                ] as [String: Any],
+        var params: [String: Any] = [
+            "minProtocol": 4, "maxProtocol": 4, "role": "operator", "scopes": scopes,
+            "client": ["id": clientId, "version": "1.0.0", "platform": platform, "mode": mode, "displayName": name],
+            "device": [
+                "id": signed["id"]!, "publicKey": signed["publicKey"]!, "signature": signed["signature"]!,
+                "signedAt": signedAt, "nonce": nonce,
             ] as [String: Any],
-        ])
-        return (try client.response(to: "c1"), client)
+        ]
+        if let token { params["auth"] = ["token": token] }
+        try client.send(["type": "req", "id": "c1", "method": "connect", "params": params])
     }
 }
 

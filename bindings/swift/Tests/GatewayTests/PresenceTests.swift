@@ -24,14 +24,10 @@ final class PresenceTests: XCTestCase {
         let client = try WebSocketClient(port: server.port)
         let challenge = try client.event("connect.challenge")["payload"] as? [String: Any]
         XCTAssertEqual(challenge?["capabilities"] as? [String], ["swift-connect-v1"], "\(challenge ?? [:])")
-        try client.send([
-            "type": "req", "id": "c1", "method": "connect",
-            "params": [
-                "minProtocol": 4, "maxProtocol": 4, "scopes": ["operator.read"],
-                "client": ["id": "openclaw-macos", "displayName": "swift-app", "version": "1.0.0",
-                           "platform": "macos 15", "mode": "ui"],
-            ] as [String: Any],
-        ])
+        // An app signs in with a device identity (auth none: paired silently on loopback).
+        try TestDevice(seed: 21).sendConnect(
+            on: client, challenge: challenge ?? [:], clientId: "openclaw-macos", mode: "ui",
+            platform: "macos 15", token: nil, name: "swift-app")
         let hello = try client.response(to: "c1")["payload"] as? [String: Any]
         let serverBlock = hello?["server"] as? [String: Any]
         XCTAssertEqual(serverBlock?["version"] as? String, "swift-host 2", "\(hello ?? [:])")

@@ -63,10 +63,19 @@ final class ServeOptionsTests: XCTestCase {
         let closed = try serve(GatewayServeOptions())
         let refused = try WebSocketClient(port: closed.port, headers: origin).connect()
         XCTAssertEqual(refused["ok"] as? Bool, false, "\(refused)")
-        XCTAssertEqual((refused["error"] as? [String: Any])?["message"] as? String, "origin not allowed")
+        XCTAssertEqual(
+            (refused["error"] as? [String: Any])?["message"] as? String,
+            "origin not allowed (open the Control UI from the gateway host or allow it in gateway.controlUi.allowedOrigins)")
 
+        // The Control UI from an allowed origin, with a device identity (on auth none it skips
+        // pairing, SPEC §11.4).
         let open = try serve(GatewayServeOptions(allowedOrigins: ["https://app.example.com"]))
-        let allowed = try WebSocketClient(port: open.port, headers: origin).connect()
+        let client = try WebSocketClient(port: open.port, headers: origin)
+        let challenge = try client.event("connect.challenge")["payload"] as! [String: Any]
+        try TestDevice(seed: 22).sendConnect(
+            on: client, challenge: challenge, clientId: "openclaw-control-ui", mode: "webchat",
+            scopes: [], token: nil, name: "swift-ui")
+        let allowed = try client.response(to: "c1")
         XCTAssertEqual(allowed["ok"] as? Bool, true, "\(allowed)")
     }
 
