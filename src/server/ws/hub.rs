@@ -343,11 +343,14 @@ impl Hub {
     }
 
     /// What the `health` method answers: the cached snapshot when it is younger than the
-    /// refresh interval, else a fresh one (HS:110-153; `health-CfpMy4ft.mjs:67-100`).
-    pub fn health(&self) -> Value {
-        if let Some(snapshot) = self
-            .lock_health()
-            .fresh(Instant::now(), self.health_interval)
+    /// refresh interval and the caller did not ask to `probe`, else a fresh one, committed and
+    /// broadcast like any refresh (HS:110-153; `health-CfpMy4ft.mjs:67-100`: `params.probe ===
+    /// true` skips the cache).
+    pub fn health(&self, probe: bool) -> Value {
+        if !probe
+            && let Some(snapshot) = self
+                .lock_health()
+                .fresh(Instant::now(), self.health_interval)
         {
             return snapshot.clone();
         }
