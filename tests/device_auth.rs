@@ -417,7 +417,7 @@ async fn unknown_revoked_and_overreaching_device_tokens_are_refused() {
         .unwrap()
         .to_owned();
 
-    // A token this gateway does not hold (as after a revoke or on another gateway).
+    // A token this gateway never issued (as from another gateway).
     let mut stale = Client::open(port).await;
     let res = stale
         .connect_signed(
@@ -427,7 +427,7 @@ async fn unknown_revoked_and_overreaching_device_tokens_are_refused() {
                 "cli",
                 "operator",
                 &[],
-                json!({"deviceToken": "revoked-token"}),
+                json!({"deviceToken": "not-a-token-of-this-gateway"}),
             ),
         )
         .await;
@@ -505,7 +505,8 @@ async fn unknown_revoked_and_overreaching_device_tokens_are_refused() {
     });
     refused(&mut greedy, &res, error, message).await;
 
-    // With the shared token on loopback, Node's silent rule approves the scope upgrade.
+    // With the shared token on loopback, Node's silent rule approves the scope upgrade, and
+    // the device is handed a token for what it asked.
     let mut upgraded = Client::open(port).await;
     let res = upgraded
         .connect_signed(&key, cli(&["operator.admin"]))
@@ -515,6 +516,174 @@ async fn unknown_revoked_and_overreaching_device_tokens_are_refused() {
         json!(["operator.admin"]),
         "{res}"
     );
+    let admin_token = res["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_token = params(
+        "cli",
+        "cli",
+        "operator",
+        &["operator.admin"],
+        json!({"deviceToken": admin_token}),
+    );
+    let mut holder = Client::open(port).await;
+    let res = holder.connect_signed(&key, by_token.clone()).await;
+    assert_eq!(res["payload"]["auth"]["method"], "device-token", "{res}");
+
+    // The host revokes the token the store issued: the device's operator connections close
+    // (4001 `device removed`, as Node's `device.token.revoke` closes them), and a connect
+    // presenting it gets Node's frame for a revoked explicit device token: `token-revoked`
+    // maps to `device_token_mismatch` (WRK:2786-2789; NCR:163-167).
+    server
+        .gateway()
+        .handle()
+        .revoke_device_token(&key.device_id(), "operator")
+        .unwrap();
+    for live in [&mut client, &mut upgraded, &mut holder] {
+        assert_eq!(live.closed().await, (4001, "device removed".to_owned()));
+    }
+    let mut revoked = Client::open(port).await;
+    let res = revoked.connect_signed(&key, by_token).await;
+    let message = "unauthorized: device token mismatch (rotate/reissue device token)";
+    let error = json!({
+        "code": "INVALID_REQUEST", "message": message,
+        "details": {
+            "code": "AUTH_DEVICE_TOKEN_MISMATCH", "authReason": "device_token_mismatch",
+            "canRetryWithDeviceToken": false, "recommendedNextStep": "update_auth_credentials",
+        },
+    });
+    refused(&mut revoked, &res, error, message).await;
+}
+
+#[tokio::test]
+async fn a_device_token_covers_the_scopes_asked_for_and_is_handed_back_when_presented() {
+    let server = gateway();
+    let port = server.port;
+    let key = DeviceKey::random();
+    let mut first = Client::open(port).await;
+    let res = first.connect_signed(&key, cli(&["operator.admin"])).await;
+    let admin_token = res["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The shared token plus the device token it holds: the same token back (SPEC §11.8 reuse:
+    // unrevoked, within the approved scopes, covering the asked ones).
+    let both = params(
+        "cli",
+        "cli",
+        "operator",
+        &["operator.read"],
+        json!({"token": TOKEN, "deviceToken": admin_token}),
+    );
+    let mut again = Client::open(port).await;
+    let res = again.connect_signed(&key, both).await;
+    assert_eq!(res["payload"]["auth"]["method"], "token", "{res}");
+    assert_eq!(res["payload"]["auth"]["deviceToken"], admin_token.as_str());
+
+    // The shared token alone: the store cannot give back a token it keeps only hashed, so a
+    // new one is minted, for the scopes asked (MH:1435-1441), and the old one is refused.
+    let mut shared = Client::open(port).await;
+    let res = shared.connect_signed(&key, cli(&["operator.read"])).await;
+    let read_token = res["payload"]["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(read_token, admin_token);
+    let with = |token: &str, scopes: &[&str]| {
+        params(
+            "cli",
+            "cli",
+            "operator",
+            scopes,
+            json!({"deviceToken": token}),
+        )
+    };
+    let mut old = Client::open(port).await;
+    let res = old
+        .connect_signed(&key, with(&admin_token, &["operator.read"]))
+        .await;
+    assert_eq!(
+        res["error"]["details"]["authReason"], "device_token_mismatch",
+        "{res}"
+    );
+    assert_eq!(old.closed().await.0, 1008);
+
+    // The new token reaches what it was minted for, not all the device was approved for.
+    let mut reader = Client::open(port).await;
+    let res = reader
+        .connect_signed(&key, with(&read_token, &["operator.read"]))
+        .await;
+    assert_eq!(res["payload"]["auth"]["deviceToken"], read_token.as_str());
+    let mut greedy = Client::open(port).await;
+    let res = greedy
+        .connect_signed(&key, with(&read_token, &["operator.admin"]))
+        .await;
+    let message = "unauthorized: device token scope mismatch (re-pair or approve scope upgrade)";
+    let error = json!({
+        "code": "INVALID_REQUEST", "message": message,
+        "details": {
+            "code": "AUTH_SCOPE_MISMATCH", "authReason": "scope_mismatch",
+            "canRetryWithDeviceToken": false, "recommendedNextStep": "review_auth_configuration",
+        },
+    });
+    refused(&mut greedy, &res, error, message).await;
+}
+
+#[tokio::test]
+async fn revoking_closes_the_role_s_live_connections_and_unpairing_closes_them_all() {
+    let server = gateway();
+    let port = server.port;
+    let handle = server.gateway().handle();
+    let key = DeviceKey::random();
+    let bystander_key = DeviceKey::random();
+    let mut operator = Client::open(port).await;
+    let res = operator.connect_signed(&key, cli(&["operator.read"])).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let mut bystander = Client::open(port).await;
+    let res = bystander
+        .connect_signed(&bystander_key, cli(&["operator.read"]))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+
+    // The same device as a node: a role upgrade of a known device waits for the host.
+    let host = params("node-host", "node", "node", &[], json!({"token": TOKEN}));
+    let mut asking = Client::open(port).await;
+    let res = asking.connect_signed(&key, host.clone()).await;
+    assert_eq!(res["error"]["details"]["reason"], "role-upgrade", "{res}");
+    let request_id = res["error"]["details"]["requestId"].as_str().unwrap();
+    handle.approve_pairing(request_id, None).unwrap();
+    let mut node = Client::open(port).await;
+    let res = node.connect_signed(&key, host).await;
+    assert_eq!(res["payload"]["auth"]["role"], "node", "{res}");
+
+    // Revoking the operator token closes the operator connection only.
+    handle
+        .revoke_device_token(&key.device_id(), "operator")
+        .unwrap();
+    assert_eq!(operator.closed().await, (4001, "device removed".to_owned()));
+    assert_eq!(health(&mut node, "h1").await["ok"], true);
+    assert_eq!(health(&mut bystander, "h2").await["ok"], true);
+
+    // Unpairing closes every connection of the device, whatever its role.
+    handle.remove_paired_device(&key.device_id()).unwrap();
+    assert_eq!(node.closed().await, (4001, "device removed".to_owned()));
+    assert_eq!(health(&mut bystander, "h3").await["ok"], true);
+}
+
+/// The answer to a `health` call, past any events.
+async fn health(client: &mut Client, id: &str) -> Value {
+    client
+        .send(json!({"type": "req", "id": id, "method": "health"}))
+        .await;
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == "res" {
+            assert_eq!(frame["id"], id, "{frame}");
+            return frame;
+        }
+    }
 }
 
 /// A request through a proxy that this gateway cannot attribute is not local (SPEC §11.6), so
@@ -571,16 +740,32 @@ async fn a_pending_pairing_is_answered_not_paired_with_the_request_id() {
         (&json!("cli"), &json!("cli"))
     );
     assert_eq!(payload["isRepair"], false);
-
-    // Paired on loopback with `operator.read`, then asking for more from afar: a scope
-    // upgrade, with what was approved, and a close reason cut to 120 bytes.
-    let mut local = Client::open(port).await;
+    // Node's `silent` verdict (remote: no) and the roles asked for (MH:2043; WRK:2508).
     assert_eq!(
-        local.connect_signed(&key, cli(&["operator.read"])).await["ok"],
-        true
+        (&payload["silent"], &payload["roles"]),
+        (&json!(false), &json!(["operator"]))
     );
-    // The retry asks for what the pending request asks: the same request is refreshed, not
-    // superseded (SPEC §11.5 step 1), and then approved.
+
+    // The same device asking the same from this host: the request is refreshed, not
+    // superseded (SPEC §11.5 step 1), and stays not silent because it was filed from afar
+    // (WRK:2484), so Node's rule does not approve it inline (MH:2059): it waits for the host.
+    let mut local = Client::open(port).await;
+    let res = local.connect_signed(&key, cli(&["operator.read"])).await;
+    assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
+    assert_eq!(
+        res["error"]["details"]["requestId"],
+        request_id.as_str(),
+        "{res}"
+    );
+    assert_eq!(local.closed().await.0, 1008);
+    let handle = server.gateway().handle();
+    let pending = handle.pairing_requests();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].request_id.as_str(), pending[0].silent),
+        (request_id.as_str(), Some(false))
+    );
+    handle.approve_pairing(&request_id, None).unwrap();
     let approved = watcher.recv_skip_ticks().await;
     assert_eq!(approved["event"], "device.pair.resolved", "{approved}");
     assert_eq!(
@@ -590,6 +775,13 @@ async fn a_pending_pairing_is_answered_not_paired_with_the_request_id() {
         ),
         (&json!(request_id), &json!("approved")),
         "{approved}"
+    );
+    // Paired with `operator.read`, it connects; then asking for more from afar: a scope
+    // upgrade, with what was approved, and a close reason cut to 120 bytes.
+    let mut local = Client::open(port).await;
+    assert_eq!(
+        local.connect_signed(&key, cli(&["operator.read"])).await["ok"],
+        true
     );
 
     let mut remote = open_via_proxy(port).await;
@@ -701,4 +893,136 @@ async fn the_control_ui_signs_v2_and_pairs_from_a_loopback_browser() {
         json!({"code": "CONTROL_UI_ORIGIN_NOT_ALLOWED", "reason": "origin missing or invalid"})
     );
     assert_eq!(bare.closed().await.0, 1008);
+}
+
+/// A host that leaves every pairing request for later.
+struct LeaveItPending;
+
+impl gateway::PairingPolicy for LeaveItPending {
+    fn decide(
+        &self,
+        _request: &gateway::PairingRequest,
+        _context: &gateway::PairingContext,
+    ) -> gateway::PairingDecision {
+        gateway::PairingDecision::Pending
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_device_the_host_leaves_pending_connects_once_approved() {
+    let env = common::TestEnv::new();
+    let options = env
+        .options()
+        .port(common::free_port())
+        .auth(Auth::Token(TOKEN.into()));
+    let lock = gateway::GatewayLock::acquire(&options).unwrap();
+    let port = lock.port();
+    let served = gateway::Gateway::serve(
+        lock,
+        gateway::ServeOptions {
+            worker_threads: 2,
+            pairing: gateway::PairingOptions {
+                policy: std::sync::Arc::new(LeaveItPending),
+                store_path: None,
+            },
+            ..gateway::ServeOptions::default()
+        },
+    )
+    .unwrap();
+    let handle = served.handle();
+    let mut watcher = observer(port).await;
+    let key = DeviceKey::random();
+
+    let mut client = Client::open(port).await;
+    let res = client.connect_signed(&key, cli(&["operator.read"])).await;
+    let request_id = res["error"]["details"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let error = json!({
+        "code": "NOT_PAIRED",
+        "message": "pairing required: device is not approved yet",
+        "details": {
+            "code": "PAIRING_REQUIRED", "reason": "not-paired", "requestId": request_id,
+            "remediationHint": "Approve this device from the pending pairing requests.",
+            "deviceId": key.device_id(), "requestedRole": "operator",
+            "requestedScopes": ["operator.read"],
+        },
+    });
+    let reason = format!("pairing required: device is not approved yet (requestId: {request_id})");
+    refused(&mut client, &res, error, &reason).await;
+    // On loopback Node's rule would have approved it: the request says so, for the host.
+    let requested = watcher.recv_skip_ticks().await;
+    assert_eq!(requested["event"], "device.pair.requested", "{requested}");
+    let payload = &requested["payload"];
+    assert_eq!(payload["requestId"], request_id.as_str());
+    assert_eq!(
+        (&payload["silent"], &payload["roles"]),
+        (&json!(true), &json!(["operator"])),
+        "{payload}"
+    );
+
+    let device = handle.approve_pairing(&request_id, None).unwrap();
+    assert_eq!(device.scopes, ["operator.read"]);
+    let resolved = watcher.recv_skip_ticks().await;
+    assert_eq!(
+        (
+            &resolved["event"],
+            &resolved["payload"]["requestId"],
+            &resolved["payload"]["decision"]
+        ),
+        (
+            &json!("device.pair.resolved"),
+            &json!(request_id),
+            &json!("approved")
+        ),
+        "{resolved}"
+    );
+    let mut again = Client::open(port).await;
+    let res = again.connect_signed(&key, cli(&["operator.read"])).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
+    assert_eq!(health(&mut again, "e1").await["ok"], true);
+    drop(watcher);
+    served.shutdown(std::time::Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn approving_a_metadata_upgrade_pins_the_new_metadata_so_the_device_connects() {
+    let server = gateway();
+    let port = server.port;
+    let key = DeviceKey::random();
+    // The macOS app's UI on direct loopback: Node re-approves its metadata silently.
+    let mut app = params(
+        "openclaw-macos",
+        "ui",
+        "operator",
+        &["operator.read"],
+        json!({"token": TOKEN}),
+    );
+    app["client"]["platform"] = json!("macos 15.1");
+    app["client"]["deviceFamily"] = json!("Mac");
+    let mut first = Client::open(port).await;
+    assert_eq!(first.connect_signed(&key, app.clone()).await["ok"], true);
+
+    // It now claims no device family: a metadata upgrade, approved, and pinned as claimed.
+    app["client"]
+        .as_object_mut()
+        .unwrap()
+        .remove("deviceFamily");
+    let mut moved = Client::open(port).await;
+    let res = moved.connect_signed(&key, app.clone()).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let paired = server.gateway().handle().paired_devices();
+    assert_eq!(paired.len(), 1);
+    assert_eq!(
+        (
+            paired[0].platform.as_deref(),
+            paired[0].device_family.as_deref()
+        ),
+        (Some("macos 15.1"), None)
+    );
+    // Pinned, it is no upgrade any more.
+    let mut again = Client::open(port).await;
+    assert_eq!(again.connect_signed(&key, app).await["ok"], true);
 }

@@ -285,6 +285,60 @@ async fn health_is_refreshed_on_its_interval_with_rising_state_versions() {
 }
 
 #[tokio::test]
+async fn a_health_probe_refreshes_a_fresh_cache() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&calls);
+    let protocol = ProtocolOptions {
+        // Long enough that nothing but the probe refreshes during the test.
+        health_refresh_interval: Duration::from_secs(600),
+        health_source: Some(HealthSource::new(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            Some(json!({"ok": true, "ts": n, "durationMs": 1, "refresh": n}))
+        })),
+        ..ProtocolOptions::default()
+    };
+    let server = token_gateway(protocol);
+    let (mut reader, _) = Client::connected(server.port, cli(&[])).await;
+    // The refresh at start, and the one a connect may start in the background: wait for it.
+    let settled = loop {
+        let before = calls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if calls.load(Ordering::SeqCst) == before {
+            break before;
+        }
+    };
+    let answer = |frame: Value| {
+        assert_eq!(frame["type"], "res", "{frame}");
+        frame["payload"]["refresh"].as_u64().unwrap()
+    };
+    let call = |id: &'static str, params: Value| json!({"type": "req", "id": id, "method": "health", "params": params});
+    async fn res(client: &mut Client) -> Value {
+        loop {
+            let frame = client.recv_skip_ticks().await;
+            if frame["type"] == "res" {
+                return frame;
+            }
+        }
+    }
+    // A fresh cache answers a plain call and `probe:false`.
+    reader.send(call("h1", Value::Null)).await;
+    assert_eq!(answer(res(&mut reader).await), settled);
+    reader.send(call("h2", json!({"probe": false}))).await;
+    assert_eq!(answer(res(&mut reader).await), settled);
+    assert_eq!(calls.load(Ordering::SeqCst), settled);
+    // `probe:true` asks the source again (`health-CfpMy4ft.mjs:70,79,91-94`), and the refresh
+    // is committed: a `health` event with the next version, then the answer.
+    reader.send(call("h3", json!({"probe": true}))).await;
+    let event = next_event(&mut reader, "health").await;
+    assert_eq!(event["payload"]["refresh"], settled + 1, "{event}");
+    assert_eq!(answer(res(&mut reader).await), settled + 1);
+    assert_eq!(calls.load(Ordering::SeqCst), settled + 1);
+    // And the refreshed snapshot is the cache from then on.
+    reader.send(call("h4", Value::Null)).await;
+    assert_eq!(answer(res(&mut reader).await), settled + 1);
+}
+
+#[tokio::test]
 async fn hello_ok_fields_and_challenge_capabilities_as_set() {
     let protocol = ProtocolOptions {
         server_version: "2026.9.6".into(),

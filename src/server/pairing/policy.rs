@@ -11,12 +11,20 @@ use super::{
 
 /// Node's default: a device on this host pairs silently (SPEC §11.5 `silent`, with
 /// `gateway.nodes.pairing.autoApproveLocal` unset); every other request waits for the host.
+///
+/// As in Node, a request is approved inline only when the request as filed is `silent`
+/// (MH:2059, `inlineApprovalAttempted = pairing.request.silent === true`): the handshake
+/// marks each connect's request with this rule's verdict, and the store keeps a refreshed or
+/// merged request silent only while every request it stands for was (WRK:2484, 2489-2491). A
+/// device whose request was first filed from afar therefore waits for the host even when it
+/// asks again from this host. A request with no `silent` mark (a host calling `decide`
+/// itself) is judged by the rule alone.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DefaultPairingPolicy;
 
 impl PairingPolicy for DefaultPairingPolicy {
     fn decide(&self, request: &PairingRequest, context: &PairingContext) -> PairingDecision {
-        if silent_local_approval(request, context, true) {
+        if request.silent != Some(false) && silent_local_approval(request, context, true) {
             PairingDecision::Approve { scopes: None }
         } else {
             PairingDecision::Pending
@@ -198,6 +206,17 @@ mod tests {
                 let approved = decision == PairingDecision::Approve { scopes: None };
                 assert_eq!(approved, want, "case {i}: the default policy");
             }
+            // A request filed not silent (or merged with one that was not) waits, whatever
+            // the connect now looks like.
+            let filed = PairingRequest {
+                silent: Some(false),
+                ..request
+            };
+            assert_eq!(
+                DefaultPairingPolicy.decide(&filed, &context),
+                PairingDecision::Pending,
+                "case {i}: a request filed not silent"
+            );
         }
     }
 }

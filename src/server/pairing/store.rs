@@ -351,8 +351,11 @@ impl DeviceStore {
             let roles = requested_roles(&request);
             merge_into(&mut device.roles, &roles);
             merge_into(&mut device.scopes, &scopes.unwrap_or(request.scopes));
-            device.platform = request.platform.or(device.platform.take());
-            device.device_family = request.device_family.or(device.device_family.take());
+            // The request's metadata is pinned as it is, absent fields included: approving a
+            // metadata upgrade re-pins what the device now claims (WRK:2231-2232,
+            // `buildApprovedPairedDevice`), so its next connect matches.
+            device.platform = request.platform;
+            device.device_family = request.device_family;
             device.client_id = request.client_id;
             device.client_mode = request.client_mode;
             device.display_name = request.display_name.or(device.display_name.take());
@@ -426,25 +429,14 @@ impl DeviceStore {
         Ok(())
     }
 
-    /// The device token `hello-ok` hands a paired device in `role`, for the device's approved
-    /// scopes of that role: see [`ensure_device_token_for`](Self::ensure_device_token_for).
-    pub fn ensure_device_token(
-        &self,
-        device_id: &str,
-        role: &str,
-        presented: Option<&str>,
-    ) -> Option<IssuedToken> {
-        let scopes = self
-            .paired(device_id)
-            .map(|d| role_scopes(role, &d.scopes))?;
-        self.ensure_device_token_for(device_id, role, &scopes, presented)
-    }
-
-    /// The device token `hello-ok` hands a paired device in `role` asking for `scopes`
-    /// (`ensureDeviceTokenInWorker`): `None` when the role is not approved or the scopes are
-    /// beyond the approved ones; `presented` when it is the device's active token for the
-    /// role and covers `scopes`; else a new token (32 random bytes, base64url) for `scopes`,
-    /// which replaces the role's old one.
+    /// The device token `hello-ok` hands a paired device in `role` asking for `scopes` (the
+    /// connection's requested scopes, as Node passes them: MH:1435-1441;
+    /// `ensureDeviceTokenInWorker`, WRK:2832-2875): `None` when the role is not approved or the
+    /// scopes are beyond the approved ones; `presented` when it is the device's active token
+    /// for the role, within the approved scopes and covering `scopes` (SPEC §11.8's reuse
+    /// rule); else a new token (32 random bytes, base64url) for `scopes`, which replaces the
+    /// role's old one. `presented` may be any credential the connect carried: it is handed
+    /// back only when it hashes to the stored token.
     pub fn ensure_device_token_for(
         &self,
         device_id: &str,
@@ -666,16 +658,6 @@ fn allows(required: &str, granted: &[String]) -> bool {
 
 fn within(required: &[String], granted: &[String]) -> bool {
     required.iter().all(|r| allows(r, granted))
-}
-
-/// The approved scopes that belong to `role`: `operator.*` to operators, the others to the
-/// rest (Node's `preserveDeviceRoleScopes`).
-fn role_scopes(role: &str, scopes: &[String]) -> Vec<String> {
-    scopes
-        .iter()
-        .filter(|s| s.starts_with("operator.") == (role == "operator"))
-        .cloned()
-        .collect()
 }
 
 fn requested_roles(request: &PairingRequest) -> Vec<String> {

@@ -12,7 +12,7 @@ use crate::server::device::{self, PayloadFields, ProvenDevice};
 use crate::server::locality::{IngressKind, LocalityInputs, is_loopback_ip, pairing_locality};
 use crate::server::pairing::{
     IssuedToken, Locality, PairedDevice, PairingContext, PairingDecision, PairingReason,
-    PairingRequest, TokenRefusal,
+    PairingRequest, TokenRefusal, silent_local_approval,
 };
 use crate::server::protocol::{self, ConnectParams, MethodError, close};
 use crate::server::scopes::scopes_satisfied;
@@ -317,17 +317,17 @@ impl Session {
                 .touch(&proven.id, params.client_str("displayName"));
         }
 
-        // 7. A node needs an authenticated node token (MH:2889-2900).
+        // 7. The device token for the requested scopes (MH:1435-1441; SPEC §11.8): the one the
+        // connect carried when the store verifies it is still the role's token and covers the
+        // scopes, else a new one that replaces it (tokens are stored hashed, so the store can
+        // hand back only a token it is shown). A node needs one (MH:2889-2900).
         let device_token = paired
             .as_ref()
             .filter(|p| p.public_key == proven.public_key)
             .and_then(|_| {
-                let presented = (auth_method == "device-token")
-                    .then_some(candidate)
-                    .flatten();
                 endpoint
                     .devices
-                    .ensure_device_token(&proven.id, role, presented)
+                    .ensure_device_token_for(&proven.id, role, &scopes, candidate)
             });
         if role == "node" && device_token.is_none() {
             let message = "authenticated node pairing identity unavailable";
@@ -410,7 +410,7 @@ impl Session {
         let hub = &endpoint.hub;
         let ip = self.peer.ip();
         let owned = |field: &str| params.client_str(field).map(str::to_owned);
-        let request = PairingRequest {
+        let mut request = PairingRequest {
             request_id: uuid::Uuid::new_v4().to_string(),
             device_id: proven.id.clone(),
             public_key: proven.public_key.clone(),
@@ -421,7 +421,8 @@ impl Session {
             client_mode: params.mode.clone(),
             browser_origin: self.origin.clone(),
             role: role.to_owned(),
-            roles: None,
+            // `mergeDevicePairingRoles(req.roles, role)`: the role asked for (WRK:2508).
+            roles: Some(vec![role.to_owned()]),
             scopes: scopes.to_vec(),
             // The client's IP only when it is not local (MH:3321).
             remote_ip: (self.ingress.kind != IngressKind::DirectLocal && !is_loopback_ip(ip))
@@ -430,6 +431,10 @@ impl Session {
             is_repair: existing.is_some(),
             ts: protocol::now_ms(),
         };
+        // `plan.silent` (MH:1936-1937, 2043): whether Node's local rule would approve this
+        // connect inline, `autoApproveLocal` unset. The store merges it as Node does, and the
+        // default policy approves only a request that stayed silent.
+        request.silent = Some(silent_local_approval(&request, &context, true));
         let outcome = endpoint.devices.request_pairing(request);
         let resolved = |request_id: &str, decision: &str| {
             json!({

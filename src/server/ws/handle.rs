@@ -104,14 +104,23 @@ impl GatewayHandle {
         self.hub.devices.paired_devices()
     }
 
-    /// Unpairs a device: its record, tokens and pending requests go; it must pair again.
+    /// Unpairs a device: its record, tokens and pending requests go; it must pair again. Its
+    /// live connections, in every role, are closed 4001 `device removed`, as Node closes them
+    /// after `device.pair.remove` (devices-*.mjs:422-437).
     pub fn remove_paired_device(&self, device_id: &str) -> Result<PairedDevice, PairingError> {
-        self.hub.devices.remove_device(device_id)
+        let removed = self.hub.devices.remove_device(device_id)?;
+        self.hub.close_device_connections(device_id, None);
+        Ok(removed)
     }
 
-    /// Revokes a device's token for `role`: connects presenting it are refused from now on.
+    /// Revokes a device's token for `role`: connects presenting it are refused from now on
+    /// (`AUTH_DEVICE_TOKEN_MISMATCH`), and the device's live connections in that role are
+    /// closed 4001 `device removed`, however they authenticated, as Node closes them after
+    /// `device.token.revoke` (devices-*.mjs:628-645). Its other roles' connections stay.
     pub fn revoke_device_token(&self, device_id: &str, role: &str) -> Result<(), PairingError> {
-        self.hub.devices.try_revoke_device_token(device_id, role)
+        self.hub.devices.try_revoke_device_token(device_id, role)?;
+        self.hub.close_device_connections(device_id, Some(role));
+        Ok(())
     }
 
     /// SPEC §11.5: `device.pair.resolved` `{requestId, deviceId, decision, ts}`.

@@ -20,6 +20,10 @@ use crate::server::presence::{self, Arrival, At, PresenceStore, Recipient};
 use crate::server::protocol::{self, MethodError, close};
 use crate::server::scopes::{self, EventGate};
 
+/// The close code of a connection whose device token was revoked or whose device was unpaired
+/// (Node's `invalidateGatewayPolicyClient` code for `device-removed`).
+const DEVICE_REMOVED_CLOSE: u16 = 4001;
+
 /// Unknown events whose drop is logged; the drops of others are not.
 const MAX_DROPPED_EVENTS_LOGGED: usize = 256;
 
@@ -51,6 +55,15 @@ pub(crate) struct Hub {
     pub(super) boot_id: String,
     /// The gateway's device store, for the host's pairing calls (`GatewayHandle`).
     pub(super) devices: Arc<DeviceStore>,
+    /// The proven device and the role of each authenticated connection that has one, for
+    /// [`close_device_connections`](Self::close_device_connections).
+    device_conns: Mutex<HashMap<u64, ConnDevice>>,
+}
+
+/// Who an authenticated connection is, as revoking and unpairing see it.
+struct ConnDevice {
+    device_id: String,
+    role: String,
 }
 
 /// A WebSocket connection counted in [`Hub::connection_count`] until it is dropped.
@@ -94,6 +107,7 @@ impl Hub {
             ))),
             boot_id: uuid::Uuid::new_v4().to_string(),
             devices,
+            device_conns: Mutex::new(HashMap::new()),
         })
     }
 
@@ -163,6 +177,34 @@ impl Hub {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&conn_id);
+        self.lock_device_conns().remove(&conn_id);
+    }
+
+    /// Closes every live connection of `device_id` (in `role` only, when given) with 4001
+    /// `device removed`, as Node's `disconnectClientsForDevice` does after
+    /// `device.token.revoke` (that role) and `device.pair.remove` (every role)
+    /// (server-request-context-*.mjs:332-343; devices-*.mjs:436, 644): the connections Node
+    /// closes are those whose `connect` proved the device, however they authenticated.
+    /// Returns how many were closed.
+    pub fn close_device_connections(&self, device_id: &str, role: Option<&str>) -> usize {
+        let ids: Vec<u64> = self
+            .lock_device_conns()
+            .iter()
+            .filter(|(_, d)| d.device_id == device_id && role.is_none_or(|r| d.role == r))
+            .map(|(id, _)| *id)
+            .collect();
+        let mut closed = 0;
+        for id in ids {
+            if let Some(conn) = self.conn(id) {
+                conn.close(DEVICE_REMOVED_CLOSE, "device removed");
+                closed += 1;
+            }
+        }
+        closed
+    }
+
+    fn lock_device_conns(&self) -> MutexGuard<'_, HashMap<u64, ConnDevice>> {
+        self.device_conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a host request from connection `conn` and returns its id.
@@ -301,11 +343,14 @@ impl Hub {
     }
 
     /// What the `health` method answers: the cached snapshot when it is younger than the
-    /// refresh interval, else a fresh one (HS:110-153; `health-CfpMy4ft.mjs:67-100`).
-    pub fn health(&self) -> Value {
-        if let Some(snapshot) = self
-            .lock_health()
-            .fresh(Instant::now(), self.health_interval)
+    /// refresh interval and the caller did not ask to `probe`, else a fresh one, committed and
+    /// broadcast like any refresh (HS:110-153; `health-CfpMy4ft.mjs:67-100`: `params.probe ===
+    /// true` skips the cache).
+    pub fn health(&self, probe: bool) -> Value {
+        if !probe
+            && let Some(snapshot) = self
+                .lock_health()
+                .fresh(Instant::now(), self.health_interval)
         {
             return snapshot.clone();
         }
@@ -347,6 +392,13 @@ impl Hub {
     /// SPEC §12.6: records an authenticated client before its `hello-ok` (whose snapshot then
     /// holds its own row), and returns what `hello-ok.snapshot.presence` shows it.
     pub fn presence_join(&self, client: &ClientInfo) -> Vec<Value> {
+        if let Some(device_id) = &client.device_id {
+            let device = ConnDevice {
+                device_id: device_id.clone(),
+                role: client.role.clone(),
+            };
+            self.lock_device_conns().insert(client.conn_id, device);
+        }
         let ip = client.peer.ip();
         let arrival = Arrival {
             conn_id: client.conn_id,

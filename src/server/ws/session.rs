@@ -462,7 +462,7 @@ impl Session {
             // only for `node.runnerInventory.update` on protocol 4). Its `node.event` host
             // stats go out every 60 s whatever the answer (SSM:233-248): one failure is logged.
             let result = match frame.method.as_str() {
-                "health" => Ok(hub.health()),
+                "health" => Ok(hub.health(params.get("probe") == Some(&Value::Bool(true)))),
                 method => Err(protocol::unknown_method(method)),
             };
             self.answer(&frame.id, result);

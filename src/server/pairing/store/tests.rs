@@ -49,7 +49,7 @@ fn pair(store: &DeviceStore, device: &str, scopes: &[&str]) -> String {
         .approve(&outcome.request.request_id, None)
         .expect("approved");
     store
-        .ensure_device_token(device, "operator", None)
+        .ensure_device_token_for(device, "operator", &strings(scopes), None)
         .expect("a token")
         .token
 }
@@ -147,10 +147,12 @@ fn a_presented_token_is_reused_and_any_other_connect_gets_a_new_one() {
     let (_path, store) = store_in(&dir);
     let first = pair(&store, "d1", &["operator.read"]);
     let again = store
-        .ensure_device_token("d1", "operator", Some(&first))
+        .ensure_device_token_for("d1", "operator", &strings(&["operator.read"]), Some(&first))
         .unwrap();
     assert_eq!(again.token, first);
-    let other = store.ensure_device_token("d1", "operator", None).unwrap();
+    let other = store
+        .ensure_device_token_for("d1", "operator", &strings(&["operator.read"]), None)
+        .unwrap();
     assert_ne!(other.token, first);
     let read = strings(&["operator.read"]);
     assert_eq!(
@@ -163,11 +165,15 @@ fn a_presented_token_is_reused_and_any_other_connect_gets_a_new_one() {
         Ok(())
     );
     assert!(
-        store.ensure_device_token("d1", "node", None).is_none(),
+        store
+            .ensure_device_token_for("d1", "node", &[], None)
+            .is_none(),
         "role not approved"
     );
     assert!(
-        store.ensure_device_token("d9", "operator", None).is_none(),
+        store
+            .ensure_device_token_for("d9", "operator", &[], None)
+            .is_none(),
         "not paired"
     );
 }
@@ -215,7 +221,7 @@ fn a_revoked_token_is_refused_and_the_next_pairing_connect_gets_a_new_one() {
     );
     assert!(
         store
-            .ensure_device_token("d1", "operator", Some(&token))
+            .ensure_device_token_for("d1", "operator", &[], Some(&token))
             .is_some_and(|t| t.token != token),
         "a revoked token is never handed back"
     );
@@ -405,7 +411,12 @@ fn many_connections_at_once_lose_nothing() {
                         store.approve(&outcome.request.request_id, None).unwrap();
                         store.touch(&device, Some("racing"));
                         let token = store
-                            .ensure_device_token(&device, "operator", None)
+                            .ensure_device_token_for(
+                                &device,
+                                "operator",
+                                &strings(&["operator.read"]),
+                                None,
+                            )
                             .unwrap();
                         (device, token.token)
                     })
@@ -427,4 +438,65 @@ fn many_connections_at_once_lose_nothing() {
             "{device}"
         );
     }
+}
+
+#[test]
+fn approving_a_metadata_upgrade_pins_what_the_device_now_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, store) = store_in(&dir);
+    let mut first = request("d1", "operator", &[]);
+    first.platform = Some("macos 15.1".into());
+    first.device_family = Some("Mac".into());
+    let outcome = store.request_pairing(first);
+    store.approve(&outcome.request.request_id, None).unwrap();
+    // The device now claims another platform and no family: both are re-pinned as claimed.
+    let mut moved = request("d1", "operator", &[]);
+    moved.platform = Some("linux".into());
+    moved.device_family = None;
+    let outcome = store.request_pairing(moved);
+    let device = store.approve(&outcome.request.request_id, None).unwrap();
+    assert_eq!(
+        (device.platform.as_deref(), device.device_family.as_deref()),
+        (Some("linux"), None)
+    );
+    assert_eq!(store.paired("d1").unwrap(), device);
+}
+
+#[test]
+fn a_token_carries_the_scopes_asked_for_not_every_approved_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, store) = store_in(&dir);
+    pair(&store, "d1", &["operator.admin"]);
+    let read = strings(&["operator.read"]);
+    let narrow = store
+        .ensure_device_token_for("d1", "operator", &read, None)
+        .unwrap();
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &narrow.token, &read),
+        Ok(())
+    );
+    assert_eq!(
+        store.verify_device_token(
+            "d1",
+            "operator",
+            &narrow.token,
+            &strings(&["operator.admin"])
+        ),
+        Err(TokenRefusal::ScopeMismatch),
+        "a token minted for operator.read does not reach operator.admin (WRK:2816-2823)"
+    );
+    // Asking for less than the token holds reuses it; asking for more mints a wider one.
+    let same = store
+        .ensure_device_token_for("d1", "operator", &[], Some(&narrow.token))
+        .unwrap();
+    assert_eq!(same, narrow);
+    let admin = strings(&["operator.admin"]);
+    let wide = store
+        .ensure_device_token_for("d1", "operator", &admin, Some(&narrow.token))
+        .unwrap();
+    assert_ne!(wide.token, narrow.token);
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &wide.token, &admin),
+        Ok(())
+    );
 }
