@@ -196,8 +196,9 @@ mod tests {
         let profile = BootstrapProfile::new(strings(&["node"]), Vec::new());
         let token = store.issue_bootstrap_token(&profile).unwrap();
         assert_eq!(token.len(), 43);
-        // (token, device, key, role, scopes, accepted)
-        let cases: [(&str, &str, &str, &str, &[&str], bool); 6] = [
+        /// (token, device, key, role, scopes, accepted)
+        type Case<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [&'a str], bool);
+        let cases: [Case; 6] = [
             ("wrong", "d1", "k1", "node", &[], false),
             (&token, "d1", "k1", "operator", &[], false),
             (&token, "d1", "k1", "node", &["operator.read"], false),
@@ -258,6 +259,31 @@ mod tests {
                 .is_none()
         );
         assert_eq!(store.bootstrap_token_count(), 1);
+    }
+
+    #[test]
+    fn tokens_survive_a_restart_by_their_hash_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway/devices.json");
+        let logger = crate::options::Logger::default();
+        let store = DeviceStore::open(&path, logger.clone()).unwrap();
+        let token = store
+            .issue_bootstrap_token(&BootstrapProfile::new(strings(&["node"]), Vec::new()))
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&token), "{text}");
+        assert!(text.contains(&token_hash(&token)), "{text}");
+        drop(store);
+        let reopened = DeviceStore::open(&path, logger.clone()).unwrap();
+        assert!(
+            reopened
+                .verify_bootstrap_token(&token, "d1", "k1", "node", &[])
+                .is_some()
+        );
+        assert!(reopened.consume_bootstrap_token(&token));
+        drop(reopened);
+        let spent = DeviceStore::open(&path, logger).unwrap();
+        assert_eq!(spent.bootstrap_token_count(), 0);
     }
 
     #[test]
