@@ -132,7 +132,10 @@ extension GatewayServer {
         ttl: Duration? = nil
     ) throws -> String {
         var ttlMs: UInt64?
-        if let ttl { ttlMs = try milliseconds(ttl, "ttl") }
+        if let ttl {
+            let ms: UInt64 = try milliseconds(ttl, "ttl")
+            ttlMs = ms
+        }
         let profile = BootstrapProfileJSON(
             roles: roles, scopes: scopes, deviceId: deviceID, publicKey: publicKey, ttlMs: ttlMs)
         let json = try GatewayJSON(profile).text
