@@ -1088,8 +1088,32 @@ gw_result gw_device_token_revoke(const struct gw_server *server,
                                  const char *role);
 
 /**
- * Frees a string the library returned through an `out_json` argument (`gw_pairing_requests`,
- * `gw_paired_devices`). NULL is harmless. Any thread.
+ * Issues a bootstrap token (a setup code) for the profile `profile_json` (SPEC §11.7 step
+ * 2): `{"roles": ["node"], "scopes": [...]?, "deviceId": "..."?, "publicKey": "..."?,
+ * "ttlMs": 600000?}`. A device that sends the token as `auth.bootstrapToken` with a signed
+ * `device` block, in one of `roles` and within `scopes`, connects without the shared secret
+ * (authMethod `bootstrap-token`), is paired with `roles` and `scopes`, and gets its device
+ * token in `hello-ok`. The token is good once, for `ttlMs` (default 600000, Node's); with
+ * `deviceId`/`publicKey` only that device may use it. The store keeps only its hash.
+ *
+ * `*out_token` is the token (43 characters of base64url), a new NUL-terminated string the
+ * caller frees with `gw_string_free`. `GW_ERR_NULL_ARGUMENT` when an argument is NULL,
+ * `GW_ERR_INVALID_ARGUMENT` when the profile is not such JSON, names no role or has `ttlMs`
+ * 0, `GW_ERR_RUNTIME` when the store could not be saved (nothing issued). Any thread.
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `profile_json` is NULL or NUL-terminated;
+ * `out_token` is NULL or writable.
+ */
+gw_result gw_bootstrap_token_issue(const struct gw_server *server,
+                                   const char *profile_json,
+                                   char **out_token);
+
+/**
+ * Frees a string the library returned through an `out_json` or `out_token` argument
+ * (`gw_pairing_requests`, `gw_paired_devices`, `gw_bootstrap_token_issue`). NULL is
+ * harmless. Any thread.
  *
  * # Safety
  *
@@ -1137,7 +1161,7 @@ const char *gw_last_error_message(void);
  * New serve options with the defaults: worker threads = cores (at most 4), drop timeout
  * 5000 ms, only loopback origins, handshake timeout 15000 ms, tick and ping every 30000 ms,
  * request timeout 30000 ms, 10000 connections, 64 KiB before the handshake, 25 MiB frames,
- * 50 MiB buffered per client, 10 wrong secrets per 60000 ms lock a peer out for 60000 ms,
+ * 50 MiB buffered per client, 10 wrong secrets per 60000 ms lock a peer out for 300000 ms,
  * and this library's version as `server.version`.
  *
  * Returns a new `gw_serve_options` that the caller owns and frees with
@@ -1311,8 +1335,11 @@ gw_result gw_serve_options_set_max_buffered_bytes(struct gw_serve_options *optio
                                                   size_t bytes);
 
 /**
- * Throttling of wrong secrets per peer address: a peer that gives `max_failures` wrong
- * secrets within `window_ms` is refused for `lockout_ms` (default 10, 60000 ms, 60000 ms).
+ * Throttling of wrong credentials per client: a client that gives `max_failures` wrong
+ * secrets within `window_ms` is refused for `lockout_ms` (default 10, 60000 ms, 300000 ms,
+ * Node's `gateway.auth.rateLimit`). Counted per client and per credential class (shared
+ * secret, device token, bootstrap token); loopback peers without `Origin` are never locked
+ * out, their wrong secrets are answered late instead (250 ms doubling to 5000 ms).
  *
  * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
  *

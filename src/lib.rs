@@ -39,9 +39,9 @@ pub use server::{
     MethodRequest, PROTOCOL_VERSION, ProtocolOptions, Responder,
 };
 pub use server::{
-    DEVICE_STORE_FILE, DefaultPairingPolicy, Locality, PAIRING_REQUEST_TTL_MS, PairedDevice,
-    PairingContext, PairingDecision, PairingError, PairingOptions, PairingPolicy, PairingReason,
-    PairingRequest, silent_local_approval,
+    BOOTSTRAP_TOKEN_TTL_MS, BootstrapProfile, DEVICE_STORE_FILE, DefaultPairingPolicy, Locality,
+    PAIRING_REQUEST_TTL_MS, PairedDevice, PairingContext, PairingDecision, PairingError,
+    PairingOptions, PairingPolicy, PairingReason, PairingRequest, silent_local_approval,
 };
 pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, StateHandler};
 

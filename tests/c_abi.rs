@@ -713,6 +713,41 @@ async fn pairing_host_suite(mode: Mode) {
     assert_eq!(res["ok"], false, "{res}");
     assert_eq!(client.closed().await.0, 1008);
 
+    // A bootstrap token issued by the host: a new device connects with it alone and is
+    // paired with the profile's role and scopes, once.
+    command_line(
+        &mut stdin,
+        r#"bootstrap {"roles":["operator"],"scopes":["operator.read"]}"#,
+    );
+    let setup_code = lines.expect("bootstrap ", wait);
+    assert_eq!(setup_code.len(), 43, "{setup_code}");
+    let newcomer = devicekey::DeviceKey::from_seed(14);
+    let mut params = ask("set-up");
+    params["scopes"] = json!(["operator.read"]);
+    params["auth"] = json!({"bootstrapToken": setup_code});
+    let (_client, res) = newcomer.connect(port, params.clone()).await;
+    assert_eq!(res["payload"]["auth"]["method"], "bootstrap-token", "{res}");
+    assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
+    let (mut client, res) = newcomer.connect(port, params).await;
+    assert_eq!(
+        res["error"]["details"]["code"], "AUTH_BOOTSTRAP_TOKEN_INVALID",
+        "{res}"
+    );
+    assert_eq!(client.closed().await.0, 1008);
+    command_line(&mut stdin, "devices");
+    let devices: Value = serde_json::from_str(&lines.expect("devices ", wait)).unwrap();
+    assert!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["deviceId"] == newcomer.id().as_str()
+                && d["scopes"] == json!(["operator.read"])),
+        "{devices}"
+    );
+    command_line(&mut stdin, r#"bootstrap {"roles":[]}"#);
+    assert_eq!(lines.expect("bootstrap ", wait), "GW_ERR_INVALID_ARGUMENT");
+
     drop(stdin);
     assert_eq!(lines.expect("stopped ", wait), "GW_OK");
     let status = wait_with_timeout(&mut child, wait).expect("the host exits");
@@ -1179,6 +1214,10 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
     (
         "GatewayHandle::revoke_device_token",
         &["gw_device_token_revoke"],
+    ),
+    (
+        "GatewayHandle::issue_bootstrap_token",
+        &["gw_bootstrap_token_issue", "gw_string_free"],
     ),
     ("GatewayLock::acquire", &["gw_lock_acquire"]),
     (

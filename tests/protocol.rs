@@ -473,17 +473,25 @@ async fn repeated_failures_are_throttled_per_peer() {
     };
     let server = TestGateway::start(Auth::Token("right".into()), protocol, Handlers::new());
     let mismatch = "unauthorized: gateway token mismatch (provide gateway auth token)";
+    // Loopback is exempt from lockout (tests/limits.rs): a browser page on this host is not,
+    // and is counted by its origin (SPEC §11.7).
+    let origin = Some("http://localhost:5173");
     for _ in 0..3 {
-        refused(
-            server.port,
-            with_auth(json!({"token": "wrong"})),
+        let mut client = Client::open_with(server.port, origin).await;
+        let res = client
+            .connect_with(with_auth(json!({"token": "wrong"})))
+            .await;
+        assert_error(
+            &res,
+            "c1",
+            "INVALID_REQUEST",
             mismatch,
-            "AUTH_TOKEN_MISMATCH",
-        )
-        .await;
+            Some("AUTH_TOKEN_MISMATCH"),
+        );
+        assert_eq!(client.closed().await, (1008, mismatch.to_owned()));
     }
     // Locked out now, even with the right token.
-    let mut client = Client::open(server.port).await;
+    let mut client = Client::open_with(server.port, origin).await;
     let res = client
         .connect_with(with_auth(json!({"token": "right"})))
         .await;

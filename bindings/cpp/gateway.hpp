@@ -818,6 +818,15 @@ public:
     [[nodiscard]] bool revoke_device_token(const std::string &device_id, const std::string &role) const {
         return detail::found(gw_device_token_revoke(server_, device_id.c_str(), role.c_str()));
     }
+    /// Issues a bootstrap token (a setup code) for the profile `profile_json`, e.g.
+    /// `{"roles":["node"],"scopes":[],"ttlMs":600000}` (see gw_bootstrap_token_issue): a device
+    /// that connects with it pairs with that profile, once. Throws Error (INVALID_ARGUMENT for
+    /// a profile with no role or a zero ttlMs).
+    [[nodiscard]] std::string issue_bootstrap_token(const std::string &profile_json) const {
+        char *token = nullptr;
+        detail::check(gw_bootstrap_token_issue(server_, profile_json.c_str(), &token));
+        return detail::take_string(token);
+    }
 
     /// Graceful shutdown; true when every connection finished within `timeout`. The port is
     /// free and the lock released either way. A no-op (true) once shut down.

@@ -18,8 +18,8 @@ use super::serve_options::gw_serve_options;
 use super::server::{gw_server, live};
 use super::userdata::HostUserdata;
 use crate::server::{
-    DefaultPairingPolicy, PairingContext, PairingDecision, PairingError, PairingPolicy,
-    PairingRequest,
+    BootstrapProfile, DefaultPairingPolicy, PairingContext, PairingDecision, PairingError,
+    PairingPolicy, PairingRequest,
 };
 
 /// What a pairing policy callback decided, set with `gw_pairing_decision_approve` or
@@ -403,8 +403,58 @@ pub unsafe extern "C" fn gw_device_token_revoke(
     })
 }
 
-/// Frees a string the library returned through an `out_json` argument (`gw_pairing_requests`,
-/// `gw_paired_devices`). NULL is harmless. Any thread.
+/// Issues a bootstrap token (a setup code) for the profile `profile_json` (SPEC §11.7 step
+/// 2): `{"roles": ["node"], "scopes": [...]?, "deviceId": "..."?, "publicKey": "..."?,
+/// "ttlMs": 600000?}`. A device that sends the token as `auth.bootstrapToken` with a signed
+/// `device` block, in one of `roles` and within `scopes`, connects without the shared secret
+/// (authMethod `bootstrap-token`), is paired with `roles` and `scopes`, and gets its device
+/// token in `hello-ok`. The token is good once, for `ttlMs` (default 600000, Node's); with
+/// `deviceId`/`publicKey` only that device may use it. The store keeps only its hash.
+///
+/// `*out_token` is the token (43 characters of base64url), a new NUL-terminated string the
+/// caller frees with `gw_string_free`. `GW_ERR_NULL_ARGUMENT` when an argument is NULL,
+/// `GW_ERR_INVALID_ARGUMENT` when the profile is not such JSON, names no role or has `ttlMs`
+/// 0, `GW_ERR_RUNTIME` when the store could not be saved (nothing issued). Any thread.
+///
+/// # Safety
+///
+/// `server` is NULL or a live `gw_server`; `profile_json` is NULL or NUL-terminated;
+/// `out_token` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_bootstrap_token_issue(
+    server: *const gw_server,
+    profile_json: *const c_char,
+    out_token: *mut *mut c_char,
+) -> gw_result {
+    const FUNCTION: &str = "gw_bootstrap_token_issue";
+    result_boundary(FUNCTION, || {
+        // SAFETY: forwarded contract.
+        let server = unsafe { live(FUNCTION, server) }?;
+        // SAFETY: forwarded contract.
+        let text = unsafe { utf8_argument(FUNCTION, "profile_json", profile_json) }?;
+        let out = non_null(FUNCTION, "out_token", out_token)?;
+        let profile = serde_json::from_str::<BootstrapProfile>(text).map_err(|err| {
+            fail(
+                gw_result::GW_ERR_INVALID_ARGUMENT,
+                format!(
+                    "{FUNCTION}: profile_json is not a bootstrap profile ({err}): pass e.g. \
+                     {{\"roles\":[\"node\"],\"scopes\":[]}}"
+                ),
+            )
+        })?;
+        let token = server
+            .handle(FUNCTION)?
+            .issue_bootstrap_token(&profile)
+            .map_err(|err| pairing_failure(FUNCTION, &err))?;
+        // SAFETY: writable, by the contract.
+        unsafe { write_json(out, token) };
+        Ok(())
+    })
+}
+
+/// Frees a string the library returned through an `out_json` or `out_token` argument
+/// (`gw_pairing_requests`, `gw_paired_devices`, `gw_bootstrap_token_issue`). NULL is
+/// harmless. Any thread.
 ///
 /// # Safety
 ///
@@ -459,6 +509,7 @@ unsafe fn scopes_argument(
 fn pairing_failure(function: &str, err: &PairingError) -> gw_result {
     let result = match err {
         PairingError::Write { .. } => gw_result::GW_ERR_RUNTIME,
+        PairingError::InvalidBootstrapProfile(_) => gw_result::GW_ERR_INVALID_ARGUMENT,
         _ => gw_result::GW_ERR_NOT_FOUND,
     };
     fail(result, format!("{function}: {err}"))

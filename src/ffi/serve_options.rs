@@ -24,7 +24,7 @@ pub struct gw_serve_options {
 /// New serve options with the defaults: worker threads = cores (at most 4), drop timeout
 /// 5000 ms, only loopback origins, handshake timeout 15000 ms, tick and ping every 30000 ms,
 /// request timeout 30000 ms, 10000 connections, 64 KiB before the handshake, 25 MiB frames,
-/// 50 MiB buffered per client, 10 wrong secrets per 60000 ms lock a peer out for 60000 ms,
+/// 50 MiB buffered per client, 10 wrong secrets per 60000 ms lock a peer out for 300000 ms,
 /// and this library's version as `server.version`.
 ///
 /// Returns a new `gw_serve_options` that the caller owns and frees with
@@ -344,8 +344,11 @@ pub unsafe extern "C" fn gw_serve_options_set_max_buffered_bytes(
     }
 }
 
-/// Throttling of wrong secrets per peer address: a peer that gives `max_failures` wrong
-/// secrets within `window_ms` is refused for `lockout_ms` (default 10, 60000 ms, 60000 ms).
+/// Throttling of wrong credentials per client: a client that gives `max_failures` wrong
+/// secrets within `window_ms` is refused for `lockout_ms` (default 10, 60000 ms, 300000 ms,
+/// Node's `gateway.auth.rateLimit`). Counted per client and per credential class (shared
+/// secret, device token, bootstrap token); loopback peers without `Origin` are never locked
+/// out, their wrong secrets are answered late instead (250 ms doubling to 5000 ms).
 ///
 /// `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
 ///

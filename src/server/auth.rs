@@ -1,11 +1,8 @@
 //! Shared-secret auth for the `connect` handshake (SPEC §11.7): a constant-time comparison,
-//! the auth-failure answer with Node's hints and details, and a per-peer throttle of repeated
-//! failures.
+//! the auth-failure answer with Node's hints and details, and the knobs of the limiter of
+//! repeated failures (`rate_limit.rs`).
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -13,14 +10,18 @@ use sha2::{Digest, Sha256};
 use super::protocol::MethodError;
 use crate::options::Auth;
 
-/// How many wrong secrets a peer (by IP address) may send before it is refused for a while.
+/// How many wrong credentials a client may send before it is refused for a while, counted
+/// per client (IP address, or browser origin) and per credential class (shared secret, device
+/// token, bootstrap token) as Node's `gateway.auth.rateLimit` (SPEC §11.7; ARL:41-44).
+/// Loopback peers without an `Origin` header are never locked out; their wrong shared secrets
+/// are answered late instead (250 ms, doubling to 5 s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthThrottle {
     /// Failures allowed within `window` (default 10).
     pub max_failures: u32,
     /// The window the failures are counted in (default 60 s).
     pub window: Duration,
-    /// How long a peer is refused once it passed `max_failures` (default 60 s).
+    /// How long a client is refused once it reached `max_failures` (default 300 s, Node's).
     pub lockout: Duration,
 }
 
@@ -28,8 +29,8 @@ impl Default for AuthThrottle {
     fn default() -> Self {
         Self {
             max_failures: 10,
-            window: Duration::from_secs(60),
-            lockout: Duration::from_secs(60),
+            window: Duration::from_millis(60_000),
+            lockout: Duration::from_millis(300_000),
         }
     }
 }
@@ -167,14 +168,6 @@ impl AuthReason {
             Self::RateLimited { .. } => "AUTH_RATE_LIMITED",
         }
     }
-
-    /// A wrong credential (counted by the throttle), not a missing one.
-    pub fn is_wrong_secret(self) -> bool {
-        !matches!(
-            self,
-            Self::TokenMissing | Self::PasswordMissing | Self::RateLimited { .. }
-        )
-    }
 }
 
 /// Who failed to authenticate, for the hints and details of the answer (MH:669-704;
@@ -271,72 +264,6 @@ pub fn failure_error(reason: AuthReason, who: FailedConnect<'_>) -> MethodError 
             error.with_retry(true, Some(retry_after.as_millis().max(1) as u64))
         }
         _ => error,
-    }
-}
-
-#[derive(Debug)]
-struct Failures {
-    count: u32,
-    window_start: Instant,
-    locked_until: Option<Instant>,
-}
-
-/// Failures per peer address; bounded, old entries are dropped.
-#[derive(Debug)]
-pub struct Throttle {
-    policy: AuthThrottle,
-    peers: Mutex<HashMap<IpAddr, Failures>>,
-}
-
-const MAX_TRACKED_PEERS: usize = 4096;
-
-impl Throttle {
-    pub fn new(policy: AuthThrottle) -> Self {
-        Self {
-            policy,
-            peers: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// `Some(retry_after)` while `peer` is locked out.
-    pub fn locked(&self, peer: IpAddr) -> Option<Duration> {
-        let now = Instant::now();
-        let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        let until = peers.get(&peer)?.locked_until?;
-        (until > now).then(|| until - now)
-    }
-
-    /// Counts a wrong secret from `peer`.
-    pub fn failed(&self, peer: IpAddr) {
-        let now = Instant::now();
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&peer) {
-            let policy = self.policy;
-            peers.retain(|_, f| {
-                f.locked_until.is_some_and(|u| u > now) || now - f.window_start < policy.window
-            });
-        }
-        let entry = peers.entry(peer).or_insert(Failures {
-            count: 0,
-            window_start: now,
-            locked_until: None,
-        });
-        if now - entry.window_start >= self.policy.window {
-            entry.count = 0;
-            entry.window_start = now;
-        }
-        entry.count += 1;
-        if entry.count >= self.policy.max_failures {
-            entry.locked_until = Some(now + self.policy.lockout);
-            entry.count = 0;
-            entry.window_start = now;
-        }
-    }
-
-    /// A peer that authenticated starts again from zero.
-    pub fn succeeded(&self, peer: IpAddr) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.remove(&peer);
     }
 }
 
@@ -470,20 +397,5 @@ mod tests {
             revoked.details.unwrap()["code"],
             "AUTH_DEVICE_TOKEN_MISMATCH"
         );
-    }
-
-    #[test]
-    fn throttle_locks_out_and_forgets() {
-        let throttle = Throttle::new(AuthThrottle {
-            max_failures: 2,
-            ..AuthThrottle::default()
-        });
-        let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        throttle.failed(peer);
-        assert!(throttle.locked(peer).is_none());
-        throttle.failed(peer);
-        assert!(throttle.locked(peer).is_some());
-        throttle.succeeded(peer);
-        assert!(throttle.locked(peer).is_none());
     }
 }

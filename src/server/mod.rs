@@ -9,6 +9,7 @@ mod pairing;
 mod presence;
 mod probes;
 mod protocol;
+mod rate_limit;
 mod scopes;
 mod ws;
 
@@ -32,9 +33,9 @@ use tokio::sync::{mpsc, watch};
 pub use auth::AuthThrottle;
 pub use lifecycle::{GatewayState, ShutdownReport, StateHandler};
 pub use pairing::{
-    DEVICE_STORE_FILE, DefaultPairingPolicy, Locality, PAIRING_REQUEST_TTL_MS, PairedDevice,
-    PairingContext, PairingDecision, PairingError, PairingOptions, PairingPolicy, PairingReason,
-    PairingRequest, silent_local_approval,
+    BOOTSTRAP_TOKEN_TTL_MS, BootstrapProfile, DEVICE_STORE_FILE, DefaultPairingPolicy, Locality,
+    PAIRING_REQUEST_TTL_MS, PairedDevice, PairingContext, PairingDecision, PairingError,
+    PairingOptions, PairingPolicy, PairingReason, PairingRequest, silent_local_approval,
 };
 pub use probes::Phase;
 pub use protocol::{MethodError, PROTOCOL_VERSION};

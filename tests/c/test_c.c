@@ -1041,6 +1041,26 @@ static void case_pairing_calls(void) {
     CHECK(strcmp(json, "[]") == 0);
     gw_string_free(json);
 
+    /* Bootstrap tokens: the profile is checked; the token is 43 characters of base64url. */
+    char *token = NULL;
+    CHECK_RESULT(gw_bootstrap_token_issue(NULL, "{\"roles\":[\"node\"]}", &token),
+                 GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_bootstrap_token_issue(server, NULL, &token), GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_bootstrap_token_issue(server, "{\"roles\":[\"node\"]}", NULL),
+                 GW_ERR_NULL_ARGUMENT);
+    CHECK_RESULT(gw_bootstrap_token_issue(server, "{\"role\":\"node\"}", &token),
+                 GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "profile_json is not a bootstrap profile") != NULL);
+    CHECK_RESULT(gw_bootstrap_token_issue(server, "{\"roles\":[]}", &token),
+                 GW_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(gw_last_error_message(), "names no role") != NULL);
+    CHECK(token == NULL);
+    CHECK_RESULT(gw_bootstrap_token_issue(
+                     server, "{\"roles\":[\"node\"],\"scopes\":[],\"ttlMs\":60000}", &token),
+                 GW_OK);
+    CHECK(token != NULL && strlen(token) == 43 && strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == 43);
+    gw_string_free(token);
+
     CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
     CHECK(atomic_load(&frees) == 4 && atomic_load(&pairing_policy_calls) == 0);
     printf("ok pairing_calls\n");
@@ -1417,6 +1437,7 @@ static int run_serve(void) {
  *   reject <request id>   gw_pairing_reject    → "reject <result>"
  *   devices               gw_paired_devices    → "devices <json>"
  *   revoke <device id>    gw_device_token_revoke(operator) → "revoke <result>"
+ *   bootstrap <profile>   gw_bootstrap_token_issue → "bootstrap <token>" or "bootstrap <result>"
  * EOF: shuts down and prints "stopped <result>" once the policy's userdata is freed.
  */
 static void host_pairing_decide(void *userdata, const char *request_json, size_t request_len,
@@ -1470,6 +1491,14 @@ static int run_pairing(void) {
         } else if (sscanf(line, "revoke %255s", argument) == 1) {
             say("revoke %s\n",
                 gw_result_name(gw_device_token_revoke(server, argument, "operator")));
+        } else if (sscanf(line, "bootstrap %255[^\n]", argument) == 1) {
+            gw_result issued = gw_bootstrap_token_issue(server, argument, &json);
+            if (issued == GW_OK) {
+                say("bootstrap %s\n", json);
+                gw_string_free(json);
+            } else {
+                say("bootstrap %s\n", gw_result_name(issued));
+            }
         } else {
             fprintf(stderr, "FAIL unknown command %s", line);
             return 1;

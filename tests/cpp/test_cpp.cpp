@@ -520,6 +520,14 @@ int main(int argc, char **argv) {
             CHECK(server.remove_paired_device("dev-a"));
             CHECK(!server.remove_paired_device("dev-a"));
             CHECK(server.paired_devices() == "[]");
+            CHECK(server.issue_bootstrap_token(R"({"roles":["node"],"ttlMs":60000})").size() == 43);
+            try {
+                (void)server.issue_bootstrap_token(R"({"roles":[]})");
+                CHECK(false);
+            } catch (const gateway::Error &error) {
+                CHECK(error.code() == gateway::Code::invalid_argument);
+                CHECK(std::string(error.what()).find("names no role") != std::string::npos);
+            }
             CHECK(server.shutdown(2s));
         }
         CHECK(guard.use_count() == 1); // the library destroyed the policy

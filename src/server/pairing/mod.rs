@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use policy::{DefaultPairingPolicy, silent_local_approval};
-pub use store::{DEVICE_STORE_FILE, DeviceStore, PAIRING_REQUEST_TTL_MS};
+pub use store::{BOOTSTRAP_TOKEN_TTL_MS, DEVICE_STORE_FILE, DeviceStore, PAIRING_REQUEST_TTL_MS};
 
 /// Where a connection comes from, as pairing sees it (SPEC §11.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -170,6 +170,45 @@ pub struct PendingOutcome {
     pub superseded: Vec<PairingRequest>,
 }
 
+/// What a bootstrap token (a setup code) lets a device do (SPEC §11.7 step 2; WRK:1911-1930):
+/// a `connect` with a signed `device` block and `auth.bootstrapToken` authenticates as
+/// `bootstrap-token`, in one of `roles` with scopes within `scopes`, and pairs the device with
+/// these roles and scopes. The token is good once, for `ttl_ms`.
+///
+/// As JSON (the C ABI): `{"roles":["node"],"scopes":[],"deviceId":"…","publicKey":"…",
+/// "ttlMs":600000}`, all but `roles` optional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BootstrapProfile {
+    /// The roles the device may take and is paired with (`operator`, `node`); at least one.
+    pub roles: Vec<String>,
+    /// The scopes it may ask for and is paired with.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Only this device may use the token (else the first device that presents it binds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Only the device with this public key (base64url) may use the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    /// How long the token is valid, from now (default [`BOOTSTRAP_TOKEN_TTL_MS`], Node's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+impl BootstrapProfile {
+    /// A profile for `roles` and `scopes`, for any device, valid for Node's 10 minutes.
+    pub fn new(roles: Vec<String>, scopes: Vec<String>) -> Self {
+        Self {
+            roles,
+            scopes,
+            device_id: None,
+            public_key: None,
+            ttl_ms: None,
+        }
+    }
+}
+
 /// Why a host's pairing call ([`GatewayHandle::approve_pairing`] and its siblings) did nothing.
 ///
 /// [`GatewayHandle::approve_pairing`]: crate::GatewayHandle::approve_pairing
@@ -193,6 +232,9 @@ pub enum PairingError {
         /// The role asked for.
         role: String,
     },
+    /// A bootstrap profile that cannot be issued.
+    #[error("bootstrap profile refused: {0}")]
+    InvalidBootstrapProfile(String),
     /// The store file could not be written; nothing changed.
     #[error(
         "could not save the device store {}: {source}; nothing was changed: make its directory \

@@ -42,6 +42,10 @@ pub const DEVICE_STORE_FILE: &str = "gateway/devices.json";
 /// (`device-pairing-identity-BnU9nqx2.mjs:515,526`).
 pub const PAIRING_REQUEST_TTL_MS: u64 = 300_000;
 
+/// A bootstrap token is good for this long after it was issued, unless its profile says
+/// otherwise (`device-bootstrap.worker-types-*.mjs:2`).
+pub const BOOTSTRAP_TOKEN_TTL_MS: u64 = 600_000;
+
 /// The file format's version; a file with another one is refused, not rewritten.
 const FORMAT_VERSION: u32 = 1;
 
@@ -52,6 +56,9 @@ struct StoreFile {
     version: u32,
     devices: Vec<StoredDevice>,
     pending: Vec<StoredRequest>,
+    /// Bootstrap tokens issued and not yet used or expired (`bootstrap.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    bootstrap: Vec<bootstrap::StoredBootstrap>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -121,11 +128,13 @@ impl StoredRequest {
 struct State {
     devices: HashMap<String, StoredDevice>,
     pending: Vec<StoredRequest>,
+    bootstrap: Vec<bootstrap::StoredBootstrap>,
 }
 
 impl State {
     fn prune_expired(&mut self, now: u64) {
         self.pending.retain(|p| !p.expired(now));
+        self.bootstrap.retain(|b| !b.expired(now));
     }
 
     fn to_file(&self) -> StoreFile {
@@ -135,6 +144,7 @@ impl State {
             version: FORMAT_VERSION,
             devices,
             pending: self.pending.clone(),
+            bootstrap: self.bootstrap.clone(),
         }
     }
 }
@@ -207,6 +217,7 @@ impl DeviceStore {
                 }
             }
             state.pending = file.pending;
+            state.bootstrap = file.bootstrap;
             state.prune_expired(now_ms());
         }
         Ok(Self {
@@ -751,5 +762,6 @@ fn replacement(
     incoming
 }
 
+mod bootstrap;
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::credentials::AuthAttempt;
 use super::session::Session;
 use crate::options::Auth;
 use crate::server::auth::{self, AuthReason, FailedConnect};
@@ -108,17 +109,9 @@ impl Session {
         let direct_local = self.ingress.kind == IngressKind::DirectLocal;
         let mut scopes = params.scopes.clone();
 
-        // 1. The shared secret (NCR:190-249).
-        let shared = match endpoint.throttle.locked(ip) {
-            Some(retry_after) if endpoint.auth != Auth::None => {
-                Err(AuthReason::RateLimited { retry_after })
-            }
-            _ => auth::check_shared(
-                &endpoint.auth,
-                params.token.as_deref(),
-                params.password.as_deref(),
-            ),
-        };
+        // 1. The shared secret (NCR:190-249), unless the client is locked out (SPEC §11.7).
+        let mut attempt = self.auth_attempt();
+        let shared = self.check_shared_limited(&mut attempt, params);
         let shared_auth_ok = shared.is_ok() && endpoint.auth != Auth::None;
         let mut auth_ok = shared.is_ok();
         let mut auth_method = auth::mode_method(&endpoint.auth);
@@ -196,7 +189,7 @@ impl Session {
                 failed_connect.token || failed_connect.password,
                 failure,
             ) {
-                self.refuse_unauthorized(id, reason, failed_connect);
+                self.refuse_unauthorized(id, reason, failed_connect, &attempt);
                 return None;
             } else {
                 let message = "device identity required";
@@ -209,7 +202,6 @@ impl Session {
             if !backend && !local_cli(here, auth_method) && shared_secret(auth_method) {
                 scopes.clear();
             }
-            self.auth_succeeded(auth_method);
             return Some(Admitted {
                 scopes: self.cap_scopes(scopes),
                 auth_method,
@@ -247,23 +239,35 @@ impl Session {
             }
         };
 
-        // 4. Bootstrap token: this core issues none, so every one is invalid; that matters
-        // only when the shared secret failed (NCR:250-293).
-        if !auth_ok && auth::present(params.bootstrap_token.as_deref()).is_some() {
-            failure = Some(AuthReason::BootstrapTokenInvalid);
+        // 4. Bootstrap token: checked whenever one is sent; its failure matters only when the
+        // shared secret failed too (NCR:250-293).
+        let bootstrap = auth::present(params.bootstrap_token.as_deref());
+        let mut bootstrap_profile = None;
+        if let Some(token) = bootstrap {
+            match self.check_bootstrap(&mut attempt, token, &proven, role, &scopes) {
+                Ok(profile) => {
+                    auth_ok = true;
+                    auth_method = "bootstrap-token";
+                    bootstrap_profile = Some(profile);
+                }
+                Err(reason) if !auth_ok => failure = Some(reason),
+                Err(_) => {}
+            }
         }
         // 5. Device token, only while still unauthenticated (NCR:294-336).
         let explicit = auth::present(params.device_token.as_deref());
         let candidate = explicit.or(auth::present(params.token.as_deref()));
-        let locked = matches!(failure, Some(AuthReason::RateLimited { .. }));
-        if !auth_ok
-            && !locked
-            && let Some(candidate) = candidate
-        {
-            match endpoint
+        let locked = (!auth_ok && candidate.is_some())
+            .then(|| self.device_token_locked(&attempt))
+            .flatten();
+        if let Some(retry_after) = locked {
+            failure = Some(AuthReason::RateLimited { retry_after });
+        } else if !auth_ok && let Some(candidate) = candidate {
+            let verified = endpoint
                 .devices
-                .verify_device_token(&proven.id, role, candidate, &scopes)
-            {
+                .verify_device_token(&proven.id, role, candidate, &scopes);
+            self.device_token_checked(&attempt, verified.is_ok());
+            match verified {
                 Ok(()) => {
                     auth_ok = true;
                     auth_method = "device-token";
@@ -277,7 +281,7 @@ impl Session {
         }
         if !auth_ok {
             let reason = failure.unwrap_or(AuthReason::TokenMissing);
-            self.refuse_unauthorized(id, reason, failed_connect);
+            self.refuse_unauthorized(id, reason, failed_connect, &attempt);
             return None;
         }
         let here = locality(shared_auth_ok, auth_method);
@@ -299,7 +303,16 @@ impl Session {
                 }
                 Some(_) => None,
             };
-            if let Some(reason) = reason {
+            // A bootstrap token pairs its device as its profile says (SPEC §11.5 `bootstrap`).
+            let by_bootstrap = match (reason, &bootstrap_profile) {
+                (Some(reason), Some(profile)) => {
+                    self.pair_by_bootstrap(params, role, &proven, reason, profile)
+                }
+                _ => None,
+            };
+            if by_bootstrap.is_some() {
+                paired = by_bootstrap;
+            } else if let Some(reason) = reason {
                 let context = PairingContext {
                     reason,
                     locality: here,
@@ -334,7 +347,10 @@ impl Session {
             self.refuse(id, MethodError::new("NOT_PAIRED", message), message);
             return None;
         }
-        self.auth_succeeded(auth_method);
+        if let Some(token) = bootstrap.filter(|_| auth_method == "bootstrap-token") {
+            // Single use: spent once its device is in (WRK:1979-2000).
+            endpoint.devices.consume_bootstrap_token(token);
+        }
         let recovery_scope = self.recovery_scope(
             role,
             auth_method,
@@ -376,20 +392,23 @@ impl Session {
         }
     }
 
-    fn auth_succeeded(&self, auth_method: &str) {
-        if auth_method != "none" {
-            self.endpoint.throttle.succeeded(self.peer.ip());
-        }
-    }
-
-    /// The auth-failure answer of SPEC §11.7; a wrong credential counts toward the throttle.
-    fn refuse_unauthorized(&mut self, id: &Value, reason: AuthReason, who: FailedConnect<'_>) {
-        if reason.is_wrong_secret() {
-            self.endpoint.throttle.failed(self.peer.ip());
-        }
+    /// The auth-failure answer of SPEC §11.7; the attempt's wrong shared secret and bootstrap
+    /// token count toward the limiter, and a loopback peer's answer may be held back.
+    fn refuse_unauthorized(
+        &mut self,
+        id: &Value,
+        reason: AuthReason,
+        who: FailedConnect<'_>,
+        attempt: &AuthAttempt,
+    ) {
+        let delay = self.settle_failures(attempt);
         let error = auth::failure_error(reason, who);
         let message = error.message.clone();
-        self.refuse(id, error, &message);
+        if delay.is_zero() {
+            self.refuse(id, error, &message);
+        } else {
+            self.hold_refusal(id, error, message, delay);
+        }
     }
 
     /// `requirePairing(reason)` (MH:1997-2184): files or refreshes the pending request, asks

@@ -11,8 +11,8 @@ use super::hub::Hub;
 use super::options::ProtocolOptions;
 use super::state::SystemPresence;
 use crate::options::{Auth, Logger, ResolvedOptions};
-use crate::server::auth::Throttle;
 use crate::server::pairing::{DeviceStore, PairingPolicy};
+use crate::server::rate_limit::RateLimiter;
 use crate::server::scopes;
 
 /// The events every gateway emits, listed first in `hello-ok`'s `features.events`.
@@ -50,7 +50,11 @@ pub(crate) struct Endpoint {
     pub(super) hub: Arc<Hub>,
     pub(super) options: ProtocolOptions,
     pub(super) auth: Auth,
-    pub(super) throttle: Throttle,
+    /// Failed credentials of clients without an `Origin` header; loopback is never locked
+    /// out, only slowed (SPEC §11.7).
+    pub(super) throttle: RateLimiter,
+    /// Failed credentials of clients with an `Origin` header: nobody is exempt (SS:4794-4798).
+    pub(super) browser_throttle: RateLimiter,
     /// Node's 30-a-minute budget for control-plane writes (SPEC §12.2).
     pub(super) control_plane: ControlPlaneBudget,
     pub(super) handlers: Handlers,
@@ -112,7 +116,8 @@ impl Endpoint {
                 handlers.event_gates(),
                 Arc::clone(&devices),
             ),
-            throttle: Throttle::new(options.auth_throttle),
+            throttle: RateLimiter::new(options.auth_throttle, true),
+            browser_throttle: RateLimiter::new(options.auth_throttle, false),
             control_plane: ControlPlaneBudget::default(),
             methods,
             options,

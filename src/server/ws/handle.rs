@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use serde_json::{Value, json};
 
 use super::hub::Hub;
-use crate::server::pairing::{PairedDevice, PairingError, PairingRequest};
+use crate::server::pairing::{BootstrapProfile, PairedDevice, PairingError, PairingRequest};
 use crate::server::protocol::{MethodError, now_ms};
 
 /// Talks to a running gateway's clients from any thread: events, deferred answers, the health
@@ -121,6 +121,20 @@ impl GatewayHandle {
         self.hub.devices.try_revoke_device_token(device_id, role)?;
         self.hub.close_device_connections(device_id, Some(role));
         Ok(())
+    }
+
+    /// Issues a bootstrap token (a setup code) for `profile` (SPEC §11.7 step 2): a device
+    /// that sends it as `auth.bootstrapToken` with a signed `device` block, in one of the
+    /// profile's roles and within its scopes, connects without the shared secret, is paired
+    /// with the profile's roles and scopes, and gets its device token in `hello-ok`. The token
+    /// (32 random bytes, base64url) is good once, for `profile.ttl_ms` (default 10 minutes);
+    /// the store keeps only its hash. Errors: a profile with no role or a zero lifetime, or a
+    /// store that cannot be written.
+    pub fn issue_bootstrap_token(
+        &self,
+        profile: &BootstrapProfile,
+    ) -> Result<String, PairingError> {
+        self.hub.devices.issue_bootstrap_token(profile)
     }
 
     /// SPEC §11.5: `device.pair.resolved` `{requestId, deviceId, decision, ts}`.

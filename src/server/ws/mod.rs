@@ -7,6 +7,7 @@
 mod admission;
 mod budget;
 mod conn;
+mod credentials;
 mod endpoint;
 mod flood;
 mod handle;

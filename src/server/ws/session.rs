@@ -43,6 +43,9 @@ pub(super) struct Session {
     pub client: Option<Arc<ClientInfo>>,
     /// A close frame is queued (or came in): nothing more is read but the peer's close.
     pub closing: bool,
+    /// An auth-failure answer held back before it is sent (a loopback peer's wrong shared
+    /// secret, SPEC §11.7).
+    pub held_refusal: Option<super::credentials::HeldRefusal>,
 }
 
 impl Session {
@@ -109,6 +112,10 @@ impl Session {
                     }
                     let was_open = self.client.is_some();
                     self.on_message(message);
+                    if let Some(held) = self.held_refusal.take() {
+                        tokio::time::sleep(held.delay).await;
+                        self.send_held(held);
+                    }
                     if self.closing {
                         deadline.as_mut().reset(tokio::time::Instant::now() + CLOSE_LINGER);
                         deadline_armed = true;

@@ -136,6 +136,7 @@ async fn serve(
         budget,
         client: None,
         closing: !admitted,
+        held_refusal: None,
     };
     session.run(stream, writer).await;
     endpoint.hub.unregister(conn.id);

@@ -66,6 +66,15 @@ final class PairingPolicyBox: Sendable {
     }
 }
 
+/// The profile `gw_bootstrap_token_issue` reads (absent optionals are left out).
+private struct BootstrapProfileJSON: Encodable {
+    let roles: [String]
+    let scopes: [String]
+    let deviceId: String?
+    let publicKey: String?
+    let ttlMs: UInt64?
+}
+
 /// `len` bytes of UTF-8 from the library, copied.
 private func text(_ bytes: UnsafePointer<CChar>?, _ length: Int) -> String {
     String(decoding: UnsafeRawBufferPointer(start: bytes.map(UnsafeRawPointer.init), count: length), as: UTF8.self)
@@ -110,6 +119,37 @@ extension GatewayServer {
     /// Throws `.notFound` when the device has no active token for the role.
     public func revokeDeviceToken(deviceID: String, role: String) throws {
         try withServerCall { gw_device_token_revoke($0, deviceID, role) }
+    }
+
+    /// Issues a bootstrap token (a setup code) for a profile (SPEC §11.7 step 2): a device that
+    /// sends it as `auth.bootstrapToken` with a signed device block, in one of `roles` and
+    /// within `scopes`, connects without the shared secret, is paired with `roles` and
+    /// `scopes`, and gets its device token. Good once, for `ttl` (default 10 minutes, Node's);
+    /// with `deviceID`/`publicKey` only that device may use it. Throws `.invalidArgument` for
+    /// no role or a zero `ttl`, `.runtime` when the store could not be saved.
+    public func issueBootstrapToken(
+        roles: [String], scopes: [String] = [], deviceID: String? = nil, publicKey: String? = nil,
+        ttl: Duration? = nil
+    ) throws -> String {
+        var ttlMs: UInt64?
+        if let ttl {
+            let ms: UInt64 = try milliseconds(ttl, "ttl")
+            ttlMs = ms
+        }
+        let profile = BootstrapProfileJSON(
+            roles: roles, scopes: scopes, deviceId: deviceID, publicKey: publicKey, ttlMs: ttlMs)
+        let json = try GatewayJSON(profile).text
+        var token: String?
+        try withServerCall { server in
+            var out: UnsafeMutablePointer<CChar>?
+            let code = gw_bootstrap_token_issue(server, json, &out)
+            if code == GW_OK.rawValue, let out {
+                token = String(cString: out)
+                gw_string_free(out)
+            }
+            return code
+        }
+        return token ?? ""
     }
 
     /// A call that gives back a string the library allocated (freed here).

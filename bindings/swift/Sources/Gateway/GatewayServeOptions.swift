@@ -4,8 +4,9 @@ import CGateway
 /// policies. A field left `nil` keeps the library's default; the library checks each value
 /// when `GatewayServer.serve` is called and throws `.invalidArgument` naming a bad one.
 public struct GatewayServeOptions: Sendable, Equatable {
-    /// Throttling of wrong secrets per peer address: a peer that gives `maxFailures` wrong
-    /// secrets within `window` is refused for `lockout`.
+    /// Throttling of wrong credentials per client (address, or browser origin) and credential
+    /// class (shared secret, device token, bootstrap token): a client that gives `maxFailures`
+    /// wrong ones within `window` is refused for `lockout`.
     public struct AuthThrottle: Sendable, Equatable {
         public var maxFailures: Int
         public var window: Duration
@@ -45,7 +46,8 @@ public struct GatewayServeOptions: Sendable, Equatable {
     /// Unsent bytes a client may have queued before it is closed as a slow consumer (default
     /// 50 MiB).
     public var maxBufferedBytes: Int?
-    /// Default: 10 wrong secrets per minute lock a peer out for a minute.
+    /// Default (Node's): 10 wrong credentials per minute lock a client out for five minutes;
+    /// a loopback peer without `Origin` is never locked out, only answered late.
     public var authThrottle: AuthThrottle?
     /// `server.version` in `hello-ok` (default the library's version).
     public var serverVersion: String?

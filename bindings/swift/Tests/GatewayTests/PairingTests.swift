@@ -107,6 +107,12 @@ final class PairingTests: XCTestCase {
         XCTAssertThrowsError(try server.revokeDeviceToken(deviceID: "dev-a", role: "operator"))
         try server.removePairedDevice("dev-a")
         XCTAssertEqual(try server.pairedDevices().text, "[]")
+        let setupCode = try server.issueBootstrapToken(roles: ["node"], ttl: .seconds(60))
+        XCTAssertEqual(setupCode.count, 43, setupCode)
+        XCTAssertThrowsError(try server.issueBootstrapToken(roles: [])) { error in
+            guard case .invalidArgument(let message) = error as? GatewayError else { return XCTFail("\(error)") }
+            XCTAssertTrue(message.contains("names no role"), message)
+        }
         try await server.shutdown(timeout: .seconds(2))
         XCTAssertThrowsError(try server.pairingRequests()) { error in
             guard case .notFound = error as? GatewayError else { return XCTFail("\(error)") }

@@ -323,6 +323,7 @@ fn a_pending_request_expires_300000_ms_after_it_was_last_asked_for() {
                 Some(now - 1_000),
             ),
         ],
+        bootstrap: Vec::new(),
     };
     write_atomically(&path, &file).unwrap();
     let store = open(&path);
