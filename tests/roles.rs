@@ -10,19 +10,25 @@ use std::sync::{Arc, Mutex};
 
 use gateway::{Auth, Handlers, MethodError, MethodRequest, ProtocolOptions};
 use serde_json::{Value, json};
-use wsclient::{Client, TestGateway, assert_error, connect_params};
+use wsclient::{Client, DeviceKey, TestGateway, assert_error, connect_params};
 
-/// A connection through the handshake with `role` and `scopes`, as it is made today (auth mode
-/// none, no device block); the one place to change when node connections need a device
-/// identity and a device token (SPEC §12.1).
+/// A connection through the handshake with `role` and `scopes` (auth mode none): an operator
+/// as a local backend (which keeps the scopes it asks for, SPEC §11.4), a node as OpenClaw's
+/// node host with a device identity, paired silently on loopback and given its device token in
+/// this handshake (SPEC §12.1).
 async fn connect_as(server: &TestGateway, role: &str, scopes: &[&str]) -> (Client, Value) {
     let mut params = connect_params();
     params["role"] = json!(role);
     params["scopes"] = json!(scopes);
-    if role == "node" {
-        params["client"]["mode"] = json!("node");
+    if role != "node" {
+        return Client::connected(server.port, params).await;
     }
-    Client::connected(server.port, params).await
+    params["client"]["id"] = json!("node-host");
+    params["client"]["mode"] = json!("node");
+    let mut client = Client::open(server.port).await;
+    let res = client.connect_signed(&DeviceKey::random(), params).await;
+    assert_eq!(res["ok"], true, "{res}");
+    (client, res["payload"].clone())
 }
 
 /// The methods `openclaw node run` publishes after `hello-ok` (SSM:233-248, 350-370).
