@@ -13,7 +13,7 @@ use super::conn::Conn;
 use super::handlers::ClientInfo;
 use super::options::ProtocolOptions;
 use super::pending::{Pending, PendingRequests};
-use super::state::{HealthCache, HealthSource};
+use super::state::{HealthCache, HealthSource, RefreshGate};
 use crate::options::{LogLevel, Logger};
 use crate::server::pairing::DeviceStore;
 use crate::server::presence::{self, Arrival, At, PresenceStore, Recipient};
@@ -45,6 +45,8 @@ pub(crate) struct Hub {
     pending: Mutex<PendingRequests>,
     health: RwLock<HealthCache>,
     health_source: Option<HealthSource>,
+    /// The refresh in flight, which concurrent refreshes share.
+    health_refresh: RefreshGate,
     health_interval: Duration,
     presence: Mutex<PresenceStore>,
     /// `server.bootId` of `hello-ok`: one UUID per gateway (SS:5427-5429).
@@ -87,6 +89,7 @@ impl Hub {
             pending: Mutex::new(PendingRequests::new(options.request_timeout)),
             health: RwLock::new(HealthCache::default()),
             health_source: options.health_source.clone(),
+            health_refresh: RefreshGate::default(),
             health_interval: options.health_refresh_interval,
             presence: Mutex::new(PresenceStore::new(presence::own_entry(
                 &options.server_version,
@@ -276,7 +279,13 @@ impl Hub {
 
     /// SPEC §12.7: a new snapshot from the host's source (or, without one, the last snapshot
     /// the host set, else a plain "ok"), cached and sent as a `health` event.
+    ///
+    /// The timer, a stale `health` request and the after-connect refresh can ask at once: one
+    /// refresh runs, and the others wait for it and share its snapshot ([`RefreshGate`]).
     pub fn refresh_health(&self) {
+        let Some(_turn) = self.health_refresh.enter() else {
+            return;
+        };
         let snapshot = match &self.health_source {
             Some(source) => {
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.produce())) {
@@ -561,5 +570,69 @@ mod tests {
             r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":7}"#
         );
         assert_eq!(frame, protocol::event("tick", &json!({ "ts": 1 }), Some(7)));
+    }
+
+    /// A slow source, and the timer, a stale `health` request and an after-connect refresh
+    /// asking while it runs: the source runs once, `stateVersion.health` moves once, and every
+    /// caller gets that refresh's snapshot.
+    #[test]
+    fn concurrent_refreshes_share_the_one_in_flight() {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::mpsc;
+
+        let calls = Arc::new(AtomicU64::new(0));
+        let (entered_tx, entered) = mpsc::channel();
+        let entered_tx = Mutex::new(entered_tx);
+        let counted = Arc::clone(&calls);
+        let options = ProtocolOptions {
+            health_source: Some(HealthSource::new(move || {
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = entered_tx.lock().unwrap().send(());
+                std::thread::sleep(Duration::from_millis(500));
+                Some(json!({ "refresh": n }))
+            })),
+            ..ProtocolOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let devices = DeviceStore::open(&dir.path().join("devices.json"), Logger::default());
+        let hub = Hub::new(
+            &options,
+            Logger::default(),
+            HashMap::new(),
+            Arc::new(devices.unwrap()),
+        );
+        let (_, before) = hub.health_state();
+
+        let first = std::thread::spawn({
+            let hub = Arc::clone(&hub);
+            move || hub.refresh_health()
+        });
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first refresh started");
+        let joiners: Vec<_> = (0..3)
+            .map(|_| {
+                let hub = Arc::clone(&hub);
+                std::thread::spawn(move || hub.health())
+            })
+            .chain(std::iter::once(std::thread::spawn({
+                let hub = Arc::clone(&hub);
+                move || {
+                    hub.refresh_health();
+                    hub.health()
+                }
+            })))
+            .collect();
+        first.join().unwrap();
+        for joiner in joiners {
+            assert_eq!(joiner.join().unwrap(), json!({ "refresh": 1 }));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the source ran once");
+        assert_eq!(hub.health_state(), (json!({ "refresh": 1 }), before + 1));
+
+        // Once landed, the next refresh runs the source again.
+        hub.refresh_health();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(hub.health_state().1, before + 2);
     }
 }
