@@ -356,20 +356,23 @@ impl Hub {
     /// SPEC §12.6: records an authenticated client before its `hello-ok` (whose snapshot then
     /// holds its own row), and returns what `hello-ok.snapshot.presence` shows it.
     pub fn presence_join(&self, client: &ClientInfo) -> Vec<Value> {
-        let ip = client.peer.ip();
         let arrival = Arrival {
             conn_id: client.conn_id,
             client: &client.client,
             role: &client.role,
             scopes: &client.scopes,
             device_id: client.device_id.as_deref(),
-            // Node leaves out a direct-local client's address (MH:3199, 3320).
-            ip: (!ip.is_loopback()).then(|| ip.to_canonical().to_string()),
+            ip: presence::reported_ip(client.peer.ip()),
         };
         let reads = presence::readable_by(&client.role, &client.scopes);
+        let node = presence::node_id(
+            &client.role,
+            client.device_id.as_deref(),
+            client.client_id(),
+        );
         let mut store = self.lock_presence();
         let key = store.connect(&arrival, At::now());
-        store.join(client.conn_id, Recipient { key, reads });
+        store.join(client.conn_id, Recipient { key, reads, node });
         if reads {
             store.list(At::now())
         } else {
@@ -394,17 +397,11 @@ impl Hub {
     }
 
     /// A client that completed the handshake is gone: its row stays, marked `disconnect`, and
-    /// readers are told (WSC:421-431).
+    /// readers are told (WSC:421-431), unless it was a node connection a newer one of the same
+    /// node had replaced.
     pub fn presence_leave(&self, conn_id: u64) {
-        let left = {
-            let mut store = self.lock_presence();
-            let left = store.leave(conn_id).and_then(|r| r.key);
-            if let Some(key) = &left {
-                store.disconnect(key, At::now());
-            }
-            left
-        };
-        if left.is_some() {
+        let changed = self.lock_presence().leave(conn_id, At::now());
+        if changed {
             self.broadcast_presence();
         }
     }
