@@ -15,7 +15,7 @@ use gateway::{
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wsclient::{Client, TestGateway, assert_error, connect_params};
+use wsclient::{Client, DeviceKey, TestGateway, assert_error, connect_params};
 
 fn with_scopes(scopes: &[&str]) -> Value {
     let mut params = connect_params();
@@ -136,9 +136,10 @@ async fn protocol_negotiation() {
             (
                 &details["clientMinProtocol"],
                 &details["clientMaxProtocol"],
-                &details["expectedProtocol"]
+                &details["expectedProtocol"],
+                &details["minimumProbeProtocol"]
             ),
-            (&json!(min), &json!(max), &json!(4))
+            (&json!(min), &json!(max), &json!(4), &json!(3))
         );
         assert_eq!(client.closed().await, (1002, "protocol mismatch".into()));
     }
@@ -151,6 +152,41 @@ async fn protocol_negotiation() {
         let (_client, hello) = Client::connected(server.port, params).await;
         assert_eq!(hello["protocol"], 4);
     }
+}
+
+/// A node host (role and mode `node`) may still speak the previous protocol, 3; `hello-ok`
+/// says 4 all the same (MH:579-581, 2362). Another mode with role `node` may not.
+#[tokio::test]
+async fn a_node_host_may_speak_protocol_3() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), Handlers::new());
+    let node = |mode: &str| {
+        let mut params = connect_params();
+        params["role"] = json!("node");
+        params["client"]["mode"] = json!(mode);
+        params["minProtocol"] = json!(3);
+        params["maxProtocol"] = json!(3);
+        params
+    };
+    let mut host = Client::open(server.port).await;
+    let res = host
+        .connect_signed(&DeviceKey::random(), node("node"))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    let hello = &res["payload"];
+    assert_eq!(
+        (&hello["protocol"], &hello["auth"]["role"]),
+        (&json!(4), &json!("node")),
+        "{hello}"
+    );
+    let mut client = Client::open(server.port).await;
+    let res = client.connect_with(node("ui")).await;
+    assert_error(
+        &res,
+        "c1",
+        "INVALID_REQUEST",
+        "protocol mismatch",
+        Some("PROTOCOL_MISMATCH"),
+    );
 }
 
 #[tokio::test]

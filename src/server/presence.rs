@@ -677,10 +677,10 @@ mod tests {
     fn a_node_s_row_is_marked_disconnect_only_by_its_registered_session() {
         let base = Instant::now();
         let mut store = store();
-        let client = client("node");
+        let node_client = client("node");
         let none = Vec::new();
         for conn in [1, 2] {
-            let mut node = arrival(conn, &client, "node", &none);
+            let mut node = arrival(conn, &node_client, "node", &none);
             node.device_id = Some("dev1");
             let key = store.connect(&node, at(base, conn));
             let node = node_id("node", Some("dev1"), "node-host");

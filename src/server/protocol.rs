@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 /// The protocol version this gateway speaks.
 pub const PROTOCOL_VERSION: u64 = 4;
-/// The oldest version a `probe` client may ask for.
+/// The oldest version a `probe` client, or a node host (role and mode `node`), may ask for.
 pub const PROBE_MIN_PROTOCOL: u64 = 3;
 
 /// Close codes (RFC 6455 §7.4.1) the gateway uses.
@@ -656,14 +656,18 @@ pub fn claims_worker(params: Option<&Value>) -> bool {
         })
 }
 
-/// Version negotiation (SPEC §9.4): protocol 4, and 3..4 for `probe` clients.
+/// Version negotiation (SPEC §9.4; MH:576-581): a range holding protocol 4; for a `probe`
+/// client one reaching 3..4; for a node host (role `node`, mode `node`) one holding 3, the
+/// previous node protocol (`hello-ok` still says 4, as Node's does).
 pub fn protocol_accepted(params: &ConnectParams) -> bool {
-    let lowest = if params.mode == "probe" {
-        PROBE_MIN_PROTOCOL
-    } else {
-        PROTOCOL_VERSION
-    };
-    params.max_protocol >= lowest && params.min_protocol <= PROTOCOL_VERSION
+    let (min, max) = (params.min_protocol, params.max_protocol);
+    let current = max >= PROTOCOL_VERSION && min <= PROTOCOL_VERSION;
+    let probe = params.mode == "probe" && max >= PROBE_MIN_PROTOCOL && min <= PROTOCOL_VERSION;
+    let node_host = params.role.as_deref() == Some("node")
+        && params.mode == "node"
+        && max >= PROBE_MIN_PROTOCOL
+        && min <= PROBE_MIN_PROTOCOL;
+    current || probe || node_host
 }
 
 /// The `protocol mismatch` error (SPEC §9.4).
@@ -673,6 +677,7 @@ pub fn protocol_mismatch(params: &ConnectParams) -> MethodError {
         "clientMinProtocol": params.min_protocol,
         "clientMaxProtocol": params.max_protocol,
         "expectedProtocol": PROTOCOL_VERSION,
+        "minimumProbeProtocol": PROBE_MIN_PROTOCOL,
     }))
 }
 
@@ -791,6 +796,41 @@ mod tests {
         assert!(protocol_accepted(&params));
         params.mode = "cli".into();
         assert!(!protocol_accepted(&params));
+        // (role, mode, min, max) → accepted, as MH:576-581 decides.
+        let cases: &[(Option<&str>, &str, u64, u64, bool)] = &[
+            (None, "cli", 4, 4, true),
+            (None, "cli", 1, 9, true),
+            (None, "cli", 3, 3, false),
+            (None, "cli", 5, 5, false),
+            (None, "probe", 3, 3, true),
+            (None, "probe", 2, 3, true),
+            (None, "probe", 2, 2, false),
+            (None, "probe", 5, 6, false),
+            (Some("node"), "node", 3, 3, true),
+            (Some("node"), "node", 2, 3, true),
+            (Some("node"), "node", 2, 2, false),
+            // Holds neither 4 nor 3 for a node host.
+            (Some("node"), "node", 5, 5, false),
+            (Some("node"), "cli", 3, 3, false),
+            (Some("operator"), "node", 3, 3, false),
+            (None, "node", 3, 3, false),
+        ];
+        for (role, mode, min, max, accepted) in cases {
+            params.role = role.map(str::to_owned);
+            params.mode = mode.to_string();
+            (params.min_protocol, params.max_protocol) = (*min, *max);
+            assert_eq!(
+                protocol_accepted(&params),
+                *accepted,
+                "{role:?} {mode} {min}..{max}"
+            );
+        }
+        assert_eq!(
+            protocol_mismatch(&params).details,
+            Some(json!({"code": "PROTOCOL_MISMATCH", "clientMinProtocol": 3,
+                        "clientMaxProtocol": 3, "expectedProtocol": 4,
+                        "minimumProbeProtocol": 3}))
+        );
         assert_eq!(close_reason(&"é".repeat(100)).len(), 120);
         assert_eq!(close_reason(&format!("a{}", "é".repeat(100))).len(), 119);
     }
