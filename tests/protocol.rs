@@ -154,6 +154,41 @@ async fn protocol_negotiation() {
     }
 }
 
+/// `hello-ok.auth.scopes` lists each granted scope once, in the order first asked (MH:531).
+#[tokio::test]
+async fn granted_scopes_are_listed_once() {
+    let server = TestGateway::start(
+        Auth::Token("t".into()),
+        ProtocolOptions::default(),
+        Handlers::new(),
+    );
+    let mut params = with_auth(json!({"token": "t"}));
+    params["scopes"] = json!(["operator.write", "operator.read", "operator.write"]);
+    let (_client, hello) = Client::connected(server.port, params).await;
+    assert_eq!(
+        hello["auth"]["scopes"],
+        json!(["operator.write", "operator.read"]),
+        "{hello}"
+    );
+}
+
+/// A paired node asking again for the `node.*` scopes it was granted is let in: pairing judges
+/// a node's scopes as Node's `roleScopesAllow` does (OSC:38-47), not as operator scopes.
+#[tokio::test]
+async fn a_paired_node_keeps_its_node_scopes() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), Handlers::new());
+    let key = DeviceKey::random();
+    let mut params = connect_params();
+    params["role"] = json!("node");
+    params["client"]["mode"] = json!("node");
+    params["scopes"] = json!(["node.camera", " "]);
+    for attempt in ["first", "again"] {
+        let mut node = Client::open(server.port).await;
+        let res = node.connect_signed(&key, params.clone()).await;
+        assert_eq!(res["ok"], true, "{attempt}: {res}");
+    }
+}
+
 /// A node host (role and mode `node`) may still speak the previous protocol, 3; `hello-ok`
 /// says 4 all the same (MH:579-581, 2362). Another mode with role `node` may not.
 #[tokio::test]
