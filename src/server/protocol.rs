@@ -178,7 +178,7 @@ pub fn connect_challenge(nonce: &uuid::Uuid, capabilities: &[String]) -> String 
 }
 
 /// What `hello-ok` tells a client that completed the handshake (SPEC §9, step 7; §12.8).
-#[derive(Debug)]
+/// Its `Debug` leaves the device token out.
 pub struct Hello<'a> {
     /// `server.version`.
     pub server_version: &'a str,
@@ -226,6 +226,64 @@ pub struct Hello<'a> {
     /// `policy.tickIntervalMs`.
     pub tick_interval_ms: u64,
 }
+
+impl std::fmt::Debug for Hello<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field by name, so that a new one is not forgotten here.
+        let Self {
+            server_version,
+            build_id,
+            boot_id,
+            conn_id,
+            methods,
+            events,
+            capabilities,
+            presence,
+            presence_version,
+            health,
+            health_version,
+            admin,
+            uptime_ms,
+            auth_method,
+            role,
+            scopes,
+            recovery_scope,
+            device_token,
+            max_payload,
+            max_buffered_bytes,
+            tick_interval_ms,
+        } = self;
+        f.debug_struct("Hello")
+            .field("server_version", server_version)
+            .field("build_id", build_id)
+            .field("boot_id", boot_id)
+            .field("conn_id", conn_id)
+            .field("methods", methods)
+            .field("events", events)
+            .field("capabilities", capabilities)
+            .field("presence", presence)
+            .field("presence_version", presence_version)
+            .field("health", health)
+            .field("health_version", health_version)
+            .field("admin", admin)
+            .field("uptime_ms", uptime_ms)
+            .field("auth_method", auth_method)
+            .field("role", role)
+            .field("scopes", scopes)
+            .field("recovery_scope", recovery_scope)
+            .field(
+                "device_token",
+                &device_token.map(|(_, issued_at_ms)| (REDACTED, issued_at_ms)),
+            )
+            .field("max_payload", max_payload)
+            .field("max_buffered_bytes", max_buffered_bytes)
+            .field("tick_interval_ms", tick_interval_ms)
+            .finish()
+    }
+}
+
+/// What a `Debug` shows in place of a credential.
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// The snapshot fields only an admin is shown.
 #[derive(Debug)]
@@ -364,7 +422,8 @@ pub fn parse_request(text: &str) -> Result<RequestFrame, InvalidFrame> {
 }
 
 /// The `connect` params a gateway core needs; the rest of the `client` object is kept as is.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows of each credential only whether it was sent.
+#[derive(Clone)]
 pub struct ConnectParams {
     pub min_protocol: u64,
     pub max_protocol: u64,
@@ -383,6 +442,39 @@ pub struct ConnectParams {
     pub scopes: Vec<String>,
     /// The signed `device` block (SPEC §11.1).
     pub device: Option<super::device::DeviceBlock>,
+}
+
+impl std::fmt::Debug for ConnectParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field by name, so that a new one is not forgotten here.
+        let Self {
+            min_protocol,
+            max_protocol,
+            client,
+            mode,
+            token,
+            password,
+            device_token,
+            bootstrap_token,
+            role,
+            scopes,
+            device,
+        } = self;
+        let secret = |value: &Option<String>| value.as_ref().map(|_| REDACTED);
+        f.debug_struct("ConnectParams")
+            .field("min_protocol", min_protocol)
+            .field("max_protocol", max_protocol)
+            .field("client", client)
+            .field("mode", mode)
+            .field("token", &secret(token))
+            .field("password", &secret(password))
+            .field("device_token", &secret(device_token))
+            .field("bootstrap_token", &secret(bootstrap_token))
+            .field("role", role)
+            .field("scopes", scopes)
+            .field("device", device)
+            .finish()
+    }
 }
 
 impl ConnectParams {
@@ -784,6 +876,48 @@ mod tests {
         let allowed = vec!["https://app.example.com".to_owned()];
         assert!(origin_listed(&allowed, "https://APP.example.com/"));
         assert!(!origin_listed(&allowed, "https://app.example.com:8443"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_credential() {
+        let params = parse_connect(Some(&json!({
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
+            "auth": {"token": "tok-SECRET-1", "password": "pw-SECRET-2",
+                     "deviceToken": "dt-SECRET-3", "bootstrapToken": "bt-SECRET-4"},
+        })))
+        .unwrap();
+        assert_eq!(params.token.as_deref(), Some("tok-SECRET-1"));
+        let shown = format!("{params:?} {params:#?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("token: Some(\"<redacted>\")"), "{shown}");
+
+        let hello = Hello {
+            server_version: "1.2.3",
+            build_id: None,
+            boot_id: "b00t",
+            conn_id: 7,
+            methods: &[],
+            events: &[],
+            capabilities: &[],
+            presence: Vec::new(),
+            presence_version: 1,
+            health: json!({}),
+            health_version: 1,
+            admin: None,
+            uptime_ms: 5,
+            auth_method: "device-token",
+            role: "operator",
+            scopes: &[],
+            recovery_scope: None,
+            device_token: Some(("dt-SECRET-5", 9)),
+            max_payload: 1,
+            max_buffered_bytes: 1,
+            tick_interval_ms: 1,
+        };
+        let shown = format!("{hello:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("(\"<redacted>\", 9)"), "{shown}");
     }
 
     #[test]
