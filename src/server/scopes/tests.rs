@@ -284,7 +284,8 @@ fn who_gets_which_event() {
 #[test]
 fn what_a_role_s_granted_scopes_allow_as_pairing_judges_it() {
     // (role, requested, allowed) → the first request not covered, as OSC:38-47 answers.
-    let cases: &[(&str, &[&str], &[&str], Option<&str>)] = &[
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], Option<&'a str>);
+    let cases: &[Case] = &[
         ("operator", &[READ], &[WRITE], None),
         ("operator", &[ADMIN], &[WRITE], Some(ADMIN)),
         ("operator", &[SESSIONS_READ], &[READ], None),
