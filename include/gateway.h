@@ -297,9 +297,11 @@ typedef void (*gw_log_fn)(void *userdata,
  * "not-paired"|"role-upgrade"|"scope-upgrade"|"metadata-upgrade", "locality":
  * "direct_local"|"browser_container_local"|"cli_container_local"|
  * "shared_secret_loopback_local"|"remote", "hasOrigin", "uiClient", "authMethod",
- * "recordExists", "silentLocal"}`, where `silentLocal` is what Node's default (`silent`) rule
- * decides. Both are NUL-terminated UTF-8, `*_len` bytes without the NUL, valid only during the
- * call.
+ * "recordExists", "silentLocal", "silentLocalWithoutAutoApprove"}`, where `silentLocal` is
+ * what Node's default (`silent`) rule decides, and `silentLocalWithoutAutoApprove` what it
+ * decides with Node's `gateway.nodes.pairing.autoApproveLocal` off (only a local metadata
+ * upgrade is then silent): the two answers of the Rust API's `silent_local_approval`. Both
+ * are NUL-terminated UTF-8, `*_len` bytes without the NUL, valid only during the call.
  *
  * Called on a gateway worker thread during a client's handshake, possibly on several at
  * once: decide at once, do not block, do not call `gw_shutdown`.
@@ -444,8 +446,9 @@ typedef void (*gw_json_fn)(void *userdata,
  * `gw_health_reply_set(reply, json, len)` before it returns; when it does not, the previous
  * snapshot is kept and nothing is sent.
  *
- * Called on a library thread, never on two at once for one server but on any; it must
- * return quickly (a slow source holds up a worker of the server) and must not call
+ * Called on a library thread, never on two at once for one server but on any (a refresh asked
+ * for while one runs waits for it and shares its snapshot); it must return quickly (a slow
+ * source holds up a worker of the server, and the callers waiting for it) and must not call
  * `gw_shutdown`.
  */
 typedef void (*gw_health_fn)(void *userdata,

@@ -656,6 +656,8 @@ async fn pairing_host_suite(mode: Mode) {
     assert_eq!(context["reason"], "not-paired", "{context}");
     assert_eq!(context["locality"], "direct_local", "{context}");
     assert_eq!(context["silentLocal"], true, "{context}");
+    // A new device is silent only under auto-approve-local (Node's default).
+    assert_eq!(context["silentLocalWithoutAutoApprove"], false, "{context}");
     assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
 
     // Rejected in the callback.

@@ -15,7 +15,7 @@ use gateway::{
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wsclient::{Client, TestGateway, assert_error, connect_params};
+use wsclient::{Client, DeviceKey, TestGateway, assert_error, connect_params};
 
 fn with_scopes(scopes: &[&str]) -> Value {
     let mut params = connect_params();
@@ -136,9 +136,10 @@ async fn protocol_negotiation() {
             (
                 &details["clientMinProtocol"],
                 &details["clientMaxProtocol"],
-                &details["expectedProtocol"]
+                &details["expectedProtocol"],
+                &details["minimumProbeProtocol"]
             ),
-            (&json!(min), &json!(max), &json!(4))
+            (&json!(min), &json!(max), &json!(4), &json!(3))
         );
         assert_eq!(client.closed().await, (1002, "protocol mismatch".into()));
     }
@@ -151,6 +152,76 @@ async fn protocol_negotiation() {
         let (_client, hello) = Client::connected(server.port, params).await;
         assert_eq!(hello["protocol"], 4);
     }
+}
+
+/// `hello-ok.auth.scopes` lists each granted scope once, in the order first asked (MH:531).
+#[tokio::test]
+async fn granted_scopes_are_listed_once() {
+    let server = TestGateway::start(
+        Auth::Token("t".into()),
+        ProtocolOptions::default(),
+        Handlers::new(),
+    );
+    let mut params = with_auth(json!({"token": "t"}));
+    params["scopes"] = json!(["operator.write", "operator.read", "operator.write"]);
+    let (_client, hello) = Client::connected(server.port, params).await;
+    assert_eq!(
+        hello["auth"]["scopes"],
+        json!(["operator.write", "operator.read"]),
+        "{hello}"
+    );
+}
+
+/// A paired node asking again for the `node.*` scopes it was granted is let in: pairing judges
+/// a node's scopes as Node's `roleScopesAllow` does (OSC:38-47), not as operator scopes.
+#[tokio::test]
+async fn a_paired_node_keeps_its_node_scopes() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), Handlers::new());
+    let key = DeviceKey::random();
+    let mut params = connect_params();
+    params["role"] = json!("node");
+    params["client"]["mode"] = json!("node");
+    params["scopes"] = json!(["node.camera", " "]);
+    for attempt in ["first", "again"] {
+        let mut node = Client::open(server.port).await;
+        let res = node.connect_signed(&key, params.clone()).await;
+        assert_eq!(res["ok"], true, "{attempt}: {res}");
+    }
+}
+
+/// A node host (role and mode `node`) may still speak the previous protocol, 3; `hello-ok`
+/// says 4 all the same (MH:579-581, 2362). Another mode with role `node` may not.
+#[tokio::test]
+async fn a_node_host_may_speak_protocol_3() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), Handlers::new());
+    let node = |mode: &str| {
+        let mut params = connect_params();
+        params["role"] = json!("node");
+        params["client"]["mode"] = json!(mode);
+        params["minProtocol"] = json!(3);
+        params["maxProtocol"] = json!(3);
+        params
+    };
+    let mut host = Client::open(server.port).await;
+    let res = host
+        .connect_signed(&DeviceKey::random(), node("node"))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    let hello = &res["payload"];
+    assert_eq!(
+        (&hello["protocol"], &hello["auth"]["role"]),
+        (&json!(4), &json!("node")),
+        "{hello}"
+    );
+    let mut client = Client::open(server.port).await;
+    let res = client.connect_with(node("ui")).await;
+    assert_error(
+        &res,
+        "c1",
+        "INVALID_REQUEST",
+        "protocol mismatch",
+        Some("PROTOCOL_MISMATCH"),
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <map>
 #include <memory>
@@ -160,6 +161,12 @@ using LogFunction = std::function<void(LogLevel, std::string_view)>;
 /// The health source of ServeOptions::health_source, owned by the library in the same way
 /// (gw_serve_options_set_health_source's finalizer).
 using HealthFunction = std::function<std::optional<std::string>()>;
+/// Where gateway_cpp_presence copies the presence list: an exception (out of memory) is kept
+/// and rethrown by Server::presence once the C call is over, never unwound into the library.
+struct PresenceReply {
+    std::string json;
+    std::exception_ptr error;
+};
 } // namespace detail
 } // namespace gateway
 
@@ -176,7 +183,12 @@ inline void gateway_cpp_health_free(void *userdata) {
     delete static_cast<gateway::detail::HealthFunction *>(userdata);
 }
 inline void gateway_cpp_presence(void *userdata, const char *json, std::size_t len) {
-    static_cast<std::string *>(userdata)->assign(json, len);
+    auto &reply = *static_cast<gateway::detail::PresenceReply *>(userdata);
+    try {
+        reply.json.assign(json, len);
+    } catch (...) {
+        reply.error = std::current_exception();
+    }
 }
 inline void gateway_cpp_lock_log(void *userdata, gw_log_level level, const char *message, std::size_t len) {
     auto &log = *static_cast<const gateway::detail::LogFunction *>(userdata);
@@ -780,9 +792,10 @@ public:
     /// The presence list as a JSON array, newest first: the gateway's own row and one per
     /// non-ephemeral client of the last five minutes (gw_server_presence). Throws Error.
     [[nodiscard]] std::string presence() const {
-        std::string json;
-        detail::check(gw_server_presence(server_, gateway_cpp_presence, &json));
-        return json;
+        detail::PresenceReply reply;
+        detail::check(gw_server_presence(server_, gateway_cpp_presence, &reply));
+        if (reply.error) std::rethrow_exception(reply.error);
+        return std::move(reply.json);
     }
 
     /// The pending pairing requests, oldest first, as a JSON array (see gw_pairing_fn).

@@ -41,9 +41,11 @@ pub struct gw_pairing_decision {
 /// "not-paired"|"role-upgrade"|"scope-upgrade"|"metadata-upgrade", "locality":
 /// "direct_local"|"browser_container_local"|"cli_container_local"|
 /// "shared_secret_loopback_local"|"remote", "hasOrigin", "uiClient", "authMethod",
-/// "recordExists", "silentLocal"}`, where `silentLocal` is what Node's default (`silent`) rule
-/// decides. Both are NUL-terminated UTF-8, `*_len` bytes without the NUL, valid only during the
-/// call.
+/// "recordExists", "silentLocal", "silentLocalWithoutAutoApprove"}`, where `silentLocal` is
+/// what Node's default (`silent`) rule decides, and `silentLocalWithoutAutoApprove` what it
+/// decides with Node's `gateway.nodes.pairing.autoApproveLocal` off (only a local metadata
+/// upgrade is then silent): the two answers of the Rust API's `silent_local_approval`. Both
+/// are NUL-terminated UTF-8, `*_len` bytes without the NUL, valid only during the call.
 ///
 /// Called on a gateway worker thread during a client's handshake, possibly on several at
 /// once: decide at once, do not block, do not call `gw_shutdown`.
@@ -86,6 +88,8 @@ impl PairingPolicy for HostPairingPolicy {
                     "authMethod": context.auth_method,
                     "recordExists": context.record_exists,
                     "silentLocal": crate::server::silent_local_approval(request, context, true),
+                    "silentLocalWithoutAutoApprove":
+                        crate::server::silent_local_approval(request, context, false),
                 })
                 .to_string(),
             );

@@ -127,8 +127,9 @@ pub struct gw_health_reply {
 /// `gw_health_reply_set(reply, json, len)` before it returns; when it does not, the previous
 /// snapshot is kept and nothing is sent.
 ///
-/// Called on a library thread, never on two at once for one server but on any; it must
-/// return quickly (a slow source holds up a worker of the server) and must not call
+/// Called on a library thread, never on two at once for one server but on any (a refresh asked
+/// for while one runs waits for it and shares its snapshot); it must return quickly (a slow
+/// source holds up a worker of the server, and the callers waiting for it) and must not call
 /// `gw_shutdown`.
 pub type gw_health_fn =
     Option<unsafe extern "C" fn(userdata: *mut c_void, reply: *mut gw_health_reply)>;

@@ -3,15 +3,17 @@
 //! kept after it disconnects until it has been quiet for five minutes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::server::scopes;
+use crate::server::{locality, scopes};
 
 /// A row not written or touched for this long is dropped on the next read (SP:12).
 pub(crate) const TTL: Duration = Duration::from_millis(300_000);
-/// Rows kept besides the gateway's own; the least recently written go first (SP:13).
+/// Rows kept, the gateway's own among them; the least recently written of the others go
+/// first (SP:13, 185-189).
 pub(crate) const MAX_ENTRIES: usize = 200;
 
 /// A moment, as both clocks see it: `instant` orders freshness (immune to clock changes),
@@ -57,6 +59,9 @@ pub(crate) struct PresenceStore {
     rows: HashMap<String, Row>,
     version: u64,
     recipients: HashMap<u64, Recipient>,
+    /// Each node's registered session: the connection that joined last under its node id
+    /// (Node's node registry, `node-registry-zajLqj5_.mjs:341-408`).
+    node_sessions: HashMap<String, u64>,
 }
 
 /// An authenticated connection as presence sees it.
@@ -66,6 +71,21 @@ pub(crate) struct Recipient {
     pub key: Option<String>,
     /// Whether it gets rows and `presence` events ([`readable_by`]).
     pub reads: bool,
+    /// For role `node`: its node id ([`node_id`]), under which it is the node's session.
+    pub node: Option<String>,
+}
+
+/// The id Node's node registry files a node-role connection under: its device id, else its
+/// `client.id` (`node-registry-zajLqj5_.mjs:344`).
+pub(crate) fn node_id(role: &str, device_id: Option<&str>, client_id: &str) -> Option<String> {
+    (role == "node").then(|| device_id.unwrap_or(client_id).to_owned())
+}
+
+/// The `ip` a client's row shows: none for a loopback peer, IPv4-mapped loopback included
+/// (Node leaves out a direct-local client's address and any loopback one, MH:3199, 3321);
+/// else the peer's address, an IPv4-mapped one written as IPv4.
+pub(crate) fn reported_ip(peer: IpAddr) -> Option<String> {
+    (!locality::is_loopback_ip(peer)).then(|| peer.to_canonical().to_string())
 }
 
 /// Whether a client is an ephemeral control-plane connection that presence does not track:
@@ -110,17 +130,42 @@ impl PresenceStore {
             rows: HashMap::new(),
             version: 1,
             recipients: HashMap::new(),
+            node_sessions: HashMap::new(),
         }
     }
 
-    /// Remembers an authenticated connection until [`leave`](Self::leave).
+    /// Remembers an authenticated connection until [`leave`](Self::leave); a node's becomes
+    /// its node's session, replacing an older one.
     pub fn join(&mut self, conn_id: u64, recipient: Recipient) {
+        if let Some(node) = &recipient.node {
+            self.node_sessions.insert(node.clone(), conn_id);
+        }
         self.recipients.insert(conn_id, recipient);
     }
 
-    /// Forgets a connection; what it was.
-    pub fn leave(&mut self, conn_id: u64) -> Option<Recipient> {
-        self.recipients.remove(&conn_id)
+    /// Forgets a connection and marks its row `disconnect` (WSC:421-431); `true` when a row
+    /// changed. A node's connection marks it only while it is the node's session: one that
+    /// a newer connection of the same node replaced leaves the row alone
+    /// (`node-registry-zajLqj5_.mjs:424-447` answers `null` for it).
+    pub fn leave(&mut self, conn_id: u64, at: At) -> bool {
+        let Some(recipient) = self.recipients.remove(&conn_id) else {
+            return false;
+        };
+        let session = match &recipient.node {
+            None => true,
+            Some(node) if self.node_sessions.get(node) == Some(&conn_id) => {
+                self.node_sessions.remove(node);
+                true
+            }
+            Some(_) => false,
+        };
+        match recipient.key {
+            Some(key) if session => {
+                self.disconnect(&key, at);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The connection's row key, when it is tracked.
@@ -185,7 +230,7 @@ impl PresenceStore {
     }
 
     /// The row of a client that disconnected stays, marked so (WSC:421-431).
-    pub fn disconnect(&mut self, key: &str, at: At) {
+    fn disconnect(&mut self, key: &str, at: At) {
         let mut fields = Map::new();
         fields.insert("reason".into(), Value::from("disconnect"));
         self.upsert(key, fields, at);
@@ -209,14 +254,16 @@ impl PresenceStore {
         self.own.insert("ts".into(), Value::from(at.ms));
         self.rows
             .retain(|_, row| at.instant.saturating_duration_since(row.fresh) <= TTL);
-        if self.rows.len() > MAX_ENTRIES {
+        // The own row counts toward the cap but is never dropped (SP:185-189).
+        let others = MAX_ENTRIES - 1;
+        if self.rows.len() > others {
             let mut by_age: Vec<(Instant, String)> = self
                 .rows
                 .iter()
                 .map(|(key, row)| (row.fresh, key.clone()))
                 .collect();
             by_age.sort();
-            for (_, key) in by_age.into_iter().take(self.rows.len() - MAX_ENTRIES) {
+            for (_, key) in by_age.into_iter().take(self.rows.len() - others) {
                 self.rows.remove(&key);
             }
         }
@@ -278,7 +325,8 @@ impl PresenceStore {
 }
 
 /// The gateway's own row (SP:40-73): host name, primary LAN IPv4 (else the host name), the
-/// version it reports, platform and device family as Node names them, a per-gateway instance id.
+/// version it reports, platform, device family and machine model as Node names them, a
+/// per-gateway instance id.
 pub(crate) fn own_entry(version: &str, instance_id: &str) -> Map<String, Value> {
     let host = hostname();
     let ip = primary_ipv4().unwrap_or_else(|| host.clone());
@@ -290,12 +338,82 @@ pub(crate) fn own_entry(version: &str, instance_id: &str) -> Map<String, Value> 
     own.insert("version".into(), version.into());
     own.insert("platform".into(), platform.into());
     own.insert("deviceFamily".into(), family.into());
+    if let Some(model) = model_identifier() {
+        own.insert("modelIdentifier".into(), model.into());
+    }
     own.insert("mode".into(), "gateway".into());
     own.insert("reason".into(), "self".into());
     own.insert("instanceId".into(), instance_id.into());
     own.insert("text".into(), text.into());
     own.insert("ts".into(), crate::server::protocol::now_ms().into());
     own
+}
+
+/// The machine's model as Node reads it (`machine-model-BiU9ZpvZ.mjs:9-29`): on macOS
+/// `hw.model` (`sysctl -n hw.model`); on Linux the DMI product name, else the device tree's
+/// model; elsewhere none. Read once per process.
+fn model_identifier() -> Option<String> {
+    static MODEL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    MODEL.get_or_init(read_model_identifier).clone()
+}
+
+#[cfg(target_os = "macos")]
+fn read_model_identifier() -> Option<String> {
+    let mut buf = [0u8; 256];
+    let mut len = buf.len();
+    // SAFETY: the name is NUL-terminated; `buf` is writable for `len` bytes, and `len` is
+    // updated to the bytes written.
+    let rc = unsafe {
+        libc::sysctlbyname(
+            c"hw.model".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let text = &buf[..len.min(buf.len())];
+    let end = text.iter().position(|b| *b == 0).unwrap_or(text.len());
+    let model = String::from_utf8_lossy(&text[..end]).trim().to_owned();
+    (!model.is_empty()).then_some(model)
+}
+
+#[cfg(target_os = "linux")]
+fn read_model_identifier() -> Option<String> {
+    [
+        "/sys/devices/virtual/dmi/id/product_name",
+        "/proc/device-tree/model",
+    ]
+    .iter()
+    .find_map(|file| linux_model(&std::fs::read(file).ok()?))
+}
+
+#[cfg(not(any(target_os = "macos", target_os = "linux")))]
+fn read_model_identifier() -> Option<String> {
+    None
+}
+
+/// A Linux model file's text as Node keeps it: trimmed, trailing NULs (the device tree's)
+/// removed, none when blank, at most 64 UTF-16 units without splitting a pair.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn linux_model(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let model = text.trim().trim_end_matches('\0').trim();
+    if model.is_empty() {
+        return None;
+    }
+    let mut units = 0;
+    let kept = model
+        .chars()
+        .take_while(|c| {
+            units += c.len_utf16();
+            units <= 64
+        })
+        .collect();
+    Some(kept)
 }
 
 fn hostname() -> String {
@@ -468,7 +586,15 @@ mod tests {
         let scopes = vec!["operator.read".to_owned()];
         let mut arrival = arrival(3, &client, "operator", &scopes);
         arrival.ip = Some("192.0.2.7".into());
-        let key = store.connect(&arrival, at(base, 10)).unwrap();
+        let key = store.connect(&arrival, at(base, 10));
+        store.join(
+            3,
+            Recipient {
+                key,
+                reads: true,
+                node: None,
+            },
+        );
         let list = store.list(at(base, 20));
         assert_eq!(list.len(), 2);
         let own = &list[0];
@@ -486,7 +612,8 @@ mod tests {
                    "scopes": ["operator.read"], "ts": 1_800_000_000_010u64,
                    "text": "Node: Ada's Mac · mode ui"})
         );
-        store.disconnect(&key, at(base, 30));
+        assert!(store.leave(3, at(base, 30)));
+        assert!(!store.leave(3, at(base, 31)), "left once");
         let row = store.list(at(base, 40))[1].clone();
         assert_eq!(
             (&row["reason"], &row["ts"]),
@@ -544,6 +671,104 @@ mod tests {
         assert_eq!(store.list(at(base, 10_000_000))[0]["reason"], "self");
     }
 
+    /// Node marks a node's row `disconnect` only when its registered session closes: an older
+    /// connection of the same device that a newer one replaced leaves the row as it is.
+    #[test]
+    fn a_node_s_row_is_marked_disconnect_only_by_its_registered_session() {
+        let base = Instant::now();
+        let mut store = store();
+        let node_client = client("node");
+        let none = Vec::new();
+        for conn in [1, 2] {
+            let mut node = arrival(conn, &node_client, "node", &none);
+            node.device_id = Some("dev1");
+            let key = store.connect(&node, at(base, conn));
+            let node = node_id("node", Some("dev1"), "node-host");
+            store.join(
+                conn,
+                Recipient {
+                    key,
+                    reads: false,
+                    node,
+                },
+            );
+        }
+        let reason = |store: &mut PresenceStore, ms| store.list(at(base, ms))[1]["reason"].clone();
+        assert!(!store.leave(1, at(base, 10)), "the replaced connection");
+        assert_eq!(reason(&mut store, 11), "connect");
+        assert!(store.leave(2, at(base, 20)), "the node's session");
+        assert_eq!(reason(&mut store, 21), "disconnect");
+
+        // Any other client's row is marked by its own connection.
+        let ui = client("ui");
+        let key = store.connect(&arrival(3, &ui, "operator", &none), at(base, 30));
+        store.join(
+            3,
+            Recipient {
+                key,
+                reads: false,
+                node: node_id("operator", None, "openclaw-macos"),
+            },
+        );
+        assert!(store.leave(3, at(base, 40)));
+    }
+
+    #[test]
+    fn node_ids_and_reported_addresses() {
+        assert_eq!(
+            node_id("node", Some("dev"), "node-host").as_deref(),
+            Some("dev")
+        );
+        assert_eq!(
+            node_id("node", None, "node-host").as_deref(),
+            Some("node-host")
+        );
+        assert_eq!(node_id("operator", Some("dev"), "cli"), None);
+        let cases: &[(&str, Option<&str>)] = &[
+            ("127.0.0.1", None),
+            ("127.8.9.10", None),
+            ("::1", None),
+            ("::ffff:127.0.0.1", None),
+            ("192.0.2.7", Some("192.0.2.7")),
+            ("::ffff:192.0.2.7", Some("192.0.2.7")),
+            ("2001:db8::1", Some("2001:db8::1")),
+        ];
+        for (peer, shown) in cases {
+            let peer: IpAddr = peer.parse().unwrap();
+            assert_eq!(reported_ip(peer).as_deref(), *shown, "{peer}");
+        }
+    }
+
+    #[test]
+    fn a_linux_model_file_is_read_as_node_reads_it() {
+        let long = "M".repeat(70);
+        let emoji = format!("{}😀x", "a".repeat(63));
+        let cases: &[(&[u8], Option<&str>)] = &[
+            (
+                b"Standard PC (Q35 + ICH9, 2009)\n",
+                Some("Standard PC (Q35 + ICH9, 2009)"),
+            ),
+            (
+                b"Raspberry Pi 4 Model B Rev 1.4\0",
+                Some("Raspberry Pi 4 Model B Rev 1.4"),
+            ),
+            (b"  \n", None),
+            (b"\0\0", None),
+            (long.as_bytes(), Some(&long[..64])),
+            // 63 units, then a pair that would make 65: cut before it.
+            (emoji.as_bytes(), Some(&emoji[..63])),
+        ];
+        for (raw, model) in cases {
+            assert_eq!(linux_model(raw).as_deref(), *model, "{raw:?}");
+        }
+        let own = own_entry("1", "id");
+        let keys: Vec<&str> = own.keys().map(String::as_str).collect();
+        if own.contains_key("modelIdentifier") {
+            let at = keys.iter().position(|k| *k == "modelIdentifier").unwrap();
+            assert_eq!(keys[at - 1], "deviceFamily", "Node's field order: {keys:?}");
+        }
+    }
+
     #[test]
     fn at_most_two_hundred_rows_the_oldest_dropped_newest_first() {
         let base = Instant::now();
@@ -554,7 +779,7 @@ mod tests {
             store.connect(&arrival(conn, &client, "operator", &none), at(base, conn));
         }
         let list = store.list(at(base, 1_000));
-        assert_eq!(list.len(), MAX_ENTRIES + 1);
+        assert_eq!(list.len(), MAX_ENTRIES, "the own row counts toward the cap");
         assert_eq!(list[0]["reason"], "self");
         let ts: Vec<u64> = list[1..]
             .iter()
@@ -563,8 +788,8 @@ mod tests {
         assert!(ts.windows(2).all(|w| w[0] > w[1]), "newest first");
         assert_eq!(
             *ts.last().unwrap(),
-            1_800_000_000_005,
-            "the five oldest dropped"
+            1_800_000_000_006,
+            "the six oldest dropped"
         );
     }
 }

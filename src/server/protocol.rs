@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 /// The protocol version this gateway speaks.
 pub const PROTOCOL_VERSION: u64 = 4;
-/// The oldest version a `probe` client may ask for.
+/// The oldest version a `probe` client, or a node host (role and mode `node`), may ask for.
 pub const PROBE_MIN_PROTOCOL: u64 = 3;
 
 /// Close codes (RFC 6455 §7.4.1) the gateway uses.
@@ -178,7 +178,7 @@ pub fn connect_challenge(nonce: &uuid::Uuid, capabilities: &[String]) -> String 
 }
 
 /// What `hello-ok` tells a client that completed the handshake (SPEC §9, step 7; §12.8).
-#[derive(Debug)]
+/// Its `Debug` leaves the device token out.
 pub struct Hello<'a> {
     /// `server.version`.
     pub server_version: &'a str,
@@ -226,6 +226,64 @@ pub struct Hello<'a> {
     /// `policy.tickIntervalMs`.
     pub tick_interval_ms: u64,
 }
+
+impl std::fmt::Debug for Hello<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field by name, so that a new one is not forgotten here.
+        let Self {
+            server_version,
+            build_id,
+            boot_id,
+            conn_id,
+            methods,
+            events,
+            capabilities,
+            presence,
+            presence_version,
+            health,
+            health_version,
+            admin,
+            uptime_ms,
+            auth_method,
+            role,
+            scopes,
+            recovery_scope,
+            device_token,
+            max_payload,
+            max_buffered_bytes,
+            tick_interval_ms,
+        } = self;
+        f.debug_struct("Hello")
+            .field("server_version", server_version)
+            .field("build_id", build_id)
+            .field("boot_id", boot_id)
+            .field("conn_id", conn_id)
+            .field("methods", methods)
+            .field("events", events)
+            .field("capabilities", capabilities)
+            .field("presence", presence)
+            .field("presence_version", presence_version)
+            .field("health", health)
+            .field("health_version", health_version)
+            .field("admin", admin)
+            .field("uptime_ms", uptime_ms)
+            .field("auth_method", auth_method)
+            .field("role", role)
+            .field("scopes", scopes)
+            .field("recovery_scope", recovery_scope)
+            .field(
+                "device_token",
+                &device_token.map(|(_, issued_at_ms)| (REDACTED, issued_at_ms)),
+            )
+            .field("max_payload", max_payload)
+            .field("max_buffered_bytes", max_buffered_bytes)
+            .field("tick_interval_ms", tick_interval_ms)
+            .finish()
+    }
+}
+
+/// What a `Debug` shows in place of a credential.
+pub(crate) const REDACTED: &str = "<redacted>";
 
 /// The snapshot fields only an admin is shown.
 #[derive(Debug)]
@@ -364,7 +422,8 @@ pub fn parse_request(text: &str) -> Result<RequestFrame, InvalidFrame> {
 }
 
 /// The `connect` params a gateway core needs; the rest of the `client` object is kept as is.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows of each credential only whether it was sent.
+#[derive(Clone)]
 pub struct ConnectParams {
     pub min_protocol: u64,
     pub max_protocol: u64,
@@ -383,6 +442,39 @@ pub struct ConnectParams {
     pub scopes: Vec<String>,
     /// The signed `device` block (SPEC §11.1).
     pub device: Option<super::device::DeviceBlock>,
+}
+
+impl std::fmt::Debug for ConnectParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field by name, so that a new one is not forgotten here.
+        let Self {
+            min_protocol,
+            max_protocol,
+            client,
+            mode,
+            token,
+            password,
+            device_token,
+            bootstrap_token,
+            role,
+            scopes,
+            device,
+        } = self;
+        let secret = |value: &Option<String>| value.as_ref().map(|_| REDACTED);
+        f.debug_struct("ConnectParams")
+            .field("min_protocol", min_protocol)
+            .field("max_protocol", max_protocol)
+            .field("client", client)
+            .field("mode", mode)
+            .field("token", &secret(token))
+            .field("password", &secret(password))
+            .field("device_token", &secret(device_token))
+            .field("bootstrap_token", &secret(bootstrap_token))
+            .field("role", role)
+            .field("scopes", scopes)
+            .field("device", device)
+            .finish()
+    }
 }
 
 impl ConnectParams {
@@ -656,14 +748,18 @@ pub fn claims_worker(params: Option<&Value>) -> bool {
         })
 }
 
-/// Version negotiation (SPEC §9.4): protocol 4, and 3..4 for `probe` clients.
+/// Version negotiation (SPEC §9.4; MH:576-581): a range holding protocol 4; for a `probe`
+/// client one reaching 3..4; for a node host (role `node`, mode `node`) one holding 3, the
+/// previous node protocol (`hello-ok` still says 4, as Node's does).
 pub fn protocol_accepted(params: &ConnectParams) -> bool {
-    let lowest = if params.mode == "probe" {
-        PROBE_MIN_PROTOCOL
-    } else {
-        PROTOCOL_VERSION
-    };
-    params.max_protocol >= lowest && params.min_protocol <= PROTOCOL_VERSION
+    let (min, max) = (params.min_protocol, params.max_protocol);
+    let current = max >= PROTOCOL_VERSION && min <= PROTOCOL_VERSION;
+    let probe = params.mode == "probe" && max >= PROBE_MIN_PROTOCOL && min <= PROTOCOL_VERSION;
+    let node_host = params.role.as_deref() == Some("node")
+        && params.mode == "node"
+        && max >= PROBE_MIN_PROTOCOL
+        && min <= PROBE_MIN_PROTOCOL;
+    current || probe || node_host
 }
 
 /// The `protocol mismatch` error (SPEC §9.4).
@@ -673,6 +769,7 @@ pub fn protocol_mismatch(params: &ConnectParams) -> MethodError {
         "clientMinProtocol": params.min_protocol,
         "clientMaxProtocol": params.max_protocol,
         "expectedProtocol": PROTOCOL_VERSION,
+        "minimumProbeProtocol": PROBE_MIN_PROTOCOL,
     }))
 }
 
@@ -782,6 +879,48 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_a_credential() {
+        let params = parse_connect(Some(&json!({
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "cli", "version": "1", "platform": "linux", "mode": "cli"},
+            "auth": {"token": "tok-SECRET-1", "password": "pw-SECRET-2",
+                     "deviceToken": "dt-SECRET-3", "bootstrapToken": "bt-SECRET-4"},
+        })))
+        .unwrap();
+        assert_eq!(params.token.as_deref(), Some("tok-SECRET-1"));
+        let shown = format!("{params:?} {params:#?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("token: Some(\"<redacted>\")"), "{shown}");
+
+        let hello = Hello {
+            server_version: "1.2.3",
+            build_id: None,
+            boot_id: "b00t",
+            conn_id: 7,
+            methods: &[],
+            events: &[],
+            capabilities: &[],
+            presence: Vec::new(),
+            presence_version: 1,
+            health: json!({}),
+            health_version: 1,
+            admin: None,
+            uptime_ms: 5,
+            auth_method: "device-token",
+            role: "operator",
+            scopes: &[],
+            recovery_scope: None,
+            device_token: Some(("dt-SECRET-5", 9)),
+            max_payload: 1,
+            max_buffered_bytes: 1,
+            tick_interval_ms: 1,
+        };
+        let shown = format!("{hello:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("(\"<redacted>\", 9)"), "{shown}");
+    }
+
+    #[test]
     fn negotiation_and_scopes() {
         let mut params = parse_connect(Some(&json!({
             "minProtocol": 3, "maxProtocol": 3,
@@ -791,6 +930,41 @@ mod tests {
         assert!(protocol_accepted(&params));
         params.mode = "cli".into();
         assert!(!protocol_accepted(&params));
+        // (role, mode, min, max) → accepted, as MH:576-581 decides.
+        let cases: &[(Option<&str>, &str, u64, u64, bool)] = &[
+            (None, "cli", 4, 4, true),
+            (None, "cli", 1, 9, true),
+            (None, "cli", 3, 3, false),
+            (None, "cli", 5, 5, false),
+            (None, "probe", 3, 3, true),
+            (None, "probe", 2, 3, true),
+            (None, "probe", 2, 2, false),
+            (None, "probe", 5, 6, false),
+            (Some("node"), "node", 3, 3, true),
+            (Some("node"), "node", 2, 3, true),
+            (Some("node"), "node", 2, 2, false),
+            // Holds neither 4 nor 3 for a node host.
+            (Some("node"), "node", 5, 5, false),
+            (Some("node"), "cli", 3, 3, false),
+            (Some("operator"), "node", 3, 3, false),
+            (None, "node", 3, 3, false),
+        ];
+        for (role, mode, min, max, accepted) in cases {
+            params.role = role.map(str::to_owned);
+            params.mode = mode.to_string();
+            (params.min_protocol, params.max_protocol) = (*min, *max);
+            assert_eq!(
+                protocol_accepted(&params),
+                *accepted,
+                "{role:?} {mode} {min}..{max}"
+            );
+        }
+        assert_eq!(
+            protocol_mismatch(&params).details,
+            Some(json!({"code": "PROTOCOL_MISMATCH", "clientMinProtocol": 3,
+                        "clientMaxProtocol": 3, "expectedProtocol": 4,
+                        "minimumProbeProtocol": 3}))
+        );
         assert_eq!(close_reason(&"é".repeat(100)).len(), 120);
         assert_eq!(close_reason(&format!("a{}", "é".repeat(100))).len(), 119);
     }

@@ -146,11 +146,20 @@ pub trait PairingPolicy: Send + Sync + 'static {
     fn decide(&self, request: &PairingRequest, context: &PairingContext) -> PairingDecision;
 }
 
-/// A device token as `hello-ok.auth` carries it.
-#[derive(Debug, Clone, PartialEq)]
+/// A device token as `hello-ok.auth` carries it. Its `Debug` leaves the token out.
+#[derive(Clone, PartialEq)]
 pub struct IssuedToken {
     pub token: String,
     pub issued_at_ms: u64,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &crate::server::protocol::REDACTED)
+            .field("issued_at_ms", &self.issued_at_ms)
+            .finish()
+    }
 }
 
 /// Why a device token was refused (SPEC §11.7 step 3).
@@ -299,5 +308,21 @@ impl PairingOptions {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issued_token_s_debug_leaves_the_token_out() {
+        let issued = IssuedToken {
+            token: "dt-SECRET-6".into(),
+            issued_at_ms: 42,
+        };
+        let shown = format!("{issued:?} {issued:#?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("issued_at_ms: 42"), "{shown}");
     }
 }

@@ -76,9 +76,49 @@ pub fn scope_satisfied(required: &str, granted: &[String]) -> bool {
         || (required == SESSIONS_READ && (has(READ) || has(SESSIONS_WRITE)))
 }
 
-/// Whether `granted` satisfies every scope of `required`.
-pub fn scopes_satisfied(required: &[String], granted: &[String]) -> bool {
-    required.iter().all(|r| scope_satisfied(r, granted))
+/// Node's `resolveMissingRequestedScope` (OSC:38-47): the first of `requested` (as given)
+/// that `role`'s `allowed` scopes do not cover, else `None`. Each side is trimmed and blank
+/// requests are skipped; an operator's request is covered by its implications
+/// ([`scope_satisfied`]), any other role's only by itself and only under the role's prefix
+/// (`node.` for a node).
+pub fn missing_requested_scope<'a>(
+    role: &str,
+    requested: &'a [String],
+    allowed: &[String],
+) -> Option<&'a str> {
+    let role = role.trim();
+    let allowed: Vec<String> = allowed.iter().map(|s| s.trim().to_owned()).collect();
+    requested.iter().map(String::as_str).find(|scope| {
+        let scope = scope.trim();
+        if scope.is_empty() {
+            return false;
+        }
+        let covered = if role == OPERATOR_ROLE {
+            scope_satisfied(scope, &allowed)
+        } else {
+            scope
+                .strip_prefix(role)
+                .is_some_and(|rest| rest.starts_with('.'))
+                && allowed.iter().any(|a| a == scope)
+        };
+        !covered
+    })
+}
+
+/// Node's `roleScopesAllow` (OSC:15-17): whether `role`'s `allowed` scopes cover every one of
+/// `requested` ([`missing_requested_scope`]). What pairing asks of a paired device.
+pub fn role_scopes_allow(role: &str, requested: &[String], allowed: &[String]) -> bool {
+    missing_requested_scope(role, requested, allowed).is_none()
+}
+
+/// `scopes` without repeats, each kept where it first appears: a connection's effective
+/// scopes are a set in Node (MH:531), so `hello-ok.auth.scopes` lists each once.
+pub fn unique(scopes: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    scopes
+        .into_iter()
+        .filter(|scope| seen.insert(scope.clone()))
+        .collect()
 }
 
 /// `scope` as one of the closed set's `'static` names, when it is an operator scope.

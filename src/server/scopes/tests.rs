@@ -280,3 +280,58 @@ fn who_gets_which_event() {
     );
     assert_eq!(EventGate::operators_with("custom"), None);
 }
+
+#[test]
+fn what_a_role_s_granted_scopes_allow_as_pairing_judges_it() {
+    // (role, requested, allowed) → the first request not covered, as OSC:38-47 answers.
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], Option<&'a str>);
+    let cases: &[Case] = &[
+        ("operator", &[READ], &[WRITE], None),
+        ("operator", &[ADMIN], &[WRITE], Some(ADMIN)),
+        ("operator", &[SESSIONS_READ], &[READ], None),
+        ("operator", &[" operator.read "], &[" operator.read"], None),
+        ("operator", &["", "  ", READ], &[READ], None),
+        ("operator", &[WRITE, "", ADMIN], &[READ], Some(WRITE)),
+        (
+            "operator",
+            &["node.camera"],
+            &["node.camera"],
+            Some("node.camera"),
+        ),
+        ("operator", &[], &[], None),
+        ("node", &["node.camera"], &["node.camera"], None),
+        (
+            "node",
+            &["node.camera"],
+            &["node.screen"],
+            Some("node.camera"),
+        ),
+        ("node", &[" node.camera "], &["node.camera"], None),
+        ("node", &[""], &[], None),
+        ("node", &[READ], &[READ], Some(READ)),
+        ("node", &[READ], &[ADMIN], Some(READ)),
+        ("node", &["nodes.x"], &["nodes.x"], Some("nodes.x")),
+        (" node ", &["node.camera"], &["node.camera"], None),
+    ];
+    for (role, requested, allowed, missing) in cases {
+        let (requested, allowed) = (granted(requested), granted(allowed));
+        assert_eq!(
+            missing_requested_scope(role, &requested, &allowed).map(str::trim),
+            *missing,
+            "{role} {requested:?} within {allowed:?}"
+        );
+        assert_eq!(
+            role_scopes_allow(role, &requested, &allowed),
+            missing.is_none()
+        );
+    }
+}
+
+#[test]
+fn effective_scopes_list_each_scope_once_in_first_seen_order() {
+    assert_eq!(
+        unique(granted(&[WRITE, READ, WRITE, ADMIN, READ])),
+        granted(&[WRITE, READ, ADMIN])
+    );
+    assert_eq!(unique(Vec::new()), Vec::<String>::new());
+}

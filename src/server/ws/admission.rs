@@ -16,7 +16,7 @@ use crate::server::pairing::{
     PairingRequest, TokenRefusal, silent_local_approval,
 };
 use crate::server::protocol::{self, ConnectParams, MethodError, close};
-use crate::server::scopes::scopes_satisfied;
+use crate::server::scopes::{self, role_scopes_allow};
 
 /// What a client that passed admission is granted.
 pub(super) struct Admitted {
@@ -298,7 +298,7 @@ impl Session {
                 None => Some(PairingReason::NotPaired),
                 Some(p) if metadata_changed(p, params) => Some(PairingReason::MetadataUpgrade),
                 Some(p) if !p.roles.iter().any(|r| r == role) => Some(PairingReason::RoleUpgrade),
-                Some(p) if !scopes.is_empty() && !scopes_satisfied(&scopes, &p.scopes) => {
+                Some(p) if !role_scopes_allow(role, &scopes, &p.scopes) => {
                     Some(PairingReason::ScopeUpgrade)
                 }
                 Some(_) => None,
@@ -384,8 +384,10 @@ impl Session {
         auth::recovery_scope(device_token, generation.as_deref(), device_id)
     }
 
-    /// `x-openclaw-scopes` on the upgrade caps the scopes (MH:519-525).
+    /// The effective scopes: each once (MH:531), capped by `x-openclaw-scopes` on the upgrade
+    /// (MH:519-525).
     fn cap_scopes(&self, scopes: Vec<String>) -> Vec<String> {
+        let scopes = scopes::unique(scopes);
         match &self.ingress.scope_cap {
             None => scopes,
             Some(cap) => scopes.into_iter().filter(|s| cap.contains(s)).collect(),
@@ -495,7 +497,7 @@ impl Session {
         let live = endpoint.devices.paired(&proven.id).filter(|p| {
             p.public_key == proven.public_key
                 && p.roles.iter().any(|r| r == role)
-                && (scopes.is_empty() || scopes_satisfied(scopes, &p.scopes))
+                && role_scopes_allow(role, scopes, &p.scopes)
                 && !metadata_changed(p, params)
         });
         if live.is_some() {

@@ -13,7 +13,7 @@ use crate::server::device::ProvenDevice;
 use crate::server::pairing::{BootstrapProfile, PairedDevice, PairingReason, PairingRequest};
 use crate::server::protocol::{self, ConnectParams, MethodError, close};
 use crate::server::rate_limit::{LimitKey, LimitScope, RateLimiter};
-use crate::server::scopes::scopes_satisfied;
+use crate::server::scopes::role_scopes_allow;
 
 /// An auth-failure answer held back before it is sent.
 pub(super) struct HeldRefusal {
@@ -254,7 +254,7 @@ impl Session {
         endpoint.devices.paired(&proven.id).filter(|p| {
             p.public_key == proven.public_key
                 && p.roles.iter().any(|r| r == role)
-                && (scopes.is_empty() || scopes_satisfied(scopes, &p.scopes))
+                && role_scopes_allow(role, scopes, &p.scopes)
         })
     }
 }

@@ -13,7 +13,7 @@ use super::conn::Conn;
 use super::handlers::ClientInfo;
 use super::options::ProtocolOptions;
 use super::pending::{Pending, PendingRequests};
-use super::state::{HealthCache, HealthSource};
+use super::state::{HealthCache, HealthSource, RefreshGate};
 use crate::options::{LogLevel, Logger};
 use crate::server::pairing::DeviceStore;
 use crate::server::presence::{self, Arrival, At, PresenceStore, Recipient};
@@ -49,6 +49,8 @@ pub(crate) struct Hub {
     pending: Mutex<PendingRequests>,
     health: RwLock<HealthCache>,
     health_source: Option<HealthSource>,
+    /// The refresh in flight, which concurrent refreshes share.
+    health_refresh: RefreshGate,
     health_interval: Duration,
     presence: Mutex<PresenceStore>,
     /// `server.bootId` of `hello-ok`: one UUID per gateway (SS:5427-5429).
@@ -100,6 +102,7 @@ impl Hub {
             pending: Mutex::new(PendingRequests::new(options.request_timeout)),
             health: RwLock::new(HealthCache::default()),
             health_source: options.health_source.clone(),
+            health_refresh: RefreshGate::default(),
             health_interval: options.health_refresh_interval,
             presence: Mutex::new(PresenceStore::new(presence::own_entry(
                 &options.server_version,
@@ -318,7 +321,13 @@ impl Hub {
 
     /// SPEC §12.7: a new snapshot from the host's source (or, without one, the last snapshot
     /// the host set, else a plain "ok"), cached and sent as a `health` event.
+    ///
+    /// The timer, a stale `health` request and the after-connect refresh can ask at once: one
+    /// refresh runs, and the others wait for it and share its snapshot ([`RefreshGate`]).
     pub fn refresh_health(&self) {
+        let Some(_turn) = self.health_refresh.enter() else {
+            return;
+        };
         let snapshot = match &self.health_source {
             Some(source) => {
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.produce())) {
@@ -399,20 +408,23 @@ impl Hub {
             };
             self.lock_device_conns().insert(client.conn_id, device);
         }
-        let ip = client.peer.ip();
         let arrival = Arrival {
             conn_id: client.conn_id,
             client: &client.client,
             role: &client.role,
             scopes: &client.scopes,
             device_id: client.device_id.as_deref(),
-            // Node leaves out a direct-local client's address (MH:3199, 3320).
-            ip: (!ip.is_loopback()).then(|| ip.to_canonical().to_string()),
+            ip: presence::reported_ip(client.peer.ip()),
         };
         let reads = presence::readable_by(&client.role, &client.scopes);
+        let node = presence::node_id(
+            &client.role,
+            client.device_id.as_deref(),
+            client.client_id(),
+        );
         let mut store = self.lock_presence();
         let key = store.connect(&arrival, At::now());
-        store.join(client.conn_id, Recipient { key, reads });
+        store.join(client.conn_id, Recipient { key, reads, node });
         if reads {
             store.list(At::now())
         } else {
@@ -437,17 +449,11 @@ impl Hub {
     }
 
     /// A client that completed the handshake is gone: its row stays, marked `disconnect`, and
-    /// readers are told (WSC:421-431).
+    /// readers are told (WSC:421-431), unless it was a node connection a newer one of the same
+    /// node had replaced.
     pub fn presence_leave(&self, conn_id: u64) {
-        let left = {
-            let mut store = self.lock_presence();
-            let left = store.leave(conn_id).and_then(|r| r.key);
-            if let Some(key) = &left {
-                store.disconnect(key, At::now());
-            }
-            left
-        };
-        if left.is_some() {
+        let changed = self.lock_presence().leave(conn_id, At::now());
+        if changed {
             self.broadcast_presence();
         }
     }
@@ -613,5 +619,69 @@ mod tests {
             r#"{"type":"event","event":"tick","payload":{"ts":1},"seq":7}"#
         );
         assert_eq!(frame, protocol::event("tick", &json!({ "ts": 1 }), Some(7)));
+    }
+
+    /// A slow source, and the timer, a stale `health` request and an after-connect refresh
+    /// asking while it runs: the source runs once, `stateVersion.health` moves once, and every
+    /// caller gets that refresh's snapshot.
+    #[test]
+    fn concurrent_refreshes_share_the_one_in_flight() {
+        use std::sync::atomic::AtomicU64;
+        use std::sync::mpsc;
+
+        let calls = Arc::new(AtomicU64::new(0));
+        let (entered_tx, entered) = mpsc::channel();
+        let entered_tx = Mutex::new(entered_tx);
+        let counted = Arc::clone(&calls);
+        let options = ProtocolOptions {
+            health_source: Some(HealthSource::new(move || {
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = entered_tx.lock().unwrap().send(());
+                std::thread::sleep(Duration::from_millis(500));
+                Some(json!({ "refresh": n }))
+            })),
+            ..ProtocolOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let devices = DeviceStore::open(&dir.path().join("devices.json"), Logger::default());
+        let hub = Hub::new(
+            &options,
+            Logger::default(),
+            HashMap::new(),
+            Arc::new(devices.unwrap()),
+        );
+        let (_, before) = hub.health_state();
+
+        let first = std::thread::spawn({
+            let hub = Arc::clone(&hub);
+            move || hub.refresh_health()
+        });
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first refresh started");
+        let joiners: Vec<_> = (0..3)
+            .map(|_| {
+                let hub = Arc::clone(&hub);
+                std::thread::spawn(move || hub.health(false))
+            })
+            .chain(std::iter::once(std::thread::spawn({
+                let hub = Arc::clone(&hub);
+                move || {
+                    hub.refresh_health();
+                    hub.health(false)
+                }
+            })))
+            .collect();
+        first.join().unwrap();
+        for joiner in joiners {
+            assert_eq!(joiner.join().unwrap(), json!({ "refresh": 1 }));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the source ran once");
+        assert_eq!(hub.health_state(), (json!({ "refresh": 1 }), before + 1));
+
+        // Once landed, the next refresh runs the source again.
+        hub.refresh_health();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(hub.health_state().1, before + 2);
     }
 }

@@ -1,7 +1,8 @@
 //! The gateway state its clients read besides their own answers (SPEC §12.6–12.7): the host's
 //! health source and cache, and the built-in `system-presence` method.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,8 +16,10 @@ use crate::server::presence;
 /// `health` request that found the cache stale, and after a connect at most once an interval
 /// (SPEC §12.7). Returning `None` keeps the previous snapshot and sends nothing.
 ///
-/// Called on a gateway thread: it must return quickly (a slow source holds up a worker). Any
-/// JSON value is sent as is; OpenClaw clients read an object whose fields are all optional.
+/// Called on a gateway thread, never on two at once for one gateway (a refresh asked for while
+/// one runs waits for it and shares its snapshot): it must return quickly (a slow source holds
+/// up a worker, and every caller waiting for it). Any JSON value is sent as is; OpenClaw
+/// clients read an object whose fields are all optional.
 #[derive(Clone)]
 pub struct HealthSource(Arc<dyn Fn() -> Option<Value> + Send + Sync>);
 
@@ -83,6 +86,62 @@ impl HealthCache {
         }
         self.admitted = Some(now);
         true
+    }
+}
+
+/// One health refresh at a time. Node shares the refresh in flight among its callers
+/// (`health-state-DDGndTFl.mjs:113-116`: a second caller gets the running refresh's promise):
+/// here a caller that finds a refresh running waits until it has landed and uses its snapshot,
+/// so the source runs once and `stateVersion.health` moves once.
+#[derive(Debug, Default)]
+pub(super) struct RefreshGate {
+    state: Mutex<GateState>,
+    landed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// The thread running the refresh in flight.
+    running: Option<ThreadId>,
+    /// Refreshes landed so far: a waiter waits for this to move.
+    landings: u64,
+}
+
+/// The turn of the caller that runs the refresh; dropping it (also on unwind) lands it.
+pub(super) struct RefreshTurn<'a>(&'a RefreshGate);
+
+impl RefreshGate {
+    /// `Some` when the caller is to refresh now. `None` after waiting for the refresh another
+    /// thread was running, whose snapshot is then the caller's; and `None` at once on the
+    /// refreshing thread itself (a source that asks for health again), which would otherwise
+    /// wait for itself.
+    pub fn enter(&self) -> Option<RefreshTurn<'_>> {
+        let me = thread::current().id();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match state.running {
+            None => {
+                state.running = Some(me);
+                Some(RefreshTurn(self))
+            }
+            Some(running) if running == me => None,
+            Some(_) => {
+                let landings = state.landings;
+                let _landed = self
+                    .landed
+                    .wait_while(state, |state| state.landings == landings)
+                    .unwrap_or_else(|e| e.into_inner());
+                None
+            }
+        }
+    }
+}
+
+impl Drop for RefreshTurn<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.running = None;
+        state.landings += 1;
+        self.0.landed.notify_all();
     }
 }
 

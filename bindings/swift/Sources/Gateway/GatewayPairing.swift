@@ -18,8 +18,9 @@ public enum GatewayPairingDecision: Sendable, Equatable {
 /// `request` is the request as `device.pair.requested` carries it (`requestId`, `deviceId`,
 /// `publicKey`, `displayName`?, `platform`?, `clientId`, `clientMode`, `role`, `scopes`,
 /// `isRepair`, `ts`, ...); `context` is what the handshake knows (`reason`, `locality`,
-/// `hasOrigin`, `uiClient`, `authMethod`, `recordExists`, and `silentLocal`: what Node's
-/// default rule decides). Equal only to itself.
+/// `hasOrigin`, `uiClient`, `authMethod`, `recordExists`, `silentLocal`: what Node's default
+/// rule decides, and `silentLocalWithoutAutoApprove`: what it decides with Node's
+/// `autoApproveLocal` off). Equal only to itself.
 public struct GatewayPairingPolicy: Sendable, Equatable {
     let box: PairingPolicyBox
 

@@ -144,6 +144,9 @@ final class PairingTests: XCTestCase {
         let (approved, _) = try TestDevice(seed: 21).connect(port: server.port, token: token, name: "approve-me")
         XCTAssertEqual(approved["ok"] as? Bool, true, "\(approved)")
         XCTAssertTrue(asked.all.first?.contains(#""reason":"not-paired""#) == true, "\(asked.all)")
+        // Node's silent rule without auto-approve-local: a new device is never silent.
+        XCTAssertTrue(
+            asked.all.first?.contains(#""silentLocalWithoutAutoApprove":false"#) == true, "\(asked.all)")
 
         let (rejected, _) = try TestDevice(seed: 22).connect(port: server.port, token: token, name: "reject-me")
         XCTAssertEqual((rejected["error"] as? [String: Any])?["code"] as? String, "NOT_PAIRED", "\(rejected)")
