@@ -4,13 +4,21 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Only the Linux-only tests (socket activation, an embedding host's child) use these.
+#[cfg(target_os = "linux")]
+use std::{
+    io::Write,
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    process::Command,
+    time::Instant,
+};
 
 use common::*;
 
@@ -402,6 +410,7 @@ fn ready_is_sent_on_an_abstract_notify_socket_only_once_the_port_answers() {
 }
 
 /// The inode of the socket listening on `127.0.0.1:<port>`, from `/proc/net/tcp`.
+#[cfg(target_os = "linux")] // /proc/net/tcp
 fn listening_socket_inode(port: u16) -> Option<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let local = format!("0100007F:{port:04X}");
@@ -414,6 +423,7 @@ fn listening_socket_inode(port: u16) -> Option<String> {
 
 /// `systemd-socket-activate [extra] -l 127.0.0.1:<port> <gateway command>`, once it listens:
 /// the child, its stdout and its stderr lines.
+#[cfg(target_os = "linux")] // systemd-socket-activate is systemd's
 fn socket_activated(
     gateway: &Command,
     extra: &[&str],
@@ -442,6 +452,7 @@ fn socket_activated(
 }
 
 #[test]
+#[cfg(target_os = "linux")] // systemd-socket-activate, and /proc/<pid>/fd for the passed socket
 fn socket_activation_serves_on_the_passed_socket() {
     let env = TestEnv::new();
     let port = free_port();
@@ -501,6 +512,7 @@ fn socket_activation_serves_on_the_passed_socket() {
 /// and every retry serves on the socket systemd passed: a failed attempt must not close it.
 #[cfg(feature = "failpoints")]
 #[test]
+#[cfg(target_os = "linux")] // systemd-socket-activate is systemd's
 fn socket_activation_keeps_the_passed_socket_across_supervised_retries() {
     let env = TestEnv::new();
     // The holder: both lock files, its own port listening, never answering /healthz.
@@ -574,7 +586,9 @@ fn socket_activation_keeps_the_passed_socket_across_supervised_retries() {
     assert!(env.lock_dir_entries().is_empty());
 }
 
+#[cfg(target_os = "linux")] // used by the Linux-only host test below
 const HOST_STATE_DIR: &str = "GATEWAY_TEST_HOST_STATE_DIR";
+#[cfg(target_os = "linux")]
 const HOST_PORT: &str = "GATEWAY_TEST_HOST_PORT";
 
 /// Not a test: the embedding host of the next test, which runs this binary again with
@@ -582,6 +596,7 @@ const HOST_PORT: &str = "GATEWAY_TEST_HOST_PORT";
 /// spawns a child the way any host does, says so, and waits to be killed.
 #[test]
 #[ignore = "the host process of child_of_a_killed_host_holds_neither_lock_nor_port"]
+#[cfg(target_os = "linux")] // the host of a Linux-only test
 fn embedding_host_role() {
     let Some(state_dir) = std::env::var_os(HOST_STATE_DIR) else {
         return;
@@ -611,6 +626,7 @@ fn embedding_host_role() {
 }
 
 /// The descriptors a process has open, as `/proc/<pid>/fd` links.
+#[cfg(target_os = "linux")] // /proc/<pid>/fd
 fn open_fds(pid: u32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -623,6 +639,7 @@ fn open_fds(pid: u32) -> Vec<String> {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // the child's state and descriptors from /proc/<pid>/{status,fd}
 fn child_of_a_killed_host_holds_neither_lock_nor_port() {
     let env = TestEnv::new();
     let port = free_port();
@@ -699,8 +716,10 @@ impl Drop for ReapOnDrop {
 }
 
 /// Kills a process we started indirectly (the host's child) when the test ends.
+#[cfg(target_os = "linux")] // reads /proc/<pid>/cmdline; only a Linux-only test uses it
 struct KillOnDrop(u32);
 
+#[cfg(target_os = "linux")]
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         // Only while the pid still names that `sleep`.
