@@ -8,16 +8,14 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
-// Only the Linux-only tests (socket activation, an embedding host's child) use these.
+use std::time::{Duration, Instant};
+// Only the Linux-only socket activation tests use these.
 #[cfg(target_os = "linux")]
 use std::{
     io::Write,
     net::{Ipv4Addr, SocketAddr, TcpStream},
-    process::Command,
-    time::Instant,
 };
 
 use common::*;
@@ -586,9 +584,7 @@ fn socket_activation_keeps_the_passed_socket_across_supervised_retries() {
     assert!(env.lock_dir_entries().is_empty());
 }
 
-#[cfg(target_os = "linux")] // used by the Linux-only host test below
 const HOST_STATE_DIR: &str = "GATEWAY_TEST_HOST_STATE_DIR";
-#[cfg(target_os = "linux")]
 const HOST_PORT: &str = "GATEWAY_TEST_HOST_PORT";
 
 /// Not a test: the embedding host of the next test, which runs this binary again with
@@ -596,7 +592,6 @@ const HOST_PORT: &str = "GATEWAY_TEST_HOST_PORT";
 /// spawns a child the way any host does, says so, and waits to be killed.
 #[test]
 #[ignore = "the host process of child_of_a_killed_host_holds_neither_lock_nor_port"]
-#[cfg(target_os = "linux")] // the host of a Linux-only test
 fn embedding_host_role() {
     let Some(state_dir) = std::env::var_os(HOST_STATE_DIR) else {
         return;
@@ -626,7 +621,7 @@ fn embedding_host_role() {
 }
 
 /// The descriptors a process has open, as `/proc/<pid>/fd` links.
-#[cfg(target_os = "linux")] // /proc/<pid>/fd
+#[cfg(not(target_os = "macos"))]
 fn open_fds(pid: u32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -638,8 +633,35 @@ fn open_fds(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// macOS: the files a process has open, from `lsof -F tn`, written as Linux's
+/// `/proc/<pid>/fd` links would be where it matters here: a socket as `socket:<type> <name>`,
+/// anything else as its path.
+#[cfg(target_os = "macos")]
+fn open_fds(pid: u32) -> Vec<String> {
+    let output = Command::new("/usr/sbin/lsof")
+        .args(["-n", "-P", "-w", "-F", "tn", "-p", &pid.to_string()])
+        .output()
+        .expect("run /usr/sbin/lsof");
+    assert!(output.status.success(), "lsof -p {pid}: {output:?}");
+    // One record per file: an `f` line, then `t<type>` and `n<name>`.
+    let mut fds = Vec::new();
+    let mut kind = String::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if let Some(rest) = line.strip_prefix('t') {
+            kind = rest.to_owned();
+        } else if let Some(name) = line.strip_prefix('n') {
+            fds.push(match kind.as_str() {
+                "IPv4" | "IPv6" | "unix" | "systm" => format!("socket:{kind} {name}"),
+                _ => name.to_owned(),
+            });
+        } else if line.starts_with('f') {
+            kind.clear();
+        }
+    }
+    fds
+}
+
 #[test]
-#[cfg(target_os = "linux")] // the child's state and descriptors from /proc/<pid>/{status,fd}
 fn child_of_a_killed_host_holds_neither_lock_nor_port() {
     let env = TestEnv::new();
     let port = free_port();
@@ -677,10 +699,18 @@ fn child_of_a_killed_host_holds_neither_lock_nor_port() {
     host.0.wait().unwrap();
 
     // The child lives on, with nothing of the gateway's.
-    let status = std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
+    #[cfg(not(target_os = "macos"))]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
+        assert!(
+            !status.contains("State:\tZ") && !status.contains("State:\tX"),
+            "{status}"
+        );
+    }
+    #[cfg(target_os = "macos")]
     assert!(
-        !status.contains("State:\tZ") && !status.contains("State:\tX"),
-        "{status}"
+        gateway::test_support::pid_is_running(sleeper),
+        "the host's child {sleeper} is gone or a zombie"
     );
     let fds = open_fds(sleeper);
     assert!(
@@ -716,16 +746,21 @@ impl Drop for ReapOnDrop {
 }
 
 /// Kills a process we started indirectly (the host's child) when the test ends.
-#[cfg(target_os = "linux")] // reads /proc/<pid>/cmdline; only a Linux-only test uses it
 struct KillOnDrop(u32);
 
-#[cfg(target_os = "linux")]
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         // Only while the pid still names that `sleep`.
-        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
-        if args == [&b"sleep"[..], b"60", b""] {
+        #[cfg(not(target_os = "macos"))]
+        let is_the_sleep = {
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+            args == [&b"sleep"[..], b"60", b""]
+        };
+        #[cfg(target_os = "macos")]
+        let is_the_sleep =
+            gateway::test_support::process_argv(self.0).is_some_and(|argv| argv == ["sleep", "60"]);
+        if is_the_sleep {
             // SAFETY: the pid is the `sleep` the host spawned for this test.
             unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
         }
