@@ -633,13 +633,13 @@ fn open_fds(pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// macOS: the files a process has open, from `lsof -F tn`, written as Linux's
+/// macOS: the files a process has open, from `lsof -Ftn`, written as Linux's
 /// `/proc/<pid>/fd` links would be where it matters here: a socket as `socket:<type> <name>`,
 /// anything else as its path.
 #[cfg(target_os = "macos")]
 fn open_fds(pid: u32) -> Vec<String> {
     let output = Command::new("/usr/sbin/lsof")
-        .args(["-n", "-P", "-w", "-F", "tn", "-p", &pid.to_string()])
+        .args(["-n", "-P", "-w", "-Ftn", "-p", &pid.to_string()])
         .output()
         .expect("run /usr/sbin/lsof");
     assert!(output.status.success(), "lsof -p {pid}: {output:?}");

@@ -53,7 +53,8 @@ pub fn tcp_sockets_on(port: u16) -> Vec<TcpSocket> {
 }
 
 /// macOS: the lines of `netstat -an -p tcp` (IPv4 and IPv6) whose local address ends in
-/// `.<port>`: `tcp4  <Recv-Q> <Send-Q>  127.0.0.1.<port>  127.0.0.1.<peer>  ESTABLISHED`.
+/// `.<port>`: `tcp4  <Recv-Q> <Send-Q>  127.0.0.1.<port>  127.0.0.1.<peer>  ESTABLISHED`, where
+/// Recv-Q is the socket's unread bytes (`so_rcv.sb_cc`, network_cmds netstat.tproj/inet.c).
 #[cfg(target_os = "macos")]
 pub fn tcp_sockets_on(port: u16) -> Vec<TcpSocket> {
     let output = std::process::Command::new("/usr/sbin/netstat")
@@ -70,7 +71,8 @@ pub fn tcp_sockets_on(port: u16) -> Vec<TcpSocket> {
                 return None;
             }
             // tcp_states.h's numbers, for netstat's names (xnu bsd/netinet/tcp_fsm.h, tcpstates).
-            let state = match *fields.get(5)? {
+            // network_cmds' netstat may mark a T/TCP hidden state with a trailing `*`.
+            let state = match fields.get(5)?.trim_end_matches('*') {
                 "ESTABLISHED" => TCP_ESTABLISHED,
                 "SYN_SENT" => 0x02,
                 "SYN_RCVD" => 0x03,
