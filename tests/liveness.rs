@@ -208,6 +208,7 @@ fn without_a_start_time_the_openclaw_launcher_needs_the_gateway_command() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // a kernel thread (kthreadd) with an empty /proc/<pid>/cmdline
 fn an_owner_whose_argv_cannot_be_read_is_never_reclaimed() {
     // A kernel thread has an empty cmdline: its argv is unknown, and unknown never reclaims.
     let Some(kthread) = find_kernel_thread() else {
@@ -217,6 +218,7 @@ fn an_owner_whose_argv_cannot_be_read_is_never_reclaimed() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // /proc/1/stat is world-readable; macOS hides root's launchd's start time
 fn pid_1_is_judged_by_its_start_time() {
     let start = start_time_of(1);
     plant_in_both(&lock_body(1, Some(start)), Expect::Waits(1));
@@ -224,6 +226,7 @@ fn pid_1_is_judged_by_its_start_time() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // setpriv (util-linux) and /proc/<pid>/status
 fn another_users_process_is_judged_by_its_start_time() {
     let mut command = Command::new("setpriv");
     command.args([
@@ -252,6 +255,7 @@ fn another_users_process_is_judged_by_its_start_time() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // /proc/<pid>/status; tests/macos.rs has the macOS twin
 fn a_zombie_owner_is_dead() {
     // Exited but not reaped: the pid exists, with its start time, yet nobody runs.
     let mut child = Command::new("true").spawn().unwrap();
@@ -282,6 +286,7 @@ fn judging_an_owner_never_signals_it() {
 }
 
 /// A kernel thread's pid (kthreadd, else any thread it parents): its cmdline is empty.
+#[cfg(target_os = "linux")] // /proc
 fn find_kernel_thread() -> Option<u32> {
     let stat = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
     if stat(2).is_some_and(|s| s.contains("(kthreadd)")) {

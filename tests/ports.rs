@@ -94,8 +94,15 @@ fn foreign_listener_keeps_its_port_whatever_its_socket_options() {
     for foreign in FOREIGN_LISTENERS {
         let env = TestEnv::new();
         let (socket, port) = foreign.listen();
+        // On Apple platforms a wildcard listener (IPv4, or dual-stack `[::]`, which takes
+        // 0.0.0.0 too) is met by the guard on 0.0.0.0 (src/bind.rs), and named as such.
+        let refused_at = if cfg!(target_vendor = "apple") && foreign.ip != "127.0.0.1" {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
         let expected =
-            format!("another gateway instance is already listening on ws://127.0.0.1:{port}");
+            format!("another gateway instance is already listening on ws://{refused_at}:{port}");
 
         // The library, over and over, while clients connect: every connection is the
         // foreign listener's, and no attempt ever gets the port.

@@ -158,7 +158,6 @@ enum Seed {
     /// A full payload naming a live process with another start time. The process is not a
     /// gateway, but its argv0 (`openclaw-gateway`) says it is, so only the start time proves
     /// the pid was reused.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     LiveWrongStartTime,
     /// Bytes that are not JSON, the file older than the stale window.
     OldGarbage,
@@ -187,11 +186,14 @@ fn seed(env: &TestEnv, seed: Seed, port: u16) -> Option<Reaped> {
                 .spawn()
                 .expect("spawn sleep");
             let pid = child.id();
-            // The kernel fills argv in a moment after the exec that ended `spawn`.
-            let argv = || std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            // The kernel fills argv in a moment after the exec that ended `spawn`; read as the
+            // library reads it (/proc/<pid>/cmdline on Linux, KERN_PROCARGS2 on macOS).
+            let argv = || gateway::test_support::process_argv(pid).unwrap_or_default();
             assert!(
                 wait_until(Duration::from_secs(2), || argv()
-                    .starts_with(b"openclaw-gateway\0")),
+                    .first()
+                    .map(String::as_str)
+                    == Some("openclaw-gateway")),
                 "the stand-in looks like a gateway: {:?}",
                 argv()
             );
@@ -242,8 +244,6 @@ fn start_race_over_reclaimable_lock_files_has_exactly_one_winner() {
     let port_arg = port.to_string();
     for kind in [
         Seed::DeadPid,
-        // Its stand-in's argv and start time are read from /proc.
-        #[cfg(target_os = "linux")]
         Seed::LiveWrongStartTime,
         Seed::OldGarbage,
         Seed::OldEmpty,
@@ -375,7 +375,8 @@ fn sigkill_at_step_then_restart(step: &str, portable: bool) {
     };
     if publishing {
         let entries = env.lock_dir_entries();
-        let expected_temps = usize::from(portable);
+        // Off Linux the named temp file is the only way (no O_TMPFILE).
+        let expected_temps = usize::from(portable || !cfg!(target_os = "linux"));
         assert_eq!(
             (entries.len(), temps(&entries).len()),
             (expected_temps, expected_temps),

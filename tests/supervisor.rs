@@ -4,13 +4,19 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+// Only the Linux-only socket activation tests use these.
+#[cfg(target_os = "linux")]
+use std::{
+    io::Write,
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+};
 
 use common::*;
 
@@ -402,6 +408,7 @@ fn ready_is_sent_on_an_abstract_notify_socket_only_once_the_port_answers() {
 }
 
 /// The inode of the socket listening on `127.0.0.1:<port>`, from `/proc/net/tcp`.
+#[cfg(target_os = "linux")] // /proc/net/tcp
 fn listening_socket_inode(port: u16) -> Option<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let local = format!("0100007F:{port:04X}");
@@ -414,6 +421,7 @@ fn listening_socket_inode(port: u16) -> Option<String> {
 
 /// `systemd-socket-activate [extra] -l 127.0.0.1:<port> <gateway command>`, once it listens:
 /// the child, its stdout and its stderr lines.
+#[cfg(target_os = "linux")] // systemd-socket-activate is systemd's
 fn socket_activated(
     gateway: &Command,
     extra: &[&str],
@@ -442,6 +450,7 @@ fn socket_activated(
 }
 
 #[test]
+#[cfg(target_os = "linux")] // systemd-socket-activate, and /proc/<pid>/fd for the passed socket
 fn socket_activation_serves_on_the_passed_socket() {
     let env = TestEnv::new();
     let port = free_port();
@@ -501,6 +510,7 @@ fn socket_activation_serves_on_the_passed_socket() {
 /// and every retry serves on the socket systemd passed: a failed attempt must not close it.
 #[cfg(feature = "failpoints")]
 #[test]
+#[cfg(target_os = "linux")] // systemd-socket-activate is systemd's
 fn socket_activation_keeps_the_passed_socket_across_supervised_retries() {
     let env = TestEnv::new();
     // The holder: both lock files, its own port listening, never answering /healthz.
@@ -611,6 +621,7 @@ fn embedding_host_role() {
 }
 
 /// The descriptors a process has open, as `/proc/<pid>/fd` links.
+#[cfg(not(target_os = "macos"))]
 fn open_fds(pid: u32) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -620,6 +631,34 @@ fn open_fds(pid: u32) -> Vec<String> {
                 .unwrap_or_default()
         })
         .collect()
+}
+
+/// macOS: the files a process has open, from `lsof -Ftn`, written as Linux's
+/// `/proc/<pid>/fd` links would be where it matters here: a socket as `socket:<type> <name>`,
+/// anything else as its path.
+#[cfg(target_os = "macos")]
+fn open_fds(pid: u32) -> Vec<String> {
+    let output = Command::new("/usr/sbin/lsof")
+        .args(["-n", "-P", "-w", "-Ftn", "-p", &pid.to_string()])
+        .output()
+        .expect("run /usr/sbin/lsof");
+    assert!(output.status.success(), "lsof -p {pid}: {output:?}");
+    // One record per file: an `f` line, then `t<type>` and `n<name>`.
+    let mut fds = Vec::new();
+    let mut kind = String::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if let Some(rest) = line.strip_prefix('t') {
+            kind = rest.to_owned();
+        } else if let Some(name) = line.strip_prefix('n') {
+            fds.push(match kind.as_str() {
+                "IPv4" | "IPv6" | "unix" | "systm" => format!("socket:{kind} {name}"),
+                _ => name.to_owned(),
+            });
+        } else if line.starts_with('f') {
+            kind.clear();
+        }
+    }
+    fds
 }
 
 #[test]
@@ -660,10 +699,18 @@ fn child_of_a_killed_host_holds_neither_lock_nor_port() {
     host.0.wait().unwrap();
 
     // The child lives on, with nothing of the gateway's.
-    let status = std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
+    #[cfg(not(target_os = "macos"))]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
+        assert!(
+            !status.contains("State:\tZ") && !status.contains("State:\tX"),
+            "{status}"
+        );
+    }
+    #[cfg(target_os = "macos")]
     assert!(
-        !status.contains("State:\tZ") && !status.contains("State:\tX"),
-        "{status}"
+        gateway::test_support::pid_is_running(sleeper),
+        "the host's child {sleeper} is gone or a zombie"
     );
     let fds = open_fds(sleeper);
     assert!(
@@ -704,9 +751,16 @@ struct KillOnDrop(u32);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         // Only while the pid still names that `sleep`.
-        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
-        if args == [&b"sleep"[..], b"60", b""] {
+        #[cfg(not(target_os = "macos"))]
+        let is_the_sleep = {
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.0)).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+            args == [&b"sleep"[..], b"60", b""]
+        };
+        #[cfg(target_os = "macos")]
+        let is_the_sleep =
+            gateway::test_support::process_argv(self.0).is_some_and(|argv| argv == ["sleep", "60"]);
+        if is_the_sleep {
             // SAFETY: the pid is the `sleep` the host spawned for this test.
             unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
         }

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
+#[cfg(not(target_os = "macos"))]
 use super::sockets::tcp_sockets_on;
 use super::wait::wait_until;
 
@@ -20,7 +21,8 @@ const PORT_CLAIMS_DIR: &str = "/tmp/gateway-test-ports";
 
 /// A loopback port for a test to bind later (often more than once: restarts, takeovers).
 ///
-/// It never comes from the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`),
+/// It never comes from the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`;
+/// on macOS the sysctls `net.inet.ip.portrange.first`/`last`),
 /// so no outgoing connection on the machine can take it between the pick and the use, as a port
 /// from `bind(0)` can. It comes from a block of [`PORT_BLOCK`] ports that this process alone
 /// holds (an `flock` on a file under [`PORT_CLAIMS_DIR`], starting at a block derived from the
@@ -95,6 +97,7 @@ fn port_block() -> &'static PortBlock {
 }
 
 /// The kernel's ephemeral port range, inclusive (Linux's default when it cannot be read).
+#[cfg(not(target_os = "macos"))]
 fn ephemeral_port_range() -> (u16, u16) {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -103,6 +106,38 @@ fn ephemeral_port_range() -> (u16, u16) {
             Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
         })
         .unwrap_or((32768, 60999))
+}
+
+/// macOS: the ephemeral port range, inclusive, from the sysctls `net.inet.ip.portrange.first`
+/// and `.last` (xnu's default, 49152–65535, when they cannot be read).
+#[cfg(target_os = "macos")]
+fn ephemeral_port_range() -> (u16, u16) {
+    fn read(name: &std::ffi::CStr) -> Option<u16> {
+        let mut value: libc::c_int = 0;
+        let mut size = std::mem::size_of::<libc::c_int>();
+        // SAFETY: `name` is NUL-terminated; `value` is a writable int of `size` bytes; no new
+        // value is set (null, 0).
+        let rc = unsafe {
+            libc::sysctlbyname(
+                name.as_ptr(),
+                (&raw mut value).cast(),
+                &mut size,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if rc != 0 || size != std::mem::size_of::<libc::c_int>() {
+            return None;
+        }
+        u16::try_from(value).ok()
+    }
+    match (
+        read(c"net.inet.ip.portrange.first"),
+        read(c"net.inet.ip.portrange.last"),
+    ) {
+        (Some(first), Some(last)) => (first, last),
+        _ => (49152, 65535),
+    }
 }
 
 /// The first port of every whole block between [`LOWEST_TEST_PORT`] and 65535 that does not
@@ -160,6 +195,7 @@ pub fn port_is_free(port: u16) -> bool {
 }
 
 /// A socket bound to `port` is open in this process (found by inode in /proc/self/fd).
+#[cfg(not(target_os = "macos"))]
 fn held_by_this_process(port: u16) -> bool {
     let inodes: Vec<String> = tcp_sockets_on(port)
         .iter()
@@ -174,4 +210,49 @@ fn held_by_this_process(port: u16) -> bool {
                 .iter()
                 .any(|inode| target.as_os_str() == inode.as_str())
         })
+}
+
+/// macOS: a TCP socket bound to `port` is open in this process (each descriptor in /dev/fd
+/// asked for its type and local address).
+#[cfg(target_os = "macos")]
+fn held_by_this_process(port: u16) -> bool {
+    let fds: Vec<libc::c_int> = std::fs::read_dir("/dev/fd")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.into_iter().any(|fd| {
+        let mut kind: libc::c_int = 0;
+        let mut kind_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `kind` is a writable int of `kind_len` bytes. A descriptor closed or reused
+        // since the listing only makes the call fail (EBADF, ENOTSOCK) or ask another socket.
+        let is_stream = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TYPE,
+                (&raw mut kind).cast(),
+                &mut kind_len,
+            )
+        } == 0
+            && kind == libc::SOCK_STREAM;
+        if !is_stream {
+            return false;
+        }
+        // SAFETY: an all-zero sockaddr_storage is valid; getsockname writes at most `len` bytes.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `addr` is writable for `len` bytes; a stale descriptor only makes it fail.
+        if unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &mut len) } != 0 {
+            return false;
+        }
+        let bound = match libc::c_int::from(addr.ss_family) {
+            // SAFETY: the family says which sockaddr the storage holds; both fit in it.
+            libc::AF_INET => unsafe { *(&raw const addr).cast::<libc::sockaddr_in>() }.sin_port,
+            // SAFETY: as above.
+            libc::AF_INET6 => unsafe { *(&raw const addr).cast::<libc::sockaddr_in6>() }.sin6_port,
+            _ => return false,
+        };
+        u16::from_be(bound) == port
+    })
 }

@@ -70,7 +70,7 @@ impl Owner {
         Self::spawn(command)
     }
 
-    /// Its start time in clock ticks, as `/proc/<pid>/stat` says.
+    /// Its start time, in the unit lock files record (see [`start_time_of`]).
     pub fn start_time(&self) -> u64 {
         start_time_of(self.pid)
     }
@@ -89,12 +89,12 @@ impl Owner {
         );
     }
 
-    /// Waits until `/proc/<pid>/cmdline` starts with `argv0` (after an `exec` in the child).
+    /// Waits until its argv0 is `argv0` (after an `exec` in the child), as the library reads
+    /// argv: `/proc/<pid>/cmdline` on Linux, `KERN_PROCARGS2` on macOS.
     pub fn wait_for_argv0(&self, argv0: &str) {
-        let cmdline = format!("/proc/{}/cmdline", self.pid);
         let ready = wait_until(Duration::from_secs(5), || {
-            std::fs::read(&cmdline)
-                .is_ok_and(|raw| raw.split(|b| *b == 0).next() == Some(argv0.as_bytes()))
+            gateway::test_support::process_argv(self.pid)
+                .is_some_and(|argv| argv.first().map(String::as_str) == Some(argv0))
         });
         assert!(ready, "pid {} never showed argv0 {argv0:?}", self.pid);
     }
@@ -327,11 +327,11 @@ pub fn write_lock(path: &Path, body: &str) {
     std::fs::write(path, body).unwrap();
 }
 
-/// A process's start time in clock ticks (field 22 of /proc/<pid>/stat).
+/// A process's start time as the library reads it for lock files: clock ticks since boot
+/// (field 22 of `/proc/<pid>/stat`) on Linux, whole seconds since the epoch on macOS.
 pub fn start_time_of(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 1..];
-    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+    gateway::test_support::process_start_time(pid)
+        .unwrap_or_else(|| panic!("the start time of pid {pid} cannot be read"))
 }
 
 /// A pid that is not running now (a child that has been reaped).

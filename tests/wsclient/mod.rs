@@ -331,6 +331,7 @@ pub fn assert_error(res: &Value, id: &str, code: &str, message: &str, detail: Op
 }
 
 /// This process's resident set size in bytes.
+#[cfg(not(target_os = "macos"))]
 pub fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let kb: u64 = status
@@ -338,6 +339,21 @@ pub fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
+    kb * 1024
+}
+
+/// macOS: this process's resident set size in bytes, as `ps -o rss=` shows it (KiB).
+#[cfg(target_os = "macos")]
+pub fn rss_bytes() -> u64 {
+    let output = std::process::Command::new("/bin/ps")
+        .args(["-o", "rss=", "-p", &std::process::id().to_string()])
+        .output()
+        .expect("run /bin/ps -o rss=");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let kb: u64 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ps -o rss= said {text:?}"));
     kb * 1024
 }
 
