@@ -43,6 +43,7 @@ pub use server::{
     PairingContext, PairingDecision, PairingError, PairingOptions, PairingPolicy, PairingReason,
     PairingRequest, silent_local_approval,
 };
+pub use server::{MAX_PENDING, MAX_PENDING_PER_IP};
 pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, StateHandler};
 
 /// Internals the integration tests and benchmarks reach into. **Not API**: outside semver, and

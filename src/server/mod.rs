@@ -36,6 +36,7 @@ pub use pairing::{
     PairingContext, PairingDecision, PairingError, PairingOptions, PairingPolicy, PairingReason,
     PairingRequest, silent_local_approval,
 };
+pub use pairing::{MAX_PENDING, MAX_PENDING_PER_IP};
 pub use probes::Phase;
 pub use protocol::{MethodError, PROTOCOL_VERSION};
 pub use ws::{

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use policy::{DefaultPairingPolicy, silent_local_approval};
-pub use store::{DEVICE_STORE_FILE, DeviceStore, PAIRING_REQUEST_TTL_MS};
+pub use store::{
+    DEVICE_STORE_FILE, DeviceStore, MAX_PENDING, MAX_PENDING_PER_IP, PAIRING_REQUEST_TTL_MS,
+};
 
 /// Where a connection comes from, as pairing sees it (SPEC §11.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -168,6 +170,9 @@ pub struct PendingOutcome {
     pub created: bool,
     /// Pending requests of the same device it replaced.
     pub superseded: Vec<PairingRequest>,
+    /// The oldest pending requests (of any device) dropped to keep within
+    /// [`MAX_PENDING_PER_IP`] and [`MAX_PENDING`].
+    pub evicted: Vec<PairingRequest>,
 }
 
 /// Why a host's pairing call ([`GatewayHandle::approve_pairing`] and its siblings) did nothing.
@@ -193,6 +198,21 @@ pub enum PairingError {
         /// The role asked for.
         role: String,
     },
+    /// Approving on a connection's behalf would grant more than the connection holds; the
+    /// request stays pending for the host.
+    #[error(
+        "pairing request {request_id} asks for {scope}, beyond what the connecting client may \
+         grant itself; it stays pending: approve it from the host"
+    )]
+    BeyondCallerScopes {
+        /// The request.
+        request_id: String,
+        /// The first scope beyond the caller's.
+        scope: String,
+    },
+    /// The system's random source failed; nothing changed.
+    #[error("the system's random source failed ({0}); nothing was changed: try again")]
+    Random(String),
     /// The store file could not be written; nothing changed.
     #[error(
         "could not save the device store {}: {source}; nothing was changed: make its directory \
