@@ -270,7 +270,9 @@ async fn a_revoked_device_reconnecting_with_the_shared_token_must_pair_again() {
     let (_client, res) = device.connect(port, params.clone()).await;
     assert_eq!(res["ok"], true, "{res}");
 
-    handle.revoke_device_token(&device.id(), "operator").unwrap();
+    handle
+        .revoke_device_token(&device.id(), "operator")
+        .unwrap();
     // The key and the shared token: still paired, but the role's token is revoked, so the
     // role is not approved (device-pairing-identity-*.mjs:603-625, MH:1508): a role upgrade.
     let (mut client, res) = device.connect(port, params.clone()).await;
@@ -313,7 +315,12 @@ async fn shared_token_connects_of_a_paired_device_get_its_token_back_without_a_w
     let first = token(&res);
     let stamp = |path: &std::path::Path| {
         let meta = std::fs::metadata(path).unwrap();
-        (meta.ino(), meta.mtime(), meta.mtime_nsec(), std::fs::read(path).unwrap())
+        (
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            std::fs::read(path).unwrap(),
+        )
     };
     let before = stamp(&store);
     for _ in 0..2 {

@@ -247,11 +247,6 @@ impl DeviceStore {
         })
     }
 
-    /// The store file; `None` for a store kept in memory only.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
     /// The paired record of `device_id`.
     pub fn paired(&self, device_id: &str) -> Option<PairedDevice> {
         self.lock().devices.get(device_id).map(|d| d.device.clone())
@@ -269,7 +264,12 @@ impl DeviceStore {
             .device
             .roles
             .iter()
-            .filter(|role| stored.tokens.iter().any(|t| &t.role == *role && t.is_active()))
+            .filter(|role| {
+                stored
+                    .tokens
+                    .iter()
+                    .any(|t| &t.role == *role && t.is_active())
+            })
             .cloned()
             .collect()
     }
@@ -357,12 +357,7 @@ impl DeviceStore {
     /// requested ones when `None`) added to what it had; its pinned platform, device family,
     /// client and name become the request's; and each requested role is issued a new token
     /// (replacing, and so un-revoking, the role's old one), as Node's approval does
-    /// (WRK:2316-2356). `None` when no such request is pending.
-    pub fn approve(&self, request_id: &str, scopes: Option<Vec<String>>) -> Option<PairedDevice> {
-        self.logged(self.try_approve(request_id, scopes))
-    }
-
-    /// [`approve`](Self::approve), saying why it did nothing; nothing changes unless saved.
+    /// (WRK:2316-2356). Nothing changes unless saved.
     pub fn try_approve(
         &self,
         request_id: &str,
@@ -404,7 +399,8 @@ impl DeviceStore {
                 let old = existing.and_then(|d| d.tokens.iter().find(|t| &t.role == role));
                 let approved = existing.map_or(&[][..], |d| &d.device.scopes[..]);
                 let next = approved_token_scopes(role, &granted, old, approved);
-                if let (Some(cap), "operator", false) = (caller_scopes, role.as_str(), next.is_empty())
+                if let (Some(cap), "operator", false) =
+                    (caller_scopes, role.as_str(), next.is_empty())
                 {
                     let mut required = role_token_scopes(role, &granted);
                     merge_into(&mut required, &next);
@@ -631,13 +627,7 @@ impl DeviceStore {
     }
 
     /// Revokes the device token of `device_id` in `role`: it is refused from now on, and the
-    /// next connect that pairs is given a new one. `false` when there was no active token.
-    pub fn revoke_device_token(&self, device_id: &str, role: &str) -> bool {
-        self.logged(self.try_revoke_device_token(device_id, role))
-            .is_some()
-    }
-
-    /// [`revoke_device_token`](Self::revoke_device_token), saying why it did nothing.
+    /// role counts as not approved until the device pairs again.
     pub fn try_revoke_device_token(&self, device_id: &str, role: &str) -> Result<(), PairingError> {
         self.mutate_strict(|state| {
             let stored = state

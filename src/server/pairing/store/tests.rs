@@ -37,7 +37,7 @@ fn open(path: &Path) -> DeviceStore {
 }
 
 fn path_of(store: &DeviceStore) -> PathBuf {
-    store.path().unwrap().to_path_buf()
+    store.path.clone().unwrap()
 }
 
 fn store_in(dir: &tempfile::TempDir) -> (PathBuf, DeviceStore) {
@@ -50,7 +50,7 @@ fn store_in(dir: &tempfile::TempDir) -> (PathBuf, DeviceStore) {
 fn pair(store: &DeviceStore, device: &str, scopes: &[&str]) -> String {
     let outcome = store.request_pairing(request(device, "operator", scopes));
     store
-        .approve(&outcome.request.request_id, None)
+        .try_approve(&outcome.request.request_id, None)
         .expect("approved");
     store
         .ensure_device_token_for(device, "operator", &strings(scopes), None)
@@ -149,7 +149,11 @@ fn tokens_are_kept_as_their_sha256_only() {
 fn file_stamp(path: &Path) -> (u64, std::time::SystemTime, Vec<u8>) {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(path).unwrap();
-    (meta.ino(), meta.modified().unwrap(), fs::read(path).unwrap())
+    (
+        meta.ino(),
+        meta.modified().unwrap(),
+        fs::read(path).unwrap(),
+    )
 }
 
 #[test]
@@ -236,9 +240,9 @@ fn a_revoked_role_is_not_approved_until_the_device_pairs_again() {
     let (path, store) = store_in(&dir);
     let token = pair(&store, "d1", &[]);
     assert_eq!(store.active_roles("d1"), strings(&["operator"]));
-    assert!(store.revoke_device_token("d1", "operator"));
+    assert!(store.try_revoke_device_token("d1", "operator").is_ok());
     assert!(
-        !store.revoke_device_token("d1", "operator"),
+        store.try_revoke_device_token("d1", "operator").is_err(),
         "already revoked"
     );
     assert!(matches!(
@@ -256,7 +260,7 @@ fn a_revoked_role_is_not_approved_until_the_device_pairs_again() {
     assert!(store.active_roles("d1").is_empty());
     let again = store.request_pairing(request("d1", "operator", &[]));
     assert!(again.request.is_repair);
-    store.approve(&again.request.request_id, None).unwrap();
+    store.try_approve(&again.request.request_id, None).unwrap();
     assert_eq!(store.active_roles("d1"), strings(&["operator"]));
     let issued = store
         .ensure_device_token_for("d1", "operator", &[], Some(&token))
@@ -275,7 +279,9 @@ fn approval_issues_a_token_for_each_requested_role() {
     let mut both = request("d1", "node", &["operator.read"]);
     both.roles = Some(strings(&["operator", "node"]));
     let outcome = store.request_pairing(both);
-    store.approve(&outcome.request.request_id, None).unwrap();
+    store
+        .try_approve(&outcome.request.request_id, None)
+        .unwrap();
     let mut roles = store.active_roles("d1");
     roles.sort();
     assert_eq!(roles, strings(&["node", "operator"]));
@@ -331,7 +337,12 @@ fn pending_requests_are_capped_per_ip_and_in_all_dropping_the_oldest() {
     let evicted: Vec<&str> = over.evicted.iter().map(|r| r.device_id.as_str()).collect();
     assert_eq!(evicted, vec!["a0"]);
     assert_eq!(store.pending().len(), MAX_PENDING_PER_IP);
-    assert!(store.pending().iter().all(|p| p.request_id != first.request.request_id));
+    assert!(
+        store
+            .pending()
+            .iter()
+            .all(|p| p.request_id != first.request.request_id)
+    );
     // In all: many IPs, each within its own cap.
     for i in 0..MAX_PENDING {
         store.request_pairing(from(&format!("b{i}"), &format!("198.51.100.{}", i % 200)));
@@ -348,7 +359,10 @@ fn asking_again_for_the_same_is_kept_in_memory_only() {
     let before = file_stamp(&path);
     let again = store.request_pairing(request("d1", "operator", &["operator.read"]));
     assert!(!again.created);
-    assert!(before == file_stamp(&path), "a refresh rewrote the store file");
+    assert!(
+        before == file_stamp(&path),
+        "a refresh rewrote the store file"
+    );
     // A restart keeps the request as created.
     let pending = open(&path).pending();
     assert_eq!(pending[0].request_id, first.request.request_id);
@@ -364,11 +378,13 @@ fn approving_adds_roles_and_scopes_to_what_was_approved() {
         upgrade.request.is_repair,
         "a paired device's request is a repair"
     );
-    let device = store.approve(&upgrade.request.request_id, None).unwrap();
+    let device = store
+        .try_approve(&upgrade.request.request_id, None)
+        .unwrap();
     assert_eq!(device.scopes, strings(&["operator.read", "operator.write"]));
     let node = store.request_pairing(request("d1", "node", &[]));
     let device = store
-        .approve(&node.request.request_id, Some(strings(&["operator.admin"])))
+        .try_approve(&node.request.request_id, Some(strings(&["operator.admin"])))
         .unwrap();
     assert_eq!(device.roles, strings(&["operator", "node"]));
     assert_eq!(
@@ -377,7 +393,10 @@ fn approving_adds_roles_and_scopes_to_what_was_approved() {
         "the host's scopes replace the requested ones, added to the old"
     );
     assert!(
-        store.approve(&node.request.request_id, None).is_none(),
+        store
+            .try_approve(&node.request.request_id, None)
+            .ok()
+            .is_none(),
         "decided once"
     );
 }
@@ -421,7 +440,12 @@ fn asking_again_refreshes_the_request_and_asking_for_more_supersedes_it() {
     let pending = store.pending();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].request_id, node.request.request_id);
-    assert!(store.approve(&first.request.request_id, None).is_none());
+    assert!(
+        store
+            .try_approve(&first.request.request_id, None)
+            .ok()
+            .is_none()
+    );
 }
 
 #[test]
@@ -535,7 +559,9 @@ fn many_connections_at_once_lose_nothing() {
                         // Two racing requests of one device, then approval of what is pending.
                         store.request_pairing(request(&device, "operator", &["operator.read"]));
                         let outcome = store.request_pairing(request(&device, "operator", &[]));
-                        store.approve(&outcome.request.request_id, None).unwrap();
+                        store
+                            .try_approve(&outcome.request.request_id, None)
+                            .unwrap();
                         store.touch(&device, Some("racing"));
                         let token = store
                             .ensure_device_token_for(
@@ -575,13 +601,17 @@ fn approving_a_metadata_upgrade_pins_what_the_device_now_claims() {
     first.platform = Some("macos 15.1".into());
     first.device_family = Some("Mac".into());
     let outcome = store.request_pairing(first);
-    store.approve(&outcome.request.request_id, None).unwrap();
+    store
+        .try_approve(&outcome.request.request_id, None)
+        .unwrap();
     // The device now claims another platform and no family: both are re-pinned as claimed.
     let mut moved = request("d1", "operator", &[]);
     moved.platform = Some("linux".into());
     moved.device_family = None;
     let outcome = store.request_pairing(moved);
-    let device = store.approve(&outcome.request.request_id, None).unwrap();
+    let device = store
+        .try_approve(&outcome.request.request_id, None)
+        .unwrap();
     assert_eq!(
         (device.platform.as_deref(), device.device_family.as_deref()),
         (Some("linux"), None)
