@@ -327,10 +327,10 @@ impl Session {
                 .touch(&proven.id, params.client_str("displayName"));
         }
 
-        // 7. The device token for the requested scopes (MH:1435-1441; SPEC §11.8): the one the
-        // connect carried when the store verifies it is still the role's token and covers the
-        // scopes, else a new one that replaces it (tokens are stored hashed, so the store can
-        // hand back only a token it is shown). A node needs one (MH:2889-2900).
+        // 7. The device token for the requested scopes (MH:1435-1441; SPEC §11.8): the role's
+        // token while it is unrevoked and covers the scopes (the one the connect carried, or
+        // the one this process issued, kept in memory: tokens are stored hashed), else a new
+        // one that replaces it. A node needs one (MH:2889-2900).
         let device_token = paired
             .as_ref()
             .filter(|p| p.public_key == proven.public_key)
