@@ -177,6 +177,9 @@ pub struct DeviceStore {
     state: Mutex<State>,
     /// The generation the file holds; held while writing, so writes are one at a time.
     written: Mutex<u64>,
+    /// Tests hold it to stop a save just before it writes (under the write lock).
+    #[cfg(test)]
+    write_pause: Mutex<()>,
 }
 
 impl std::fmt::Debug for DeviceStore {
@@ -244,6 +247,8 @@ impl DeviceStore {
             logger,
             state: Mutex::new(state),
             written: Mutex::new(0),
+            #[cfg(test)]
+            write_pause: Mutex::new(()),
         })
     }
 
@@ -752,6 +757,8 @@ impl DeviceStore {
         if *written >= generation {
             return Ok(());
         }
+        #[cfg(test)]
+        drop(self.write_pause.lock());
         off_async_worker(|| write_atomically(path, &text)).map_err(failed)?;
         *written = generation;
         Ok(())

@@ -662,3 +662,52 @@ fn a_token_carries_the_scopes_asked_for_not_every_approved_one() {
         Ok(())
     );
 }
+
+#[test]
+fn a_save_holds_no_state_lock_and_an_older_snapshot_never_overwrites_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let store = Arc::new(store);
+    pair(&store, "d1", &["operator.read"]);
+    // A host's approval stopped just before it writes: handshakes still read and refresh.
+    let outcome = store.request_pairing(request("d2", "operator", &[]));
+    let paused = store.write_pause.lock().unwrap();
+    let approving = {
+        let store = Arc::clone(&store);
+        let id = outcome.request.request_id.clone();
+        std::thread::spawn(move || store.try_approve(&id, None))
+    };
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            let _ = store.paired("d1");
+            store.touch("d1", Some("still served"));
+            let token = store.ensure_device_token_for("d1", "operator", &[], None);
+            done.send(token.is_some()).unwrap();
+        });
+    }
+    assert_eq!(
+        finished.recv_timeout(std::time::Duration::from_secs(5)),
+        Ok(true),
+        "a handshake waited for another connection's write"
+    );
+    drop(paused);
+    approving.join().unwrap().expect("approved once written");
+    assert!(open(&path).paired("d2").is_some());
+
+    // Snapshots saved out of order: the older one is not written over the newer.
+    let (older, newer) = {
+        let mut state = store.lock();
+        state.devices.remove("d1");
+        let older = DeviceStore::snapshot(&mut state);
+        state.devices.remove("d2");
+        (older, DeviceStore::snapshot(&mut state))
+    };
+    store.save(newer).unwrap();
+    store.save(older).unwrap();
+    assert!(
+        open(&path).paired_devices().is_empty(),
+        "the older snapshot was written"
+    );
+}
