@@ -983,7 +983,10 @@ gw_result gw_serve_options_set_pairing_store_path(struct gw_serve_options *optio
 /**
  * Approves the request the callback was called for, with its requested scopes
  * (`scopes_json` NULL) or with `scopes_json`, a JSON array of scope strings (e.g.
- * `["operator.read"]`), added to what the device had.
+ * `["operator.read"]`), added to what the device had. With NULL, at most what the connecting
+ * client asks for plus what the device already had is approved: a request merged with earlier
+ * ones that asked for more stays pending for `gw_pairing_approve`. With scopes, the
+ * connection is capped to them.
  *
  * `GW_ERR_INVALID_ARGUMENT` (decision unchanged) when `scopes_json` is not such an array;
  * `GW_ERR_NULL_ARGUMENT` when `decision` is NULL. Only inside the pairing callback.
@@ -1068,7 +1071,9 @@ gw_result gw_paired_devices(const struct gw_server *server,
 
 /**
  * Unpairs the device `device_id`: its record, tokens and pending requests go, and it must
- * pair again. `GW_ERR_NOT_FOUND` when it is not paired; otherwise as `gw_pairing_approve`.
+ * pair again; its live connections, in every role, are closed with code 4001 and reason
+ * `device removed`, as Node closes them. `GW_ERR_NOT_FOUND` when it is not paired; otherwise
+ * as `gw_pairing_approve`.
  *
  * # Safety
  *
@@ -1079,8 +1084,10 @@ gw_result gw_paired_device_remove(const struct gw_server *server,
 
 /**
  * Revokes the device token of `device_id` for `role` (`operator`, `node`): connects that
- * present it are refused from now on. `GW_ERR_NOT_FOUND` when the device is not paired or has
- * no active token for the role; otherwise as `gw_pairing_approve`.
+ * present it are refused from now on, the role counts as not approved until the device pairs
+ * again, and the device's live connections in that role are closed with code 4001 and reason
+ * `device removed`. `GW_ERR_NOT_FOUND` when the device is not paired or has no active token
+ * for the role; otherwise as `gw_pairing_approve`.
  *
  * # Safety
  *

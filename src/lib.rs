@@ -44,6 +44,7 @@ pub use server::{
     PairingOptions, PairingPolicy, PairingReason, PairingRequest, silent_local_approval,
 };
 pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, StateHandler};
+pub use server::{MAX_PENDING, MAX_PENDING_PER_IP};
 
 /// Internals the integration tests and benchmarks reach into. **Not API**: outside semver, and
 /// any of it may change or go in any release. Hosts use the items at the crate root.

@@ -164,6 +164,8 @@ async fn pairings_survive_a_restart_and_removal_is_saved() {
     let handle = gateway.handle();
     let device = handle.paired_devices().pop().expect("still paired");
     assert_eq!(device.device_id, "dev-a");
+    // The token approval issued (as Node's does) survived too: revoked once, then none.
+    handle.revoke_device_token("dev-a", "operator").unwrap();
     assert!(matches!(
         handle.revoke_device_token("dev-a", "operator"),
         Err(PairingError::NoToken { .. })

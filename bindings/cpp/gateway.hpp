@@ -823,11 +823,14 @@ public:
         detail::check(gw_paired_devices(server_, &json));
         return detail::take_string(json);
     }
-    /// Unpairs a device; false when it is not paired.
+    /// Unpairs a device (its tokens and pending requests go too) and closes its live
+    /// connections, in every role, with 4001 `device removed`; false when it is not paired.
     [[nodiscard]] bool remove_paired_device(const std::string &device_id) const {
         return detail::found(gw_paired_device_remove(server_, device_id.c_str()));
     }
-    /// Revokes a device's token for `role`; false when it has no active one.
+    /// Revokes a device's token for `role`: connects presenting it are refused, the device must
+    /// pair again for the role, and its live connections in that role are closed with 4001
+    /// `device removed`; false when it has no active one.
     [[nodiscard]] bool revoke_device_token(const std::string &device_id, const std::string &role) const {
         return detail::found(gw_device_token_revoke(server_, device_id.c_str(), role.c_str()));
     }

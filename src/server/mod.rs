@@ -37,6 +37,7 @@ pub use pairing::{
     PAIRING_REQUEST_TTL_MS, PairedDevice, PairingContext, PairingDecision, PairingError,
     PairingOptions, PairingPolicy, PairingReason, PairingRequest, silent_local_approval,
 };
+pub use pairing::{MAX_PENDING, MAX_PENDING_PER_IP};
 pub use probes::Phase;
 pub use protocol::{MethodError, PROTOCOL_VERSION};
 pub use ws::{

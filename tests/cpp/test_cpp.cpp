@@ -516,6 +516,7 @@ int main(int argc, char **argv) {
             CHECK(server.pairing_requests() == "[]");
             const std::string devices = server.paired_devices();
             CHECK(devices.find("\"scopes\":[\"operator.read\",\"quote\\\"d\"]") != std::string::npos);
+            CHECK(server.revoke_device_token("dev-a", "operator")); // approval issued it
             CHECK(!server.revoke_device_token("dev-a", "operator"));
             CHECK(server.remove_paired_device("dev-a"));
             CHECK(!server.remove_paired_device("dev-a"));

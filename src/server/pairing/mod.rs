@@ -5,9 +5,6 @@
 //! what is paired, pending and issued, kept in a file of the state dir) and the host's policy
 //! (`policy.rs`: who pairs without being asked).
 
-// The identity part of issue 11 calls the handshake side of it; drop this on that merge.
-#![allow(dead_code, missing_docs)]
-
 mod policy;
 mod store;
 
@@ -17,7 +14,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use policy::{DefaultPairingPolicy, silent_local_approval};
-pub use store::{BOOTSTRAP_TOKEN_TTL_MS, DEVICE_STORE_FILE, DeviceStore, PAIRING_REQUEST_TTL_MS};
+pub use store::{
+    BOOTSTRAP_TOKEN_TTL_MS, DEVICE_STORE_FILE, DeviceStore, MAX_PENDING, MAX_PENDING_PER_IP,
+    PAIRING_REQUEST_TTL_MS,
+};
 
 /// Where a connection comes from, as pairing sees it (SPEC §11.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,37 +87,53 @@ pub struct PairedDevice {
 pub struct PairingRequest {
     /// UUID v4.
     pub request_id: String,
+    /// Lowercase hex SHA-256 of the raw public key.
     pub device_id: String,
+    /// The raw public key, base64url without padding.
     pub public_key: String,
+    /// `client.displayName` of the connect.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// `client.platform`, pinned when approved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// `client.deviceFamily`, pinned when approved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_family: Option<String>,
+    /// `client.id` of the connect.
     pub client_id: String,
+    /// `client.mode` of the connect.
     pub client_mode: String,
+    /// The upgrade's `Origin` header, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub browser_origin: Option<String>,
+    /// The role the connect asked for.
     pub role: String,
+    /// Every role asked for, merged from the requests this one replaced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// Every scope asked for, merged from the requests this one replaced.
     pub scopes: Vec<String>,
     /// The client's IP, only when it is not local.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_ip: Option<String>,
+    /// Node's local rule would approve it without asking (SPEC §11.5), and so would it for
+    /// every request it replaced; `None` when not judged.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub silent: Option<bool>,
     /// The device was paired before (a role, scope or metadata upgrade).
     pub is_repair: bool,
-    /// Created or last refreshed (ms since the epoch); it expires 300 000 ms later.
+    /// When it was created (ms since the epoch); it expires 300 000 ms after its device last
+    /// asked (a refresh restarts the 5 minutes and keeps `ts`).
     pub ts: u64,
 }
 
 /// What the handshake knows when it asks the policy about a request (not sent on the wire).
 #[derive(Debug, Clone)]
 pub struct PairingContext {
+    /// Why the device must pair.
     pub reason: PairingReason,
+    /// Where the connection comes from.
     pub locality: Locality,
     /// The upgrade carried an `Origin` header.
     pub has_origin: bool,
@@ -133,7 +149,13 @@ pub struct PairingContext {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PairingDecision {
     /// Pair now, with the requested scopes (`None`) or these.
-    Approve { scopes: Option<Vec<String>> },
+    Approve {
+        /// The scopes granted: `None` for what the request asks, capped during a handshake to
+        /// what the connecting client asks for plus what the device already had (a request
+        /// merged with earlier ones that asked for more then stays pending); `Some` grants
+        /// exactly these (the connection is capped to them).
+        scopes: Option<Vec<String>>,
+    },
     /// Leave it pending: the client is told `pairing required` and the host approves later.
     Pending,
     /// Refuse it: the request is dropped.
@@ -177,6 +199,9 @@ pub struct PendingOutcome {
     pub created: bool,
     /// Pending requests of the same device it replaced.
     pub superseded: Vec<PairingRequest>,
+    /// The oldest pending requests (of any device) dropped to keep within
+    /// [`MAX_PENDING_PER_IP`] and [`MAX_PENDING`].
+    pub evicted: Vec<PairingRequest>,
 }
 
 /// What a bootstrap token (a setup code) lets a device do (SPEC §11.7 step 2; WRK:1911-1930):
@@ -244,6 +269,21 @@ pub enum PairingError {
     /// A bootstrap profile that cannot be issued.
     #[error("bootstrap profile refused: {0}")]
     InvalidBootstrapProfile(String),
+    /// Approving on a connection's behalf would grant more than the connection holds; the
+    /// request stays pending for the host.
+    #[error(
+        "pairing request {request_id} asks for {scope}, beyond what the connecting client may \
+         grant itself; it stays pending: approve it from the host"
+    )]
+    BeyondCallerScopes {
+        /// The request.
+        request_id: String,
+        /// The first scope beyond the caller's.
+        scope: String,
+    },
+    /// The system's random source failed; nothing changed.
+    #[error("the system's random source failed ({0}); nothing was changed: try again")]
+    Random(String),
     /// The store file could not be written; nothing changed.
     #[error(
         "could not save the device store {}: {source}; nothing was changed: make its directory \

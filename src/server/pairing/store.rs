@@ -7,12 +7,23 @@
 //! rewritten whole on every change that must survive a restart: written to a temporary file
 //! in the same directory (mode 0600, created exclusively), flushed to disk, renamed over the
 //! old one, and the directory flushed, so a crash leaves either the old file or the new one.
-//! Last-seen times are kept in memory and saved with the next change (a crash loses only
-//! them), so a reconnecting device costs no disk write.
+//! Last-seen times, a pending request's refresh (a device asking again for what it asked)
+//! and the plaintext of tokens this process issued are kept in memory only (a crash loses
+//! them: a refreshed request may expire sooner after a restart, and each device's first
+//! connect after it rotates its token once), so a reconnecting device costs no disk write.
+//! What a restart keeps: paired devices, their tokens (hashed), and pending requests as last
+//! created or superseded, as Node keeps them in its store.
 //!
-//! Only the gateway holding the lock uses the file; within it, one mutex orders every
-//! connection's reads and changes, and a change is applied to memory only once written (or,
-//! on the handshake's own path, kept in memory and logged when the disk refuses it).
+//! Only the gateway holding the lock uses the file. Within it, the state mutex orders every
+//! connection's reads and changes and is held only to change memory and take a snapshot; the
+//! file is written after it is released, under a separate write mutex that numbers snapshots
+//! (a generation) so an older snapshot never overwrites a newer one, and off the async worker
+//! (`block_in_place`) when called from the gateway's runtime. A handshake therefore never
+//! waits for another connection's fsync unless it writes itself, and writes only when it
+//! files a new pairing request (capped: [`MAX_PENDING_PER_IP`], [`MAX_PENDING`]), is
+//! approved, or is handed its first token after a restart. A host's change (approve, reject,
+//! remove, revoke) is undone in memory when its write fails, unless a handshake changed the
+//! store meanwhile (then it is kept, logged, and saved with that change).
 
 use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -21,6 +32,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -45,6 +58,13 @@ pub const PAIRING_REQUEST_TTL_MS: u64 = 300_000;
 /// A bootstrap token is good for this long after it was issued, unless its profile says
 /// otherwise (`device-bootstrap.worker-types-*.mjs:2`).
 pub const BOOTSTRAP_TOKEN_TTL_MS: u64 = 600_000;
+
+/// At most this many pending requests from one client IP (all local clients count as one): a
+/// new request beyond it drops that IP's oldest, which is resolved `rejected`.
+pub const MAX_PENDING_PER_IP: usize = 16;
+
+/// At most this many pending requests in all: a new request beyond it drops the oldest.
+pub const MAX_PENDING: usize = 256;
 
 /// The file format's version; a file with another one is refused, not rewritten.
 const FORMAT_VERSION: u32 = 1;
@@ -75,10 +95,13 @@ struct StoredDevice {
 ///
 /// Node keeps the token itself and hands the same one back on every connect
 /// (`openclaw-state-worker-runtime-*.mjs` `ensureDeviceTokenInWorker`). We keep its SHA-256:
-/// a copy of the file gives no one a credential. The cost: the store cannot give a token back,
-/// so a connect that presented its token and had it verified gets that same token in
-/// `hello-ok` (it knows it already), and any other connect of a paired device is given a newly
-/// minted one, which replaces the old (the client keeps the newest, as Node's does).
+/// a copy of the file gives no one a credential. The store still hands a token back without
+/// a write: the plaintext of a token this process issued (on approval or rotation), or one a
+/// connect presented and had verified, is kept in memory beside its hash (`plaintext`, never
+/// serialized), so a later connect of the same device and role gets that same token while it
+/// is unrevoked and covers the scopes asked for. After a restart the memory is empty: the
+/// first such connect that does not present the token is given a new one, which replaces the
+/// old (the client keeps the newest, as Node's does), and later connects get it back.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct StoredToken {
@@ -92,6 +115,9 @@ struct StoredToken {
     rotated_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     revoked_at_ms: Option<u64>,
+    /// The token itself, when this process issued it or saw it verified: memory only.
+    #[serde(skip)]
+    plaintext: Option<String>,
 }
 
 impl StoredToken {
@@ -129,6 +155,8 @@ struct State {
     devices: HashMap<String, StoredDevice>,
     pending: Vec<StoredRequest>,
     bootstrap: Vec<bootstrap::StoredBootstrap>,
+    /// Counts the changes to save; the file holds the one [`DeviceStore::written`] says.
+    generation: u64,
 }
 
 impl State {
@@ -157,6 +185,11 @@ pub struct DeviceStore {
     path: Option<PathBuf>,
     logger: Logger,
     state: Mutex<State>,
+    /// The generation the file holds; held while writing, so writes are one at a time.
+    written: Mutex<u64>,
+    /// Tests hold it to stop a save just before it writes (under the write lock).
+    #[cfg(test)]
+    write_pause: Mutex<()>,
 }
 
 impl std::fmt::Debug for DeviceStore {
@@ -224,17 +257,37 @@ impl DeviceStore {
             path: Some(path.to_path_buf()),
             logger,
             state: Mutex::new(state),
+            written: Mutex::new(0),
+            #[cfg(test)]
+            write_pause: Mutex::new(()),
         })
-    }
-
-    /// The store file; `None` for a store kept in memory only.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
     }
 
     /// The paired record of `device_id`.
     pub fn paired(&self, device_id: &str) -> Option<PairedDevice> {
         self.lock().devices.get(device_id).map(|d| d.device.clone())
+    }
+
+    /// The roles `device_id` may connect in without pairing again: the approved roles that
+    /// hold an unrevoked token (Node's `listEffectivePairedDeviceRoles`,
+    /// device-pairing-identity-*.mjs:603-625). A revoked role counts as not approved.
+    pub fn active_roles(&self, device_id: &str) -> Vec<String> {
+        let state = self.lock();
+        let Some(stored) = state.devices.get(device_id) else {
+            return Vec::new();
+        };
+        stored
+            .device
+            .roles
+            .iter()
+            .filter(|role| {
+                stored
+                    .tokens
+                    .iter()
+                    .any(|t| &t.role == *role && t.is_active())
+            })
+            .cloned()
+            .collect()
     }
 
     /// Every paired device, oldest approval first.
@@ -256,7 +309,9 @@ impl DeviceStore {
     /// the same, or covers what is asked now, is refreshed (its id and `ts` kept, its 5 minutes
     /// restarted); otherwise the device's pending requests are replaced by `request` with
     /// their roles and scopes merged in, and reported as `superseded`. `request.ts` is set to
-    /// now and `is_repair` to whether the device is paired.
+    /// now and `is_repair` to whether the device is paired. A refresh is kept in memory only;
+    /// a new request is saved, and drops the oldest pending ones beyond
+    /// [`MAX_PENDING_PER_IP`] from its IP and [`MAX_PENDING`] in all (reported as `evicted`).
     pub fn request_pairing(&self, request: PairingRequest) -> PendingOutcome {
         self.mutate_lenient("record a pairing request", |state| {
             let now = now_ms();
@@ -286,8 +341,9 @@ impl DeviceStore {
                     request: refreshed,
                     created: false,
                     superseded: Vec::new(),
+                    evicted: Vec::new(),
                 };
-                return (outcome, true);
+                return (outcome, false);
             }
             state
                 .pending
@@ -302,10 +358,12 @@ impl DeviceStore {
                 .map(|p| p.request)
                 .filter(|p| p.request_id != replacement.request_id)
                 .collect();
+            let evicted = evict_beyond_caps(&mut state.pending, &replacement);
             let outcome = PendingOutcome {
                 request: replacement,
                 created: true,
                 superseded,
+                evicted,
             };
             (outcome, true)
         })
@@ -313,16 +371,27 @@ impl DeviceStore {
 
     /// Approves a pending request: the device is paired with its role(s) and `scopes` (the
     /// requested ones when `None`) added to what it had; its pinned platform, device family,
-    /// client and name become the request's. `None` when no such request is pending.
-    pub fn approve(&self, request_id: &str, scopes: Option<Vec<String>>) -> Option<PairedDevice> {
-        self.logged(self.try_approve(request_id, scopes))
-    }
-
-    /// [`approve`](Self::approve), saying why it did nothing; nothing changes unless saved.
+    /// client and name become the request's; and each requested role is issued a new token
+    /// (replacing, and so un-revoking, the role's old one), as Node's approval does
+    /// (WRK:2316-2356). Nothing changes unless saved.
     pub fn try_approve(
         &self,
         request_id: &str,
         scopes: Option<Vec<String>>,
+    ) -> Result<PairedDevice, PairingError> {
+        self.try_approve_within(request_id, scopes, None)
+    }
+
+    /// [`try_approve`](Self::try_approve) on behalf of a connection that may grant at most
+    /// `caller_scopes` (Node's `callerScopes`, WRK:2328-2343): refused with
+    /// [`PairingError::BeyondCallerScopes`], the request left pending, when the operator token
+    /// it would issue (or the operator scopes asked for) goes beyond them. `None`: no limit
+    /// (the host decides).
+    pub fn try_approve_within(
+        &self,
+        request_id: &str,
+        scopes: Option<Vec<String>>,
+        caller_scopes: Option<&[String]>,
     ) -> Result<PairedDevice, PairingError> {
         self.mutate_strict(|state| {
             state.prune_expired(now_ms());
@@ -333,6 +402,33 @@ impl DeviceStore {
                 .ok_or_else(|| PairingError::UnknownRequest(request_id.to_owned()))?;
             let request = state.pending.remove(at).request;
             let now = now_ms();
+            let roles = requested_roles(&request);
+            let granted = scopes.unwrap_or_else(|| request.scopes.clone());
+            // Each requested role's token scopes (WRK:2270-2279, 2316-2327), checked against
+            // the caller's before anything changes.
+            let existing = state
+                .devices
+                .get(&request.device_id)
+                .filter(|d| d.device.public_key == request.public_key);
+            let mut token_scopes = Vec::new();
+            for role in &roles {
+                let old = existing.and_then(|d| d.tokens.iter().find(|t| &t.role == role));
+                let approved = existing.map_or(&[][..], |d| &d.device.scopes[..]);
+                let next = approved_token_scopes(role, &granted, old, approved);
+                if let (Some(cap), "operator", false) =
+                    (caller_scopes, role.as_str(), next.is_empty())
+                {
+                    let mut required = role_token_scopes(role, &granted);
+                    merge_into(&mut required, &next);
+                    if let Some(scope) = required.iter().find(|s| !scope_satisfied(s, cap)) {
+                        return Err(PairingError::BeyondCallerScopes {
+                            request_id: request_id.to_owned(),
+                            scope: scope.clone(),
+                        });
+                    }
+                }
+                token_scopes.push((role.clone(), next));
+            }
             let stored = state
                 .devices
                 .entry(request.device_id.clone())
@@ -359,9 +455,29 @@ impl DeviceStore {
                 stored.tokens.clear();
             }
             device.public_key = request.public_key.clone();
-            let roles = requested_roles(&request);
             merge_into(&mut device.roles, &roles);
-            merge_into(&mut device.scopes, &scopes.unwrap_or(request.scopes));
+            merge_into(&mut device.scopes, &granted);
+            for (role, scopes) in token_scopes {
+                let token = new_token().map_err(|err| PairingError::Random(err.to_string()))?;
+                let old = stored.tokens.iter().position(|t| t.role == role);
+                let entry = StoredToken {
+                    role,
+                    sha256: token_hash(&token),
+                    scopes,
+                    created_at_ms: old.map_or(now, |at| stored.tokens[at].created_at_ms),
+                    rotated_at_ms: old.map(|_| now),
+                    revoked_at_ms: None,
+                    plaintext: Some(token),
+                };
+                match old {
+                    Some(at) => stored.tokens[at] = entry,
+                    None => {
+                        stored.tokens.push(entry);
+                        stored.tokens.sort_by(|a, b| a.role.cmp(&b.role));
+                    }
+                }
+            }
+            let device = &mut stored.device;
             // The request's metadata is pinned as it is, absent fields included: approving a
             // metadata upgrade re-pins what the device now claims (WRK:2231-2232,
             // `buildApprovedPairedDevice`), so its next connect matches.
@@ -445,9 +561,11 @@ impl DeviceStore {
     /// `ensureDeviceTokenInWorker`, WRK:2832-2875): `None` when the role is not approved or the
     /// scopes are beyond the approved ones; `presented` when it is the device's active token
     /// for the role, within the approved scopes and covering `scopes` (SPEC §11.8's reuse
-    /// rule); else a new token (32 random bytes, base64url) for `scopes`, which replaces the
-    /// role's old one. `presented` may be any credential the connect carried: it is handed
-    /// back only when it hashes to the stored token.
+    /// rule), or, when the connect did not present it, that same token from memory if this
+    /// process issued it or saw it verified (no write; see [`StoredToken`]); else a new token
+    /// (32 random bytes, base64url) for `scopes`, which replaces the role's old one.
+    /// `presented` may be any credential the connect carried: it is handed back only when it
+    /// hashes to the stored token.
     pub fn ensure_device_token_for(
         &self,
         device_id: &str,
@@ -465,18 +583,23 @@ impl DeviceStore {
                 return (None, false);
             }
             let existing = stored.tokens.iter().position(|t| t.role == role);
-            if let (Some(presented), Some(at)) = (presented, existing) {
-                let entry = &stored.tokens[at];
+            if let Some(at) = existing {
+                let approved = &stored.device.scopes;
+                let entry = &mut stored.tokens[at];
                 if entry.is_active()
-                    && entry.matches(presented)
-                    && within(&entry.scopes, &stored.device.scopes)
+                    && within(&entry.scopes, approved)
                     && within(scopes, &entry.scopes)
                 {
-                    let issued = IssuedToken {
-                        token: presented.to_owned(),
-                        issued_at_ms: entry.issued_at_ms(),
-                    };
-                    return (Some(Ok(issued)), false);
+                    if let Some(presented) = presented.filter(|p| entry.matches(p)) {
+                        entry.plaintext = Some(presented.to_owned());
+                    }
+                    if let Some(token) = &entry.plaintext {
+                        let issued = IssuedToken {
+                            token: token.clone(),
+                            issued_at_ms: entry.issued_at_ms(),
+                        };
+                        return (Some(Ok(issued)), false);
+                    }
                 }
             }
             let token = match new_token() {
@@ -491,6 +614,7 @@ impl DeviceStore {
                 created_at_ms: existing.map_or(now, |at| stored.tokens[at].created_at_ms),
                 rotated_at_ms: existing.map(|_| now),
                 revoked_at_ms: None,
+                plaintext: Some(token.clone()),
             };
             let issued_at_ms = entry.issued_at_ms();
             match existing {
@@ -519,13 +643,7 @@ impl DeviceStore {
     }
 
     /// Revokes the device token of `device_id` in `role`: it is refused from now on, and the
-    /// next connect that pairs is given a new one. `false` when there was no active token.
-    pub fn revoke_device_token(&self, device_id: &str, role: &str) -> bool {
-        self.logged(self.try_revoke_device_token(device_id, role))
-            .is_some()
-    }
-
-    /// [`revoke_device_token`](Self::revoke_device_token), saying why it did nothing.
+    /// role counts as not approved until the device pairs again.
     pub fn try_revoke_device_token(&self, device_id: &str, role: &str) -> Result<(), PairingError> {
         self.mutate_strict(|state| {
             let stored = state
@@ -541,6 +659,7 @@ impl DeviceStore {
                     role: role.to_owned(),
                 })?;
             entry.revoked_at_ms = Some(now_ms());
+            entry.plaintext = None;
             Ok(())
         })
     }
@@ -561,33 +680,62 @@ impl DeviceStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies `change` to a copy of the state and keeps it only once saved: a host's call
-    /// that fails changes nothing.
+    /// Applies `change` to a copy of the state, makes it the state, and saves it; when the
+    /// save fails the state is put back as it was (a host's call that fails changes nothing),
+    /// unless a handshake changed the store meanwhile: then the change stays in memory, is
+    /// logged, and is saved with the next change.
     fn mutate_strict<R>(
         &self,
         change: impl FnOnce(&mut State) -> Result<R, PairingError>,
     ) -> Result<R, PairingError> {
+        let (result, before, snapshot) = {
+            let mut state = self.lock();
+            let mut next = state.clone();
+            let result = change(&mut next)?;
+            let before = std::mem::replace(&mut *state, next);
+            (result, before, Self::snapshot(&mut state))
+        };
+        let Err(err) = self.save(snapshot) else {
+            return Ok(result);
+        };
         let mut state = self.lock();
-        let mut next = state.clone();
-        let result = change(&mut next)?;
-        self.save(&next)?;
-        *state = next;
+        if state.generation == before.generation + 1 {
+            let generation = state.generation;
+            *state = before;
+            state.generation = generation;
+            return Err(err);
+        }
+        self.logger.log(
+            LogLevel::Error,
+            &format!("{err} (kept in memory: saved with the next change)"),
+        );
         Ok(result)
     }
 
-    /// Applies `change` (which says whether it changed anything worth saving); a failed save
-    /// is logged and the change kept in memory (the handshake must answer either way, and the
-    /// next successful save writes it).
+    /// Applies `change` (which says whether it changed anything worth saving) and saves it
+    /// after releasing the state; a failed save is logged and the change kept in memory (the
+    /// handshake must answer either way, and the next successful save writes it).
     fn mutate_lenient<R>(&self, what: &str, change: impl FnOnce(&mut State) -> (R, bool)) -> R {
-        let mut state = self.lock();
-        let (result, changed) = change(&mut state);
-        if changed && let Err(err) = self.save(&state) {
+        let (result, snapshot) = {
+            let mut state = self.lock();
+            let (result, changed) = change(&mut state);
+            (result, changed.then(|| Self::snapshot(&mut state)))
+        };
+        if let Some(snapshot) = snapshot
+            && let Err(err) = self.save(snapshot)
+        {
             self.logger.log(
                 LogLevel::Error,
                 &format!("{what}: {err} (kept in memory until the next save)"),
             );
         }
         result
+    }
+
+    /// Numbers a change and copies what the file must hold after it (under the state lock).
+    fn snapshot(state: &mut State) -> (u64, StoreFile) {
+        state.generation += 1;
+        (state.generation, state.to_file())
     }
 
     /// Logs a failed save of a lenient call; `None` for any failure.
@@ -602,20 +750,79 @@ impl DeviceStore {
         }
     }
 
-    fn save(&self, state: &State) -> Result<(), PairingError> {
+    /// Writes a snapshot unless the file already holds it or a newer one; one write at a
+    /// time, none under the state lock.
+    fn save(&self, (generation, file): (u64, StoreFile)) -> Result<(), PairingError> {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        write_atomically(path, &state.to_file()).map_err(|source| PairingError::Write {
+        let failed = |source| PairingError::Write {
             path: path.clone(),
             source,
-        })
+        };
+        let mut text = serde_json::to_vec_pretty(&file)
+            .map_err(io::Error::other)
+            .map_err(failed)?;
+        text.push(b'\n');
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if *written >= generation {
+            return Ok(());
+        }
+        #[cfg(test)]
+        drop(self.write_pause.lock());
+        off_async_worker(|| write_atomically(path, &text)).map_err(failed)?;
+        *written = generation;
+        Ok(())
+    }
+}
+
+/// Drops the oldest pending requests beyond [`MAX_PENDING_PER_IP`] from `newest`'s IP and
+/// beyond [`MAX_PENDING`] in all; `newest` (just added) stays. Returns what was dropped.
+fn evict_beyond_caps(
+    pending: &mut Vec<StoredRequest>,
+    newest: &PairingRequest,
+) -> Vec<PairingRequest> {
+    let mut evicted = Vec::new();
+    let mut drop_oldest = |pending: &mut Vec<StoredRequest>, same_ip: bool| {
+        let oldest = pending
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.request.request_id != newest.request_id)
+            .filter(|(_, p)| !same_ip || p.request.remote_ip == newest.remote_ip)
+            .min_by_key(|(_, p)| p.request.ts)
+            .map(|(at, _)| at);
+        if let Some(at) = oldest {
+            evicted.push(pending.remove(at).request);
+        }
+    };
+    while pending
+        .iter()
+        .filter(|p| p.request.remote_ip == newest.remote_ip)
+        .count()
+        > MAX_PENDING_PER_IP
+    {
+        drop_oldest(pending, true);
+    }
+    while pending.len() > MAX_PENDING {
+        drop_oldest(pending, false);
+    }
+    evicted
+}
+
+/// Runs `write` off the async worker when called on the gateway's (multi-thread) runtime, so
+/// the worker's other connections move to another thread while it waits for the disk.
+fn off_async_worker<R>(write: impl FnOnce() -> R) -> R {
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(write)
+        }
+        _ => write(),
     }
 }
 
 /// Writes `file` to `path` whole or not at all: a new file (0600) beside it, flushed, renamed
 /// over it, and the directory flushed so the rename survives a crash.
-fn write_atomically(path: &Path, file: &StoreFile) -> io::Result<()> {
+fn write_atomically(path: &Path, text: &[u8]) -> io::Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
@@ -633,9 +840,7 @@ fn write_atomically(path: &Path, file: &StoreFile) -> io::Result<()> {
             .create_new(true)
             .mode(0o600)
             .open(&temp)?;
-        let mut text = serde_json::to_vec_pretty(file).map_err(io::Error::other)?;
-        text.push(b'\n');
-        out.write_all(&text)?;
+        out.write_all(text)?;
         out.sync_all()?;
         fs::rename(&temp, path)
     })();
@@ -669,6 +874,48 @@ fn allows(required: &str, granted: &[String]) -> bool {
 
 fn within(required: &[String], granted: &[String]) -> bool {
     required.iter().all(|r| allows(r, granted))
+}
+
+/// The scopes a token of `role` carries: the operator's `operator.*` ones, any other role's
+/// the rest (`resolveRoleTokenScopes`, device-pairing-token-utils-*.mjs:19-23).
+fn role_token_scopes(role: &str, scopes: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let own = scopes
+        .iter()
+        .filter(|s| (role == "operator") == s.starts_with("operator."))
+        .cloned()
+        .collect::<Vec<_>>();
+    merge_into(&mut out, &own);
+    out
+}
+
+/// The scopes an approval gives `role`'s token (`resolveApprovedTokenScopes`, WRK:2270-2279):
+/// what the request adds beyond the approved baseline, on top of the old token's scopes; the
+/// old token's (or the approved) scopes when the request names none for the role.
+fn approved_token_scopes(
+    role: &str,
+    requested: &[String],
+    old: Option<&StoredToken>,
+    approved: &[String],
+) -> Vec<String> {
+    let pending = role_token_scopes(role, requested);
+    if pending.is_empty() {
+        return role_token_scopes(role, old.map_or(approved, |t| &t.scopes[..]));
+    }
+    let baseline = role_token_scopes(role, approved);
+    let delta: Vec<String> = match old {
+        Some(_) if !baseline.is_empty() => pending
+            .into_iter()
+            .filter(|s| !baseline.contains(s))
+            .collect(),
+        _ => pending,
+    };
+    let mut scopes = old.map_or_else(Vec::new, |t| t.scopes.clone());
+    if delta.is_empty() && old.is_some() {
+        return role_token_scopes(role, &scopes);
+    }
+    merge_into(&mut scopes, &delta);
+    role_token_scopes(role, &scopes)
 }
 
 fn requested_roles(request: &PairingRequest) -> Vec<String> {

@@ -294,10 +294,14 @@ impl Session {
             let same_key = paired
                 .as_ref()
                 .filter(|p| p.public_key == proven.public_key);
+            // A role counts only while it holds an unrevoked token (MH:1508).
+            let active_roles = endpoint.devices.active_roles(&proven.id);
             let reason = match same_key {
                 None => Some(PairingReason::NotPaired),
                 Some(p) if metadata_changed(p, params) => Some(PairingReason::MetadataUpgrade),
-                Some(p) if !p.roles.iter().any(|r| r == role) => Some(PairingReason::RoleUpgrade),
+                Some(_) if !active_roles.iter().any(|r| r == role) => {
+                    Some(PairingReason::RoleUpgrade)
+                }
                 Some(p) if !role_scopes_allow(role, &scopes, &p.scopes) => {
                     Some(PairingReason::ScopeUpgrade)
                 }
@@ -321,19 +325,25 @@ impl Session {
                     auth_method: auth_method.to_owned(),
                     record_exists: paired.is_some(),
                 };
-                paired = Some(
-                    self.require_pairing(id, params, role, &scopes, &proven, paired, context)?,
-                );
+                paired = Some(self.require_pairing(
+                    id,
+                    params,
+                    role,
+                    &mut scopes,
+                    &proven,
+                    paired,
+                    context,
+                )?);
             }
             endpoint
                 .devices
                 .touch(&proven.id, params.client_str("displayName"));
         }
 
-        // 7. The device token for the requested scopes (MH:1435-1441; SPEC §11.8): the one the
-        // connect carried when the store verifies it is still the role's token and covers the
-        // scopes, else a new one that replaces it (tokens are stored hashed, so the store can
-        // hand back only a token it is shown). A node needs one (MH:2889-2900).
+        // 7. The device token for the requested scopes (MH:1435-1441; SPEC §11.8): the role's
+        // token while it is unrevoked and covers the scopes (the one the connect carried, or
+        // the one this process issued, kept in memory: tokens are stored hashed), else a new
+        // one that replaces it. A node needs one (MH:2889-2900).
         let device_token = paired
             .as_ref()
             .filter(|p| p.public_key == proven.public_key)
@@ -415,14 +425,19 @@ impl Session {
 
     /// `requirePairing(reason)` (MH:1997-2184): files or refreshes the pending request, asks
     /// the host's policy, broadcasts what happened, and returns the record when the device may
-    /// go on; answers NOT_PAIRED otherwise.
+    /// go on (with `scopes` capped to the approved ones when the host approved fewer than were
+    /// asked for); answers NOT_PAIRED otherwise.
+    ///
+    /// `Approve { scopes: None }` here approves at most what this connection asks for plus
+    /// what the device already had (Node's `callerScopes`, MH:2071-2072): a pending request
+    /// merged from other connects that asked for more stays pending for the host.
     #[allow(clippy::too_many_arguments)]
     fn require_pairing(
         &mut self,
         id: &Value,
         params: &ConnectParams,
         role: &str,
-        scopes: &[String],
+        scopes: &mut Vec<String>,
         proven: &ProvenDevice,
         existing: Option<PairedDevice>,
         context: PairingContext,
@@ -465,20 +480,46 @@ impl Session {
                 "ts": protocol::now_ms(),
             })
         };
-        for old in &outcome.superseded {
+        for old in outcome.superseded.iter().chain(&outcome.evicted) {
             hub.broadcast(
                 "device.pair.resolved",
                 &resolved(&old.request_id, "rejected"),
             );
         }
         let request_id = outcome.request.request_id.clone();
-        let mut live_request = Some(request_id.clone());
+        let mut approved = false;
+        let mut approval_failed = false;
         match endpoint.pairing.decide(&outcome.request, &context) {
-            PairingDecision::Approve { scopes } => {
-                if endpoint.devices.approve(&request_id, scopes).is_some() {
-                    hub.broadcast("device.pair.resolved", &resolved(&request_id, "approved"));
+            PairingDecision::Approve { scopes: granted } => {
+                // The caller's cap (MH:2071-2072): what it asks for now and already had.
+                let mut cap = scopes.clone();
+                if let Some(existing) = existing
+                    .as_ref()
+                    .filter(|p| p.public_key == proven.public_key)
+                {
+                    for scope in &existing.scopes {
+                        if !cap.contains(scope) {
+                            cap.push(scope.clone());
+                        }
+                    }
                 }
-                live_request = None;
+                let caller = granted.is_none().then_some(&cap[..]);
+                match endpoint
+                    .devices
+                    .try_approve_within(&request_id, granted, caller)
+                {
+                    Ok(_) => {
+                        approved = true;
+                        hub.broadcast("device.pair.resolved", &resolved(&request_id, "approved"));
+                    }
+                    Err(err) => {
+                        approval_failed = true;
+                        hub.logger.log(
+                            crate::options::LogLevel::Warn,
+                            &format!("device {} not approved inline: {err}", proven.id),
+                        );
+                    }
+                }
             }
             PairingDecision::Pending => {
                 if outcome.created {
@@ -490,18 +531,45 @@ impl Session {
                 if endpoint.devices.reject(&request_id).is_some() {
                     hub.broadcast("device.pair.resolved", &resolved(&request_id, "rejected"));
                 }
-                live_request = None;
             }
         }
-        // Re-read: the same key, the role, and scopes that cover the request (MH:2129-2140).
+        // The device's live pending request, named even when an inline approval failed
+        // (`resolveLivePendingRequestId`, MH:2058-2062).
+        let pending = endpoint.devices.pending();
+        let live_request = pending
+            .iter()
+            .find(|p| p.request_id == request_id)
+            .or_else(|| {
+                pending
+                    .iter()
+                    .find(|p| p.device_id == proven.id && p.public_key == proven.public_key)
+            })
+            .map(|p| p.request_id.clone());
+        // Re-read: the same key, a role with an unrevoked token, and scopes that cover the
+        // request (MH:1998-2002, 2129-2140).
+        let active_roles = endpoint.devices.active_roles(&proven.id);
         let live = endpoint.devices.paired(&proven.id).filter(|p| {
             p.public_key == proven.public_key
-                && p.roles.iter().any(|r| r == role)
-                && role_scopes_allow(role, scopes, &p.scopes)
+                && active_roles.iter().any(|r| r == role)
                 && !metadata_changed(p, params)
         });
-        if live.is_some() {
-            return live;
+        if let Some(live) = live {
+            if role_scopes_allow(role, scopes, &live.scopes) {
+                return Some(live);
+            }
+            // Approved just now with fewer scopes than asked: the connection is capped to
+            // the approved ones and goes on (MH:2092-2096).
+            if approved {
+                scopes.retain(|s| {
+                    role_scopes_allow(role, std::slice::from_ref(s), &live.scopes)
+                        || live.scopes.contains(s)
+                });
+                return Some(live);
+            }
+        }
+        if approval_failed && live_request.as_deref() == Some(request_id.as_str()) {
+            let payload = serde_json::to_value(&outcome.request).unwrap_or(Value::Null);
+            hub.broadcast("device.pair.requested", &payload);
         }
         let (reason, requirement, hint) = pairing_texts(context.reason);
         let message = format!("pairing required: {requirement}");

@@ -237,7 +237,7 @@ impl Session {
                 "ts": protocol::now_ms(),
             })
         };
-        for old in &outcome.superseded {
+        for old in outcome.superseded.iter().chain(&outcome.evicted) {
             endpoint.hub.broadcast(
                 "device.pair.resolved",
                 &resolved(&old.request_id, "rejected"),
@@ -246,14 +246,19 @@ impl Session {
         let request_id = &outcome.request.request_id;
         endpoint
             .devices
-            .approve(request_id, Some(profile.scopes.clone()))?;
+            .try_approve(request_id, Some(profile.scopes.clone()))
+            .ok()?;
         endpoint
             .hub
             .broadcast("device.pair.resolved", &resolved(request_id, "approved"));
         let scopes = &params.scopes;
         endpoint.devices.paired(&proven.id).filter(|p| {
             p.public_key == proven.public_key
-                && p.roles.iter().any(|r| r == role)
+                && endpoint
+                    .devices
+                    .active_roles(&proven.id)
+                    .iter()
+                    .any(|r| r == role)
                 && role_scopes_allow(role, scopes, &p.scopes)
         })
     }

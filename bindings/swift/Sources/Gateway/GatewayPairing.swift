@@ -110,14 +110,17 @@ extension GatewayServer {
         try withServerString { gw_paired_devices($0, $1) }
     }
 
-    /// Unpairs a device (its tokens and pending requests go too); throws `.notFound` when it is
+    /// Unpairs a device (its tokens and pending requests go too) and closes its live
+    /// connections, in every role, with 4001 `device removed`; throws `.notFound` when it is
     /// not paired.
     public func removePairedDevice(_ deviceID: String) throws {
         try withServerCall { gw_paired_device_remove($0, deviceID) }
     }
 
-    /// Revokes a device's token for `role`: connects presenting it are refused from now on.
-    /// Throws `.notFound` when the device has no active token for the role.
+    /// Revokes a device's token for `role`: connects presenting it are refused from now on, the
+    /// device must pair again for the role, and its live connections in that role are closed
+    /// with 4001 `device removed`. Throws `.notFound` when the device has no active token for
+    /// the role.
     public func revokeDeviceToken(deviceID: String, role: String) throws {
         try withServerCall { gw_device_token_revoke($0, deviceID, role) }
     }

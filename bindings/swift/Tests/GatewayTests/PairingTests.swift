@@ -104,6 +104,7 @@ final class PairingTests: XCTestCase {
         XCTAssertEqual(try server.pairingRequests().text, "[]")
         let devices = try server.pairedDevices().text
         XCTAssertTrue(devices.contains(#""deviceId":"dev-a""#) && devices.contains(#""scopes":["operator.read"]"#), devices)
+        try server.revokeDeviceToken(deviceID: "dev-a", role: "operator") // approval issued it
         XCTAssertThrowsError(try server.revokeDeviceToken(deviceID: "dev-a", role: "operator"))
         try server.removePairedDevice("dev-a")
         XCTAssertEqual(try server.pairedDevices().text, "[]")

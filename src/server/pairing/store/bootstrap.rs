@@ -175,6 +175,7 @@ impl DeviceStore {
     }
 
     /// How many bootstrap tokens are outstanding (issued, not used, not expired).
+    #[cfg(test)]
     pub fn bootstrap_token_count(&self) -> usize {
         let mut state = self.lock();
         state.prune_expired(now_ms());

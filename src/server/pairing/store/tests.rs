@@ -36,6 +36,10 @@ fn open(path: &Path) -> DeviceStore {
     DeviceStore::open(path, Logger::default()).expect("the store opens")
 }
 
+fn path_of(store: &DeviceStore) -> PathBuf {
+    store.path.clone().unwrap()
+}
+
 fn store_in(dir: &tempfile::TempDir) -> (PathBuf, DeviceStore) {
     let path = dir.path().join(DEVICE_STORE_FILE);
     let store = open(&path);
@@ -46,7 +50,7 @@ fn store_in(dir: &tempfile::TempDir) -> (PathBuf, DeviceStore) {
 fn pair(store: &DeviceStore, device: &str, scopes: &[&str]) -> String {
     let outcome = store.request_pairing(request(device, "operator", scopes));
     store
-        .approve(&outcome.request.request_id, None)
+        .try_approve(&outcome.request.request_id, None)
         .expect("approved");
     store
         .ensure_device_token_for(device, "operator", &strings(scopes), None)
@@ -141,35 +145,65 @@ fn tokens_are_kept_as_their_sha256_only() {
     assert!(text.contains(&token_hash(&token)), "{text}");
 }
 
+/// The file's identity and contents: unchanged means not rewritten.
+fn file_stamp(path: &Path) -> (u64, std::time::SystemTime, Vec<u8>) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).unwrap();
+    (
+        meta.ino(),
+        meta.modified().unwrap(),
+        fs::read(path).unwrap(),
+    )
+}
+
 #[test]
-fn a_presented_token_is_reused_and_any_other_connect_gets_a_new_one() {
+fn a_token_this_process_issued_is_handed_back_without_a_write_and_a_restart_rotates_it_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_path, store) = store_in(&dir);
-    let first = pair(&store, "d1", &["operator.read"]);
-    let again = store
-        .ensure_device_token_for("d1", "operator", &strings(&["operator.read"]), Some(&first))
-        .unwrap();
-    assert_eq!(again.token, first);
-    let other = store
-        .ensure_device_token_for("d1", "operator", &strings(&["operator.read"]), None)
-        .unwrap();
-    assert_ne!(other.token, first);
+    let (path, store) = store_in(&dir);
     let read = strings(&["operator.read"]);
-    assert_eq!(
-        store.verify_device_token("d1", "operator", &first, &read),
-        Err(TokenRefusal::Mismatch),
-        "the replaced token is refused"
-    );
-    assert_eq!(
-        store.verify_device_token("d1", "operator", &other.token, &read),
-        Ok(())
-    );
+    let first = pair(&store, "d1", &["operator.read"]);
+    let before = file_stamp(&path);
+    for presented in [Some(first.as_str()), None, Some("another credential")] {
+        let again = store
+            .ensure_device_token_for("d1", "operator", &read, presented)
+            .unwrap();
+        assert_eq!(again.token, first, "presented {presented:?}");
+    }
+    assert!(before == file_stamp(&path), "the store file was rewritten");
     assert!(
         store
             .ensure_device_token_for("d1", "node", &[], None)
             .is_none(),
         "role not approved"
     );
+
+    // After a restart the plaintext is gone: the first connect that does not present the
+    // token rotates it once, and later connects get the new one back.
+    let store = open(&path);
+    let rotated = store
+        .ensure_device_token_for("d1", "operator", &read, None)
+        .unwrap();
+    assert_ne!(rotated.token, first);
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &first, &read),
+        Err(TokenRefusal::Mismatch),
+        "the replaced token is refused"
+    );
+    let before = file_stamp(&path);
+    let again = store
+        .ensure_device_token_for("d1", "operator", &read, None)
+        .unwrap();
+    assert_eq!(again.token, rotated.token);
+    assert!(before == file_stamp(&path), "the store file was rewritten");
+    // A token presented and verified after a restart is remembered too.
+    let store = open(&path);
+    store
+        .ensure_device_token_for("d1", "operator", &read, Some(&rotated.token))
+        .unwrap();
+    let again = store
+        .ensure_device_token_for("d1", "operator", &read, None)
+        .unwrap();
+    assert_eq!(again.token, rotated.token);
     assert!(
         store
             .ensure_device_token_for("d9", "operator", &[], None)
@@ -201,13 +235,14 @@ fn a_token_is_refused_for_scopes_beyond_its_own() {
 }
 
 #[test]
-fn a_revoked_token_is_refused_and_the_next_pairing_connect_gets_a_new_one() {
+fn a_revoked_role_is_not_approved_until_the_device_pairs_again() {
     let dir = tempfile::tempdir().unwrap();
     let (path, store) = store_in(&dir);
     let token = pair(&store, "d1", &[]);
-    assert!(store.revoke_device_token("d1", "operator"));
+    assert_eq!(store.active_roles("d1"), strings(&["operator"]));
+    assert!(store.try_revoke_device_token("d1", "operator").is_ok());
     assert!(
-        !store.revoke_device_token("d1", "operator"),
+        store.try_revoke_device_token("d1", "operator").is_err(),
         "already revoked"
     );
     assert!(matches!(
@@ -219,12 +254,118 @@ fn a_revoked_token_is_refused_and_the_next_pairing_connect_gets_a_new_one() {
         store.verify_device_token("d1", "operator", &token, &[]),
         Err(TokenRefusal::Mismatch)
     );
+    // Still paired, but the role counts only with an unrevoked token (MH:1508): the
+    // handshake asks for pairing again (a role upgrade) rather than minting a new token.
+    assert_eq!(store.paired("d1").unwrap().roles, strings(&["operator"]));
+    assert!(store.active_roles("d1").is_empty());
+    let again = store.request_pairing(request("d1", "operator", &[]));
+    assert!(again.request.is_repair);
+    store.try_approve(&again.request.request_id, None).unwrap();
+    assert_eq!(store.active_roles("d1"), strings(&["operator"]));
+    let issued = store
+        .ensure_device_token_for("d1", "operator", &[], Some(&token))
+        .unwrap();
+    assert_ne!(issued.token, token, "a revoked token is never handed back");
+    assert_eq!(
+        store.verify_device_token("d1", "operator", &token, &[]),
+        Err(TokenRefusal::Mismatch)
+    );
+}
+
+#[test]
+fn approval_issues_a_token_for_each_requested_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let mut both = request("d1", "node", &["operator.read"]);
+    both.roles = Some(strings(&["operator", "node"]));
+    let outcome = store.request_pairing(both);
+    store
+        .try_approve(&outcome.request.request_id, None)
+        .unwrap();
+    let mut roles = store.active_roles("d1");
+    roles.sort();
+    assert_eq!(roles, strings(&["node", "operator"]));
+    let text = fs::read_to_string(&path).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let tokens = &file["devices"][0]["tokens"];
+    assert_eq!(tokens[0]["role"], "node");
+    assert_eq!(tokens[0]["scopes"], serde_json::json!([]));
+    assert_eq!(tokens[1]["role"], "operator");
+    assert_eq!(tokens[1]["scopes"], serde_json::json!(["operator.read"]));
+}
+
+#[test]
+fn an_approval_for_a_connection_grants_no_more_than_it_may() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, store) = store_in(&dir);
+    // Merged from a connect that asked for admin and one that asks for read.
+    store.request_pairing(request("d1", "operator", &["operator.admin"]));
+    let merged = store.request_pairing(request("d1", "operator", &["operator.read"]));
+    let id = merged.request.request_id.clone();
+    let read = strings(&["operator.read"]);
+    let err = store
+        .try_approve_within(&id, None, Some(&read))
+        .expect_err("beyond the caller");
+    assert!(
+        matches!(&err, PairingError::BeyondCallerScopes { scope, .. } if scope == "operator.admin"),
+        "{err}"
+    );
+    assert!(store.paired("d1").is_none());
+    assert_eq!(store.pending()[0].request_id, id, "still pending");
+    // The host may approve it whole, or the caller within its scopes.
+    let admin = strings(&["operator.admin"]);
+    store.try_approve_within(&id, None, Some(&admin)).unwrap();
+    assert!(store.active_roles("d1").contains(&"operator".to_owned()));
+}
+
+#[test]
+fn pending_requests_are_capped_per_ip_and_in_all_dropping_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let from = |device: &str, ip: &str| {
+        let mut r = request(device, "operator", &[]);
+        r.remote_ip = Some(ip.into());
+        r
+    };
+    let first = store.request_pairing(from("a0", "203.0.113.1"));
+    for i in 1..MAX_PENDING_PER_IP {
+        let outcome = store.request_pairing(from(&format!("a{i}"), "203.0.113.1"));
+        assert!(outcome.evicted.is_empty());
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let over = store.request_pairing(from("over", "203.0.113.1"));
+    let evicted: Vec<&str> = over.evicted.iter().map(|r| r.device_id.as_str()).collect();
+    assert_eq!(evicted, vec!["a0"]);
+    assert_eq!(store.pending().len(), MAX_PENDING_PER_IP);
     assert!(
         store
-            .ensure_device_token_for("d1", "operator", &[], Some(&token))
-            .is_some_and(|t| t.token != token),
-        "a revoked token is never handed back"
+            .pending()
+            .iter()
+            .all(|p| p.request_id != first.request.request_id)
     );
+    // In all: many IPs, each within its own cap.
+    for i in 0..MAX_PENDING {
+        store.request_pairing(from(&format!("b{i}"), &format!("198.51.100.{}", i % 200)));
+    }
+    assert_eq!(store.pending().len(), MAX_PENDING);
+    assert_eq!(open(&path).pending().len(), MAX_PENDING, "saved as capped");
+}
+
+#[test]
+fn asking_again_for_the_same_is_kept_in_memory_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let first = store.request_pairing(request("d1", "operator", &["operator.read"]));
+    let before = file_stamp(&path);
+    let again = store.request_pairing(request("d1", "operator", &["operator.read"]));
+    assert!(!again.created);
+    assert!(
+        before == file_stamp(&path),
+        "a refresh rewrote the store file"
+    );
+    // A restart keeps the request as created.
+    let pending = open(&path).pending();
+    assert_eq!(pending[0].request_id, first.request.request_id);
 }
 
 #[test]
@@ -237,11 +378,13 @@ fn approving_adds_roles_and_scopes_to_what_was_approved() {
         upgrade.request.is_repair,
         "a paired device's request is a repair"
     );
-    let device = store.approve(&upgrade.request.request_id, None).unwrap();
+    let device = store
+        .try_approve(&upgrade.request.request_id, None)
+        .unwrap();
     assert_eq!(device.scopes, strings(&["operator.read", "operator.write"]));
     let node = store.request_pairing(request("d1", "node", &[]));
     let device = store
-        .approve(&node.request.request_id, Some(strings(&["operator.admin"])))
+        .try_approve(&node.request.request_id, Some(strings(&["operator.admin"])))
         .unwrap();
     assert_eq!(device.roles, strings(&["operator", "node"]));
     assert_eq!(
@@ -250,7 +393,10 @@ fn approving_adds_roles_and_scopes_to_what_was_approved() {
         "the host's scopes replace the requested ones, added to the old"
     );
     assert!(
-        store.approve(&node.request.request_id, None).is_none(),
+        store
+            .try_approve(&node.request.request_id, None)
+            .ok()
+            .is_none(),
         "decided once"
     );
 }
@@ -294,7 +440,12 @@ fn asking_again_refreshes_the_request_and_asking_for_more_supersedes_it() {
     let pending = store.pending();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].request_id, node.request.request_id);
-    assert!(store.approve(&first.request.request_id, None).is_none());
+    assert!(
+        store
+            .try_approve(&first.request.request_id, None)
+            .ok()
+            .is_none()
+    );
 }
 
 #[test]
@@ -325,7 +476,7 @@ fn a_pending_request_expires_300000_ms_after_it_was_last_asked_for() {
         ],
         bootstrap: Vec::new(),
     };
-    write_atomically(&path, &file).unwrap();
+    write_atomically(&path, &serde_json::to_vec(&file).unwrap()).unwrap();
     let store = open(&path);
     let ids: Vec<String> = store.pending().into_iter().map(|r| r.request_id).collect();
     assert_eq!(
@@ -409,7 +560,9 @@ fn many_connections_at_once_lose_nothing() {
                         // Two racing requests of one device, then approval of what is pending.
                         store.request_pairing(request(&device, "operator", &["operator.read"]));
                         let outcome = store.request_pairing(request(&device, "operator", &[]));
-                        store.approve(&outcome.request.request_id, None).unwrap();
+                        store
+                            .try_approve(&outcome.request.request_id, None)
+                            .unwrap();
                         store.touch(&device, Some("racing"));
                         let token = store
                             .ensure_device_token_for(
@@ -449,13 +602,17 @@ fn approving_a_metadata_upgrade_pins_what_the_device_now_claims() {
     first.platform = Some("macos 15.1".into());
     first.device_family = Some("Mac".into());
     let outcome = store.request_pairing(first);
-    store.approve(&outcome.request.request_id, None).unwrap();
+    store
+        .try_approve(&outcome.request.request_id, None)
+        .unwrap();
     // The device now claims another platform and no family: both are re-pinned as claimed.
     let mut moved = request("d1", "operator", &[]);
     moved.platform = Some("linux".into());
     moved.device_family = None;
     let outcome = store.request_pairing(moved);
-    let device = store.approve(&outcome.request.request_id, None).unwrap();
+    let device = store
+        .try_approve(&outcome.request.request_id, None)
+        .unwrap();
     assert_eq!(
         (device.platform.as_deref(), device.device_family.as_deref()),
         (Some("linux"), None)
@@ -467,7 +624,12 @@ fn approving_a_metadata_upgrade_pins_what_the_device_now_claims() {
 fn a_token_carries_the_scopes_asked_for_not_every_approved_one() {
     let dir = tempfile::tempdir().unwrap();
     let (_path, store) = store_in(&dir);
+    let (path, store) = (path_of(&store), store);
     pair(&store, "d1", &["operator.admin"]);
+    // After a restart (no token in memory) a connect asking for less is given a token for
+    // what it asks (WRK:2864-2870).
+    drop(store);
+    let store = open(&path);
     let read = strings(&["operator.read"]);
     let narrow = store
         .ensure_device_token_for("d1", "operator", &read, None)
@@ -499,5 +661,54 @@ fn a_token_carries_the_scopes_asked_for_not_every_approved_one() {
     assert_eq!(
         store.verify_device_token("d1", "operator", &wide.token, &admin),
         Ok(())
+    );
+}
+
+#[test]
+fn a_save_holds_no_state_lock_and_an_older_snapshot_never_overwrites_a_newer_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = store_in(&dir);
+    let store = Arc::new(store);
+    pair(&store, "d1", &["operator.read"]);
+    // A host's approval stopped just before it writes: handshakes still read and refresh.
+    let outcome = store.request_pairing(request("d2", "operator", &[]));
+    let paused = store.write_pause.lock().unwrap();
+    let approving = {
+        let store = Arc::clone(&store);
+        let id = outcome.request.request_id.clone();
+        std::thread::spawn(move || store.try_approve(&id, None))
+    };
+    let (done, finished) = std::sync::mpsc::channel();
+    {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            let _ = store.paired("d1");
+            store.touch("d1", Some("still served"));
+            let token = store.ensure_device_token_for("d1", "operator", &[], None);
+            done.send(token.is_some()).unwrap();
+        });
+    }
+    assert_eq!(
+        finished.recv_timeout(std::time::Duration::from_secs(5)),
+        Ok(true),
+        "a handshake waited for another connection's write"
+    );
+    drop(paused);
+    approving.join().unwrap().expect("approved once written");
+    assert!(open(&path).paired("d2").is_some());
+
+    // Snapshots saved out of order: the older one is not written over the newer.
+    let (older, newer) = {
+        let mut state = store.lock();
+        state.devices.remove("d1");
+        let older = DeviceStore::snapshot(&mut state);
+        state.devices.remove("d2");
+        (older, DeviceStore::snapshot(&mut state))
+    };
+    store.save(newer).unwrap();
+    store.save(older).unwrap();
+    assert!(
+        open(&path).paired_devices().is_empty(),
+        "the older snapshot was written"
     );
 }
