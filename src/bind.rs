@@ -36,6 +36,8 @@ pub struct Bound {
 /// at best (its failure only logs). The first listener is the primary one. On Apple platforms
 /// also: a specific address is guarded by the wildcard ones ([`wildcard_guards`]), and `lan`
 /// (`0.0.0.0`) serves the `127.0.0.1` alias too, so no gateway can take that address from it.
+/// There every socket is bound before any listens ([`bind_apple`]), so a gateway that then
+/// refuses to start never accepted a connection.
 pub fn bind_listeners(
     mode: &BindMode,
     port: u16,
@@ -43,41 +45,109 @@ pub fn bind_listeners(
     logger: &Logger,
 ) -> Result<Bound, GatewayLockError> {
     let primary_ip = primary_ip(mode, port)?;
-    let primary = bind_with_retry(SocketAddr::new(primary_ip, port), retry)?;
-    // An ephemeral port is known once bound; the alias takes the same one.
-    let port = match port {
-        0 => primary
-            .local_addr()
-            .map_err(|source| GatewayLockError::Bind {
-                url: ws_url(primary_ip, port),
-                source,
-            })?
-            .port(),
-        port => port,
-    };
+    if cfg!(target_vendor = "apple") {
+        return with_retry(port, retry, || bind_apple(mode, primary_ip, port, logger));
+    }
+    let primary = with_retry(port, retry, || {
+        bind_exclusive(SocketAddr::new(primary_ip, port))
+    })?;
+    let port = bound_port(|| primary.local_addr(), primary_ip, port)?;
     let mut bound = Bound {
         listeners: vec![primary],
         guards: Vec::new(),
     };
     if *mode == BindMode::Loopback {
-        match bind_exclusive(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)) {
+        match bind_exclusive(ipv6_alias(port)) {
             Ok(alias) => bound.listeners.push(alias),
-            Err(err) => logger.log(
-                LogLevel::Warn,
-                &format!("not listening on the IPv6 loopback alias: {err}"),
-            ),
-        }
-    }
-    if cfg!(target_vendor = "apple") {
-        if primary_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
-            // A gateway on 127.0.0.1:P beside ours would get every local client.
-            let alias = bind_exclusive(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))?;
-            bound.listeners.push(alias);
-        } else if !primary_ip.is_unspecified() {
-            bound.guards = wildcard_guards(port, logger)?;
+            Err(err) => log_no_ipv6_alias(logger, &err),
         }
     }
     Ok(bound)
+}
+
+/// Apple platforms: bind everything first, then listen. The primary address, the `[::1]` alias
+/// (loopback), the wildcard guards (a specific address) or the `127.0.0.1` alias (`lan`) are
+/// all bound before any of them listens: a wildcard listener already on the port fails a guard
+/// while our loopback socket still accepts nothing, so no local client ever reaches a gateway
+/// that is about to refuse. Errors come in the order (and with the messages) of binding one by
+/// one: the primary address's, then the guards' or the alias's.
+fn bind_apple(
+    mode: &BindMode,
+    primary_ip: IpAddr,
+    port: u16,
+    logger: &Logger,
+) -> Result<Bound, GatewayLockError> {
+    let primary_addr = SocketAddr::new(primary_ip, port);
+    let primary = bind_socket(primary_addr)?;
+    // An ephemeral port is known once bound; the aliases and guards take the same one.
+    let port = bound_port(
+        || {
+            primary.local_addr()?.as_socket().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "not an IP socket address")
+            })
+        },
+        primary_ip,
+        port,
+    )?;
+    let primary_addr = SocketAddr::new(primary_ip, port);
+    let mut ipv6_alias_socket = None;
+    if *mode == BindMode::Loopback {
+        match bind_socket(ipv6_alias(port)) {
+            Ok(socket) => ipv6_alias_socket = Some(socket),
+            Err(err) => log_no_ipv6_alias(logger, &err),
+        }
+    }
+    let mut loopback_alias = None;
+    let mut guards = Vec::new();
+    if primary_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+        // A gateway on 127.0.0.1:P beside ours would get every local client.
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        loopback_alias = Some((addr, bind_socket(addr)?));
+    } else if !primary_ip.is_unspecified() {
+        guards = wildcard_guards(port, logger)?;
+    }
+    failpoint("after-bind");
+
+    let mut listeners = vec![listen(primary, primary_addr)?];
+    failpoint("after-listen");
+    if let Some((addr, socket)) = loopback_alias {
+        listeners.push(listen(socket, addr)?);
+    }
+    if let Some(socket) = ipv6_alias_socket {
+        match listen(socket, ipv6_alias(port)) {
+            Ok(alias) => listeners.push(alias),
+            Err(err) => log_no_ipv6_alias(logger, &err),
+        }
+    }
+    Ok(Bound { listeners, guards })
+}
+
+fn ipv6_alias(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)
+}
+
+fn log_no_ipv6_alias(logger: &Logger, err: &GatewayLockError) {
+    logger.log(
+        LogLevel::Warn,
+        &format!("not listening on the IPv6 loopback alias: {err}"),
+    );
+}
+
+/// The port asked for, or the ephemeral one a socket got for port 0 (known once bound).
+fn bound_port(
+    local_addr: impl FnOnce() -> io::Result<SocketAddr>,
+    ip: IpAddr,
+    port: u16,
+) -> Result<u16, GatewayLockError> {
+    match port {
+        0 => local_addr()
+            .map(|addr| addr.port())
+            .map_err(|source| GatewayLockError::Bind {
+                url: ws_url(ip, port),
+                source,
+            }),
+        port => Ok(port),
+    }
 }
 
 /// Apple platforms: `0.0.0.0:P` and `[::]:P` (`IPV6_V6ONLY`) bound and never listened on, held
@@ -87,13 +157,14 @@ pub fn bind_listeners(
 /// start with SPEC §6's message naming that address. A socket that never listens accepts
 /// nothing (a SYN to it is answered with a reset), so it opens nothing to the network. The IPv6
 /// guard is best effort (a machine may have IPv6 off): its failures other than `EADDRINUSE`
-/// only log.
+/// only log. Each guard has the listener's socket options ([`bind_socket`]): `SO_REUSEADDR`,
+/// so our own specific-address listener on the port does not refuse it; never `SO_REUSEPORT`.
 pub fn wildcard_guards(port: u16, logger: &Logger) -> Result<Vec<Socket>, GatewayLockError> {
-    let mut guards = vec![bind_guard(SocketAddr::new(
+    let mut guards = vec![bind_socket(SocketAddr::new(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         port,
     ))?];
-    match bind_guard(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
+    match bind_socket(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
         Ok(guard) => guards.push(guard),
         Err(err @ GatewayLockError::AddrInUse { .. }) => return Err(err),
         Err(err) => logger.log(
@@ -102,20 +173,6 @@ pub fn wildcard_guards(port: u16, logger: &Logger) -> Result<Vec<Socket>, Gatewa
         ),
     }
     Ok(guards)
-}
-
-/// One guard: the listener's socket options (`SO_REUSEADDR`, so our own specific-address
-/// listener on the port does not refuse it; never `SO_REUSEPORT`), bound, not listening.
-fn bind_guard(addr: SocketAddr) -> Result<Socket, GatewayLockError> {
-    let fail = bind_error(addr);
-    let socket =
-        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(&fail)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(&fail)?;
-    }
-    socket.set_reuse_address(true).map_err(&fail)?;
-    socket.bind(&addr.into()).map_err(&fail)?;
-    Ok(socket)
 }
 
 /// SPEC §6: `EADDRINUSE` is "another gateway instance", anything else a bind failure.
@@ -156,16 +213,18 @@ fn primary_ip(mode: &BindMode, port: u16) -> Result<IpAddr, GatewayLockError> {
     }
 }
 
-fn bind_with_retry(
-    addr: SocketAddr,
+/// Runs `bind` again while it fails with `EADDRINUSE` and `retry` allows, unless a gateway
+/// answers `/healthz` on the port (it will not go away).
+fn with_retry<T>(
+    port: u16,
     retry: Option<BindRetry>,
-) -> Result<TcpListener, GatewayLockError> {
+    mut bind: impl FnMut() -> Result<T, GatewayLockError>,
+) -> Result<T, GatewayLockError> {
     let mut attempts_left = retry.map_or(0, |r| r.attempts);
     loop {
-        match bind_exclusive(addr) {
+        match bind() {
             Err(GatewayLockError::AddrInUse { .. })
-                if attempts_left > 0
-                    && !probe::healthz(addr.port(), Duration::from_millis(500)) =>
+                if attempts_left > 0 && !probe::healthz(port, Duration::from_millis(500)) =>
             {
                 attempts_left -= 1;
                 std::thread::sleep(retry.map_or(Duration::ZERO, |r| r.interval));
@@ -179,6 +238,15 @@ fn bind_with_retry(
 /// share a port), never `SO_REUSEPORT`, close-on-exec (socket2 opens with `SOCK_CLOEXEC`).
 /// `EADDRINUSE` from `bind` or `listen` is "another gateway instance".
 pub fn bind_exclusive(addr: SocketAddr) -> Result<TcpListener, GatewayLockError> {
+    let socket = bind_socket(addr)?;
+    failpoint("after-bind");
+    let listener = listen(socket, addr)?;
+    failpoint("after-listen");
+    Ok(listener)
+}
+
+/// A TCP socket with the listener's options, bound to `addr`, not listening yet.
+fn bind_socket(addr: SocketAddr) -> Result<Socket, GatewayLockError> {
     let fail = bind_error(addr);
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(&fail)?;
@@ -187,9 +255,12 @@ pub fn bind_exclusive(addr: SocketAddr) -> Result<TcpListener, GatewayLockError>
     }
     socket.set_reuse_address(true).map_err(&fail)?;
     socket.bind(&addr.into()).map_err(&fail)?;
-    failpoint("after-bind");
-    socket.listen(BACKLOG).map_err(&fail)?;
-    failpoint("after-listen");
+    Ok(socket)
+}
+
+/// Starts listening on a socket [`bind_socket`] bound to `addr`.
+fn listen(socket: Socket, addr: SocketAddr) -> Result<TcpListener, GatewayLockError> {
+    socket.listen(BACKLOG).map_err(bind_error(addr))?;
     Ok(socket.into())
 }
 

@@ -1,7 +1,9 @@
 //! What only macOS can show (issue 10, items 2–4), run by `scripts/macos-test.sh` on a Mac:
-//! a zombie owner is seen dead through `proc_pidinfo`, `status` sees another process's `flock`
-//! beacon through `F_GETLK` without taking it, and a live process's argv is read through
-//! `KERN_PROCARGS2` exactly, empty arguments included and the environment left out.
+//! a zombie owner is seen dead and another user's process judged by its start time, both
+//! through `sysctl(KERN_PROC_PID)`, whose start time is `proc_pidinfo`'s; `status` sees another
+//! process's `flock` beacon through `F_GETLK` without taking it; and a live process's argv is
+//! read through `KERN_PROCARGS2` exactly, empty arguments included and the environment left
+//! out.
 //!
 //! Nothing here has been run on a Mac by us yet: it is type-checked for aarch64-apple-darwin
 //! and linked by CI's macOS link step.
@@ -22,7 +24,7 @@ use lockkit::*;
 #[test]
 fn a_zombie_owner_is_dead() {
     // Exited, not reaped: the pid still exists (kill(pid, 0) succeeds), yet nobody runs.
-    // xnu answers PROC_PIDTBSDINFO for a zombie only when asked with arg 1.
+    // sysctl(KERN_PROC_PID) walks the zombie list too and says SZOMB.
     let mut child = Command::new("/usr/bin/true").spawn().unwrap();
     let pid = child.id();
     assert!(
@@ -36,6 +38,66 @@ fn a_zombie_owner_is_dead() {
     plant_in_both(&lock_body(pid, Some(start)), Expect::Reclaimed);
     plant_in_both(&lock_body(pid, None), Expect::Reclaimed);
     child.wait().unwrap();
+}
+
+/// launchd (pid 1) is root's. Unless we are root, xnu refuses `proc_pidinfo(PROC_PIDTBSDINFO)`
+/// and `KERN_PROCARGS2` for it, as for any other user's process; `sysctl(KERN_PROC_PID)` is
+/// not refused, so a lock naming it (a pid reused by another user's process) is judged by its
+/// start time like any other. Without a recorded start time only argv could tell, and another
+/// user's argv is unreadable: unknown, never reclaimed (SPEC §4 step 4).
+#[test]
+fn another_users_process_is_judged_by_its_start_time() {
+    let launchd = 1;
+    assert!(pid_is_running(launchd));
+    let start = process_start_time(launchd).expect("any user's start time is readable");
+    plant_in_both(&lock_body(launchd, Some(start)), Expect::Waits(launchd));
+    plant_in_both(&lock_body(launchd, Some(start - 1)), Expect::Reclaimed);
+
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let argv = process_argv(launchd);
+    assert_eq!(
+        argv.is_some(),
+        root,
+        "launchd's argv as uid 0: {root}: {argv:?}"
+    );
+    // Unreadable argv: unknown, so the acquirer waits its timeout. Readable (as root): not a
+    // gateway's, so reclaimed.
+    let expect = if root {
+        Expect::Reclaimed
+    } else {
+        Expect::Waits(launchd)
+    };
+    plant_in_both(&lock_body(launchd, None), expect);
+}
+
+/// The start time read through `sysctl(KERN_PROC_PID)` is `proc_pidinfo`'s `pbi_start_tvsec`
+/// (the number OpenClaw parses from `ps -o lstart`), for processes `proc_pidinfo` answers
+/// about: ours and our child's.
+#[test]
+fn start_time_is_the_one_proc_pidinfo_gives() {
+    let child = Owner::spawn(Command::new("/bin/cat"));
+    for pid in [std::process::id(), child.pid] {
+        let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+        // SAFETY: a zeroed proc_bsdinfo is a valid out-buffer of `size` bytes.
+        let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+        // SAFETY: the buffer is valid for `size` bytes for the duration of the call.
+        let written = unsafe {
+            libc::proc_pidinfo(
+                pid as libc::c_int,
+                libc::PROC_PIDTBSDINFO,
+                1,
+                (&mut info as *mut libc::proc_bsdinfo).cast(),
+                size,
+            )
+        };
+        assert_eq!(written, size, "proc_pidinfo({pid})");
+        assert_eq!(
+            process_start_time(pid),
+            Some(info.pbi_start_tvsec),
+            "pid {pid}"
+        );
+    }
 }
 
 fn plant_in_both(body: &str, expect: Expect) {

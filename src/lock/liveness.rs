@@ -25,6 +25,11 @@ pub fn judge_owner(payload: &LockPayload) -> Liveness {
             Liveness::Dead
         };
     }
+    // No start time recorded (or none readable): argv decides. Unreadable argv is unknown,
+    // never reclaimed (SPEC §4 step 4): on macOS that is every live process of another uid
+    // unless we are root (`sysctl_procargsx`, bsd/kern/kern_sysctl.c: another uid without
+    // `suser` is EINVAL). Its start time is readable (`sysctl(KERN_PROC_PID)`), so a lock that
+    // records one is judged above, alive or dead; only one without it stays unknown here.
     match process_argv(payload.pid) {
         Some(argv) if is_gateway_argv(&argv) => Liveness::Alive,
         Some(_) => Liveness::Dead,
@@ -144,34 +149,83 @@ pub fn process_argv(pid: u32) -> Option<Vec<String>> {
 
 #[cfg(target_os = "macos")]
 fn is_zombie(pid: u32) -> bool {
-    bsd_info(pid).is_some_and(|info| info.pbi_status == libc::SZOMB)
+    kinfo_proc(pid).is_some_and(|proc| proc.zombie)
 }
 
 /// macOS: whole seconds since the Unix epoch, as `ps -o lstart` shows.
 #[cfg(target_os = "macos")]
 pub fn process_start_time(pid: u32) -> Option<u64> {
-    bsd_info(pid).map(|info| info.pbi_start_tvsec)
+    kinfo_proc(pid).and_then(|proc| proc.start_time)
 }
 
+/// macOS: `sysctl(CTL_KERN, KERN_PROC, KERN_PROC_PID, pid)`, what `ps` reads, for any user's
+/// process. Not `proc_pidinfo(PROC_PIDTBSDINFO)`: xnu answers that only for a process of our
+/// own uid, unless we are root (bsd/kern/proc_info.c, `proc_pidinfo_internal`: the flavor is
+/// `CHECK_SAME_USER`, and `proc_security_policy` returns `EPERM` for another uid without
+/// `PRIV_GLOBAL_PROC_INFO`), so a lock naming another user's process (a reused pid) would stay
+/// unknown and never be reclaimed. `sysctl_prochandle` (bsd/kern/kern_sysctl.c) checks no uid
+/// and walks both the live and the zombie lists, so it sees zombies too. Its start time is
+/// the number `proc_pidinfo` gave: both copy the same field, `p->p_start.tv_sec`
+/// (`fill_user64_externproc`: `p_starttime.tv_sec`; `proc_pidbsdinfo`: `pbi_start_tvsec`;
+/// xnu-11417.101.15), which is also what `ps -o lstart` prints (the number OpenClaw records).
 #[cfg(target_os = "macos")]
-fn bsd_info(pid: u32) -> Option<libc::proc_bsdinfo> {
-    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
-    // SAFETY: a zeroed proc_bsdinfo is a valid out-buffer of `size` bytes.
-    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
-    // `arg` 1, not 0: xnu's proc_pidinfo (bsd/kern/proc_info.c) looks a pid up among zombies
-    // (`proc_find_zombref`) only for PROC_PIDTBSDINFO with `arg != 0` ("Check if we need to
-    // look for zombies"); with 0 a zombie is ESRCH, and we would never see SZOMB.
-    // SAFETY: the buffer is valid for `size` bytes for the duration of the call.
-    let written = unsafe {
-        libc::proc_pidinfo(
-            pid as libc::c_int,
-            libc::PROC_PIDTBSDINFO,
-            1,
-            (&mut info as *mut libc::proc_bsdinfo).cast(),
-            size,
+fn kinfo_proc(pid: u32) -> Option<KinfoProc> {
+    let raw = libc::c_int::try_from(pid).ok()?;
+    let mut buf = [0u8; KINFO_PROC_SIZE];
+    let mut size = buf.len();
+    let mut mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PID, raw];
+    // SAFETY: `buf` is valid for `size` bytes; the kernel writes at most that (one
+    // kinfo_proc, or nothing when no process has the pid) and says how many in `size`.
+    let read = unsafe {
+        libc::sysctl(
+            mib.as_mut_ptr(),
+            4,
+            buf.as_mut_ptr().cast(),
+            &mut size,
+            std::ptr::null_mut(),
+            0,
         )
     };
-    (written == size).then_some(info)
+    if read != 0 {
+        return None;
+    }
+    parse_kinfo_proc(buf.get(..size)?, pid)
+}
+
+/// `sizeof(struct kinfo_proc)` for a 64-bit process, on arm64 and x86_64 alike.
+const KINFO_PROC_SIZE: usize = 648;
+
+/// What judging an owner needs of a macOS `struct kinfo_proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // Parsed everywhere, so tested on Linux.
+struct KinfoProc {
+    /// `kp_proc.p_starttime.tv_sec`; `None` if negative (no real process has one).
+    start_time: Option<u64>,
+    /// `kp_proc.p_stat == SZOMB`: exited, not yet reaped.
+    zombie: bool,
+}
+
+/// Parses the `struct kinfo_proc` that `sysctl(KERN_PROC_PID)` returns for `pid`, from the
+/// offsets of Apple's `<sys/sysctl.h>` and `<sys/proc.h>` for 64-bit processes (checked with
+/// `_Static_assert`s against the macOS SDK headers zig ships, for both Apple targets):
+/// `kp_proc.p_starttime.tv_sec` (`i64`) at 0, `kp_proc.p_stat` (`char`) at 36,
+/// `kp_proc.p_pid` (`i32`) at 40, native-endian. `None` unless the buffer is exactly one
+/// `kinfo_proc` of that pid: the kernel returns no bytes (and success) when no process has the
+/// pid, and another size would be a layout we do not know.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))] // Parsed everywhere, so tested on Linux.
+fn parse_kinfo_proc(buf: &[u8], pid: u32) -> Option<KinfoProc> {
+    /// `SZOMB` of bsd/sys/proc.h: "Awaiting collection by parent".
+    const SZOMB: u8 = 5;
+    if buf.len() != KINFO_PROC_SIZE {
+        return None;
+    }
+    let start_secs = i64::from_ne_bytes(buf[0..8].try_into().ok()?);
+    let p_stat = buf[36];
+    let p_pid = i32::from_ne_bytes(buf[40..44].try_into().ok()?);
+    (u32::try_from(p_pid).ok()? == pid).then_some(KinfoProc {
+        start_time: u64::try_from(start_secs).ok(),
+        zombie: p_stat == SZOMB,
+    })
 }
 
 /// macOS: `sysctl(KERN_PROCARGS2)` into a buffer of `KERN_ARGMAX` bytes (the most the kernel
@@ -392,6 +446,83 @@ mod tests {
         assert_eq!(parse_procargs2(&full[..3]), None);
         assert_eq!(parse_procargs2(&full[..7]), None);
         assert_eq!(parse_procargs2(&[]), None);
+    }
+
+    /// A 64-bit `kinfo_proc` with these fields set, the rest zero.
+    fn kinfo_proc_bytes(start_secs: i64, p_stat: u8, p_pid: i32) -> Vec<u8> {
+        let mut buf = vec![0u8; KINFO_PROC_SIZE];
+        buf[0..8].copy_from_slice(&start_secs.to_ne_bytes());
+        buf[8..12].copy_from_slice(&123_456i32.to_ne_bytes()); // tv_usec: not part of it
+        buf[36] = p_stat;
+        buf[40..44].copy_from_slice(&p_pid.to_ne_bytes());
+        buf
+    }
+
+    #[test]
+    fn kinfo_proc_gives_start_seconds_and_zombie_state() {
+        const SRUN: u8 = 2;
+        const SSTOP: u8 = 4;
+        const SZOMB: u8 = 5;
+        // (the buffer, the pid asked about, what is read)
+        let cases: &[(Vec<u8>, u32, Option<KinfoProc>)] = &[
+            (
+                kinfo_proc_bytes(1_796_000_000, SRUN, 4242),
+                4242,
+                Some(KinfoProc {
+                    start_time: Some(1_796_000_000),
+                    zombie: false,
+                }),
+            ),
+            (
+                kinfo_proc_bytes(1_796_000_000, SSTOP, 4242),
+                4242,
+                Some(KinfoProc {
+                    start_time: Some(1_796_000_000),
+                    zombie: false,
+                }),
+            ),
+            // Exited, not reaped: still there, start time and all.
+            (
+                kinfo_proc_bytes(1_700_000_001, SZOMB, 77),
+                77,
+                Some(KinfoProc {
+                    start_time: Some(1_700_000_001),
+                    zombie: true,
+                }),
+            ),
+            // A negative start time is no start time.
+            (
+                kinfo_proc_bytes(-1, SRUN, 77),
+                77,
+                Some(KinfoProc {
+                    start_time: None,
+                    zombie: false,
+                }),
+            ),
+            // Another pid's record is not this pid's.
+            (kinfo_proc_bytes(1_796_000_000, SRUN, 4243), 4242, None),
+            (kinfo_proc_bytes(1_796_000_000, SRUN, -1), u32::MAX, None),
+            // No process has the pid: the kernel wrote nothing.
+            (Vec::new(), 4242, None),
+            // A size that is not one 64-bit kinfo_proc: a layout we do not know.
+            (
+                kinfo_proc_bytes(1_796_000_000, SRUN, 4242)[..492].to_vec(),
+                4242,
+                None,
+            ),
+            (
+                [
+                    kinfo_proc_bytes(1, SRUN, 4242),
+                    kinfo_proc_bytes(2, SRUN, 4242),
+                ]
+                .concat(),
+                4242,
+                None,
+            ),
+        ];
+        for (buf, pid, expected) in cases {
+            assert_eq!(parse_kinfo_proc(buf, *pid), *expected, "pid {pid}");
+        }
     }
 
     #[test]
