@@ -431,6 +431,28 @@ fn status_line(screen: &[String]) -> Option<String> {
     footer.checked_sub(1).map(|i| screen[i].clone())
 }
 
+/// The connection problems the tui shows in its log or status line (its gateway client's
+/// states and the connect refusals), or none: what the screen says of the connection itself.
+fn connection_problems(screen: &[String]) -> Vec<&'static str> {
+    const PROBLEMS: [&str; 8] = [
+        "disconnected",
+        "reconnecting",
+        "connecting",
+        "gateway closed",
+        "not connected",
+        "pairing required",
+        "unauthorized",
+        "device identity required",
+    ];
+    let text = screen.join("\n").to_lowercase();
+    PROBLEMS.into_iter().filter(|p| text.contains(p)).collect()
+}
+
+/// Why the tui's session pane is not compared: it is filled by the host's session methods
+/// (`sessions.subscribe`, `agents.list`, `chat.history`, …), which `gateway run` — a gateway
+/// with no agent runtime — does not have; what the core owns is the connection.
+const SESSION_PANE: &str = "(host's session methods; not the core's)";
+
 /// `openclaw tui --token T` under tmux, its config pointing at the tap: the screen once it
 /// settles, a `tick` seen on its connection, the screen after it, and the connection still
 /// open. (Not `--url`: with an explicit URL the tui files its device token under that origin,
@@ -495,8 +517,18 @@ fn tui(subject: &Subject, home: &Path) -> Observed {
         last
     };
     let first = settled(hello_at);
-    observed.agree("screen once connected", json!(first));
-    observed.agree("status line once connected", status_line(&first));
+    observed.agree(
+        "connection problems on screen once connected",
+        json!(connection_problems(&first)),
+    );
+    observed.info(
+        format!("screen once connected {SESSION_PANE}"),
+        json!(first),
+    );
+    observed.info(
+        format!("status line once connected {SESSION_PANE}"),
+        status_line(&first),
+    );
 
     let tick_ms = res["payload"]["policy"]["tickIntervalMs"]
         .as_u64()
@@ -520,7 +552,14 @@ fn tui(subject: &Subject, home: &Path) -> Observed {
     observed.agree("connections opened", connections.len());
     observed.agree("closes", json!(closes(&connections[&conn])));
     let later = screen(&socket, &subject.tap);
-    observed.agree("status line after a tick", status_line(&later));
+    observed.agree(
+        "connection problems on screen after a tick",
+        json!(connection_problems(&later)),
+    );
+    observed.info(
+        format!("status line after a tick {SESSION_PANE}"),
+        status_line(&later),
+    );
     exchanges(&records, &mut observed, "", false);
     observed
 }
