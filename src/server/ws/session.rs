@@ -138,7 +138,9 @@ impl Session {
             let io = socket.get_mut();
             let _ = tokio::time::timeout(CLOSE_LINGER, async {
                 let _ = io.shutdown().await;
-                let mut buf = [0u8; 4096];
+                // On the heap: an array here would be held in every connection's task,
+                // idle or not, for this rare path.
+                let mut buf = vec![0u8; 4096];
                 while let Ok(1..) = io.read(&mut buf).await {}
             })
             .await;
