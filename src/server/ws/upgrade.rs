@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use super::conn::Conn;
 use super::endpoint::Endpoint;
 use super::handlers::ConnectionEvent;
-use super::metered::{MAX_FRAME_HEADER, Metered, ReadBudget};
+use super::metered::{MAX_FRAME_HEADER, Metered, ReadBudget, TUNGSTENITE_READ_BUFFER};
 use super::session::Session;
 use crate::options::LogLevel;
 use crate::server::locality::{self, Ingress};
@@ -109,7 +109,7 @@ async fn serve(
     ));
     let io = Metered::new(upgraded, Arc::clone(&budget));
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(TUNGSTENITE_READ_BUFFER)
         .write_buffer_size(64 * 1024)
         .max_message_size(Some(options.max_payload))
         .max_frame_size(Some(options.max_payload));
