@@ -670,6 +670,52 @@ async fn preauth_frames_over_64_kib_are_closed_with_1009() {
 }
 
 #[tokio::test]
+async fn frames_larger_than_a_read_and_several_in_one_read_come_out_whole() {
+    // The socket is read ahead of tungstenite's small buffer (src/server/ws/metered.rs): a
+    // frame spans many reads, and one read holds several frames and the start of the next.
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), echo_handlers());
+    let (mut client, _) = Client::connected(server.port, with_scopes(&["operator.read"])).await;
+    let sizes = [
+        3 * 1024 * 1024,
+        1,
+        100_000,
+        17,
+        16 * 1024,
+        16 * 1024 + 1,
+        511,
+        4096,
+    ];
+    for (i, size) in sizes.iter().enumerate() {
+        let frame = json!({
+            "type": "req", "id": format!("e{i}"), "method": "echo",
+            "params": {"pad": "x".repeat(*size)},
+        });
+        client
+            .ws
+            .feed(tokio_tungstenite::tungstenite::Message::Text(
+                frame.to_string().into(),
+            ))
+            .await
+            .unwrap();
+    }
+    client.ws.flush().await.unwrap();
+    let mut echoed = std::collections::HashMap::new();
+    while echoed.len() < sizes.len() {
+        let res = client.recv().await;
+        if res["type"] == "event" {
+            continue;
+        }
+        assert_eq!(res["ok"], true, "{}", res["id"]);
+        let pad = res["payload"]["pad"].as_str().unwrap();
+        assert!(pad.bytes().all(|b| b == b'x'), "{}", res["id"]);
+        echoed.insert(res["id"].as_str().unwrap().to_owned(), pad.len());
+    }
+    for (i, size) in sizes.iter().enumerate() {
+        assert_eq!(echoed[&format!("e{i}")], *size, "e{i}");
+    }
+}
+
+#[tokio::test]
 async fn frames_over_max_payload_after_auth_are_closed_with_1009() {
     let protocol = ProtocolOptions {
         max_payload: 1024 * 1024,

@@ -1,13 +1,14 @@
 //! One connection as the rest of the gateway sees it: a queue of outgoing frames, counted so
 //! that a slow consumer is cut off instead of growing our memory, and the task that writes them.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -51,10 +52,23 @@ pub(super) struct Answered {
     pub closing: bool,
 }
 
+/// The frames waiting for the writer. A queue of our own rather than a channel: a tokio
+/// channel allocates a block of 32 slots (about 1.6 KB with its header) up front and keeps it
+/// for the connection's life, while this one is empty, and holds no memory, whenever the
+/// writer has caught up, which is most of an idle connection's life.
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Out>,
+    /// The writer is gone: nothing is queued any more.
+    closed: bool,
+}
+
 /// One connection's outgoing side, shared by its session, the hub and the host's handles.
 pub(super) struct Conn {
     pub id: u64,
-    tx: mpsc::UnboundedSender<Out>,
+    queue: Mutex<Queue>,
+    /// Something was queued (or the queue closed) since the writer last looked.
+    queued: Notify,
     buffered: AtomicUsize,
     max_buffered: usize,
     /// The role and scopes granted at the handshake; set once it completes.
@@ -74,10 +88,10 @@ impl Conn {
     /// A connection writing to `sink`, and its writer task (on the current runtime), which
     /// drops it past `max_buffered` unsent bytes.
     pub fn start(id: u64, sink: Sink, max_buffered: usize) -> (Arc<Self>, JoinHandle<WriterEnd>) {
-        let (tx, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Self {
             id,
-            tx,
+            queue: Mutex::default(),
+            queued: Notify::new(),
             buffered: AtomicUsize::new(0),
             max_buffered,
             grant: OnceLock::new(),
@@ -88,7 +102,7 @@ impl Conn {
             pinged: AtomicBool::new(false),
             flood: FloodGuard::default(),
         });
-        let writer = tokio::spawn(write_loop(sink, rx, Arc::clone(&conn)));
+        let writer = tokio::spawn(write_loop(sink, QueueCloser(Arc::clone(&conn))));
         (conn, writer)
     }
 
@@ -104,7 +118,7 @@ impl Conn {
             self.kill();
             return false;
         }
-        self.tx.send(Out::Text(text)).is_ok()
+        self.send(Out::Text(text))
     }
 
     /// Queues a text frame unless the client already has more than `max_buffered` bytes
@@ -132,9 +146,7 @@ impl Conn {
 
     /// Queues a close frame; the writer stops after it.
     pub fn close(&self, code: u16, reason: &str) {
-        let _ = self
-            .tx
-            .send(Out::Close(code, protocol::close_reason(reason)));
+        self.send(Out::Close(code, protocol::close_reason(reason)));
     }
 
     /// Stops the writer at once (slow consumer, dead peer, connection over).
@@ -182,24 +194,73 @@ impl Conn {
             return false;
         }
         self.pinged.store(true, Ordering::Release);
-        let _ = self.tx.send(Out::Ping);
+        self.send(Out::Ping);
         true
+    }
+
+    /// Queues `out` for the writer; `false` when the writer is gone.
+    fn send(&self, out: Out) -> bool {
+        {
+            let mut queue = self.lock_queue();
+            if queue.closed {
+                return false;
+            }
+            queue.frames.push_back(out);
+        }
+        self.queued.notify_one();
+        true
+    }
+
+    /// The next frame for the writer, waiting for one. When the queue is empty its memory goes
+    /// back before the wait, so that an idle connection holds none.
+    async fn next_out(&self) -> Out {
+        loop {
+            {
+                let mut queue = self.lock_queue();
+                if let Some(out) = queue.frames.pop_front() {
+                    return out;
+                }
+                if queue.frames.capacity() > 0 {
+                    queue.frames = VecDeque::new();
+                }
+            }
+            // A frame queued after the look above left a permit: this returns at once.
+            self.queued.notified().await;
+        }
+    }
+
+    /// The next frame if one is queued.
+    fn try_next_out(&self) -> Option<Out> {
+        self.lock_queue().frames.pop_front()
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-async fn write_loop(
-    mut sink: Sink,
-    mut rx: mpsc::UnboundedReceiver<Out>,
-    conn: Arc<Conn>,
-) -> WriterEnd {
+/// Closes the queue when the writer ends, however it ends (returned, or aborted with its
+/// task, even before it first ran), and drops what was still queued, as a channel does when its receiver goes.
+struct QueueCloser(Arc<Conn>);
+
+impl Drop for QueueCloser {
+    fn drop(&mut self) {
+        let frames = {
+            let mut queue = self.0.lock_queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.frames)
+        };
+        drop(frames);
+    }
+}
+
+async fn write_loop(mut sink: Sink, closer: QueueCloser) -> WriterEnd {
+    let conn = &closer.0;
     loop {
         let first = tokio::select! {
             biased;
             _ = conn.kill.notified() => return WriterEnd::Gone,
-            out = rx.recv() => match out {
-                Some(out) => out,
-                None => return WriterEnd::Gone,
-            },
+            out = conn.next_out() => out,
         };
         let write = async {
             let mut next = Some(first);
@@ -223,7 +284,7 @@ async fn write_loop(
                 }
                 frames += 1;
                 if frames < WRITE_BATCH {
-                    next = rx.try_recv().ok();
+                    next = conn.try_next_out();
                 }
             }
             sink.flush().await?;

@@ -129,7 +129,9 @@ impl Session {
         // A close we queued goes out before the socket does.
         if !writer_done {
             if self.closing && returned_sink.is_none() {
-                match tokio::time::timeout(CLOSE_LINGER, &mut writer).await {
+                // Boxed, as the drain below: every connection's task would hold these
+                // futures' state from its start, for a step taken once at its end.
+                match Box::pin(tokio::time::timeout(CLOSE_LINGER, &mut writer)).await {
                     Ok(Ok(WriterEnd::CloseSent(sink))) => returned_sink = Some(sink),
                     _ => writer.abort(),
                 }
@@ -140,15 +142,9 @@ impl Session {
         // After a read error tungstenite reads no more: end our side and drain the peer's
         // unread bytes, so it gets the close frame rather than a reset.
         if let (true, Some(sink)) = (read_failed, returned_sink)
-            && let Ok(mut socket) = stream.reunite(sink)
+            && let Ok(socket) = stream.reunite(sink)
         {
-            let io = socket.get_mut();
-            let _ = tokio::time::timeout(CLOSE_LINGER, async {
-                let _ = io.shutdown().await;
-                let mut buf = [0u8; 4096];
-                while let Ok(1..) = io.read(&mut buf).await {}
-            })
-            .await;
+            Box::pin(drain(socket)).await;
         }
     }
 
@@ -504,4 +500,16 @@ impl Session {
             );
         }
     }
+}
+
+/// Ends our side of `socket` and reads what the peer still sends, for at most
+/// [`CLOSE_LINGER`].
+async fn drain(mut socket: WebSocketStream<Metered>) {
+    let io = socket.get_mut();
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        let _ = io.shutdown().await;
+        let mut buf = vec![0u8; 4096];
+        while let Ok(1..) = io.read(&mut buf).await {}
+    })
+    .await;
 }
