@@ -134,6 +134,26 @@ async fn a_browser_origin_on_loopback_is_locked_out_by_origin() {
     Client::connected(server.port, with_token(TOKEN)).await;
 }
 
+/// A remote client behind a reverse proxy on this host reaches the gateway from loopback with
+/// `X-Forwarded-For`: it is not the exempt local peer, so it is locked out, not slowed.
+#[tokio::test]
+async fn a_client_proxied_from_loopback_is_locked_out() {
+    let server = gateway();
+    let proxied = [("x-forwarded-for", "203.0.113.7")];
+    for _ in 0..3 {
+        let mut client = Client::open_with_headers(server.port, &proxied).await;
+        let started = Instant::now();
+        let res = answer(&mut client, with_token("wrong")).await;
+        assert!(started.elapsed() < Duration::from_millis(200));
+        assert_refused(&mut client, &res, MISMATCH, "AUTH_TOKEN_MISMATCH").await;
+    }
+    let mut client = Client::open_with_headers(server.port, &proxied).await;
+    let res = answer(&mut client, with_token(TOKEN)).await;
+    assert_limited(&mut client, &res, 55_000, 60_000).await;
+    // The direct local peer is counted apart and still gets in.
+    Client::connected(server.port, with_token(TOKEN)).await;
+}
+
 /// A signed device that sends only `auth.deviceToken`.
 fn device_token_only(token: &str) -> Value {
     let mut params = connect_params();

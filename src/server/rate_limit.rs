@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::auth::AuthThrottle;
-use super::locality::is_loopback_ip;
+use super::locality::{IngressKind, is_loopback_ip};
 
 /// The most clients (per scope) one limiter tracks (ARL:45).
 pub const MAX_ENTRIES: usize = 10_000;
@@ -64,6 +64,19 @@ impl LimitKey {
             },
             _ => Self::Ip(peer),
         }
+    }
+
+    /// The key of a connection from `peer` that reached the gateway by `ingress`: a loopback
+    /// peer is counted (and exempt) as itself only for a direct local upgrade. An upgrade
+    /// relayed by a proxy on this host (nginx, Caddy, Tailscale Serve) comes from loopback
+    /// but on behalf of another client this gateway cannot attribute (it has no trusted
+    /// proxies), so it is counted under the reserved address, never exempt, as Node counts
+    /// an unattributable client (NCR:16; ingress-attribution-BAJhHIVj.mjs:94-116).
+    pub fn for_ingress(peer: IpAddr, ingress: IngressKind, origin: Option<&str>) -> Self {
+        if ingress != IngressKind::DirectLocal && is_loopback_ip(peer.to_canonical()) {
+            return Self::Ip(BROWSER_ORIGIN_FALLBACK.parse().expect("a valid address"));
+        }
+        Self::of(peer, origin)
     }
 
     fn is_loopback(&self) -> bool {
@@ -373,6 +386,52 @@ mod tests {
             );
         }
         assert!(!LimitKey::of(v4, Some("null")).is_loopback());
+    }
+
+    /// A loopback peer is itself (and exempt) only for a direct local upgrade; proxied
+    /// from this host, it is the reserved address and not exempt.
+    #[test]
+    fn keys_by_ingress() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "10.0.0.5".parse().unwrap();
+        let origin = Some("http://localhost:5173");
+        let cases = [
+            (lo, IngressKind::DirectLocal, None, "127.0.0.1", true),
+            (
+                lo,
+                IngressKind::UnattributableProxy,
+                None,
+                "198.18.0.1",
+                false,
+            ),
+            (
+                lo,
+                IngressKind::UnattributableProxy,
+                origin,
+                "198.18.0.1",
+                false,
+            ),
+            (
+                lo,
+                IngressKind::DirectLocal,
+                origin,
+                "browser-origin:http://localhost:5173",
+                false,
+            ),
+            (
+                remote,
+                IngressKind::UnattributableProxy,
+                None,
+                "10.0.0.5",
+                false,
+            ),
+            (remote, IngressKind::DirectRemote, None, "10.0.0.5", false),
+        ];
+        for (peer, ingress, origin, expected, loopback) in cases {
+            let key = LimitKey::for_ingress(peer, ingress, origin);
+            assert_eq!(key.to_string(), expected, "{peer} {ingress:?} {origin:?}");
+            assert_eq!(key.is_loopback(), loopback, "{peer} {ingress:?}");
+        }
     }
 
     /// (key, exempt loopback, failures, locked after?, delay of the last failure in ms)

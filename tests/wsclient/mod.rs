@@ -84,13 +84,20 @@ impl Client {
     }
 
     pub async fn open_with(port: u16, origin: Option<&str>) -> Self {
+        let origin: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        Self::open_with_headers(port, &origin).await
+    }
+
+    /// Opens a connection whose upgrade request carries `headers` besides the usual ones.
+    pub async fn open_with_headers(port: u16, headers: &[(&str, &str)]) -> Self {
         let mut request = format!("ws://127.0.0.1:{port}/")
             .into_client_request()
             .unwrap();
-        if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("origin", origin.parse().unwrap());
+        for (name, value) in headers {
+            let name =
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap();
+            request.headers_mut().insert(name, value.parse().unwrap());
         }
         // The client accepts anything the server may send (the server's limits are tested).
         let config = WebSocketConfig::default()

@@ -50,7 +50,7 @@ impl Session {
         let origin = self.origin.as_deref().filter(|o| !o.trim().is_empty());
         AuthAttempt {
             browser: origin.is_some(),
-            key: LimitKey::of(self.peer.ip(), origin),
+            key: LimitKey::for_ingress(self.peer.ip(), self.ingress.kind, origin),
             shared_failed: false,
             bootstrap_failed: false,
         }
