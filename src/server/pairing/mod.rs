@@ -281,6 +281,18 @@ pub enum PairingError {
         /// The first scope beyond the caller's.
         scope: String,
     },
+    /// A bootstrap token's approval would grant a role or scope its profile does not hold
+    /// (the request merged an earlier one of the device); the request stays pending.
+    #[error(
+        "pairing request {request_id} asks for {what}, which the bootstrap token's profile does \
+         not allow; it stays pending: approve it from the host, or issue a token with that profile"
+    )]
+    OutsideBootstrapProfile {
+        /// The request.
+        request_id: String,
+        /// `role <name>` or `scope <name>`: the first one outside the profile.
+        what: String,
+    },
     /// The system's random source failed; nothing changed.
     #[error("the system's random source failed ({0}); nothing was changed: try again")]
     Random(String),

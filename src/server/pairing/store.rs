@@ -41,12 +41,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
-    IssuedToken, PairedDevice, PairingError, PairingRequest, PendingOutcome, TokenRefusal,
+    BootstrapProfile, IssuedToken, PairedDevice, PairingError, PairingRequest, PendingOutcome,
+    TokenRefusal,
 };
 use crate::error::GatewayLockError;
 use crate::options::{LogLevel, Logger};
 use crate::server::protocol::now_ms;
-use crate::server::scopes::scope_satisfied;
+use crate::server::scopes::{missing_requested_scope, scope_satisfied};
 
 /// Where the store lives under the state dir by default.
 pub const DEVICE_STORE_FILE: &str = "gateway/devices.json";
@@ -393,6 +394,35 @@ impl DeviceStore {
         scopes: Option<Vec<String>>,
         caller_scopes: Option<&[String]>,
     ) -> Result<PairedDevice, PairingError> {
+        self.approve(request_id, scopes, caller_scopes, None)
+    }
+
+    /// Approves `request_id` as a bootstrap token with `profile` pairs its device: with the
+    /// profile's scopes, and only when every role the request asks for (it may have merged an
+    /// earlier request of the device) is one of the profile's and its operator scopes are
+    /// within the profile's; else [`PairingError::OutsideBootstrapProfile`], the request left
+    /// pending (`approveBootstrapDevicePairingInWorker`,
+    /// openclaw-state-worker-runtime-*.mjs:2377-2400).
+    pub fn try_approve_bootstrap(
+        &self,
+        request_id: &str,
+        profile: &BootstrapProfile,
+    ) -> Result<PairedDevice, PairingError> {
+        self.approve(
+            request_id,
+            Some(profile.scopes.clone()),
+            None,
+            Some(profile),
+        )
+    }
+
+    fn approve(
+        &self,
+        request_id: &str,
+        scopes: Option<Vec<String>>,
+        caller_scopes: Option<&[String]>,
+        profile: Option<&BootstrapProfile>,
+    ) -> Result<PairedDevice, PairingError> {
         self.mutate_strict(|state| {
             state.prune_expired(now_ms());
             let at = state
@@ -403,6 +433,25 @@ impl DeviceStore {
             let request = state.pending.remove(at).request;
             let now = now_ms();
             let roles = requested_roles(&request);
+            if let Some(profile) = profile {
+                let outside = |what: String| PairingError::OutsideBootstrapProfile {
+                    request_id: request_id.to_owned(),
+                    what,
+                };
+                if let Some(role) = roles.iter().find(|r| !profile.roles.contains(r)) {
+                    return Err(outside(format!("role {role}")));
+                }
+                let operator: Vec<String> = request
+                    .scopes
+                    .iter()
+                    .filter(|s| s.starts_with("operator."))
+                    .cloned()
+                    .collect();
+                if let Some(scope) = missing_requested_scope("operator", &operator, &profile.scopes)
+                {
+                    return Err(outside(format!("scope {scope}")));
+                }
+            }
             let granted = scopes.unwrap_or_else(|| request.scopes.clone());
             // Each requested role's token scopes (WRK:2270-2279, 2316-2327), checked against
             // the caller's before anything changes.
@@ -558,8 +607,9 @@ impl DeviceStore {
 
     /// The device token `hello-ok` hands a paired device in `role` asking for `scopes` (the
     /// connection's requested scopes, as Node passes them: MH:1435-1441;
-    /// `ensureDeviceTokenInWorker`, WRK:2832-2875): `None` when the role is not approved or the
-    /// scopes are beyond the approved ones; `presented` when it is the device's active token
+    /// `ensureDeviceTokenInWorker`, WRK:2832-2875): `None` when the role is not approved, its
+    /// token was revoked (only an approval issues it a new one), or the scopes are beyond the
+    /// approved ones; `presented` when it is the device's active token
     /// for the role, within the approved scopes and covering `scopes` (SPEC §11.8's reuse
     /// rule), or, when the connect did not present it, that same token from memory if this
     /// process issued it or saw it verified (no write; see [`StoredToken`]); else a new token
@@ -583,6 +633,11 @@ impl DeviceStore {
                 return (None, false);
             }
             let existing = stored.tokens.iter().position(|t| t.role == role);
+            // A revoked role stays revoked until an approval replaces its token: a handshake
+            // that raced the revoke must not mint it a fresh one.
+            if existing.is_some_and(|at| !stored.tokens[at].is_active()) {
+                return (None, false);
+            }
             if let Some(at) = existing {
                 let approved = &stored.device.scopes;
                 let entry = &mut stored.tokens[at];

@@ -246,7 +246,7 @@ impl Session {
         let request_id = &outcome.request.request_id;
         endpoint
             .devices
-            .try_approve(request_id, Some(profile.scopes.clone()))
+            .try_approve_bootstrap(request_id, profile)
             .ok()?;
         endpoint
             .hub

@@ -22,7 +22,7 @@ use crate::server::scopes::{self, EventGate};
 
 /// The close code of a connection whose device token was revoked or whose device was unpaired
 /// (Node's `invalidateGatewayPolicyClient` code for `device-removed`).
-const DEVICE_REMOVED_CLOSE: u16 = 4001;
+pub(super) const DEVICE_REMOVED_CLOSE: u16 = 4001;
 
 /// Unknown events whose drop is logged; the drops of others are not.
 const MAX_DROPPED_EVENTS_LOGGED: usize = 256;
@@ -204,6 +204,19 @@ impl Hub {
             }
         }
         closed
+    }
+
+    /// Records which device (and role) `client`'s connection proved, so a revoke or an unpair
+    /// closes it (idempotent). The handshake calls it before its last look at the store, so a
+    /// revoke either sees the connection or is seen by the handshake.
+    pub fn track_device(&self, client: &ClientInfo) {
+        if let Some(device_id) = &client.device_id {
+            let device = ConnDevice {
+                device_id: device_id.clone(),
+                role: client.role.clone(),
+            };
+            self.lock_device_conns().insert(client.conn_id, device);
+        }
     }
 
     fn lock_device_conns(&self) -> MutexGuard<'_, HashMap<u64, ConnDevice>> {
@@ -401,13 +414,7 @@ impl Hub {
     /// SPEC §12.6: records an authenticated client before its `hello-ok` (whose snapshot then
     /// holds its own row), and returns what `hello-ok.snapshot.presence` shows it.
     pub fn presence_join(&self, client: &ClientInfo) -> Vec<Value> {
-        if let Some(device_id) = &client.device_id {
-            let device = ConnDevice {
-                device_id: device_id.clone(),
-                role: client.role.clone(),
-            };
-            self.lock_device_conns().insert(client.conn_id, device);
-        }
+        self.track_device(client);
         let arrival = Arrival {
             conn_id: client.conn_id,
             client: &client.client,

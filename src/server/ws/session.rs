@@ -313,6 +313,20 @@ impl Session {
             .device_token
             .as_ref()
             .map(|t| (t.token.as_str(), t.issued_at_ms));
+        // A revoke or unpair that ran while the handshake checked the store either finds this
+        // connection now or is found here: the role that was granted a token must still hold it.
+        self.endpoint.hub.track_device(&client);
+        if admitted.device_token.is_some()
+            && let Some(device_id) = &client.device_id
+            && !self
+                .endpoint
+                .devices
+                .active_roles(device_id)
+                .contains(&client.role)
+        {
+            self.fail(None, super::hub::DEVICE_REMOVED_CLOSE, "device removed");
+            return;
+        }
         // SPEC §12.6: the client's presence row is written before its hello-ok shows it.
         let presence = self.endpoint.hub.presence_join(&client);
         let hello = self.hello(

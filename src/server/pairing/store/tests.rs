@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use super::*;
-use crate::server::pairing::PairingError;
+use crate::server::pairing::{BootstrapProfile, PairingError};
 
 fn request(device: &str, role: &str, scopes: &[&str]) -> PairingRequest {
     PairingRequest {
@@ -258,6 +258,21 @@ fn a_revoked_role_is_not_approved_until_the_device_pairs_again() {
     // handshake asks for pairing again (a role upgrade) rather than minting a new token.
     assert_eq!(store.paired("d1").unwrap().roles, strings(&["operator"]));
     assert!(store.active_roles("d1").is_empty());
+    // A handshake that passed its checks before the revoke gets no fresh token either.
+    assert!(
+        store
+            .ensure_device_token_for("d1", "operator", &[], Some(&token))
+            .is_none()
+    );
+    assert!(
+        store
+            .ensure_device_token_for("d1", "operator", &[], None)
+            .is_none()
+    );
+    assert!(
+        store.active_roles("d1").is_empty(),
+        "the revoke is not undone"
+    );
     let again = store.request_pairing(request("d1", "operator", &[]));
     assert!(again.request.is_repair);
     store.try_approve(&again.request.request_id, None).unwrap();
@@ -711,4 +726,44 @@ fn a_save_holds_no_state_lock_and_an_older_snapshot_never_overwrites_a_newer_one
         open(&path).paired_devices().is_empty(),
         "the older snapshot was written"
     );
+}
+
+/// A bootstrap approval grants no role or scope outside its profile, even when the request
+/// merged an earlier one of the device that asked for more; the request stays pending.
+#[test]
+fn a_bootstrap_approval_stays_within_its_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_path, store) = store_in(&dir);
+    let profile = BootstrapProfile::new(strings(&["operator"]), strings(&["operator.read"]));
+    // The device asked earlier as a node; its bootstrap connect merges into that request.
+    store.request_pairing(request("d1", "node", &[]));
+    let merged = store.request_pairing(request("d1", "operator", &["operator.read"]));
+    let err = store
+        .try_approve_bootstrap(&merged.request.request_id, &profile)
+        .unwrap_err();
+    assert!(
+        matches!(&err, PairingError::OutsideBootstrapProfile { what, .. } if what == "role node"),
+        "{err}"
+    );
+    assert!(store.paired("d1").is_none());
+    assert_eq!(store.pending().len(), 1, "left pending for the host");
+
+    // Operator scopes beyond the profile are refused too.
+    let admin = store.request_pairing(request("d2", "operator", &["operator.admin"]));
+    let err = store
+        .try_approve_bootstrap(&admin.request.request_id, &profile)
+        .unwrap_err();
+    assert!(
+        matches!(&err, PairingError::OutsideBootstrapProfile { what, .. }
+            if what == "scope operator.admin"),
+        "{err}"
+    );
+
+    // Within the profile: paired with its role and scopes.
+    let fine = store.request_pairing(request("d3", "operator", &["operator.read"]));
+    let paired = store
+        .try_approve_bootstrap(&fine.request.request_id, &profile)
+        .unwrap();
+    assert_eq!(paired.roles, strings(&["operator"]));
+    assert_eq!(paired.scopes, strings(&["operator.read"]));
 }
