@@ -12,8 +12,8 @@ use crate::server::auth::{self, AuthReason, FailedConnect};
 use crate::server::device::{self, PayloadFields, ProvenDevice};
 use crate::server::locality::{IngressKind, LocalityInputs, is_loopback_ip, pairing_locality};
 use crate::server::pairing::{
-    IssuedToken, Locality, PairedDevice, PairingContext, PairingDecision, PairingReason,
-    PairingRequest, TokenRefusal, silent_local_approval,
+    DeviceStore, IssuedToken, Locality, PairedDevice, PairingContext, PairingDecision,
+    PairingReason, PairingRequest, TokenRefusal, silent_local_approval,
 };
 use crate::server::protocol::{self, ConnectParams, MethodError, close};
 use crate::server::scopes::{self, role_scopes_allow};
@@ -243,12 +243,18 @@ impl Session {
         // shared secret failed too (NCR:250-293).
         let bootstrap = auth::present(params.bootstrap_token.as_deref());
         let mut bootstrap_profile = None;
+        let mut claim = None;
         if let Some(token) = bootstrap {
             match self.check_bootstrap(&mut attempt, token, &proven, role, &scopes) {
                 Ok(profile) => {
                     auth_ok = true;
                     auth_method = "bootstrap-token";
                     bootstrap_profile = Some(profile);
+                    claim = Some(BootstrapClaim {
+                        devices: &endpoint.devices,
+                        token,
+                        spent: false,
+                    });
                 }
                 Err(reason) if !auth_ok => failure = Some(reason),
                 Err(_) => {}
@@ -357,9 +363,9 @@ impl Session {
             self.refuse(id, MethodError::new("NOT_PAIRED", message), message);
             return None;
         }
-        if let Some(token) = bootstrap.filter(|_| auth_method == "bootstrap-token") {
+        if let Some(claim) = claim.filter(|_| auth_method == "bootstrap-token") {
             // Single use: spent once its device is in (WRK:1979-2000).
-            endpoint.devices.consume_bootstrap_token(token);
+            claim.spend();
         }
         let recovery_scope = self.recovery_scope(
             role,
@@ -646,5 +652,28 @@ mod tests {
                 "Review the requested scopes, then approve the pending upgrade."
             )
         );
+    }
+}
+
+/// A bootstrap token this connect verified (and so claimed): spent when the connect is
+/// admitted, given back when it fails on any later step.
+struct BootstrapClaim<'a> {
+    devices: &'a DeviceStore,
+    token: &'a str,
+    spent: bool,
+}
+
+impl BootstrapClaim<'_> {
+    fn spend(mut self) {
+        self.devices.consume_bootstrap_token(self.token);
+        self.spent = true;
+    }
+}
+
+impl Drop for BootstrapClaim<'_> {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.devices.release_bootstrap_token(self.token);
+        }
     }
 }

@@ -26,6 +26,10 @@ pub(super) struct StoredBootstrap {
     public_key: Option<String>,
     issued_at_ms: u64,
     expires_at_ms: u64,
+    /// A connect verified it and has not finished: no other connect may use it meanwhile
+    /// (single use, checked and claimed under the state lock). In memory only.
+    #[serde(skip)]
+    claimed: bool,
 }
 
 impl StoredBootstrap {
@@ -107,6 +111,7 @@ impl DeviceStore {
             public_key: profile.public_key,
             issued_at_ms: now,
             expires_at_ms: now.saturating_add(profile.ttl_ms.unwrap_or(BOOTSTRAP_TOKEN_TTL_MS)),
+            claimed: false,
         };
         self.mutate_strict(|state| {
             state.prune_expired(now);
@@ -121,7 +126,10 @@ impl DeviceStore {
     /// or used, the role among the profile's, the scopes within its scopes, and the device the
     /// one it is bound to. The first device to present an unbound token binds it. Gives the
     /// profile the device pairs with; `None` for any refusal (Node says only
-    /// `bootstrap_token_invalid`).
+    /// `bootstrap_token_invalid`). A verified token is claimed by the caller's connect: it is
+    /// refused to every other until [`consume_bootstrap_token`](Self::consume_bootstrap_token)
+    /// spends it or [`release_bootstrap_token`](Self::release_bootstrap_token) gives it back
+    /// (the connect failed after all), so two concurrent connects never share one token.
     pub fn verify_bootstrap_token(
         &self,
         token: &str,
@@ -139,6 +147,9 @@ impl DeviceStore {
             let Some(record) = state.bootstrap.iter_mut().find(|b| b.matches(token)) else {
                 return (None, false);
             };
+            if record.claimed {
+                return (None, false);
+            }
             if !record.roles.iter().any(|r| r == role) || !within(scopes, &record.scopes) {
                 return (None, false);
             }
@@ -151,6 +162,7 @@ impl DeviceStore {
             let binds = record.device_id.is_none() || record.public_key.is_none();
             record.device_id = Some(device_id.to_owned());
             record.public_key = Some(public_key.to_owned());
+            record.claimed = true;
             (Some(record.profile()), binds)
         })
     }
@@ -172,6 +184,14 @@ impl DeviceStore {
             );
         }
         spent
+    }
+
+    /// Gives back a token a connect claimed and did not spend: usable again (by its device).
+    pub fn release_bootstrap_token(&self, token: &str) {
+        let token = token.trim();
+        if let Some(record) = self.lock().bootstrap.iter_mut().find(|b| b.matches(token)) {
+            record.claimed = false;
+        }
     }
 
     /// How many bootstrap tokens are outstanding (issued, not used, not expired).
@@ -223,6 +243,38 @@ mod tests {
                 .is_none()
         );
         assert!(!store.consume_bootstrap_token(&token));
+    }
+
+    /// Verified is claimed: a second connect presenting the token while the first is still
+    /// under way is refused; a failed connect gives it back, an admitted one spends it.
+    #[test]
+    fn a_verified_token_is_claimed_until_spent_or_given_back() {
+        let store = std::sync::Arc::new(DeviceStore::default());
+        let profile = BootstrapProfile::new(strings(&["node"]), Vec::new());
+        let token = store.issue_bootstrap_token(&profile).unwrap();
+        let verify = || {
+            let racers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (store, token) = (std::sync::Arc::clone(&store), token.clone());
+                    std::thread::spawn(move || {
+                        store
+                            .verify_bootstrap_token(&token, "d1", "k1", "node", &[])
+                            .is_some()
+                    })
+                })
+                .collect();
+            racers
+                .into_iter()
+                .map(|r| r.join().unwrap())
+                .filter(|verified| *verified)
+                .count()
+        };
+        assert_eq!(verify(), 1, "two concurrent connects shared one token");
+        store.release_bootstrap_token(&token);
+        assert_eq!(verify(), 1, "given back: usable again, once");
+        assert!(store.consume_bootstrap_token(&token));
+        store.release_bootstrap_token(&token);
+        assert_eq!(verify(), 0, "spent");
     }
 
     #[test]
