@@ -191,6 +191,9 @@ pub struct DeviceStore {
     /// Tests hold it to stop a save just before it writes (under the write lock).
     #[cfg(test)]
     write_pause: Mutex<()>,
+    /// Tests set it to learn that a save reached the pause.
+    #[cfg(test)]
+    write_reached: Mutex<Option<std::sync::mpsc::Sender<()>>>,
 }
 
 impl std::fmt::Debug for DeviceStore {
@@ -261,6 +264,8 @@ impl DeviceStore {
             written: Mutex::new(0),
             #[cfg(test)]
             write_pause: Mutex::new(()),
+            #[cfg(test)]
+            write_reached: Mutex::new(None),
         })
     }
 
@@ -730,6 +735,16 @@ impl DeviceStore {
         }
     }
 
+    /// A save's stop before it writes: says it got there, then waits while a test holds
+    /// `write_pause`.
+    #[cfg(test)]
+    fn pause_for_test(&self) {
+        if let Some(reached) = &*self.write_reached.lock().unwrap() {
+            let _ = reached.send(());
+        }
+        drop(self.write_pause.lock());
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock left `State` whole: every change is made on a copy.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -738,7 +753,10 @@ impl DeviceStore {
     /// Applies `change` to a copy of the state, makes it the state, and saves it; when the
     /// save fails the state is put back as it was (a host's call that fails changes nothing),
     /// unless a handshake changed the store meanwhile: then the change stays in memory, is
-    /// logged, and is saved with the next change.
+    /// logged, and is saved with the next change. Putting it back also undoes what changed in
+    /// memory only while the save ran (a [`touch`](Self::touch), a pending request's refresh,
+    /// a token plaintext remembered for reuse): those are not numbered as changes, and losing
+    /// them costs only a stale last-seen time or a token minted anew on the next connect.
     fn mutate_strict<R>(
         &self,
         change: impl FnOnce(&mut State) -> Result<R, PairingError>,
@@ -753,13 +771,16 @@ impl DeviceStore {
         let Err(err) = self.save(snapshot) else {
             return Ok(result);
         };
-        let mut state = self.lock();
-        if state.generation == before.generation + 1 {
-            let generation = state.generation;
-            *state = before;
-            state.generation = generation;
-            return Err(err);
+        {
+            let mut state = self.lock();
+            if state.generation == before.generation + 1 {
+                let generation = state.generation;
+                *state = before;
+                state.generation = generation;
+                return Err(err);
+            }
         }
+        // Logged without the state lock: the host's log callback may call back into the store.
         self.logger.log(
             LogLevel::Error,
             &format!("{err} (kept in memory: saved with the next change)"),
@@ -819,15 +840,18 @@ impl DeviceStore {
             .map_err(io::Error::other)
             .map_err(failed)?;
         text.push(b'\n');
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        if *written >= generation {
-            return Ok(());
-        }
-        #[cfg(test)]
-        drop(self.write_pause.lock());
-        off_async_worker(|| write_atomically(path, &text)).map_err(failed)?;
-        *written = generation;
-        Ok(())
+        // Waiting for another save's write blocks too: both waits are off the async worker.
+        off_async_worker(|| {
+            let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            if *written >= generation {
+                return Ok(());
+            }
+            #[cfg(test)]
+            self.pause_for_test();
+            write_atomically(path, &text).map_err(failed)?;
+            *written = generation;
+            Ok(())
+        })
     }
 }
 

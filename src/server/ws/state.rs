@@ -6,6 +6,7 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::handle::Responder;
 use super::handlers::{MethodHandler, MethodRequest};
@@ -126,10 +127,21 @@ impl RefreshGate {
             Some(running) if running == me => None,
             Some(_) => {
                 let landings = state.landings;
-                let _landed = self
-                    .landed
-                    .wait_while(state, |state| state.landings == landings)
-                    .unwrap_or_else(|e| e.into_inner());
+                let wait = || {
+                    drop(
+                        self.landed
+                            .wait_while(state, |state| state.landings == landings)
+                            .unwrap_or_else(|e| e.into_inner()),
+                    );
+                };
+                // The wait blocks the thread: on the gateway's (multi-thread) runtime the
+                // worker's other connections move to another thread meanwhile.
+                match Handle::try_current() {
+                    Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(wait);
+                    }
+                    _ => wait(),
+                }
                 None
             }
         }

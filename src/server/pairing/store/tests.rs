@@ -688,11 +688,16 @@ fn a_save_holds_no_state_lock_and_an_older_snapshot_never_overwrites_a_newer_one
     // A host's approval stopped just before it writes: handshakes still read and refresh.
     let outcome = store.request_pairing(request("d2", "operator", &[]));
     let paused = store.write_pause.lock().unwrap();
+    let (reached, at_pause) = std::sync::mpsc::channel();
+    *store.write_reached.lock().unwrap() = Some(reached);
     let approving = {
         let store = Arc::clone(&store);
         let id = outcome.request.request_id.clone();
         std::thread::spawn(move || store.try_approve(&id, None))
     };
+    at_pause
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the approval's save reached its pause");
     let (done, finished) = std::sync::mpsc::channel();
     {
         let store = Arc::clone(&store);
