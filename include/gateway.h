@@ -1109,7 +1109,8 @@ gw_result gw_device_token_revoke(const struct gw_server *server,
  * `*out_token` is the token (43 characters of base64url), a new NUL-terminated string the
  * caller frees with `gw_string_free`. `GW_ERR_NULL_ARGUMENT` when an argument is NULL,
  * `GW_ERR_INVALID_ARGUMENT` when the profile is not such JSON, names no role or has `ttlMs`
- * 0, `GW_ERR_RUNTIME` when the store could not be saved (nothing issued). Any thread.
+ * 0, `GW_ERR_RUNTIME` when the store could not be saved or the system's random source
+ * failed (nothing issued). Any thread.
  *
  * # Safety
  *

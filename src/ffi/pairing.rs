@@ -425,7 +425,8 @@ pub unsafe extern "C" fn gw_device_token_revoke(
 /// `*out_token` is the token (43 characters of base64url), a new NUL-terminated string the
 /// caller frees with `gw_string_free`. `GW_ERR_NULL_ARGUMENT` when an argument is NULL,
 /// `GW_ERR_INVALID_ARGUMENT` when the profile is not such JSON, names no role or has `ttlMs`
-/// 0, `GW_ERR_RUNTIME` when the store could not be saved (nothing issued). Any thread.
+/// 0, `GW_ERR_RUNTIME` when the store could not be saved or the system's random source
+/// failed (nothing issued). Any thread.
 ///
 /// # Safety
 ///
@@ -518,10 +519,17 @@ unsafe fn scopes_argument(
 }
 
 fn pairing_failure(function: &str, err: &PairingError) -> gw_result {
+    // Every variant named, so a new one is given its code here.
     let result = match err {
-        PairingError::Write { .. } => gw_result::GW_ERR_RUNTIME,
-        PairingError::InvalidBootstrapProfile(_) => gw_result::GW_ERR_INVALID_ARGUMENT,
-        _ => gw_result::GW_ERR_NOT_FOUND,
+        PairingError::Write { .. } | PairingError::Random(_) => gw_result::GW_ERR_RUNTIME,
+        // What was asked for goes beyond what may be granted: the call's arguments, not a
+        // missing record.
+        PairingError::InvalidBootstrapProfile(_)
+        | PairingError::BeyondCallerScopes { .. }
+        | PairingError::OutsideBootstrapProfile { .. } => gw_result::GW_ERR_INVALID_ARGUMENT,
+        PairingError::UnknownRequest(_)
+        | PairingError::UnknownDevice(_)
+        | PairingError::NoToken { .. } => gw_result::GW_ERR_NOT_FOUND,
     };
     fail(result, format!("{function}: {err}"))
 }

@@ -98,10 +98,7 @@ impl DeviceStore {
         profile: &BootstrapProfile,
     ) -> Result<String, PairingError> {
         let profile = checked(profile)?;
-        let token = new_token().map_err(|err| PairingError::Write {
-            path: self.path.clone().unwrap_or_default(),
-            source: std::io::Error::other(format!("the system's random source failed: {err}")),
-        })?;
+        let token = new_token().map_err(|err| PairingError::Random(err.to_string()))?;
         let now = now_ms();
         let record = StoredBootstrap {
             sha256: token_hash(&token),
