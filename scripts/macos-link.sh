@@ -6,6 +6,8 @@
 #   - cargo zigbuild: the `gateway` binary, libgateway.dylib and libgateway.a (no features, as
 #     shipped), and every test binary (`--tests --features failpoints`, as scripts/macos-test.sh
 #     runs them on a Mac);
+#   - zig cc: scripts/kinfo-proc-layout.c, whose _Static_asserts check the struct kinfo_proc
+#     offsets src/lock/liveness.rs reads against the SDK headers zig ships;
 #   - zig cc / zig c++: examples/c/host.c and examples/cpp/host.cpp against libgateway.a;
 #   - each linked image: the right CPU, only /usr/lib/libSystem.B.dylib loaded, every undefined
 #     symbol bound to libSystem (two-level namespace, nothing looked up at run time), an
@@ -181,6 +183,10 @@ for line in open(sys.argv[1]):
     count=$((count + 1))
   done
 
+  # The kinfo_proc offsets src/lock/liveness.rs reads, against the SDK headers.
+  zig cc -target "${target%%-*}-macos.13.0" -std=c11 -Wall -Wextra -Werror -c \
+    scripts/kinfo-proc-layout.c -o "$out/kinfo-proc-layout-$arch.o" \
+    || fail "$target: struct kinfo_proc is not the layout src/lock/liveness.rs parses"
   zig cc -target "${target%%-*}-macos.13.0" -std=c11 -Wall -Wextra -Wpedantic -Werror -Iinclude \
     examples/c/host.c "$built/libgateway.a" -o "$out/host-c-$arch"
   zig c++ -target "${target%%-*}-macos.13.0" -std=c++17 -Wall -Wextra -Wpedantic -Werror -Iinclude \

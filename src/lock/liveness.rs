@@ -207,7 +207,8 @@ struct KinfoProc {
 
 /// Parses the `struct kinfo_proc` that `sysctl(KERN_PROC_PID)` returns for `pid`, from the
 /// offsets of Apple's `<sys/sysctl.h>` and `<sys/proc.h>` for 64-bit processes (checked with
-/// `_Static_assert`s against the macOS SDK headers zig ships, for both Apple targets):
+/// `_Static_assert`s against the macOS SDK headers zig ships, for both Apple targets, by
+/// scripts/kinfo-proc-layout.c in scripts/macos-link.sh):
 /// `kp_proc.p_starttime.tv_sec` (`i64`) at 0, `kp_proc.p_stat` (`char`) at 36,
 /// `kp_proc.p_pid` (`i32`) at 40, native-endian. `None` unless the buffer is exactly one
 /// `kinfo_proc` of that pid: the kernel returns no bytes (and success) when no process has the
