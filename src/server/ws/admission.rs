@@ -623,6 +623,29 @@ impl Session {
     }
 }
 
+/// A bootstrap token this connect verified (and so claimed): spent when the connect is
+/// admitted, given back when it fails on any later step.
+struct BootstrapClaim<'a> {
+    devices: &'a DeviceStore,
+    token: &'a str,
+    spent: bool,
+}
+
+impl BootstrapClaim<'_> {
+    fn spend(mut self) {
+        self.devices.consume_bootstrap_token(self.token);
+        self.spent = true;
+    }
+}
+
+impl Drop for BootstrapClaim<'_> {
+    fn drop(&mut self) {
+        if !self.spent {
+            self.devices.release_bootstrap_token(self.token);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,28 +675,5 @@ mod tests {
                 "Review the requested scopes, then approve the pending upgrade."
             )
         );
-    }
-}
-
-/// A bootstrap token this connect verified (and so claimed): spent when the connect is
-/// admitted, given back when it fails on any later step.
-struct BootstrapClaim<'a> {
-    devices: &'a DeviceStore,
-    token: &'a str,
-    spent: bool,
-}
-
-impl BootstrapClaim<'_> {
-    fn spend(mut self) {
-        self.devices.consume_bootstrap_token(self.token);
-        self.spent = true;
-    }
-}
-
-impl Drop for BootstrapClaim<'_> {
-    fn drop(&mut self) {
-        if !self.spent {
-            self.devices.release_bootstrap_token(self.token);
-        }
     }
 }
