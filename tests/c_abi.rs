@@ -358,7 +358,10 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
         seen: Vec::new(),
     };
     let slow = if valgrind { 20 } else { 1 };
-    let wait = Duration::from_secs(10 * slow);
+    if valgrind {
+        wsclient::be_patient(slow);
+    }
+    let wait = Duration::from_secs(10 * slow as u64);
     let port: u16 = lines.expect("ready ", wait * 3).parse().unwrap();
 
     // Registered methods and events are advertised; the client holds operator.read.

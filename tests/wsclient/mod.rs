@@ -18,6 +18,22 @@ use crate::common::{TestEnv, free_port};
 /// How long a test waits for any one frame.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// How many times [`WAIT`] a client waits for a frame or a close: 1, unless a test that runs its
+/// gateway under valgrind (20–50× slower) asked for more with [`be_patient`]. It only lengthens
+/// how long a failing wait takes to fail; a frame that comes is taken at once.
+static PATIENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// Every client of this test binary waits `factor` times [`WAIT`] from now on (the largest
+/// factor asked for wins).
+pub fn be_patient(factor: u32) {
+    PATIENCE.fetch_max(factor, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How long a client waits for a frame or a close.
+fn wait() -> Duration {
+    WAIT * PATIENCE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A gateway served in this process, and the test env its lock lives in.
 pub struct TestGateway {
     pub gateway: Option<Gateway>,
@@ -131,10 +147,10 @@ impl Client {
     }
 
     pub async fn next(&mut self) -> Message {
-        match tokio::time::timeout(WAIT, self.ws.next()).await {
+        match tokio::time::timeout(wait(), self.ws.next()).await {
             Ok(Some(Ok(message))) => message,
             Ok(other) => panic!("connection ended: {other:?}"),
-            Err(_) => panic!("no frame within {WAIT:?}"),
+            Err(_) => panic!("no frame within {:?}", wait()),
         }
     }
 
@@ -188,14 +204,14 @@ impl Client {
     /// Reads until the server's close frame; its code and reason.
     pub async fn closed(&mut self) -> (u16, String) {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await {
+            match tokio::time::timeout(wait(), self.ws.next()).await {
                 Ok(Some(Ok(Message::Close(Some(frame))))) => {
                     return (u16::from(frame.code), frame.reason.to_string());
                 }
                 Ok(Some(Ok(Message::Close(None)))) => panic!("close frame without a code"),
                 Ok(Some(Ok(_))) => continue,
                 Ok(other) => panic!("connection ended without a close frame: {other:?}"),
-                Err(_) => panic!("no close within {WAIT:?}"),
+                Err(_) => panic!("no close within {:?}", wait()),
             }
         }
     }
