@@ -1256,3 +1256,40 @@ async fn plain_http_at_the_root_is_told_to_upgrade() {
     assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
     assert!(response.to_ascii_lowercase().contains("upgrade: websocket"));
 }
+
+/// SPEC §13.2: the gateway protocol answers an upgrade at any path OpenClaw does not reserve (a
+/// client under a base path reaches it), and the reserved ones get Node's answers for a feature
+/// this core does not have.
+#[tokio::test]
+async fn upgrades_are_served_at_any_path_but_the_reserved_ones() {
+    let server = TestGateway::start(Auth::None, ProtocolOptions::default(), Handlers::new());
+    for path in ["/openclaw", "/ui/base/ws", "/healthz"] {
+        let url = format!("ws://127.0.0.1:{}{path}", server.port);
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("upgraded");
+        let mut client = Client { ws };
+        let res = client.connect_with(connect_params()).await;
+        assert_eq!(res["ok"], true, "{path}: {res}");
+    }
+    for (path, status, body) in [
+        (
+            "/__openclaw__/worker",
+            503,
+            "Worker websocket ingress unavailable",
+        ),
+        ("/__openclaw__/worker/x", 404, "Not Found"),
+        ("/desktop/observe", 503, "Service Unavailable"),
+        ("/node-portal/attach", 503, "Service Unavailable"),
+    ] {
+        let url = format!("ws://127.0.0.1:{}{path}", server.port);
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), status, "{path}");
+                let text = String::from_utf8(response.body().clone().unwrap_or_default()).unwrap();
+                assert_eq!(text, body, "{path}");
+            }
+            other => panic!("{path}: expected {status}, got {other:?}"),
+        }
+    }
+}

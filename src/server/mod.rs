@@ -455,7 +455,13 @@ async fn serve_connection(
         // An upgraded WebSocket connection keeps shutdown waiting, like any connection.
         let open = open.clone();
         async move {
-            if request.uri().path() == "/" {
+            let path = request.uri().path();
+            if let Some(refusal) = reserved_upgrade_path(path, &request) {
+                return Ok::<_, Infallible>(refusal);
+            }
+            // SPEC §13.2: the gateway protocol is served at `/` and, for an upgrade, at any
+            // path OpenClaw does not reserve (so a client under a base path reaches it).
+            if path == "/" || wants_websocket(&request) {
                 return Ok::<_, Infallible>(ws::accept(&shared.ws, &mut request, peer, open));
             }
             Ok::<_, Infallible>(route(&request, &shared))
@@ -477,6 +483,54 @@ async fn serve_connection(
 /// Resolves once shutdown has been asked for.
 async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) {
     let _ = stop.wait_for(Option::is_some).await;
+}
+
+/// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket`).
+fn wants_websocket(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(hyper::header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+        })
+}
+
+/// An upgrade on a path OpenClaw reserves for a feature this core does not have, answered as
+/// the Node gateway answers it when that feature is unavailable (SPEC §13.2, SS:6866-7072):
+/// the worker ingress `503`, below it `404`, the desktop and portal streams `503`.
+fn reserved_upgrade_path(path: &str, request: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    if !wants_websocket(request) {
+        return None;
+    }
+    let (status, body) = match path {
+        "/__openclaw__/worker" => (
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            "Worker websocket ingress unavailable",
+        ),
+        _ if path.starts_with("/__openclaw__/worker/") => {
+            (hyper::StatusCode::NOT_FOUND, "Not Found")
+        }
+        "/desktop/observe" | "/node-desktop/attach" | "/node-portal/attach" => (
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+        ),
+        _ => return None,
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Some(response)
 }
 
 fn route(request: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
