@@ -13,7 +13,7 @@ use gateway::{
     ServeOptions,
 };
 use serde_json::{Value, json};
-use wsclient::{Client, connect_params};
+use wsclient::Client;
 
 use common::{TestEnv, free_port};
 
@@ -61,22 +61,6 @@ fn seed_store(env: &TestEnv, requests: Vec<Value>) -> PathBuf {
     path
 }
 
-/// An operator client that hears every broadcast.
-async fn listener(port: u16) -> Client {
-    let mut params = connect_params();
-    params["scopes"] = json!(["operator.admin"]);
-    Client::connected(port, params).await.0
-}
-
-async fn next_event(client: &mut Client, event: &str) -> Value {
-    loop {
-        let frame = client.recv_skip_ticks().await;
-        if frame["event"] == event {
-            return frame["payload"].clone();
-        }
-    }
-}
-
 fn file_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
@@ -100,7 +84,7 @@ async fn the_host_approves_and_rejects_pending_requests_and_clients_hear_of_it()
         .map(|r| r.request_id)
         .collect();
     assert_eq!(ids, ["req-a", "req-b"]);
-    let mut client = listener(port).await;
+    let mut client = Client::listener(port, None).await;
 
     let device = handle
         .approve_pairing("req-a", Some(vec!["operator.write".into()]))
@@ -112,7 +96,7 @@ async fn the_host_approves_and_rejects_pending_requests_and_clients_hear_of_it()
         ["operator.write"],
         "the host's scopes, not the asked ones"
     );
-    let resolved = next_event(&mut client, "device.pair.resolved").await;
+    let resolved = client.next_event_payload("device.pair.resolved").await;
     assert_eq!(resolved["requestId"], "req-a");
     assert_eq!(resolved["deviceId"], "dev-a");
     assert_eq!(resolved["decision"], "approved");
@@ -123,7 +107,7 @@ async fn the_host_approves_and_rejects_pending_requests_and_clients_hear_of_it()
 
     let request = handle.reject_pairing("req-b").unwrap();
     assert_eq!(request.device_id, "dev-b");
-    let resolved = next_event(&mut client, "device.pair.resolved").await;
+    let resolved = client.next_event_payload("device.pair.resolved").await;
     assert_eq!(
         (
             resolved["requestId"].as_str(),

@@ -15,7 +15,7 @@ use gateway::{
     PairingReason, PairingRequest, ServeOptions,
 };
 use serde_json::{Value, json};
-use wsclient::{Client, connect_params};
+use wsclient::Client;
 
 use common::{TestEnv, free_port};
 use devicekey::{DeviceKey, cli_params};
@@ -60,25 +60,6 @@ fn scripted(decision: PairingDecision) -> Arc<Scripted> {
         decision,
         asked: Mutex::new(Vec::new()),
     })
-}
-
-/// A local backend operator that hears every broadcast.
-async fn listener(port: u16) -> Client {
-    let mut params = connect_params();
-    params["client"] = json!({"id": "gateway-client", "version": "1", "platform": "linux",
-                              "mode": "backend"});
-    params["scopes"] = json!(["operator.admin"]);
-    params["auth"] = json!({"token": TOKEN});
-    Client::connected(port, params).await.0
-}
-
-async fn next_event(client: &mut Client, event: &str) -> Value {
-    loop {
-        let frame = client.recv_skip_ticks().await;
-        if frame["event"] == event {
-            return frame["payload"].clone();
-        }
-    }
 }
 
 fn with_device_token(token: &str) -> Value {
@@ -148,7 +129,7 @@ async fn a_device_the_host_leaves_pending_connects_once_the_host_approves() {
     let policy = scripted(PairingDecision::Pending);
     let gateway = serve(&env, port, policy.clone());
     let handle = gateway.handle();
-    let mut watcher = listener(port).await;
+    let mut watcher = Client::listener(port, Some(TOKEN)).await;
     let device = DeviceKey::from_seed(2);
     let params = cli_params(TOKEN, &["operator.read"], "tablet");
 
@@ -162,7 +143,7 @@ async fn a_device_the_host_leaves_pending_connects_once_the_host_approves() {
     let (code, reason) = client.closed().await;
     assert_eq!(code, 1008);
     assert!(reason.starts_with("pairing required"), "{reason}");
-    let requested = next_event(&mut watcher, "device.pair.requested").await;
+    let requested = watcher.next_event_payload("device.pair.requested").await;
     assert_eq!(requested["requestId"], request_id.as_str(), "{requested}");
     assert_eq!(requested["deviceId"], device.id().as_str(), "{requested}");
     {
@@ -184,7 +165,7 @@ async fn a_device_the_host_leaves_pending_connects_once_the_host_approves() {
     );
 
     handle.approve_pairing(&request_id, None).unwrap();
-    let resolved = next_event(&mut watcher, "device.pair.resolved").await;
+    let resolved = watcher.next_event_payload("device.pair.resolved").await;
     assert_eq!(resolved["requestId"], request_id.as_str(), "{resolved}");
     assert_eq!(resolved["decision"], "approved", "{resolved}");
     let (_client, res) = device.connect(port, params).await;
@@ -203,14 +184,14 @@ async fn a_device_the_host_rejects_is_not_paired_and_nothing_stays_pending() {
     let env = TestEnv::new();
     let port = free_port();
     let gateway = serve(&env, port, scripted(PairingDecision::Reject));
-    let mut watcher = listener(port).await;
+    let mut watcher = Client::listener(port, Some(TOKEN)).await;
     let device = DeviceKey::from_seed(3);
     let (mut client, res) = device
         .connect(port, cli_params(TOKEN, &["operator.read"], "stranger"))
         .await;
     assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
     assert_eq!(client.closed().await.0, 1008);
-    let resolved = next_event(&mut watcher, "device.pair.resolved").await;
+    let resolved = watcher.next_event_payload("device.pair.resolved").await;
     assert_eq!(resolved["decision"], "rejected", "{resolved}");
     assert_eq!(resolved["deviceId"], device.id().as_str(), "{resolved}");
     assert!(gateway.handle().pairing_requests().is_empty());
@@ -376,7 +357,7 @@ async fn an_inline_approval_grants_no_more_than_the_connection_asks_and_names_th
     ])));
     let gateway = serve(&env, port, policy);
     let handle = gateway.handle();
-    let mut watcher = listener(port).await;
+    let mut watcher = Client::listener(port, Some(TOKEN)).await;
     let device = DeviceKey::from_seed(7);
     // First asks for admin and is left pending; then asks for read only: the request is
     // merged (admin and read), and approving it inline would grant admin.
@@ -399,7 +380,7 @@ async fn an_inline_approval_grants_no_more_than_the_connection_asks_and_names_th
     assert!(reason.contains(live), "{reason}");
     // The failed inline approval files the request for the host, as Node does (MH:2144).
     loop {
-        let requested = next_event(&mut watcher, "device.pair.requested").await;
+        let requested = watcher.next_event_payload("device.pair.requested").await;
         if requested["requestId"] == live {
             break;
         }

@@ -195,6 +195,27 @@ impl Client {
         (client, res["payload"].clone())
     }
 
+    /// An operator client (a local backend with `operator.admin`, and `token` when the gateway
+    /// asks for one) that hears every broadcast.
+    pub async fn listener(port: u16, token: Option<&str>) -> Self {
+        let mut params = connect_params();
+        params["scopes"] = json!(["operator.admin"]);
+        if let Some(token) = token {
+            params["auth"] = json!({ "token": token });
+        }
+        Self::connected(port, params).await.0
+    }
+
+    /// The payload of the next event named `event`; every other frame is skipped.
+    pub async fn next_event_payload(&mut self, event: &str) -> Value {
+        loop {
+            let frame = self.recv_skip_ticks().await;
+            if frame["event"] == event {
+                return frame["payload"].clone();
+            }
+        }
+    }
+
     pub async fn call(&mut self, id: &str, method: &str, params: Value) -> Value {
         self.send(json!({"type": "req", "id": id, "method": method, "params": params}))
             .await;
