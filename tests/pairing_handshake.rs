@@ -23,16 +23,25 @@ use devicekey::{DeviceKey, cli_params};
 const TOKEN: &str = "s3cret-token";
 
 fn serve(env: &TestEnv, port: u16, policy: Arc<dyn PairingPolicy>) -> Gateway {
+    serve_pairing(
+        env,
+        port,
+        PairingOptions {
+            policy,
+            store_path: None,
+        },
+    )
+}
+
+/// A gateway on `port` that asks for [`TOKEN`] and pairs devices as `pairing` says.
+fn serve_pairing(env: &TestEnv, port: u16, pairing: PairingOptions) -> Gateway {
     let options = env.options().port(port).auth(Auth::Token(TOKEN.into()));
     let lock = GatewayLock::acquire(&options).unwrap();
     Gateway::serve(
         lock,
         ServeOptions {
             worker_threads: 2,
-            pairing: PairingOptions {
-                policy,
-                store_path: None,
-            },
+            pairing,
             ..ServeOptions::default()
         },
     )
@@ -206,20 +215,8 @@ fn serve_with_store(
     policy: Arc<dyn PairingPolicy>,
     store: &std::path::Path,
 ) -> Gateway {
-    let options = env.options().port(port).auth(Auth::Token(TOKEN.into()));
-    let lock = GatewayLock::acquire(&options).unwrap();
-    Gateway::serve(
-        lock,
-        ServeOptions {
-            worker_threads: 2,
-            pairing: PairingOptions {
-                policy,
-                store_path: Some(store.to_path_buf()),
-            },
-            ..ServeOptions::default()
-        },
-    )
-    .unwrap()
+    let store_path = Some(store.to_path_buf());
+    serve_pairing(env, port, PairingOptions { policy, store_path })
 }
 
 /// A host policy that answers each request with the next of `decisions` (the last repeats).
