@@ -11,10 +11,7 @@ use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway::{
-    Auth, AuthThrottle, BindMode, BootstrapProfile, Gateway, GatewayLock, Handlers,
-    ProtocolOptions, ServeOptions,
-};
+use gateway::{Auth, AuthThrottle, BindMode, BootstrapProfile, Handlers, ProtocolOptions};
 use serde_json::{Value, json};
 use wsclient::{Client, DeviceKey, TestGateway, assert_error, connect_params};
 
@@ -304,23 +301,13 @@ async fn open_at(host: Ipv4Addr, port: u16) -> Client {
 #[test]
 fn a_peer_on_another_host_is_locked_out_and_not_slowed() {
     let peer = RemotePeer::new();
-    let env = common::TestEnv::new();
-    let options = env
-        .options()
-        .port(common::free_port())
-        .bind(BindMode::Custom(peer.host_ip.to_string()))
-        .auth(Auth::Token(TOKEN.into()));
-    let lock = GatewayLock::acquire(&options).unwrap();
-    let port = lock.port();
-    let gateway = Gateway::serve(
-        lock,
-        ServeOptions {
-            worker_threads: 2,
-            protocol: protocol(),
-            ..ServeOptions::default()
-        },
-    )
-    .unwrap();
+    let bind = BindMode::Custom(peer.host_ip.to_string());
+    let server = TestGateway::start_with(
+        |options| options.bind(bind).auth(Auth::Token(TOKEN.into())),
+        protocol(),
+        Handlers::new(),
+    );
+    let port = server.port;
     let host = peer.host_ip;
     peer.run(async move || {
         for _ in 0..3 {
@@ -329,8 +316,7 @@ fn a_peer_on_another_host_is_locked_out_and_not_slowed() {
             let started = Instant::now();
             let res = answer_after_challenge(&mut client, with_token("wrong")).await;
             assert!(started.elapsed() < Duration::from_millis(200), "not slowed");
-            let remote = "unauthorized: gateway token mismatch (provide gateway auth token)";
-            assert_refused(&mut client, &res, remote, "AUTH_TOKEN_MISMATCH").await;
+            assert_refused(&mut client, &res, MISMATCH, "AUTH_TOKEN_MISMATCH").await;
         }
         let mut client = open_at(host, port).await;
         let res = answer(&mut client, with_token(TOKEN)).await;
@@ -347,7 +333,7 @@ fn a_peer_on_another_host_is_locked_out_and_not_slowed() {
         let res = answer(&mut client, with_token(TOKEN)).await;
         assert_eq!(res["payload"]["auth"]["method"], "token", "{res}");
     });
-    drop(gateway);
+    drop(server);
 }
 
 // Bootstrap tokens (SPEC §11.7 step 2).

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use gateway::{Auth, Gateway, GatewayLock, Handlers, ProtocolOptions, ServeOptions};
+use gateway::{
+    Auth, Gateway, GatewayLock, GatewayOptions, Handlers, ProtocolOptions, ServeOptions,
+};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -43,8 +45,18 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub fn start(auth: Auth, protocol: ProtocolOptions, handlers: Handlers) -> Self {
+        Self::start_with(|options| options.auth(auth), protocol, handlers)
+    }
+
+    /// A gateway whose lock options (a test port in a fresh state dir) `configure` changes
+    /// first: another bind address, say.
+    pub fn start_with(
+        configure: impl FnOnce(GatewayOptions) -> GatewayOptions,
+        protocol: ProtocolOptions,
+        handlers: Handlers,
+    ) -> Self {
         let env = TestEnv::new();
-        let options = env.options().port(free_port()).auth(auth);
+        let options = configure(env.options().port(free_port()));
         let lock = GatewayLock::acquire(&options).unwrap();
         let port = lock.port();
         let gateway = Gateway::serve(
