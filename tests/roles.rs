@@ -61,6 +61,19 @@ fn host() -> Handlers {
         .event_with_scope("demo.pairing", "operator.pairing")
 }
 
+/// `res` (to the request `id`) refuses a node's call by its role, as OpenClaw does.
+fn assert_unauthorized_node(res: &Value, id: &str) {
+    assert_error(res, id, "INVALID_REQUEST", "unauthorized role: node", None);
+}
+
+/// The server closes `client` for its run of unauthorized calls.
+async fn assert_closed_by_the_flood_guard(client: &mut Client) {
+    assert_eq!(
+        client.closed().await,
+        (1008, "repeated unauthorized calls".into())
+    );
+}
+
 #[tokio::test]
 async fn a_node_may_call_node_methods_only_and_is_told_so_as_node_tells_it() {
     let server = TestGateway::start(Auth::None, ProtocolOptions::default(), host());
@@ -70,13 +83,7 @@ async fn a_node_may_call_node_methods_only_and_is_told_so_as_node_tells_it() {
     // Operator methods, registered or not, known to OpenClaw or not: the caller's role is wrong.
     for method in ["status", "host.reset", "no.such.method", "config.get"] {
         let res = node.call("r", method, json!({})).await;
-        assert_error(
-            &res,
-            "r",
-            "INVALID_REQUEST",
-            "unauthorized role: node",
-            None,
-        );
+        assert_unauthorized_node(&res, "r");
     }
     // Node methods: no scope needed.
     for method in ["node.pending.pull", "host.node.report"] {
@@ -245,31 +252,16 @@ async fn the_eleventh_unauthorized_call_in_a_row_closes_the_connection() {
         for i in 0..10 {
             let id = format!("{round}-{i}");
             let res = node.call(&id, "status", json!({})).await;
-            assert_error(
-                &res,
-                &id,
-                "INVALID_REQUEST",
-                "unauthorized role: node",
-                None,
-            );
+            assert_unauthorized_node(&res, &id);
         }
         assert_eq!(node.call("h", "health", Value::Null).await["ok"], true);
     }
     for i in 0..11 {
         let id = format!("last-{i}");
         let res = node.call(&id, "status", json!({})).await;
-        assert_error(
-            &res,
-            &id,
-            "INVALID_REQUEST",
-            "unauthorized role: node",
-            None,
-        );
+        assert_unauthorized_node(&res, &id);
     }
-    assert_eq!(
-        node.closed().await,
-        (1008, "repeated unauthorized calls".into())
-    );
+    assert_closed_by_the_flood_guard(&mut node).await;
 }
 
 #[tokio::test]
@@ -280,18 +272,9 @@ async fn a_second_connect_is_authorized_like_any_method() {
     for i in 0..11 {
         let id = format!("c{i}");
         let res = node.call(&id, "connect", connect_params()).await;
-        assert_error(
-            &res,
-            &id,
-            "INVALID_REQUEST",
-            "unauthorized role: node",
-            None,
-        );
+        assert_unauthorized_node(&res, &id);
     }
-    assert_eq!(
-        node.closed().await,
-        (1008, "repeated unauthorized calls".into())
-    );
+    assert_closed_by_the_flood_guard(&mut node).await;
     let (mut reader, _) = connect_as(&server, "operator", &["operator.read"]).await;
     let res = reader.call("c", "connect", connect_params()).await;
     assert_error(
@@ -321,13 +304,7 @@ async fn ten_unauthorized(node: &mut Client, round: &str) {
     for i in 0..10 {
         let id = format!("{round}-{i}");
         let res = node.call(&id, "status", json!({})).await;
-        assert_error(
-            &res,
-            &id,
-            "INVALID_REQUEST",
-            "unauthorized role: node",
-            None,
-        );
+        assert_unauthorized_node(&res, &id);
     }
 }
 
@@ -353,17 +330,8 @@ async fn the_flood_guard_counts_answers_to_requests_whoever_gives_them() {
     );
     // So the eleventh in a row closes.
     let res = node.call("last", "status", json!({})).await;
-    assert_error(
-        &res,
-        "last",
-        "INVALID_REQUEST",
-        "unauthorized role: node",
-        None,
-    );
-    assert_eq!(
-        node.closed().await,
-        (1008, "repeated unauthorized calls".into())
-    );
+    assert_unauthorized_node(&res, "last");
+    assert_closed_by_the_flood_guard(&mut node).await;
 }
 
 #[tokio::test]
