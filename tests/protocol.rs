@@ -377,19 +377,7 @@ async fn bad_connect_params_and_roles() {
     // without an answer (SPEC §12.1).
     let mut params = connect_params();
     params["role"] = json!("node");
-    let mut client = Client::open(server.port).await;
-    let res = client.connect_with(params).await;
-    assert_error(
-        &res,
-        "c1",
-        "NOT_PAIRED",
-        "device identity required",
-        Some("DEVICE_IDENTITY_REQUIRED"),
-    );
-    assert_eq!(
-        client.closed().await,
-        (1008, "device identity required".into())
-    );
+    not_paired(server.port, params).await;
     for (field, value) in [
         ("role", "worker"),
         ("mode", "worker"),
@@ -479,6 +467,7 @@ async fn token_auth() {
     }
 }
 
+/// A `connect` with `params` is refused as not paired, and the connection closed.
 async fn not_paired(port: u16, params: Value) {
     let mut client = Client::open(port).await;
     let res = client.connect_with(params).await;
