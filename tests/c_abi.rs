@@ -11,7 +11,7 @@ mod wsclient;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -326,6 +326,24 @@ impl HostLines {
     }
 }
 
+/// Starts `command` (a `test_c` host) on `suite` in `home`: the child, the stdin it reads
+/// commands from, and the lines it prints.
+fn spawn_host(command: &mut Command, suite: &str, home: &Path) -> (Child, ChildStdin, HostLines) {
+    let mut child = command
+        .arg(suite)
+        .arg(home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let lines = HostLines {
+        lines: pipe_lines(child.stdout.take().unwrap()),
+        seen: Vec::new(),
+    };
+    (child, stdin, lines)
+}
+
 fn command_line(stdin: &mut ChildStdin, line: &str) {
     writeln!(stdin, "{line}").unwrap();
     stdin.flush().unwrap();
@@ -345,18 +363,7 @@ async fn ws_host_suite(mode: Mode, valgrind: bool) {
         (Mode::Sanitized, false) => sanitized(program, &env.home()),
         (Mode::Plain, false) => scrubbed(program, &env.home()),
     };
-    let mut child = command
-        .arg("serve")
-        .arg(env.home())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = HostLines {
-        lines: pipe_lines(child.stdout.take().unwrap()),
-        seen: Vec::new(),
-    };
+    let (mut child, mut stdin, mut lines) = spawn_host(&mut command, "serve", &env.home());
     let slow = if valgrind { 20 } else { 1 };
     if valgrind {
         wsclient::be_patient(slow);
@@ -635,18 +642,7 @@ async fn pairing_host_suite(mode: Mode) {
         Mode::Sanitized => sanitized(program, &env.home()),
         Mode::Plain => scrubbed(program, &env.home()),
     };
-    let mut child = command
-        .arg("pairing")
-        .arg(env.home())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = HostLines {
-        lines: pipe_lines(child.stdout.take().unwrap()),
-        seen: Vec::new(),
-    };
+    let (mut child, mut stdin, mut lines) = spawn_host(&mut command, "pairing", &env.home());
     let wait = Duration::from_secs(10);
     let port: u16 = lines.expect("ready ", wait * 3).parse().unwrap();
     let token = "s3cret-token";
