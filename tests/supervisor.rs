@@ -80,9 +80,12 @@ fn systemd_duplicate_of_a_healthy_gateway_exits_78() {
 fn launchd_duplicate_of_a_healthy_gateway_leaves_it_in_control() {
     let env = TestEnv::new();
     let incumbent = env.start(&["--port", &free_port().to_string()]);
-    let mut command = env.command(&["run", "--port", &incumbent.port.to_string()]);
-    command.env("XPC_SERVICE_NAME", "ai.openclaw.gateway");
-    let exit = run_to_exit(command, Duration::from_secs(10));
+    let exit = run_with(
+        &env,
+        &["run", "--port", &incumbent.port.to_string()],
+        "XPC_SERVICE_NAME",
+        "ai.openclaw.gateway",
+    );
     assert_eq!(exit.code, Some(0), "{exit:?}");
     let lines = exit.stderr_lines();
     assert_eq!(lines.len(), 1, "{exit:?}");
@@ -111,9 +114,7 @@ fn a_gui_apps_xpc_service_name_is_not_launchd() {
         ),
         ("LAUNCH_JOB_LABEL", "com.example.Editor"),
     ] {
-        let mut command = env.command(&["run", "--port", &port]);
-        command.env(name, value);
-        let exit = run_to_exit(command, Duration::from_secs(10));
+        let exit = run_with(&env, &["run", "--port", &port], name, value);
         assert_eq!(exit.code, Some(1), "{name}={value}: {exit:?}");
         assert_eq!(
             exit.stderr_lines(),
@@ -170,9 +171,12 @@ fn the_gateway_jobs_launchd_label_is_launchd() {
         (&["--dev"], "LAUNCH_JOB_LABEL", "ai.openclaw.dev"),
     ];
     for (args, name, value) in launchd_cases {
-        let mut command = env.command(&[&["run", "--port", &port], args].concat());
-        command.env(name, value);
-        let exit = run_to_exit(command, Duration::from_secs(10));
+        let exit = run_with(
+            &env,
+            &[&["run", "--port", &port], args].concat(),
+            name,
+            value,
+        );
         assert_eq!(exit.code, Some(0), "{args:?} {name}={value}: {exit:?}");
         assert_eq!(
             exit.stderr_lines(),
@@ -198,12 +202,23 @@ fn the_gateway_jobs_launchd_label_is_launchd() {
         ),
     ];
     for (args, name, value) in not_launchd {
-        let mut command = env.command(&[&["run", "--port", &port], args].concat());
-        command.env(name, value);
-        let exit = run_to_exit(command, Duration::from_secs(10));
+        let exit = run_with(
+            &env,
+            &[&["run", "--port", &port], args].concat(),
+            name,
+            value,
+        );
         assert_eq!(exit.code, Some(1), "{args:?} {name}={value}: {exit:?}");
     }
     assert!(healthy(incumbent.port));
+}
+
+/// `gateway ARGS` run to its exit with the variable `name` set to `value`, as a service
+/// manager (or an app) would set it.
+fn run_with(env: &TestEnv, args: &[&str], name: &str, value: &str) -> Exit {
+    let mut command = env.command(args);
+    command.env(name, value);
+    run_to_exit(command, Duration::from_secs(10))
 }
 
 /// A listener that accepts and hangs up at once: the port is taken, `/healthz` never answers.
