@@ -23,27 +23,34 @@ fn assert_refusal(line: &str, env: &TestEnv) {
     }
 }
 
-#[test]
-fn a_sandboxed_run_without_a_state_dir_is_refused_at_once() {
-    let env = TestEnv::new();
-    let mut command = env.command(&["run", "--port", &free_port().to_string()]);
+/// `gateway ARGS` as the sandbox runs it, to its exit.
+fn run_sandboxed(env: &TestEnv, args: &[&str]) -> Exit {
+    let mut command = env.command(args);
     command.env("APP_SANDBOX_CONTAINER_ID", CONTAINER);
-    let exit = run_to_exit(command, Duration::from_secs(10));
+    run_to_exit(command, Duration::from_secs(10))
+}
+
+/// `exit` is the refusal of the default state dir: exit code 1 and one stderr line, `context`
+/// then the message that names the dir, the container and what to pass.
+fn assert_refused(exit: &Exit, env: &TestEnv, context: &str) {
     assert_eq!(exit.code, Some(1), "{exit:?}");
     let lines = exit.stderr_lines();
     assert_eq!(lines.len(), 1, "{exit:?}");
-    assert!(
-        lines[0].starts_with("Gateway failed to start: refusing to use the default state dir "),
-        "{exit:?}"
-    );
-    assert_refusal(lines[0], &env);
+    let expected = format!("{context}refusing to use the default state dir ");
+    assert!(lines[0].starts_with(&expected), "{exit:?}");
+    assert_refusal(lines[0], env);
+}
+
+#[test]
+fn a_sandboxed_run_without_a_state_dir_is_refused_at_once() {
+    let env = TestEnv::new();
+    let exit = run_sandboxed(&env, &["run", "--port", &free_port().to_string()]);
+    assert_refused(&exit, &env, "Gateway failed to start: ");
     assert!(exit.stdout.is_empty(), "{exit:?}");
     // Refused before anything was made: no state dir, no lock dir.
     assert!(!env.state_dir().exists());
     // A profile's state dir is as much the container's.
-    let mut command = env.command(&["run", "--profile", "work", "--port", "0"]);
-    command.env("APP_SANDBOX_CONTAINER_ID", CONTAINER);
-    let exit = run_to_exit(command, Duration::from_secs(10));
+    let exit = run_sandboxed(&env, &["run", "--profile", "work", "--port", "0"]);
     assert_eq!(exit.code, Some(1), "{exit:?}");
     assert!(
         exit.stderr.contains(".openclaw-work") && exit.stderr.contains(CONTAINER),
@@ -54,17 +61,8 @@ fn a_sandboxed_run_without_a_state_dir_is_refused_at_once() {
 #[test]
 fn a_sandboxed_status_without_a_state_dir_is_refused() {
     let env = TestEnv::new();
-    let mut command = env.command(&["status"]);
-    command.env("APP_SANDBOX_CONTAINER_ID", CONTAINER);
-    let exit = run_to_exit(command, Duration::from_secs(10));
-    assert_eq!(exit.code, Some(1), "{exit:?}");
-    let lines = exit.stderr_lines();
-    assert_eq!(lines.len(), 1, "{exit:?}");
-    assert!(
-        lines[0].starts_with("gateway status failed: refusing to use the default state dir "),
-        "{exit:?}"
-    );
-    assert_refusal(lines[0], &env);
+    let exit = run_sandboxed(&env, &["status"]);
+    assert_refused(&exit, &env, "gateway status failed: ");
 }
 
 #[test]
