@@ -81,6 +81,34 @@ async fn refused(client: &mut Client, res: &Value, error: Value, close_reason: &
     assert_eq!(client.closed().await, (1008, close_reason.to_owned()));
 }
 
+/// A device token this gateway does not hold for the device (unknown, revoked, another's).
+const DEVICE_TOKEN_MISMATCH: &str =
+    "unauthorized: device token mismatch (rotate/reissue device token)";
+
+fn device_token_mismatch() -> Value {
+    json!({
+        "code": "INVALID_REQUEST", "message": DEVICE_TOKEN_MISMATCH,
+        "details": {
+            "code": "AUTH_DEVICE_TOKEN_MISMATCH", "authReason": "device_token_mismatch",
+            "canRetryWithDeviceToken": false, "recommendedNextStep": "update_auth_credentials",
+        },
+    })
+}
+
+/// A device token asked for more scopes than it was issued for.
+const SCOPE_MISMATCH: &str =
+    "unauthorized: device token scope mismatch (re-pair or approve scope upgrade)";
+
+fn scope_mismatch() -> Value {
+    json!({
+        "code": "INVALID_REQUEST", "message": SCOPE_MISMATCH,
+        "details": {
+            "code": "AUTH_SCOPE_MISMATCH", "authReason": "scope_mismatch",
+            "canRetryWithDeviceToken": false, "recommendedNextStep": "review_auth_configuration",
+        },
+    })
+}
+
 /// Opens a connection and sends a `connect` signed by `key` for `params`, with the device
 /// block changed by `tamper` after signing.
 async fn tampered(
@@ -431,15 +459,13 @@ async fn unknown_revoked_and_overreaching_device_tokens_are_refused() {
             ),
         )
         .await;
-    let message = "unauthorized: device token mismatch (rotate/reissue device token)";
-    let error = json!({
-        "code": "INVALID_REQUEST", "message": message,
-        "details": {
-            "code": "AUTH_DEVICE_TOKEN_MISMATCH", "authReason": "device_token_mismatch",
-            "canRetryWithDeviceToken": false, "recommendedNextStep": "update_auth_credentials",
-        },
-    });
-    refused(&mut stale, &res, error.clone(), message).await;
+    refused(
+        &mut stale,
+        &res,
+        device_token_mismatch(),
+        DEVICE_TOKEN_MISMATCH,
+    )
+    .await;
 
     // A setup code: this core issues none, so every one is refused (SPEC §11.7 step 2).
     let mut setup = Client::open(port).await;
@@ -479,7 +505,13 @@ async fn unknown_revoked_and_overreaching_device_tokens_are_refused() {
             ),
         )
         .await;
-    refused(&mut thief, &res, error, message).await;
+    refused(
+        &mut thief,
+        &res,
+        device_token_mismatch(),
+        DEVICE_TOKEN_MISMATCH,
+    )
+    .await;
 
     // Scopes above what pairing granted, with only the device token (WRK:2767-2831).
     let mut greedy = Client::open(port).await;
@@ -495,15 +527,7 @@ async fn unknown_revoked_and_overreaching_device_tokens_are_refused() {
             ),
         )
         .await;
-    let message = "unauthorized: device token scope mismatch (re-pair or approve scope upgrade)";
-    let error = json!({
-        "code": "INVALID_REQUEST", "message": message,
-        "details": {
-            "code": "AUTH_SCOPE_MISMATCH", "authReason": "scope_mismatch",
-            "canRetryWithDeviceToken": false, "recommendedNextStep": "review_auth_configuration",
-        },
-    });
-    refused(&mut greedy, &res, error, message).await;
+    refused(&mut greedy, &res, scope_mismatch(), SCOPE_MISMATCH).await;
 
     // With the shared token on loopback, Node's silent rule approves the scope upgrade, and
     // the device is handed a token for what it asked.
@@ -545,15 +569,13 @@ async fn unknown_revoked_and_overreaching_device_tokens_are_refused() {
     }
     let mut revoked = Client::open(port).await;
     let res = revoked.connect_signed(&key, by_token).await;
-    let message = "unauthorized: device token mismatch (rotate/reissue device token)";
-    let error = json!({
-        "code": "INVALID_REQUEST", "message": message,
-        "details": {
-            "code": "AUTH_DEVICE_TOKEN_MISMATCH", "authReason": "device_token_mismatch",
-            "canRetryWithDeviceToken": false, "recommendedNextStep": "update_auth_credentials",
-        },
-    });
-    refused(&mut revoked, &res, error, message).await;
+    refused(
+        &mut revoked,
+        &res,
+        device_token_mismatch(),
+        DEVICE_TOKEN_MISMATCH,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -622,15 +644,7 @@ async fn a_device_token_covers_the_scopes_asked_for_and_is_handed_back_on_every_
     let res = greedy
         .connect_signed(&reader_key, with(&read_token, &["operator.admin"]))
         .await;
-    let message = "unauthorized: device token scope mismatch (re-pair or approve scope upgrade)";
-    let error = json!({
-        "code": "INVALID_REQUEST", "message": message,
-        "details": {
-            "code": "AUTH_SCOPE_MISMATCH", "authReason": "scope_mismatch",
-            "canRetryWithDeviceToken": false, "recommendedNextStep": "review_auth_configuration",
-        },
-    });
-    refused(&mut greedy, &res, error, message).await;
+    refused(&mut greedy, &res, scope_mismatch(), SCOPE_MISMATCH).await;
 }
 
 #[tokio::test]
