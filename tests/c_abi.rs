@@ -6,7 +6,6 @@
 //! Needs `cc`, `c++`, `pkg-config` and `valgrind` (`.ci/run` installs them).
 
 mod common;
-mod devicekey;
 mod wsclient;
 
 use std::io::Write;
@@ -646,7 +645,7 @@ async fn pairing_host_suite(mode: Mode) {
     let wait = Duration::from_secs(10);
     let port: u16 = lines.expect("ready ", wait * 3).parse().unwrap();
     let token = "s3cret-token";
-    let ask = |name: &str| devicekey::cli_params(token, &["operator.read", "operator.write"], name);
+    let ask = |name: &str| wsclient::cli_params(token, &["operator.read", "operator.write"], name);
     let asked = |lines: &mut HostLines| -> (Value, Value) {
         let line = lines.expect("asked ", wait);
         let mut values = serde_json::Deserializer::from_str(&line).into_iter::<Value>();
@@ -657,13 +656,17 @@ async fn pairing_host_suite(mode: Mode) {
     };
 
     // Approved in the callback, with the scopes the host chose.
-    let approved = devicekey::DeviceKey::from_seed(11);
+    let approved = DeviceKey::from_seed([11; 32]);
     let mut params = ask("approve-me");
     params["scopes"] = json!(["operator.read"]);
     let (_client, res) = approved.connect(port, params).await;
     assert_eq!(res["ok"], true, "{res}");
     let (request, context) = asked(&mut lines);
-    assert_eq!(request["deviceId"], approved.id().as_str(), "{request}");
+    assert_eq!(
+        request["deviceId"],
+        approved.device_id().as_str(),
+        "{request}"
+    );
     assert_eq!(request["displayName"], "approve-me", "{request}");
     assert_eq!(context["reason"], "not-paired", "{context}");
     assert_eq!(context["locality"], "direct_local", "{context}");
@@ -673,14 +676,14 @@ async fn pairing_host_suite(mode: Mode) {
     assert!(res["payload"]["auth"]["deviceToken"].is_string(), "{res}");
 
     // Rejected in the callback.
-    let rejected = devicekey::DeviceKey::from_seed(12);
+    let rejected = DeviceKey::from_seed([12; 32]);
     let (mut client, res) = rejected.connect(port, ask("reject-me")).await;
     assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
     assert_eq!(client.closed().await.0, 1008);
     asked(&mut lines);
 
     // Left pending, approved later through the handle call; then it connects.
-    let waiting = devicekey::DeviceKey::from_seed(13);
+    let waiting = DeviceKey::from_seed([13; 32]);
     let (mut client, res) = waiting.connect(port, ask("wait-for-me")).await;
     assert_eq!(res["error"]["code"], "NOT_PAIRED", "{res}");
     let request_id = res["error"]["details"]["requestId"]
@@ -716,10 +719,14 @@ async fn pairing_host_suite(mode: Mode) {
         .iter()
         .map(|d| d["deviceId"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [approved.id(), waiting.id()], "{devices}");
+    assert_eq!(
+        ids,
+        [approved.device_id(), waiting.device_id()],
+        "{devices}"
+    );
 
     // Revoked by the host: the token no longer authenticates.
-    command_line(&mut stdin, &format!("revoke {}", waiting.id()));
+    command_line(&mut stdin, &format!("revoke {}", waiting.device_id()));
     assert_eq!(lines.expect("revoke ", wait), "GW_OK");
     let mut params = ask("wait-for-me");
     params["auth"] = json!({"deviceToken": device_token});
@@ -735,7 +742,7 @@ async fn pairing_host_suite(mode: Mode) {
     );
     let setup_code = lines.expect("bootstrap ", wait);
     assert_eq!(setup_code.len(), 43, "{setup_code}");
-    let newcomer = devicekey::DeviceKey::from_seed(14);
+    let newcomer = DeviceKey::from_seed([14; 32]);
     let mut params = ask("set-up");
     params["scopes"] = json!(["operator.read"]);
     params["auth"] = json!({"bootstrapToken": setup_code});
@@ -755,7 +762,7 @@ async fn pairing_host_suite(mode: Mode) {
             .as_array()
             .unwrap()
             .iter()
-            .any(|d| d["deviceId"] == newcomer.id().as_str()
+            .any(|d| d["deviceId"] == newcomer.device_id().as_str()
                 && d["scopes"] == json!(["operator.read"])),
         "{devices}"
     );

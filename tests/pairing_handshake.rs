@@ -4,7 +4,6 @@
 //! refused. A real gateway, a real client signing with ed25519-dalek.
 
 mod common;
-mod devicekey;
 mod wsclient;
 
 use std::sync::{Arc, Mutex};
@@ -15,10 +14,9 @@ use gateway::{
     PairingReason, PairingRequest, ServeOptions,
 };
 use serde_json::{Value, json};
-use wsclient::Client;
+use wsclient::{Client, DeviceKey, cli_params};
 
 use common::{TestEnv, free_port};
-use devicekey::{DeviceKey, cli_params};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -79,14 +77,14 @@ fn with_device_token(token: &str) -> Value {
 
 #[test]
 fn the_signing_helper_matches_the_spec_vectors() {
-    devicekey::check_against_the_spec_vector();
+    wsclient::check_against_the_spec_vector();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loopback_cli_pairs_silently_and_its_token_outlives_a_restart_until_revoked() {
     let env = TestEnv::new();
     let port = free_port();
-    let device = DeviceKey::from_seed(1);
+    let device = DeviceKey::from_seed([1; 32]);
     let gateway = serve(&env, port, Arc::new(gateway::DefaultPairingPolicy));
     let (_client, res) = device
         .connect(port, cli_params(TOKEN, &["operator.read"], "laptop"))
@@ -101,7 +99,7 @@ async fn a_loopback_cli_pairs_silently_and_its_token_outlives_a_restart_until_re
     assert!(auth["issuedAtMs"].is_u64(), "{auth}");
     let paired = gateway.handle().paired_devices();
     assert_eq!(paired.len(), 1);
-    assert_eq!(paired[0].device_id, device.id());
+    assert_eq!(paired[0].device_id, device.device_id());
     assert_eq!(paired[0].scopes, ["operator.read"]);
     gateway.shutdown(Duration::from_secs(2));
 
@@ -119,7 +117,7 @@ async fn a_loopback_cli_pairs_silently_and_its_token_outlives_a_restart_until_re
     // Revoked by the host: refused, and nothing granted.
     gateway
         .handle()
-        .revoke_device_token(&device.id(), "operator")
+        .revoke_device_token(&device.device_id(), "operator")
         .unwrap();
     let (mut client, res) = device.connect(port, with_device_token(&token)).await;
     assert_eq!(res["ok"], false, "{res}");
@@ -139,7 +137,7 @@ async fn a_device_the_host_leaves_pending_connects_once_the_host_approves() {
     let gateway = serve(&env, port, policy.clone());
     let handle = gateway.handle();
     let mut watcher = Client::listener(port, Some(TOKEN)).await;
-    let device = DeviceKey::from_seed(2);
+    let device = DeviceKey::from_seed([2; 32]);
     let params = cli_params(TOKEN, &["operator.read"], "tablet");
 
     let (mut client, res) = device.connect(port, params.clone()).await;
@@ -154,7 +152,11 @@ async fn a_device_the_host_leaves_pending_connects_once_the_host_approves() {
     assert!(reason.starts_with("pairing required"), "{reason}");
     let requested = watcher.next_event_payload("device.pair.requested").await;
     assert_eq!(requested["requestId"], request_id.as_str(), "{requested}");
-    assert_eq!(requested["deviceId"], device.id().as_str(), "{requested}");
+    assert_eq!(
+        requested["deviceId"],
+        device.device_id().as_str(),
+        "{requested}"
+    );
     {
         let asked = policy.asked.lock().unwrap();
         assert_eq!(asked.len(), 1);
@@ -194,7 +196,7 @@ async fn a_device_the_host_rejects_is_not_paired_and_nothing_stays_pending() {
     let port = free_port();
     let gateway = serve(&env, port, scripted(PairingDecision::Reject));
     let mut watcher = Client::listener(port, Some(TOKEN)).await;
-    let device = DeviceKey::from_seed(3);
+    let device = DeviceKey::from_seed([3; 32]);
     let (mut client, res) = device
         .connect(port, cli_params(TOKEN, &["operator.read"], "stranger"))
         .await;
@@ -202,7 +204,11 @@ async fn a_device_the_host_rejects_is_not_paired_and_nothing_stays_pending() {
     assert_eq!(client.closed().await.0, 1008);
     let resolved = watcher.next_event_payload("device.pair.resolved").await;
     assert_eq!(resolved["decision"], "rejected", "{resolved}");
-    assert_eq!(resolved["deviceId"], device.id().as_str(), "{resolved}");
+    assert_eq!(
+        resolved["deviceId"],
+        device.device_id().as_str(),
+        "{resolved}"
+    );
     assert!(gateway.handle().pairing_requests().is_empty());
     assert!(gateway.handle().paired_devices().is_empty());
     gateway.shutdown(Duration::from_secs(2));
@@ -240,7 +246,7 @@ async fn a_revoked_device_reconnecting_with_the_shared_token_must_pair_again() {
     let policy = scripted(PairingDecision::Pending);
     let gateway = serve(&env, port, policy.clone());
     let handle = gateway.handle();
-    let device = DeviceKey::from_seed(4);
+    let device = DeviceKey::from_seed([4; 32]);
     let params = cli_params(TOKEN, &["operator.read"], "revoked");
     let (_client, res) = device.connect(port, params.clone()).await;
     let request_id = res["error"]["details"]["requestId"].as_str().unwrap();
@@ -249,7 +255,7 @@ async fn a_revoked_device_reconnecting_with_the_shared_token_must_pair_again() {
     assert_eq!(res["ok"], true, "{res}");
 
     handle
-        .revoke_device_token(&device.id(), "operator")
+        .revoke_device_token(&device.device_id(), "operator")
         .unwrap();
     // The key and the shared token: still paired, but the role's token is revoked, so the
     // role is not approved (device-pairing-identity-*.mjs:603-625, MH:1508): a role upgrade.
@@ -280,7 +286,7 @@ async fn shared_token_connects_of_a_paired_device_get_its_token_back_without_a_w
     let port = free_port();
     let store = env.root.path().join("devices.json");
     let gateway = serve_with_store(&env, port, Arc::new(gateway::DefaultPairingPolicy), &store);
-    let device = DeviceKey::from_seed(5);
+    let device = DeviceKey::from_seed([5; 32]);
     let params = cli_params(TOKEN, &["operator.read"], "cli");
     let token = |res: &Value| {
         assert_eq!(res["ok"], true, "{res}");
@@ -332,7 +338,7 @@ async fn a_host_approving_fewer_scopes_caps_the_connection_and_lets_it_in() {
             scopes: Some(read.clone()),
         }),
     );
-    let device = DeviceKey::from_seed(6);
+    let device = DeviceKey::from_seed([6; 32]);
     let params = cli_params(TOKEN, &["operator.read", "operator.admin"], "narrowed");
     let (_client, res) = device.connect(port, params).await;
     assert_eq!(res["ok"], true, "{res}");
@@ -355,7 +361,7 @@ async fn an_inline_approval_grants_no_more_than_the_connection_asks_and_names_th
     let gateway = serve(&env, port, policy);
     let handle = gateway.handle();
     let mut watcher = Client::listener(port, Some(TOKEN)).await;
-    let device = DeviceKey::from_seed(7);
+    let device = DeviceKey::from_seed([7; 32]);
     // First asks for admin and is left pending; then asks for read only: the request is
     // merged (admin and read), and approving it inline would grant admin.
     let (_c, res) = device

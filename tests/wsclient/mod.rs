@@ -373,6 +373,52 @@ impl Client {
     }
 }
 
+impl DeviceKey {
+    /// Opens a connection, signs `params` for its challenge and sends `connect`; the `res`.
+    pub async fn connect(&self, port: u16, params: Value) -> (Client, Value) {
+        let mut client = Client::open(port).await;
+        let res = client.connect_signed(self, params).await;
+        (client, res)
+    }
+}
+
+/// The `connect` params of the OpenClaw CLI with a token, asking for `scopes`.
+pub fn cli_params(token: &str, scopes: &[&str], display_name: &str) -> Value {
+    json!({
+        "minProtocol": 4,
+        "maxProtocol": 4,
+        "client": {"id": "cli", "version": "1.0.0", "platform": "linux", "mode": "cli",
+                   "displayName": display_name},
+        "role": "operator",
+        "scopes": scopes,
+        "auth": {"token": token},
+    })
+}
+
+/// SPEC §11.2's test vector: the helper signs as OpenClaw's own code does.
+pub fn check_against_the_spec_vector() {
+    let key = DeviceKey::from_seed([7; 32]);
+    assert_eq!(
+        key.public_key(),
+        "6kpsY-KcUgq-9VB7Ey7F-ZVHdq6-vnuSQh7qaRRG0iw"
+    );
+    assert_eq!(
+        key.device_id(),
+        "fe812c12f3ab4ce6ac5db69ac352f906cb1b11ef43fb33e252ef7ff552263889"
+    );
+    let params = json!({
+        "client": {"id": "cli", "mode": "cli", "platform": " Linux "},
+        "scopes": ["operator.admin", "operator.read"],
+        "auth": {"token": "tok-123"},
+    });
+    let nonce = "2f1e8a4c-3b7d-4e15-9a0c-6d5b4f3e2a10";
+    let signed = key.signed(params, nonce, 1_790_190_000_000);
+    assert_eq!(
+        signed["device"]["signature"],
+        "UsMdoBZBzsO5TVusaWki__tIs-HbHaZOsqCP923EM8kt1LPbkWn4mI_InQcX92bCDbWar46N6EqOPU2e0UQjCQ"
+    );
+}
+
 /// Asserts an error `res`: its code, message and `details.code`.
 pub fn assert_error(res: &Value, id: &str, code: &str, message: &str, detail: Option<&str>) {
     assert_eq!(res["type"], "res", "{res}");
