@@ -237,18 +237,25 @@ async fn a_pong_keeps_a_row_fresh() {
     );
 }
 
-#[tokio::test]
-async fn health_is_refreshed_on_its_interval_with_rising_state_versions() {
+/// Protocol options whose health source counts its calls and reports the count as `refresh`,
+/// refreshed every `interval`; the count.
+fn counted_health(interval: Duration) -> (Arc<AtomicU64>, ProtocolOptions) {
     let calls = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&calls);
     let protocol = ProtocolOptions {
-        health_refresh_interval: Duration::from_millis(150),
+        health_refresh_interval: interval,
         health_source: Some(HealthSource::new(move || {
             let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
             Some(json!({"ok": true, "ts": n, "durationMs": 1, "refresh": n}))
         })),
         ..ProtocolOptions::default()
     };
+    (calls, protocol)
+}
+
+#[tokio::test]
+async fn health_is_refreshed_on_its_interval_with_rising_state_versions() {
+    let (calls, protocol) = counted_health(Duration::from_millis(150));
     let server = token_gateway(protocol);
     assert!(calls.load(Ordering::SeqCst) >= 1, "one refresh at start");
     let (mut node, hello) = Client::connected(server.port, cli(&[])).await;
@@ -286,17 +293,8 @@ async fn health_is_refreshed_on_its_interval_with_rising_state_versions() {
 
 #[tokio::test]
 async fn a_health_probe_refreshes_a_fresh_cache() {
-    let calls = Arc::new(AtomicU64::new(0));
-    let counted = Arc::clone(&calls);
-    let protocol = ProtocolOptions {
-        // Long enough that nothing but the probe refreshes during the test.
-        health_refresh_interval: Duration::from_secs(600),
-        health_source: Some(HealthSource::new(move || {
-            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
-            Some(json!({"ok": true, "ts": n, "durationMs": 1, "refresh": n}))
-        })),
-        ..ProtocolOptions::default()
-    };
+    // Long enough that nothing but the probe refreshes during the test.
+    let (calls, protocol) = counted_health(Duration::from_secs(600));
     let server = token_gateway(protocol);
     let (mut reader, _) = Client::connected(server.port, cli(&[])).await;
     // The refresh at start, and the one a connect may start in the background: wait for it.
