@@ -166,6 +166,17 @@ impl State {
         self.bootstrap.retain(|b| !b.expired(now));
     }
 
+    /// Removes the pending request `request_id`, unless it has expired or is unknown.
+    fn take_pending(&mut self, request_id: &str) -> Result<PairingRequest, PairingError> {
+        self.prune_expired(now_ms());
+        let at = self
+            .pending
+            .iter()
+            .position(|p| p.request.request_id == request_id)
+            .ok_or_else(|| PairingError::UnknownRequest(request_id.to_owned()))?;
+        Ok(self.pending.remove(at).request)
+    }
+
     fn to_file(&self) -> StoreFile {
         let mut devices: Vec<StoredDevice> = self.devices.values().cloned().collect();
         devices.sort_by(|a, b| a.device.device_id.cmp(&b.device.device_id));
@@ -429,13 +440,7 @@ impl DeviceStore {
         profile: Option<&BootstrapProfile>,
     ) -> Result<PairedDevice, PairingError> {
         self.mutate_strict(|state| {
-            state.prune_expired(now_ms());
-            let at = state
-                .pending
-                .iter()
-                .position(|p| p.request.request_id == request_id)
-                .ok_or_else(|| PairingError::UnknownRequest(request_id.to_owned()))?;
-            let request = state.pending.remove(at).request;
+            let request = state.take_pending(request_id)?;
             let now = now_ms();
             let roles = requested_roles(&request);
             if let Some(profile) = profile {
@@ -551,15 +556,7 @@ impl DeviceStore {
 
     /// [`reject`](Self::reject), saying why it did nothing.
     pub fn try_reject(&self, request_id: &str) -> Result<PairingRequest, PairingError> {
-        self.mutate_strict(|state| {
-            state.prune_expired(now_ms());
-            let at = state
-                .pending
-                .iter()
-                .position(|p| p.request.request_id == request_id)
-                .ok_or_else(|| PairingError::UnknownRequest(request_id.to_owned()))?;
-            Ok(state.pending.remove(at).request)
-        })
+        self.mutate_strict(|state| state.take_pending(request_id))
     }
 
     /// The pending requests that have not expired, oldest first.
