@@ -437,6 +437,37 @@ impl Session {
     /// `Approve { scopes: None }` here approves at most what this connection asks for plus
     /// what the device already had (Node's `callerScopes`, MH:2071-2072): a pending request
     /// merged from other connects that asked for more stays pending for the host.
+    /// A new pairing request from this connection's `connect` for `roles` and `scopes`: not
+    /// silent, not a repair, no remote IP; the caller sets those that differ.
+    pub(super) fn pairing_request(
+        &self,
+        params: &ConnectParams,
+        role: &str,
+        proven: &ProvenDevice,
+        roles: Vec<String>,
+        scopes: Vec<String>,
+    ) -> PairingRequest {
+        let owned = |field: &str| params.client_str(field).map(str::to_owned);
+        PairingRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            device_id: proven.id.clone(),
+            public_key: proven.public_key.clone(),
+            display_name: owned("displayName"),
+            platform: owned("platform"),
+            device_family: owned("deviceFamily"),
+            client_id: params.client_id().to_owned(),
+            client_mode: params.mode.clone(),
+            browser_origin: self.origin.clone(),
+            role: role.to_owned(),
+            roles: Some(roles),
+            scopes,
+            remote_ip: None,
+            silent: None,
+            is_repair: false,
+            ts: protocol::now_ms(),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn require_pairing(
         &mut self,
@@ -451,27 +482,13 @@ impl Session {
         let endpoint = std::sync::Arc::clone(&self.endpoint);
         let hub = &endpoint.hub;
         let ip = self.peer.ip();
-        let owned = |field: &str| params.client_str(field).map(str::to_owned);
         let mut request = PairingRequest {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            device_id: proven.id.clone(),
-            public_key: proven.public_key.clone(),
-            display_name: owned("displayName"),
-            platform: owned("platform"),
-            device_family: owned("deviceFamily"),
-            client_id: params.client_id().to_owned(),
-            client_mode: params.mode.clone(),
-            browser_origin: self.origin.clone(),
-            role: role.to_owned(),
-            // `mergeDevicePairingRoles(req.roles, role)`: the role asked for (WRK:2508).
-            roles: Some(vec![role.to_owned()]),
-            scopes: scopes.to_vec(),
             // The client's IP only when it is not local (MH:3321).
             remote_ip: (self.ingress.kind != IngressKind::DirectLocal && !is_loopback_ip(ip))
                 .then(|| ip.to_string()),
-            silent: None,
             is_repair: existing.is_some(),
-            ts: protocol::now_ms(),
+            // `mergeDevicePairingRoles(req.roles, role)`: the role asked for (WRK:2508).
+            ..self.pairing_request(params, role, proven, vec![role.to_owned()], scopes.to_vec())
         };
         // `plan.silent` (MH:1936-1937, 2043): whether Node's local rule would approve this
         // connect inline, `autoApproveLocal` unset. The store merges it as Node does, and the
