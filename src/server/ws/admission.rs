@@ -114,7 +114,9 @@ impl Session {
         let shared = self.check_shared_limited(&mut attempt, params);
         let shared_auth_ok = shared.is_ok() && endpoint.auth != Auth::None;
         let mut auth_ok = shared.is_ok();
-        let mut auth_method = auth::mode_method(&endpoint.auth);
+        // The `authMethod` a shared-secret check yields is the mode's name, even when the
+        // check failed (NCR:223).
+        let mut auth_method = endpoint.auth.mode();
         let mut failure = shared.err();
         let ingress = self.ingress.clone();
         let origin = self.origin.clone();
