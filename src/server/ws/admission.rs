@@ -302,14 +302,19 @@ impl Session {
             let same_key = paired
                 .as_ref()
                 .filter(|p| p.public_key == proven.public_key);
-            // A role counts only while it holds an unrevoked token (MH:1508).
-            let active_roles = endpoint.devices.active_roles(&proven.id);
+            // A role counts only while it holds an unrevoked token (MH:1508); read from the
+            // store only for a paired device whose metadata still matches.
+            let role_active = || {
+                endpoint
+                    .devices
+                    .active_roles(&proven.id)
+                    .iter()
+                    .any(|r| r == role)
+            };
             let reason = match same_key {
                 None => Some(PairingReason::NotPaired),
                 Some(p) if metadata_changed(p, params) => Some(PairingReason::MetadataUpgrade),
-                Some(_) if !active_roles.iter().any(|r| r == role) => {
-                    Some(PairingReason::RoleUpgrade)
-                }
+                Some(_) if !role_active() => Some(PairingReason::RoleUpgrade),
                 Some(p) if !role_scopes_allow(role, &scopes, &p.scopes) => {
                     Some(PairingReason::ScopeUpgrade)
                 }
