@@ -285,9 +285,9 @@ impl DeviceStore {
         self.lock().devices.get(device_id).map(|d| d.device.clone())
     }
 
-    /// The roles `device_id` may connect in without pairing again: the approved roles that
-    /// hold an unrevoked token (Node's `listEffectivePairedDeviceRoles`,
-    /// device-pairing-identity-*.mjs:603-625). A revoked role counts as not approved.
+    /// Every role [`role_active`](Self::role_active) holds for `device_id`, in approval order
+    /// (the tests read the rule through it).
+    #[cfg(test)]
     pub fn active_roles(&self, device_id: &str) -> Vec<String> {
         let state = self.lock();
         let Some(stored) = state.devices.get(device_id) else {
@@ -305,6 +305,20 @@ impl DeviceStore {
             })
             .cloned()
             .collect()
+    }
+
+    /// Whether `device_id` may connect in `role` without pairing again: an approved role that
+    /// holds an unrevoked token (Node's `listEffectivePairedDeviceRoles`,
+    /// device-pairing-identity-*.mjs:603-625). A revoked role counts as not approved.
+    pub fn role_active(&self, device_id: &str, role: &str) -> bool {
+        let state = self.lock();
+        state.devices.get(device_id).is_some_and(|stored| {
+            stored.device.roles.iter().any(|r| r == role)
+                && stored
+                    .tokens
+                    .iter()
+                    .any(|t| t.role == role && t.is_active())
+        })
     }
 
     /// Every paired device, oldest approval first.

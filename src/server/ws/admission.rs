@@ -304,13 +304,7 @@ impl Session {
                 .filter(|p| p.public_key == proven.public_key);
             // A role counts only while it holds an unrevoked token (MH:1508); read from the
             // store only for a paired device whose metadata still matches.
-            let role_active = || {
-                endpoint
-                    .devices
-                    .active_roles(&proven.id)
-                    .iter()
-                    .any(|r| r == role)
-            };
+            let role_active = || endpoint.devices.role_active(&proven.id, role);
             let reason = match same_key {
                 None => Some(PairingReason::NotPaired),
                 Some(p) if metadata_changed(p, params) => Some(PairingReason::MetadataUpgrade),
@@ -577,11 +571,9 @@ impl Session {
             .map(|p| p.request_id.clone());
         // Re-read: the same key, a role with an unrevoked token, and scopes that cover the
         // request (MH:1998-2002, 2129-2140).
-        let active_roles = endpoint.devices.active_roles(&proven.id);
+        let role_active = endpoint.devices.role_active(&proven.id, role);
         let live = endpoint.devices.paired(&proven.id).filter(|p| {
-            p.public_key == proven.public_key
-                && active_roles.iter().any(|r| r == role)
-                && !metadata_changed(p, params)
+            p.public_key == proven.public_key && role_active && !metadata_changed(p, params)
         });
         if let Some(live) = live {
             if role_scopes_allow(role, scopes, &live.scopes) {

@@ -240,11 +240,7 @@ impl Session {
         let scopes = &params.scopes;
         endpoint.devices.paired(&proven.id).filter(|p| {
             p.public_key == proven.public_key
-                && endpoint
-                    .devices
-                    .active_roles(&proven.id)
-                    .iter()
-                    .any(|r| r == role)
+                && endpoint.devices.role_active(&proven.id, role)
                 && role_scopes_allow(role, scopes, &p.scopes)
         })
     }
