@@ -32,6 +32,18 @@ pub enum Auth {
     Password(String),
 }
 
+impl Auth {
+    /// The mode's name as OpenClaw's `gateway.auth.mode` spells it: `none`, `token` or
+    /// `password`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Token(_) => "token",
+            Self::Password(_) => "password",
+        }
+    }
+}
+
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Secrets never reach logs.

@@ -172,24 +172,32 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
 fn kinfo_proc(pid: u32) -> Option<KinfoProc> {
     let raw = libc::c_int::try_from(pid).ok()?;
     let mut buf = [0u8; KINFO_PROC_SIZE];
+    // One kinfo_proc, or nothing when no process has the pid.
+    let size = sysctl(
+        &mut [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PID, raw],
+        &mut buf,
+    )?;
+    parse_kinfo_proc(buf.get(..size)?, pid)
+}
+
+/// macOS: `sysctl(mib)` into `buf`; the number of bytes the kernel wrote, `None` when it
+/// fails.
+#[cfg(target_os = "macos")]
+fn sysctl(mib: &mut [libc::c_int], buf: &mut [u8]) -> Option<usize> {
     let mut size = buf.len();
-    let mut mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PID, raw];
-    // SAFETY: `buf` is valid for `size` bytes; the kernel writes at most that (one
-    // kinfo_proc, or nothing when no process has the pid) and says how many in `size`.
+    // SAFETY: `mib` holds `mib.len()` names; `buf` is valid for `size` bytes; the kernel
+    // writes at most that and says how many in `size`.
     let read = unsafe {
         libc::sysctl(
             mib.as_mut_ptr(),
-            4,
+            libc::c_uint::try_from(mib.len()).ok()?,
             buf.as_mut_ptr().cast(),
             &mut size,
             std::ptr::null_mut(),
             0,
         )
     };
-    if read != 0 {
-        return None;
-    }
-    parse_kinfo_proc(buf.get(..size)?, pid)
+    (read == 0).then_some(size)
 }
 
 /// `sizeof(struct kinfo_proc)` for a 64-bit process, on arm64 and x86_64 alike.
@@ -234,41 +242,16 @@ fn parse_kinfo_proc(buf: &[u8], pid: u32) -> Option<KinfoProc> {
 /// [`parse_procargs2`].
 #[cfg(target_os = "macos")]
 pub fn process_argv(pid: u32) -> Option<Vec<String>> {
-    let mut argmax: libc::c_int = 0;
-    let mut argmax_size = std::mem::size_of::<libc::c_int>();
-    let mut argmax_mib = [libc::CTL_KERN, libc::KERN_ARGMAX];
-    // SAFETY: the out-buffer is one c_int and `argmax_size` says so.
-    let asked = unsafe {
-        libc::sysctl(
-            argmax_mib.as_mut_ptr(),
-            2,
-            (&mut argmax as *mut libc::c_int).cast(),
-            &mut argmax_size,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    let argmax = usize::try_from(argmax)
+    let mut argmax = [0u8; std::mem::size_of::<libc::c_int>()];
+    sysctl(&mut [libc::CTL_KERN, libc::KERN_ARGMAX], &mut argmax)?;
+    let argmax = usize::try_from(libc::c_int::from_ne_bytes(argmax))
         .ok()
-        .filter(|n| asked == 0 && *n > 0)?;
+        .filter(|n| *n > 0)?;
     let mut buf = vec![0u8; argmax];
-    let mut size = buf.len();
-    let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid as libc::c_int];
-    // SAFETY: `buf` is valid for `size` bytes; the kernel writes at most that and says how
-    // many it wrote in `size`.
-    let read = unsafe {
-        libc::sysctl(
-            mib.as_mut_ptr(),
-            3,
-            buf.as_mut_ptr().cast(),
-            &mut size,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if read != 0 {
-        return None;
-    }
+    let size = sysctl(
+        &mut [libc::CTL_KERN, libc::KERN_PROCARGS2, pid as libc::c_int],
+        &mut buf,
+    )?;
     buf.truncate(size);
     parse_procargs2(&buf)
 }

@@ -47,16 +47,6 @@ pub fn secrets_equal(given: &str, expected: &str) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// The `authMethod` a shared-secret check yields in `mode` (NCR:223): `none`, `token` or
-/// `password` (the method is named by the mode even when the check failed).
-pub fn mode_method(auth: &Auth) -> &'static str {
-    match auth {
-        Auth::None => "none",
-        Auth::Token(_) => "token",
-        Auth::Password(_) => "password",
-    }
-}
-
 /// `base64url(sha256(text))`, unpadded (crypto-digest-D9Nqq3c7.mjs:8-10).
 pub fn sha256_base64url(text: &str) -> String {
     use base64::Engine as _;

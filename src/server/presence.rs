@@ -359,13 +359,21 @@ fn model_identifier() -> Option<String> {
 
 #[cfg(target_os = "macos")]
 fn read_model_identifier() -> Option<String> {
-    let mut buf = [0u8; 256];
+    let model = sysctl_string::<256>(c"hw.model")?.trim().to_owned();
+    (!model.is_empty()).then_some(model)
+}
+
+/// macOS: the string sysctl `name` (up to its first NUL), read into `N` bytes; `None` when
+/// the call fails (including a value longer than `N`).
+#[cfg(target_os = "macos")]
+fn sysctl_string<const N: usize>(name: &std::ffi::CStr) -> Option<String> {
+    let mut buf = [0u8; N];
     let mut len = buf.len();
     // SAFETY: the name is NUL-terminated; `buf` is writable for `len` bytes, and `len` is
     // updated to the bytes written.
     let rc = unsafe {
         libc::sysctlbyname(
-            c"hw.model".as_ptr(),
+            name.as_ptr(),
             buf.as_mut_ptr().cast(),
             &mut len,
             std::ptr::null_mut(),
@@ -377,8 +385,7 @@ fn read_model_identifier() -> Option<String> {
     }
     let text = &buf[..len.min(buf.len())];
     let end = text.iter().position(|b| *b == 0).unwrap_or(text.len());
-    let model = String::from_utf8_lossy(&text[..end]).trim().to_owned();
-    (!model.is_empty()).then_some(model)
+    Some(String::from_utf8_lossy(&text[..end]).into_owned())
 }
 
 #[cfg(target_os = "linux")]
@@ -469,25 +476,7 @@ fn uname_release() -> String {
 /// Darwin release.
 #[cfg(target_os = "macos")]
 fn macos_version() -> String {
-    let mut buf = [0u8; 64];
-    let mut len = buf.len();
-    // SAFETY: the name is NUL-terminated; `buf` is writable for `len` bytes, and `len` is
-    // updated to the bytes written.
-    let rc = unsafe {
-        libc::sysctlbyname(
-            c"kern.osproductversion".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            &mut len,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return uname_release();
-    }
-    let text = &buf[..len.min(buf.len())];
-    let end = text.iter().position(|b| *b == 0).unwrap_or(text.len());
-    String::from_utf8_lossy(&text[..end]).into_owned()
+    sysctl_string::<64>(c"kern.osproductversion").unwrap_or_else(uname_release)
 }
 
 #[cfg(not(target_os = "macos"))]

@@ -35,14 +35,6 @@ pub fn register(handlers: Handlers, facts: Facts) -> Handlers {
 /// What Node's `config.get` shows in place of a secret (`redact-sentinel-f_PhnHTI.mjs`).
 const REDACTED: &str = "__OPENCLAW_REDACTED__";
 
-fn auth_mode(auth: &Auth) -> &'static str {
-    match auth {
-        Auth::None => "none",
-        Auth::Token(_) => "token",
-        Auth::Password(_) => "password",
-    }
-}
-
 fn bind_name(bind: &BindMode) -> &'static str {
     match bind {
         BindMode::Loopback => "loopback",
@@ -62,7 +54,7 @@ fn status(facts: &Facts) -> Value {
             "pid": std::process::id(),
             "port": facts.port,
             "bind": bind_name(&facts.resolved.bind),
-            "authMode": auth_mode(&facts.resolved.auth),
+            "authMode": facts.resolved.auth.mode(),
             "uptimeMs": facts.started.elapsed().as_millis() as u64,
         },
         "heartbeat": { "agents": [] },
@@ -89,7 +81,7 @@ fn config_get(facts: &Facts) -> Value {
         "mode": "local",
         "bind": bind_name(&resolved.bind),
         "port": facts.port,
-        "auth": { "mode": auth_mode(&resolved.auth) },
+        "auth": { "mode": resolved.auth.mode() },
         "controlUi": { "enabled": false },
     });
     if let BindMode::Custom(host) = &resolved.bind {

@@ -166,6 +166,17 @@ impl State {
         self.bootstrap.retain(|b| !b.expired(now));
     }
 
+    /// Removes the pending request `request_id`, unless it has expired or is unknown.
+    fn take_pending(&mut self, request_id: &str) -> Result<PairingRequest, PairingError> {
+        self.prune_expired(now_ms());
+        let at = self
+            .pending
+            .iter()
+            .position(|p| p.request.request_id == request_id)
+            .ok_or_else(|| PairingError::UnknownRequest(request_id.to_owned()))?;
+        Ok(self.pending.remove(at).request)
+    }
+
     fn to_file(&self) -> StoreFile {
         let mut devices: Vec<StoredDevice> = self.devices.values().cloned().collect();
         devices.sort_by(|a, b| a.device.device_id.cmp(&b.device.device_id));
@@ -274,9 +285,9 @@ impl DeviceStore {
         self.lock().devices.get(device_id).map(|d| d.device.clone())
     }
 
-    /// The roles `device_id` may connect in without pairing again: the approved roles that
-    /// hold an unrevoked token (Node's `listEffectivePairedDeviceRoles`,
-    /// device-pairing-identity-*.mjs:603-625). A revoked role counts as not approved.
+    /// Every role [`role_active`](Self::role_active) holds for `device_id`, in approval order
+    /// (the tests read the rule through it).
+    #[cfg(test)]
     pub fn active_roles(&self, device_id: &str) -> Vec<String> {
         let state = self.lock();
         let Some(stored) = state.devices.get(device_id) else {
@@ -294,6 +305,20 @@ impl DeviceStore {
             })
             .cloned()
             .collect()
+    }
+
+    /// Whether `device_id` may connect in `role` without pairing again: an approved role that
+    /// holds an unrevoked token (Node's `listEffectivePairedDeviceRoles`,
+    /// device-pairing-identity-*.mjs:603-625). A revoked role counts as not approved.
+    pub fn role_active(&self, device_id: &str, role: &str) -> bool {
+        let state = self.lock();
+        state.devices.get(device_id).is_some_and(|stored| {
+            stored.device.roles.iter().any(|r| r == role)
+                && stored
+                    .tokens
+                    .iter()
+                    .any(|t| t.role == role && t.is_active())
+        })
     }
 
     /// Every paired device, oldest approval first.
@@ -429,13 +454,7 @@ impl DeviceStore {
         profile: Option<&BootstrapProfile>,
     ) -> Result<PairedDevice, PairingError> {
         self.mutate_strict(|state| {
-            state.prune_expired(now_ms());
-            let at = state
-                .pending
-                .iter()
-                .position(|p| p.request.request_id == request_id)
-                .ok_or_else(|| PairingError::UnknownRequest(request_id.to_owned()))?;
-            let request = state.pending.remove(at).request;
+            let request = state.take_pending(request_id)?;
             let now = now_ms();
             let roles = requested_roles(&request);
             if let Some(profile) = profile {
@@ -551,15 +570,7 @@ impl DeviceStore {
 
     /// [`reject`](Self::reject), saying why it did nothing.
     pub fn try_reject(&self, request_id: &str) -> Result<PairingRequest, PairingError> {
-        self.mutate_strict(|state| {
-            state.prune_expired(now_ms());
-            let at = state
-                .pending
-                .iter()
-                .position(|p| p.request.request_id == request_id)
-                .ok_or_else(|| PairingError::UnknownRequest(request_id.to_owned()))?;
-            Ok(state.pending.remove(at).request)
-        })
+        self.mutate_strict(|state| state.take_pending(request_id))
     }
 
     /// The pending requests that have not expired, oldest first.

@@ -114,7 +114,9 @@ impl Session {
         let shared = self.check_shared_limited(&mut attempt, params);
         let shared_auth_ok = shared.is_ok() && endpoint.auth != Auth::None;
         let mut auth_ok = shared.is_ok();
-        let mut auth_method = auth::mode_method(&endpoint.auth);
+        // The `authMethod` a shared-secret check yields is the mode's name, even when the
+        // check failed (NCR:223).
+        let mut auth_method = endpoint.auth.mode();
         let mut failure = shared.err();
         let ingress = self.ingress.clone();
         let origin = self.origin.clone();
@@ -300,14 +302,13 @@ impl Session {
             let same_key = paired
                 .as_ref()
                 .filter(|p| p.public_key == proven.public_key);
-            // A role counts only while it holds an unrevoked token (MH:1508).
-            let active_roles = endpoint.devices.active_roles(&proven.id);
+            // A role counts only while it holds an unrevoked token (MH:1508); read from the
+            // store only for a paired device whose metadata still matches.
+            let role_active = || endpoint.devices.role_active(&proven.id, role);
             let reason = match same_key {
                 None => Some(PairingReason::NotPaired),
                 Some(p) if metadata_changed(p, params) => Some(PairingReason::MetadataUpgrade),
-                Some(_) if !active_roles.iter().any(|r| r == role) => {
-                    Some(PairingReason::RoleUpgrade)
-                }
+                Some(_) if !role_active() => Some(PairingReason::RoleUpgrade),
                 Some(p) if !role_scopes_allow(role, &scopes, &p.scopes) => {
                     Some(PairingReason::ScopeUpgrade)
                 }
@@ -437,6 +438,37 @@ impl Session {
     /// `Approve { scopes: None }` here approves at most what this connection asks for plus
     /// what the device already had (Node's `callerScopes`, MH:2071-2072): a pending request
     /// merged from other connects that asked for more stays pending for the host.
+    /// A new pairing request from this connection's `connect` for `roles` and `scopes`: not
+    /// silent, not a repair, no remote IP; the caller sets those that differ.
+    pub(super) fn pairing_request(
+        &self,
+        params: &ConnectParams,
+        role: &str,
+        proven: &ProvenDevice,
+        roles: Vec<String>,
+        scopes: Vec<String>,
+    ) -> PairingRequest {
+        let owned = |field: &str| params.client_str(field).map(str::to_owned);
+        PairingRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            device_id: proven.id.clone(),
+            public_key: proven.public_key.clone(),
+            display_name: owned("displayName"),
+            platform: owned("platform"),
+            device_family: owned("deviceFamily"),
+            client_id: params.client_id().to_owned(),
+            client_mode: params.mode.clone(),
+            browser_origin: self.origin.clone(),
+            role: role.to_owned(),
+            roles: Some(roles),
+            scopes,
+            remote_ip: None,
+            silent: None,
+            is_repair: false,
+            ts: protocol::now_ms(),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn require_pairing(
         &mut self,
@@ -451,27 +483,13 @@ impl Session {
         let endpoint = std::sync::Arc::clone(&self.endpoint);
         let hub = &endpoint.hub;
         let ip = self.peer.ip();
-        let owned = |field: &str| params.client_str(field).map(str::to_owned);
         let mut request = PairingRequest {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            device_id: proven.id.clone(),
-            public_key: proven.public_key.clone(),
-            display_name: owned("displayName"),
-            platform: owned("platform"),
-            device_family: owned("deviceFamily"),
-            client_id: params.client_id().to_owned(),
-            client_mode: params.mode.clone(),
-            browser_origin: self.origin.clone(),
-            role: role.to_owned(),
-            // `mergeDevicePairingRoles(req.roles, role)`: the role asked for (WRK:2508).
-            roles: Some(vec![role.to_owned()]),
-            scopes: scopes.to_vec(),
             // The client's IP only when it is not local (MH:3321).
             remote_ip: (self.ingress.kind != IngressKind::DirectLocal && !is_loopback_ip(ip))
                 .then(|| ip.to_string()),
-            silent: None,
             is_repair: existing.is_some(),
-            ts: protocol::now_ms(),
+            // `mergeDevicePairingRoles(req.roles, role)`: the role asked for (WRK:2508).
+            ..self.pairing_request(params, role, proven, vec![role.to_owned()], scopes.to_vec())
         };
         // `plan.silent` (MH:1936-1937, 2043): whether Node's local rule would approve this
         // connect inline, `autoApproveLocal` unset. The store merges it as Node does, and the
@@ -553,11 +571,9 @@ impl Session {
             .map(|p| p.request_id.clone());
         // Re-read: the same key, a role with an unrevoked token, and scopes that cover the
         // request (MH:1998-2002, 2129-2140).
-        let active_roles = endpoint.devices.active_roles(&proven.id);
+        let role_active = endpoint.devices.role_active(&proven.id, role);
         let live = endpoint.devices.paired(&proven.id).filter(|p| {
-            p.public_key == proven.public_key
-                && active_roles.iter().any(|r| r == role)
-                && !metadata_changed(p, params)
+            p.public_key == proven.public_key && role_active && !metadata_changed(p, params)
         });
         if let Some(live) = live {
             if role_scopes_allow(role, scopes, &live.scopes) {

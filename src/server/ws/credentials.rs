@@ -207,26 +207,12 @@ impl Session {
             return None;
         }
         let endpoint = &self.endpoint;
-        let owned = |field: &str| params.client_str(field).map(str::to_owned);
         let mut roles = vec![role.to_owned()];
         roles.extend(profile.roles.iter().filter(|r| *r != role).cloned());
         let request = PairingRequest {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            device_id: proven.id.clone(),
-            public_key: proven.public_key.clone(),
-            display_name: owned("displayName"),
-            platform: owned("platform"),
-            device_family: owned("deviceFamily"),
-            client_id: params.client_id().to_owned(),
-            client_mode: params.mode.clone(),
-            browser_origin: self.origin.clone(),
-            role: role.to_owned(),
-            roles: Some(roles),
-            scopes: profile.scopes.clone(),
-            remote_ip: None,
             silent: Some(true),
             is_repair: reason != PairingReason::NotPaired,
-            ts: protocol::now_ms(),
+            ..self.pairing_request(params, role, proven, roles, profile.scopes.clone())
         };
         let outcome = endpoint.devices.request_pairing(request);
         let resolved = |request_id: &str, decision: &str| {
@@ -254,11 +240,7 @@ impl Session {
         let scopes = &params.scopes;
         endpoint.devices.paired(&proven.id).filter(|p| {
             p.public_key == proven.public_key
-                && endpoint
-                    .devices
-                    .active_roles(&proven.id)
-                    .iter()
-                    .any(|r| r == role)
+                && endpoint.devices.role_active(&proven.id, role)
                 && role_scopes_allow(role, scopes, &p.scopes)
         })
     }

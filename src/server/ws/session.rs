@@ -318,11 +318,7 @@ impl Session {
         self.endpoint.hub.track_device(&client);
         if admitted.device_token.is_some()
             && let Some(device_id) = &client.device_id
-            && !self
-                .endpoint
-                .devices
-                .active_roles(device_id)
-                .contains(&client.role)
+            && !self.endpoint.devices.role_active(device_id, &client.role)
         {
             self.fail(None, super::hub::DEVICE_REMOVED_CLOSE, "device removed");
             return;
