@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::boundary::{c_string, name_argument, non_null, result_boundary, utf8_argument};
+use super::boundary::{
+    c_string, name_argument, non_null, optional_utf8_argument, result_boundary, utf8_argument,
+};
 use super::result::{fail, gw_result};
 use super::serve_options::gw_serve_options;
 use super::server::{gw_server, live};
@@ -171,14 +173,8 @@ pub unsafe extern "C" fn gw_serve_options_set_pairing_store_path(
     const FUNCTION: &str = "gw_serve_options_set_pairing_store_path";
     result_boundary(FUNCTION, || {
         let options = non_null(FUNCTION, "options", options)?;
-        let path = if path.is_null() {
-            None
-        } else {
-            // SAFETY: NUL-terminated, by the contract.
-            Some(PathBuf::from(unsafe {
-                utf8_argument(FUNCTION, "path", path)
-            }?))
-        };
+        // SAFETY: NULL or NUL-terminated, by the contract.
+        let path = unsafe { optional_utf8_argument(FUNCTION, "path", path) }?.map(PathBuf::from);
         // SAFETY: non-NULL, live and not shared, by the contract.
         let options = unsafe { &mut *options };
         let mut changed = options.inner.pairing.clone();
@@ -500,11 +496,10 @@ unsafe fn scopes_argument(
     function: &str,
     json: *const c_char,
 ) -> Result<Option<Vec<String>>, gw_result> {
-    if json.is_null() {
+    // SAFETY: NULL or NUL-terminated, by the contract.
+    let Some(text) = unsafe { optional_utf8_argument(function, "scopes_json", json) }? else {
         return Ok(None);
-    }
-    // SAFETY: NUL-terminated, by the contract.
-    let text = unsafe { utf8_argument(function, "scopes_json", json) }?;
+    };
     serde_json::from_str::<Vec<String>>(text)
         .map(Some)
         .map_err(|err| {
