@@ -10,6 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::json;
 
 use super::boundary::{
@@ -20,8 +21,8 @@ use super::serve_options::gw_serve_options;
 use super::server::{gw_server, live};
 use super::userdata::HostUserdata;
 use crate::server::{
-    BootstrapProfile, DefaultPairingPolicy, PairingContext, PairingDecision, PairingError,
-    PairingPolicy, PairingRequest,
+    BootstrapProfile, DefaultPairingPolicy, GatewayHandle, PairingContext, PairingDecision,
+    PairingError, PairingPolicy, PairingRequest,
 };
 
 /// What a pairing policy callback decided, set with `gw_pairing_decision_approve` or
@@ -255,16 +256,15 @@ pub unsafe extern "C" fn gw_pairing_requests(
     server: *const gw_server,
     out_json: *mut *mut c_char,
 ) -> gw_result {
-    const FUNCTION: &str = "gw_pairing_requests";
-    result_boundary(FUNCTION, || {
-        // SAFETY: forwarded contract.
-        let server = unsafe { live(FUNCTION, server) }?;
-        let out = non_null(FUNCTION, "out_json", out_json)?;
-        let list = server.handle(FUNCTION)?.pairing_requests();
-        // SAFETY: writable, by the contract.
-        unsafe { write_json(out, serde_json::to_string(&list).unwrap_or_default()) };
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        list_json(
+            "gw_pairing_requests",
+            server,
+            out_json,
+            GatewayHandle::pairing_requests,
+        )
+    }
 }
 
 /// Approves the pending request `request_id` with its requested scopes (`scopes_json` NULL)
@@ -341,16 +341,15 @@ pub unsafe extern "C" fn gw_paired_devices(
     server: *const gw_server,
     out_json: *mut *mut c_char,
 ) -> gw_result {
-    const FUNCTION: &str = "gw_paired_devices";
-    result_boundary(FUNCTION, || {
-        // SAFETY: forwarded contract.
-        let server = unsafe { live(FUNCTION, server) }?;
-        let out = non_null(FUNCTION, "out_json", out_json)?;
-        let list = server.handle(FUNCTION)?.paired_devices();
-        // SAFETY: writable, by the contract.
-        unsafe { write_json(out, serde_json::to_string(&list).unwrap_or_default()) };
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        list_json(
+            "gw_paired_devices",
+            server,
+            out_json,
+            GatewayHandle::paired_devices,
+        )
+    }
 }
 
 /// Unpairs the device `device_id`: its record, tokens and pending requests go, and it must
@@ -474,6 +473,29 @@ pub unsafe extern "C" fn gw_string_free(string: *mut c_char) {
             // SAFETY: made by `CString::into_raw` in `write_json`, freed once, by the contract.
             drop(unsafe { std::ffi::CString::from_raw(string) });
         }
+    })
+}
+
+/// A pairing list (`gw_pairing_requests`, `gw_paired_devices`) as a JSON array the host frees
+/// with `gw_string_free`.
+///
+/// # Safety
+///
+/// `server` is NULL or a live `gw_server`; `out_json` is NULL or writable.
+unsafe fn list_json<T: Serialize>(
+    function: &'static str,
+    server: *const gw_server,
+    out_json: *mut *mut c_char,
+    list: impl FnOnce(&GatewayHandle) -> Vec<T>,
+) -> gw_result {
+    result_boundary(function, || {
+        // SAFETY: forwarded contract.
+        let server = unsafe { live(function, server) }?;
+        let out = non_null(function, "out_json", out_json)?;
+        let list = list(server.handle(function)?);
+        // SAFETY: writable, by the contract.
+        unsafe { write_json(out, serde_json::to_string(&list).unwrap_or_default()) };
+        Ok(())
     })
 }
 
