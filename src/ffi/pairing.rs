@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::json;
 
 use super::boundary::{
     c_string, name_argument, non_null, optional_utf8_argument, result_boundary, utf8_argument,
@@ -82,20 +81,19 @@ impl PairingPolicy for HostPairingPolicy {
         // stays pending rather than unwinding through the handshake.
         catch_unwind(AssertUnwindSafe(|| {
             let request_json = c_string(serde_json::to_string(request).unwrap_or_default());
-            let context_json = c_string(
-                json!({
-                    "reason": context.reason,
-                    "locality": context.locality,
-                    "hasOrigin": context.has_origin,
-                    "uiClient": context.ui_client,
-                    "authMethod": context.auth_method,
-                    "recordExists": context.record_exists,
-                    "silentLocal": crate::server::silent_local_approval(request, context, true),
-                    "silentLocalWithoutAutoApprove":
-                        crate::server::silent_local_approval(request, context, false),
-                })
-                .to_string(),
-            );
+            // The context's own fields, then the two answers of Node's default rule.
+            let mut fields = match serde_json::to_value(context) {
+                Ok(serde_json::Value::Object(fields)) => fields,
+                _ => serde_json::Map::new(),
+            };
+            for (key, auto_approve) in [
+                ("silentLocal", true),
+                ("silentLocalWithoutAutoApprove", false),
+            ] {
+                let silent = crate::server::silent_local_approval(request, context, auto_approve);
+                fields.insert(key.to_owned(), silent.into());
+            }
+            let context_json = c_string(serde_json::Value::Object(fields).to_string());
             let mut decision = gw_pairing_decision {
                 decision: PairingDecision::Pending,
             };
