@@ -16,7 +16,7 @@ use super::boundary::{
     c_string, name_argument, non_null, optional_utf8_argument, result_boundary, utf8_argument,
 };
 use super::result::{fail, gw_result};
-use super::serve_options::gw_serve_options;
+use super::serve_options::{gw_serve_options, update};
 use super::server::{gw_server, live};
 use super::userdata::HostUserdata;
 use crate::server::{
@@ -137,19 +137,18 @@ pub unsafe extern "C" fn gw_serve_options_set_pairing_policy(
     userdata: *mut c_void,
     free_userdata: Option<unsafe extern "C" fn(userdata: *mut c_void)>,
 ) -> gw_result {
-    const FUNCTION: &str = "gw_serve_options_set_pairing_policy";
-    result_boundary(FUNCTION, || {
-        // Taken first, so that every way out frees it.
-        let userdata = Arc::new(HostUserdata::new(userdata, free_userdata));
-        let options = non_null(FUNCTION, "options", options)?;
-        let policy: Arc<dyn PairingPolicy> = match decide {
-            Some(decide) => Arc::new(HostPairingPolicy { decide, userdata }),
-            None => Arc::new(DefaultPairingPolicy),
-        };
-        // SAFETY: non-NULL, live and not shared, by the contract.
-        unsafe { &mut *options }.inner.pairing.policy = policy;
-        Ok(())
-    })
+    // Owned at once, so that every return (a NULL `options`, a panic) frees it.
+    let userdata = Arc::new(HostUserdata::new(userdata, free_userdata));
+    let policy: Arc<dyn PairingPolicy> = match decide {
+        Some(decide) => Arc::new(HostPairingPolicy { decide, userdata }),
+        None => Arc::new(DefaultPairingPolicy),
+    };
+    // SAFETY: forwarded contract.
+    unsafe {
+        update("gw_serve_options_set_pairing_policy", options, |o| {
+            o.pairing.policy = policy
+        })
+    }
 }
 
 /// Where paired devices and device tokens are kept: an absolute file path (default
