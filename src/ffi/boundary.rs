@@ -130,6 +130,23 @@ pub(crate) unsafe fn utf8_argument<'a>(
     })
 }
 
+/// An optional string argument: NULL is `None` (the default), else as [`utf8_argument`].
+///
+/// # Safety
+///
+/// `ptr` is NULL or NUL-terminated and alive for `'a`.
+pub(crate) unsafe fn optional_utf8_argument<'a>(
+    function: &str,
+    argument: &str,
+    ptr: *const c_char,
+) -> Result<Option<&'a str>, gw_result> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL, and NUL-terminated and alive for 'a by the caller's contract.
+    unsafe { utf8_argument(function, argument, ptr) }.map(Some)
+}
+
 /// A name argument: non-NULL, UTF-8, not empty.
 ///
 /// # Safety

@@ -5,7 +5,9 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use super::boundary::{boundary, free_handle, non_null, result_boundary, utf8_argument};
+use super::boundary::{
+    boundary, free_handle, non_null, optional_utf8_argument, result_boundary, utf8_argument,
+};
 use super::result::{fail_with, gw_result};
 use crate::server::{Handlers, MethodHandler, MethodRequest, Responder};
 
@@ -84,11 +86,8 @@ pub unsafe extern "C" fn gw_handlers_add_method(
         let handlers = non_null(FUNCTION, "handlers", handlers)?;
         // SAFETY: NULL or NUL-terminated, by the contract.
         let method = unsafe { utf8_argument(FUNCTION, "method", method) }?;
-        let scope = match scope.is_null() {
-            true => None,
-            // SAFETY: NUL-terminated, by the contract.
-            false => Some(unsafe { utf8_argument(FUNCTION, "scope", scope) }?.to_owned()),
-        };
+        // SAFETY: NULL or NUL-terminated, by the contract.
+        let scope = unsafe { optional_utf8_argument(FUNCTION, "scope", scope) }?.map(str::to_owned);
         // SAFETY: non-NULL, live and not shared, by the contract.
         let handlers = unsafe { &mut *handlers };
         handlers
@@ -160,11 +159,8 @@ pub unsafe extern "C" fn gw_handlers_add_event_with_scope(
         let handlers = non_null(FUNCTION, "handlers", handlers)?;
         // SAFETY: NULL or NUL-terminated, by the contract.
         let event = unsafe { utf8_argument(FUNCTION, "event", event) }?;
-        let scope = match scope.is_null() {
-            true => None,
-            // SAFETY: NUL-terminated, by the contract.
-            false => Some(unsafe { utf8_argument(FUNCTION, "scope", scope) }?.to_owned()),
-        };
+        // SAFETY: NULL or NUL-terminated, by the contract.
+        let scope = unsafe { optional_utf8_argument(FUNCTION, "scope", scope) }?.map(str::to_owned);
         // SAFETY: non-NULL, live and not shared, by the contract.
         let handlers = unsafe { &mut *handlers };
         handlers

@@ -10,16 +10,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::boundary::{c_string, name_argument, non_null, result_boundary, utf8_argument};
+use super::boundary::{
+    c_string, name_argument, non_null, optional_utf8_argument, result_boundary, utf8_argument,
+};
 use super::result::{fail, gw_result};
-use super::serve_options::gw_serve_options;
+use super::serve_options::{gw_serve_options, update};
 use super::server::{gw_server, live};
 use super::userdata::HostUserdata;
 use crate::server::{
-    BootstrapProfile, DefaultPairingPolicy, PairingContext, PairingDecision, PairingError,
-    PairingPolicy, PairingRequest,
+    BootstrapProfile, DefaultPairingPolicy, GatewayHandle, PairingContext, PairingDecision,
+    PairingError, PairingPolicy, PairingRequest,
 };
 
 /// What a pairing policy callback decided, set with `gw_pairing_decision_approve` or
@@ -79,20 +81,19 @@ impl PairingPolicy for HostPairingPolicy {
         // stays pending rather than unwinding through the handshake.
         catch_unwind(AssertUnwindSafe(|| {
             let request_json = c_string(serde_json::to_string(request).unwrap_or_default());
-            let context_json = c_string(
-                json!({
-                    "reason": context.reason,
-                    "locality": context.locality,
-                    "hasOrigin": context.has_origin,
-                    "uiClient": context.ui_client,
-                    "authMethod": context.auth_method,
-                    "recordExists": context.record_exists,
-                    "silentLocal": crate::server::silent_local_approval(request, context, true),
-                    "silentLocalWithoutAutoApprove":
-                        crate::server::silent_local_approval(request, context, false),
-                })
-                .to_string(),
-            );
+            // The context's own fields, then the two answers of Node's default rule.
+            let mut fields = match serde_json::to_value(context) {
+                Ok(serde_json::Value::Object(fields)) => fields,
+                _ => serde_json::Map::new(),
+            };
+            for (key, auto_approve) in [
+                ("silentLocal", true),
+                ("silentLocalWithoutAutoApprove", false),
+            ] {
+                let silent = crate::server::silent_local_approval(request, context, auto_approve);
+                fields.insert(key.to_owned(), silent.into());
+            }
+            let context_json = c_string(serde_json::Value::Object(fields).to_string());
             let mut decision = gw_pairing_decision {
                 decision: PairingDecision::Pending,
             };
@@ -136,19 +137,18 @@ pub unsafe extern "C" fn gw_serve_options_set_pairing_policy(
     userdata: *mut c_void,
     free_userdata: Option<unsafe extern "C" fn(userdata: *mut c_void)>,
 ) -> gw_result {
-    const FUNCTION: &str = "gw_serve_options_set_pairing_policy";
-    result_boundary(FUNCTION, || {
-        // Taken first, so that every way out frees it.
-        let userdata = Arc::new(HostUserdata::new(userdata, free_userdata));
-        let options = non_null(FUNCTION, "options", options)?;
-        let policy: Arc<dyn PairingPolicy> = match decide {
-            Some(decide) => Arc::new(HostPairingPolicy { decide, userdata }),
-            None => Arc::new(DefaultPairingPolicy),
-        };
-        // SAFETY: non-NULL, live and not shared, by the contract.
-        unsafe { &mut *options }.inner.pairing.policy = policy;
-        Ok(())
-    })
+    // Owned at once, so that every return (a NULL `options`, a panic) frees it.
+    let userdata = Arc::new(HostUserdata::new(userdata, free_userdata));
+    let policy: Arc<dyn PairingPolicy> = match decide {
+        Some(decide) => Arc::new(HostPairingPolicy { decide, userdata }),
+        None => Arc::new(DefaultPairingPolicy),
+    };
+    // SAFETY: forwarded contract.
+    unsafe {
+        update("gw_serve_options_set_pairing_policy", options, |o| {
+            o.pairing.policy = policy
+        })
+    }
 }
 
 /// Where paired devices and device tokens are kept: an absolute file path (default
@@ -171,14 +171,8 @@ pub unsafe extern "C" fn gw_serve_options_set_pairing_store_path(
     const FUNCTION: &str = "gw_serve_options_set_pairing_store_path";
     result_boundary(FUNCTION, || {
         let options = non_null(FUNCTION, "options", options)?;
-        let path = if path.is_null() {
-            None
-        } else {
-            // SAFETY: NUL-terminated, by the contract.
-            Some(PathBuf::from(unsafe {
-                utf8_argument(FUNCTION, "path", path)
-            }?))
-        };
+        // SAFETY: NULL or NUL-terminated, by the contract.
+        let path = unsafe { optional_utf8_argument(FUNCTION, "path", path) }?.map(PathBuf::from);
         // SAFETY: non-NULL, live and not shared, by the contract.
         let options = unsafe { &mut *options };
         let mut changed = options.inner.pairing.clone();
@@ -259,16 +253,15 @@ pub unsafe extern "C" fn gw_pairing_requests(
     server: *const gw_server,
     out_json: *mut *mut c_char,
 ) -> gw_result {
-    const FUNCTION: &str = "gw_pairing_requests";
-    result_boundary(FUNCTION, || {
-        // SAFETY: forwarded contract.
-        let server = unsafe { live(FUNCTION, server) }?;
-        let out = non_null(FUNCTION, "out_json", out_json)?;
-        let list = server.handle(FUNCTION)?.pairing_requests();
-        // SAFETY: writable, by the contract.
-        unsafe { write_json(out, serde_json::to_string(&list).unwrap_or_default()) };
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        list_json(
+            "gw_pairing_requests",
+            server,
+            out_json,
+            GatewayHandle::pairing_requests,
+        )
+    }
 }
 
 /// Approves the pending request `request_id` with its requested scopes (`scopes_json` NULL)
@@ -345,16 +338,15 @@ pub unsafe extern "C" fn gw_paired_devices(
     server: *const gw_server,
     out_json: *mut *mut c_char,
 ) -> gw_result {
-    const FUNCTION: &str = "gw_paired_devices";
-    result_boundary(FUNCTION, || {
-        // SAFETY: forwarded contract.
-        let server = unsafe { live(FUNCTION, server) }?;
-        let out = non_null(FUNCTION, "out_json", out_json)?;
-        let list = server.handle(FUNCTION)?.paired_devices();
-        // SAFETY: writable, by the contract.
-        unsafe { write_json(out, serde_json::to_string(&list).unwrap_or_default()) };
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe {
+        list_json(
+            "gw_paired_devices",
+            server,
+            out_json,
+            GatewayHandle::paired_devices,
+        )
+    }
 }
 
 /// Unpairs the device `device_id`: its record, tokens and pending requests go, and it must
@@ -481,6 +473,29 @@ pub unsafe extern "C" fn gw_string_free(string: *mut c_char) {
     })
 }
 
+/// A pairing list (`gw_pairing_requests`, `gw_paired_devices`) as a JSON array the host frees
+/// with `gw_string_free`.
+///
+/// # Safety
+///
+/// `server` is NULL or a live `gw_server`; `out_json` is NULL or writable.
+unsafe fn list_json<T: Serialize>(
+    function: &'static str,
+    server: *const gw_server,
+    out_json: *mut *mut c_char,
+    list: impl FnOnce(&GatewayHandle) -> Vec<T>,
+) -> gw_result {
+    result_boundary(function, || {
+        // SAFETY: forwarded contract.
+        let server = unsafe { live(function, server) }?;
+        let out = non_null(function, "out_json", out_json)?;
+        let list = list(server.handle(function)?);
+        // SAFETY: writable, by the contract.
+        unsafe { write_json(out, serde_json::to_string(&list).unwrap_or_default()) };
+        Ok(())
+    })
+}
+
 /// Hands `json` to the host through `out`.
 ///
 /// # Safety
@@ -500,11 +515,10 @@ unsafe fn scopes_argument(
     function: &str,
     json: *const c_char,
 ) -> Result<Option<Vec<String>>, gw_result> {
-    if json.is_null() {
+    // SAFETY: NULL or NUL-terminated, by the contract.
+    let Some(text) = unsafe { optional_utf8_argument(function, "scopes_json", json) }? else {
         return Ok(None);
-    }
-    // SAFETY: NUL-terminated, by the contract.
-    let text = unsafe { utf8_argument(function, "scopes_json", json) }?;
+    };
     serde_json::from_str::<Vec<String>>(text)
         .map(Some)
         .map_err(|err| {

@@ -128,8 +128,10 @@ pub struct PairingRequest {
     pub ts: u64,
 }
 
-/// What the handshake knows when it asks the policy about a request (not sent on the wire).
-#[derive(Debug, Clone)]
+/// What the handshake knows when it asks the policy about a request (not sent on the wire;
+/// serialized, camelCase, for the C ABI's policy callback).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PairingContext {
     /// Why the device must pair.
     pub reason: PairingReason,
