@@ -1,4 +1,4 @@
-//! A host's log callback as a Rust [`Logger`](crate::Logger).
+//! A host's log callback as a Rust [`Logger`].
 
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
