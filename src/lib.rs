@@ -43,6 +43,11 @@ pub use server::{
     PAIRING_REQUEST_TTL_MS, PairedDevice, PairingContext, PairingDecision, PairingError,
     PairingOptions, PairingPolicy, PairingReason, PairingRequest, silent_local_approval,
 };
+pub use server::{
+    Body, BodyError, BodySendError, BodyWriter, ControlUiBuildSource, ControlUiOptions,
+    DEFAULT_MAX_BODY_BYTES, HttpHandler, HttpOptions, HttpRequest, HttpRoute, HttpRoutes,
+    RequestBody, ResponseFuture, RouteAuth, RouteMatch, WebSocketPaths,
+};
 pub use server::{Gateway, GatewayState, Phase, ServeOptions, ShutdownReport, StateHandler};
 pub use server::{MAX_PENDING, MAX_PENDING_PER_IP};
 

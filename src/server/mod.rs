@@ -3,6 +3,7 @@
 
 mod auth;
 mod device;
+mod http;
 mod lifecycle;
 mod locality;
 mod pairing;
@@ -21,16 +22,17 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::{mpsc, watch};
 
 pub use auth::AuthThrottle;
+pub use http::{
+    Body, BodyError, BodySendError, BodyWriter, ControlUiBuildSource, ControlUiOptions,
+    DEFAULT_MAX_BODY_BYTES, HttpHandler, HttpOptions, HttpRequest, HttpRoute, HttpRoutes,
+    RequestBody, ResponseFuture, RouteAuth, RouteMatch, WebSocketPaths,
+};
 pub use lifecycle::{GatewayState, ShutdownReport, StateHandler};
 pub use pairing::{
     BOOTSTRAP_TOKEN_TTL_MS, BootstrapProfile, DEVICE_STORE_FILE, DefaultPairingPolicy, Locality,
@@ -68,6 +70,9 @@ pub struct ServeOptions {
     pub handlers: Handlers,
     /// Who pairs without being asked, and where paired devices are kept (SPEC §11.5).
     pub pairing: PairingOptions,
+    /// HTTP on the gateway port: the host's routes, the Control UI, upgrade paths, limits
+    /// (SPEC §13).
+    pub http: HttpOptions,
 }
 
 impl Default for ServeOptions {
@@ -82,6 +87,7 @@ impl Default for ServeOptions {
             protocol: ProtocolOptions::default(),
             handlers: Handlers::default(),
             pairing: PairingOptions::default(),
+            http: HttpOptions::default(),
         }
     }
 }
@@ -141,6 +147,7 @@ struct Shared {
     phase: AtomicU8,
     logger: Logger,
     ws: Arc<ws::Endpoint>,
+    http: HttpOptions,
 }
 
 impl Shared {
@@ -199,7 +206,11 @@ impl Gateway {
         announce: impl FnOnce(&GatewayHandle),
     ) -> Result<Self, GatewayLockError> {
         options.validate()?;
-        if let Some(refused) = options.handlers.refused() {
+        if let Some(refused) = options
+            .handlers
+            .refused()
+            .or_else(|| options.http.routes.refused())
+        {
             return Err(GatewayLockError::InvalidOption(refused.to_owned()));
         }
         let port = lock.port();
@@ -233,6 +244,7 @@ impl Gateway {
             phase: AtomicU8::new(Phase::Starting as u8),
             logger: lock.logger().clone(),
             ws,
+            http: options.http,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.worker_threads)
@@ -450,22 +462,10 @@ async fn serve_connection(
     let peer = stream
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let service = service_fn(move |mut request| {
-        let shared = Arc::clone(&shared);
+    let service = service_fn(move |request| {
         // An upgraded WebSocket connection keeps shutdown waiting, like any connection.
-        let open = open.clone();
-        async move {
-            let path = request.uri().path();
-            if let Some(refusal) = reserved_upgrade_path(path, &request) {
-                return Ok::<_, Infallible>(refusal);
-            }
-            // SPEC §13.2: the gateway protocol is served at `/` and, for an upgrade, at any
-            // path OpenClaw does not reserve (so a client under a base path reaches it).
-            if path == "/" || wants_websocket(&request) {
-                return Ok::<_, Infallible>(ws::accept(&shared.ws, &mut request, peer, open));
-            }
-            Ok::<_, Infallible>(route(&request, &shared))
-        }
+        let response = http::dispatch(request, peer, Arc::clone(&shared), open.clone());
+        async move { Ok::<_, Infallible>(response.await) }
     });
     let connection = http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)
@@ -483,57 +483,4 @@ async fn serve_connection(
 /// Resolves once shutdown has been asked for.
 async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) {
     let _ = stop.wait_for(Option::is_some).await;
-}
-
-/// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket`).
-fn wants_websocket(request: &Request<Incoming>) -> bool {
-    request
-        .headers()
-        .get_all(hyper::header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-        })
-}
-
-/// An upgrade on a path OpenClaw reserves for a feature this core does not have, answered as
-/// the Node gateway answers it when that feature is unavailable (SPEC §13.2, SS:6866-7072):
-/// the worker ingress `503`, below it `404`, the desktop and portal streams `503`.
-fn reserved_upgrade_path(path: &str, request: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
-    if !wants_websocket(request) {
-        return None;
-    }
-    let (status, body) = match path {
-        "/__openclaw__/worker" => (
-            hyper::StatusCode::SERVICE_UNAVAILABLE,
-            "Worker websocket ingress unavailable",
-        ),
-        _ if path.starts_with("/__openclaw__/worker/") => {
-            (hyper::StatusCode::NOT_FOUND, "Not Found")
-        }
-        "/desktop/observe" | "/node-desktop/attach" | "/node-portal/attach" => (
-            hyper::StatusCode::SERVICE_UNAVAILABLE,
-            "Service Unavailable",
-        ),
-        _ => return None,
-    };
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        hyper::header::CONNECTION,
-        hyper::header::HeaderValue::from_static("close"),
-    );
-    headers.insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Some(response)
-}
-
-fn route(request: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
-    probes::respond(request.method(), request.uri().path(), shared.phase())
-        .unwrap_or_else(probes::not_found)
 }

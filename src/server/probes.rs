@@ -1,9 +1,9 @@
 //! The unauthenticated HTTP probes (SPEC §8).
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Response, StatusCode};
+
+use super::http::Body;
 
 /// Where the server is in its life cycle, as the probes report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=ut
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// The response for a probe path, or `None` when `path` is not a probe.
-pub fn respond(method: &Method, path: &str, phase: Phase) -> Option<Response<Full<Bytes>>> {
+pub fn respond(method: &Method, path: &str, phase: Phase) -> Option<Response<Body>> {
     let (status, body): (StatusCode, &'static str) = match path {
         "/health" | "/healthz" => (StatusCode::OK, r#"{"ok":true,"status":"live"}"#),
         "/ready" | "/readyz" => match phase {
@@ -58,11 +58,11 @@ pub fn respond(method: &Method, path: &str, phase: Phase) -> Option<Response<Ful
     })
 }
 
-fn json(status: StatusCode, body: &'static str, with_body: bool) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, body: &'static str, with_body: bool) -> Response<Body> {
     let mut response = Response::new(if with_body {
-        Full::new(Bytes::from_static(body.as_bytes()))
+        Body::from(body)
     } else {
-        Full::default()
+        Body::empty()
     });
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -72,9 +72,9 @@ fn json(status: StatusCode, body: &'static str, with_body: bool) -> Response<Ful
     response
 }
 
-fn method_not_allowed() -> Response<Full<Bytes>> {
+fn method_not_allowed() -> Response<Body> {
     let body = "Method Not Allowed";
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     let headers = response.headers_mut();
     headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -84,9 +84,9 @@ fn method_not_allowed() -> Response<Full<Bytes>> {
 }
 
 /// 404 for every path that is neither a probe nor (later) the WebSocket endpoint.
-pub fn not_found() -> Response<Full<Bytes>> {
+pub fn not_found() -> Response<Body> {
     let body = "Not Found";
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response.headers_mut().insert(CONTENT_TYPE, TEXT);
     response

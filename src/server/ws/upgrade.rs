@@ -4,10 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
     CONNECTION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT,
@@ -28,6 +26,7 @@ use super::hub::Slot;
 use super::metered::{MAX_FRAME_HEADER, Metered, ReadBudget, TUNGSTENITE_READ_BUFFER};
 use super::session::Session;
 use crate::options::LogLevel;
+use crate::server::http::Body;
 use crate::server::locality::{self, Ingress};
 use crate::server::protocol::{self, close};
 
@@ -38,7 +37,7 @@ pub(crate) fn accept(
     request: &mut Request<Incoming>,
     peer: SocketAddr,
     open: mpsc::Sender<()>,
-) -> Response<Full<Bytes>> {
+) -> Response<Body> {
     let headers = request.headers();
     if !(has_token(headers, &UPGRADE, "websocket") && has_token(headers, &CONNECTION, "upgrade")) {
         let mut response = text(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
@@ -84,7 +83,7 @@ pub(crate) fn accept(
         admitted,
     });
     tokio::spawn(serve(upgrade, slot, open));
-    let mut response = Response::new(Full::default());
+    let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
@@ -192,8 +191,8 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     })
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -1,0 +1,183 @@
+//! The body of every response the gateway sends: whole bytes, nothing, or a stream the host
+//! writes into (a download, server-sent events) with back-pressure.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Frame, SizeHint};
+use tokio::sync::mpsc;
+
+/// Why a body stopped early: the peer went away, a limit was passed, the writer gave up.
+pub type BodyError = std::io::Error;
+
+/// A response body.
+pub struct Body(BoxBody<Bytes, BodyError>);
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body")
+            .field("size_hint", &hyper::body::Body::size_hint(&self.0))
+            .finish()
+    }
+}
+
+impl Body {
+    /// No bytes.
+    pub fn empty() -> Self {
+        Self(Empty::new().map_err(|never| match never {}).boxed())
+    }
+
+    /// These bytes, with their length known (`Content-Length`).
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self(
+            Full::new(bytes.into())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+    }
+
+    /// A body the returned [`BodyWriter`] writes, chunk by chunk (sent chunked). At most
+    /// `capacity` chunks wait unsent; past that the writer waits for the peer. The body ends
+    /// when the writer is dropped or [`finish`](BodyWriter::finish)ed, and is cut short (the
+    /// peer sees an incomplete response) when the writer [`abort`](BodyWriter::abort)s.
+    pub fn channel(capacity: usize) -> (BodyWriter, Self) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (BodyWriter { tx }, Self(ChannelBody { rx }.boxed()))
+    }
+
+    /// Any other `http_body::Body`.
+    pub fn wrap<B>(body: B) -> Self
+    where
+        B: hyper::body::Body<Data = Bytes, Error = BodyError> + Send + Sync + 'static,
+    {
+        Self(body.boxed())
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Self::full(bytes)
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(text: &'static str) -> Self {
+        Self::full(Bytes::from_static(text.as_bytes()))
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Self {
+        Self::full(text)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::full(bytes)
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+/// Writes a [`Body::channel`] body, from async code ([`send`](Self::send)) or from a thread
+/// of the host's own ([`blocking_send`](Self::blocking_send)).
+#[derive(Debug)]
+pub struct BodyWriter {
+    tx: mpsc::Sender<Result<Bytes, BodyError>>,
+}
+
+/// Why a chunk was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodySendError {
+    /// The peer is gone (or the gateway is stopping): nothing more will be read.
+    #[error("the HTTP client is gone: the response body is no longer read")]
+    Closed,
+    /// `blocking_send` was called on one of the gateway's worker threads.
+    #[error(
+        "blocking_send was called on a gateway worker thread, which it would stall: \
+         use `send` there, or write from a thread of your own"
+    )]
+    OnGatewayWorker,
+}
+
+impl BodyWriter {
+    /// Queues `chunk`, waiting while `capacity` chunks are unsent.
+    pub async fn send(&self, chunk: impl Into<Bytes>) -> Result<(), BodySendError> {
+        self.tx
+            .send(Ok(chunk.into()))
+            .await
+            .map_err(|_| BodySendError::Closed)
+    }
+
+    /// [`send`](Self::send) for a thread that is not one of the gateway's workers. Called on
+    /// a worker it would stall the runtime, so there it fails at once with
+    /// [`BodySendError::OnGatewayWorker`].
+    pub fn blocking_send(&self, chunk: impl Into<Bytes>) -> Result<(), BodySendError> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(BodySendError::OnGatewayWorker);
+        }
+        self.tx
+            .blocking_send(Ok(chunk.into()))
+            .map_err(|_| BodySendError::Closed)
+    }
+
+    /// Ends the body normally (as dropping the writer does).
+    pub fn finish(self) {}
+
+    /// Cuts the body short: the connection is closed without the final chunk, so the client
+    /// sees an incomplete response rather than a truncated one that looks whole.
+    pub fn abort(self, why: &str) {
+        let _ = self.tx.try_send(Err(std::io::Error::other(why.to_owned())));
+    }
+
+    /// Whether the peer is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, BodyError>>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
+    }
+}
