@@ -246,6 +246,7 @@ impl LockDir {
 
     /// Whether a name linked here was found to lock apart from the file it was linked from
     /// (see `publish::beacon_for_name`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Read for aliases: Linux only.
     pub fn names_lock_apart(&self) -> bool {
         self.names_lock_apart.load(Ordering::Relaxed)
     }
