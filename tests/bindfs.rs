@@ -384,3 +384,81 @@ fn sigkill_after_link_then_restart_at_once() {
 fn sigkill_after_name_beacon_then_restart_at_once() {
     sigkill_at_step_then_restart("after-name-beacon");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Knowing the ground
+// ---------------------------------------------------------------------------------------------
+
+/// `status` (text and JSON) and the one line logged at acquire name the FUSE file system under
+/// the lock dir and say its locks are not seen from other hosts; the log line is a warning. A
+/// mount without a subtype is plain `fuse`, and judged the same.
+#[test]
+fn status_and_acquire_say_locks_here_are_not_seen_from_other_hosts() {
+    let _serial = serial();
+    for (options, fs_type) in [
+        (&["-o", "subtype=bindfs"][..], "fuse.bindfs"),
+        (&[][..], "fuse"),
+    ] {
+        let mount = BindfsMount::with_options(options);
+        let env = mount.env();
+        let mountpoint = mount.mountpoint.canonicalize().unwrap();
+        let described = format!(
+            "{fs_type} at {} from {}: not coherent across hosts (locks are local to each client)",
+            mountpoint.display(),
+            mount.source.display()
+        );
+
+        let output = env.command(&["status", "--json"]).output().unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            value["ground"],
+            serde_json::json!({
+                "fsType": fs_type,
+                "mountPoint": mountpoint,
+                "source": mount.source,
+                "lockOptions": [],
+                "locks": "notCoherent",
+            }),
+            "{fs_type}"
+        );
+        let output = env.command(&["status"]).output().unwrap();
+        assert_eq!(
+            String::from_utf8(output.stdout).unwrap(),
+            format!("gateway not running\nlock dir on {described}\n"),
+            "{fs_type}"
+        );
+
+        let (logger, lines) = recording_logger();
+        let lock = acquire_guarded(&env.options().port(0).logger(logger)).unwrap();
+        let logged = lines.lock().unwrap().clone();
+        let grounds: Vec<_> = logged
+            .iter()
+            .filter(|(_, line)| line.starts_with("lock dir "))
+            .collect();
+        assert_eq!(
+            grounds.len(),
+            1,
+            "{fs_type}: one line names the ground: {logged:?}"
+        );
+        let (level, line) = grounds[0];
+        assert_eq!(*level, gateway::LogLevel::Warn, "{fs_type}");
+        let prefix = format!("lock dir {} is on {described}; ", env.lock_dir().display());
+        assert!(line.starts_with(&prefix), "{fs_type}: {line:?}");
+        assert!(
+            line.contains("OPENCLAW_STATE_DIR"),
+            "says what to do: {line:?}"
+        );
+        drop(lock);
+
+        // `gateway run`'s default logger shows warnings: the user sees it.
+        let gateway = env.start(&["--port", "0"]);
+        assert!(
+            gateway
+                .wait_stderr(&prefix, Duration::from_secs(10))
+                .is_some(),
+            "{fs_type}: gateway run warns about the ground"
+        );
+        assert_eq!(gateway.terminate(), 0);
+        assert_lock_dir_empty_soon(&env, fs_type);
+    }
+}
