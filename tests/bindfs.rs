@@ -141,6 +141,49 @@ fn acquire_takes_both_lock_files_and_drop_removes_them() {
     assert_lock_dir_empty_soon(&env, "released");
 }
 
+/// Threads of one process racing for one config: a lock file naming this process without a
+/// beacon is reclaimed (it can only be an earlier process's with the same pid), so each name
+/// must carry its beacon before it counts as held, or two threads would both win.
+#[test]
+fn threads_racing_in_one_process_have_exactly_one_winner() {
+    let _serial = serial();
+    let mount = BindfsMount::new();
+    let env = mount.env();
+    let options = env.options().port(0).timeout(Duration::from_millis(300));
+    for round in 1..=10 {
+        let barrier = std::sync::Barrier::new(8);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        gateway::GatewayLock::acquire(&options)
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: exactly one thread holds the lock: {:?}",
+            results
+                .iter()
+                .map(|r| r.as_ref().err().map(ToString::to_string))
+                .collect::<Vec<_>>()
+        );
+        assert_held_by(
+            &env,
+            std::process::id(),
+            winners[0].port(),
+            &format!("round {round}"),
+        );
+        drop(results);
+        assert_lock_dir_empty_soon(&env, &format!("round {round}"));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Processes: refusal, the start race, SIGKILL at every step
 // ---------------------------------------------------------------------------------------------
