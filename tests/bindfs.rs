@@ -184,6 +184,55 @@ fn threads_racing_in_one_process_have_exactly_one_winner() {
     }
 }
 
+/// Between its link and its own beacon a lock file here shows a payload with no beacon, which a
+/// reclaimer in this process or another PID namespace may judge dead. Reclaimers remove only
+/// under the `<lock>.reclaim` guard, so a start takes its name as held only once no guard is
+/// left: a live reclaimer's guard holds it off (then it says which file is in the way and
+/// leaves no lock file behind), a dead one's is cleared.
+#[test]
+fn a_start_waits_out_a_reclaim_guard_and_clears_an_abandoned_one() {
+    let _serial = serial();
+    let mount = BindfsMount::new();
+    let env = mount.env();
+    let guard = env.lock_dir().join("gateway.state.lock.reclaim");
+    let options = env.options().port(0).allow_multi(true);
+
+    let mut holding = Command::new("flock");
+    // `--close`: the lock stays with `flock` itself, so it goes with the process killed below.
+    holding
+        .args(["--exclusive", "--close"])
+        .arg(&guard)
+        .args(["sleep", "30"]);
+    lockkit::write_lock(&guard, "");
+    let reclaimer = lockkit::Owner::spawn(holding);
+    assert!(
+        wait_until(Duration::from_secs(5), || beacon_seen_from_outside(&guard)),
+        "the stand-in reclaimer holds its guard"
+    );
+    let err = acquire_guarded(&options).expect_err("a live reclaimer's guard holds the start off");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "failed to acquire gateway lock at {}: {} stayed in place for 2s while another process reclaimed the lock; if no gateway is starting or stopping, remove it",
+            env.state_lock().display(),
+            guard.display()
+        )
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || env.lock_dir_entries()
+            == ["gateway.state.lock.reclaim"]),
+        "no lock file is left, and the live guard is kept: {:?}",
+        env.lock_dir_entries()
+    );
+    drop(reclaimer);
+
+    lockkit::write_lock(&guard, &lockkit::lock_body(lockkit::dead_pid(), None));
+    let lock = acquire_guarded(&options).expect("a dead reclaimer's guard is cleared");
+    assert_eq!(env.lock_dir_entries(), ["gateway.state.lock"]);
+    drop(lock);
+    assert_lock_dir_empty_soon(&env, "released");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Processes: refusal, the start race, SIGKILL at every step
 // ---------------------------------------------------------------------------------------------
