@@ -264,6 +264,12 @@ fn a_second_gateway_is_refused_while_the_first_serves() {
 
     assert!(healthy(port), "the first gateway still serves");
     assert_held_by(&env, first.pid, port, "after the refusal");
+
+    // `status` takes no lock: it sees the holder's beacon through the name it reads.
+    let status = gateway::status(&env.options()).unwrap();
+    assert!(status.running && status.healthy, "{status:?}");
+    assert_eq!(status.pid, Some(first.pid));
+    assert_eq!(status.ground.fs_type, "fuse.bindfs");
     assert_eq!(first.terminate(), 0);
     assert_lock_dir_empty_soon(&env, "first stopped");
     assert!(port_is_free(port));
