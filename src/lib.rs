@@ -31,7 +31,7 @@ pub mod server;
 pub mod supervisor;
 
 pub use error::GatewayLockError;
-pub use lock::{GatewayLock, GatewayStatus, status};
+pub use lock::{GatewayLock, GatewayStatus, Ground, LockReach, status};
 pub use options::{Auth, BindMode, BindRetry, GatewayOptions, LogLevel, Logger, ResolvedOptions};
 pub use server::HealthSource;
 pub use server::{

@@ -355,6 +355,7 @@ fn status(args: StatusArgs) -> ExitCode {
             ),
             (false, false) => println!("gateway not running"),
         }
+        println!("lock dir on {}", status.ground.describe());
     }
     match (status.running, status.healthy) {
         (true, true) => ExitCode::SUCCESS,

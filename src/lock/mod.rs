@@ -3,6 +3,7 @@
 mod beacon;
 mod dir;
 pub(crate) mod format;
+mod ground;
 mod inspect;
 pub(crate) mod liveness;
 mod publish;
@@ -16,6 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use ground::{Ground, LockReach};
 pub use status::{GatewayStatus, status};
 
 use crate::bind;
@@ -95,6 +97,8 @@ impl GatewayLock {
         }
 
         let dir = Arc::new(LockDir::prepare(&resolved.lock_dir)?);
+        let (level, line) = ground::detect(&resolved.lock_dir).acquire_log_line(&resolved.lock_dir);
+        options.logger.log(level, &line);
         let (owner_id, token) = random_identity().map_err(|source| GatewayLockError::LockIo {
             path: resolved.lock_dir.clone(),
             source,

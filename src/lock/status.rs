@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::dir::LockDir;
+use super::ground::{self, Ground};
 use super::inspect::{BeaconProbe, Observed, inspect};
 use super::verdict::{Verdict, judge};
 use crate::error::GatewayLockError;
@@ -32,6 +33,9 @@ pub struct GatewayStatus {
     pub lock_path: Option<PathBuf>,
     /// A lock file is left by an owner that is provably dead (the next start reclaims it).
     pub stale: bool,
+    /// The file system holding the lock dir (or where it would be created), and whether its
+    /// locks are seen from other hosts sharing the state dir.
+    pub ground: Ground,
 }
 
 /// Looks at the lock files and probes `/healthz`. Takes no lock, creates, changes or deletes
@@ -81,5 +85,6 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
         healthy,
         lock_path,
         stale,
+        ground: ground::detect(&resolved.lock_dir),
     })
 }
