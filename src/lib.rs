@@ -34,6 +34,7 @@ pub use error::GatewayLockError;
 pub use lock::{GatewayLock, GatewayStatus, status};
 pub use options::{Auth, BindMode, BindRetry, GatewayOptions, LogLevel, Logger, ResolvedOptions};
 pub use server::HealthSource;
+pub use server::HttpAuthMethod;
 pub use server::{
     AuthThrottle, ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodError, MethodHandler,
     MethodRequest, PROTOCOL_VERSION, ProtocolOptions, Responder,
