@@ -121,14 +121,9 @@ impl ServeOptions {
                 self.http.body_idle_timeout.is_zero(),
             ),
             ("http.max_connections", self.http.max_connections == 0),
+            ("http.max_header_bytes", self.http.max_header_bytes == 0),
         ];
-        if self.http.max_header_bytes < MIN_HEADER_BYTES {
-            return Err(GatewayLockError::InvalidOption(format!(
-                "http.max_header_bytes is {}: give at least {MIN_HEADER_BYTES} (hyper's smallest \
-                 read buffer), or leave the default",
-                self.http.max_header_bytes
-            )));
-        }
+
         if let Some(build_id) = &protocol.build_id
             && build_id.chars().count() > 96
         {
@@ -156,8 +151,8 @@ impl ServeOptions {
     }
 }
 
-/// The smallest `HttpOptions.max_header_bytes`: hyper's smallest read buffer.
-const MIN_HEADER_BYTES: usize = 8192;
+/// hyper's smallest read buffer.
+const MIN_READ_BUFFER: usize = 8192;
 
 struct Shared {
     phase: AtomicU8,
@@ -521,7 +516,10 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(shared.http.header_timeout)
-        .max_buf_size(shared.http.max_header_bytes);
+        // The exact limit of a head, answered `431`; the read buffer it is read into (which
+        // bodies pass through too) is no larger, so a connection holds at most that much.
+        .max_header_size(shared.http.max_header_bytes)
+        .max_buf_size(shared.http.max_header_bytes.max(MIN_READ_BUFFER));
     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         // An upgraded WebSocket connection keeps shutdown waiting, like any connection.
         let answer = (request.method() != hyper::Method::CONNECT)

@@ -41,8 +41,7 @@ pub struct HttpOptions {
     /// Where a WebSocket upgrade is accepted (default [`WebSocketPaths::Any`], Node's rule).
     pub websocket_paths: WebSocketPaths,
     /// The largest request head (request line and headers) read; past it the connection is
-    /// answered `431` and closed (default 64 KiB, at least 8 KiB: hyper's smallest read
-    /// buffer).
+    /// answered `431` and closed (default 64 KiB).
     pub max_header_bytes: usize,
     /// A request head not complete within this closes the connection (default 30 s). It runs
     /// from the moment the connection waits for a request, so it is also how long an idle
