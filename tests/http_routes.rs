@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use gateway::{
     Auth, AuthThrottle, Body, ControlUiOptions, Gateway, GatewayLock, GatewayLockError,
-    HttpOptions, HttpRequest, HttpRoute, HttpRoutes, LogLevel, ProtocolOptions, ServeOptions,
-    WebSocketPaths,
+    HttpOptions, HttpRequest, HttpRoute, HttpRoutes, LogLevel, Method, ProtocolOptions, Response,
+    ServeOptions, StatusCode, WebSocketPaths,
 };
-use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
 const TOKEN: &str = "route-token";
@@ -1053,10 +1052,12 @@ fn hostile_requests_get_nodes_answers() {
     let mut non_utf8 = b"GET /x/".to_vec();
     non_utf8.extend_from_slice(&[0xff, 0xfe, 0xc3]);
     non_utf8.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut binary_header =
+    let binary_header =
         b"GET /x HTTP/1.1\r\nHost: x\r\nX-Bin: \xff\xfe\r\nConnection: close\r\n\r\n".to_vec();
-    binary_header.shrink_to_fit();
-    let cases: Vec<(&str, Vec<u8>, Option<(u16, Option<&str>)>)> = vec![
+    /// What the request is, its bytes, and its answer: a status and the `Connection` header
+    /// it must carry, or `None` for a socket closed without an answer.
+    type Case = (&'static str, Vec<u8>, Option<(u16, Option<&'static str>)>);
+    let cases: Vec<Case> = vec![
         ("CONNECT", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(), None),
         ("h2c upgrade", b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec(), Some((400, Some("close")))),
         ("bad Upgrade", b"GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: nonsense\r\n\r\n".to_vec(), Some((400, Some("close")))),

@@ -423,7 +423,17 @@ mod tests {
         use RouteMatch::{Exact, Prefix};
         let get = Some(Method::GET);
         let post = Some(Method::POST);
-        let cases: &[(Option<Method>, &str, RouteMatch, Method, &str, bool)] = &[
+        /// The route's method, path and matching; the request's method and path; whether
+        /// the route answers it.
+        type Case = (
+            Option<Method>,
+            &'static str,
+            RouteMatch,
+            Method,
+            &'static str,
+            bool,
+        );
+        let cases: &[Case] = &[
             (None, "/hooks", Exact, Method::GET, "/hooks", true),
             (None, "/hooks", Exact, Method::POST, "/hooks", true),
             (None, "/hooks", Exact, Method::GET, "/hooks/", false),
