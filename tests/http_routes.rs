@@ -951,6 +951,54 @@ fn a_stalled_body_is_answered_408() {
     assert_eq!(*seen.lock().unwrap(), Some(ErrorKind::TimedOut));
 }
 
+/// A handler may hand its body to a thread of the host's, which reads it with an executor of
+/// its own (here a runtime without timers, as a C host's would have none): the body streams
+/// there, and its idle timeout still fires.
+#[test]
+fn a_body_is_read_on_a_host_thread_with_its_own_executor() {
+    let route = HttpRoute::new(
+        Some(Method::POST),
+        "/elsewhere",
+        |mut request: HttpRequest| async move {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                let executor = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let read = executor.block_on(async {
+                    let mut total = 0;
+                    while let Some(chunk) = request.body.chunk().await? {
+                        total += chunk.len();
+                    }
+                    Ok::<_, std::io::Error>(total)
+                });
+                let _ = done_tx.send(read);
+            });
+            match done_rx.await.unwrap() {
+                Ok(total) => plain(StatusCode::OK, total.to_string()),
+                Err(err) => plain(StatusCode::BAD_REQUEST, err.to_string()),
+            }
+        },
+    )
+    .max_body_bytes(1 << 20);
+    let served = Served::start(
+        Auth::None,
+        HttpOptions {
+            body_idle_timeout: Duration::from_millis(500),
+            routes: HttpRoutes::new().route(route),
+            ..HttpOptions::default()
+        },
+    );
+    let (status, _, body) = served.request("POST", "/elsewhere", &[], &[b'q'; 300_000]);
+    assert_eq!((status, text(&body)), (200, "300000"));
+    let mut stream = served.connect();
+    stream
+        .write_all(b"POST /elsewhere HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        .unwrap();
+    let (status, _, _) = read_response(&mut stream, false).unwrap();
+    assert_eq!(status, 408);
+}
+
 /// `Expect: 100-continue` gets `100 Continue` once the handler reads; any other expectation
 /// is answered `417` with no body (SPEC §13.1 stage 0).
 #[test]

@@ -271,3 +271,56 @@ fn reserved_upgrade_path(path: &str) -> Option<Response<Body>> {
     );
     Some(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::http::{ControlUiOptions, HttpOptions};
+
+    /// Where an upgrade reaches the gateway protocol: (paths, Control UI base path, request
+    /// path, taken).
+    #[test]
+    fn upgrades_are_taken_where_the_options_say() {
+        let any = None;
+        let only = |paths: &[&str]| Some(paths.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+        type Case = (
+            Option<Vec<String>>,
+            Option<&'static str>,
+            &'static str,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (any.clone(), None, "/", true),
+            (any.clone(), None, "/anything/below", true),
+            (any, Some("/ui"), "/elsewhere", true),
+            (only(&["/gw"]), None, "/gw", true),
+            (only(&["/gw"]), None, "/", false),
+            (only(&["/gw"]), None, "/gw/", false),
+            (only(&["/gw"]), Some("/ui"), "/ui", true),
+            (only(&["/gw"]), Some("/ui"), "/ui/", true),
+            (only(&["/gw"]), Some("/ui/"), "/ui", true),
+            (only(&["/gw"]), Some("/ui"), "/ui/x", false),
+            (only(&["/gw"]), Some("/ui"), "/uix", false),
+            (only(&["/gw"]), Some(""), "/", true),
+            (only(&["/gw"]), Some(""), "/x", false),
+            (only(&[]), None, "/", false),
+        ];
+        for (paths, base, path, taken) in cases {
+            let options = HttpOptions {
+                websocket_paths: paths
+                    .clone()
+                    .map_or(WebSocketPaths::Any, WebSocketPaths::Only),
+                control_ui: base.map(|base| ControlUiOptions {
+                    base_path: base.to_owned(),
+                    ..ControlUiOptions::new("/nonexistent")
+                }),
+                ..HttpOptions::default()
+            };
+            assert_eq!(
+                upgrade_allowed(&options, path),
+                taken,
+                "paths {paths:?}, base path {base:?}, upgrade at {path:?}"
+            );
+        }
+    }
+}

@@ -62,8 +62,8 @@ pub struct HttpRequest {
 
 /// A request body, read chunk by chunk as it arrives, never buffered whole by the gateway.
 ///
-/// Read it on the gateway's runtime (in the handler's future, or through a handle of it): the
-/// idle timeout is one of its timers.
+/// It can be read in the handler's future or handed to a thread of the host's and read there
+/// with any executor: its idle timeout runs on the gateway's timers either way.
 #[derive(Debug)]
 pub struct RequestBody {
     pub(crate) incoming: Option<Incoming>,
@@ -73,6 +73,8 @@ pub struct RequestBody {
     pub(crate) read: u64,
     /// `HttpOptions.body_idle_timeout`.
     idle_timeout: Duration,
+    /// The gateway's runtime, whose timer the idle timeout is set on.
+    runtime: tokio::runtime::Handle,
     /// Why the body failed, for the pipeline to answer the client with (`413`, `408`).
     failure: Arc<BodyFailure>,
 }
@@ -107,7 +109,7 @@ impl BodyFailure {
 
 impl RequestBody {
     /// The body of a request to a route with `limit`, and what the pipeline learns of how it
-    /// failed.
+    /// failed. Called on the gateway's runtime.
     pub(crate) fn new(
         incoming: Incoming,
         limit: u64,
@@ -119,6 +121,7 @@ impl RequestBody {
             limit,
             read: 0,
             idle_timeout,
+            runtime: tokio::runtime::Handle::current(),
             failure: Arc::clone(&failure),
         };
         (body, failure)
@@ -134,13 +137,23 @@ impl RequestBody {
             return Ok(None);
         };
         loop {
-            let frame = match tokio::time::timeout(self.idle_timeout, incoming.frame()).await {
-                Ok(Some(frame)) => frame,
-                Ok(None) => {
+            // Made on the gateway's runtime, the timer works whichever executor polls it.
+            let idle = {
+                let _on_gateway = self.runtime.enter();
+                tokio::time::sleep(self.idle_timeout)
+            };
+            let next = tokio::select! {
+                biased;
+                frame = incoming.frame() => Some(frame),
+                () = idle => None,
+            };
+            let frame = match next {
+                Some(Some(frame)) => frame,
+                Some(None) => {
                     self.incoming = None;
                     return Ok(None);
                 }
-                Err(_) => {
+                None => {
                     self.incoming = None;
                     self.failure.set(BodyFailureKind::Idle);
                     return Err(BodyError::new(
