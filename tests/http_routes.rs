@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gateway::{
-    Auth, AuthThrottle, Body, ControlUiOptions, Gateway, GatewayLock, GatewayLockError,
+    Auth, AuthThrottle, BindMode, Body, ControlUiOptions, Gateway, GatewayLock, GatewayLockError,
     HttpOptions, HttpRequest, HttpRoute, HttpRoutes, LogLevel, Method, ProtocolOptions, Response,
     ServeOptions, StatusCode, WebSocketPaths,
 };
@@ -40,8 +40,17 @@ impl Served {
     }
 
     fn start_with(auth: Auth, configure: impl FnOnce(ServeOptions) -> ServeOptions) -> Self {
+        Self::start_on(BindMode::Loopback, auth, configure)
+    }
+
+    fn start_on(
+        bind: BindMode,
+        auth: Auth,
+        configure: impl FnOnce(ServeOptions) -> ServeOptions,
+    ) -> Self {
         let env = TestEnv::new();
-        let lock = GatewayLock::acquire(&env.options().port(free_port()).auth(auth)).unwrap();
+        let options = env.options().port(free_port()).bind(bind).auth(auth);
+        let lock = GatewayLock::acquire(&options).unwrap();
         let port = lock.port();
         let options = configure(ServeOptions {
             worker_threads: 2,
@@ -468,6 +477,18 @@ fn gateway_auth_lets_everyone_in_when_the_gateway_has_none() {
     }
 }
 
+/// Three failures lock a client out for a minute (Node's default is ten for five minutes).
+fn throttled() -> ProtocolOptions {
+    ProtocolOptions {
+        auth_throttle: AuthThrottle {
+            max_failures: 3,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(60),
+        },
+        ..ProtocolOptions::default()
+    }
+}
+
 /// SPEC §13.4: wrong bearers count in the WebSocket handshake's limiter (`shared-secret`).
 /// A client this gateway cannot attribute (a request relayed by a proxy) is locked out after
 /// `max_failures` and answered `429` with `Retry-After`, even with the right token, on HTTP
@@ -476,14 +497,7 @@ fn gateway_auth_lets_everyone_in_when_the_gateway_has_none() {
 #[test]
 fn wrong_bearers_are_throttled_with_the_handshakes_limiter() {
     let served = Served::start_with(Auth::Token(TOKEN.into()), |options| ServeOptions {
-        protocol: ProtocolOptions {
-            auth_throttle: AuthThrottle {
-                max_failures: 3,
-                window: Duration::from_secs(60),
-                lockout: Duration::from_secs(60),
-            },
-            ..ProtocolOptions::default()
-        },
+        protocol: throttled(),
         http: HttpOptions {
             routes: HttpRoutes::new().route(whoami()),
             ..HttpOptions::default()
@@ -556,6 +570,53 @@ fn wrong_bearers_are_throttled_with_the_handshakes_limiter() {
         &with_auth(&format!("Bearer {TOKEN}")),
         b"",
     );
+    assert_eq!((status, text(&body)), (200, "Some(Token)"));
+}
+
+/// A remote client (another network namespace) is locked out after `max_failures` wrong
+/// bearers, not slowed, then answered `429` even with the right token; the lockout is that
+/// peer's alone.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_remote_client_is_locked_out_of_gateway_routes() {
+    let peer = RemotePeer::new();
+    let served = Served::start_on(
+        BindMode::Custom(peer.host_ip.to_string()),
+        Auth::Token(TOKEN.into()),
+        |options| ServeOptions {
+            protocol: throttled(),
+            http: HttpOptions {
+                routes: HttpRoutes::new().route(whoami()),
+                ..HttpOptions::default()
+            },
+            ..options
+        },
+    );
+    let (host, port) = (peer.host_ip, served.port);
+    let ask = move |secret: &str| {
+        let mut stream = TcpStream::connect((host, port)).unwrap();
+        stream.set_read_timeout(Some(PROMPTLY)).unwrap();
+        write!(
+            stream,
+            "GET /whoami HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut stream, false).unwrap()
+    };
+    peer.run(async || {
+        for _ in 0..3 {
+            let started = Instant::now();
+            let (status, _, body) = ask("wrong");
+            assert_eq!((status, text(&body)), (401, UNAUTHORIZED));
+            assert!(started.elapsed() < Duration::from_millis(200), "not slowed");
+        }
+        let (status, headers, body) = ask(TOKEN);
+        assert_eq!((status, text(&body)), (429, RATE_LIMITED));
+        let retry: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
+        assert!((55..=60).contains(&retry), "Retry-After {retry}");
+    });
+    // From this side of the pair (another address) the route is open.
+    let (status, _, body) = ask(TOKEN);
     assert_eq!((status, text(&body)), (200, "Some(Token)"));
 }
 
