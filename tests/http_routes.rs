@@ -233,6 +233,15 @@ fn probes_beat_routes_and_routes_beat_the_upgrade_hint() {
     );
     let (status, _, body) = catch_all.get("/readyz");
     assert_eq!((status, text(&body)), (200, r#"{"ready":true}"#));
+    // The probe by its URL pathname, however the target spells it.
+    for path in ["/x/../healthz", "/x/%2e%2e/healthz", "//host/healthz"] {
+        let (status, _, body) = catch_all.get(path);
+        assert_eq!(
+            (status, text(&body)),
+            (200, r#"{"ok":true,"status":"live"}"#),
+            "{path}"
+        );
+    }
     for path in ["/", "/anything", "/healthz/below", "/hooks/x?y=1"] {
         let (status, _, body) = catch_all.get(path);
         assert_eq!((status, text(&body)), (200, "host"), "GET {path}");
@@ -280,6 +289,26 @@ fn a_route_at_a_probe_path_is_refused() {
     assert!(port_is_free(port), "a refused serve released the port");
 }
 
+/// A zero HTTP limit is refused by name before anything is served.
+#[test]
+fn zero_http_limits_are_refused() {
+    let zeroed: [(&str, fn(&mut HttpOptions)); 4] = [
+        ("http.max_header_bytes", |h| h.max_header_bytes = 0),
+        ("http.header_timeout", |h| h.header_timeout = Duration::ZERO),
+        ("http.body_idle_timeout", |h| {
+            h.body_idle_timeout = Duration::ZERO
+        }),
+        ("http.max_connections", |h| h.max_connections = 0),
+    ];
+    for (name, zero) in zeroed {
+        let mut options = ServeOptions::default();
+        zero(&mut options.http);
+        let message = options.validate().unwrap_err().to_string();
+        assert!(message.contains(&format!("{name} is 0")), "{message}");
+    }
+    assert!(ServeOptions::default().validate().is_ok());
+}
+
 #[test]
 fn exact_and_prefix_routes_answer_their_methods_only() {
     let served = Served::start(
@@ -304,6 +333,12 @@ fn exact_and_prefix_routes_answer_their_methods_only() {
         ("GET", "/exact/", 404, "Not Found"),
         ("POST", "/exact", 404, "Not Found"),
         ("GET", "/Exact", 404, "Not Found"),
+        // Routed by the URL's pathname, as Node: dot segments resolved, percent-encoded too.
+        ("GET", "/hooks/../exact", 200, "exact"),
+        ("GET", "/hooks/%2E%2e/exact", 200, "exact"),
+        ("GET", "/exact/./", 404, "Not Found"),
+        ("GET", "//any-host/exact", 200, "exact"),
+        ("GET", "/hooks/%2fexact", 200, "hooks"),
     ];
     for (method, path, status, body) in cases {
         let (got, _, got_body) = served.request(method, path, &[], b"");
@@ -574,8 +609,8 @@ fn wrong_bearers_are_throttled_with_the_handshakes_limiter() {
 }
 
 /// A remote client (another network namespace) is locked out after `max_failures` wrong
-/// bearers, not slowed, then answered `429` even with the right token; the lockout is that
-/// peer's alone.
+/// bearers, then answered `429` even with the right token (a loopback client never is); the
+/// lockout is that peer's alone.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_remote_client_is_locked_out_of_gateway_routes() {
@@ -605,15 +640,13 @@ fn a_remote_client_is_locked_out_of_gateway_routes() {
     };
     peer.run(async || {
         for _ in 0..3 {
-            let started = Instant::now();
             let (status, _, body) = ask("wrong");
             assert_eq!((status, text(&body)), (401, UNAUTHORIZED));
-            assert!(started.elapsed() < Duration::from_millis(200), "not slowed");
         }
         let (status, headers, body) = ask(TOKEN);
         assert_eq!((status, text(&body)), (429, RATE_LIMITED));
         let retry: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
-        assert!((55..=60).contains(&retry), "Retry-After {retry}");
+        assert!((50..=60).contains(&retry), "Retry-After {retry}");
     });
     // From this side of the pair (another address) the route is open.
     let (status, _, body) = ask(TOKEN);
@@ -857,9 +890,51 @@ fn a_head_past_max_header_bytes_is_answered_431() {
     assert_eq!(roomy.raw(big.as_bytes()).0, 200);
 }
 
+/// Slow clients (silent, or trickling their heads a byte at a time) hold no worker: a gateway
+/// with one worker thread serves others while they all stay open.
+#[test]
+fn slow_clients_hold_no_worker() {
+    let served = Served::start_with(Auth::None, |options| ServeOptions {
+        worker_threads: 1,
+        ..options
+    });
+    let silent: Vec<TcpStream> = (0..8).map(|_| served.connect()).collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickling: Vec<_> = (0..8)
+        .map(|_| {
+            let mut stream = served.connect();
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let head = b"GET /healthz HTTP/1.1\r\nX-Slow: ";
+                for byte in head.iter().chain(std::iter::repeat(&b'a')) {
+                    if stop.load(Ordering::SeqCst) {
+                        return true;
+                    }
+                    if stream.write_all(&[*byte]).is_err() {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                unreachable!()
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        assert_eq!(served.get("/healthz").0, 200);
+    }
+    stop.store(true, Ordering::SeqCst);
+    for thread in trickling {
+        assert!(
+            thread.join().unwrap(),
+            "a trickling client was still being read"
+        );
+    }
+    drop(silent);
+}
+
 /// `header_timeout`: a head that does not complete in time closes the connection, even one
 /// trickling a byte at a time (slowloris); a kept-alive connection that sends no next request
-/// is closed after it too; and the slow ones hold no worker meanwhile.
+/// is closed after it too.
 #[test]
 fn slow_and_idle_connections_are_closed_after_header_timeout() {
     let served = Served::start_with(Auth::None, |options| ServeOptions {
@@ -894,16 +969,6 @@ fn slow_and_idle_connections_are_closed_after_header_timeout() {
             })
         })
         .collect();
-    // Meanwhile the one worker serves everyone else at once.
-    for _ in 0..5 {
-        let started = Instant::now();
-        assert_eq!(served.get("/healthz").0, 200);
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            started.elapsed()
-        );
-    }
     assert!(
         closed_within(&mut silent, PROMPTLY),
         "a silent connection stays open"
@@ -1180,6 +1245,8 @@ fn hostile_requests_get_nodes_answers() {
         ("bare LF", b"GET /x HTTP/1.1\nHost: x\nConnection: close\n\n".to_vec(), Some((200, None))),
         ("conflicting lengths", b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab".to_vec(), Some((400, None))),
         ("binary header value", binary_header, Some((200, None))),
+        ("backslash in the path (a slash to Node)", b"GET /x\\y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), Some((200, None))),
+        ("dot segments to the worker ingress", b"GET /x/../__openclaw__/worker HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), Some((404, None))),
         ("worker ingress", b"GET /__openclaw__/worker HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), Some((404, None))),
     ];
     for (name, raw, expected) in cases {

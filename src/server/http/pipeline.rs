@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
-use super::routes::{BodyFailure, BodyFailureKind};
+use super::routes::{BodyFailure, BodyFailureKind, pathname};
 use super::{Body, HttpRequest, HttpRoute, RequestBody, RouteAuth, WebSocketPaths, gateway_bearer};
 use crate::options::LogLevel;
 use crate::server::{OpenConnection, Shared, probes, ws};
@@ -59,8 +59,8 @@ async fn stages(
     if expects_other_than_continue(&request) {
         return status_only(StatusCode::EXPECTATION_FAILED);
     }
-    // Stage 1 (SS:7107-7114) and SPEC §13.2.
-    let path = request.uri().path().to_owned();
+    // Stage 1 (SS:7107-7114) and SPEC §13.2. Every stage routes by the URL's pathname.
+    let path = pathname(request.uri().path()).into_owned();
     if wants_websocket(&request) {
         if let Some(refusal) = reserved_upgrade_path(&path) {
             return refusal;

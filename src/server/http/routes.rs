@@ -21,8 +21,9 @@ use crate::error::GatewayLockError;
 /// The future a handler answers with.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'static>>;
 
-/// How a route's path is matched against the request's path (percent-decoding aside: paths
-/// are compared as sent).
+/// How a route's path is matched against the request's path: its `pathname` as Node's
+/// `new URL(req.url)` gives it, dot segments resolved but nothing percent-decoded (see
+/// [`pathname`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteMatch {
     /// The path and nothing else.
@@ -325,6 +326,63 @@ impl HttpRoute {
     }
 }
 
+/// The path of a request target as WHATWG URL parsing gives it (`URL(req.url).pathname`,
+/// which Node's gateway routes by, SPEC §13.1-13.2): `.` and `..` segments resolved, their
+/// percent-encoded spellings (`%2e`, `.%2E`, …) too, nothing else decoded; a backslash read
+/// as a slash (as for every `http:` URL); a target that starts with `//` read as `//host/path`. So `/a/../healthz` is the probe, `/hooks/%2e%2e/admin` is
+/// `/admin` and `//x/readyz` is `/readyz`, in every stage alike.
+pub(crate) fn pathname(target: &str) -> std::borrow::Cow<'_, str> {
+    let plain = target.starts_with('/')
+        && !target.starts_with("//")
+        && !target.contains('\\')
+        && !target[1..].split('/').any(|s| is_dot(s) || is_dot_dot(s));
+    if plain {
+        return target.into();
+    }
+    let slashed = target.replace('\\', "/");
+    // `//host/path`: the host is no part of the path.
+    let path = match slashed.strip_prefix("//") {
+        Some(authority_and_path) => {
+            let authority_and_path = authority_and_path.trim_start_matches('/');
+            authority_and_path
+                .find('/')
+                .map_or("/", |start| &authority_and_path[start..])
+        }
+        None => &slashed,
+    };
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let mut segments: Vec<&str> = Vec::new();
+    let mut parts = rest.split('/').peekable();
+    while let Some(segment) = parts.next() {
+        let last = parts.peek().is_none();
+        if is_dot_dot(segment) {
+            segments.pop();
+            if last {
+                segments.push("");
+            }
+        } else if is_dot(segment) {
+            if last {
+                segments.push("");
+            }
+        } else {
+            segments.push(segment);
+        }
+    }
+    format!("/{}", segments.join("/")).into()
+}
+
+/// `.` as a path segment, or its percent-encoded spelling.
+fn is_dot(segment: &str) -> bool {
+    segment == "." || segment.eq_ignore_ascii_case("%2e")
+}
+
+/// `..` as a path segment, in any of its percent-encoded spellings.
+fn is_dot_dot(segment: &str) -> bool {
+    ["..", ".%2e", "%2e.", "%2e%2e"]
+        .iter()
+        .any(|dots| segment.eq_ignore_ascii_case(dots))
+}
+
 /// What answers `path` before the host's routes, if anything: a probe (SPEC §8) or the worker
 /// ingress OpenClaw reserves (SPEC §13.1 stage 6).
 fn reserved_path(path: &str) -> Option<&'static str> {
@@ -478,6 +536,47 @@ mod tests {
                 *expected,
                 "{matching:?} route {method:?} {path:?} against {req_method} {req_path:?}"
             );
+        }
+    }
+
+    /// WHATWG URL's pathname of a request target, as Node routes by it (every case checked
+    /// against `URL.parse(target, "http://localhost").pathname` in Node 20).
+    #[test]
+    fn pathnames_resolve_dot_segments_as_a_url_parser_does() {
+        let cases = [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("/a/./b", "/a/b"),
+            ("/a/../healthz", "/healthz"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/..", "/"),
+            ("/../../x", "/x"),
+            ("/hooks/%2e%2e/admin", "/admin"),
+            ("/hooks/%2E%2e/admin", "/admin"),
+            ("/hooks/.%2E/admin", "/admin"),
+            ("/hooks/%2e./admin", "/admin"),
+            ("/hooks/%2e/x", "/hooks/x"),
+            ("/a/...", "/a/..."),
+            ("/a/..b", "/a/..b"),
+            ("/a/%2e%2e%2e", "/a/%2e%2e%2e"),
+            ("/a/%2f../b", "/a/%2f../b"),
+            ("/a/./", "/a/"),
+            // Protocol-relative: the first segment is a host.
+            ("//a/../b", "/b"),
+            ("//a", "/"),
+            ("//a/healthz", "/healthz"),
+            ("///x/../y", "/y"),
+            ("/a%20b", "/a%20b"),
+            ("*", "/*"),
+            // Backslashes are slashes.
+            ("/x\\y", "/x/y"),
+            ("/x\\..\\healthz", "/healthz"),
+            ("/\\a/b", "/b"),
+        ];
+        for (target, expected) in cases {
+            assert_eq!(pathname(target), expected, "{target}");
         }
     }
 
