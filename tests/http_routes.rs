@@ -292,7 +292,9 @@ fn a_route_at_a_probe_path_is_refused() {
 /// A zero HTTP limit is refused by name before anything is served.
 #[test]
 fn zero_http_limits_are_refused() {
-    let zeroed: [(&str, fn(&mut HttpOptions)); 4] = [
+    /// An option's name, and how to set it to zero.
+    type Zeroed = (&'static str, fn(&mut HttpOptions));
+    let zeroed: [Zeroed; 4] = [
         ("http.max_header_bytes", |h| h.max_header_bytes = 0),
         ("http.header_timeout", |h| h.header_timeout = Duration::ZERO),
         ("http.body_idle_timeout", |h| {
