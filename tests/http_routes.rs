@@ -319,7 +319,13 @@ fn exact_and_prefix_routes_answer_their_methods_only() {
             routes: HttpRoutes::new()
                 .route(says(Some(Method::POST), "/hooks/wake", "wake"))
                 .route(says(None, "/hooks", "hooks").prefix())
-                .route(says(Some(Method::GET), "/exact", "exact")),
+                .route(says(Some(Method::GET), "/exact", "exact"))
+                .route(
+                    HttpRoute::new(None, "/echo", |request: HttpRequest| async move {
+                        plain(StatusCode::OK, request.path().into_owned())
+                    })
+                    .prefix(),
+                ),
             ..HttpOptions::default()
         },
     );
@@ -341,6 +347,10 @@ fn exact_and_prefix_routes_answer_their_methods_only() {
         ("GET", "/exact/./", 404, "Not Found"),
         ("GET", "//any-host/exact", 200, "exact"),
         ("GET", "/hooks/%2fexact", 200, "hooks"),
+        // The handler is told the path it was routed by.
+        ("GET", "/echo/a/../b?q", 200, "/echo/b"),
+        ("GET", "/x/../echo/%2e/c", 200, "/echo/c"),
+        ("GET", "/echo/a%2Fb", 200, "/echo/a%2Fb"),
     ];
     for (method, path, status, body) in cases {
         let (got, _, got_body) = served.request(method, path, &[], b"");

@@ -21,9 +21,9 @@ use crate::error::GatewayLockError;
 /// The future a handler answers with.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'static>>;
 
-/// How a route's path is matched against the request's path: its `pathname` as Node's
-/// `new URL(req.url)` gives it, dot segments resolved but nothing percent-decoded (see
-/// [`pathname`]).
+/// How a route's path is matched against the request's path: its pathname as Node's
+/// `new URL(req.url)` gives it ([`HttpRequest::path`]: dot segments and backslashes resolved,
+/// nothing percent-decoded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteMatch {
     /// The path and nothing else.
@@ -59,6 +59,14 @@ pub struct HttpRequest {
     pub auth: Option<HttpAuthMethod>,
     /// The body, read as it arrives, within the route's limit and the idle timeout.
     pub body: RequestBody,
+}
+
+impl HttpRequest {
+    /// The path the request was routed by: the target's pathname as Node's `new URL()` gives
+    /// it (`/a/../b` is `/b`, `/a\b` is `/a/b`, `//host/b` is `/b`; `%2F` stays as sent).
+    pub fn path(&self) -> std::borrow::Cow<'_, str> {
+        pathname(self.uri.path())
+    }
 }
 
 /// A request body, read chunk by chunk as it arrives, never buffered whole by the gateway.
