@@ -1194,6 +1194,10 @@ fn the_connection_cap_covers_http_and_websocket_connections() {
     // The fourth.
     let mut over = served.connect();
     let answer = read_to_close(&mut over);
+    assert!(
+        answer.starts_with("HTTP/1.1 503 ") && answer.ends_with("\r\n\r\nToo many connections"),
+        "{answer}"
+    );
     // The answer is written without reading the request; a reset may overtake it.
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 503 "),
@@ -1463,11 +1467,22 @@ fn upgrade_status(port: u16, path: &str) -> u16 {
     String::from_utf8_lossy(&head)[9..12].parse().unwrap()
 }
 
+/// A directory with a minimal built UI in it, for a Control UI mount.
+fn ui_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(
+        root.path().join("index.html"),
+        "<!doctype html><html><head></head><body></body></html>",
+    )
+    .unwrap();
+    root
+}
+
 /// SPEC §13.2: Node takes an upgrade at any path but its reserved ones, so a Control UI under
 /// a base path reaches the gateway there.
 #[test]
 fn upgrades_are_taken_anywhere_by_default_and_at_the_base_path() {
-    let root = tempfile::tempdir().unwrap();
+    let root = ui_root();
     let served = Served::start(
         Auth::None,
         HttpOptions {
@@ -1501,7 +1516,7 @@ fn upgrades_are_taken_only_where_configured() {
     for path in ["/", "/gw/", "/gwx", "/other"] {
         assert_eq!(upgrade_status(only.port, path), 404, "{path}");
     }
-    let root = tempfile::tempdir().unwrap();
+    let root = ui_root();
     let with_ui = Served::start(
         Auth::None,
         HttpOptions {

@@ -484,8 +484,11 @@ async fn accept_loop(
                                 shared.http.max_connections
                             ));
                         }
-                        // A fresh socket's send buffer takes this at once; never wait on it.
-                        let _ = stream.try_write(OVER_CAPACITY);
+                        // Written straight to the (non-blocking) socket: a fresh one's send
+                        // buffer takes it at once, and the runtime has not yet seen it writable.
+                        if let Ok(mut stream) = stream.into_std() {
+                            let _ = std::io::Write::write(&mut stream, OVER_CAPACITY);
+                        }
                     }
                 },
                 Err(err) => {
