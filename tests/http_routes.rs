@@ -1250,6 +1250,7 @@ fn hostile_requests_get_nodes_answers() {
     let cases: Vec<Case> = vec![
         ("CONNECT", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(), None),
         ("h2c upgrade", b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec(), Some((400, Some("close")))),
+        ("websocket Upgrade without Connection: upgrade", b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".to_vec(), Some((400, Some("close")))),
         ("bad Upgrade", b"GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: nonsense\r\n\r\n".to_vec(), Some((400, Some("close")))),
         ("huge header", format!("GET /x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(70 * 1024)).into_bytes(), Some((431, None))),
         ("many headers", format!("GET /x HTTP/1.1\r\nHost: x\r\n{}\r\n", "X-H: 1\r\n".repeat(200)).into_bytes(), Some((431, None))),

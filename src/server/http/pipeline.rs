@@ -233,17 +233,20 @@ fn upgrade_allowed(http: &super::HttpOptions, path: &str) -> bool {
     }
 }
 
-/// Whether a request asks for a WebSocket upgrade (`Upgrade: websocket`).
+/// Whether a request asks for a WebSocket upgrade: `Upgrade: websocket` and
+/// `Connection: upgrade`, each a token of a comma-separated list in any case, as Node's
+/// `isWebSocketUpgradeRequest` reads them (http-common-vk2jgtAM.mjs:295-298). An `Upgrade`
+/// without both is a bad request to Node (stage 1).
 fn wants_websocket(request: &Request<Incoming>) -> bool {
-    request
-        .headers()
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
-        })
+    let has_token = |name: header::HeaderName, token: &str| {
+        request
+            .headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    has_token(header::UPGRADE, "websocket") && has_token(header::CONNECTION, "upgrade")
 }
 
 /// An upgrade on a path OpenClaw reserves for a feature this core does not have, answered as
