@@ -25,8 +25,9 @@ pub enum WebSocketPaths {
     /// Node's rule (SPEC §13.2): every path but the ones OpenClaw reserves, so a client under
     /// a base path reaches the gateway.
     Any,
-    /// Only these paths (each exact; e.g. `["/", "/openclaw"]`); an upgrade elsewhere is
-    /// answered `404`.
+    /// Only these paths (each exact, matched against the URL's pathname; e.g.
+    /// `["/", "/openclaw"]`), and the Control UI's base path when it is mounted (where the UI
+    /// connects); an upgrade elsewhere is answered `404`.
     Only(Vec<String>),
 }
 
