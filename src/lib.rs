@@ -31,9 +31,13 @@ pub mod server;
 pub mod supervisor;
 
 pub use error::GatewayLockError;
+/// The HTTP types host routes are written with (hyper 1's, from the `http` crate), so a host
+/// needs no dependency of its own on them.
+pub use hyper::{HeaderMap, Method, Response, StatusCode, Uri, header};
 pub use lock::{GatewayLock, GatewayStatus, Ground, LockReach, status};
 pub use options::{Auth, BindMode, BindRetry, GatewayOptions, LogLevel, Logger, ResolvedOptions};
 pub use server::HealthSource;
+pub use server::HttpAuthMethod;
 pub use server::{
     AuthThrottle, ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodError, MethodHandler,
     MethodRequest, PROTOCOL_VERSION, ProtocolOptions, Responder,

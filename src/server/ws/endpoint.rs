@@ -145,4 +145,15 @@ impl Endpoint {
     pub(crate) fn shutdown(&self) {
         self.hub.shutdown();
     }
+
+    /// The gateway's auth mode and secret (HTTP routes check bearers against it too).
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The limiter of wrong secrets from clients without `Origin`, which HTTP bearer failures
+    /// count in too (SPEC §13.4).
+    pub(crate) fn throttle(&self) -> &RateLimiter {
+        &self.throttle
+    }
 }
