@@ -706,7 +706,7 @@ const char *gw_http_exchange_header(const struct gw_http_exchange *exchange,
 
 /**
  * Every header of the request as a JSON object, Node's `req.headers`: lowercase names,
- * repeated headers joined by `", "`, e.g. `{"host":"127.0.0.1:18789","accept":"*/*"}`. NULL
+ * repeated headers joined by `", "`, e.g. `{"host":"127.0.0.1:18789","accept":"text/html"}`. NULL
  * when `exchange` is NULL. When `len` is not NULL it is set to the length without the NUL.
  *
  * Returns a NUL-terminated UTF-8 string owned by the exchange, valid until
