@@ -246,7 +246,7 @@ const C_CASES: [&str; 13] = [
     "log_finalizer_and_lock_lost",
     "pairing_calls",
 ];
-const CPP_CASES: [&str; 7] = [
+const CPP_CASES: [&str; 8] = [
     "errors",
     "serve",
     "raii",
@@ -254,6 +254,7 @@ const CPP_CASES: [&str; 7] = [
     "serve_options",
     "lock_extras",
     "pairing",
+    "http_routes",
 ];
 
 fn c_suite(mode: Mode, valgrind: bool) {
@@ -1148,6 +1149,7 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
     ("ServeOptions.logger", &["gw_callbacks.log"]),
     ("ServeOptions.on_state", &["gw_callbacks.state"]),
     ("ServeOptions.handlers", &["gw_callbacks.handlers"]),
+    ("ServeOptions.http", &["gw_serve_options_add_http_route"]),
     (
         "PairingOptions.policy",
         &[
