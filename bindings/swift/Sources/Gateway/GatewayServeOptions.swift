@@ -67,6 +67,8 @@ public struct GatewayServeOptions: Sendable, Equatable {
     /// How often the health snapshot is refreshed and sent as a `health` event, and how old a
     /// cached one may be when `health` answers it (default 60 s).
     public var healthRefreshInterval: Duration?
+    /// The host's HTTP routes on the gateway port, tried in this order (default none).
+    public var httpRoutes: [GatewayHTTPRoute]
 
     /// The defaults.
     public init(
@@ -77,7 +79,8 @@ public struct GatewayServeOptions: Sendable, Equatable {
         maxBufferedBytes: Int? = nil, authThrottle: AuthThrottle? = nil,
         serverVersion: String? = nil, pairingPolicy: GatewayPairingPolicy? = nil,
         pairingStorePath: String? = nil, buildID: String? = nil, capabilities: [String] = [],
-        challengeCapabilities: [String] = [], healthRefreshInterval: Duration? = nil
+        challengeCapabilities: [String] = [], healthRefreshInterval: Duration? = nil,
+        httpRoutes: [GatewayHTTPRoute] = []
     ) {
         self.workerThreads = workerThreads
         self.dropTimeout = dropTimeout
@@ -98,6 +101,7 @@ public struct GatewayServeOptions: Sendable, Equatable {
         self.capabilities = capabilities
         self.challengeCapabilities = challengeCapabilities
         self.healthRefreshInterval = healthRefreshInterval
+        self.httpRoutes = httpRoutes
     }
 
     /// The timeout `deinit` gives `gw_shutdown`: the library's default unless set.
@@ -177,6 +181,9 @@ final class ServeOptionsHandle {
         if let t = options.healthRefreshInterval {
             try check(gw_serve_options_set_health_refresh_interval_ms(
                 pointer, try milliseconds(t, "healthRefreshInterval")))
+        }
+        for route in options.httpRoutes {
+            try route.add(to: pointer)
         }
     }
 
