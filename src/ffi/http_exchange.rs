@@ -573,9 +573,10 @@ pub unsafe extern "C" fn gw_http_exchange_respond(
         let bytes = match (body.is_null(), body_len) {
             (_, 0) => Bytes::new(),
             (true, _) => return Err(null_argument(FUNCTION, "body")),
-            // SAFETY: `body_len` readable bytes, by the contract.
             (false, len) => {
-                Bytes::copy_from_slice(unsafe { std::slice::from_raw_parts(body, len) })
+                // SAFETY: `body_len` readable bytes, by the contract.
+                let body = unsafe { std::slice::from_raw_parts(body, len) };
+                Bytes::copy_from_slice(body)
             }
         };
         let response = builder.body(Body::full(bytes)).map_err(|err| {
