@@ -549,7 +549,9 @@ const char *gw_version(void);
  * `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`,
  * `gw_lock_acquire_with_listener`, `gw_lock_is_lost`. Also in 2: `on_connection`
  * (`gw_connection_fn`) gets the `gw_server` after `userdata` and may run before `gw_serve`
- * returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`.
+ * returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`. Added
+ * since, without a new version: host HTTP routes (`gw_serve_options_add_http_route`,
+ * `gw_http_exchange_*`) and the results `GW_ERR_HTTP_BODY` and `GW_ERR_WRONG_THREAD`.
  */
 uint32_t gw_abi_version(void);
 
@@ -720,9 +722,10 @@ const char *gw_http_exchange_headers_json(const struct gw_http_exchange *exchang
                                           size_t *len);
 
 /**
- * Whether the request came with the gateway's auth: true on every request to a route
- * registered with `GW_HTTP_ROUTE_GATEWAY_AUTH` (the gateway refuses the others before the
- * callback), false on a public route and when `exchange` is NULL. Any thread.
+ * Whether the request passed the gateway's auth: true on every request to a route registered
+ * with `GW_HTTP_ROUTE_GATEWAY_AUTH` (the gateway answers the others `401` / `429` before the
+ * callback; with the gateway's auth mode none, it lets everyone through), false on a public
+ * route and when `exchange` is NULL. Any thread.
  *
  * # Safety
  *

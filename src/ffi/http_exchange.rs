@@ -315,9 +315,10 @@ pub unsafe extern "C" fn gw_http_exchange_headers_json(
     unsafe { text("gw_http_exchange_headers_json", exchange, json) }
 }
 
-/// Whether the request came with the gateway's auth: true on every request to a route
-/// registered with `GW_HTTP_ROUTE_GATEWAY_AUTH` (the gateway refuses the others before the
-/// callback), false on a public route and when `exchange` is NULL. Any thread.
+/// Whether the request passed the gateway's auth: true on every request to a route registered
+/// with `GW_HTTP_ROUTE_GATEWAY_AUTH` (the gateway answers the others `401` / `429` before the
+/// callback; with the gateway's auth mode none, it lets everyone through), false on a public
+/// route and when `exchange` is NULL. Any thread.
 ///
 /// # Safety
 ///
@@ -784,4 +785,97 @@ pub unsafe extern "C" fn gw_http_exchange_free(exchange: *mut gw_http_exchange) 
     // SAFETY: NULL or boxed by the route and given to the host, never used again, by the
     // contract.
     unsafe { super::boundary::free_handle("gw_http_exchange_free", exchange) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::boundary::last_error;
+
+    /// What a response head may carry: each case's status and headers JSON, and the refusal's
+    /// message (`None`: accepted).
+    #[test]
+    fn a_response_head_is_a_final_status_and_a_json_object_of_headers() {
+        let cases: [(u16, Option<&str>, Option<&str>); 13] = [
+            (200, None, None),
+            (599, Some(r#"{"content-type":"text/plain"}"#), None),
+            (
+                204,
+                Some(r#"{"set-cookie":["a=1","b=2"],"X-Mixed-Case":"v"}"#),
+                None,
+            ),
+            (199, None, Some("status 199 is not a final HTTP status")),
+            (600, None, Some("status 600 is not a final HTTP status")),
+            (101, None, Some("give one from 200 to 599")),
+            (200, Some("[]"), Some("headers_json is not a JSON object")),
+            (200, Some("{"), Some("headers_json is not valid JSON")),
+            (
+                200,
+                Some(r#"{"bad name":"v"}"#),
+                Some("\"bad name\" is not an HTTP header name"),
+            ),
+            (
+                200,
+                Some(r#"{"x":"a\u0000b"}"#),
+                Some("not a string of visible characters"),
+            ),
+            (
+                200,
+                Some(r#"{"x":[]}"#),
+                Some("neither a string nor an array of strings"),
+            ),
+            (
+                200,
+                Some(r#"{"Content-Length":"3"}"#),
+                Some("sets \"Content-Length\" itself"),
+            ),
+            (
+                200,
+                Some(r#"{"transfer-encoding":"chunked"}"#),
+                Some("sets \"transfer-encoding\""),
+            ),
+        ];
+        for (status, headers, refusal) in cases {
+            let (ptr, len) =
+                headers.map_or((std::ptr::null(), 0), |h| (h.as_ptr().cast(), h.len()));
+            // SAFETY: NULL or `len` readable bytes.
+            let built = unsafe { head("f", status, ptr, len) };
+            match (built, refusal) {
+                (Ok(builder), None) => {
+                    let response = builder.body(()).unwrap();
+                    assert_eq!(response.status().as_u16(), status);
+                }
+                (Err(result), Some(message)) => {
+                    assert_eq!(result, gw_result::GW_ERR_INVALID_ARGUMENT, "{headers:?}");
+                    assert!(last_error().contains(message), "{}", last_error());
+                }
+                (Ok(_), Some(message)) => panic!("{status} {headers:?} accepted; want {message:?}"),
+                (Err(_), None) => panic!("{status} {headers:?} refused: {}", last_error()),
+            }
+        }
+        let cookies = r#"{"set-cookie":["a=1","b=2"]}"#;
+        // SAFETY: `cookies.len()` readable bytes.
+        let builder = unsafe { head("f", 200, cookies.as_ptr().cast(), cookies.len()) };
+        let response = builder.unwrap().body(()).unwrap();
+        let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn request_headers_are_joined_as_node_gives_them() {
+        let mut headers = HeaderMap::new();
+        headers.append("x-demo", HeaderValue::from_static("one"));
+        headers.append("host", HeaderValue::from_static("h"));
+        headers.append("x-demo", HeaderValue::from_static("two"));
+        headers.append("x-bytes", HeaderValue::from_bytes(b"a\xffb").unwrap());
+        let json: serde_json::Value = serde_json::from_str(&headers_json(&headers)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"x-demo": "one, two", "host": "h", "x-bytes": "a\u{FFFD}b"})
+        );
+        let joined = joined_headers(&headers);
+        assert_eq!(joined.len(), 3);
+        assert_eq!(joined[0].0, "x-demo");
+        assert_eq!(joined[0].1.as_c_str(), c"one, two");
+    }
 }

@@ -171,3 +171,53 @@ pub unsafe extern "C" fn gw_serve_options_add_http_route(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::c_void;
+    use std::ptr::null_mut;
+
+    use super::*;
+    use crate::ffi::serve_options::{gw_serve_options_free, gw_serve_options_new};
+    use crate::server::RouteAuth;
+
+    unsafe extern "C" fn ignore(_: *mut c_void, _: *mut gw_http_exchange) {}
+
+    #[test]
+    fn a_registration_becomes_the_rust_route() {
+        let options = gw_serve_options_new();
+        let flags = gw_http_route_flags::GW_HTTP_ROUTE_PREFIX as u32
+            | gw_http_route_flags::GW_HTTP_ROUTE_GATEWAY_AUTH as u32;
+        // SAFETY: live options, NUL-terminated strings, a callable handler.
+        unsafe {
+            let add = |method: *const c_char, path: &std::ffi::CStr, flags: u32| {
+                gw_serve_options_add_http_route(
+                    options,
+                    method,
+                    path.as_ptr(),
+                    flags,
+                    77,
+                    Some(ignore),
+                    null_mut(),
+                    None,
+                )
+            };
+            assert_eq!(add(c"POST".as_ptr(), c"/hooks", flags), gw_result::GW_OK);
+            assert_eq!(add(c"*".as_ptr(), c"/any", 0), gw_result::GW_OK);
+            assert_eq!(add(std::ptr::null(), c"/null", 0), gw_result::GW_OK);
+            let routes = &(*options).inner.http.routes;
+            let hook = routes
+                .find(&Method::POST, "/hooks/github")
+                .expect("a prefix route");
+            assert_eq!((hook.auth, hook.max_body_bytes), (RouteAuth::Gateway, 77));
+            assert!(routes.find(&Method::GET, "/hooks").is_none());
+            assert!(routes.find(&Method::DELETE, "/any").is_some());
+            assert!(routes.find(&Method::DELETE, "/any/below").is_none());
+            assert_eq!(
+                routes.find(&Method::PATCH, "/null").map(|r| r.auth),
+                Some(RouteAuth::Public)
+            );
+            gw_serve_options_free(options);
+        }
+    }
+}

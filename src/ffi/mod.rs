@@ -89,7 +89,9 @@ pub extern "C" fn gw_version() -> *const c_char {
 /// `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`,
 /// `gw_lock_acquire_with_listener`, `gw_lock_is_lost`. Also in 2: `on_connection`
 /// (`gw_connection_fn`) gets the `gw_server` after `userdata` and may run before `gw_serve`
-/// returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`.
+/// returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`. Added
+/// since, without a new version: host HTTP routes (`gw_serve_options_add_http_route`,
+/// `gw_http_exchange_*`) and the results `GW_ERR_HTTP_BODY` and `GW_ERR_WRONG_THREAD`.
 #[unsafe(no_mangle)]
 pub extern "C" fn gw_abi_version() -> u32 {
     ABI_VERSION
