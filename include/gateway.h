@@ -871,6 +871,167 @@ gw_result gw_http_exchange_abort(const struct gw_http_exchange *exchange);
 void gw_http_exchange_free(struct gw_http_exchange *exchange);
 
 /**
+ * The largest request head (request line and headers) read; past it the client is answered
+ * `431` and the connection closed (default 65536).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a size the Rust `ServeOptions::validate`
+ * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_http_max_header_bytes(struct gw_serve_options *options,
+                                                     size_t bytes);
+
+/**
+ * A request head not complete within this closes the connection (default 30000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
+ * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_http_header_timeout_ms(struct gw_serve_options *options,
+                                                      uint64_t ms);
+
+/**
+ * A request body that sends nothing for this long fails its read (`gw_http_exchange_read`
+ * gives `GW_ERR_HTTP_BODY`) and the client is answered `408` (default 30000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
+ * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_http_body_idle_timeout_ms(struct gw_serve_options *options,
+                                                         uint64_t ms);
+
+/**
+ * Sends `Strict-Transport-Security: <value>` on every HTTP response (e.g.
+ * `"max-age=31536000"`; Node's `gateway.http.securityHeaders.strictTransportSecurity`); NULL
+ * sends none (the default).
+ *
+ * The string is copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for an empty value, one
+ * that is not a valid header value, or not UTF-8; `GW_ERR_NULL_ARGUMENT` when `options` is
+ * NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `value` is NULL or a NUL-terminated string.
+ */
+gw_result gw_serve_options_set_http_strict_transport_security(struct gw_serve_options *options,
+                                                              const char *value);
+
+/**
+ * Accepts WebSocket upgrades at `path` (exact, e.g. `"/"` or `"/openclaw"`). By default an
+ * upgrade is accepted at every path but the ones OpenClaw reserves, as Node does; the first
+ * call restricts upgrades to the paths added (an upgrade elsewhere is answered `404`), each
+ * call adds one.
+ *
+ * The string is copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a path that does
+ * not start with `/`, or is not UTF-8; `GW_ERR_NULL_ARGUMENT` when an argument is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `path` is NULL or a NUL-terminated string.
+ */
+gw_result gw_serve_options_add_websocket_path(struct gw_serve_options *options,
+                                              const char *path);
+
+/**
+ * Serves OpenClaw's Control UI (a built `dist/control-ui/`, unmodified) from the directory
+ * `root` under `base_path` (`""` or NULL: the site's root; else Node's normal form, a `/` and
+ * no trailing `/`, e.g. `"/openclaw"`), as a configured build: its page does not reload when
+ * `hello-ok.server.buildId` differs from its own. It answers after the host's HTTP routes.
+ * Replaces a mount set before, with the defaults for the other `gw_serve_options_set_control_ui_*`
+ * settings. The directory is read when `gw_serve` is called, which fails naming what is wrong
+ * with it.
+ *
+ * The strings are copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for an empty `root`,
+ * a `base_path` not in that form, or a string that is not UTF-8; `GW_ERR_NULL_ARGUMENT` when
+ * `options` or `root` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `root` and `base_path` are NULL or NUL-terminated strings.
+ */
+gw_result gw_serve_options_set_control_ui(struct gw_serve_options *options,
+                                          const char *root,
+                                          const char *base_path);
+
+/**
+ * The keys of `control-ui-config.json` the host sets (`config_json`, `len` bytes of UTF-8, a
+ * JSON object such as `{"assistantName":"Ada"}`, copied); the gateway fills `basePath`,
+ * `serverVersion` and `serverBuildId` itself, and Node's defaults for the rest.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) when no Control UI is mounted
+ * (`gw_serve_options_set_control_ui` first) or `config_json` is not a JSON object;
+ * `GW_ERR_NULL_ARGUMENT` when a pointer is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `config_json` is NULL or `len` readable bytes.
+ */
+gw_result gw_serve_options_set_control_ui_config_json(struct gw_serve_options *options,
+                                                      const char *config_json,
+                                                      size_t len);
+
+/**
+ * `gateway.controlUi.environment` (`environment_json`, `len` bytes of UTF-8 JSON, any value,
+ * copied), inserted into the UI's `index.html`; NULL removes it (the default).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) when no Control UI is mounted or the text is
+ * not JSON; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `environment_json` is NULL or `len` readable bytes.
+ */
+gw_result gw_serve_options_set_control_ui_environment_json(struct gw_serve_options *options,
+                                                           const char *environment_json,
+                                                           size_t len);
+
+/**
+ * Whether the mounted UI is the one shipped with this gateway build (`true`: a bundled build,
+ * which reloads when `hello-ok.server.buildId` differs from its own) or one the user chose
+ * (`false`, the default: `server.controlUiBuildSource` is `"configured"`, and it never
+ * reloads for that).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` when no Control UI is mounted; `GW_ERR_NULL_ARGUMENT` when
+ * `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_control_ui_bundled(struct gw_serve_options *options,
+                                                  bool bundled);
+
+/**
+ * Whether the UI offers its terminal (`data-openclaw-terminal-enabled`, and the
+ * `wasm-unsafe-eval` source in its Content-Security-Policy) (default false).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` when no Control UI is mounted; `GW_ERR_NULL_ARGUMENT` when
+ * `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_control_ui_terminal(struct gw_serve_options *options,
+                                                   bool enabled);
+
+/**
  * Adds a route on the gateway port: requests whose method is `method` (e.g. `"POST"`; NULL or
  * `"*"`: any method) and whose path is `path` (as sent, starting with `/`; with
  * `GW_HTTP_ROUTE_PREFIX`, also every path below it) go to `handler` (see `gw_http_route_fn`).

@@ -24,6 +24,7 @@ mod calls;
 mod handlers;
 mod host;
 mod http_exchange;
+mod http_options;
 mod http_routes;
 mod lock;
 mod log;
@@ -44,6 +45,7 @@ pub use handlers::{
     gw_handlers, gw_handlers_add_event, gw_handlers_add_method, gw_handlers_free, gw_handlers_new,
 };
 pub use http_exchange::*;
+pub use http_options::*;
 pub use http_routes::{gw_http_route_flags, gw_http_route_fn, gw_serve_options_add_http_route};
 pub use lock::{
     gw_lock, gw_lock_acquire, gw_lock_acquire_with_listener, gw_lock_is_lost, gw_lock_port,

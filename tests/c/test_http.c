@@ -4,8 +4,11 @@
  * ASan+UBSan and under valgrind. The HTTP client is plain sockets over TCP, in this process.
  *
  *   test_http all <dir>     every case; prints "ok <case>" for each, then "all ok"
- *   test_http auth <dir>    a GW_HTTP_ROUTE_GATEWAY_AUTH route: 401 without the gateway's
- *                           bearer token, 200 (and authenticated) with it
+ *   test_http pipeline <dir>  a GW_HTTP_ROUTE_GATEWAY_AUTH route: 401 without the gateway's
+ *                           bearer token, 200 (and authenticated) with it; a stalled body
+ *                           fails its read after the serve options' idle timeout (408)
+ *   test_http ui <dir>      the Control UI mounted from C: a built UI directory under a base
+ *                           path, with the host's control-ui-config.json keys
  *
  * Any failed check prints "FAIL file:line: ..." and exits 1.
  */
@@ -13,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -245,11 +250,12 @@ struct host {
     atomic_int upload_reads;
     atomic_int client_saw_partial; /* the cut stream's client has its first chunk */
     atomic_int small_answered;
+    atomic_int idle_answered;
     gw_http_exchange *held;      /* the after-shutdown case's exchange */
     atomic_int held_ready;
 };
 
-static struct host host = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0};
+static struct host host = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0};
 
 static void route_free(void *userdata) { atomic_fetch_add(&((struct host *)userdata)->frees, 1); }
 
@@ -455,6 +461,18 @@ static void answer_small(struct host *h, gw_http_exchange *exchange) {
     atomic_fetch_add(&h->small_answered, 1);
 }
 
+/* POST /idle: the client sends 10 of the 100 bytes it announced, then nothing. */
+static void answer_idle(struct host *h, gw_http_exchange *exchange) {
+    size_t len = 0;
+    gw_result result;
+    free(read_body(exchange, &len, &result));
+    CHECK_RESULT(result, GW_ERR_HTTP_BODY);
+    CHECK(len == 10);
+    gw_result answered = respond_text(exchange, 408, "too slow");
+    CHECK(answered == GW_OK || answered == GW_ERR_NOT_FOUND);
+    atomic_fetch_add(&h->idle_answered, 1);
+}
+
 static void *host_thread(void *arg) {
     struct host *h = arg;
     for (;;) {
@@ -474,6 +492,7 @@ static void *host_thread(void *arg) {
         else if (strcmp(path, "/stream") == 0) answer_stream(h, exchange);
         else if (strcmp(path, "/cut") == 0) answer_cut(h, exchange);
         else if (strcmp(path, "/small") == 0) answer_small(h, exchange);
+        else if (strcmp(path, "/idle") == 0) answer_idle(h, exchange);
         else CHECK(!"a route for the host thread");
         gw_http_exchange_free(exchange);
     }
@@ -501,6 +520,12 @@ static gw_server *serve_routes(const char *name, gw_options **options_out) {
     add_route(serve_options, "*", "/any", 0, 1024, route_any);
     add_route(serve_options, "GET", "/private", GW_HTTP_ROUTE_GATEWAY_AUTH, 1024, route_any);
     add_route(serve_options, "POST", "/held", 0, 1024, route_hold);
+    add_route(serve_options, "POST", "/idle", 0, 1024, route_later);
+    CHECK_RESULT(gw_serve_options_set_http_strict_transport_security(serve_options, "max-age=60"), GW_OK);
+    CHECK_RESULT(gw_serve_options_add_websocket_path(serve_options, "/ws"), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_http_body_idle_timeout_ms(serve_options, 1000), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_http_header_timeout_ms(serve_options, 30000), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_http_max_header_bytes(serve_options, 32768), GW_OK);
     gw_server *server = NULL;
     CHECK_RESULT(gw_serve(lock, NULL, serve_options, &server), GW_OK);
     /* gw_serve copied the routes: the options may go; the routes' userdata stays. */
@@ -561,8 +586,9 @@ static void case_inline_and_any(uint16_t port) {
     CHECK(reply.status == 201 && reply.complete && strcmp(reply.body, "inline answer") == 0);
     CHECK(head_find(&reply, "\r\ncontent-type: text/plain\r\n") != NULL);
     CHECK(head_find(&reply, "\r\nset-cookie: a=1\r\n") != NULL && head_find(&reply, "\r\nset-cookie: b=2\r\n") != NULL);
-    /* Node's headers on every response. */
+    /* Node's headers on every response, and the serve options' Strict-Transport-Security. */
     CHECK(head_find(&reply, "\r\nx-content-type-options: nosniff\r\n") != NULL);
+    CHECK(head_find(&reply, "\r\nstrict-transport-security: max-age=60\r\n") != NULL);
     reply_free(&reply);
 
     reply = request(port, "DELETE /any HTTP/1.1", NULL, 0);
@@ -655,6 +681,30 @@ static void case_unanswered_and_limits(uint16_t port) {
     printf("ok unanswered_and_limits\n");
 }
 
+/* Upgrades are accepted at the paths added with gw_serve_options_add_websocket_path only. */
+static void case_websocket_paths(uint16_t port) {
+    const char *upgrade = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13";
+    char head[512];
+    snprintf(head, sizeof head, "GET / HTTP/1.1%s", upgrade);
+    struct reply reply = request(port, head, NULL, 0);
+    CHECK(reply.status == 404);
+    reply_free(&reply);
+    int fd = connect_to(port);
+    snprintf(head, sizeof head, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1%s\r\n\r\n", upgrade);
+    send_all(fd, head, strlen(head));
+    char answer[32] = {0};
+    size_t got = 0;
+    while (got < 12) {
+        ssize_t n = read(fd, answer + got, 12 - got);
+        CHECK(n > 0);
+        got += (size_t)n;
+    }
+    CHECK(memcmp(answer, "HTTP/1.1 101", 12) == 0);
+    close(fd);
+    printf("ok websocket_paths\n");
+}
+
 struct held_client {
     uint16_t port;
     struct reply reply;
@@ -719,6 +769,7 @@ static int run_all(void) {
     case_streamed_upload(port);
     case_streamed_response(port);
     case_unanswered_and_limits(port);
+    case_websocket_paths(port);
     case_exchange_outlives_the_server(server, port);
     pthread_mutex_lock(&host.lock);
     host.stopping = 1;
@@ -726,14 +777,14 @@ static int run_all(void) {
     pthread_mutex_unlock(&host.lock);
     CHECK(pthread_join(thread, NULL) == 0);
     /* Every route's userdata freed once, when the server is gone. */
-    CHECK(wait_for(&host.frees, 10));
-    CHECK(atomic_load(&host.frees) == 10);
+    CHECK(wait_for(&host.frees, 11));
+    CHECK(atomic_load(&host.frees) == 11);
     gw_options_free(options);
     printf("all ok\n");
     return 0;
 }
 
-static int run_auth(void) {
+static int run_pipeline(void) {
     gw_options *options = NULL;
     gw_server *server = serve_routes("auth", &options);
     uint16_t port = gw_server_port(server);
@@ -746,22 +797,88 @@ static int run_auth(void) {
     reply = request(port, "GET /private HTTP/1.1\r\nAuthorization: Bearer " TOKEN, NULL, 0);
     CHECK(reply.status == 200 && strcmp(reply.body, "GET /private authenticated") == 0);
     reply_free(&reply);
+    printf("ok gateway_auth\n");
+
+    /* A body that stalls past gw_serve_options_set_http_body_idle_timeout_ms fails its read. */
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, host_thread, &host) == 0);
+    int fd = connect_to(port);
+    const char *head = "POST /idle HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 100\r\n\r\n0123456789";
+    send_all(fd, head, strlen(head));
+    memset(&reply, 0, sizeof reply);
+    read_reply(fd, &reply, NULL);
+    CHECK(reply.status == 408);
+    CHECK(wait_for(&host.idle_answered, 1));
+    reply_free(&reply);
+    pthread_mutex_lock(&host.lock);
+    host.stopping = 1;
+    pthread_cond_broadcast(&host.changed);
+    pthread_mutex_unlock(&host.lock);
+    CHECK(pthread_join(thread, NULL) == 0);
+    printf("ok body_idle_timeout\n");
+
     CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
     gw_options_free(options);
-    printf("ok gateway_auth\n");
+    return 0;
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *file = fopen(path, "w");
+    CHECK(file != NULL);
+    CHECK(fputs(text, file) >= 0);
+    CHECK(fclose(file) == 0);
+}
+
+static int run_ui(void) {
+    char root[4200], path[4300];
+    snprintf(root, sizeof root, "%s/ui-root", base_dir);
+    CHECK(mkdir(base_dir, 0700) == 0 || errno == EEXIST);
+    CHECK(mkdir(root, 0700) == 0);
+    snprintf(path, sizeof path, "%s/index.html", root);
+    write_file(path, "<!doctype html><html><head><title>c-mounted-ui</title></head><body></body></html>\n");
+
+    gw_options *options = case_options("ui");
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+    gw_serve_options *serve_options = gw_serve_options_new();
+    CHECK_RESULT(gw_serve_options_set_control_ui_terminal(serve_options, false), GW_ERR_INVALID_ARGUMENT);
+    CHECK_RESULT(gw_serve_options_set_control_ui(serve_options, root, "openclaw/"), GW_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE("is not a base path");
+    CHECK_RESULT(gw_serve_options_set_control_ui(serve_options, root, "/openclaw"), GW_OK);
+    const char *config = "{\"assistantName\":\"C host\"}";
+    CHECK_RESULT(gw_serve_options_set_control_ui_config_json(serve_options, config, strlen(config)), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_control_ui_bundled(serve_options, false), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_control_ui_terminal(serve_options, false), GW_OK);
+    CHECK_RESULT(gw_serve_options_set_control_ui_environment_json(serve_options, NULL, 0), GW_OK);
+    gw_server *server = NULL;
+    CHECK_RESULT(gw_serve(lock, NULL, serve_options, &server), GW_OK);
+    gw_serve_options_free(serve_options);
+    uint16_t port = gw_server_port(server);
+
+    struct reply reply = request(port, "GET /openclaw/ HTTP/1.1", NULL, 0);
+    CHECK(reply.status == 200 && strstr(reply.body, "<title>c-mounted-ui</title>") != NULL);
+    reply_free(&reply);
+    reply = request(port, "GET /openclaw/control-ui-config.json HTTP/1.1", NULL, 0);
+    CHECK(reply.status == 200 && strstr(reply.body, "\"assistantName\":\"C host\"") != NULL);
+    CHECK(strstr(reply.body, "\"basePath\":\"/openclaw\"") != NULL);
+    reply_free(&reply);
+    CHECK_RESULT(gw_shutdown(server, 1000), GW_OK);
+    gw_options_free(options);
+    printf("ok control_ui\n");
     return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s all|auth <dir>\n", argv[0]);
+        fprintf(stderr, "usage: %s all|pipeline|ui <dir>\n", argv[0]);
         return 2;
     }
     /* A server that answers before reading a whole body may close under our write. */
     signal(SIGPIPE, SIG_IGN);
     snprintf(base_dir, sizeof base_dir, "%s", argv[2]);
     if (strcmp(argv[1], "all") == 0) return run_all();
-    if (strcmp(argv[1], "auth") == 0) return run_auth();
+    if (strcmp(argv[1], "pipeline") == 0) return run_pipeline();
+    if (strcmp(argv[1], "ui") == 0) return run_ui();
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }
