@@ -858,7 +858,8 @@ static int run_ui(void) {
     struct reply reply = request(port, "GET /openclaw/ HTTP/1.1", NULL, 0);
     CHECK(reply.status == 200 && strstr(reply.body, "<title>c-mounted-ui</title>") != NULL);
     reply_free(&reply);
-    reply = request(port, "GET /openclaw/control-ui-config.json HTTP/1.1", NULL, 0);
+    /* The config is the gateway's to give: with its auth, as Node asks. */
+    reply = request(port, "GET /openclaw/control-ui-config.json HTTP/1.1\r\nAuthorization: Bearer " TOKEN, NULL, 0);
     CHECK(reply.status == 200 && strstr(reply.body, "\"assistantName\":\"C host\"") != NULL);
     CHECK(strstr(reply.body, "\"basePath\":\"/openclaw\"") != NULL);
     reply_free(&reply);
