@@ -624,6 +624,50 @@ public:
                                                      gateway_cpp_http_route, owned, gateway_cpp_http_route_free));
     }
 
+    /// The largest request head read; past it 431 (default 64 KiB).
+    ServeOptions &http_max_header_bytes(std::size_t bytes) {
+        return apply(gw_serve_options_set_http_max_header_bytes(get(), bytes));
+    }
+    /// A request head not complete within this closes the connection (default 30 s).
+    ServeOptions &http_header_timeout(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_http_header_timeout_ms(get(), detail::millis64(t)));
+    }
+    /// A request body silent this long fails its read, the client gets 408 (default 30 s).
+    ServeOptions &http_body_idle_timeout(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_http_body_idle_timeout_ms(get(), detail::millis64(t)));
+    }
+    /// `Strict-Transport-Security` on every HTTP response; std::nullopt sends none (default).
+    ServeOptions &strict_transport_security(const std::optional<std::string> &value) {
+        return apply(gw_serve_options_set_http_strict_transport_security(get(), value ? value->c_str() : nullptr));
+    }
+    /// Accepts WebSocket upgrades at this exact path only (each call adds one; by default
+    /// every path but OpenClaw's reserved ones, as Node).
+    ServeOptions &websocket_path(const std::string &path) {
+        return apply(gw_serve_options_add_websocket_path(get(), path.c_str()));
+    }
+    /// Serves OpenClaw's Control UI from the built directory `root` under `base_path` ("" or
+    /// "/openclaw"), as a configured build; resets the other control_ui_* settings.
+    ServeOptions &control_ui(const std::string &root, const std::string &base_path = "") {
+        return apply(gw_serve_options_set_control_ui(get(), root.c_str(), base_path.c_str()));
+    }
+    /// Keys of control-ui-config.json (a JSON object, e.g. `{"assistantName":"Ada"}`).
+    ServeOptions &control_ui_config(std::string_view json) {
+        return apply(gw_serve_options_set_control_ui_config_json(get(), json.data(), json.size()));
+    }
+    /// `gateway.controlUi.environment` (JSON), inserted into index.html; std::nullopt: none.
+    ServeOptions &control_ui_environment(std::optional<std::string_view> json) {
+        if (!json) return apply(gw_serve_options_set_control_ui_environment_json(get(), nullptr, 0));
+        return apply(gw_serve_options_set_control_ui_environment_json(get(), json->data(), json->size()));
+    }
+    /// A UI shipped with this gateway build (reloads when the server's build id differs).
+    ServeOptions &control_ui_bundled(bool bundled) {
+        return apply(gw_serve_options_set_control_ui_bundled(get(), bundled));
+    }
+    /// The UI's terminal (default off).
+    ServeOptions &control_ui_terminal(bool enabled) {
+        return apply(gw_serve_options_set_control_ui_terminal(get(), enabled));
+    }
+
     [[nodiscard]] const gw_serve_options *get() const noexcept { return options_.get(); }
 
 private:

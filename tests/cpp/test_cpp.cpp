@@ -595,6 +595,24 @@ int main(int argc, char **argv) {
                                });
                            });
         options.http_route({"", "/throws"}, [](gateway::HttpExchange) { throw std::runtime_error("no"); });
+        options.strict_transport_security("max-age=60")
+            .websocket_path("/ws")
+            .http_max_header_bytes(32768)
+            .http_header_timeout(30s)
+            .http_body_idle_timeout(30s)
+            .control_ui((dir / "ui").string(), "/openclaw")
+            .control_ui_config(R"({"assistantName":"C++ host"})")
+            .control_ui_environment(std::nullopt)
+            .control_ui_bundled(false)
+            .control_ui_terminal(false);
+        fs::create_directories(dir / "ui");
+        std::ofstream(dir / "ui" / "index.html") << "<!doctype html><title>cpp-ui</title>\n";
+        try {
+            options.control_ui_config("[1]");
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == gateway::Code::invalid_argument);
+        }
         try {
             options.http_route({"GET", "relative"}, [](gateway::HttpExchange) {});
             CHECK(false);
@@ -613,6 +631,10 @@ int main(int argc, char **argv) {
             std::string hello = http(server.port(), "GET /hello?x=1 HTTP/1.1\r\nX-Name: cpp");
             CHECK(hello.rfind("HTTP/1.1 200", 0) == 0);
             CHECK(contains(hello, "\r\n\r\nhello x=1 cpp"));
+            CHECK(contains(hello, "\r\nstrict-transport-security: max-age=60\r\n"));
+            std::string upgrade = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13";
+            CHECK(http(server.port(), "GET / HTTP/1.1" + upgrade).rfind("HTTP/1.1 404", 0) == 0);
             std::string echo = http(server.port(), "POST /echo/a HTTP/1.1\r\nContent-Length: 5", "12345");
             CHECK(echo.rfind("HTTP/1.1 200", 0) == 0);
             CHECK(contains(echo, "transfer-encoding: chunked"));

@@ -196,3 +196,54 @@ public final class GatewayHTTPExchange: @unchecked Sendable {
         String(decoding: try JSONEncoder().encode(headers), as: UTF8.self)
     }
 }
+
+/// OpenClaw's Control UI (a built `dist/control-ui/`, unmodified) served on the gateway port,
+/// after the host's routes (SPEC §13.3). The directory is read when `GatewayServer.serve` is
+/// called, which throws `.invalidArgument` naming what is wrong with it.
+public struct GatewayControlUI: Sendable, Equatable {
+    /// The built UI's directory (`index.html`, `assets/`, …).
+    public var root: String
+    /// `""` (the site's root) or Node's normal form, e.g. `/openclaw`.
+    public var basePath: String
+    /// Keys of `control-ui-config.json` (a JSON object, e.g. `{"assistantName":"Ada"}`).
+    public var config: GatewayJSON?
+    /// `gateway.controlUi.environment`, inserted into `index.html`.
+    public var environment: GatewayJSON?
+    /// A UI shipped with this gateway build, which reloads when the server's build id differs
+    /// (default false: a configured build, which never does).
+    public var bundled: Bool
+    /// The UI's terminal (default off).
+    public var terminalEnabled: Bool
+
+    public init(
+        root: String, basePath: String = "", config: GatewayJSON? = nil, environment: GatewayJSON? = nil,
+        bundled: Bool = false, terminalEnabled: Bool = false
+    ) {
+        self.root = root
+        self.basePath = basePath
+        self.config = config
+        self.environment = environment
+        self.bundled = bundled
+        self.terminalEnabled = terminalEnabled
+    }
+
+    func apply(to options: OpaquePointer) throws {
+        try check(gw_serve_options_set_control_ui(options, root, basePath))
+        if var config = config?.text {
+            try config.withUTF8 { bytes in
+                try bytes.withMemoryRebound(to: CChar.self) {
+                    try check(gw_serve_options_set_control_ui_config_json(options, $0.baseAddress, $0.count))
+                }
+            }
+        }
+        if var environment = environment?.text {
+            try environment.withUTF8 { bytes in
+                try bytes.withMemoryRebound(to: CChar.self) {
+                    try check(gw_serve_options_set_control_ui_environment_json(options, $0.baseAddress, $0.count))
+                }
+            }
+        }
+        try check(gw_serve_options_set_control_ui_bundled(options, bundled))
+        try check(gw_serve_options_set_control_ui_terminal(options, terminalEnabled))
+    }
+}

@@ -69,6 +69,19 @@ public struct GatewayServeOptions: Sendable, Equatable {
     public var healthRefreshInterval: Duration?
     /// The host's HTTP routes on the gateway port, tried in this order (default none).
     public var httpRoutes: [GatewayHTTPRoute]
+    /// The largest HTTP request head read; past it `431` (default 64 KiB).
+    public var httpMaxHeaderBytes: Int?
+    /// An HTTP request head not complete within this closes the connection (default 30 s).
+    public var httpHeaderTimeout: Duration?
+    /// A request body silent this long fails its read and the client gets `408` (default 30 s).
+    public var httpBodyIdleTimeout: Duration?
+    /// `Strict-Transport-Security` on every HTTP response (default none).
+    public var strictTransportSecurity: String?
+    /// The exact paths where a WebSocket upgrade is accepted (default empty: every path but
+    /// OpenClaw's reserved ones, as Node).
+    public var webSocketPaths: [String]
+    /// OpenClaw's Control UI served on the gateway port (default none).
+    public var controlUI: GatewayControlUI?
 
     /// The defaults.
     public init(
@@ -80,7 +93,10 @@ public struct GatewayServeOptions: Sendable, Equatable {
         serverVersion: String? = nil, pairingPolicy: GatewayPairingPolicy? = nil,
         pairingStorePath: String? = nil, buildID: String? = nil, capabilities: [String] = [],
         challengeCapabilities: [String] = [], healthRefreshInterval: Duration? = nil,
-        httpRoutes: [GatewayHTTPRoute] = []
+        httpRoutes: [GatewayHTTPRoute] = [], httpMaxHeaderBytes: Int? = nil,
+        httpHeaderTimeout: Duration? = nil, httpBodyIdleTimeout: Duration? = nil,
+        strictTransportSecurity: String? = nil, webSocketPaths: [String] = [],
+        controlUI: GatewayControlUI? = nil
     ) {
         self.workerThreads = workerThreads
         self.dropTimeout = dropTimeout
@@ -102,6 +118,12 @@ public struct GatewayServeOptions: Sendable, Equatable {
         self.challengeCapabilities = challengeCapabilities
         self.healthRefreshInterval = healthRefreshInterval
         self.httpRoutes = httpRoutes
+        self.httpMaxHeaderBytes = httpMaxHeaderBytes
+        self.httpHeaderTimeout = httpHeaderTimeout
+        self.httpBodyIdleTimeout = httpBodyIdleTimeout
+        self.strictTransportSecurity = strictTransportSecurity
+        self.webSocketPaths = webSocketPaths
+        self.controlUI = controlUI
     }
 
     /// The timeout `deinit` gives `gw_shutdown`: the library's default unless set.
@@ -184,6 +206,25 @@ final class ServeOptionsHandle {
         }
         for route in options.httpRoutes {
             try route.add(to: pointer)
+        }
+        if let n = options.httpMaxHeaderBytes {
+            try check(gw_serve_options_set_http_max_header_bytes(pointer, try nonNegative(n, "httpMaxHeaderBytes")))
+        }
+        if let t = options.httpHeaderTimeout {
+            try check(gw_serve_options_set_http_header_timeout_ms(pointer, try milliseconds(t, "httpHeaderTimeout")))
+        }
+        if let t = options.httpBodyIdleTimeout {
+            try check(gw_serve_options_set_http_body_idle_timeout_ms(
+                pointer, try milliseconds(t, "httpBodyIdleTimeout")))
+        }
+        if let value = options.strictTransportSecurity {
+            try check(gw_serve_options_set_http_strict_transport_security(pointer, value))
+        }
+        for path in options.webSocketPaths {
+            try check(gw_serve_options_add_websocket_path(pointer, path))
+        }
+        if let ui = options.controlUI {
+            try ui.apply(to: pointer)
         }
     }
 

@@ -149,6 +149,34 @@ final class HTTPRouteTests: XCTestCase {
         XCTAssertTrue(message.contains("limit of 4 bytes"), message)
     }
 
+    func testTheHTTPOptionsReachTheServer() throws {
+        let root = try temporaryStateDirectory()
+        try "<!doctype html><title>swift-ui</title>\n".write(
+            toFile: root + "/index.html", atomically: true, encoding: .utf8)
+        let options = GatewayServeOptions(
+            httpRoutes: [GatewayHTTPRoute("GET", "/ping") { try $0.respond(status: 200, text: "pong") }],
+            httpMaxHeaderBytes: 32768, httpHeaderTimeout: .seconds(30), httpBodyIdleTimeout: .seconds(30),
+            strictTransportSecurity: "max-age=60", webSocketPaths: ["/ws"],
+            controlUI: GatewayControlUI(
+                root: root, basePath: "/openclaw", config: GatewayJSON(raw: #"{"assistantName":"Swift host"}"#),
+                environment: GatewayJSON(raw: #"{"name":"test"}"#)))
+        let lockOptions = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
+        let server = try GatewayServer.serve(lock: GatewayLock.acquire(lockOptions), options: options)
+        let ping = try httpRequest(port: server.port, "GET /ping HTTP/1.1")
+        XCTAssertEqual(ping.text, "pong")
+        XCTAssertTrue(ping.head.lowercased().contains("\r\nstrict-transport-security: max-age=60"), ping.head)
+        let upgrade = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13"
+        XCTAssertEqual(try httpRequest(port: server.port, "GET / HTTP/1.1" + upgrade).status, 404)
+
+        let bad = GatewayServeOptions(controlUI: GatewayControlUI(root: root, basePath: "openclaw/"))
+        XCTAssertThrowsError(try GatewayServer.serve(lock: GatewayLock.acquire(
+            GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())), options: bad)) {
+            guard case .invalidArgument(let message) = $0 as? GatewayError else { return XCTFail("\($0)") }
+            XCTAssertTrue(message.contains("is not a base path"), message)
+        }
+    }
+
     func testBadRoutesAreRefusedWithTheLibrarysReason() throws {
         let lockOptions = GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())
         let cases: [(GatewayHTTPRoute, String)] = [
