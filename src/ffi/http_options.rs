@@ -323,9 +323,11 @@ pub unsafe extern "C" fn gw_serve_options_set_control_ui_environment_json(
     result_boundary(FUNCTION, || {
         let environment = match environment_json.is_null() {
             true => None,
-            // SAFETY: `len` readable bytes, by the contract.
             false => {
-                Some(unsafe { json_argument(FUNCTION, "environment_json", environment_json, len) }?)
+                // SAFETY: `len` readable bytes, by the contract.
+                let value =
+                    unsafe { json_argument(FUNCTION, "environment_json", environment_json, len) };
+                Some(value?)
             }
         };
         // SAFETY: forwarded contract.
