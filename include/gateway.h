@@ -707,8 +707,8 @@ const char *gw_http_exchange_header(const struct gw_http_exchange *exchange,
                                     const char *name);
 
 /**
- * Every header of the request as a JSON object, Node's `req.headers`: lowercase names,
- * repeated headers joined by `", "`, e.g. `{"host":"127.0.0.1:18789","accept":"text/html"}`. NULL
+ * Every header of the request as a JSON object, shaped like Node's `req.headers`: lowercase
+ * names, each repeated header's values joined by `", "` (also `set-cookie` and `cookie`), e.g. `{"host":"127.0.0.1:18789","accept":"text/html"}`. NULL
  * when `exchange` is NULL. When `len` is not NULL it is set to the length without the NUL.
  *
  * Returns a NUL-terminated UTF-8 string owned by the exchange, valid until

@@ -154,7 +154,9 @@ fn joined_value(headers: &HeaderMap, name: &HeaderName) -> String {
         .join(", ")
 }
 
-/// `{"name": "value", ...}`, lowercase names, repeated headers joined: Node's `req.headers`.
+/// `{"name": "value", ...}`, lowercase names, repeated headers joined: shaped like Node's
+/// `req.headers` (which keeps `set-cookie` as an array and joins `cookie` with `; `; one rule
+/// here keeps the header's values as sent, in order).
 fn headers_json(headers: &HeaderMap) -> String {
     let object: serde_json::Map<String, serde_json::Value> = headers
         .keys()
@@ -289,8 +291,8 @@ pub unsafe extern "C" fn gw_http_exchange_header(
     unsafe { text("gw_http_exchange_header", exchange, find) }
 }
 
-/// Every header of the request as a JSON object, Node's `req.headers`: lowercase names,
-/// repeated headers joined by `", "`, e.g. `{"host":"127.0.0.1:18789","accept":"text/html"}`. NULL
+/// Every header of the request as a JSON object, shaped like Node's `req.headers`: lowercase
+/// names, each repeated header's values joined by `", "` (also `set-cookie` and `cookie`), e.g. `{"host":"127.0.0.1:18789","accept":"text/html"}`. NULL
 /// when `exchange` is NULL. When `len` is not NULL it is set to the length without the NUL.
 ///
 /// Returns a NUL-terminated UTF-8 string owned by the exchange, valid until
