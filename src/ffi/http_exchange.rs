@@ -85,7 +85,6 @@ impl gw_http_exchange {
         authenticated: bool,
     ) -> (Self, oneshot::Receiver<Response<Body>>) {
         let (next, requests) = mpsc::unbounded_channel();
-        tokio::spawn(pump_body(request.body, requests));
         let (answer, answered) = oneshot::channel();
         let exchange = Self {
             method: c_string(request.method.as_str().to_owned()),
@@ -102,6 +101,7 @@ impl gw_http_exchange {
             }),
             response: Mutex::new(Answer::Waiting(answer)),
         };
+        tokio::spawn(pump_body(request.body, requests));
         (exchange, answered)
     }
 
