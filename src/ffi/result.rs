@@ -45,11 +45,18 @@ pub enum gw_result {
     /// The request or connection named is not there (any more): the request was already
     /// answered or timed out, or its client (or the connection) is gone.
     GW_ERR_NOT_FOUND = 13,
+    /// A request body could not be read (`gw_http_exchange_read`): it is larger than the
+    /// route's limit, its client sent nothing within the idle timeout or went away, or the
+    /// gateway stopped; the message says which.
+    GW_ERR_HTTP_BODY = 14,
+    /// A call that waits was made on one of the gateway's worker threads (inside a callback),
+    /// where waiting would stall the server: make it from a thread of your own.
+    GW_ERR_WRONG_THREAD = 15,
 }
 
 impl gw_result {
     /// Every result, in number order.
-    pub const ALL: [gw_result; 14] = [
+    pub const ALL: [gw_result; 16] = [
         Self::GW_OK,
         Self::GW_ERR_NULL_ARGUMENT,
         Self::GW_ERR_INVALID_ARGUMENT,
@@ -64,6 +71,8 @@ impl gw_result {
         Self::GW_ERR_LOCK_FILE_UNSAFE,
         Self::GW_ERR_LOCK_LOST,
         Self::GW_ERR_NOT_FOUND,
+        Self::GW_ERR_HTTP_BODY,
+        Self::GW_ERR_WRONG_THREAD,
     ];
 
     /// The enumerator's name, NUL-terminated.
@@ -83,6 +92,8 @@ impl gw_result {
             Self::GW_ERR_LOCK_FILE_UNSAFE => "GW_ERR_LOCK_FILE_UNSAFE\0",
             Self::GW_ERR_LOCK_LOST => "GW_ERR_LOCK_LOST\0",
             Self::GW_ERR_NOT_FOUND => "GW_ERR_NOT_FOUND\0",
+            Self::GW_ERR_HTTP_BODY => "GW_ERR_HTTP_BODY\0",
+            Self::GW_ERR_WRONG_THREAD => "GW_ERR_WRONG_THREAD\0",
         }
     }
 

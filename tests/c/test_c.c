@@ -254,6 +254,8 @@ static void case_version_and_names(void) {
         NAMED(GW_ERR_LOCK_FILE_UNSAFE),
         NAMED(GW_ERR_LOCK_LOST),
         NAMED(GW_ERR_NOT_FOUND),
+        NAMED(GW_ERR_HTTP_BODY),
+        NAMED(GW_ERR_WRONG_THREAD),
     };
 #undef NAMED
     size_t count = sizeof all / sizeof all[0];

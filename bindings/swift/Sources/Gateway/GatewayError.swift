@@ -31,6 +31,11 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     case lockLost(String)
     /// `GW_ERR_NOT_FOUND`: the request or connection named is gone (answered, timed out, closed).
     case notFound(String)
+    /// `GW_ERR_HTTP_BODY`: a request body could not be read (past the route's limit, the client
+    /// went quiet or away, the server stopped).
+    case httpBody(String)
+    /// `GW_ERR_WRONG_THREAD`: a call that waits was made on a gateway worker thread.
+    case wrongThread(String)
     /// A result this wrapper does not know (a newer library); `code` is its number.
     case unknown(code: UInt32, message: String)
     /// The library implements another C ABI than this wrapper was written for.
@@ -52,6 +57,8 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         case GW_ERR_LOCK_FILE_UNSAFE.rawValue: self = .lockFileUnsafe(message)
         case GW_ERR_LOCK_LOST.rawValue: self = .lockLost(message)
         case GW_ERR_NOT_FOUND.rawValue: self = .notFound(message)
+        case GW_ERR_HTTP_BODY.rawValue: self = .httpBody(message)
+        case GW_ERR_WRONG_THREAD.rawValue: self = .wrongThread(message)
         default: self = .unknown(code: code, message: message)
         }
     }
@@ -72,6 +79,8 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         case .lockFileUnsafe: GW_ERR_LOCK_FILE_UNSAFE.rawValue
         case .lockLost: GW_ERR_LOCK_LOST.rawValue
         case .notFound: GW_ERR_NOT_FOUND.rawValue
+        case .httpBody: GW_ERR_HTTP_BODY.rawValue
+        case .wrongThread: GW_ERR_WRONG_THREAD.rawValue
         case .unknown(let code, _): code
         case .abiMismatch: GW_OK.rawValue
         }
@@ -82,7 +91,8 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .nullArgument(let m), .invalidArgument(let m), .addrInUse(let m), .bind(let m),
             .lockIO(let m), .lockDirUnsafe(let m), .timeout(let m), .runtime(let m),
-            .panic(let m), .lockFileUnsafe(let m), .lockLost(let m), .notFound(let m):
+            .panic(let m), .lockFileUnsafe(let m), .lockLost(let m), .notFound(let m),
+            .httpBody(let m), .wrongThread(let m):
             return m
         case .alreadyRunning(_, _, let m), .unknown(_, let m):
             return m
