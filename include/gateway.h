@@ -652,8 +652,9 @@ gw_result gw_handlers_add_event_with_scope(struct gw_handlers *handlers,
 const char *gw_http_exchange_method(const struct gw_http_exchange *exchange);
 
 /**
- * The request's path as sent (percent-encoding kept), e.g. `"/hooks/github"`. NULL when
- * `exchange` is NULL.
+ * The request's path as the gateway routed it: the URL's pathname as Node's `new URL()` gives
+ * it (dot segments resolved, percent-encoding otherwise kept), e.g. `"/hooks/github"`. NULL
+ * when `exchange` is NULL.
  *
  * Returns a NUL-terminated string owned by the exchange, valid until `gw_http_exchange_free`.
  * Any thread.
@@ -883,6 +884,20 @@ void gw_http_exchange_free(struct gw_http_exchange *exchange);
  */
 gw_result gw_serve_options_set_http_max_header_bytes(struct gw_serve_options *options,
                                                      size_t bytes);
+
+/**
+ * TCP connections open at once on the gateway's port, HTTP and WebSocket alike; past it a new
+ * connection is answered `503` and closed without being read (default 10240).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
+ * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_http_max_connections(struct gw_serve_options *options,
+                                                    size_t n);
 
 /**
  * A request head not complete within this closes the connection (default 30000 ms).

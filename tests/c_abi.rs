@@ -855,7 +855,6 @@ fn http_mode(mode: &str, cases: &[&str]) {
 /// token or with a wrong one, the callback's answer with it; a body that stalls past
 /// `gw_serve_options_set_http_body_idle_timeout_ms` fails its read and the client gets `408`.
 #[test]
-#[ignore = "needs the pipeline of the routes branch (gateway auth, idle timeout): un-ignore at merge"]
 fn c_routes_meet_the_gateway_auth_and_the_idle_timeout() {
     http_mode("pipeline", &["gateway_auth", "body_idle_timeout"]);
 }
@@ -1182,6 +1181,10 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
     (
         "HttpOptions.max_header_bytes",
         &["gw_serve_options_set_http_max_header_bytes"],
+    ),
+    (
+        "HttpOptions.max_connections",
+        &["gw_serve_options_set_http_max_connections"],
     ),
     (
         "HttpOptions.header_timeout",

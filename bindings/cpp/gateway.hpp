@@ -628,6 +628,10 @@ public:
     ServeOptions &http_max_header_bytes(std::size_t bytes) {
         return apply(gw_serve_options_set_http_max_header_bytes(get(), bytes));
     }
+    /// TCP connections open at once on the port, HTTP and WebSocket alike (default 10240).
+    ServeOptions &http_max_connections(std::size_t n) {
+        return apply(gw_serve_options_set_http_max_connections(get(), n));
+    }
     /// A request head not complete within this closes the connection (default 30 s).
     ServeOptions &http_header_timeout(std::chrono::milliseconds t) {
         return apply(gw_serve_options_set_http_header_timeout_ms(get(), detail::millis64(t)));

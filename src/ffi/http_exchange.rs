@@ -88,7 +88,7 @@ impl gw_http_exchange {
         let (answer, answered) = oneshot::channel();
         let exchange = Self {
             method: c_string(request.method.as_str().to_owned()),
-            path: c_string(request.uri.path().to_owned()),
+            path: c_string(request.path().into_owned()),
             query: c_string(request.uri.query().unwrap_or("").to_owned()),
             peer: c_string(request.peer.to_string()),
             headers: joined_headers(&request.headers),
@@ -211,8 +211,9 @@ pub unsafe extern "C" fn gw_http_exchange_method(
     unsafe { text("gw_http_exchange_method", exchange, |e| e.method.as_ptr()) }
 }
 
-/// The request's path as sent (percent-encoding kept), e.g. `"/hooks/github"`. NULL when
-/// `exchange` is NULL.
+/// The request's path as the gateway routed it: the URL's pathname as Node's `new URL()` gives
+/// it (dot segments resolved, percent-encoding otherwise kept), e.g. `"/hooks/github"`. NULL
+/// when `exchange` is NULL.
 ///
 /// Returns a NUL-terminated string owned by the exchange, valid until `gw_http_exchange_free`.
 /// Any thread.

@@ -39,6 +39,28 @@ pub unsafe extern "C" fn gw_serve_options_set_http_max_header_bytes(
     }
 }
 
+/// TCP connections open at once on the gateway's port, HTTP and WebSocket alike; past it a new
+/// connection is answered `503` and closed without being read (default 10240).
+///
+/// `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
+/// refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+///
+/// # Safety
+///
+/// `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_serve_options_set_http_max_connections(
+    options: *mut gw_serve_options,
+    n: usize,
+) -> gw_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        update("gw_serve_options_set_http_max_connections", options, |o| {
+            o.http.max_connections = n
+        })
+    }
+}
+
 /// A request head not complete within this closes the connection (default 30000 ms).
 ///
 /// `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`

@@ -71,6 +71,8 @@ public struct GatewayServeOptions: Sendable, Equatable {
     public var httpRoutes: [GatewayHTTPRoute]
     /// The largest HTTP request head read; past it `431` (default 64 KiB).
     public var httpMaxHeaderBytes: Int?
+    /// TCP connections open at once on the port, HTTP and WebSocket alike (default 10240).
+    public var httpMaxConnections: Int?
     /// An HTTP request head not complete within this closes the connection (default 30 s).
     public var httpHeaderTimeout: Duration?
     /// A request body silent this long fails its read and the client gets `408` (default 30 s).
@@ -93,7 +95,7 @@ public struct GatewayServeOptions: Sendable, Equatable {
         serverVersion: String? = nil, pairingPolicy: GatewayPairingPolicy? = nil,
         pairingStorePath: String? = nil, buildID: String? = nil, capabilities: [String] = [],
         challengeCapabilities: [String] = [], healthRefreshInterval: Duration? = nil,
-        httpRoutes: [GatewayHTTPRoute] = [], httpMaxHeaderBytes: Int? = nil,
+        httpRoutes: [GatewayHTTPRoute] = [], httpMaxHeaderBytes: Int? = nil, httpMaxConnections: Int? = nil,
         httpHeaderTimeout: Duration? = nil, httpBodyIdleTimeout: Duration? = nil,
         strictTransportSecurity: String? = nil, webSocketPaths: [String] = [],
         controlUI: GatewayControlUI? = nil
@@ -119,6 +121,7 @@ public struct GatewayServeOptions: Sendable, Equatable {
         self.healthRefreshInterval = healthRefreshInterval
         self.httpRoutes = httpRoutes
         self.httpMaxHeaderBytes = httpMaxHeaderBytes
+        self.httpMaxConnections = httpMaxConnections
         self.httpHeaderTimeout = httpHeaderTimeout
         self.httpBodyIdleTimeout = httpBodyIdleTimeout
         self.strictTransportSecurity = strictTransportSecurity
@@ -209,6 +212,9 @@ final class ServeOptionsHandle {
         }
         if let n = options.httpMaxHeaderBytes {
             try check(gw_serve_options_set_http_max_header_bytes(pointer, try nonNegative(n, "httpMaxHeaderBytes")))
+        }
+        if let n = options.httpMaxConnections {
+            try check(gw_serve_options_set_http_max_connections(pointer, try nonNegative(n, "httpMaxConnections")))
         }
         if let t = options.httpHeaderTimeout {
             try check(gw_serve_options_set_http_header_timeout_ms(pointer, try milliseconds(t, "httpHeaderTimeout")))
