@@ -102,6 +102,13 @@ enum gw_result
      * answered or timed out, or its client (or the connection) is gone.
      */
     GW_ERR_NOT_FOUND = 13,
+    /**
+     * The lock file records a gateway on another machine: never reclaimed here, refused at
+     * once. `gw_last_error_holder` gives its pid and port (on that machine: never signal it
+     * here) and `gw_last_error_holder_host` its host; if it is gone, `gw_unlock` with `force`
+     * removes its lock.
+     */
+    GW_ERR_HELD_BY_OTHER_HOST = 14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1142,8 +1149,10 @@ const char *gw_result_name(uint32_t result);
 
 /**
  * The live gateway that the last failed `gw_*` call on the calling thread named, as typed
- * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`), the holder's pid and the
- * port its lock file records, each 0 when unknown.
+ * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`, or
+ * `gw_unlock`), or `GW_ERR_HELD_BY_OTHER_HOST`, the holder's pid and the port its lock file
+ * records, each 0 when unknown. When `gw_last_error_holder_host` names a host, the pid is one
+ * of that machine's: never signal it here.
  *
  * `GW_OK` when the last error named a live holder with a pid or a port known: writes `*pid` and `*port` (either may be NULL
  * when not wanted). `GW_ERR_NOT_FOUND` otherwise (no call failed yet on this thread, or the
@@ -1157,6 +1166,19 @@ const char *gw_result_name(uint32_t result);
  */
 gw_result gw_last_error_holder(uint32_t *pid,
                                uint16_t *port);
+
+/**
+ * The host of the holder the last failed `gw_*` call on the calling thread named, when it is
+ * another machine (after `GW_ERR_HELD_BY_OTHER_HOST`, or `GW_ERR_ALREADY_RUNNING` from
+ * `gw_unlock` for a holder whose lock the file system shares): its host name as its lock file
+ * records it (else its machine id, else its boot id). `""` when the last failure named no
+ * other machine, or no call failed on this thread yet. Like `gw_last_error_holder`, it records
+ * no error of its own.
+ *
+ * Returns a NUL-terminated UTF-8 string owned by the library, never NULL: valid until the next
+ * failing `gw_*` call on the same thread or the thread's exit; copy it to keep it. Any thread.
+ */
+const char *gw_last_error_holder_host(void);
 
 /**
  * The message of the last failed `gw_*` call on the calling thread: the exact message of the

@@ -31,7 +31,7 @@ pub mod server;
 pub mod supervisor;
 
 pub use error::GatewayLockError;
-pub use lock::{GatewayLock, GatewayStatus, status};
+pub use lock::{GatewayLock, GatewayStatus, RemovedLock, status, unlock};
 pub use options::{Auth, BindMode, BindRetry, GatewayOptions, LogLevel, Logger, ResolvedOptions};
 pub use server::HealthSource;
 pub use server::{
@@ -56,6 +56,7 @@ pub use server::{MAX_PENDING, MAX_PENDING_PER_IP};
 #[doc(hidden)]
 pub mod test_support {
     pub use crate::lock::format::LockPayload;
+    pub use crate::lock::host::HostIdentity;
     pub use crate::lock::liveness::{
         is_gateway_argv, parse_procargs2, pid_is_running, process_argv, process_start_time,
     };
