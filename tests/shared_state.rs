@@ -110,6 +110,12 @@ impl Lab {
             .map(|name| std::fs::read(self.lock_dir().join(name)).ok())
     }
 
+    /// Waits for the lock dir to be empty. On a FUSE mount a file unlinked while open stays as
+    /// `.fuse_hidden…` until its last descriptor closes, a moment after its holder is gone.
+    fn lock_dir_empties(&self) -> bool {
+        wait_until(PATIENCE, || self.lock_dir_entries().is_empty())
+    }
+
     fn lock_dir_entries(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.lock_dir())
             .map(|dir| {
@@ -279,6 +285,7 @@ impl Host {
             .args(args)
             .env("HOME", &self.home)
             .env("OPENCLAW_STATE_DIR", &self.state_dir)
+            .env("OPENCLAW_ALLOW_MULTI_GATEWAY", "1")
             .stdin(Stdio::null());
         command
     }
@@ -453,11 +460,7 @@ fn another_host_is_refused_at_once_and_its_files_untouched(ground: Ground) {
     assert_eq!(json["healthy"], false, "{json}");
 
     assert_eq!(served.terminate(), Some(0));
-    assert!(
-        lab.lock_dir_entries().is_empty(),
-        "{:?}",
-        lab.lock_dir_entries()
-    );
+    assert!(lab.lock_dir_empties(), "{:?}", lab.lock_dir_entries());
 }
 
 #[test]
@@ -637,7 +640,7 @@ fn racers_from_two_hosts_have_exactly_one_winner(ground: Ground) {
         assert_eq!(status.and_then(|s| s.code()), Some(0), "round {round}");
         racers[winner].exit = Some(Some(0));
         assert!(
-            lab.lock_dir_entries().is_empty(),
+            lab.lock_dir_empties(),
             "round {round}: {:?}",
             lab.lock_dir_entries()
         );
@@ -787,11 +790,7 @@ fn unlock_removes_another_machine_s_lock_only_with_force(ground: Ground) {
             "{line:?}"
         );
     }
-    assert!(
-        lab.lock_dir_entries().is_empty(),
-        "{:?}",
-        lab.lock_dir_entries()
-    );
+    assert!(lab.lock_dir_empties(), "{:?}", lab.lock_dir_entries());
 
     // Now B serves.
     let served = b.serve(&strs(&run_args(free_port())));
