@@ -654,6 +654,28 @@ gw_result gw_lock_status(const struct gw_options *options,
                          struct gw_status *out);
 
 /**
+ * Removes the lock files of a gateway that is gone, as the Rust `gateway::unlock` (and
+ * `gateway unlock [--force]`): a stale lock (a dead holder of this machine, or one of an earlier
+ * boot) without `force`; a lock whose holder is on another machine only with `force` (only the
+ * user can know that it is gone). Never a lock a live gateway of this machine holds, nor one
+ * whose holder on another machine is proven alive by a beacon the file system shares:
+ * `GW_ERR_ALREADY_RUNNING` (`gw_last_error_holder` gives its pid, `gw_last_error_holder_host`
+ * its host when it is another machine). Without `force`, another machine's lock gives
+ * `GW_ERR_HELD_BY_OTHER_HOST`. On any failure nothing is removed.
+ *
+ * On `GW_OK`, `*removed` (when not NULL) is the number of lock files removed, 0 when there was
+ * none. Any thread; the options are only read.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no thread changes during the call; `removed`
+ * is NULL or writable.
+ */
+gw_result gw_unlock(const struct gw_options *options,
+                    bool force,
+                    uint32_t *removed);
+
+/**
  * New options with the defaults (port 18789, loopback, no auth, timeout 5000 ms, ...), which
  * consult no `OPENCLAW_*` variable.
  *
