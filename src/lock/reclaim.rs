@@ -32,7 +32,7 @@ pub fn reclaim(
     judged: &Observed,
     stale: Duration,
 ) -> Result<Reclaim, GatewayLockError> {
-    let guard_name = format!("{name}.reclaim");
+    let guard_name = guard_name(name);
     let io_error = |source| GatewayLockError::LockIo {
         path: dir.join(&guard_name),
         source,
@@ -56,6 +56,11 @@ pub fn reclaim(
     // the whole stale window.
     let _ = dir.remove_file(&guard_name);
     outcome
+}
+
+/// `<lock>.reclaim`: whoever removes a lock file judged dead holds it meanwhile (SPEC §4).
+pub fn guard_name(name: &str) -> String {
+    format!("{name}.reclaim")
 }
 
 /// The guard carries our beacon and pid, so others can tell an abandoned one.
@@ -88,7 +93,7 @@ fn remove_if_unchanged(
 
 /// A guard left by a reclaimer that died, or older than the stale window, is removed (OpenClaw
 /// fails closed here, which wedged restarts). The guard may be a file or (OpenClaw) a directory.
-fn clear_abandoned_guard(
+pub fn clear_abandoned_guard(
     dir: &LockDir,
     guard_name: &str,
     stale: Duration,
