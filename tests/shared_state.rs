@@ -285,7 +285,6 @@ impl Host {
             .args(args)
             .env("HOME", &self.home)
             .env("OPENCLAW_STATE_DIR", &self.state_dir)
-            .env("OPENCLAW_ALLOW_MULTI_GATEWAY", "1")
             .stdin(Stdio::null());
         command
     }
