@@ -245,6 +245,20 @@ fn only_child(pid: u32) -> u32 {
     child.unwrap()
 }
 
+/// SIGKILLs the children of `pid` (our `nsenter`: its child is the program in the host).
+fn kill_children(pid: u32) {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) else {
+        return;
+    };
+    for child in text
+        .split_whitespace()
+        .filter_map(|p| p.parse::<libc::pid_t>().ok())
+    {
+        // SAFETY: signalling the child of our own nsenter child.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+    }
+}
+
 /// A "machine": its namespaces' pid 1, and the pipe that keeps it alive.
 struct Host {
     name: String,
@@ -296,9 +310,38 @@ impl Host {
             .unwrap_or_else(|exit| panic!("gateway run on {} did not start: {exit}", self.name))
     }
 
-    /// Runs `gateway <args>` here to its exit.
+    /// Runs `gateway <args>` here to its exit; at [`PATIENCE`] it is killed (a gateway that
+    /// serves when it should have been refused), and the exit says so.
     fn run(&self, args: &[&str]) -> Exit {
-        run_to_exit(self.gateway(args), PATIENCE)
+        let started = Instant::now();
+        let mut nsenter = self
+            .gateway(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nsenter starts");
+        let read = |mut stream: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = stream.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = read(Box::new(nsenter.stdout.take().unwrap()));
+        let stderr = read(Box::new(nsenter.stderr.take().unwrap()));
+        let status = wait_with_timeout(&mut nsenter, PATIENCE);
+        if status.is_none() {
+            // Its child holds the pipes: kill it too, or the reads never end.
+            kill_children(nsenter.id());
+            let _ = nsenter.kill();
+            let _ = nsenter.wait();
+        }
+        Exit {
+            code: status.and_then(|s| s.code()),
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+            elapsed: started.elapsed(),
+        }
     }
 }
 
@@ -348,6 +391,8 @@ impl Served {
             }
             Err(_) => {
                 let status = wait_with_timeout(&mut nsenter, Duration::from_secs(10));
+                // Its child holds the pipes: kill it too, or the reads never end.
+                kill_children(nsenter.id());
                 let _ = nsenter.kill();
                 let _ = nsenter.wait();
                 Err(Exit {
@@ -506,17 +551,7 @@ impl Racer {
 impl Drop for Racer {
     fn drop(&mut self) {
         if self.exit.is_none() && self.nsenter.try_wait().ok().flatten().is_none() {
-            if let Ok(text) =
-                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.nsenter.id()))
-            {
-                for pid in text
-                    .split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok())
-                {
-                    // SAFETY: signalling our nsenter child's own child.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
+            kill_children(self.nsenter.id());
             let _ = self.nsenter.wait();
         }
     }
