@@ -46,7 +46,9 @@ fn status_json(env: &TestEnv, args: &[&str]) -> (i32, Value) {
         [
             "configPath",
             "healthy",
+            "host",
             "lockPath",
+            "onOtherHost",
             "pid",
             "port",
             "running",
@@ -55,6 +57,11 @@ fn status_json(env: &TestEnv, args: &[&str]) -> (i32, Value) {
         ]
     );
     (code, value)
+}
+
+/// The host name our own gateways record (issue 13).
+fn this_host() -> Value {
+    json!(gateway::test_support::HostIdentity::this().display_name())
 }
 
 fn path_json(path: &Path) -> Value {
@@ -92,6 +99,8 @@ fn a_running_healthy_gateway() {
                 "healthy": true,
                 "lockPath": path_json(&env.state_lock()),
                 "stale": false,
+                "host": this_host(),
+                "onOtherHost": false,
             })
         );
         let (code, text) = status_cli(&env, &[]);
@@ -188,6 +197,8 @@ fn a_gateway_stuck_while_binding() {
                     "healthy": false,
                     "lockPath": path_json(&env.state_lock()),
                     "stale": false,
+                    "host": this_host(),
+                    "onOtherHost": false,
                 }),
                 "{step}"
             );
@@ -219,6 +230,8 @@ fn a_killed_gateway_leaves_a_stale_lock_that_status_leaves_alone() {
                 "healthy": false,
                 "lockPath": path_json(&env.state_lock()),
                 "stale": true,
+                "host": this_host(),
+                "onOtherHost": false,
             })
         );
         let (code, text) = status_cli(&env, &[]);
@@ -248,6 +261,8 @@ fn nothing_running_and_a_foreign_listener_on_the_port() {
         "healthy": false,
         "lockPath": null,
         "stale": false,
+        "host": null,
+        "onOtherHost": false,
     });
 
     // No state dir at all: status says so and creates none.
