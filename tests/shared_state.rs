@@ -99,8 +99,8 @@ impl Lab {
             Ground::Plain => self.shared(),
         };
         // SAFETY: getuid has no preconditions and cannot fail.
-        seen.join("state/tmp")
-            .join(format!("openclaw-{}", unsafe { libc::getuid() }))
+        let uid = unsafe { libc::getuid() };
+        seen.join("state/tmp").join(format!("openclaw-{uid}"))
     }
 
     /// Both lock files' bytes, as this test process sees them (`None`: absent).

@@ -113,11 +113,7 @@ pub fn clear_abandoned_guard(
     let abandoned = match inspect(dir, guard_name, BeaconProbe::Flock) {
         Ok(Some(observed)) => {
             !observed.beacon_held
-                && (age > stale
-                    || observed
-                        .payload
-                        .as_ref()
-                        .is_some_and(|p| reclaimer_is_gone(p)))
+                && (age > stale || observed.payload.as_ref().is_some_and(reclaimer_is_gone))
         }
         // Gone already, or not a regular file (refused elsewhere): nothing to clear.
         _ => false,

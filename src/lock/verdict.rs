@@ -192,6 +192,18 @@ mod tests {
         }
     }
 
+    /// why, where the owner ran, beacon held, recorded pid and port, older than stale, owner,
+    /// verdict.
+    type HostRow = (
+        &'static str,
+        Whereabouts,
+        bool,
+        Option<(u32, Option<u16>)>,
+        bool,
+        Option<Liveness>,
+        Verdict,
+    );
+
     /// Issue 13: where the owner ran comes first. Off this boot of this machine the pid is never
     /// asked about (`None` in the owner column: asking panics).
     #[test]
@@ -203,7 +215,7 @@ mod tests {
             beacon_held,
         };
         #[rustfmt::skip]
-        let table: &[(&str, Whereabouts, bool, Option<(u32, Option<u16>)>, bool, Option<Liveness>, Verdict)] = &[
+        let table: &[HostRow] = &[
             // why,                                                   where,        beacon, payload,    old,   owner,        verdict
             ("this boot: SPEC §4 as before, the pid decides",         ThisBoot,     false,  PAYLOAD,    false, Some(Dead),   RECLAIM),
             ("this boot, a live pid",                                 ThisBoot,     false,  PAYLOAD,    false, Some(Alive),  ALIVE),
