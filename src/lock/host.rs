@@ -90,6 +90,7 @@ fn clean(raw: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }
 
+#[cfg(target_os = "linux")]
 fn read_text(path: &str) -> Option<String> {
     clean(&std::fs::read_to_string(path).ok()?)
 }
