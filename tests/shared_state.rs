@@ -502,6 +502,15 @@ fn another_host_is_refused_at_once_and_its_files_untouched(ground: Ground) {
     assert_eq!(json["host"], "host-a", "{json}");
     assert_eq!(json["pid"], served.pid, "{json}");
     assert_eq!(json["healthy"], false, "{json}");
+    let status = b.run(&["status"]);
+    assert_eq!(status.code, Some(1), "running, health unknown: {status}");
+    assert_eq!(
+        status.stdout,
+        format!(
+            "gateway running on host host-a (pid {}), another machine: its health cannot be checked from here; if it is gone, run `gateway unlock --force`\n",
+            served.pid
+        )
+    );
 
     assert_eq!(served.terminate(), Some(0));
     assert!(lab.lock_dir_empties(), "{:?}", lab.lock_dir_entries());
