@@ -113,6 +113,13 @@ enum gw_result
      * where waiting would stall the server: make it from a thread of your own.
      */
     GW_ERR_WRONG_THREAD = 15,
+    /**
+     * The lock file records a gateway on another machine: never reclaimed here, refused at
+     * once. `gw_last_error_holder` gives its pid and port (on that machine: never signal it
+     * here) and `gw_last_error_holder_host` its host; if it is gone, `gw_unlock` with `force`
+     * removes its lock.
+     */
+    GW_ERR_HELD_BY_OTHER_HOST = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1164,6 +1171,28 @@ gw_result gw_lock_status(const struct gw_options *options,
                          struct gw_status *out);
 
 /**
+ * Removes the lock files of a gateway that is gone, as the Rust `gateway::unlock` (and
+ * `gateway unlock [--force]`): a stale lock (a dead holder of this machine, or one of an earlier
+ * boot) without `force`; a lock whose holder is on another machine only with `force` (only the
+ * user can know that it is gone). Never a lock a live gateway of this machine holds, nor one
+ * whose holder on another machine is proven alive by a beacon the file system shares:
+ * `GW_ERR_ALREADY_RUNNING` (`gw_last_error_holder` gives its pid, `gw_last_error_holder_host`
+ * its host when it is another machine). Without `force`, another machine's lock gives
+ * `GW_ERR_HELD_BY_OTHER_HOST`. On any failure nothing is removed.
+ *
+ * On `GW_OK`, `*removed` (when not NULL) is the number of lock files removed, 0 when there was
+ * none. Any thread; the options are only read.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no thread changes during the call; `removed`
+ * is NULL or writable.
+ */
+gw_result gw_unlock(const struct gw_options *options,
+                    bool force,
+                    uint32_t *removed);
+
+/**
  * New options with the defaults (port 18789, loopback, no auth, timeout 5000 ms, ...), which
  * consult no `OPENCLAW_*` variable.
  *
@@ -1659,8 +1688,10 @@ const char *gw_result_name(uint32_t result);
 
 /**
  * The live gateway that the last failed `gw_*` call on the calling thread named, as typed
- * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`), the holder's pid and the
- * port its lock file records, each 0 when unknown.
+ * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`, or
+ * `gw_unlock`), or `GW_ERR_HELD_BY_OTHER_HOST`, the holder's pid and the port its lock file
+ * records, each 0 when unknown. When `gw_last_error_holder_host` names a host, the pid is one
+ * of that machine's: never signal it here.
  *
  * `GW_OK` when the last error named a live holder with a pid or a port known: writes `*pid` and `*port` (either may be NULL
  * when not wanted). `GW_ERR_NOT_FOUND` otherwise (no call failed yet on this thread, or the
@@ -1674,6 +1705,19 @@ const char *gw_result_name(uint32_t result);
  */
 gw_result gw_last_error_holder(uint32_t *pid,
                                uint16_t *port);
+
+/**
+ * The host of the holder the last failed `gw_*` call on the calling thread named, when it is
+ * another machine (after `GW_ERR_HELD_BY_OTHER_HOST`, or `GW_ERR_ALREADY_RUNNING` from
+ * `gw_unlock` for a holder whose lock the file system shares): its host name as its lock file
+ * records it (else its machine id, else its boot id). `""` when the last failure named no
+ * other machine, or no call failed on this thread yet. Like `gw_last_error_holder`, it records
+ * no error of its own.
+ *
+ * Returns a NUL-terminated UTF-8 string owned by the library, never NULL: valid until the next
+ * failing `gw_*` call on the same thread or the thread's exit; copy it to keep it. Any thread.
+ */
+const char *gw_last_error_holder_host(void);
 
 /**
  * The message of the last failed `gw_*` call on the calling thread: the exact message of the

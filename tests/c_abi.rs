@@ -231,7 +231,7 @@ fn assert_suite(output: &Output, cases: &[&str]) {
     assert!(stdout.lines().any(|line| line == "all ok"), "{stdout}");
 }
 
-const C_CASES: [&str; 13] = [
+const C_CASES: [&str; 14] = [
     "bad_env_port",
     "version_and_names",
     "null_arguments",
@@ -245,6 +245,7 @@ const C_CASES: [&str; 13] = [
     "serve_options_arguments",
     "log_finalizer_and_lock_lost",
     "pairing_calls",
+    "other_host_and_unlock",
 ];
 const CPP_CASES: [&str; 8] = [
     "errors",

@@ -70,7 +70,9 @@ fn status_json(env: &TestEnv, args: &[&str]) -> (i32, Value) {
             "configPath",
             "ground",
             "healthy",
+            "host",
             "lockPath",
+            "onOtherHost",
             "pid",
             "port",
             "running",
@@ -95,6 +97,11 @@ fn assert_local_ground(env: &TestEnv, ground: &Value) {
         json!([]),
         "no lock options on a local file system"
     );
+}
+
+/// The host name our own gateways record (issue 13).
+fn this_host() -> Value {
+    json!(gateway::test_support::HostIdentity::this().display_name())
 }
 
 fn path_json(path: &Path) -> Value {
@@ -132,6 +139,8 @@ fn a_running_healthy_gateway() {
                 "healthy": true,
                 "lockPath": path_json(&env.state_lock()),
                 "stale": false,
+                "host": this_host(),
+                "onOtherHost": false,
             })
         );
         let (code, text) = status_cli(&env, &[]);
@@ -228,6 +237,8 @@ fn a_gateway_stuck_while_binding() {
                     "healthy": false,
                     "lockPath": path_json(&env.state_lock()),
                     "stale": false,
+                    "host": this_host(),
+                    "onOtherHost": false,
                 }),
                 "{step}"
             );
@@ -259,6 +270,8 @@ fn a_killed_gateway_leaves_a_stale_lock_that_status_leaves_alone() {
                 "healthy": false,
                 "lockPath": path_json(&env.state_lock()),
                 "stale": true,
+                "host": this_host(),
+                "onOtherHost": false,
             })
         );
         let (code, text) = status_cli(&env, &[]);
@@ -288,6 +301,8 @@ fn nothing_running_and_a_foreign_listener_on_the_port() {
         "healthy": false,
         "lockPath": null,
         "stale": false,
+        "host": null,
+        "onOtherHost": false,
     });
 
     // No state dir at all: status says so and creates none.

@@ -56,6 +56,7 @@ enum class Code : std::uint32_t {
     not_found = GW_ERR_NOT_FOUND,
     http_body = GW_ERR_HTTP_BODY,
     wrong_thread = GW_ERR_WRONG_THREAD,
+    held_by_other_host = GW_ERR_HELD_BY_OTHER_HOST,
 };
 
 /// "GW_ERR_ALREADY_RUNNING", ...; "GW_UNKNOWN" for a number this library does not know.
@@ -67,11 +68,14 @@ enum class LogLevel : std::uint32_t { debug = GW_LOG_DEBUG, info = GW_LOG_INFO, 
 /// A change in a served gateway's life (`gw_state`).
 enum class State : std::uint32_t { ready = GW_STATE_READY, lock_lost = GW_STATE_LOCK_LOST, stopped = GW_STATE_STOPPED };
 
-/// The live gateway that refused an acquire: its pid and the port its lock file records, each
-/// empty when unknown (`gw_last_error_holder` gives 0 for it). Never signal an empty pid.
+/// The live gateway that refused an acquire (or an unlock): its pid and the port its lock file
+/// records, each empty when unknown (`gw_last_error_holder` gives 0 for it), and its host when
+/// it is another machine (`gw_last_error_holder_host`). Never signal an empty pid, nor the pid
+/// of a holder with a host: it is that machine's.
 struct Holder {
     std::optional<std::uint32_t> pid;
     std::optional<std::uint16_t> port;
+    std::optional<std::string> host;
 };
 
 /// A failed call: its Code, the message `gw_last_error_message` gave, and the holder
@@ -84,7 +88,8 @@ public:
     [[nodiscard]] Code code() const noexcept { return code_; }
     /// "GW_ERR_ALREADY_RUNNING", ...
     [[nodiscard]] const char *name() const noexcept { return gateway::name(code_); }
-    /// The live gateway holding the lock (Code::already_running with a known pid or port).
+    /// The live gateway holding the lock (Code::already_running with a known pid or port, or
+    /// Code::held_by_other_host, with its host).
     [[nodiscard]] const std::optional<Holder> &holder() const noexcept { return holder_; }
 
     /// The calling thread's last failure, as an Error.
@@ -96,6 +101,8 @@ public:
             named = Holder{};
             if (pid != 0) named->pid = pid;
             if (port != 0) named->port = port;
+            const std::string host = gw_last_error_holder_host();
+            if (!host.empty()) named->host = host;
         }
         return Error(static_cast<Code>(code), gw_last_error_message(), named);
     }
@@ -363,6 +370,15 @@ struct Status {
     gw_status found{};
     detail::check(gw_lock_status(options.get(), &found));
     return Status{found.running, found.healthy, found.stale, found.port, found.pid, found.start_time};
+}
+
+/// Removes the lock files of a gateway that is gone (gw_unlock): a stale one always, another
+/// machine's only with `force`, never a live gateway's. Returns how many were removed; throws
+/// Error (Code::held_by_other_host without `force`, Code::already_running for a live holder).
+inline std::uint32_t unlock(const Options &options, bool force = false) {
+    std::uint32_t removed = 0;
+    detail::check(gw_unlock(options.get(), force, &removed));
+    return removed;
 }
 
 /// The file locks and the listener (gw_lock). Released when destroyed.

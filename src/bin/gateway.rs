@@ -30,6 +30,8 @@ enum Command {
     Run(RunArgs),
     /// Show the gateway that holds the lock, without changing anything.
     Status(StatusArgs),
+    /// Remove the lock of a gateway that is gone; one on another machine only with --force.
+    Unlock(UnlockArgs),
 }
 
 #[derive(Args)]
@@ -98,6 +100,17 @@ struct StatusArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct UnlockArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Also remove a lock whose holder is on another machine: only once you know that gateway
+    /// is gone (its lock file's pid means nothing here). A live gateway's lock on this machine
+    /// is never removed.
+    #[arg(long)]
+    force: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BindArg {
     Loopback,
@@ -117,6 +130,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Status(args) => status(args),
+        Command::Unlock(args) => unlock(args),
     }
 }
 
@@ -342,7 +356,11 @@ fn status(args: StatusArgs) -> ExitCode {
             .map(|p| format!(" (pid {p})"))
             .unwrap_or_default();
         let url = format!("ws://127.0.0.1:{}", status.port);
+        let host = status.host.as_deref().unwrap_or("another machine");
         match (status.running, status.healthy) {
+            _ if status.on_other_host => println!(
+                "gateway running on host {host}{pid}, another machine: its health cannot be checked from here; if it is gone, run `gateway unlock --force`"
+            ),
             (true, true) => println!("gateway running{pid} on {url}, healthy"),
             (true, false) => println!(
                 "gateway running{pid} but {url}/healthz does not answer (starting, stopping or stuck)"
@@ -362,4 +380,33 @@ fn status(args: StatusArgs) -> ExitCode {
         (false, false) => ExitCode::from(EXIT_NOT_RUNNING),
         _ => ExitCode::FAILURE,
     }
+}
+
+fn unlock(args: UnlockArgs) -> ExitCode {
+    let removed = match target_options(&args.target)
+        .and_then(|options| gateway::unlock(&options, args.force))
+    {
+        Ok(removed) => removed,
+        Err(err) => {
+            eprintln!("gateway unlock: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if removed.is_empty() {
+        println!("no gateway lock to remove");
+    }
+    for lock in removed {
+        let pid = lock.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+        let host = match (&lock.host, lock.on_other_host) {
+            (Some(host), true) => format!(" on host {host} (another machine)"),
+            (Some(host), false) => format!(" on host {host} (this machine, gone)"),
+            (None, _) => " (gone)".to_owned(),
+        };
+        println!(
+            "removed {}: held by gateway{pid}{host}, locked {} ago",
+            lock.lock_path.display(),
+            humantime::format_duration(Duration::from_secs(lock.age.as_secs()))
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -495,6 +495,42 @@ int main(int argc, char **argv) {
         CHECK(std::chrono::steady_clock::now() - start < 3s);
         close(client);
         CHECK(*stopped == static_cast<int>(gateway::Code::timeout));
+        // A lock of another machine (issue 13): refused naming its host; removed only with force.
+        {
+            const fs::path other = dir / "other_host";
+            fs::create_directories(other / "locks");
+            fs::permissions(other / "locks", fs::perms::owner_all, fs::perm_options::replace);
+            {
+                std::ofstream file(other / "locks" / "gateway.state.lock");
+                file << "{\"pid\":4242,\"createdAt\":\"2026-11-21T00:36:45.087Z\",\"port\":18789,"
+                     << "\"hostname\":\"host-elsewhere\",\"bootId\":\"b-elsewhere\",\"machineId\":\"m-elsewhere\"}\n";
+            }
+            fs::permissions(other / "locks" / "gateway.state.lock", fs::perms::owner_read | fs::perms::owner_write,
+                            fs::perm_options::replace);
+            auto options = options_in(other);
+            auto refused = gateway::Lock::try_acquire(options);
+            CHECK(!refused && refused.error().code() == gateway::Code::held_by_other_host);
+            CHECK(std::string(refused.error().name()) == "GW_ERR_HELD_BY_OTHER_HOST");
+            const auto &holder = refused.error().holder();
+            CHECK(holder && holder->pid == 4242u && holder->port == 18789 && holder->host == "host-elsewhere");
+            try {
+                (void)gateway::unlock(options);
+                CHECK(false);
+            } catch (const gateway::Error &error) {
+                CHECK(error.code() == gateway::Code::held_by_other_host);
+                CHECK(contains(error.what(), "run `gateway unlock --force`"));
+            }
+            CHECK(gateway::unlock(options, true) == 1);
+            auto lock = gateway::Lock::acquire(options);
+            try {
+                (void)gateway::unlock(options, true);
+                CHECK(false);
+            } catch (const gateway::Error &error) {
+                CHECK(error.code() == gateway::Code::already_running);
+                CHECK(error.holder() && error.holder()->pid == static_cast<std::uint32_t>(getpid()));
+                CHECK(!error.holder()->host);
+            }
+        }
         std::printf("ok lock_extras\n");
     }
 
