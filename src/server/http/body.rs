@@ -204,10 +204,16 @@ mod tests {
     #[tokio::test]
     async fn an_abort_is_not_lost_behind_a_full_queue() {
         let (writer, mut body) = Body::channel(1);
-        writer.send("queued").await.expect("the queue has room for one");
+        writer
+            .send("queued")
+            .await
+            .expect("the queue has room for one");
         writer.abort("gave up");
         let frame = body.frame().await.expect("the body reports the abort");
-        assert_eq!(frame.expect_err("an aborted body fails").to_string(), "gave up");
+        assert_eq!(
+            frame.expect_err("an aborted body fails").to_string(),
+            "gave up"
+        );
     }
 
     #[tokio::test]
