@@ -1,6 +1,7 @@
 //! HTTP on the gateway port (SPEC §13): the request pipeline in Node's order, the host's
 //! routes, the Control UI's static mount, and where a WebSocket upgrade is accepted.
 
+mod auth;
 mod body;
 mod control_ui;
 mod pipeline;
@@ -9,6 +10,7 @@ mod routes;
 use std::time::Duration;
 
 pub use body::{Body, BodyError, BodySendError, BodyWriter};
+pub(crate) use control_ui::ControlUi;
 pub use control_ui::{ControlUiBuildSource, ControlUiOptions};
 pub(crate) use pipeline::dispatch;
 pub use routes::{

@@ -73,6 +73,9 @@ async fn stages(
         };
         return route.handler.call(request).await;
     }
+    if let Some(ui) = super::control_ui::respond(shared, &request, peer).await {
+        return ui;
+    }
     // SPEC §9: a plain request at `/` is told to upgrade.
     if path == "/" {
         return ws::accept(&shared.ws, &mut request, peer, open);
