@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Take the gateway lock, bind, and serve until SIGINT or SIGTERM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show the gateway that holds the lock, without changing anything.
     Status(StatusArgs),
 }
@@ -122,7 +122,7 @@ enum AuthArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Status(args) => status(args),
     }
 }

@@ -77,6 +77,8 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
+    // Each argument is a separate part `serve` assembles; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         options: ProtocolOptions,
         handlers: Handlers,
