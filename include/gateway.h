@@ -1378,6 +1378,26 @@ gw_result gw_serve_options_set_server_version(struct gw_serve_options *options,
                                               const char *version);
 
 /**
+ * Serves OpenClaw's Control UI from the directory `root` (a built UI: `dist/control-ui` of
+ * the `openclaw` package) on the gateway's port, under `base_path` (NULL or `""`: the root;
+ * normalized as Node does, `"openclaw/"` → `/openclaw`), as a configured build (SPEC §13.3).
+ * `gw_serve` checks the directory and fails with `GW_ERR_INVALID_ARGUMENT`, naming it, when it
+ * holds no `index.html`.
+ *
+ * The strings are copied. `GW_ERR_INVALID_ARGUMENT` for an empty `root` or a string that is
+ * not UTF-8, `GW_ERR_NULL_ARGUMENT` when `options` or `root` is NULL; the options are then
+ * unchanged.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `root` and `base_path` are NULL or NUL-terminated strings.
+ */
+gw_result gw_serve_options_set_control_ui(struct gw_serve_options *options,
+                                          const char *root,
+                                          const char *base_path);
+
+/**
  * Serves on the lock's listener(s) with `options` and returns once ready (`/readyz` answers
  * 200), as the Rust `Gateway::serve`. On `GW_OK`, `*out` is a new `gw_server` the caller
  * owns and must give to `gw_shutdown`.

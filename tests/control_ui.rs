@@ -1001,3 +1001,65 @@ async fn a_bundled_ui_of_another_build_is_told_to_reload() {
         .await
         .unwrap();
 }
+
+/// The C ABI's `gw_serve_options_set_control_ui`, from a C host (tests/c/control_ui_host.c,
+/// built with `-Wall -Wextra -Werror` against the static library): the mount under its base
+/// path, served as from Rust.
+#[test]
+fn a_c_host_mounts_the_ui_with_its_setter() {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let lib = deps.join("libgateway.a");
+    assert!(lib.exists(), "{} was not built", lib.display());
+    let host = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("control_ui_host");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let compiled = std::process::Command::new("cc")
+        .current_dir(root)
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Wpedantic",
+            "-Werror",
+            "-pthread",
+        ])
+        .args(["-Iinclude", "tests/c/control_ui_host.c"])
+        .arg(&lib)
+        .args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"])
+        .arg("-o")
+        .arg(&host)
+        .output()
+        .expect("cc (apt-get install gcc)");
+    assert!(
+        compiled.status.success(),
+        "compiling the C host: {}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    let env = TestEnv::new();
+    let fixture = Fixture::new();
+    let mut command = std::process::Command::new(&host);
+    for name in gateway::ENVIRONMENT_VARIABLES {
+        command.env_remove(name);
+    }
+    command
+        .env("HOME", env.home())
+        .env("OPENCLAW_GATEWAY_PORT", free_port().to_string())
+        .arg(fixture.root())
+        .arg("/c-host/")
+        .stdin(std::process::Stdio::piped());
+    let mut gateway = GatewayProcess::spawn(command).unwrap_or_else(|exit| panic!("{exit}"));
+    let port = gateway.port;
+    assert_eq!(get(port, "/c-host").header("location"), Some("/c-host/"));
+    let index = get(port, "/c-host/");
+    assert!(index.is_index() && index.is_control_uis(), "{index:?}");
+    assert!(
+        index
+            .text()
+            .contains(r#"data-openclaw-control-ui-base-path="/c-host""#)
+    );
+    assert_eq!(get(port, "/c-host/assets/app-3f9a1c.js").text(), APP_JS);
+    // Closing its stdin stops it.
+    drop(gateway.child.stdin.take());
+    let status = wait_with_timeout(&mut gateway.child, Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

@@ -453,6 +453,12 @@ public:
     ServeOptions &server_version(const std::string &version) {
         return apply(gw_serve_options_set_server_version(get(), version.c_str()));
     }
+    /// Serves OpenClaw's Control UI from `root` (a built UI: `dist/control-ui` of the openclaw
+    /// package) under `base_path` (empty: the root). serve() throws when `root` has no
+    /// index.html.
+    ServeOptions &control_ui(const std::string &root, const std::string &base_path = "") {
+        return apply(gw_serve_options_set_control_ui(get(), root.c_str(), base_path.c_str()));
+    }
     /// Decides pairing requests as they arrive (default: Node's `silent` rule, a device on this
     /// host pairs at once and any other waits for Server::approve_pairing). The library owns
     /// the function and destroys it when these options and every server served with them are

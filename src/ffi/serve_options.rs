@@ -6,9 +6,11 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use super::boundary::{boundary, free_handle, name_argument, non_null, result_boundary};
+use super::boundary::{
+    boundary, free_handle, name_argument, non_null, optional_utf8_argument, result_boundary,
+};
 use super::result::{fail_with, gw_result};
-use crate::server::{AuthThrottle, ServeOptions};
+use crate::server::{AuthThrottle, ControlUiOptions, ServeOptions};
 
 /// How `gw_serve` runs the server: worker threads, the WebSocket protocol's limits and
 /// policies (SPEC §9). The callbacks (log, state, methods, connections) are given to
@@ -400,6 +402,43 @@ pub unsafe extern "C" fn gw_serve_options_set_server_version(
     }
 }
 
+/// Serves OpenClaw's Control UI from the directory `root` (a built UI: `dist/control-ui` of
+/// the `openclaw` package) on the gateway's port, under `base_path` (NULL or `""`: the root;
+/// normalized as Node does, `"openclaw/"` → `/openclaw`), as a configured build (SPEC §13.3).
+/// `gw_serve` checks the directory and fails with `GW_ERR_INVALID_ARGUMENT`, naming it, when it
+/// holds no `index.html`.
+///
+/// The strings are copied. `GW_ERR_INVALID_ARGUMENT` for an empty `root` or a string that is
+/// not UTF-8, `GW_ERR_NULL_ARGUMENT` when `options` or `root` is NULL; the options are then
+/// unchanged.
+///
+/// # Safety
+///
+/// `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+/// `root` and `base_path` are NULL or NUL-terminated strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_serve_options_set_control_ui(
+    options: *mut gw_serve_options,
+    root: *const c_char,
+    base_path: *const c_char,
+) -> gw_result {
+    const FUNCTION: &str = "gw_serve_options_set_control_ui";
+    result_boundary(FUNCTION, || {
+        // SAFETY: NULL or NUL-terminated, by the contract.
+        let base_path = unsafe { optional_utf8_argument(FUNCTION, "base_path", base_path) }?;
+        // SAFETY: forwarded contract.
+        match unsafe {
+            update_with_name(FUNCTION, options, "root", root, |o, root| {
+                o.http.control_ui =
+                    Some(ControlUiOptions::new(root).base_path(base_path.unwrap_or_default()))
+            })
+        } {
+            gw_result::GW_OK => Ok(()),
+            refused => Err(refused),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::ptr::{null, null_mut};
@@ -525,6 +564,40 @@ mod tests {
             assert_eq!(o.auth_throttle.max_failures, 2);
             assert_eq!(o.auth_throttle.window, Duration::from_millis(1000));
             assert_eq!(o.auth_throttle.lockout, Duration::from_millis(5000));
+            gw_serve_options_free(options);
+        }
+    }
+
+    #[test]
+    fn the_control_ui_setter_copies_and_checks_its_strings() {
+        let options = gw_serve_options_new();
+        let root = c"/srv/ui";
+        // SAFETY: a live options handle and NUL-terminated strings.
+        unsafe {
+            assert_eq!(
+                gw_serve_options_set_control_ui(options, null(), null()),
+                gw_result::GW_ERR_NULL_ARGUMENT
+            );
+            assert_eq!(
+                gw_serve_options_set_control_ui(options, c"".as_ptr(), null()),
+                gw_result::GW_ERR_INVALID_ARGUMENT
+            );
+            assert!((*options).inner.http.control_ui.is_none(), "unchanged");
+            assert_eq!(
+                gw_serve_options_set_control_ui(options, root.as_ptr(), c" openclaw/ ".as_ptr()),
+                gw_result::GW_OK
+            );
+            let ui = (*options).inner.http.control_ui.clone().unwrap();
+            assert_eq!(ui.root, std::path::Path::new("/srv/ui"));
+            assert_eq!(ui.base_path, "/openclaw");
+            assert_eq!(
+                gw_serve_options_set_control_ui(options, root.as_ptr(), null()),
+                gw_result::GW_OK
+            );
+            assert_eq!(
+                (*options).inner.http.control_ui.as_ref().unwrap().base_path,
+                ""
+            );
             gw_serve_options_free(options);
         }
     }

@@ -67,6 +67,20 @@ public struct GatewayServeOptions: Sendable, Equatable {
     /// How often the health snapshot is refreshed and sent as a `health` event, and how old a
     /// cached one may be when `health` answers it (default 60 s).
     public var healthRefreshInterval: Duration?
+    /// OpenClaw's Control UI served on the gateway's port (default none).
+    public var controlUI: ControlUI?
+
+    /// The Control UI mount: a built UI (`dist/control-ui` of the openclaw package) and where
+    /// it is served (`""`: the root; `"openclaw"` → `/openclaw`). `GatewayServer.serve` throws
+    /// `.invalidArgument` when `root` has no `index.html`.
+    public struct ControlUI: Sendable, Equatable {
+        public var root: String
+        public var basePath: String
+        public init(root: String, basePath: String = "") {
+            self.root = root
+            self.basePath = basePath
+        }
+    }
 
     /// The defaults.
     public init(
@@ -77,7 +91,8 @@ public struct GatewayServeOptions: Sendable, Equatable {
         maxBufferedBytes: Int? = nil, authThrottle: AuthThrottle? = nil,
         serverVersion: String? = nil, pairingPolicy: GatewayPairingPolicy? = nil,
         pairingStorePath: String? = nil, buildID: String? = nil, capabilities: [String] = [],
-        challengeCapabilities: [String] = [], healthRefreshInterval: Duration? = nil
+        challengeCapabilities: [String] = [], healthRefreshInterval: Duration? = nil,
+        controlUI: ControlUI? = nil
     ) {
         self.workerThreads = workerThreads
         self.dropTimeout = dropTimeout
@@ -98,6 +113,7 @@ public struct GatewayServeOptions: Sendable, Equatable {
         self.capabilities = capabilities
         self.challengeCapabilities = challengeCapabilities
         self.healthRefreshInterval = healthRefreshInterval
+        self.controlUI = controlUI
     }
 
     /// The timeout `deinit` gives `gw_shutdown`: the library's default unless set.
@@ -161,6 +177,9 @@ final class ServeOptionsHandle {
             try check(gw_serve_options_set_pairing_policy(
                 pointer, PairingPolicyBox.callback, Unmanaged.passRetained(policy.box).toOpaque(),
                 PairingPolicyBox.free))
+        }
+        if let ui = options.controlUI {
+            try check(gw_serve_options_set_control_ui(pointer, ui.root, ui.basePath))
         }
         if let path = options.pairingStorePath {
             try check(gw_serve_options_set_pairing_store_path(pointer, path))
