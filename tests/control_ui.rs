@@ -67,7 +67,10 @@ impl Fixture {
             "assets/logo-1234.png.br",
             b"never sent: png is not compressible",
         );
-        write("assets/big-5555.bin", &big_bytes());
+        write("docs/big.bin", &big_bytes());
+        // Past what the gateway keeps in memory: served from disk, siblings and all.
+        write("assets/huge-9999.js", &vec![b' '; 5 * 1024 * 1024]);
+        write("assets/huge-9999.js.br", b"brotli bytes of the huge module");
         write("favicon.svg", b"<svg/>");
         write("social-card.png", b"\x89PNG card");
         write("manifest.webmanifest", b"{}");
@@ -81,6 +84,8 @@ impl Fixture {
         std::os::unix::fs::symlink("../secret.txt", root.join("escape.txt")).unwrap();
         std::os::unix::fs::symlink("../outside", root.join("outdir")).unwrap();
         std::os::unix::fs::symlink("favicon.svg", root.join("alias.svg")).unwrap();
+        std::os::unix::fs::symlink("../../secret.txt", root.join("assets/leak-0000.js")).unwrap();
+        std::os::unix::fs::symlink("../../outside", root.join("assets/outdir")).unwrap();
         Self { dir }
     }
 
@@ -460,6 +465,36 @@ fn precompressed_siblings_by_accept_encoding_and_406() {
         );
         assert_eq!(answer.header("vary"), Some("Accept-Encoding"));
     }
+    // Repeated headers are one list, as Node joins them.
+    let repeated = request(
+        port,
+        "GET",
+        asset,
+        &[
+            ("Accept-Encoding", "identity;q=0"),
+            ("Accept-Encoding", "gzip"),
+        ],
+    );
+    assert_eq!(repeated.header("content-encoding"), Some("gzip"));
+    // A module too large to keep in memory is chosen the same way, from disk.
+    let huge = "/assets/huge-9999.js";
+    let br = request(port, "GET", huge, &[("Accept-Encoding", "br")]);
+    assert_eq!(br.body, b"brotli bytes of the huge module");
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    let plain = request(port, "GET", huge, &[("Accept-Encoding", "gzip")]);
+    assert_eq!(
+        (plain.body.len(), plain.header("content-encoding")),
+        (5 * 1024 * 1024, None)
+    );
+    let tag = plain.header("etag").unwrap();
+    assert_eq!(
+        request(port, "GET", huge, &[("If-None-Match", tag)]).status,
+        304
+    );
+    assert_eq!(
+        request(port, "GET", huge, &[("Accept-Encoding", "identity;q=0")]).status,
+        406
+    );
     // A png is never sent compressed, though a sibling exists.
     let png = request(
         port,
@@ -609,6 +644,9 @@ fn hostile_paths_are_refused() {
         "/%zz",
         "/escape.txt",
         "/outdir/also.txt",
+        "/assets/leak-0000.js",
+        "/assets/outdir/also.txt",
+        "/deep/link/assets/leak-0000.js",
         "//etc/passwd",
         "/C:/windows/win.ini",
         "/./secret.txt",
@@ -668,7 +706,7 @@ fn a_large_file_is_streamed_whole() {
     let env = TestEnv::new();
     let fixture = Fixture::new();
     let gateway = serve(&env, &fixture.root(), None);
-    let answer = get(gateway.port, "/assets/big-5555.bin");
+    let answer = get(gateway.port, "/docs/big.bin");
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("content-length"), Some("1048576"));
     assert!(

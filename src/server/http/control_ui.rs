@@ -3,6 +3,7 @@
 //! headers, and `control-ui-config.json`. Follows control-ui-DWr4NUmu.mjs (CUI) and
 //! control-ui-share-BY-xYcC6.mjs (CUR) of `openclaw` 2026.9.6.
 
+mod cache;
 mod config;
 mod files;
 mod index;
@@ -107,6 +108,7 @@ pub(crate) struct ControlUi {
     index_digest: String,
     script_hashes: Vec<String>,
     config_body: Value,
+    assets: cache::AssetCache,
 }
 
 /// The rewritten `index.html` in each encoding it is sent in.
@@ -180,6 +182,7 @@ impl ControlUi {
             index_digest,
             script_hashes,
             config_body,
+            assets: cache::AssetCache::default(),
         })
     }
 
@@ -248,13 +251,8 @@ impl ControlUi {
         let headers = request.headers();
         let method = request.method();
         let base = self.base_path.as_str();
-        let route = routing::classify(
-            base,
-            path,
-            uri.query(),
-            method,
-            text(headers, header::ACCEPT),
-        );
+        let accept = joined(headers, header::ACCEPT);
+        let route = routing::classify(base, path, uri.query(), method, accept.as_deref());
         let spa_fallback = match route {
             routing::Route::NotControlUi => return None,
             routing::Route::NotFound => return Some(not_found()),
@@ -297,6 +295,28 @@ impl ControlUi {
             return Some(not_found());
         }
         let reject_hardlinks = self.build_source == ControlUiBuildSource::Configured;
+        if bundled_assets && rel.starts_with("assets/") && file_name(&rel) != "index.html" {
+            if let Some(asset) = self.assets.get(&rel) {
+                return Some(self.cached(request, &rel, &asset));
+            }
+            let loaded = {
+                let (root, rel) = (self.root_real.clone(), rel.clone());
+                let compressible = files::is_compressible(&rel);
+                tokio::task::spawn_blocking(move || {
+                    cache::load(&root, &rel, reject_hardlinks, compressible)
+                })
+                .await
+            };
+            match loaded {
+                Ok(Ok(Some(asset))) => {
+                    let asset = self.assets.insert(rel.clone(), asset);
+                    return Some(self.cached(request, &rel, &asset));
+                }
+                // Not there, or too large to keep: the disk path answers.
+                Ok(Ok(None)) => {}
+                Ok(Err(_)) | Err(_) => return Some(server_error()),
+            }
+        }
         let opened = {
             let (root, rel) = (self.root_real.clone(), rel.clone());
             tokio::task::spawn_blocking(move || files::open_below(&root, &rel, reject_hardlinks))
@@ -329,19 +349,12 @@ impl ControlUi {
     ) -> Response<Body> {
         let headers = request.headers();
         let fingerprinted = self.build_id.is_some() && rel.starts_with("assets/");
-        let versioned = self.build_id.as_deref().is_some_and(|id| {
-            query_param(request.uri().query(), "v").as_deref() == Some(id)
-                && files::is_versioned_public_asset(rel)
-        });
-        let cache_control = if fingerprinted || versioned {
-            IMMUTABLE
-        } else {
-            "no-cache"
-        };
         let last_modified = source.last_modified;
         let compressible = fingerprinted && files::is_compressible(rel);
-        let encodings =
-            files::acceptable_encodings(text(headers, header::ACCEPT_ENCODING), compressible);
+        let encodings = files::acceptable_encodings(
+            joined(headers, header::ACCEPT_ENCODING).as_deref(),
+            compressible,
+        );
         let mut chosen = None;
         for encoding in encodings {
             if encoding == Encoding::Identity {
@@ -363,9 +376,80 @@ impl ControlUi {
             return not_acceptable();
         };
         let body_file = sibling.unwrap_or(source);
-        let etag = match encoding.header() {
-            Some(coding) => format!("{}-{coding}\"", body_file.etag.trim_end_matches('"')),
-            None => body_file.etag.clone(),
+        let etag = representation_etag(&body_file.etag, encoding);
+        let mut response = match self.file_head(request, rel, last_modified, encoding, &etag) {
+            Ok(response) => response,
+            Err(not_modified) => return not_modified,
+        };
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body_file.len));
+        if request.method() == Method::HEAD {
+            return response;
+        }
+        *response.body_mut() = file_body(body_file).await;
+        response
+    }
+
+    /// A fingerprinted asset from memory: the representation `Accept-Encoding` picks among
+    /// the ones the build has, as the disk path picks.
+    fn cached(
+        &self,
+        request: &Request<hyper::body::Incoming>,
+        rel: &str,
+        asset: &cache::CachedAsset,
+    ) -> Response<Body> {
+        let accepted = files::acceptable_encodings(
+            joined(request.headers(), header::ACCEPT_ENCODING).as_deref(),
+            files::is_compressible(rel),
+        );
+        let Some(chosen) = accepted
+            .into_iter()
+            .find_map(|encoding| asset.get(encoding))
+        else {
+            return not_acceptable();
+        };
+        let mut response = match self.file_head(
+            request,
+            rel,
+            asset.last_modified,
+            chosen.encoding,
+            &chosen.etag,
+        ) {
+            Ok(response) => response,
+            Err(not_modified) => return not_modified,
+        };
+        response.headers_mut().insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(chosen.bytes.len()),
+        );
+        if request.method() != Method::HEAD {
+            *response.body_mut() = Body::full(chosen.bytes.clone());
+        }
+        response
+    }
+
+    /// The head of a file's representation (CUI:300-330): `Cache-Control` (immutable for a
+    /// build's `assets/` and for a versioned asset asked for with `?v=<build id>`, else
+    /// `no-cache`), `Last-Modified`, `Vary`, `ETag`, the type and coding. `Err` is the `304`
+    /// a conditional request gets instead.
+    fn file_head(
+        &self,
+        request: &Request<hyper::body::Incoming>,
+        rel: &str,
+        last_modified: SystemTime,
+        encoding: Encoding,
+        etag: &str,
+    ) -> Result<Response<Body>, Response<Body>> {
+        let fingerprinted = self.build_id.is_some() && rel.starts_with("assets/");
+        let versioned = self.build_id.as_deref().is_some_and(|id| {
+            query_param(request.uri().query(), "v").as_deref() == Some(id)
+                && files::is_versioned_public_asset(rel)
+        });
+        let cache_control = if fingerprinted || versioned {
+            IMMUTABLE
+        } else {
+            "no-cache"
         };
         let mut response = Response::new(Body::empty());
         let out = response.headers_mut();
@@ -375,12 +459,12 @@ impl ControlUi {
         );
         out.insert(header::LAST_MODIFIED, http_date(last_modified));
         out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        if let Ok(value) = HeaderValue::from_str(&etag) {
+        if let Ok(value) = HeaderValue::from_str(etag) {
             out.insert(header::ETAG, value);
         }
-        if unmodified(headers, &etag, Some(last_modified)) {
+        if unmodified(request.headers(), etag, Some(last_modified)) {
             *response.status_mut() = StatusCode::NOT_MODIFIED;
-            return response;
+            return Err(response);
         }
         out.insert(
             header::CONTENT_TYPE,
@@ -389,19 +473,15 @@ impl ControlUi {
         if let (Some(coding), true) = (encoding.header(), files::is_compressible(rel)) {
             out.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
         }
-        out.insert(header::CONTENT_LENGTH, HeaderValue::from(body_file.len));
-        if request.method() == Method::HEAD {
-            return response;
-        }
-        *response.body_mut() = file_body(body_file).await;
-        response
+        Ok(response)
     }
 
     /// The rewritten `index.html` (CUI:881-897, 1192-1202): its CSP names its inline scripts
     /// and the request's host; compressed per `Accept-Encoding`; revalidated by its `ETag`.
     fn index(&self, request: &Request<hyper::body::Incoming>) -> Response<Body> {
         let headers = request.headers();
-        let encodings = files::acceptable_encodings(text(headers, header::ACCEPT_ENCODING), true);
+        let encodings =
+            files::acceptable_encodings(joined(headers, header::ACCEPT_ENCODING).as_deref(), true);
         let Some(&encoding) = encodings.first() else {
             return not_acceptable();
         };
@@ -445,6 +525,15 @@ impl ControlUi {
             *response.body_mut() = Body::full(body.clone());
         }
         response
+    }
+}
+
+/// The validator of one representation: the file's own, marked with its coding, so that the
+/// identity and compressed bodies never share a tag.
+fn representation_etag(file_etag: &str, encoding: Encoding) -> String {
+    match encoding.header() {
+        Some(coding) => format!("{}-{coding}\"", file_etag.trim_end_matches('"')),
+        None => file_etag.to_owned(),
     }
 }
 
@@ -511,6 +600,16 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 fn text(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Every value of a list header, joined as Node joins repeated ones (`a, b`).
+fn joined(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 fn http_date(time: SystemTime) -> HeaderValue {

@@ -215,7 +215,8 @@ pub(super) fn open_below(
         Err(err) => return Err(err),
     };
     let meta = file.metadata()?;
-    if !meta.is_file() || (reject_hardlinks && meta.nlink() > 1) {
+    if !meta.is_file() || (reject_hardlinks && meta.nlink() > 1) || !opened_below(&file, root_real)
+    {
         return Ok(None);
     }
     let modified = meta.modified().unwrap_or(UNIX_EPOCH);
@@ -228,6 +229,21 @@ pub(super) fn open_below(
         etag: format!("\"{:x}-{:x}-{:x}\"", meta.ino(), meta.len(), nanos),
         file,
     }))
+}
+
+/// Whether the file opened is below the root, as the kernel names it: a directory on the way
+/// swapped for a symlink between the check and the open is caught here. Where the kernel does
+/// not say (no `/proc`), the check before the open stands.
+#[cfg(target_os = "linux")]
+fn opened_below(file: &File, root_real: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_or(true, |path| path.starts_with(root_real))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn opened_below(_file: &File, _root_real: &Path) -> bool {
+    true
 }
 
 /// Not there, not a directory on the way, or a symlink where none may be: all "no file".
