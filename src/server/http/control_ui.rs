@@ -377,10 +377,10 @@ impl ControlUi {
         };
         let body_file = sibling.unwrap_or(source);
         let etag = representation_etag(&body_file.etag, encoding);
-        let mut response = match self.file_head(request, rel, last_modified, encoding, &etag) {
-            Ok(response) => response,
-            Err(not_modified) => return not_modified,
-        };
+        let mut response = self.file_head(request, rel, last_modified, encoding, &etag);
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return response;
+        }
         response
             .headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(body_file.len));
@@ -409,16 +409,16 @@ impl ControlUi {
         else {
             return not_acceptable();
         };
-        let mut response = match self.file_head(
+        let mut response = self.file_head(
             request,
             rel,
             asset.last_modified,
             chosen.encoding,
             &chosen.etag,
-        ) {
-            Ok(response) => response,
-            Err(not_modified) => return not_modified,
-        };
+        );
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return response;
+        }
         response.headers_mut().insert(
             header::CONTENT_LENGTH,
             HeaderValue::from(chosen.bytes.len()),
@@ -431,8 +431,8 @@ impl ControlUi {
 
     /// The head of a file's representation (CUI:300-330): `Cache-Control` (immutable for a
     /// build's `assets/` and for a versioned asset asked for with `?v=<build id>`, else
-    /// `no-cache`), `Last-Modified`, `Vary`, `ETag`, the type and coding. `Err` is the `304`
-    /// a conditional request gets instead.
+    /// `no-cache`), `Last-Modified`, `Vary`, `ETag`, the type and coding; or, to a conditional
+    /// request it satisfies, the `304` to send as is.
     fn file_head(
         &self,
         request: &Request<hyper::body::Incoming>,
@@ -440,7 +440,7 @@ impl ControlUi {
         last_modified: SystemTime,
         encoding: Encoding,
         etag: &str,
-    ) -> Result<Response<Body>, Response<Body>> {
+    ) -> Response<Body> {
         let fingerprinted = self.build_id.is_some() && rel.starts_with("assets/");
         let versioned = self.build_id.as_deref().is_some_and(|id| {
             query_param(request.uri().query(), "v").as_deref() == Some(id)
@@ -464,7 +464,7 @@ impl ControlUi {
         }
         if unmodified(request.headers(), etag, Some(last_modified)) {
             *response.status_mut() = StatusCode::NOT_MODIFIED;
-            return Err(response);
+            return response;
         }
         out.insert(
             header::CONTENT_TYPE,
@@ -473,7 +473,7 @@ impl ControlUi {
         if let (Some(coding), true) = (encoding.header(), files::is_compressible(rel)) {
             out.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
         }
-        Ok(response)
+        response
     }
 
     /// The rewritten `index.html` (CUI:881-897, 1192-1202): its CSP names its inline scripts
