@@ -37,7 +37,7 @@ pub(super) enum Route {
 /// Paths OpenClaw's other stages own when the UI sits at the root (CUR:53-64): the probes, the
 /// MCP app shell, the worker and workspace-transfer namespaces, `/api`, `/j`, `/v1`.
 fn reserved_at_root(path: &str) -> bool {
-    const NAMESPACES: [&str; 11] = [
+    const NAMESPACES: [&str; 12] = [
         "/health",
         "/healthz",
         "/ready",
@@ -49,11 +49,9 @@ fn reserved_at_root(path: &str) -> bool {
         "/__openclaw__/worker-transfer",
         "/api",
         "/j",
+        "/v1",
     ];
-    NAMESPACES
-        .iter()
-        .chain(&["/v1"])
-        .any(|root| within(path, root))
+    NAMESPACES.iter().any(|root| within(path, root))
 }
 
 /// `path` is `root` or below it.
