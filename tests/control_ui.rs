@@ -1101,3 +1101,42 @@ fn a_c_host_mounts_the_ui_with_its_setter() {
     let status = wait_with_timeout(&mut gateway.child, Duration::from_secs(30));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+/// With auth mode `none` the config needs no bearer, but a browser page from an origin the
+/// gateway does not trust is refused, as Node refuses it (auth mode none →
+/// `authorizeHttpBrowserOrigin`, `401`).
+#[test]
+fn without_auth_the_config_still_refuses_a_foreign_origin() {
+    let env = TestEnv::new();
+    let fixture = Fixture::new();
+    let port = free_port().to_string();
+    let gateway = env.start(&[
+        "--port",
+        &port,
+        "--auth",
+        "none",
+        "--control-ui",
+        fixture.root().to_str().unwrap(),
+    ]);
+    let port = gateway.port;
+    let path = "/control-ui-config.json";
+    assert_eq!(get(port, path).status, 200, "no Origin: not a browser page");
+    let own = format!("http://127.0.0.1:{port}");
+    assert_eq!(request(port, "GET", path, &[("Origin", &own)]).status, 200);
+    let refused = request(port, "GET", path, &[("Origin", "http://evil.example")]);
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        refused.text(),
+        r#"{"error":{"message":"Unauthorized","type":"unauthorized"}}"#
+    );
+    let spoofed = request(
+        port,
+        "GET",
+        path,
+        &[("Origin", "http://evil.example"), ("Host", "evil.example")],
+    );
+    assert_eq!(
+        spoofed.status, 401,
+        "a public name is not trusted as the gateway's own"
+    );
+}

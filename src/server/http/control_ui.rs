@@ -23,8 +23,9 @@ use serde_json::{Map, Value};
 use tokio_util::io::ReaderStream;
 
 use super::Body;
-use crate::server::Shared;
+use crate::options::Auth;
 use crate::server::ws::ProtocolOptions;
+use crate::server::{Shared, locality, protocol};
 use files::{Encoding, OpenFile};
 
 pub(crate) use routing::normalize_base_path;
@@ -108,6 +109,8 @@ pub(crate) struct ControlUi {
     index_digest: String,
     script_hashes: Vec<String>,
     config_body: Value,
+    /// `ProtocolOptions::allowed_origins`, for the config's browser check in mode none.
+    allowed_origins: Vec<String>,
     assets: cache::AssetCache,
 }
 
@@ -182,6 +185,7 @@ impl ControlUi {
             index_digest,
             script_hashes,
             config_body,
+            allowed_origins: protocol.allowed_origins.clone(),
             assets: cache::AssetCache::default(),
         })
     }
@@ -276,6 +280,9 @@ impl ControlUi {
             return Some(not_found());
         }
         if config::is_config_path(path, base) {
+            if self.foreign_browser_without_auth(shared, headers, peer) {
+                return Some(config::unauthorized());
+            }
             return Some(match super::auth::gateway_bearer(shared, headers, peer) {
                 Err(refused) => refused,
                 Ok(()) => config::respond(&self.config_body, method == Method::HEAD),
@@ -337,6 +344,30 @@ impl ControlUi {
             }
             Ok(Err(_)) | Err(_) => Some(server_error()),
         }
+    }
+
+    /// With auth mode `none` the config needs no credential, but a page that sends `Origin`
+    /// must come from one the gateway trusts, as for the WebSocket (auth-BiOY0Xi8.mjs: mode
+    /// none → `authorizeHttpBrowserOrigin`; origin-check-Dh0t_-zy.mjs:48-76): listed in the
+    /// allowed origins, the gateway's own host when that host may be trusted, or loopback from
+    /// this host. Refused → `401` (http-common-vk2jgtAM.mjs:179-192).
+    fn foreign_browser_without_auth(
+        &self,
+        shared: &Shared,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+    ) -> bool {
+        let origin = text(headers, header::ORIGIN)
+            .map(str::trim)
+            .filter(|o| !o.is_empty());
+        let (Auth::None, Some(origin)) = (&shared.ws.auth, origin) else {
+            return false;
+        };
+        let ingress = locality::ingress(peer, headers);
+        let local = ingress.kind == locality::IngressKind::DirectLocal;
+        !(protocol::origin_listed(&self.allowed_origins, origin)
+            || locality::same_trusted_origin(&ingress, origin)
+            || (local && protocol::is_loopback_origin(origin)))
     }
 
     /// A file other than `index.html` (CUI:1140-1180).
