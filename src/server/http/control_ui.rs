@@ -295,6 +295,10 @@ impl ControlUi {
         if rel == "index.html" {
             return Some(self.index(request));
         }
+        // Node treats `assets/` as fingerprinted (immutable, precompressed siblings, siblings
+        // not served directly) only in its bundled root; here in any root whose page carries
+        // a Control UI build id, so `--control-ui <the package's UI>` is cached as Node
+        // caches its own. A directory without one is served as plain files.
         let bundled_assets = self.build_id.is_some();
         // A Control UI build's precompressed siblings are representations, not resources
         // (CUI:1119-1122).
