@@ -84,6 +84,12 @@ impl Fixture {
         std::os::unix::fs::symlink("../secret.txt", root.join("escape.txt")).unwrap();
         std::os::unix::fs::symlink("../outside", root.join("outdir")).unwrap();
         std::os::unix::fs::symlink("favicon.svg", root.join("alias.svg")).unwrap();
+        // A package installed with hard links (pnpm's store) has files like this one.
+        std::fs::hard_link(
+            root.join("assets/app-3f9a1c.js"),
+            root.join("assets/hard-1111.js"),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("../../secret.txt", root.join("assets/leak-0000.js")).unwrap();
         std::os::unix::fs::symlink("../../outside", root.join("assets/outdir")).unwrap();
         Self { dir }
@@ -367,6 +373,8 @@ fn content_types_and_caching_follow_node() {
     assert_eq!(index.header("cache-control"), Some("no-cache"));
     // A symlink inside the root to a file inside it is followed.
     assert_eq!(get(port, "/alias.svg").body, b"<svg/>");
+    // A build's hard-linked files are served (Node trusts its bundled root so too).
+    assert_eq!(get(port, "/assets/hard-1111.js").text(), APP_JS);
 }
 
 #[test]
@@ -1139,4 +1147,50 @@ fn without_auth_the_config_still_refuses_a_foreign_origin() {
         spoofed.status, 401,
         "a public name is not trusted as the gateway's own"
     );
+}
+
+/// A directory whose page is not a Control UI build (no build id on `<html>`) is served as
+/// plain files: nothing immutable, no representations chosen for it, nothing versioned.
+#[test]
+fn a_root_without_a_build_id_is_served_as_plain_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = &dir.path().join("ui");
+    std::fs::create_dir(root).unwrap();
+    std::fs::write(
+        root.join("index.html"),
+        "<html lang=\"en\"><link href=\"./favicon.svg\"><openclaw-app></openclaw-app></html>",
+    )
+    .unwrap();
+    std::fs::create_dir(root.join("assets")).unwrap();
+    std::fs::write(root.join("assets/app.js"), APP_JS).unwrap();
+    std::fs::write(root.join("assets/app.js.br"), "not a sibling here").unwrap();
+    std::fs::write(root.join("favicon.svg"), "<svg/>").unwrap();
+    std::fs::write(dir.path().join("outside.txt"), "linked in").unwrap();
+    std::fs::hard_link(dir.path().join("outside.txt"), root.join("linked.txt")).unwrap();
+    let env = TestEnv::new();
+    let gateway = serve(&env, root, None);
+    let port = gateway.port;
+    let html = get(port, "/").text();
+    assert!(
+        html.contains(
+            r#"<html data-openclaw-control-ui-base-path="" data-openclaw-terminal-enabled="false" lang="en">"#
+        ),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"href="/favicon.svg""#),
+        "no ?v= without a build id"
+    );
+    let asset = request(port, "GET", "/assets/app.js", &[("Accept-Encoding", "br")]);
+    assert_eq!(asset.text(), APP_JS);
+    assert_eq!(asset.header("content-encoding"), None);
+    assert_eq!(asset.header("cache-control"), Some("no-cache"));
+    let sibling = get(port, "/assets/app.js.br");
+    assert_eq!(
+        (sibling.status, sibling.text().as_str()),
+        (200, "not a sibling here")
+    );
+    // A hard link may bring a file from elsewhere: refused here, as Node refuses it in a
+    // configured root.
+    assert_eq!(get(port, "/linked.txt").status, 404);
 }

@@ -305,7 +305,11 @@ impl ControlUi {
         if bundled_assets && matches!(files::extension(&rel).as_str(), ".br" | ".gz") {
             return Some(not_found());
         }
-        let reject_hardlinks = self.build_source == ControlUiBuildSource::Configured;
+        // Node refuses hard-linked files in a configured root (one can bring in a file from
+        // elsewhere); a Control UI build is trusted as its bundled one is, so a package
+        // installed with hard links (pnpm's store) still serves.
+        let reject_hardlinks =
+            self.build_source == ControlUiBuildSource::Configured && !bundled_assets;
         if bundled_assets && rel.starts_with("assets/") && file_name(&rel) != "index.html" {
             if let Some(asset) = self.assets.get(&rel) {
                 return Some(self.cached(request, &rel, &asset));
