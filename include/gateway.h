@@ -969,15 +969,15 @@ gw_result gw_serve_options_add_websocket_path(struct gw_serve_options *options,
 
 /**
  * Serves OpenClaw's Control UI (a built `dist/control-ui/`, unmodified) from the directory
- * `root` under `base_path` (`""` or NULL: the site's root; else Node's normal form, a `/` and
- * no trailing `/`, e.g. `"/openclaw"`), as a configured build: its page does not reload when
+ * `root` under `base_path` (`""` or NULL: the site's root; normalized as Node does,
+ * `"openclaw/"` → `"/openclaw"`), as a configured build: its page does not reload when
  * `hello-ok.server.buildId` differs from its own. It answers after the host's HTTP routes.
  * Replaces a mount set before, with the defaults for the other `gw_serve_options_set_control_ui_*`
  * settings. The directory is read when `gw_serve` is called, which fails naming what is wrong
  * with it.
  *
- * The strings are copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for an empty `root`,
- * a `base_path` not in that form, or a string that is not UTF-8; `GW_ERR_NULL_ARGUMENT` when
+ * The strings are copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for an empty `root`
+ * or a string that is not UTF-8; `GW_ERR_NULL_ARGUMENT` when
  * `options` or `root` is NULL.
  *
  * # Safety

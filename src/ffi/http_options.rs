@@ -200,15 +200,15 @@ pub unsafe extern "C" fn gw_serve_options_add_websocket_path(
 }
 
 /// Serves OpenClaw's Control UI (a built `dist/control-ui/`, unmodified) from the directory
-/// `root` under `base_path` (`""` or NULL: the site's root; else Node's normal form, a `/` and
-/// no trailing `/`, e.g. `"/openclaw"`), as a configured build: its page does not reload when
+/// `root` under `base_path` (`""` or NULL: the site's root; normalized as Node does,
+/// `"openclaw/"` → `"/openclaw"`), as a configured build: its page does not reload when
 /// `hello-ok.server.buildId` differs from its own. It answers after the host's HTTP routes.
 /// Replaces a mount set before, with the defaults for the other `gw_serve_options_set_control_ui_*`
 /// settings. The directory is read when `gw_serve` is called, which fails naming what is wrong
 /// with it.
 ///
-/// The strings are copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for an empty `root`,
-/// a `base_path` not in that form, or a string that is not UTF-8; `GW_ERR_NULL_ARGUMENT` when
+/// The strings are copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for an empty `root`
+/// or a string that is not UTF-8; `GW_ERR_NULL_ARGUMENT` when
 /// `options` or `root` is NULL.
 ///
 /// # Safety
@@ -227,21 +227,10 @@ pub unsafe extern "C" fn gw_serve_options_set_control_ui(
         // SAFETY: NULL or NUL-terminated, by the contract.
         let base_path =
             unsafe { optional_utf8_argument(FUNCTION, "base_path", base_path) }?.unwrap_or("");
-        if !base_path.is_empty() && (!base_path.starts_with('/') || base_path.ends_with('/')) {
-            return Err(fail(
-                gw_result::GW_ERR_INVALID_ARGUMENT,
-                format!(
-                    "{FUNCTION}: base_path {base_path:?} is not a base path: give \"\" for the \
-                     site's root, or one such as \"/openclaw\" (a leading '/', no trailing one)"
-                ),
-            ));
-        }
         // SAFETY: forwarded contract.
         let set = unsafe {
             update_with_name(FUNCTION, options, "root", root, |o, root| {
-                let mut ui = ControlUiOptions::new(root);
-                ui.base_path = base_path.to_owned();
-                o.http.control_ui = Some(ui);
+                o.http.control_ui = Some(ControlUiOptions::new(root).base_path(base_path));
             })
         };
         match set {

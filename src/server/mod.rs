@@ -159,6 +159,8 @@ struct Shared {
     logger: Logger,
     ws: Arc<ws::Endpoint>,
     http: HttpOptions,
+    /// The Control UI mount, prepared at `serve` (SPEC §13.3).
+    control_ui: Option<http::ControlUi>,
 }
 
 impl Shared {
@@ -240,6 +242,16 @@ impl Gateway {
             &options.pairing.store_file(&lock.resolved().state_dir),
             lock.logger().clone(),
         )?);
+        let control_ui = options
+            .http
+            .control_ui
+            .as_ref()
+            .map(|ui| {
+                let auth_required = !matches!(lock.resolved().auth, crate::options::Auth::None);
+                http::ControlUi::prepare(ui, &options.protocol, auth_required)
+            })
+            .transpose()
+            .map_err(GatewayLockError::InvalidOption)?;
         let ws = ws::Endpoint::new(
             options.protocol.clone(),
             options.handlers.clone(),
@@ -248,6 +260,7 @@ impl Gateway {
             devices,
             Arc::clone(&options.pairing.policy),
             ws::StatePaths::of(lock.resolved()),
+            control_ui.as_ref().map(http::ControlUi::build_source),
         );
         let handle = ws.handle();
         announce(&handle);
@@ -256,6 +269,7 @@ impl Gateway {
             logger: lock.logger().clone(),
             ws,
             http: options.http,
+            control_ui,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.worker_threads)

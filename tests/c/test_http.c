@@ -842,8 +842,8 @@ static int run_ui(void) {
     CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
     gw_serve_options *serve_options = gw_serve_options_new();
     CHECK_RESULT(gw_serve_options_set_control_ui_terminal(serve_options, false), GW_ERR_INVALID_ARGUMENT);
-    CHECK_RESULT(gw_serve_options_set_control_ui(serve_options, root, "openclaw/"), GW_ERR_INVALID_ARGUMENT);
-    CHECK_MESSAGE("is not a base path");
+    /* Normalized as Node does ("openclaw/" is "/openclaw"); set again below. */
+    CHECK_RESULT(gw_serve_options_set_control_ui(serve_options, root, "openclaw/"), GW_OK);
     CHECK_RESULT(gw_serve_options_set_control_ui(serve_options, root, "/openclaw"), GW_OK);
     const char *config = "{\"assistantName\":\"C host\"}";
     CHECK_RESULT(gw_serve_options_set_control_ui_config_json(serve_options, config, strlen(config)), GW_OK);

@@ -12,6 +12,7 @@ use std::time::Duration;
 pub use auth::HttpAuthMethod;
 pub(crate) use auth::gateway_bearer;
 pub use body::{Body, BodyError, BodySendError, BodyWriter};
+pub(crate) use control_ui::ControlUi;
 pub use control_ui::{ControlUiBuildSource, ControlUiOptions};
 pub(crate) use pipeline::dispatch;
 pub use routes::{

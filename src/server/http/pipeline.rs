@@ -89,7 +89,10 @@ async fn stages(
     if let Some(route) = shared.http.routes.find(request.method(), &path) {
         return serve_route(route, request, peer, shared).await;
     }
-    // Stage 15, the Control UI (SPEC §13.3): helper "controlui" puts its one-line call here.
+    // Stage 15, the Control UI (SPEC §13.3).
+    if let Some(ui) = super::control_ui::respond(shared, &request, peer).await {
+        return ui;
+    }
     // SPEC §9: a plain request at `/` is told to upgrade.
     if path == "/" {
         return ws::accept(&shared.ws, &mut request, peer, open);

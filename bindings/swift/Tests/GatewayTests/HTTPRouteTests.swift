@@ -169,11 +169,13 @@ final class HTTPRouteTests: XCTestCase {
             + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13"
         XCTAssertEqual(try httpRequest(port: server.port, "GET / HTTP/1.1" + upgrade).status, 404)
 
-        let bad = GatewayServeOptions(controlUI: GatewayControlUI(root: root, basePath: "openclaw/"))
+        // A directory without index.html is no UI: serve refuses it, naming what is missing.
+        let bad = GatewayServeOptions(controlUI: GatewayControlUI(
+            root: try temporaryStateDirectory(), basePath: "openclaw/"))
         XCTAssertThrowsError(try GatewayServer.serve(lock: GatewayLock.acquire(
             GatewayOptions(port: 0, stateDirectory: try temporaryStateDirectory())), options: bad)) {
             guard case .invalidArgument(let message) = $0 as? GatewayError else { return XCTFail("\($0)") }
-            XCTAssertTrue(message.contains("is not a base path"), message)
+            XCTAssertTrue(message.contains("index.html"), message)
         }
     }
 
