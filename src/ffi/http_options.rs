@@ -479,23 +479,27 @@ mod tests {
             let mount = |root: *const c_char, base: *const c_char| {
                 gw_serve_options_set_control_ui(options, root, base)
             };
-            for bad in [c"openclaw", c"/openclaw/", c"/"] {
-                assert_eq!(
-                    mount(c"/ui".as_ptr(), bad.as_ptr()),
-                    gw_result::GW_ERR_INVALID_ARGUMENT
-                );
-                assert!(
-                    last_error().contains("is not a base path"),
-                    "{}",
-                    last_error()
-                );
+            // Normalized as Node does, never refused.
+            for (given, normal) in [
+                (c"openclaw", "/openclaw"),
+                (c"/openclaw/", "/openclaw"),
+                (c"/", ""),
+            ] {
+                assert_eq!(mount(c"/ui".as_ptr(), given.as_ptr()), gw_result::GW_OK);
+                let ui = (*options).inner.http.control_ui.as_ref().unwrap();
+                assert_eq!(ui.base_path, normal, "{given:?}");
             }
             assert_eq!(
                 mount(c"".as_ptr(), null()),
                 gw_result::GW_ERR_INVALID_ARGUMENT
             );
             assert_eq!(mount(null(), null()), gw_result::GW_ERR_NULL_ARGUMENT);
-            assert!((*options).inner.http.control_ui.is_none());
+            let unchanged = (*options).inner.http.control_ui.as_ref().unwrap();
+            assert_eq!(
+                unchanged.root,
+                std::path::Path::new("/ui"),
+                "a refusal changes nothing"
+            );
             assert_eq!(
                 mount(c"/srv/ui".as_ptr(), c"/openclaw".as_ptr()),
                 gw_result::GW_OK
