@@ -119,6 +119,17 @@ async fn the_real_control_ui_signs_in_and_shows_itself_connected() {
         browser.eval(&click("a, button", "Gateway")).await;
         browser.wait_for(&settings_say, CONNECT_TIMEOUT).await
     };
+    // The page pings the gateway every 5 s with `last-heartbeat` (`connection-page-*.js`),
+    // which `gateway run` answers as Node does with no heartbeat yet: `null`. A gateway
+    // without it shows `Last ping failed. Retrying…` here.
+    let pinged = settings_connected
+        && browser
+            .wait_for(
+                "/Avg ping\\s*\\d/.test(document.body.innerText) \
+                 && !document.body.innerText.includes('Last ping failed')",
+                CONNECT_TIMEOUT,
+            )
+            .await;
     let shot = browser.screenshot().await;
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("control-ui-connected.png");
     std::fs::write(&path, &shot).unwrap();
@@ -131,6 +142,11 @@ async fn the_real_control_ui_signs_in_and_shows_itself_connected() {
     assert!(
         settings_connected,
         "Settings › Gateway does not say connected (screenshot {}): {text}",
+        path.display()
+    );
+    assert!(
+        pinged,
+        "the page's ping of the gateway never succeeded (screenshot {}): {text}",
         path.display()
     );
     // The app took the token from the fragment and removed it from the address bar.

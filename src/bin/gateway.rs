@@ -276,11 +276,15 @@ fn run(args: RunArgs) -> ExitCode {
         .server_version
         .clone()
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+    let control_ui = args.control_ui.as_ref().map(|root| {
+        ControlUiOptions::new(root).base_path(args.base_path.as_deref().unwrap_or_default())
+    });
     let facts = methods::Facts {
         resolved: lock.resolved().clone(),
         port: lock.port(),
         version: version.clone(),
         started: Instant::now(),
+        control_ui: control_ui.clone(),
     };
     let mut serve = ServeOptions {
         protocol: ProtocolOptions {
@@ -297,11 +301,7 @@ fn run(args: RunArgs) -> ExitCode {
         Auth::Token(token) => Some(token.clone()),
         _ => None,
     };
-    if let Some(root) = &args.control_ui {
-        serve.http.control_ui = Some(
-            ControlUiOptions::new(root).base_path(args.base_path.as_deref().unwrap_or_default()),
-        );
-    }
+    serve.http.control_ui = control_ui;
     let serve_ui = serve.http.control_ui.clone();
     let gateway = match Gateway::serve(lock, serve) {
         Ok(gateway) => gateway,

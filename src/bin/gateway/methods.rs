@@ -1,10 +1,11 @@
 //! The read-only methods `gateway run` answers so that `openclaw gateway probe` gets a full,
-//! non-degraded answer (SPEC §12.9): `status` and `config.get`, both `operator.read`.
+//! non-degraded answer (SPEC §12.9): `status` and `config.get`, both `operator.read`; and
+//! `last-heartbeat`, which the Control UI calls every 5 s as its ping.
 
 use std::path::Path;
 use std::time::Instant;
 
-use gateway::{Auth, BindMode, Handlers, ResolvedOptions};
+use gateway::{Auth, BindMode, ControlUiOptions, Handlers, ResolvedOptions};
 use serde_json::{Value, json};
 
 /// What the methods report about the gateway, fixed when it starts.
@@ -16,12 +17,20 @@ pub struct Facts {
     /// `server.version`.
     pub version: String,
     pub started: Instant,
+    /// The Control UI mount (`--control-ui`), as `config.get` reports it.
+    pub control_ui: Option<ControlUiOptions>,
 }
 
-/// `status` and `config.get`, registered with `operator.read` (SPEC §12.4).
+/// `status`, `config.get` and `last-heartbeat`, registered with `operator.read` (SPEC §12.4).
 pub fn register(handlers: Handlers, facts: Facts) -> Handlers {
     let status_facts = facts.clone();
     handlers
+        // Node answers the last agent heartbeat event, `null` before any
+        // (`system-B9X__69d.mjs:329`, `system-event-ownership-CHVGbaAW.mjs:34`): this gateway
+        // runs no agents, so there never is one. The Control UI times this call as its ping.
+        .method_with_scope("last-heartbeat", "operator.read", |_request| async {
+            Ok(Value::Null)
+        })
         .method_with_scope("status", "operator.read", move |_request| {
             let facts = status_facts.clone();
             async move { Ok(status(&facts)) }
@@ -30,6 +39,19 @@ pub fn register(handlers: Handlers, facts: Facts) -> Handlers {
             let facts = facts.clone();
             async move { Ok(config_get(&facts)) }
         })
+}
+
+/// `gateway.controlUi` as the config would say it: enabled, with its root and base path, when
+/// `--control-ui` mounts one.
+fn control_ui_config(ui: Option<&ControlUiOptions>) -> Value {
+    match ui {
+        Some(ui) => json!({
+            "enabled": true,
+            "root": ui.root.display().to_string(),
+            "basePath": ui.base_path,
+        }),
+        None => json!({ "enabled": false }),
+    }
 }
 
 /// What Node's `config.get` shows in place of a secret (`redact-sentinel-f_PhnHTI.mjs`).
@@ -82,7 +104,7 @@ fn config_get(facts: &Facts) -> Value {
         "bind": bind_name(&resolved.bind),
         "port": facts.port,
         "auth": { "mode": resolved.auth.mode() },
-        "controlUi": { "enabled": false },
+        "controlUi": control_ui_config(facts.control_ui.as_ref()),
     });
     if let BindMode::Custom(host) = &resolved.bind {
         gateway["customBindHost"] = json!(host);
