@@ -252,12 +252,7 @@ fn asset_throughput(plan: &Plan, package: &OpenClawPackage, node_port: u16) -> V
         ));
         if ours_serves {
             rows.push(
-                Row::ratio(
-                    "(a) ours ÷ floor",
-                    median(&ours_rates) / median(&floor_rates),
-                    ours_rates.len(),
-                )
-                .target_at_least(0.8),
+                Row::ratio("(a) ours ÷ floor", &ours_rates, &floor_rates).target_at_least(0.8),
             );
         }
         if node_serves {
@@ -534,11 +529,7 @@ fn navigation_to_connected(plan: &Plan, package: &OpenClawPackage, node_port: u1
         }
         rows.push(Row::new(node_name, Unit::Millis, &node));
         if ours_serves_ui {
-            rows.push(Row::ratio(
-                "(b) ours ÷ Node gateway",
-                median(&ours) / median(&node),
-                ours.len(),
-            ));
+            rows.push(Row::ratio("(b) ours ÷ Node gateway", &ours, &node));
         }
     }
     rows
@@ -893,7 +884,7 @@ struct Row {
     unit: Unit,
     /// `NaN` when skipped.
     median: f64,
-    /// Lowest and highest sample.
+    /// Lowest and highest sample (for a ratio: of the rounds' ratios).
     range: Option<(f64, f64)>,
     n: usize,
     /// `≥ x` for a ratio that has a target.
@@ -916,15 +907,13 @@ impl Row {
         }
     }
 
-    fn ratio(name: impl Into<String>, ratio: f64, n: usize) -> Self {
+    /// The ratio of the medians of paired samples (taken in turn, round by round); the range
+    /// column shows the lowest and highest ratio within one round.
+    fn ratio(name: impl Into<String>, ours: &[f64], theirs: &[f64]) -> Self {
+        let rounds: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
         Self {
-            name: name.into(),
-            unit: Unit::Ratio,
-            median: ratio,
-            range: None,
-            n,
-            at_least: None,
-            note: String::new(),
+            median: median(ours) / median(theirs),
+            ..Self::new(name, Unit::Ratio, &rounds)
         }
     }
 
