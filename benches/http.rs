@@ -46,6 +46,9 @@ const WRK_THREADS: &str = "-t2";
 const WRK_CONNECTIONS: &str = "-c32";
 /// The floor's runtime threads, by name.
 const FLOOR_THREAD: &str = "bench-floor";
+/// Our gateway's threads (`gateway-server`, which accepts, and its runtime's `gateway-worker`s,
+/// blocking ones included), by name.
+const OUR_THREADS: &str = "gateway-";
 /// How long one page load may take to reach "connected" before the bench calls it broken: the
 /// Node gateway's first page on a loaded 2-core machine takes seconds, not minutes.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(120);
@@ -117,7 +120,7 @@ fn main() {
                 section(
                     "(a) a hashed Control UI asset under wrk: the static mount vs a hyper floor",
                 );
-                rows.extend(asset_throughput(&plan, package, node.port));
+                rows.extend(asset_throughput(&plan, package, &node));
             }
             if plan.runs("b") {
                 section("(b) Control UI in headless Chromium: navigation → connected");
@@ -156,7 +159,12 @@ struct Variant {
 /// `wrk` against our static mount, against a hyper server that answers with the same status,
 /// headers and body from memory, and against the Node gateway, in turn, for the entry script `index.html` names (small),
 /// the bundle it imports (large), and that bundle to a client that accepts brotli.
-fn asset_throughput(plan: &Plan, package: &OpenClawPackage, node_port: u16) -> Vec<Row> {
+fn asset_throughput(
+    plan: &Plan,
+    package: &OpenClawPackage,
+    node: &common::node::NodeGateway,
+) -> Vec<Row> {
+    let node_port = node.port;
     if !wrk_available() {
         println!("   wrk not found: skipped (install it with `apt-get install -y wrk`)");
         return vec![Row::skipped(
@@ -197,48 +205,57 @@ fn asset_throughput(plan: &Plan, package: &OpenClawPackage, node_port: u16) -> V
     let mut rows = Vec::new();
     for variant in &variants {
         println!("   {}", variant.label);
-        let ours = fetch(port, &variant.path, &variant.request_headers);
-        let node = fetch(node_port, &variant.path, &variant.request_headers);
-        describe("ours", &ours);
-        describe("Node", &node);
-        let ours_serves = ours.0 == 200;
-        let node_serves = node.0 == 200;
+        let ours_answer = fetch(port, &variant.path, &variant.request_headers);
+        let node_answer = fetch(node_port, &variant.path, &variant.request_headers);
+        describe("ours", &ours_answer);
+        describe("Node", &node_answer);
+        let ours_serves = ours_answer.0 == 200;
+        let node_serves = node_answer.0 == 200;
         // The floor answers what ours answers; while our mount serves nothing (a build
         // without it), what the Node gateway answers, so the rest of the bench still runs.
         let (status, headers, body) = match (ours_serves, node_serves) {
-            (true, _) => ours,
-            (false, true) => node,
+            (true, _) => ours_answer,
+            (false, true) => node_answer,
             (false, false) => panic!(
                 "neither gateway serves {}: ours {}, Node {}",
-                variant.path, ours.0, node.0
+                variant.path, ours_answer.0, node_answer.0
             ),
         };
         let floor_port = floor.serve(status, &headers, body);
-        let run = |port: u16, duration: &str| {
-            wrk(port, &variant.path, &variant.request_headers, duration)
+        let ours_server = (port, Cpu::Threads(OUR_THREADS));
+        let floor_server = (floor_port, Cpu::Threads(FLOOR_THREAD));
+        let node_server = (node_port, Cpu::Process(node.pid));
+        let run = |(port, cpu): (u16, Cpu), duration: &str| {
+            let before = cpu.seconds();
+            let (rate, requests) = wrk(port, &variant.path, &variant.request_headers, duration);
+            (rate, (cpu.seconds() - before) / requests * 1e6)
         };
         if !plan.quick {
             // Unrecorded warm-up: the first run after start is slower for any server.
-            for (port, serves) in [
-                (port, ours_serves),
-                (floor_port, true),
-                (node_port, node_serves),
+            for (server, serves) in [
+                (ours_server, ours_serves),
+                (floor_server, true),
+                (node_server, node_serves),
             ] {
                 if serves {
-                    run(port, "-d1s");
+                    run(server, "-d1s");
                 }
             }
         }
-        let (mut ours_rates, mut floor_rates, mut node_rates) = (vec![], vec![], vec![]);
+        let (mut ours_runs, mut floor_runs, mut node_runs) = (vec![], vec![], vec![]);
         for _ in 0..plan.wrk_rounds {
             if ours_serves {
-                ours_rates.push(run(port, plan.wrk_duration));
+                ours_runs.push(run(ours_server, plan.wrk_duration));
             }
-            floor_rates.push(run(floor_port, plan.wrk_duration));
+            floor_runs.push(run(floor_server, plan.wrk_duration));
             if node_serves {
-                node_rates.push(run(node_port, plan.wrk_duration));
+                node_runs.push(run(node_server, plan.wrk_duration));
             }
         }
+        let rates = |runs: &[(f64, f64)]| runs.iter().map(|r| r.0).collect::<Vec<_>>();
+        let cpu = |runs: &[(f64, f64)]| runs.iter().map(|r| r.1).collect::<Vec<_>>();
+        let (ours_rates, floor_rates, node_rates) =
+            (rates(&ours_runs), rates(&floor_runs), rates(&node_runs));
         let name = format!("(a) {}, `{wrk_line}`", variant.label);
         if ours_serves {
             rows.push(Row::new(name, Unit::Rate, &ours_rates));
@@ -260,6 +277,32 @@ fn asset_throughput(plan: &Plan, package: &OpenClawPackage, node_port: u16) -> V
                 "(a) the Node gateway, same request",
                 Unit::Rate,
                 &node_rates,
+            ));
+        }
+        if ours_serves {
+            rows.push(Row::new(
+                "(a) our CPU per request (the gateway's threads, user + system)",
+                Unit::Micros,
+                &cpu(&ours_runs),
+            ));
+        }
+        rows.push(Row::new(
+            "(a) the floor's CPU per request",
+            Unit::Micros,
+            &cpu(&floor_runs),
+        ));
+        if ours_serves {
+            rows.push(Row::ratio(
+                "(a) CPU per request, ours ÷ floor",
+                &cpu(&ours_runs),
+                &cpu(&floor_runs),
+            ));
+        }
+        if node_serves {
+            rows.push(Row::new(
+                "(a) the Node gateway's CPU per request (its process)",
+                Unit::Micros,
+                &cpu(&node_runs),
             ));
         }
     }
@@ -406,9 +449,9 @@ fn wrk_available() -> bool {
         .is_ok()
 }
 
-/// Requests/sec of one wrk run. Socket errors or non-2xx answers fail the bench: the figure
-/// would not be a count of good responses.
-fn wrk(port: u16, path: &str, headers: &[(&str, &str)], duration: &str) -> f64 {
+/// Requests/sec and requests completed of one wrk run. Socket errors or non-2xx answers fail the
+/// bench: the figure would not be a count of good responses.
+fn wrk(port: u16, path: &str, headers: &[(&str, &str)], duration: &str) -> (f64, f64) {
     let url = format!("http://127.0.0.1:{port}{path}");
     let mut command = Command::new("wrk");
     command.args([WRK_THREADS, WRK_CONNECTIONS, duration]);
@@ -436,8 +479,64 @@ fn wrk(port: u16, path: &str, headers: &[(&str, &str)], duration: &str) -> f64 {
         .find_map(|line| line.trim().strip_prefix("Transfer/sec:"))
         .unwrap_or("?")
         .trim();
+    // `  812345 requests in 5.00s, 100.00MB read`
+    let requests: f64 = text
+        .lines()
+        .find_map(|line| line.trim().split_once(" requests in "))
+        .and_then(|(count, _)| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no request count in wrk output:\n{text}"));
     println!("   wrk :{port} → {rate:.0} req/s ({transfer}/s)");
-    rate
+    (rate, requests)
+}
+
+/// Whose CPU time a server's work is: threads of this process by name, or a whole process.
+#[derive(Clone, Copy)]
+enum Cpu {
+    Threads(&'static str),
+    Process(u32),
+}
+
+impl Cpu {
+    /// User + system time so far, in seconds (clock-tick resolution).
+    fn seconds(self) -> f64 {
+        let ticks = match self {
+            Self::Process(pid) => stat_ticks(&format!("/proc/{pid}/stat")),
+            Self::Threads(prefix) => std::fs::read_dir("/proc/self/task")
+                .map(|tasks| {
+                    tasks
+                        .filter_map(Result::ok)
+                        .filter(|task| {
+                            std::fs::read_to_string(task.path().join("comm"))
+                                .is_ok_and(|comm| comm.starts_with(prefix))
+                        })
+                        .map(|task| stat_ticks(&task.path().join("stat").to_string_lossy()))
+                        .sum()
+                })
+                .unwrap_or(0),
+        };
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+        ticks as f64 / per_second as f64
+    }
+}
+
+/// utime + stime of a `/proc/…/stat` file (0 when it is gone: a thread that exited).
+fn stat_ticks(path: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0;
+    };
+    let Some(after_name) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return 0;
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -866,6 +965,7 @@ enum Unit {
     /// Requests per second.
     Rate,
     Millis,
+    Micros,
     Ratio,
 }
 
@@ -874,6 +974,7 @@ impl Unit {
         match self {
             Self::Rate => format!("{} req/s", thousands(value)),
             Self::Millis => format!("{} ms", thousands(value)),
+            Self::Micros => format!("{value:.1} µs"),
             Self::Ratio => format!("{value:.2}×"),
         }
     }
