@@ -720,7 +720,7 @@ const PAGE_SUMMARY: &str = r#"(() => {
     text: ((document.body ? document.body.innerText : '') + ' ' + texts.join(' ')).replace(/\s+/g, ' ').slice(0, 2000)});
 })()"#;
 
-/// Headless Chromium with a throwaway profile, killed on drop.
+/// Headless Chromium with a throwaway profile, killed with all its processes on drop.
 struct Browser {
     child: Child,
     debugger_url: String,
@@ -736,6 +736,7 @@ impl Browser {
             .prefix("gateway-bench-chromium-")
             .tempdir()
             .expect("profile dir");
+        use std::os::unix::process::CommandExt;
         let mut child = Command::new(&program)
             .args([
                 "--headless",
@@ -758,6 +759,9 @@ impl Browser {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            // Its own process group: the browser's zygotes, renderers and utilities are killed
+            // with it.
+            .process_group(0)
             .spawn()
             .ok()?;
         let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
@@ -765,7 +769,8 @@ impl Browser {
         let debugger_url = loop {
             let mut line = String::new();
             if stderr.read_line(&mut line).unwrap_or(0) == 0 {
-                let _ = child.kill();
+                // SAFETY: as in `drop`.
+                unsafe { libc::killpg(child.id() as libc::pid_t, libc::SIGKILL) };
                 let _ = child.wait();
                 panic!("chromium exited before it offered the DevTools protocol:\n{seen}");
             }
@@ -786,7 +791,9 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: signalling the process group this bench started; its leader is unreaped, so
+        // the group's id is still ours.
+        unsafe { libc::killpg(self.child.id() as libc::pid_t, libc::SIGKILL) };
         let _ = self.child.wait();
     }
 }
