@@ -102,6 +102,24 @@ enum gw_result
      * answered or timed out, or its client (or the connection) is gone.
      */
     GW_ERR_NOT_FOUND = 13,
+    /**
+     * A request body could not be read (`gw_http_exchange_read`): it is larger than the
+     * route's limit, its client sent nothing within the idle timeout or went away, or the
+     * gateway stopped; the message says which.
+     */
+    GW_ERR_HTTP_BODY = 14,
+    /**
+     * A call that waits was made on one of the gateway's worker threads (inside a callback),
+     * where waiting would stall the server: make it from a thread of your own.
+     */
+    GW_ERR_WRONG_THREAD = 15,
+    /**
+     * The lock file records a gateway on another machine: never reclaimed here, refused at
+     * once. `gw_last_error_holder` gives its pid and port (on that machine: never signal it
+     * here) and `gw_last_error_holder_host` its host; if it is gone, `gw_unlock` with `force`
+     * removes its lock.
+     */
+    GW_ERR_HELD_BY_OTHER_HOST = 16,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -180,6 +198,36 @@ typedef uint32_t gw_state;
 #endif // __cplusplus
 
 /**
+ * How a route registered with `gw_serve_options_add_http_route` matches and who may call it;
+ * OR them together into its `flags` (0: exact path, public).
+ */
+enum gw_http_route_flags
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The path and everything below it: `/hooks` matches `/hooks`, `/hooks/` and `/hooks/a/b`,
+     * not `/hooksx`. Without it, the path only.
+     */
+    GW_HTTP_ROUTE_PREFIX = 1,
+    /**
+     * Callers must send `Authorization: Bearer <secret>` with the gateway's token or password
+     * (the lock options' auth), compared in constant time; wrong secrets are throttled per
+     * peer as the WebSocket handshake's are. The others are answered `401` / `429` by the
+     * gateway, and the callback never hears of them.
+     */
+    GW_HTTP_ROUTE_GATEWAY_AUTH = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum gw_http_route_flags gw_http_route_flags;
+#else
+typedef uint32_t gw_http_route_flags;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * The methods the host answers through `on_request` (each with the scope a caller needs, or
  * none) and the events it sends (listed in `hello-ok`'s `features`). How long a request may
  * wait for its answer is `gw_serve_options_set_request_timeout_ms`.
@@ -195,6 +243,23 @@ typedef struct gw_handlers gw_handlers;
  * `gw_health_fn` call it is given to.
  */
 typedef struct gw_health_reply gw_health_reply;
+
+/**
+ * One request to a host route (see `gw_serve_options_add_http_route`) and its answer.
+ *
+ * The route's callback is given it; from then on the host owns it and frees it with
+ * `gw_http_exchange_free` exactly once, answered or not, from any thread. In between, every
+ * `gw_http_exchange_*` call is safe from any thread, at once (the reads are served one at a
+ * time, as are the calls that answer), inside the callback or later, and stays safe after the
+ * server was shut down: the calls that reach the client then fail with `GW_ERR_NOT_FOUND` or
+ * `GW_ERR_HTTP_BODY`.
+ *
+ * The client gets exactly one answer: the first `gw_http_exchange_respond` or
+ * `gw_http_exchange_start` (a later one is `GW_ERR_NOT_FOUND`). An exchange freed (or aborted)
+ * before either answers the client `500`, so no client waits for an answer that will not
+ * come; until then the client waits, as long as the connection lasts.
+ */
+typedef struct gw_http_exchange gw_http_exchange;
 
 /**
  * Proof that this process is the gateway for a config and a port: both lock files are held
@@ -244,6 +309,19 @@ typedef struct gw_serve_options gw_serve_options;
  * `gw_shutdown` runs). `gw_shutdown` is safe from any thread but a library callback.
  */
 typedef struct gw_server gw_server;
+
+/**
+ * A request to one of the host's routes: `exchange` is the request and its answer, now the
+ * host's to answer (`gw_http_exchange_respond`, or `gw_http_exchange_start` and writes) and
+ * to free (`gw_http_exchange_free`), inside the callback or later from any thread.
+ *
+ * Called on a gateway worker thread, possibly on several at once; it must not block (a blocked
+ * callback holds a worker of the server): it must not read the body or write a streamed answer
+ * (those calls wait, and fail here with `GW_ERR_WRONG_THREAD`); it may answer whole at once,
+ * or hand the exchange to a thread of its own.
+ */
+typedef void (*gw_http_route_fn)(void *userdata,
+                                 struct gw_http_exchange *exchange);
 
 /**
  * What `gw_lock_status` found.
@@ -478,7 +556,9 @@ const char *gw_version(void);
  * `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`,
  * `gw_lock_acquire_with_listener`, `gw_lock_is_lost`. Also in 2: `on_connection`
  * (`gw_connection_fn`) gets the `gw_server` after `userdata` and may run before `gw_serve`
- * returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`.
+ * returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`. Added
+ * since, without a new version: host HTTP routes (`gw_serve_options_add_http_route`,
+ * `gw_http_exchange_*`) and the results `GW_ERR_HTTP_BODY` and `GW_ERR_WRONG_THREAD`.
  */
 uint32_t gw_abi_version(void);
 
@@ -567,6 +647,450 @@ gw_result gw_handlers_add_event_with_scope(struct gw_handlers *handlers,
                                            const char *scope);
 
 /**
+ * The request's method, e.g. `"GET"`. NULL when `exchange` is NULL.
+ *
+ * Returns a NUL-terminated string owned by the exchange, valid until `gw_http_exchange_free`.
+ * Any thread.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`.
+ */
+const char *gw_http_exchange_method(const struct gw_http_exchange *exchange);
+
+/**
+ * The request's path as the gateway routed it: the URL's pathname as Node's `new URL()` gives
+ * it (dot segments resolved, percent-encoding otherwise kept), e.g. `"/hooks/github"`. NULL
+ * when `exchange` is NULL.
+ *
+ * Returns a NUL-terminated string owned by the exchange, valid until `gw_http_exchange_free`.
+ * Any thread.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`.
+ */
+const char *gw_http_exchange_path(const struct gw_http_exchange *exchange);
+
+/**
+ * The request's query as sent, without the `?` (`""` when there is none), e.g. `"a=1&b=2"`.
+ * NULL when `exchange` is NULL.
+ *
+ * Returns a NUL-terminated string owned by the exchange, valid until `gw_http_exchange_free`.
+ * Any thread.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`.
+ */
+const char *gw_http_exchange_query(const struct gw_http_exchange *exchange);
+
+/**
+ * Who sent the request: the TCP peer's address and port, e.g. `"127.0.0.1:53122"` or
+ * `"[::1]:53122"`. NULL when `exchange` is NULL.
+ *
+ * Returns a NUL-terminated string owned by the exchange, valid until `gw_http_exchange_free`.
+ * Any thread.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`.
+ */
+const char *gw_http_exchange_peer(const struct gw_http_exchange *exchange);
+
+/**
+ * The request's header `name` (any case), its values joined by `", "` when it was sent more
+ * than once; NULL when the request has no such header (or an argument is NULL or not
+ * UTF-8). Bytes of a value that are not UTF-8 are given as U+FFFD.
+ *
+ * Returns a NUL-terminated string owned by the exchange, valid until `gw_http_exchange_free`.
+ * Any thread.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`; `name` is NULL or a NUL-terminated
+ * string.
+ */
+const char *gw_http_exchange_header(const struct gw_http_exchange *exchange,
+                                    const char *name);
+
+/**
+ * Every header of the request as a JSON object, shaped like Node's `req.headers`: lowercase
+ * names, each repeated header's values joined by `", "` (also `set-cookie` and `cookie`), e.g. `{"host":"127.0.0.1:18789","accept":"text/html"}`. NULL
+ * when `exchange` is NULL. When `len` is not NULL it is set to the length without the NUL.
+ *
+ * Returns a NUL-terminated UTF-8 string owned by the exchange, valid until
+ * `gw_http_exchange_free`. Any thread.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`; `len` is NULL or writable.
+ */
+const char *gw_http_exchange_headers_json(const struct gw_http_exchange *exchange,
+                                          size_t *len);
+
+/**
+ * Whether the request passed the gateway's auth: true on every request to a route registered
+ * with `GW_HTTP_ROUTE_GATEWAY_AUTH` (the gateway answers the others `401` / `429` before the
+ * callback; with the gateway's auth mode none, it lets everyone through), false on a public
+ * route and when `exchange` is NULL. Any thread.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`.
+ */
+bool gw_http_exchange_authenticated(const struct gw_http_exchange *exchange);
+
+/**
+ * Reads the next bytes of the request body into `buf` (at most `cap`), waiting for them to
+ * arrive, and writes how many to `*n`: 0 at the end of the body (and on every read after it).
+ * The body is never buffered whole: each read takes what the client has sent, so a body
+ * larger than memory is read in a loop.
+ *
+ * `GW_ERR_HTTP_BODY` when the body cannot be read (the message says which): it is larger than
+ * the route's `max_body_bytes` (the client is answered `413`), the client sent nothing within
+ * the idle timeout, the client went away, or the server stopped; every later read fails the
+ * same way. `GW_ERR_WRONG_THREAD` on a gateway worker thread (inside the route callback):
+ * read from a thread of your own. `GW_ERR_INVALID_ARGUMENT` when `cap` is 0;
+ * `GW_ERR_NULL_ARGUMENT` when a pointer is NULL. `*n` is written only on `GW_OK`.
+ *
+ * Blocks; any thread but the gateway's workers. Reads of one exchange from several threads
+ * are served one at a time.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`; `buf` is NULL or `cap` writable bytes;
+ * `n` is NULL or writable.
+ */
+gw_result gw_http_exchange_read(const struct gw_http_exchange *exchange,
+                                uint8_t *buf,
+                                size_t cap,
+                                size_t *n);
+
+/**
+ * Answers the request whole: `status` (200–599), the headers in `headers_json` (`headers_len`
+ * bytes of UTF-8 JSON, an object whose values are strings or arrays of strings, e.g.
+ * `{"content-type":"application/json","set-cookie":["a=1","b=2"]}`; NULL for none) and the
+ * `body_len` bytes at `body` (NULL when `body_len` is 0), all copied before it returns. The
+ * gateway sets `content-length` (and adds Node's security headers where the host set none).
+ *
+ * `GW_ERR_NOT_FOUND` when the exchange was answered already (by this call or
+ * `gw_http_exchange_start`), or the client is gone or the server stopped.
+ * `GW_ERR_INVALID_ARGUMENT` for a status outside 200–599, headers that are not such an object
+ * or not valid HTTP (the message names the header), or `content-length` /
+ * `transfer-encoding` among them; the exchange then still waits for its answer.
+ * `GW_ERR_NULL_ARGUMENT` when `exchange` is NULL, or `body` is NULL with a length.
+ *
+ * Never blocks; any thread, the route callback included.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`; `headers_json` is NULL or `headers_len`
+ * readable bytes; `body` is NULL or `body_len` readable bytes.
+ */
+gw_result gw_http_exchange_respond(const struct gw_http_exchange *exchange,
+                                   uint16_t status,
+                                   const char *headers_json,
+                                   size_t headers_len,
+                                   const uint8_t *body,
+                                   size_t body_len);
+
+/**
+ * Starts a streamed answer: sends `status` (200–599) and the headers in `headers_json` (as
+ * for `gw_http_exchange_respond`), after which the body goes out chunked, chunk by chunk, as
+ * `gw_http_exchange_write` gives it, until `gw_http_exchange_finish` (or is cut short by
+ * `gw_http_exchange_abort`, or by `gw_http_exchange_free` without a finish). For a download,
+ * server-sent events (`{"content-type":"text/event-stream"}`), a long poll.
+ *
+ * Results as `gw_http_exchange_respond`. Never blocks; any thread, the route callback
+ * included.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`; `headers_json` is NULL or `headers_len`
+ * readable bytes.
+ */
+gw_result gw_http_exchange_start(const struct gw_http_exchange *exchange,
+                                 uint16_t status,
+                                 const char *headers_json,
+                                 size_t headers_len);
+
+/**
+ * Sends the `len` bytes at `data` (copied; 0 sends nothing) as the next chunk of a streamed
+ * answer. Waits while the client has not taken the chunks before it (a few are queued), so a
+ * slow client slows the writer instead of filling memory.
+ *
+ * `GW_ERR_NOT_FOUND` when the client is gone or the server stopped (stop writing: nobody
+ * reads), or the answer was finished or aborted already. `GW_ERR_INVALID_ARGUMENT` when
+ * `gw_http_exchange_start` was not called (or the exchange was answered whole).
+ * `GW_ERR_WRONG_THREAD` on a gateway worker thread (inside the route callback): write from a
+ * thread of your own. `GW_ERR_NULL_ARGUMENT` when `exchange` is NULL, or `data` is NULL with
+ * a length.
+ *
+ * Blocks; any thread but the gateway's workers. Writes from several threads go one at a time.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`; `data` is NULL or `len` readable bytes.
+ */
+gw_result gw_http_exchange_write(const struct gw_http_exchange *exchange,
+                                 const uint8_t *data,
+                                 size_t len);
+
+/**
+ * Ends a streamed answer normally: the client gets the final chunk and sees a whole body.
+ *
+ * `GW_ERR_NOT_FOUND` when the answer was finished or aborted already (or answered whole);
+ * `GW_ERR_INVALID_ARGUMENT` when `gw_http_exchange_start` was not called;
+ * `GW_ERR_NULL_ARGUMENT` when `exchange` is NULL. Never blocks; any thread.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`.
+ */
+gw_result gw_http_exchange_finish(const struct gw_http_exchange *exchange);
+
+/**
+ * Gives up on the answer: a streamed one is cut short (the connection closes without the
+ * final chunk, so the client sees an incomplete body, never a truncated one that looks whole);
+ * one not started yet is answered `500`.
+ *
+ * `GW_ERR_NOT_FOUND` when the answer is complete already (answered whole, finished or
+ * aborted); `GW_ERR_NULL_ARGUMENT` when `exchange` is NULL. Never blocks; any thread.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or a live `gw_http_exchange`.
+ */
+gw_result gw_http_exchange_abort(const struct gw_http_exchange *exchange);
+
+/**
+ * Frees the exchange. Unanswered, the client gets `500`; a streamed answer not finished is
+ * cut short as `gw_http_exchange_abort` cuts it; what is left of the request body is
+ * discarded. NULL is harmless.
+ *
+ * Never blocks; any thread, the route callback included.
+ *
+ * # Safety
+ *
+ * `exchange` is NULL or the `gw_http_exchange` a route callback was given, not freed yet, and
+ * not used afterwards (nor by another thread during the call).
+ */
+void gw_http_exchange_free(struct gw_http_exchange *exchange);
+
+/**
+ * The largest request head (request line and headers) read; past it the client is answered
+ * `431` and the connection closed (default 65536).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a size the Rust `ServeOptions::validate`
+ * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_http_max_header_bytes(struct gw_serve_options *options,
+                                                     size_t bytes);
+
+/**
+ * TCP connections open at once on the gateway's port, HTTP and WebSocket alike; past it a new
+ * connection is answered `503` and closed without being read (default 10240).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
+ * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_http_max_connections(struct gw_serve_options *options,
+                                                    size_t n);
+
+/**
+ * A request head not complete within this closes the connection (default 30000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
+ * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_http_header_timeout_ms(struct gw_serve_options *options,
+                                                      uint64_t ms);
+
+/**
+ * A request body that sends nothing for this long fails its read (`gw_http_exchange_read`
+ * gives `GW_ERR_HTTP_BODY`) and the client is answered `408` (default 30000 ms).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
+ * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_http_body_idle_timeout_ms(struct gw_serve_options *options,
+                                                         uint64_t ms);
+
+/**
+ * Sends `Strict-Transport-Security: <value>` on every HTTP response (e.g.
+ * `"max-age=31536000"`; Node's `gateway.http.securityHeaders.strictTransportSecurity`); NULL
+ * sends none (the default).
+ *
+ * The string is copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for an empty value, one
+ * that is not a valid header value, or not UTF-8; `GW_ERR_NULL_ARGUMENT` when `options` is
+ * NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `value` is NULL or a NUL-terminated string.
+ */
+gw_result gw_serve_options_set_http_strict_transport_security(struct gw_serve_options *options,
+                                                              const char *value);
+
+/**
+ * Accepts WebSocket upgrades at `path` (exact, e.g. `"/"` or `"/openclaw"`). By default an
+ * upgrade is accepted at every path but the ones OpenClaw reserves, as Node does; the first
+ * call restricts upgrades to the paths added (an upgrade elsewhere is answered `404`), each
+ * call adds one.
+ *
+ * The string is copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a path that does
+ * not start with `/`, or is not UTF-8; `GW_ERR_NULL_ARGUMENT` when an argument is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `path` is NULL or a NUL-terminated string.
+ */
+gw_result gw_serve_options_add_websocket_path(struct gw_serve_options *options,
+                                              const char *path);
+
+/**
+ * Serves OpenClaw's Control UI (a built `dist/control-ui/`, unmodified) from the directory
+ * `root` under `base_path` (`""` or NULL: the site's root; normalized as Node does,
+ * `"openclaw/"` → `"/openclaw"`), as a configured build: its page does not reload when
+ * `hello-ok.server.buildId` differs from its own. It answers after the host's HTTP routes.
+ * Replaces a mount set before, with the defaults for the other `gw_serve_options_set_control_ui_*`
+ * settings. The directory is read when `gw_serve` is called, which fails naming what is wrong
+ * with it.
+ *
+ * The strings are copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for an empty `root`
+ * or a string that is not UTF-8; `GW_ERR_NULL_ARGUMENT` when
+ * `options` or `root` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `root` and `base_path` are NULL or NUL-terminated strings.
+ */
+gw_result gw_serve_options_set_control_ui(struct gw_serve_options *options,
+                                          const char *root,
+                                          const char *base_path);
+
+/**
+ * The keys of `control-ui-config.json` the host sets (`config_json`, `len` bytes of UTF-8, a
+ * JSON object such as `{"assistantName":"Ada"}`, copied); the gateway fills `basePath`,
+ * `serverVersion` and `serverBuildId` itself, and Node's defaults for the rest.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) when no Control UI is mounted
+ * (`gw_serve_options_set_control_ui` first) or `config_json` is not a JSON object;
+ * `GW_ERR_NULL_ARGUMENT` when a pointer is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `config_json` is NULL or `len` readable bytes.
+ */
+gw_result gw_serve_options_set_control_ui_config_json(struct gw_serve_options *options,
+                                                      const char *config_json,
+                                                      size_t len);
+
+/**
+ * `gateway.controlUi.environment` (`environment_json`, `len` bytes of UTF-8 JSON, any value,
+ * copied), inserted into the UI's `index.html`; NULL removes it (the default).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) when no Control UI is mounted or the text is
+ * not JSON; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `environment_json` is NULL or `len` readable bytes.
+ */
+gw_result gw_serve_options_set_control_ui_environment_json(struct gw_serve_options *options,
+                                                           const char *environment_json,
+                                                           size_t len);
+
+/**
+ * Whether the mounted UI is the one shipped with this gateway build (`true`: a bundled build,
+ * which reloads when `hello-ok.server.buildId` differs from its own) or one the user chose
+ * (`false`, the default: `server.controlUiBuildSource` is `"configured"`, and it never
+ * reloads for that).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` when no Control UI is mounted; `GW_ERR_NULL_ARGUMENT` when
+ * `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_control_ui_bundled(struct gw_serve_options *options,
+                                                  bool bundled);
+
+/**
+ * Whether the UI offers its terminal (`data-openclaw-terminal-enabled`, and the
+ * `wasm-unsafe-eval` source in its Content-Security-Policy) (default false).
+ *
+ * `GW_ERR_INVALID_ARGUMENT` when no Control UI is mounted; `GW_ERR_NULL_ARGUMENT` when
+ * `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call.
+ */
+gw_result gw_serve_options_set_control_ui_terminal(struct gw_serve_options *options,
+                                                   bool enabled);
+
+/**
+ * Adds a route on the gateway port: requests whose method is `method` (e.g. `"POST"`; NULL or
+ * `"*"`: any method) and whose path is `path` (as sent, starting with `/`; with
+ * `GW_HTTP_ROUTE_PREFIX`, also every path below it) go to `handler` (see `gw_http_route_fn`).
+ * Routes are tried in the order they were added, after the probes (`/healthz`, `/readyz`, …)
+ * and the WebSocket upgrade, which keep priority (SPEC §13.1). `flags` ORs
+ * `gw_http_route_flags` together (0: exact path, public). A request body larger than
+ * `max_body_bytes` fails its read and the client is answered `413` (the Rust default is
+ * 1048576; give what the route needs, at least 1).
+ *
+ * The library owns `userdata` from this call on, whatever the result: it calls
+ * `free_userdata(userdata)` (when not NULL) exactly once, when nothing can call `handler`
+ * any more: these options are freed, and every server served with them is shut down
+ * (possibly on a library thread, soon after `gw_shutdown` returns). `handler` is never called
+ * after it. `handler` must be callable from any thread, at once.
+ *
+ * `GW_ERR_INVALID_ARGUMENT`, with the options unchanged, for a method that is not an HTTP
+ * method token, a path that does not start with `/` (or one the Rust `HttpRoutes::add`
+ * refuses), `max_body_bytes` 0, a flag this library does not know, or a string that is not
+ * UTF-8. `GW_ERR_NULL_ARGUMENT` when `options`, `path` or `handler` is NULL. The strings are
+ * copied.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_serve_options` that no other thread uses during the call;
+ * `method` and `path` are NULL or NUL-terminated strings; `handler` and `free_userdata` are
+ * NULL or callable as above with `userdata`.
+ */
+gw_result gw_serve_options_add_http_route(struct gw_serve_options *options,
+                                          const char *method,
+                                          const char *path,
+                                          uint32_t flags,
+                                          uint64_t max_body_bytes,
+                                          gw_http_route_fn handler,
+                                          void *userdata,
+                                          void (*free_userdata)(void *userdata));
+
+/**
  * Takes the state lock, the config lock, then binds the port (SPEC §5–6), as the Rust
  * `GatewayLock::acquire`. On `GW_OK` this process is the gateway and `*out` is a new
  * `gw_lock` the caller owns (release it with `gw_lock_release` or hand it to `gw_serve`).
@@ -645,6 +1169,28 @@ void gw_lock_release(struct gw_lock *lock);
  */
 gw_result gw_lock_status(const struct gw_options *options,
                          struct gw_status *out);
+
+/**
+ * Removes the lock files of a gateway that is gone, as the Rust `gateway::unlock` (and
+ * `gateway unlock [--force]`): a stale lock (a dead holder of this machine, or one of an earlier
+ * boot) without `force`; a lock whose holder is on another machine only with `force` (only the
+ * user can know that it is gone). Never a lock a live gateway of this machine holds, nor one
+ * whose holder on another machine is proven alive by a beacon the file system shares:
+ * `GW_ERR_ALREADY_RUNNING` (`gw_last_error_holder` gives its pid, `gw_last_error_holder_host`
+ * its host when it is another machine). Without `force`, another machine's lock gives
+ * `GW_ERR_HELD_BY_OTHER_HOST`. On any failure nothing is removed.
+ *
+ * On `GW_OK`, `*removed` (when not NULL) is the number of lock files removed, 0 when there was
+ * none. Any thread; the options are only read.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no thread changes during the call; `removed`
+ * is NULL or writable.
+ */
+gw_result gw_unlock(const struct gw_options *options,
+                    bool force,
+                    uint32_t *removed);
 
 /**
  * New options with the defaults (port 18789, loopback, no auth, timeout 5000 ms, ...), which
@@ -1142,8 +1688,10 @@ const char *gw_result_name(uint32_t result);
 
 /**
  * The live gateway that the last failed `gw_*` call on the calling thread named, as typed
- * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`), the holder's pid and the
- * port its lock file records, each 0 when unknown.
+ * values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`, or
+ * `gw_unlock`), or `GW_ERR_HELD_BY_OTHER_HOST`, the holder's pid and the port its lock file
+ * records, each 0 when unknown. When `gw_last_error_holder_host` names a host, the pid is one
+ * of that machine's: never signal it here.
  *
  * `GW_OK` when the last error named a live holder with a pid or a port known: writes `*pid` and `*port` (either may be NULL
  * when not wanted). `GW_ERR_NOT_FOUND` otherwise (no call failed yet on this thread, or the
@@ -1157,6 +1705,19 @@ const char *gw_result_name(uint32_t result);
  */
 gw_result gw_last_error_holder(uint32_t *pid,
                                uint16_t *port);
+
+/**
+ * The host of the holder the last failed `gw_*` call on the calling thread named, when it is
+ * another machine (after `GW_ERR_HELD_BY_OTHER_HOST`, or `GW_ERR_ALREADY_RUNNING` from
+ * `gw_unlock` for a holder whose lock the file system shares): its host name as its lock file
+ * records it (else its machine id, else its boot id). `""` when the last failure named no
+ * other machine, or no call failed on this thread yet. Like `gw_last_error_holder`, it records
+ * no error of its own.
+ *
+ * Returns a NUL-terminated UTF-8 string owned by the library, never NULL: valid until the next
+ * failing `gw_*` call on the same thread or the thread's exit; copy it to keep it. Any thread.
+ */
+const char *gw_last_error_holder_host(void);
 
 /**
  * The message of the last failed `gw_*` call on the calling thread: the exact message of the

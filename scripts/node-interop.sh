@@ -5,6 +5,8 @@
 # missing. node_interop: the two gateways must exclude each other on one state dir. real_clients:
 # the real OpenClaw clients (gateway probe, status, node run, tui under tmux) get the same answers
 # from ours as from Node; it needs tmux (scripts/test.sh installs it) and takes a few minutes.
+# control_ui and control_ui_browser: the package's own Control UI served by `gateway run
+# --control-ui`, over TCP and in headless Chromium (scripts/test.sh installs chromium).
 set -euo pipefail
 source "$(dirname "$0")/target-dir.sh"
 cd "$(dirname "$0")/.."
@@ -28,5 +30,7 @@ if [ ! -x "$node" ] || [ ! -f "$openclaw" ]; then
 fi
 echo "Node gateway: openclaw $OPENCLAW_VERSION on $("$node" --version)"
 command -v tmux >/dev/null || { echo "node-interop: tmux is needed to drive openclaw tui (apt-get install tmux)" >&2; exit 1; }
+command -v "${CHROMIUM:-chromium}" >/dev/null || { echo "node-interop: chromium is needed to load the Control UI (apt-get install chromium, or set CHROMIUM)" >&2; exit 1; }
 GATEWAY_NODE="$node" GATEWAY_OPENCLAW="$openclaw" \
-  cargo test --features failpoints --test node_interop --test real_clients -- --ignored
+  cargo test --features failpoints --test node_interop --test real_clients --test control_ui \
+    --test control_ui_browser -- --ignored

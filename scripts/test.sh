@@ -12,8 +12,10 @@
 # What the packages are for: unshare, setpriv and systemd-socket-activate (util-linux,
 # systemd), ip (iproute2) for the namespace and supervisor tests; gcc, g++, valgrind and
 # pkg-config for the C ABI tests (ASan+UBSan and valgrind); debootstrap for the Swift root;
-# mount, exfat-fuse and exfatprogs for the exFAT tests (a FUSE mount); strace; tmux to drive
-# `openclaw tui` in the real-client tests (scripts/node-interop.sh). Without root or
+# mount, exfat-fuse and exfatprogs for the exFAT tests (a FUSE mount); bindfs for the tests of
+# a state dir on a path-based FUSE file system (and the two-host tests); strace; tmux to drive
+# `openclaw tui` in the real-client tests and chromium to load the Control UI
+# (scripts/node-interop.sh). Without root or
 # apt-get nothing is installed, and a test whose tool is missing fails naming it.
 # CARGO_TARGET_DIR is honoured throughout.
 set -euo pipefail
@@ -21,7 +23,7 @@ source "$(dirname "$0")/target-dir.sh"
 cd "$(dirname "$0")/.."
 
 packages=(util-linux iproute2 systemd gcc g++ valgrind pkg-config debootstrap mount exfat-fuse
-  exfatprogs strace tmux)
+  exfatprogs bindfs strace tmux chromium)
 suites=${GATEWAY_TEST_SUITES:-cargo swift node}
 
 step() { printf '\n=== %s\n' "$*"; }

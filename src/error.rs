@@ -21,6 +21,35 @@ pub enum GatewayLockError {
         /// How long acquisition waited before it gave up (SPEC §5's timeout).
         timeout_ms: u64,
     },
+    /// The lock file records a gateway on another machine (issue 13): its pid means nothing
+    /// here, so it is never reclaimed; refused at once. If that gateway is gone, `gateway unlock
+    /// --force` (or [`crate::unlock`] with `force`) removes its lock. `pid` is on that machine:
+    /// never signal it here.
+    #[error(
+        "gateway already running on host {host} (pid {pid}); if that gateway is gone, run `gateway unlock --force` on this machine"
+    )]
+    HeldByOtherHost {
+        /// The holder's host name (else its machine id, else its boot id), as its lock file
+        /// records it.
+        host: String,
+        /// The holder's pid, on its own machine.
+        pid: u32,
+        /// The port its lock file records.
+        port: Option<u16>,
+        /// The lock file.
+        lock_path: PathBuf,
+    },
+    /// `unlock` found a lock that a live gateway holds (or may hold): on this machine, or on
+    /// another one whose beacon the file system shares. Nothing was removed.
+    #[error("{}", lock_in_use_message(*pid, host.as_deref(), lock_path))]
+    LockInUse {
+        /// The holder's pid, when the file names one.
+        pid: Option<u32>,
+        /// The holder's host when it is another machine; `None`: this machine.
+        host: Option<String>,
+        /// The lock file.
+        lock_path: PathBuf,
+    },
     /// The port is taken (by another gateway or anything else).
     #[error("another gateway instance is already listening on {url}")]
     AddrInUse {
@@ -121,6 +150,25 @@ fn already_running_message(
     }
 }
 
+fn lock_in_use_message(
+    pid: Option<u32>,
+    host: Option<&str>,
+    lock_path: &std::path::Path,
+) -> String {
+    let holder = match pid {
+        Some(pid) => format!("gateway (pid {pid})"),
+        None => "a starting gateway".to_owned(),
+    };
+    let place = match host {
+        Some(host) => format!("on host {host} (the file system shares its lock)"),
+        None => "on this machine".to_owned(),
+    };
+    format!(
+        "refusing to unlock {}: {holder} is alive {place}; stop that gateway first (gateway unlock never removes a live gateway's lock)",
+        lock_path.display()
+    )
+}
+
 fn sandboxed_state_dir_message(
     container_id: &str,
     state_dir: &std::path::Path,
@@ -190,6 +238,25 @@ mod tests {
         assert_eq!(
             in_use.to_string(),
             "another gateway instance is already listening on ws://[::1]:18789"
+        );
+        let other_host = GatewayLockError::HeldByOtherHost {
+            host: "host-a".into(),
+            pid: 42,
+            port: Some(18789),
+            lock_path: "/s/tmp/openclaw-0/gateway.state.lock".into(),
+        };
+        assert_eq!(
+            other_host.to_string(),
+            "gateway already running on host host-a (pid 42); if that gateway is gone, run `gateway unlock --force` on this machine"
+        );
+        let in_use = GatewayLockError::LockInUse {
+            pid: Some(42),
+            host: None,
+            lock_path: "/s/l".into(),
+        };
+        assert_eq!(
+            in_use.to_string(),
+            "refusing to unlock /s/l: gateway (pid 42) is alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock)"
         );
         assert_eq!(
             GatewayLockError::LanWithoutAuth.to_string(),

@@ -31,9 +31,13 @@ pub mod server;
 pub mod supervisor;
 
 pub use error::GatewayLockError;
-pub use lock::{GatewayLock, GatewayStatus, status};
+/// The HTTP types host routes are written with (hyper 1's, from the `http` crate), so a host
+/// needs no dependency of its own on them.
+pub use hyper::{HeaderMap, Method, Response, StatusCode, Uri, header};
+pub use lock::{GatewayLock, GatewayStatus, Ground, LockReach, RemovedLock, status, unlock};
 pub use options::{Auth, BindMode, BindRetry, GatewayOptions, LogLevel, Logger, ResolvedOptions};
 pub use server::HealthSource;
+pub use server::HttpAuthMethod;
 pub use server::{
     AuthThrottle, ClientInfo, ConnectionEvent, GatewayHandle, Handlers, MethodError, MethodHandler,
     MethodRequest, PROTOCOL_VERSION, ProtocolOptions, Responder,
@@ -56,6 +60,7 @@ pub use server::{MAX_PENDING, MAX_PENDING_PER_IP};
 #[doc(hidden)]
 pub mod test_support {
     pub use crate::lock::format::LockPayload;
+    pub use crate::lock::host::HostIdentity;
     pub use crate::lock::liveness::{
         is_gateway_argv, parse_procargs2, pid_is_running, process_argv, process_start_time,
     };

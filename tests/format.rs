@@ -162,13 +162,29 @@ fn assert_exact_layout(
     assert_iso_millis_recent(&created_at);
     let quoted = |p: &Path| serde_json::to_string(p.to_str().unwrap()).unwrap();
     let expected = format!(
-        "{{\n  \"pid\": {pid},\n  \"ownerId\": \"{owner_id}\",\n  \"cronOwnerProjection\": \"dynamic-default-v1\",\n  \"createdAt\": \"{created_at}\",\n  \"configPath\": {},\n  \"stateDir\": {},\n  \"port\": {port},\n  \"startTime\": {}\n}}",
+        "{{\n  \"pid\": {pid},\n  \"ownerId\": \"{owner_id}\",\n  \"cronOwnerProjection\": \"dynamic-default-v1\",\n  \"createdAt\": \"{created_at}\",\n  \"configPath\": {},\n  \"stateDir\": {},\n  \"port\": {port},\n  \"startTime\": {}{}\n}}",
         quoted(config_path),
         quoted(state_dir),
         start_time_of(pid),
+        host_fields(),
     );
     assert_eq!(json_text, expected, "{}", path.display());
     owner_id
+}
+
+/// After SPEC §3's fields, ours (issue 13): this machine's host name, boot id and machine id,
+/// each when readable.
+fn host_fields() -> String {
+    let host = gateway::test_support::HostIdentity::this();
+    let quoted = |v: &str| serde_json::to_string(v).unwrap();
+    [
+        ("hostname", &host.hostname),
+        ("bootId", &host.boot_id),
+        ("machineId", &host.machine_id),
+    ]
+    .iter()
+    .filter_map(|(name, value)| Some(format!(",\n  \"{name}\": {}", quoted(value.as_deref()?))))
+    .collect()
 }
 
 fn assert_uuid_v4(id: &str) {

@@ -233,6 +233,13 @@ fn acquire_takes_both_lock_files_and_drop_removes_them() {
     assert_eq!(owner_id, lock.owner_id());
     let mode = std::fs::symlink_metadata(env.lock_dir()).unwrap().mode();
     assert_eq!(mode & 0o777, 0o700, "the lock dir is {mode:o}");
+    // A FUSE driver on a local block device (`fuseblk`) is one host's ground.
+    let ground = gateway::status(&env.options()).unwrap().ground;
+    assert_eq!(
+        (ground.fs_type.as_str(), ground.locks),
+        ("fuseblk", gateway::LockReach::OneHost),
+        "{ground:?}"
+    );
 
     // A second acquisition in this process sees the beacon: it waits, then names us.
     let timeout = Duration::from_millis(300);

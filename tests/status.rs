@@ -17,8 +17,29 @@ const RUNNING_HEALTHY: i32 = 0;
 const OTHERWISE: i32 = 1;
 const NOT_RUNNING: i32 = 3;
 
-/// `gateway status <args>` → (exit code, stdout).
+/// `gateway status <args>` → (exit code, stdout), the last line (the ground, checked here: a
+/// temp dir is on a local file system) left out of the text.
 fn status_cli(env: &TestEnv, args: &[&str]) -> (i32, String) {
+    let (code, stdout) = status_output(env, args);
+    let (text, ground) = stdout
+        .trim_end_matches('\n')
+        .rsplit_once('\n')
+        .map_or(("", stdout.trim_end_matches('\n')), |(text, last)| {
+            (text, last)
+        });
+    assert!(
+        ground.starts_with("lock dir on ") && ground.ends_with(": local (one host)"),
+        "the ground is local: {stdout:?}"
+    );
+    let text = if text.is_empty() {
+        String::new()
+    } else {
+        format!("{text}\n")
+    };
+    (code, text)
+}
+
+fn status_output(env: &TestEnv, args: &[&str]) -> (i32, String) {
     let output = env.command(&[&["status"], args].concat()).output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     let code = output.status.code().expect("status exits, not killed");
@@ -30,10 +51,12 @@ fn status_cli(env: &TestEnv, args: &[&str]) -> (i32, String) {
     (code, stdout)
 }
 
-/// `gateway status --json <args>` → (exit code, the parsed JSON).
+/// `gateway status --json <args>` → (exit code, the parsed JSON), its `ground` (checked here: a
+/// temp dir is on a local file system) left out.
 fn status_json(env: &TestEnv, args: &[&str]) -> (i32, Value) {
-    let (code, stdout) = status_cli(env, &[&["--json"], args].concat());
-    let value: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let (code, stdout) = status_output(env, &[&["--json"], args].concat());
+    let mut value: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     let mut keys: Vec<&str> = value
         .as_object()
         .unwrap()
@@ -45,8 +68,11 @@ fn status_json(env: &TestEnv, args: &[&str]) -> (i32, Value) {
         keys,
         [
             "configPath",
+            "ground",
             "healthy",
+            "host",
             "lockPath",
+            "onOtherHost",
             "pid",
             "port",
             "running",
@@ -54,7 +80,28 @@ fn status_json(env: &TestEnv, args: &[&str]) -> (i32, Value) {
             "startTime"
         ]
     );
+    let ground = value.as_object_mut().unwrap().remove("ground").unwrap();
+    assert_local_ground(env, &ground);
     (code, value)
+}
+
+/// The ground of a temp dir: a local file system, mounted at a prefix of the path.
+fn assert_local_ground(env: &TestEnv, ground: &Value) {
+    assert_eq!(ground["locks"], json!("oneHost"), "{ground}");
+    let fs_type = ground["fsType"].as_str().unwrap();
+    assert!(!fs_type.is_empty() && fs_type != "unknown", "{ground}");
+    let mount_point = ground["mountPoint"].as_str().expect("a mount point");
+    assert!(env.home().starts_with(mount_point), "{ground}");
+    assert_eq!(
+        ground["lockOptions"],
+        json!([]),
+        "no lock options on a local file system"
+    );
+}
+
+/// The host name our own gateways record (issue 13).
+fn this_host() -> Value {
+    json!(gateway::test_support::HostIdentity::this().display_name())
 }
 
 fn path_json(path: &Path) -> Value {
@@ -92,6 +139,8 @@ fn a_running_healthy_gateway() {
                 "healthy": true,
                 "lockPath": path_json(&env.state_lock()),
                 "stale": false,
+                "host": this_host(),
+                "onOtherHost": false,
             })
         );
         let (code, text) = status_cli(&env, &[]);
@@ -188,6 +237,8 @@ fn a_gateway_stuck_while_binding() {
                     "healthy": false,
                     "lockPath": path_json(&env.state_lock()),
                     "stale": false,
+                    "host": this_host(),
+                    "onOtherHost": false,
                 }),
                 "{step}"
             );
@@ -219,6 +270,8 @@ fn a_killed_gateway_leaves_a_stale_lock_that_status_leaves_alone() {
                 "healthy": false,
                 "lockPath": path_json(&env.state_lock()),
                 "stale": true,
+                "host": this_host(),
+                "onOtherHost": false,
             })
         );
         let (code, text) = status_cli(&env, &[]);
@@ -248,6 +301,8 @@ fn nothing_running_and_a_foreign_listener_on_the_port() {
         "healthy": false,
         "lockPath": null,
         "stale": false,
+        "host": null,
+        "onOtherHost": false,
     });
 
     // No state dir at all: status says so and creates none.
@@ -329,4 +384,46 @@ fn status_never_signals_the_recorded_owner() {
 
     owner.assert_never_signalled();
     owner.prove_detector_works();
+}
+
+/// Where the lock dir is (here a temp dir, on a local file system), and that its locks are one
+/// host's: in the JSON, in the text, and in the one line logged when the lock is taken.
+#[test]
+fn status_and_acquire_name_the_ground_of_the_lock_dir() {
+    let env = TestEnv::new();
+    let (_, stdout) = status_output(&env, &["--json"]);
+    let value: Value = serde_json::from_str(&stdout).unwrap();
+    let ground = &value["ground"];
+    assert_local_ground(&env, ground);
+    let described = format!(
+        "{} at {}: local (one host)",
+        ground["fsType"].as_str().unwrap(),
+        ground["mountPoint"].as_str().unwrap()
+    );
+    let (code, text) = status_output(&env, &[]);
+    assert_eq!(code, NOT_RUNNING);
+    assert_eq!(
+        text,
+        format!("gateway not running\nlock dir on {described}\n")
+    );
+
+    let (logger, lines) = recording_logger();
+    let lock = GatewayLock::acquire(&env.options().port(0).logger(logger)).unwrap();
+    let expected = (
+        gateway::LogLevel::Info,
+        format!("lock dir {} is on {described}", env.lock_dir().display()),
+    );
+    let logged = lines.lock().unwrap().clone();
+    assert_eq!(
+        logged.iter().filter(|line| **line == expected).count(),
+        1,
+        "one line names the ground: {logged:?}"
+    );
+    assert!(
+        !logged
+            .iter()
+            .any(|(level, _)| *level >= gateway::LogLevel::Warn),
+        "{logged:?}"
+    );
+    drop(lock);
 }

@@ -5,7 +5,8 @@
 // ones; failures either throw `gateway::Error` (code, the library's exact message, and the
 // holder's pid and port when a live gateway holds the lock) or, with the `try_*` functions,
 // come back as a `[[nodiscard]] gateway::Result<T>` holding a value or an `Error`. Callbacks and
-// the host's methods (`Handlers`) are `std::function`s; the library frees them exactly once
+// the host's methods (`Handlers`) and HTTP routes (`ServeOptions::http_route`, answered through
+// a move-only `HttpExchange`) are `std::function`s; the library frees them exactly once
 // through `free_userdata`, and an exception thrown by one is swallowed at the C boundary (it
 // must never unwind into the library; a method that throws answers its request `UNAVAILABLE`).
 #ifndef GATEWAY_HPP
@@ -53,6 +54,9 @@ enum class Code : std::uint32_t {
     lock_file_unsafe = GW_ERR_LOCK_FILE_UNSAFE,
     lock_lost = GW_ERR_LOCK_LOST,
     not_found = GW_ERR_NOT_FOUND,
+    http_body = GW_ERR_HTTP_BODY,
+    wrong_thread = GW_ERR_WRONG_THREAD,
+    held_by_other_host = GW_ERR_HELD_BY_OTHER_HOST,
 };
 
 /// "GW_ERR_ALREADY_RUNNING", ...; "GW_UNKNOWN" for a number this library does not know.
@@ -64,11 +68,14 @@ enum class LogLevel : std::uint32_t { debug = GW_LOG_DEBUG, info = GW_LOG_INFO, 
 /// A change in a served gateway's life (`gw_state`).
 enum class State : std::uint32_t { ready = GW_STATE_READY, lock_lost = GW_STATE_LOCK_LOST, stopped = GW_STATE_STOPPED };
 
-/// The live gateway that refused an acquire: its pid and the port its lock file records, each
-/// empty when unknown (`gw_last_error_holder` gives 0 for it). Never signal an empty pid.
+/// The live gateway that refused an acquire (or an unlock): its pid and the port its lock file
+/// records, each empty when unknown (`gw_last_error_holder` gives 0 for it), and its host when
+/// it is another machine (`gw_last_error_holder_host`). Never signal an empty pid, nor the pid
+/// of a holder with a host: it is that machine's.
 struct Holder {
     std::optional<std::uint32_t> pid;
     std::optional<std::uint16_t> port;
+    std::optional<std::string> host;
 };
 
 /// A failed call: its Code, the message `gw_last_error_message` gave, and the holder
@@ -81,7 +88,8 @@ public:
     [[nodiscard]] Code code() const noexcept { return code_; }
     /// "GW_ERR_ALREADY_RUNNING", ...
     [[nodiscard]] const char *name() const noexcept { return gateway::name(code_); }
-    /// The live gateway holding the lock (Code::already_running with a known pid or port).
+    /// The live gateway holding the lock (Code::already_running with a known pid or port, or
+    /// Code::held_by_other_host, with its host).
     [[nodiscard]] const std::optional<Holder> &holder() const noexcept { return holder_; }
 
     /// The calling thread's last failure, as an Error.
@@ -93,6 +101,8 @@ public:
             named = Holder{};
             if (pid != 0) named->pid = pid;
             if (port != 0) named->port = port;
+            const std::string host = gw_last_error_holder_host();
+            if (!host.empty()) named->host = host;
         }
         return Error(static_cast<Code>(code), gw_last_error_message(), named);
     }
@@ -201,6 +211,8 @@ inline void gateway_cpp_lock_log_free(void *userdata) { delete static_cast<gatew
 inline void gateway_cpp_pairing(void *userdata, const char *request_json, std::size_t request_len,
                                 const char *context_json, std::size_t context_len, gw_pairing_decision *decision);
 inline void gateway_cpp_pairing_free(void *userdata);
+inline void gateway_cpp_http_route(void *userdata, gw_http_exchange *exchange);
+inline void gateway_cpp_http_route_free(void *userdata);
 }
 
 namespace gateway {
@@ -360,6 +372,15 @@ struct Status {
     return Status{found.running, found.healthy, found.stale, found.port, found.pid, found.start_time};
 }
 
+/// Removes the lock files of a gateway that is gone (gw_unlock): a stale one always, another
+/// machine's only with `force`, never a live gateway's. Returns how many were removed; throws
+/// Error (Code::held_by_other_host without `force`, Code::already_running for a live holder).
+inline std::uint32_t unlock(const Options &options, bool force = false) {
+    std::uint32_t removed = 0;
+    detail::check(gw_unlock(options.get(), force, &removed));
+    return removed;
+}
+
 /// The file locks and the listener (gw_lock). Released when destroyed.
 class Lock {
 public:
@@ -400,6 +421,121 @@ public:
 private:
     explicit Lock(gw_lock *lock) : lock_(lock) {}
     std::unique_ptr<gw_lock, detail::LockDeleter> lock_;
+};
+
+/// One request to a host HTTP route and its answer (gw_http_exchange). Move-only owner:
+/// destroying it frees the exchange, and one never answered is answered 500, so no client
+/// waits forever. Answer it inside the route's function or move it to a thread of your own;
+/// every call is safe from any thread, and keeps working (failing cleanly) after its Server is
+/// gone. read() and write() wait, so they throw Error(Code::wrong_thread) inside the route's
+/// function: call them from a thread of your own.
+class HttpExchange {
+public:
+    explicit HttpExchange(gw_http_exchange *exchange) noexcept : exchange_(exchange) {}
+    HttpExchange(const HttpExchange &) = delete;
+    HttpExchange &operator=(const HttpExchange &) = delete;
+    HttpExchange(HttpExchange &&other) noexcept : exchange_(std::exchange(other.exchange_, nullptr)) {}
+    HttpExchange &operator=(HttpExchange &&other) noexcept {
+        if (this != &other) gw_http_exchange_free(std::exchange(exchange_, std::exchange(other.exchange_, nullptr)));
+        return *this;
+    }
+    ~HttpExchange() { gw_http_exchange_free(exchange_); }
+
+    /// "GET", "POST", ...
+    [[nodiscard]] std::string_view method() const noexcept { return view(gw_http_exchange_method(exchange_)); }
+    /// The path as sent, e.g. "/hooks/github".
+    [[nodiscard]] std::string_view path() const noexcept { return view(gw_http_exchange_path(exchange_)); }
+    /// The query without the '?', "" when none.
+    [[nodiscard]] std::string_view query() const noexcept { return view(gw_http_exchange_query(exchange_)); }
+    /// The TCP peer, "127.0.0.1:53122".
+    [[nodiscard]] std::string_view peer() const noexcept { return view(gw_http_exchange_peer(exchange_)); }
+    /// A header (any case), repeated values joined by ", "; empty when absent.
+    [[nodiscard]] std::optional<std::string_view> header(const std::string &name) const noexcept {
+        const char *value = gw_http_exchange_header(exchange_, name.c_str());
+        if (value == nullptr) return std::nullopt;
+        return std::string_view(value);
+    }
+    /// Every header as a JSON object, Node's `req.headers`.
+    [[nodiscard]] std::string_view headers_json() const noexcept {
+        std::size_t len = 0;
+        const char *json = gw_http_exchange_headers_json(exchange_, &len);
+        return json == nullptr ? std::string_view() : std::string_view(json, len);
+    }
+    /// Whether it came with the gateway's auth (a route with HttpRoute::gateway_auth).
+    [[nodiscard]] bool authenticated() const noexcept { return gw_http_exchange_authenticated(exchange_); }
+
+    /// Reads the next bytes of the request body (at most `cap`), waiting for them; 0 at the
+    /// end. Throws Error: Code::http_body (past the route's limit, idle, client gone, server
+    /// stopped), Code::wrong_thread (inside the route's function).
+    [[nodiscard]] std::size_t read(char *buf, std::size_t cap) const {
+        std::size_t n = 0;
+        detail::check(gw_http_exchange_read(exchange_, reinterpret_cast<std::uint8_t *>(buf), cap, &n));
+        return n;
+    }
+    /// The whole request body (within the route's limit); throws as read().
+    [[nodiscard]] std::string read_all() const {
+        std::string all;
+        char buf[16384];
+        while (std::size_t n = read(buf, sizeof buf)) all.append(buf, n);
+        return all;
+    }
+
+    /// Answers whole: `status` (200-599), `body`, and headers as a JSON object (values strings
+    /// or arrays of strings), e.g. `{"content-type":"text/plain"}`. false when it was answered
+    /// already or the client is gone; throws Error for a bad status or headers.
+    [[nodiscard]] bool respond(std::uint16_t status, std::string_view body = {},
+                               std::string_view headers_json = {}) const {
+        return detail::found(gw_http_exchange_respond(exchange_, status, json_or_null(headers_json),
+                                                      headers_json.size(),
+                                                      reinterpret_cast<const std::uint8_t *>(body.data()),
+                                                      body.size()));
+    }
+    /// Starts a streamed answer (chunked): then write() each chunk and finish() (or abort()).
+    /// false when it was answered already or the client is gone; throws as respond().
+    [[nodiscard]] bool start(std::uint16_t status, std::string_view headers_json = {}) const {
+        return detail::found(
+            gw_http_exchange_start(exchange_, status, json_or_null(headers_json), headers_json.size()));
+    }
+    /// Sends a chunk, waiting while the client is behind. false when the client is gone (stop
+    /// writing) or the answer is complete; throws Error (Code::wrong_thread inside the
+    /// route's function, Code::invalid_argument before start()).
+    [[nodiscard]] bool write(std::string_view chunk) const {
+        return detail::found(
+            gw_http_exchange_write(exchange_, reinterpret_cast<const std::uint8_t *>(chunk.data()), chunk.size()));
+    }
+    /// Ends a streamed answer; false when it was complete already.
+    [[nodiscard]] bool finish() const { return detail::found(gw_http_exchange_finish(exchange_)); }
+    /// Cuts a streamed answer short (the client sees it incomplete), or answers 500 one not
+    /// started; false when the answer was complete already.
+    [[nodiscard]] bool abort() const { return detail::found(gw_http_exchange_abort(exchange_)); }
+
+    [[nodiscard]] gw_http_exchange *get() const noexcept { return exchange_; }
+
+private:
+    static std::string_view view(const char *text) noexcept {
+        return text == nullptr ? std::string_view() : std::string_view(text);
+    }
+    static const char *json_or_null(std::string_view json) noexcept { return json.empty() ? nullptr : json.data(); }
+    gw_http_exchange *exchange_;
+};
+
+/// Answers one request to a route; called on a gateway worker thread, at once from several:
+/// must not block (answer whole, or move the exchange to a thread of your own). An exception
+/// is swallowed at the C boundary (the exchange is then destroyed: the client gets 500).
+using HttpHandler = std::function<void(HttpExchange)>;
+
+/// A route's match and limits for ServeOptions::http_route.
+struct HttpRoute {
+    /// "GET", "POST", ...; empty: any method.
+    std::string method;
+    /// Starts with '/'.
+    std::string path;
+    /// Also every path below it.
+    bool prefix = false;
+    /// Callers need the gateway's bearer token or password (else 401 / 429).
+    bool gateway_auth = false;
+    /// Larger request bodies fail their read and are answered 413.
+    std::uint64_t max_body_bytes = 1024 * 1024;
 };
 
 /// How a Server runs (gw_serve_options): worker threads and the WebSocket protocol's limits and
@@ -491,6 +627,67 @@ public:
         return apply(gw_serve_options_set_health_source(get(), gateway_cpp_health, owned, gateway_cpp_health_free));
     }
 
+    /// Adds an HTTP route on the gateway port, answered by `handler` (see HttpHandler). The
+    /// library owns the function and destroys it when these options and every server served
+    /// with them are gone. Throws Error for a route the library refuses.
+    ServeOptions &http_route(const HttpRoute &route, HttpHandler handler) {
+        auto *owned = new HttpHandler(std::move(handler));
+        std::uint32_t flags = (route.prefix ? GW_HTTP_ROUTE_PREFIX : 0u) |
+                              (route.gateway_auth ? GW_HTTP_ROUTE_GATEWAY_AUTH : 0u);
+        // The library owns `owned` from here, whatever the result (freed through the finalizer).
+        return apply(gw_serve_options_add_http_route(get(), route.method.empty() ? nullptr : route.method.c_str(),
+                                                     route.path.c_str(), flags, route.max_body_bytes,
+                                                     gateway_cpp_http_route, owned, gateway_cpp_http_route_free));
+    }
+
+    /// The largest request head read; past it 431 (default 64 KiB).
+    ServeOptions &http_max_header_bytes(std::size_t bytes) {
+        return apply(gw_serve_options_set_http_max_header_bytes(get(), bytes));
+    }
+    /// TCP connections open at once on the port, HTTP and WebSocket alike (default 10240).
+    ServeOptions &http_max_connections(std::size_t n) {
+        return apply(gw_serve_options_set_http_max_connections(get(), n));
+    }
+    /// A request head not complete within this closes the connection (default 30 s).
+    ServeOptions &http_header_timeout(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_http_header_timeout_ms(get(), detail::millis64(t)));
+    }
+    /// A request body silent this long fails its read, the client gets 408 (default 30 s).
+    ServeOptions &http_body_idle_timeout(std::chrono::milliseconds t) {
+        return apply(gw_serve_options_set_http_body_idle_timeout_ms(get(), detail::millis64(t)));
+    }
+    /// `Strict-Transport-Security` on every HTTP response; std::nullopt sends none (default).
+    ServeOptions &strict_transport_security(const std::optional<std::string> &value) {
+        return apply(gw_serve_options_set_http_strict_transport_security(get(), value ? value->c_str() : nullptr));
+    }
+    /// Accepts WebSocket upgrades at this exact path only (each call adds one; by default
+    /// every path but OpenClaw's reserved ones, as Node).
+    ServeOptions &websocket_path(const std::string &path) {
+        return apply(gw_serve_options_add_websocket_path(get(), path.c_str()));
+    }
+    /// Serves OpenClaw's Control UI from the built directory `root` under `base_path` ("" or
+    /// "/openclaw"), as a configured build; resets the other control_ui_* settings.
+    ServeOptions &control_ui(const std::string &root, const std::string &base_path = "") {
+        return apply(gw_serve_options_set_control_ui(get(), root.c_str(), base_path.c_str()));
+    }
+    /// Keys of control-ui-config.json (a JSON object, e.g. `{"assistantName":"Ada"}`).
+    ServeOptions &control_ui_config(std::string_view json) {
+        return apply(gw_serve_options_set_control_ui_config_json(get(), json.data(), json.size()));
+    }
+    /// `gateway.controlUi.environment` (JSON), inserted into index.html; std::nullopt: none.
+    ServeOptions &control_ui_environment(std::optional<std::string_view> json) {
+        if (!json) return apply(gw_serve_options_set_control_ui_environment_json(get(), nullptr, 0));
+        return apply(gw_serve_options_set_control_ui_environment_json(get(), json->data(), json->size()));
+    }
+    /// A UI shipped with this gateway build (reloads when the server's build id differs).
+    ServeOptions &control_ui_bundled(bool bundled) {
+        return apply(gw_serve_options_set_control_ui_bundled(get(), bundled));
+    }
+    /// The UI's terminal (default off).
+    ServeOptions &control_ui_terminal(bool enabled) {
+        return apply(gw_serve_options_set_control_ui_terminal(get(), enabled));
+    }
+
     [[nodiscard]] const gw_serve_options *get() const noexcept { return options_.get(); }
 
 private:
@@ -504,6 +701,21 @@ private:
     std::unique_ptr<gw_serve_options, detail::ServeOptionsDeleter> options_;
     std::chrono::milliseconds drop_timeout_ = std::chrono::seconds(5);
 };
+
+} // namespace gateway
+
+extern "C" {
+inline void gateway_cpp_http_route(void *userdata, gw_http_exchange *exchange) {
+    gateway::HttpExchange owned(exchange);
+    try {
+        (*static_cast<const gateway::HttpHandler *>(userdata))(std::move(owned));
+    } catch (...) {
+    }
+}
+inline void gateway_cpp_http_route_free(void *userdata) { delete static_cast<gateway::HttpHandler *>(userdata); }
+}
+
+namespace gateway {
 
 /// What a Server tells its host. Each may be empty. Called on library threads (see gateway.h).
 struct Callbacks {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gateway::supervisor::{self, ConflictAction, ConflictPolicy, Supervisor};
 use gateway::{
-    Auth, BindMode, Gateway, GatewayLock, GatewayLockError, GatewayOptions, Handlers, LogLevel,
-    Logger, ProtocolOptions, ServeOptions,
+    Auth, BindMode, ControlUiOptions, Gateway, GatewayLock, GatewayLockError, GatewayOptions,
+    Handlers, LogLevel, Logger, ProtocolOptions, ServeOptions,
 };
 
 #[derive(Parser)]
@@ -27,9 +27,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Take the gateway lock, bind, and serve until SIGINT or SIGTERM.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show the gateway that holds the lock, without changing anything.
     Status(StatusArgs),
+    /// Remove the lock of a gateway that is gone; one on another machine only with --force.
+    Unlock(UnlockArgs),
 }
 
 #[derive(Args)]
@@ -71,6 +73,13 @@ struct RunArgs {
     /// that speaks for another product (e.g. the OpenClaw release it stands in for).
     #[arg(long, value_name = "VERSION")]
     server_version: Option<String>,
+    /// Serve OpenClaw's Control UI from this directory (a built UI: `dist/control-ui` of the
+    /// openclaw package) on the gateway's port.
+    #[arg(long, value_name = "DIR")]
+    control_ui: Option<std::path::PathBuf>,
+    /// Where the Control UI is mounted (`gateway.controlUi.basePath`; default the root).
+    #[arg(long, value_name = "P", requires = "control_ui")]
+    base_path: Option<String>,
     /// Log more.
     #[arg(long, short)]
     verbose: bool,
@@ -98,6 +107,17 @@ struct StatusArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct UnlockArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Also remove a lock whose holder is on another machine: only once you know that gateway
+    /// is gone (its lock file's pid means nothing here). A live gateway's lock on this machine
+    /// is never removed.
+    #[arg(long)]
+    force: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BindArg {
     Loopback,
@@ -115,8 +135,9 @@ enum AuthArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Status(args) => status(args),
+        Command::Unlock(args) => unlock(args),
     }
 }
 
@@ -272,6 +293,16 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(ms) = args.tick_interval_ms {
         serve.protocol.tick_interval = Duration::from_millis(ms);
     }
+    let token = match &lock.resolved().auth {
+        Auth::Token(token) => Some(token.clone()),
+        _ => None,
+    };
+    if let Some(root) = &args.control_ui {
+        serve.http.control_ui = Some(
+            ControlUiOptions::new(root).base_path(args.base_path.as_deref().unwrap_or_default()),
+        );
+    }
+    let serve_ui = serve.http.control_ui.clone();
     let gateway = match Gateway::serve(lock, serve) {
         Ok(gateway) => gateway,
         Err(err) => return fail(&err),
@@ -281,6 +312,12 @@ fn run(args: RunArgs) -> ExitCode {
         "gateway listening on ws://{primary} (pid {})",
         std::process::id()
     );
+    if let Some(ui) = &serve_ui {
+        println!(
+            "Control UI: {}",
+            dashboard_url(primary, ui, token.as_deref())
+        );
+    }
     if let Err(err) = supervisor::notify("READY=1") {
         eprintln!("gateway: could not notify the service manager: {err}");
     }
@@ -288,6 +325,34 @@ fn run(args: RunArgs) -> ExitCode {
     let _ = supervisor::notify("STOPPING=1");
     gateway.shutdown(Duration::from_secs(5));
     ExitCode::SUCCESS
+}
+
+/// The URL that opens the Control UI signed in, in Node's dashboard form
+/// (control-ui-links-jhnPjWes.mjs:7-27, control-ui-handoff-DN2qREmd.mjs:78):
+/// `http://127.0.0.1:<port><base>/`, and `#token=<token>` in token mode (the app reads the
+/// fragment, which never reaches a server or a log).
+fn dashboard_url(
+    listening: std::net::SocketAddr,
+    ui: &ControlUiOptions,
+    token: Option<&str>,
+) -> String {
+    let host = match listening.ip() {
+        ip if ip.is_loopback() || ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let mut url = format!("http://{host}:{}{}/", listening.port(), ui.base_path);
+    if let Some(token) = token {
+        url.push_str("#token=");
+        for b in token.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+                url.push(b as char);
+            } else {
+                url.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    url
 }
 
 /// SIGINT and SIGTERM, caught from the moment `install` returns.
@@ -342,7 +407,11 @@ fn status(args: StatusArgs) -> ExitCode {
             .map(|p| format!(" (pid {p})"))
             .unwrap_or_default();
         let url = format!("ws://127.0.0.1:{}", status.port);
+        let host = status.host.as_deref().unwrap_or("another machine");
         match (status.running, status.healthy) {
+            _ if status.on_other_host => println!(
+                "gateway running on host {host}{pid}, another machine: its health cannot be checked from here; if it is gone, run `gateway unlock --force`"
+            ),
             (true, true) => println!("gateway running{pid} on {url}, healthy"),
             (true, false) => println!(
                 "gateway running{pid} but {url}/healthz does not answer (starting, stopping or stuck)"
@@ -355,10 +424,40 @@ fn status(args: StatusArgs) -> ExitCode {
             ),
             (false, false) => println!("gateway not running"),
         }
+        println!("lock dir on {}", status.ground.describe());
     }
     match (status.running, status.healthy) {
         (true, true) => ExitCode::SUCCESS,
         (false, false) => ExitCode::from(EXIT_NOT_RUNNING),
         _ => ExitCode::FAILURE,
     }
+}
+
+fn unlock(args: UnlockArgs) -> ExitCode {
+    let removed = match target_options(&args.target)
+        .and_then(|options| gateway::unlock(&options, args.force))
+    {
+        Ok(removed) => removed,
+        Err(err) => {
+            eprintln!("gateway unlock: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if removed.is_empty() {
+        println!("no gateway lock to remove");
+    }
+    for lock in removed {
+        let pid = lock.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
+        let host = match (&lock.host, lock.on_other_host) {
+            (Some(host), true) => format!(" on host {host} (another machine)"),
+            (Some(host), false) => format!(" on host {host} (this machine, gone)"),
+            (None, _) => " (gone)".to_owned(),
+        };
+        println!(
+            "removed {}: held by gateway{pid}{host}, locked {} ago",
+            lock.lock_path.display(),
+            humantime::format_duration(Duration::from_secs(lock.age.as_secs()))
+        );
+    }
+    ExitCode::SUCCESS
 }

@@ -23,6 +23,12 @@ impl<T> OnPanic for *mut T {
     }
 }
 
+impl<T> OnPanic for *const T {
+    fn on_panic() -> Self {
+        std::ptr::null()
+    }
+}
+
 impl OnPanic for u16 {
     fn on_panic() -> Self {
         0

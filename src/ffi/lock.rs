@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use super::boundary::{boundary, non_null, result_boundary};
 use super::options::gw_options;
 use super::result::{fail, fail_with, gw_result};
-use crate::lock::{GatewayLock, status};
+use crate::lock::{GatewayLock, status, unlock};
 
 /// Proof that this process is the gateway for a config and a port: both lock files are held
 /// and the listener(s) bound. Created by `gw_lock_acquire` or `gw_lock_acquire_with_listener`; given up by `gw_lock_release`, or
@@ -213,6 +213,41 @@ pub unsafe extern "C" fn gw_lock_status(
         };
         // SAFETY: non-NULL and writable by the contract.
         unsafe { out.write(status) };
+        Ok(())
+    })
+}
+
+/// Removes the lock files of a gateway that is gone, as the Rust `gateway::unlock` (and
+/// `gateway unlock [--force]`): a stale lock (a dead holder of this machine, or one of an earlier
+/// boot) without `force`; a lock whose holder is on another machine only with `force` (only the
+/// user can know that it is gone). Never a lock a live gateway of this machine holds, nor one
+/// whose holder on another machine is proven alive by a beacon the file system shares:
+/// `GW_ERR_ALREADY_RUNNING` (`gw_last_error_holder` gives its pid, `gw_last_error_holder_host`
+/// its host when it is another machine). Without `force`, another machine's lock gives
+/// `GW_ERR_HELD_BY_OTHER_HOST`. On any failure nothing is removed.
+///
+/// On `GW_OK`, `*removed` (when not NULL) is the number of lock files removed, 0 when there was
+/// none. Any thread; the options are only read.
+///
+/// # Safety
+///
+/// `options` is NULL or a live `gw_options` that no thread changes during the call; `removed`
+/// is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn gw_unlock(
+    options: *const gw_options,
+    force: bool,
+    removed: *mut u32,
+) -> gw_result {
+    result_boundary("gw_unlock", || {
+        let options = non_null("gw_unlock", "options", options.cast_mut())?;
+        // SAFETY: non-NULL and live by the contract.
+        let options = unsafe { &*options }.get();
+        let gone = unlock(options, force).map_err(|err| fail_with(&err))?;
+        // SAFETY: NULL or writable by the contract.
+        if let Some(removed) = unsafe { removed.as_mut() } {
+            *removed = u32::try_from(gone.len()).unwrap_or(u32::MAX);
+        }
         Ok(())
     })
 }

@@ -23,6 +23,9 @@ mod callbacks;
 mod calls;
 mod handlers;
 mod host;
+mod http_exchange;
+mod http_options;
+mod http_routes;
 mod lock;
 mod log;
 mod options;
@@ -41,6 +44,9 @@ pub use callbacks::{
 pub use handlers::{
     gw_handlers, gw_handlers_add_event, gw_handlers_add_method, gw_handlers_free, gw_handlers_new,
 };
+pub use http_exchange::*;
+pub use http_options::*;
+pub use http_routes::{gw_http_route_flags, gw_http_route_fn, gw_serve_options_add_http_route};
 pub use lock::{
     gw_lock, gw_lock_acquire, gw_lock_acquire_with_listener, gw_lock_is_lost, gw_lock_port,
     gw_lock_release, gw_lock_status, gw_status,
@@ -85,7 +91,9 @@ pub extern "C" fn gw_version() -> *const c_char {
 /// `gw_set_health`, `gw_server_connection_count`, `gw_last_error_holder`,
 /// `gw_lock_acquire_with_listener`, `gw_lock_is_lost`. Also in 2: `on_connection`
 /// (`gw_connection_fn`) gets the `gw_server` after `userdata` and may run before `gw_serve`
-/// returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`.
+/// returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`. Added
+/// since, without a new version: host HTTP routes (`gw_serve_options_add_http_route`,
+/// `gw_http_exchange_*`) and the results `GW_ERR_HTTP_BODY` and `GW_ERR_WRONG_THREAD`.
 #[unsafe(no_mangle)]
 pub extern "C" fn gw_abi_version() -> u32 {
     ABI_VERSION

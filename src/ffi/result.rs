@@ -45,11 +45,23 @@ pub enum gw_result {
     /// The request or connection named is not there (any more): the request was already
     /// answered or timed out, or its client (or the connection) is gone.
     GW_ERR_NOT_FOUND = 13,
+    /// A request body could not be read (`gw_http_exchange_read`): it is larger than the
+    /// route's limit, its client sent nothing within the idle timeout or went away, or the
+    /// gateway stopped; the message says which.
+    GW_ERR_HTTP_BODY = 14,
+    /// A call that waits was made on one of the gateway's worker threads (inside a callback),
+    /// where waiting would stall the server: make it from a thread of your own.
+    GW_ERR_WRONG_THREAD = 15,
+    /// The lock file records a gateway on another machine: never reclaimed here, refused at
+    /// once. `gw_last_error_holder` gives its pid and port (on that machine: never signal it
+    /// here) and `gw_last_error_holder_host` its host; if it is gone, `gw_unlock` with `force`
+    /// removes its lock.
+    GW_ERR_HELD_BY_OTHER_HOST = 16,
 }
 
 impl gw_result {
     /// Every result, in number order.
-    pub const ALL: [gw_result; 14] = [
+    pub const ALL: [gw_result; 17] = [
         Self::GW_OK,
         Self::GW_ERR_NULL_ARGUMENT,
         Self::GW_ERR_INVALID_ARGUMENT,
@@ -64,6 +76,9 @@ impl gw_result {
         Self::GW_ERR_LOCK_FILE_UNSAFE,
         Self::GW_ERR_LOCK_LOST,
         Self::GW_ERR_NOT_FOUND,
+        Self::GW_ERR_HTTP_BODY,
+        Self::GW_ERR_WRONG_THREAD,
+        Self::GW_ERR_HELD_BY_OTHER_HOST,
     ];
 
     /// The enumerator's name, NUL-terminated.
@@ -83,13 +98,19 @@ impl gw_result {
             Self::GW_ERR_LOCK_FILE_UNSAFE => "GW_ERR_LOCK_FILE_UNSAFE\0",
             Self::GW_ERR_LOCK_LOST => "GW_ERR_LOCK_LOST\0",
             Self::GW_ERR_NOT_FOUND => "GW_ERR_NOT_FOUND\0",
+            Self::GW_ERR_HTTP_BODY => "GW_ERR_HTTP_BODY\0",
+            Self::GW_ERR_WRONG_THREAD => "GW_ERR_WRONG_THREAD\0",
+            Self::GW_ERR_HELD_BY_OTHER_HOST => "GW_ERR_HELD_BY_OTHER_HOST\0",
         }
     }
 
     /// The result a Rust error translates to.
     pub(crate) fn of(err: &GatewayLockError) -> Self {
         match err {
-            GatewayLockError::AlreadyRunning { .. } => Self::GW_ERR_ALREADY_RUNNING,
+            GatewayLockError::AlreadyRunning { .. } | GatewayLockError::LockInUse { .. } => {
+                Self::GW_ERR_ALREADY_RUNNING
+            }
+            GatewayLockError::HeldByOtherHost { .. } => Self::GW_ERR_HELD_BY_OTHER_HOST,
             GatewayLockError::AddrInUse { .. } => Self::GW_ERR_ADDR_IN_USE,
             GatewayLockError::Bind { .. } => Self::GW_ERR_BIND,
             GatewayLockError::LockIo { .. } => Self::GW_ERR_LOCK_IO,
@@ -127,19 +148,28 @@ struct Holder {
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
     static LAST_HOLDER: Cell<Option<Holder>> = const { Cell::new(None) };
+    /// The holder's host when it is another machine; empty otherwise.
+    static LAST_HOLDER_HOST: RefCell<CString> = RefCell::new(CString::default());
 }
 
 /// Records `message` as this thread's last error, naming no holder, and returns `result`.
 pub(crate) fn fail(result: gw_result, message: impl Display) -> gw_result {
-    record(result, message, None)
+    record(result, message, None, None)
 }
 
-fn record(result: gw_result, message: impl Display, holder: Option<Holder>) -> gw_result {
-    let text = message.to_string().replace('\0', "\u{FFFD}");
-    let text = CString::new(text).unwrap_or_default();
+fn record(
+    result: gw_result,
+    message: impl Display,
+    holder: Option<Holder>,
+    host: Option<&str>,
+) -> gw_result {
+    let c_string = |text: &str| CString::new(text.replace('\0', "\u{FFFD}")).unwrap_or_default();
+    let text = c_string(&message.to_string());
+    let host = c_string(host.unwrap_or(""));
     // Unavailable only while the thread is being torn down; the result still says what failed.
     let _ = LAST_ERROR.try_with(|last| *last.borrow_mut() = text);
     let _ = LAST_HOLDER.try_with(|last| last.set(holder));
+    let _ = LAST_HOLDER_HOST.try_with(|last| *last.borrow_mut() = host);
     result
 }
 
@@ -153,14 +183,28 @@ pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
                 port: port.unwrap_or(0),
             })
         }
+        GatewayLockError::HeldByOtherHost { pid, port, .. } => Some(Holder {
+            pid: *pid,
+            port: port.unwrap_or(0),
+        }),
+        GatewayLockError::LockInUse { pid: Some(pid), .. } => Some(Holder { pid: *pid, port: 0 }),
         _ => None,
     };
-    record(gw_result::of(err), err, holder)
+    let host = match err {
+        GatewayLockError::HeldByOtherHost { host, .. }
+        | GatewayLockError::LockInUse {
+            host: Some(host), ..
+        } => Some(host.as_str()),
+        _ => None,
+    };
+    record(gw_result::of(err), err, holder, host)
 }
 
 /// The live gateway that the last failed `gw_*` call on the calling thread named, as typed
-/// values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`), the holder's pid and the
-/// port its lock file records, each 0 when unknown.
+/// values: after `GW_ERR_ALREADY_RUNNING` from `gw_lock_acquire` (or `_with_listener`, or
+/// `gw_unlock`), or `GW_ERR_HELD_BY_OTHER_HOST`, the holder's pid and the port its lock file
+/// records, each 0 when unknown. When `gw_last_error_holder_host` names a host, the pid is one
+/// of that machine's: never signal it here.
 ///
 /// `GW_OK` when the last error named a live holder with a pid or a port known: writes `*pid` and `*port` (either may be NULL
 /// when not wanted). `GW_ERR_NOT_FOUND` otherwise (no call failed yet on this thread, or the
@@ -189,6 +233,22 @@ pub unsafe extern "C" fn gw_last_error_holder(pid: *mut u32, port: *mut u16) -> 
         }
         gw_result::GW_OK
     })
+}
+
+/// The host of the holder the last failed `gw_*` call on the calling thread named, when it is
+/// another machine (after `GW_ERR_HELD_BY_OTHER_HOST`, or `GW_ERR_ALREADY_RUNNING` from
+/// `gw_unlock` for a holder whose lock the file system shares): its host name as its lock file
+/// records it (else its machine id, else its boot id). `""` when the last failure named no
+/// other machine, or no call failed on this thread yet. Like `gw_last_error_holder`, it records
+/// no error of its own.
+///
+/// Returns a NUL-terminated UTF-8 string owned by the library, never NULL: valid until the next
+/// failing `gw_*` call on the same thread or the thread's exit; copy it to keep it. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn gw_last_error_holder_host() -> *const c_char {
+    LAST_HOLDER_HOST
+        .try_with(|last| last.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 /// The message of the last failed `gw_*` call on the calling thread: the exact message of the
@@ -300,8 +360,27 @@ mod tests {
             // Asking never changes the last error.
             assert_eq!(holder(), want, "{err}");
         }
+        let host = || {
+            // SAFETY: a NUL-terminated string valid until the next failure on this thread.
+            unsafe { CStr::from_ptr(gw_last_error_holder_host()) }
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let elsewhere = GatewayLockError::HeldByOtherHost {
+            host: "host-a".into(),
+            pid: 42,
+            port: None,
+            lock_path: "/l".into(),
+        };
+        assert_eq!(fail_with(&elsewhere), gw_result::GW_ERR_HELD_BY_OTHER_HOST);
+        assert_eq!(holder(), Ok((42, 0)));
+        assert_eq!(host(), "host-a");
         fail_with(&running(Some(42), Some(1)));
+        assert_eq!(host(), "", "a holder on this machine names no host");
+        fail_with(&elsewhere);
         fail(gw_result::GW_ERR_NULL_ARGUMENT, "f: x is NULL");
+        assert_eq!(host(), "");
         assert_eq!(holder(), Err(gw_result::GW_ERR_NOT_FOUND));
         fail_with(&running(Some(9), Some(2)));
         assert_eq!(

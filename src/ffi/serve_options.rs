@@ -528,4 +528,39 @@ mod tests {
             gw_serve_options_free(options);
         }
     }
+
+    #[test]
+    fn the_control_ui_setter_copies_and_checks_its_strings() {
+        use crate::ffi::http_options::gw_serve_options_set_control_ui;
+        let options = gw_serve_options_new();
+        let root = c"/srv/ui";
+        // SAFETY: a live options handle and NUL-terminated strings.
+        unsafe {
+            assert_eq!(
+                gw_serve_options_set_control_ui(options, null(), null()),
+                gw_result::GW_ERR_NULL_ARGUMENT
+            );
+            assert_eq!(
+                gw_serve_options_set_control_ui(options, c"".as_ptr(), null()),
+                gw_result::GW_ERR_INVALID_ARGUMENT
+            );
+            assert!((*options).inner.http.control_ui.is_none(), "unchanged");
+            assert_eq!(
+                gw_serve_options_set_control_ui(options, root.as_ptr(), c" openclaw/ ".as_ptr()),
+                gw_result::GW_OK
+            );
+            let ui = (*options).inner.http.control_ui.clone().unwrap();
+            assert_eq!(ui.root, std::path::Path::new("/srv/ui"));
+            assert_eq!(ui.base_path, "/openclaw");
+            assert_eq!(
+                gw_serve_options_set_control_ui(options, root.as_ptr(), null()),
+                gw_result::GW_OK
+            );
+            assert_eq!(
+                (*options).inner.http.control_ui.as_ref().unwrap().base_path,
+                ""
+            );
+            gw_serve_options_free(options);
+        }
+    }
 }

@@ -92,6 +92,25 @@ pub(super) fn held_passive(file: &File, _dev: u64, _ino: u64) -> io::Result<bool
     held_flock(file)
 }
 
+/// Whether the beacon of another open file is on the file `file` opens, asked without taking
+/// anything: on Linux the OFD lock [`take`] puts beside the `flock`; on macOS the `flock`
+/// itself (`F_GETLK`, as in [`held_passive`]). A checker's momentary shared `flock` is not
+/// one. `false` where it cannot be asked.
+#[cfg(target_os = "linux")]
+pub(super) fn exclusive_seen(file: &File) -> bool {
+    held_ofd(file)
+}
+
+#[cfg(target_os = "macos")]
+pub(super) fn exclusive_seen(file: &File) -> bool {
+    held_passive(file, 0, 0).unwrap_or(false)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+pub(super) fn exclusive_seen(_file: &File) -> bool {
+    false
+}
+
 /// Whether an OFD lock conflicting with a write lock is held on the file: asked, not taken.
 #[cfg(target_os = "linux")]
 fn held_ofd(file: &File) -> bool {

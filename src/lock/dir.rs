@@ -28,6 +28,9 @@ pub struct LockDir {
     /// A link here was refused by the file system (vfat, exFAT): lock files are created in
     /// place from then on, not written first to a temp file that cannot be linked.
     links_refused: AtomicBool,
+    /// A name linked here is a file of its own to `flock` (a path-based FUSE server: bindfs,
+    /// sshfs): each lock file is then published on its own, with its own beacon.
+    names_lock_apart: AtomicBool,
 }
 
 /// What `lstat` says of one name in the lock dir.
@@ -119,6 +122,7 @@ impl LockDir {
             path: path.to_path_buf(),
             fd,
             links_refused: AtomicBool::new(false),
+            names_lock_apart: AtomicBool::new(false),
         })
     }
 
@@ -238,6 +242,19 @@ impl LockDir {
     /// the answer holds for every later lock file in it.
     pub fn note_links_refused(&self) {
         self.links_refused.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a name linked here was found to lock apart from the file it was linked from
+    /// (see `publish::beacon_for_name`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Read for aliases: Linux only.
+    pub fn names_lock_apart(&self) -> bool {
+        self.names_lock_apart.load(Ordering::Relaxed)
+    }
+
+    /// Remembers that names linked here lock apart; like a refused link, it holds for the whole
+    /// directory.
+    pub fn note_names_lock_apart(&self) {
+        self.names_lock_apart.store(true, Ordering::Relaxed);
     }
 
     /// Removes the name `name` (not a directory).

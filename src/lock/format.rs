@@ -4,6 +4,8 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use super::host::HostIdentity;
+
 /// Files larger than this are judged to carry no payload.
 pub const MAX_LOCK_FILE_BYTES: usize = 1 << 20;
 
@@ -24,6 +26,10 @@ pub struct LockPayload {
     pub port: Option<u16>,
     /// Linux: clock ticks since boot; macOS: seconds since the epoch (SPEC §4).
     pub start_time: Option<u64>,
+    /// The host the owner runs on (`hostname`, `bootId`, `machineId`: ours, after SPEC §3's
+    /// fields). Node drops them: its `LockPayloadSchema` is a zod `object()`, which strips
+    /// unknown keys (`dist/gateway-lock-CYjRlApN.mjs:25-41`). Empty in a file that records none.
+    pub host: HostIdentity,
 }
 
 impl LockPayload {
@@ -47,6 +53,12 @@ impl LockPayload {
             port: Option<u16>,
             #[serde(skip_serializing_if = "Option::is_none")]
             start_time: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            hostname: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            boot_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            machine_id: Option<&'a str>,
         }
         let fields = Fields {
             pid: self.pid,
@@ -57,6 +69,9 @@ impl LockPayload {
             state_dir: self.state_dir.as_deref(),
             port: self.port,
             start_time: self.start_time,
+            hostname: self.host.hostname.as_deref(),
+            boot_id: self.host.boot_id.as_deref(),
+            machine_id: self.host.machine_id.as_deref(),
         };
         let mut out = Vec::with_capacity(512);
         serde_json::to_writer_pretty(&mut out, &fields)
@@ -81,6 +96,11 @@ impl LockPayload {
             .as_u64()
             .filter(|pid| (1..=i32::MAX as u64).contains(pid))? as u32;
         let text = |name: &str| object.get(name)?.as_str().map(str::to_owned);
+        // Trimmed, empty as absent: the same cleaning as our own host's values get.
+        let host_text = |name: &str| {
+            let value = object.get(name)?.as_str()?.trim();
+            (!value.is_empty()).then(|| value.to_owned())
+        };
         Some(Self {
             pid,
             owner_id: text("ownerId"),
@@ -93,6 +113,11 @@ impl LockPayload {
                 .and_then(|port| u16::try_from(port).ok())
                 .filter(|port| *port != 0),
             start_time: object.get("startTime").and_then(number_as_u64),
+            host: HostIdentity {
+                boot_id: host_text("bootId"),
+                machine_id: host_text("machineId"),
+                hostname: host_text("hostname"),
+            },
         })
     }
 
@@ -107,21 +132,32 @@ pub fn timestamp_now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// The reclaim guard's contents: the compact form `{"pid":N,"createdAt":"…"}` and `\n`, so a
-/// reclaimer of either implementation can tell whether the guard's owner died.
+/// The reclaim guard's contents: the compact form `{"pid":N,"createdAt":"…","bootId":"…"}` and
+/// `\n`, so a reclaimer of either implementation can tell whether the guard's owner died (and
+/// ours, whether its pid is one of this boot's).
 pub fn guard_contents(pid: u32) -> Vec<u8> {
-    guard_contents_at(pid, &timestamp_now())
+    guard_contents_at(
+        pid,
+        &timestamp_now(),
+        HostIdentity::this().boot_id.as_deref(),
+    )
 }
 
-fn guard_contents_at(pid: u32, created_at: &str) -> Vec<u8> {
+fn guard_contents_at(pid: u32, created_at: &str, boot_id: Option<&str>) -> Vec<u8> {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Guard<'a> {
         pid: u32,
         created_at: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        boot_id: Option<&'a str>,
     }
-    let mut out = serde_json::to_vec(&Guard { pid, created_at })
-        .expect("a number and a string always serialize");
+    let mut out = serde_json::to_vec(&Guard {
+        pid,
+        created_at,
+        boot_id,
+    })
+    .expect("a number and a string always serialize");
     out.push(b'\n');
     out
 }
@@ -197,13 +233,57 @@ mod tests {
     }
 
     #[test]
+    fn a_node_file_records_no_host() {
+        let payload = LockPayload::parse(NODE_FILE.as_bytes()).unwrap();
+        assert_eq!(payload.host, HostIdentity::default());
+    }
+
+    #[test]
+    fn the_host_follows_spec_fields_and_round_trips() {
+        let mut payload = LockPayload::parse(NODE_FILE.as_bytes()).unwrap();
+        payload.host = HostIdentity {
+            boot_id: Some("0b7e5c1a-1111-4222-8333-444455556666".into()),
+            machine_id: Some("4c4c4544004d3510".into()),
+            hostname: Some("host-a".into()),
+        };
+        let rendered = payload.render(&[0; 16]);
+        let text = String::from_utf8(rendered.clone()).unwrap();
+        let spec_part = NODE_FILE.split("\n}\n").next().unwrap();
+        let json = text.split("\n}\n").next().unwrap();
+        assert_eq!(
+            json,
+            format!(
+                "{spec_part},\n  \"hostname\": \"host-a\",\n  \"bootId\": \"0b7e5c1a-1111-4222-8333-444455556666\",\n  \"machineId\": \"4c4c4544004d3510\""
+            )
+        );
+        assert_eq!(LockPayload::parse(&rendered), Some(payload));
+    }
+
+    #[test]
+    fn host_values_are_trimmed_and_blank_is_absent() {
+        let payload =
+            LockPayload::parse(br#"{"pid":7,"bootId":" b1\n","machineId":"  ","hostname":7}"#)
+                .unwrap();
+        assert_eq!(payload.host.boot_id.as_deref(), Some("b1"));
+        assert_eq!(payload.host.machine_id, None);
+        assert_eq!(payload.host.hostname, None);
+    }
+
+    #[test]
     fn reclaim_guard_is_the_compact_form() {
-        let guard = guard_contents_at(4242, "2026-11-21T00:36:45.087Z");
+        let guard = guard_contents_at(4242, "2026-11-21T00:36:45.087Z", None);
         assert_eq!(
             guard,
             b"{\"pid\":4242,\"createdAt\":\"2026-11-21T00:36:45.087Z\"}\n"
         );
         assert_eq!(LockPayload::parse(&guard).map(|p| p.pid), Some(4242));
+        let guard = guard_contents_at(4242, "2026-11-21T00:36:45.087Z", Some("b-1"));
+        assert_eq!(
+            guard,
+            b"{\"pid\":4242,\"createdAt\":\"2026-11-21T00:36:45.087Z\",\"bootId\":\"b-1\"}\n"
+        );
+        let parsed = LockPayload::parse(&guard).unwrap();
+        assert_eq!(parsed.host.boot_id.as_deref(), Some("b-1"));
     }
 
     #[test]

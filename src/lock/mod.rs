@@ -3,11 +3,14 @@
 mod beacon;
 mod dir;
 pub(crate) mod format;
+mod ground;
+pub(crate) mod host;
 mod inspect;
 pub(crate) mod liveness;
 mod publish;
 mod reclaim;
 mod status;
+mod unlock;
 mod verdict;
 mod watch;
 
@@ -16,7 +19,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use ground::{Ground, LockReach};
 pub use status::{GatewayStatus, status};
+pub use unlock::{RemovedLock, unlock};
 
 use crate::bind;
 use crate::error::GatewayLockError;
@@ -95,6 +100,8 @@ impl GatewayLock {
         }
 
         let dir = Arc::new(LockDir::prepare(&resolved.lock_dir)?);
+        let (level, line) = ground::detect(&resolved.lock_dir).acquire_log_line(&resolved.lock_dir);
+        options.logger.log(level, &line);
         let (owner_id, token) = random_identity().map_err(|source| GatewayLockError::LockIo {
             path: resolved.lock_dir.clone(),
             source,
@@ -107,6 +114,7 @@ impl GatewayLock {
             state_dir: Some(resolved.state_dir.to_string_lossy().into_owned()),
             port: Some(resolved.port).filter(|port| *port != 0),
             start_time: liveness::own_start_time(),
+            host: host::HostIdentity::this().clone(),
         }
         .render(&token);
 
@@ -296,7 +304,7 @@ fn acquire_file(
                     LogLevel::Info,
                     &format!("reclaiming stale gateway lock {}", dir.join(name).display()),
                 );
-                if reclaim(dir, name, &observed, options.stale_after)? == Reclaim::Done {
+                if reclaim(dir, name, &observed, options.stale_after)? != Reclaim::Busy {
                     continue;
                 }
             }
@@ -319,6 +327,17 @@ fn acquire_file(
                 }
             }
             Verdict::Wait { pid, port } => last_holder = Some((pid, port)),
+            Verdict::OtherHost { pid, port, .. } => {
+                return Err(GatewayLockError::HeldByOtherHost {
+                    host: observed
+                        .payload
+                        .as_ref()
+                        .map_or_else(String::new, |p| p.host.display_name()),
+                    pid,
+                    port,
+                    lock_path: dir.join(name),
+                });
+            }
         }
         let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if left.is_some_and(|left| left.is_zero()) {

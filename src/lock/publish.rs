@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::beacon;
 use super::dir::{LockDir, refuses_links};
@@ -99,9 +99,10 @@ pub enum Created {
 /// and a SIGKILL at any step leaves nothing at the path, or a whole file whose owner is
 /// provably dead: the next start reclaims it at once. (An exclusive create followed by a write
 /// would leave an empty file, which may be a Node gateway mid-write and so waits out the stale
-/// window.) Linux writes the file unnamed (`O_TMPFILE`); elsewhere it is a hidden temp file
-/// beside the lock, removed once linked. A file system without hard links (vfat, exFAT) refuses
-/// both links: there the file is created in place, as SPEC §5 words it.
+/// window.) Linux writes the file unnamed (`O_TMPFILE`); elsewhere, and on file systems without
+/// it (NFS, FUSE), it is a hidden temp file beside the lock, removed once linked. A file system
+/// without hard links (vfat, exFAT) refuses both links: there the file is created in place, as
+/// SPEC §5 words it.
 pub fn create(
     dir: &Arc<LockDir>,
     name: &str,
@@ -181,7 +182,8 @@ pub fn create_alias(
 ) -> Result<Option<Created>, GatewayLockError> {
     #[cfg(target_os = "linux")]
     {
-        if dir.links_refused() {
+        // Where names lock apart, a second name would need a beacon of its own anyway.
+        if dir.links_refused() || dir.names_lock_apart() {
             return Ok(None);
         }
         match dir.link(&taken.inode.file, name) {
@@ -191,12 +193,10 @@ pub fn create_alias(
                 dir.note_links_refused();
                 Ok(None)
             }
-            Err(e)
-                if e.raw_os_error() == Some(libc::ENOENT)
-                    && !Path::new("/proc/self/fd").exists() =>
-            {
-                Ok(None)
-            }
+            // No /proc to link through, or a file system that cannot find a file by its
+            // descriptor once its first name is gone (a path-based FUSE server answers for
+            // `/proc/self/fd/N` with the name it no longer has).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(source) => Err(GatewayLockError::LockIo {
                 path: dir.join(name),
                 source,
@@ -223,29 +223,160 @@ fn create_via_named_temp(
     };
     sweep_abandoned_temps(dir, name, stale);
     let temp_name = temp_name_for(name);
-    let mut file = dir
+    let mut temp = dir
         .open(
             &temp_name,
             libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
             0o600,
         )
         .map_err(io_error)?;
-    let published = write_locked(&mut file, contents).and_then(|identity| {
-        match dir.link_name(&temp_name, name) {
-            Ok(()) => Ok(Some(identity)),
+    let published = match write_locked(&mut temp, contents) {
+        Ok(identity) => match dir.link_name(&temp_name, name) {
+            Ok(()) => {
+                failpoint("after-link");
+                beacon_for_name(dir, name, contents, temp, identity, stale).map(Some)
+            }
             Err(e) if refuses_links(&e) => Ok(None),
             Err(e) => Err(e),
-        }
-    });
+        },
+        Err(e) => Err(e),
+    };
+    // The temp file is closed by now unless it carries the beacon of `name`: a path-based
+    // FUSE server keeps an open file it is asked to unlink as `.fuse_hidden…` until it is
+    // closed.
     let _ = dir.remove_file(&temp_name);
     match published {
-        Ok(Some(identity)) => Ok(Some(held(dir, name, publish(file, contents, identity)))),
+        Ok(Some(Some((file, identity)))) => {
+            Ok(Some(held(dir, name, publish(file, contents, identity))))
+        }
+        Ok(Some(None)) => Ok(Some(Created::Exists)),
         Ok(None) => {
             dir.note_links_refused();
             Ok(None)
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Some(Created::Exists)),
         Err(e) => Err(io_error(e)),
+    }
+}
+
+/// The open file whose beacon guards `name`, just linked to our `temp` (locked and written),
+/// with its device and inode; `None` when the name turned out not to be ours any more.
+///
+/// Most file systems give the name the temp's inode, whose beacon we hold. A path-based FUSE
+/// server (bindfs, sshfs: libfuse's high-level API) gives the kernel an inode per name, and
+/// `flock` goes by the kernel's inode: a checker opening `name` would find no beacon, and a
+/// second acquisition in this process would reclaim a live lock as its own dead one (SPEC §4).
+/// There `name` is opened and locked itself, and the temp is let go.
+///
+/// Until then `name` shows our payload without a beacon. A checker in our PID namespace judges
+/// it by our pid, alive; one in this process or another PID namespace may find it dead and
+/// reclaim it. A reclaimer removes a file only under the `<name>.reclaim` guard and only with
+/// no beacon on it, so once ours is taken and no guard is left, none that judged too early can
+/// still remove it: the name is then confirmed ours (SPEC §5's last step).
+fn beacon_for_name(
+    dir: &LockDir,
+    name: &str,
+    contents: &[u8],
+    temp: File,
+    temp_identity: (u64, u64),
+    stale: Duration,
+) -> io::Result<Option<(File, (u64, u64))>> {
+    let named = match dir.open(name, libc::O_RDWR, 0) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // Our payload (its owner id and token are ours alone), or another owner's file by now.
+    if !holds_exactly(&named, contents)? {
+        return Ok(None);
+    }
+    if !locks_apart(&named)? {
+        let meta = named.metadata()?;
+        return Ok(((meta.dev(), meta.ino()) == temp_identity).then_some((temp, temp_identity)));
+    }
+    dir.note_names_lock_apart();
+    drop(temp);
+    // The `flock` is ours already; this adds the OFD lock that `status` looks for.
+    beacon::take(&named)?;
+    failpoint("after-name-beacon");
+    let meta = named.metadata()?;
+    let identity = (meta.dev(), meta.ino());
+    let names_ours = || {
+        dir.stat(name)
+            .map(|entry| (entry.dev, entry.ino) == identity)
+    };
+    if !reclaimers_gone(dir, name, stale) {
+        // Ours, with our beacon on it: nobody else removes it.
+        if names_ours().unwrap_or(false) {
+            let _ = dir.remove_file(name);
+        }
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{} stayed in place for {}s while another process reclaimed the lock; if no gateway is starting or stopping, remove it",
+                dir.join(&super::reclaim::guard_name(name)).display(),
+                RECLAIMER_WAIT.as_secs()
+            ),
+        ));
+    }
+    match names_ours() {
+        Ok(true) => Ok(Some((named, identity))),
+        Ok(false) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// How long a reclaim guard may stay before [`beacon_for_name`] gives up on the name. A live
+/// reclaimer holds it for an instant; one that died leaves it to be cleared (SPEC §4).
+const RECLAIMER_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether `named`, opened by the name just linked to our locked temp, is a file of its own to
+/// `flock`. Taking its `flock` answers: where it is the temp's inode our own beacon is in the
+/// way, and the lock of ours beside it says so ([`beacon::exclusive_seen`]); else the lock is
+/// taken, and kept. A checker's momentary shared `flock` can be in the way too: it is waited
+/// out. Where the lock beside the beacon cannot be seen, one still in the way after that wait
+/// is our own.
+fn locks_apart(named: &File) -> io::Result<bool> {
+    for _ in 0..CHECKER_WAIT_STEPS {
+        match named.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) if beacon::exclusive_seen(named) => {
+                return Ok(false);
+            }
+            Err(std::fs::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(1)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+/// Sleeps of 1 ms while a checker's shared `flock` is in the way of ours.
+const CHECKER_WAIT_STEPS: u32 = 50;
+
+/// Whether `file` holds exactly `contents`.
+fn holds_exactly(file: &File, contents: &[u8]) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    // One byte more tells a longer file; a regular file reads short only at its end.
+    let mut bytes = vec![0u8; contents.len() + 1];
+    let len = file.read_at(&mut bytes, 0)?;
+    Ok(bytes[..len] == *contents)
+}
+
+/// Waits until no reclaim guard of `name` is left, clearing one a dead reclaimer left behind;
+/// `false` when one is still there after [`RECLAIMER_WAIT`].
+fn reclaimers_gone(dir: &LockDir, name: &str, stale: Duration) -> bool {
+    let guard = super::reclaim::guard_name(name);
+    let deadline = Instant::now() + RECLAIMER_WAIT;
+    loop {
+        if matches!(dir.stat(&guard), Err(e) if e.kind() == io::ErrorKind::NotFound) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let _ = super::reclaim::clear_abandoned_guard(dir, &guard, stale);
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

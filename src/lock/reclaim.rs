@@ -6,6 +6,8 @@ use std::io::{self, Write};
 use std::time::{Duration, SystemTime};
 
 use super::dir::LockDir;
+use super::format::LockPayload;
+use super::host::{HostIdentity, Whereabouts};
 use super::inspect::{BeaconProbe, Observed, inspect};
 use super::{beacon, format, liveness};
 use crate::error::GatewayLockError;
@@ -13,8 +15,11 @@ use crate::error::GatewayLockError;
 /// What a reclaim attempt did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reclaim {
-    /// The judged file is gone (we removed it, or someone else did): create again at once.
+    /// We removed the judged file: create again at once.
     Done,
+    /// The judged file is gone (someone else removed it) or was replaced, or a beacon is held
+    /// on it now: judge again.
+    Changed,
     /// Another reclaimer holds the guard: wait a poll interval.
     Busy,
 }
@@ -27,7 +32,7 @@ pub fn reclaim(
     judged: &Observed,
     stale: Duration,
 ) -> Result<Reclaim, GatewayLockError> {
-    let guard_name = format!("{name}.reclaim");
+    let guard_name = guard_name(name);
     let io_error = |source| GatewayLockError::LockIo {
         path: dir.join(&guard_name),
         source,
@@ -53,6 +58,11 @@ pub fn reclaim(
     outcome
 }
 
+/// `<lock>.reclaim`: whoever removes a lock file judged dead holds it meanwhile (SPEC §4).
+pub fn guard_name(name: &str) -> String {
+    format!("{name}.reclaim")
+}
+
 /// The guard carries our beacon and pid, so others can tell an abandoned one.
 fn hold_guard(guard: &File) -> io::Result<()> {
     beacon::lock_exclusive(guard)?;
@@ -69,21 +79,21 @@ fn remove_if_unchanged(
     match inspect(dir, name, BeaconProbe::Flock) {
         Ok(Some(now)) if now.same_file(judged) && !now.beacon_held => match dir.remove_file(name) {
             Ok(()) => Ok(Reclaim::Done),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Reclaim::Done),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Reclaim::Changed),
             Err(source) => Err(GatewayLockError::LockIo {
                 path: dir.join(name),
                 source,
             }),
         },
         // Gone, or replaced by a new owner: judge again.
-        Ok(_) => Ok(Reclaim::Done),
+        Ok(_) => Ok(Reclaim::Changed),
         Err(e) => Err(e),
     }
 }
 
 /// A guard left by a reclaimer that died, or older than the stale window, is removed (OpenClaw
 /// fails closed here, which wedged restarts). The guard may be a file or (OpenClaw) a directory.
-fn clear_abandoned_guard(
+pub fn clear_abandoned_guard(
     dir: &LockDir,
     guard_name: &str,
     stale: Duration,
@@ -103,11 +113,7 @@ fn clear_abandoned_guard(
     let abandoned = match inspect(dir, guard_name, BeaconProbe::Flock) {
         Ok(Some(observed)) => {
             !observed.beacon_held
-                && (age > stale
-                    || observed
-                        .payload
-                        .as_ref()
-                        .is_some_and(|p| !liveness::pid_is_running(p.pid)))
+                && (age > stale || observed.payload.as_ref().is_some_and(reclaimer_is_gone))
         }
         // Gone already, or not a regular file (refused elsewhere): nothing to clear.
         _ => false,
@@ -119,4 +125,14 @@ fn clear_abandoned_guard(
         let _ = dir.remove_file(guard_name);
     }
     Ok(())
+}
+
+/// A guard's reclaimer is gone when its pid is dead on this boot, or it was left by an earlier
+/// boot. One from another machine is left to the stale window: its pid means nothing here.
+fn reclaimer_is_gone(guard: &LockPayload) -> bool {
+    match guard.host.whereabouts(HostIdentity::this()) {
+        Whereabouts::ThisBoot => !liveness::pid_is_running(guard.pid),
+        Whereabouts::EarlierBoot => true,
+        Whereabouts::OtherMachine => false,
+    }
 }

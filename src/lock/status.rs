@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::dir::LockDir;
+use super::ground::{self, Ground};
+use super::host::HostIdentity;
 use super::inspect::{BeaconProbe, Observed, inspect};
 use super::verdict::{Verdict, judge};
 use crate::error::GatewayLockError;
@@ -32,6 +34,16 @@ pub struct GatewayStatus {
     pub lock_path: Option<PathBuf>,
     /// A lock file is left by an owner that is provably dead (the next start reclaims it).
     pub stale: bool,
+    /// The file system holding the lock dir (or where it would be created), and whether its
+    /// locks are seen from other hosts sharing the state dir.
+    pub ground: Ground,
+    /// The holder's host name as the lock file records it (else its machine or boot id); none
+    /// in a file of OpenClaw's Node gateway.
+    pub host: Option<String>,
+    /// The holder runs on another machine (issue 13): `running` means "not ours to start
+    /// over", `healthy` says nothing about it (its port is not on our loopback), and only
+    /// `gateway unlock --force` removes its lock.
+    pub on_other_host: bool,
 }
 
 /// Looks at the lock files and probes `/healthz`. Takes no lock, creates, changes or deletes
@@ -52,7 +64,7 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
             };
             let path = dir.join(name);
             let verdict = judge(&observed, options.stale_after);
-            let alive = matches!(verdict, Verdict::Alive { .. });
+            let alive = matches!(verdict, Verdict::Alive { .. } | Verdict::OtherHost { .. });
             if alive || found.is_none() {
                 found = Some((path, observed, verdict));
             }
@@ -61,7 +73,11 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
             }
         }
     }
-    let running = matches!(found, Some((_, _, Verdict::Alive { .. })));
+    let running = matches!(
+        found,
+        Some((_, _, Verdict::Alive { .. } | Verdict::OtherHost { .. }))
+    );
+    let on_other_host = matches!(found, Some((_, _, Verdict::OtherHost { .. })));
     let stale = matches!(found, Some((_, _, Verdict::Reclaimable)));
     let (lock_path, payload) = match found {
         Some((path, observed, _)) => (Some(path), observed.payload),
@@ -71,7 +87,12 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
         .as_ref()
         .and_then(|p| p.port)
         .unwrap_or(resolved.port);
-    let healthy = port != 0 && probe::healthz(port, STATUS_PROBE_TIMEOUT);
+    // Another machine's port is not on our loopback: whatever answers there is not it.
+    let healthy = !on_other_host && port != 0 && probe::healthz(port, STATUS_PROBE_TIMEOUT);
+    let host = payload
+        .as_ref()
+        .filter(|p| p.host != HostIdentity::default())
+        .map(|p| p.host.display_name());
     Ok(GatewayStatus {
         running,
         pid: payload.as_ref().map(|p| p.pid),
@@ -81,5 +102,8 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
         healthy,
         lock_path,
         stale,
+        ground: ground::detect(&resolved.lock_dir),
+        host,
+        on_other_host,
     })
 }

@@ -1,29 +1,46 @@
-//! What to do about a lock file that exists: the decision of SPEC §4. The tests below hold its
-//! cases in two tables: the decision on the evidence, and the step from a file as a checker saw
-//! it (age, recorded pid, our own pid, the owner's process) to that evidence.
+//! What to do about a lock file that exists: the decision of SPEC §4, after the host test of
+//! issue 13 (a pid means something only on the boot of the machine that recorded it). The tests
+//! below hold its cases in tables: the decision on the evidence, and the step from a file as a
+//! checker saw it (age, recorded pid and host, our own pid, the owner's process) to that evidence.
 
 use std::time::Duration;
 
+use super::host::{HostIdentity, Whereabouts};
 use super::inspect::Observed;
 use super::liveness::{self, Liveness};
 
 /// What to do about an existing lock file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Provably dead owner, or no payload and older than the stale window.
+    /// Provably dead owner (or one of an earlier boot of this machine), or no payload and older
+    /// than the stale window.
     Reclaimable,
     /// A live owner (beacon held, or pid and start time match).
     Alive { pid: u32, port: Option<u16> },
     /// Unknown owner, or a young file without payload: wait and look again.
     Wait { pid: Option<u32>, port: Option<u16> },
+    /// The owner runs on another machine: its pid, start time and argv mean nothing here, and
+    /// its `/healthz` is not ours to probe. Never reclaimed; refused at once. `beacon_held`: the
+    /// file system shares locks between hosts and the owner is certainly alive.
+    OtherHost {
+        pid: u32,
+        port: Option<u16>,
+        beacon_held: bool,
+    },
 }
 
 /// Judges a lock file as a checker saw it; `stale` is the stale window.
 pub(crate) fn judge(observed: &Observed, stale: Duration) -> Verdict {
+    judge_from(observed, stale, HostIdentity::this())
+}
+
+/// [`judge`], seen from the host `here`.
+pub(crate) fn judge_from(observed: &Observed, stale: Duration, here: &HostIdentity) -> Verdict {
     let payload = observed.payload.as_ref();
     let evidence = Evidence {
         beacon_held: observed.beacon_held,
         recorded: payload.map(|p| (p.pid, p.port)),
+        whereabouts: payload.map_or(Whereabouts::ThisBoot, |p| p.host.whereabouts(here)),
         names_this_process: payload.is_some_and(|p| p.pid == std::process::id()),
         // Looked at only without a payload, so the age (a second parse of the file when it
         // has no `createdAt`) is not worked out on every acquire.
@@ -41,6 +58,8 @@ struct Evidence {
     beacon_held: bool,
     /// The pid and port the payload records; `None`: no payload (empty, unparseable, no pid).
     recorded: Option<(u32, Option<u16>)>,
+    /// Where the recorded owner ran (this boot when the file does not say).
+    whereabouts: Whereabouts,
     /// The recorded pid is this process's.
     names_this_process: bool,
     /// Without a payload: older than the stale window, by `createdAt`, else by mtime.
@@ -48,20 +67,17 @@ struct Evidence {
 }
 
 /// The decision itself. `owner` judges the recorded pid (running, start time, argv: see
-/// `liveness`); it is asked only when the beacon is free and the payload names another process.
+/// `liveness`); it is asked only when the beacon is free and the payload names another process
+/// of this boot of this machine.
 fn decide(evidence: Evidence, owner: impl FnOnce() -> Liveness) -> Verdict {
-    if evidence.beacon_held {
-        return match evidence.recorded {
-            Some((pid, port)) => Verdict::Alive { pid, port },
+    let Some((pid, port)) = evidence.recorded else {
+        return if evidence.beacon_held {
             // Created and locked, not yet written: a holder of ours is starting.
-            None => Verdict::Wait {
+            Verdict::Wait {
                 pid: None,
                 port: None,
-            },
-        };
-    }
-    let Some((pid, port)) = evidence.recorded else {
-        return if evidence.older_than_stale {
+            }
+        } else if evidence.older_than_stale {
             Verdict::Reclaimable
         } else {
             Verdict::Wait {
@@ -70,6 +86,23 @@ fn decide(evidence: Evidence, owner: impl FnOnce() -> Liveness) -> Verdict {
             }
         };
     };
+    match (evidence.whereabouts, evidence.beacon_held) {
+        (Whereabouts::ThisBoot, _) => {}
+        // Every process of an earlier boot is gone.
+        (Whereabouts::EarlierBoot, false) => return Verdict::Reclaimable,
+        // A beacon on a file "of an earlier boot" is held on another kernel: a machine cloned
+        // with our machine id. Another machine, then.
+        (Whereabouts::EarlierBoot, true) | (Whereabouts::OtherMachine, _) => {
+            return Verdict::OtherHost {
+                pid,
+                port,
+                beacon_held: evidence.beacon_held,
+            };
+        }
+    }
+    if evidence.beacon_held {
+        return Verdict::Alive { pid, port };
+    }
     // Every holder in this process keeps the beacon, so a file naming our pid without it was
     // left by an earlier process that had the same pid.
     if evidence.names_this_process {
@@ -150,7 +183,55 @@ mod tests {
             let evidence = Evidence {
                 beacon_held,
                 recorded,
+                whereabouts: Whereabouts::ThisBoot,
                 names_this_process,
+                older_than_stale,
+            };
+            let owner = || owner.unwrap_or_else(|| panic!("{why}: asked about the owner"));
+            assert_eq!(decide(evidence, owner), verdict, "{why}");
+        }
+    }
+
+    /// why, where the owner ran, beacon held, recorded pid and port, older than stale, owner,
+    /// verdict.
+    type HostRow = (
+        &'static str,
+        Whereabouts,
+        bool,
+        Option<(u32, Option<u16>)>,
+        bool,
+        Option<Liveness>,
+        Verdict,
+    );
+
+    /// Issue 13: where the owner ran comes first. Off this boot of this machine the pid is never
+    /// asked about (`None` in the owner column: asking panics).
+    #[test]
+    fn the_host_decision_row_by_row() {
+        use Whereabouts::{EarlierBoot, OtherMachine, ThisBoot};
+        let other = |beacon_held| Verdict::OtherHost {
+            pid: PID,
+            port: Some(PORT),
+            beacon_held,
+        };
+        #[rustfmt::skip]
+        let table: &[HostRow] = &[
+            // why,                                                   where,        beacon, payload,    old,   owner,        verdict
+            ("this boot: SPEC §4 as before, the pid decides",         ThisBoot,     false,  PAYLOAD,    false, Some(Dead),   RECLAIM),
+            ("this boot, a live pid",                                 ThisBoot,     false,  PAYLOAD,    false, Some(Alive),  ALIVE),
+            ("an earlier boot of this machine: its owner is gone",    EarlierBoot,  false,  PAYLOAD,    false, None,         RECLAIM),
+            ("an earlier boot, held: a clone of this machine",        EarlierBoot,  true,   PAYLOAD,    false, None,         other(true)),
+            ("another machine, beacon free: says nothing, refuse",    OtherMachine, false,  PAYLOAD,    false, None,         other(false)),
+            ("another machine, however old: never reclaimed",         OtherMachine, false,  PAYLOAD,    true,  None,         other(false)),
+            ("another machine, beacon held (coherent locks): alive",  OtherMachine, true,   PAYLOAD,    false, None,         other(true)),
+            ("another machine, no port recorded",                     OtherMachine, false,  NO_PORT,    false, None,         Verdict::OtherHost { pid: PID, port: None, beacon_held: false }),
+        ];
+        for &(why, whereabouts, beacon_held, recorded, older_than_stale, owner, verdict) in table {
+            let evidence = Evidence {
+                beacon_held,
+                recorded,
+                whereabouts,
+                names_this_process: false,
                 older_than_stale,
             };
             let owner = || owner.unwrap_or_else(|| panic!("{why}: asked about the owner"));
@@ -280,6 +361,7 @@ mod tests {
                         state_dir: None,
                         port: Some(PORT),
                         start_time,
+                        host: HostIdentity::this().clone(),
                     }
                     .render(&[0; 16])
                 }
@@ -305,5 +387,69 @@ mod tests {
             };
             assert_eq!(judge(&observed, STALE), expected, "{why}");
         }
+    }
+
+    /// The host step on real files: a live child's own pid and start time, recorded by a file
+    /// that says it was written on an earlier boot, or on another machine.
+    #[test]
+    fn a_live_pid_means_nothing_off_this_boot() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep starts");
+        let start_time = liveness::process_start_time(child.id());
+        let here = HostIdentity {
+            boot_id: Some("boot-now".into()),
+            machine_id: Some("machine-1".into()),
+            hostname: Some("here".into()),
+        };
+        let file = |boot: &str, machine: &str| {
+            let bytes = crate::lock::format::LockPayload {
+                pid: child.id(),
+                owner_id: None,
+                created_at: Some(crate::lock::format::timestamp_now()),
+                config_path: None,
+                state_dir: None,
+                port: Some(PORT),
+                start_time,
+                host: HostIdentity {
+                    boot_id: Some(boot.into()),
+                    machine_id: Some(machine.into()),
+                    hostname: Some("there".into()),
+                },
+            }
+            .render(&[0; 16]);
+            observed(bytes, Duration::ZERO, false)
+        };
+        let pid = child.id();
+        let cases = [
+            (
+                "this boot: the live pid says alive",
+                file("boot-now", "machine-1"),
+                Verdict::Alive {
+                    pid,
+                    port: Some(PORT),
+                },
+            ),
+            (
+                "an earlier boot: reclaimed, live pid or not",
+                file("boot-before", "machine-1"),
+                RECLAIM,
+            ),
+            (
+                "another machine: refused, live pid or not",
+                file("boot-x", "machine-2"),
+                Verdict::OtherHost {
+                    pid,
+                    port: Some(PORT),
+                    beacon_held: false,
+                },
+            ),
+        ];
+        for (why, observed, expected) in cases {
+            assert_eq!(judge_from(&observed, STALE, &here), expected, "{why}");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

@@ -14,7 +14,6 @@ mod rate_limit;
 mod scopes;
 mod ws;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -24,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, watch};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 pub use auth::AuthThrottle;
+pub use http::HttpAuthMethod;
 pub use http::{
     Body, BodyError, BodySendError, BodyWriter, ControlUiBuildSource, ControlUiOptions,
     DEFAULT_MAX_BODY_BYTES, HttpHandler, HttpOptions, HttpRequest, HttpRoute, HttpRoutes,
@@ -115,7 +115,15 @@ impl ServeOptions {
             ("max_preauth_payload", protocol.max_preauth_payload == 0),
             ("max_payload", protocol.max_payload == 0),
             ("max_buffered_bytes", protocol.max_buffered_bytes == 0),
+            ("http.header_timeout", self.http.header_timeout.is_zero()),
+            (
+                "http.body_idle_timeout",
+                self.http.body_idle_timeout.is_zero(),
+            ),
+            ("http.max_connections", self.http.max_connections == 0),
+            ("http.max_header_bytes", self.http.max_header_bytes == 0),
         ];
+
         if let Some(build_id) = &protocol.build_id
             && build_id.chars().count() > 96
         {
@@ -143,11 +151,16 @@ impl ServeOptions {
     }
 }
 
+/// hyper's smallest read buffer.
+const MIN_READ_BUFFER: usize = 8192;
+
 struct Shared {
     phase: AtomicU8,
     logger: Logger,
     ws: Arc<ws::Endpoint>,
     http: HttpOptions,
+    /// The Control UI mount, prepared at `serve` (SPEC §13.3).
+    control_ui: Option<http::ControlUi>,
 }
 
 impl Shared {
@@ -229,6 +242,16 @@ impl Gateway {
             &options.pairing.store_file(&lock.resolved().state_dir),
             lock.logger().clone(),
         )?);
+        let control_ui = options
+            .http
+            .control_ui
+            .as_ref()
+            .map(|ui| {
+                let auth_required = !matches!(lock.resolved().auth, crate::options::Auth::None);
+                http::ControlUi::prepare(ui, &options.protocol, auth_required)
+            })
+            .transpose()
+            .map_err(GatewayLockError::InvalidOption)?;
         let ws = ws::Endpoint::new(
             options.protocol.clone(),
             options.handlers.clone(),
@@ -237,6 +260,7 @@ impl Gateway {
             devices,
             Arc::clone(&options.pairing.policy),
             ws::StatePaths::of(lock.resolved()),
+            control_ui.as_ref().map(http::ControlUi::build_source),
         );
         let handle = ws.handle();
         announce(&handle);
@@ -245,6 +269,7 @@ impl Gateway {
             logger: lock.logger().clone(),
             ws,
             http: options.http,
+            control_ui,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.worker_threads)
@@ -381,6 +406,7 @@ async fn run(
     };
     // Every connection task holds a sender; `recv` yields `None` once all of them are gone.
     let (open_tx, mut all_closed) = mpsc::channel::<()>(1);
+    let slots = Arc::new(Semaphore::new(shared.http.max_connections));
     let accept_loops: Vec<_> = listeners
         .into_iter()
         .map(|listener| {
@@ -389,6 +415,7 @@ async fn run(
                 Arc::clone(&shared),
                 stop.clone(),
                 open_tx.clone(),
+                Arc::clone(&slots),
             ))
         })
         .collect();
@@ -428,20 +455,56 @@ fn to_tokio(
         .collect()
 }
 
+/// What every task serving a connection holds while the connection is open, the task of an
+/// upgraded WebSocket included: shutdown waits until none is left, and the connection cap
+/// (`HttpOptions.max_connections`) counts them.
+#[derive(Clone)]
+pub(crate) struct OpenConnection {
+    _drain: mpsc::Sender<()>,
+    _slot: Arc<OwnedSemaphorePermit>,
+}
+
+/// The answer to a connection past `HttpOptions.max_connections`, written without reading
+/// its request.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\n\r\nToo many connections";
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<Option<Duration>>,
     open: mpsc::Sender<()>,
+    slots: Arc<Semaphore>,
 ) {
+    // Logged once each time the cap is reached, not for every connection refused.
+    let mut at_capacity = false;
     loop {
         tokio::select! {
             biased;
             _ = stopped(&mut stop) => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    tokio::spawn(serve_connection(stream, Arc::clone(&shared), stop.clone(), open.clone()));
-                }
+                Ok((stream, peer)) => match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => {
+                        at_capacity = false;
+                        let open = OpenConnection { _drain: open.clone(), _slot: Arc::new(slot) };
+                        tokio::spawn(serve_connection(stream, peer, Arc::clone(&shared), stop.clone(), open));
+                    }
+                    Err(_) => {
+                        if !at_capacity {
+                            at_capacity = true;
+                            shared.logger.log(LogLevel::Warn, &format!(
+                                "refusing connections (the first from {peer}): {} are open \
+                                 (http.max_connections)",
+                                shared.http.max_connections
+                            ));
+                        }
+                        // Written straight to the (non-blocking) socket: a fresh one's send
+                        // buffer takes it at once, and the runtime has not yet seen it writable.
+                        if let Ok(mut stream) = stream.into_std() {
+                            let _ = std::io::Write::write(&mut stream, OVER_CAPACITY);
+                        }
+                    }
+                },
                 Err(err) => {
                     // Out of descriptors or a transient error: keep serving, don't spin.
                     shared.logger.log(LogLevel::Warn, &format!("accept failed: {err}"));
@@ -452,22 +515,40 @@ async fn accept_loop(
     }
 }
 
+/// A `CONNECT` request is not answered: its socket is dropped, as Node drops it
+/// (SS:7094-7098).
+#[derive(Debug, thiserror::Error)]
+#[error("CONNECT is not served: the connection was dropped")]
+struct ConnectDropped;
+
 async fn serve_connection(
     stream: tokio::net::TcpStream,
+    peer: SocketAddr,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<Option<Duration>>,
-    open: mpsc::Sender<()>,
+    open: OpenConnection,
 ) {
     let _ = stream.set_nodelay(true);
-    let peer = stream
-        .peer_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let service = service_fn(move |request| {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.http.header_timeout)
+        // The exact limit of a head, answered `431`; the read buffer it is read into (which
+        // bodies pass through too) is no larger, so a connection holds at most that much.
+        .max_header_size(shared.http.max_header_bytes)
+        .max_buf_size(shared.http.max_header_bytes.max(MIN_READ_BUFFER));
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         // An upgraded WebSocket connection keeps shutdown waiting, like any connection.
-        let response = http::dispatch(request, peer, Arc::clone(&shared), open.clone());
-        async move { Ok::<_, Infallible>(response.await) }
+        let answer = (request.method() != hyper::Method::CONNECT)
+            .then(|| http::dispatch(request, peer, Arc::clone(&shared), open.clone()));
+        async move {
+            match answer {
+                Some(response) => Ok(response.await),
+                None => Err(ConnectDropped),
+            }
+        }
     });
-    let connection = http1::Builder::new()
+    let connection = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(connection);

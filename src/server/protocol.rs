@@ -186,6 +186,9 @@ pub struct Hello<'a> {
     pub build_id: Option<&'a str>,
     /// `server.bootId`: one UUID per gateway.
     pub boot_id: &'a str,
+    /// `server.controlUiBuildSource` (`bundled` or `configured`), when the gateway serves the
+    /// Control UI (SPEC §13.3 "Build match").
+    pub control_ui_build_source: Option<&'a str>,
     /// `server.connId` (sent as a string).
     pub conn_id: u64,
     /// `features.methods`.
@@ -234,6 +237,7 @@ impl std::fmt::Debug for Hello<'_> {
             server_version,
             build_id,
             boot_id,
+            control_ui_build_source,
             conn_id,
             methods,
             events,
@@ -257,6 +261,7 @@ impl std::fmt::Debug for Hello<'_> {
             .field("server_version", server_version)
             .field("build_id", build_id)
             .field("boot_id", boot_id)
+            .field("control_ui_build_source", control_ui_build_source)
             .field("conn_id", conn_id)
             .field("methods", methods)
             .field("events", events)
@@ -303,6 +308,10 @@ pub fn hello_ok(hello: Hello<'_>) -> Value {
         server["buildId"] = json!(build_id);
     }
     server["bootId"] = json!(hello.boot_id);
+    // Node's key order: version, buildId, bootId, controlUiBuildSource, connId (MH:2360-2368).
+    if let Some(source) = hello.control_ui_build_source {
+        server["controlUiBuildSource"] = json!(source);
+    }
     server["connId"] = json!(hello.conn_id.to_string());
     let mut snapshot = json!({
         "presence": hello.presence,
@@ -895,6 +904,7 @@ mod tests {
         let hello = Hello {
             server_version: "1.2.3",
             build_id: None,
+            control_ui_build_source: None,
             boot_id: "b00t",
             conn_id: 7,
             methods: &[],
@@ -974,6 +984,7 @@ mod tests {
         let mut hello = Hello {
             server_version: "1.2.3",
             build_id: None,
+            control_ui_build_source: None,
             boot_id: "b00t",
             conn_id: 7,
             methods: &["health".into(), "echo".into()],
@@ -1012,6 +1023,7 @@ mod tests {
             )
         );
         hello.build_id = Some("b-1");
+        hello.control_ui_build_source = Some("configured");
         hello.admin = Some(AdminSnapshot {
             config_path: "/c.json",
             state_dir: "/s",
@@ -1019,6 +1031,19 @@ mod tests {
         });
         let admin = hello_ok(hello);
         assert_eq!(admin["server"]["buildId"], "b-1");
+        let keys: Vec<&String> = admin["server"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "version",
+                "buildId",
+                "bootId",
+                "controlUiBuildSource",
+                "connId"
+            ],
+            "Node's order"
+        );
+        assert_eq!(admin["server"]["controlUiBuildSource"], "configured");
         assert_eq!(
             (
                 &admin["snapshot"]["configPath"],

@@ -254,6 +254,9 @@ static void case_version_and_names(void) {
         NAMED(GW_ERR_LOCK_FILE_UNSAFE),
         NAMED(GW_ERR_LOCK_LOST),
         NAMED(GW_ERR_NOT_FOUND),
+        NAMED(GW_ERR_HTTP_BODY),
+        NAMED(GW_ERR_WRONG_THREAD),
+        NAMED(GW_ERR_HELD_BY_OTHER_HOST),
     };
 #undef NAMED
     size_t count = sizeof all / sizeof all[0];
@@ -1071,6 +1074,74 @@ static void case_pairing_calls(void) {
     printf("ok pairing_calls\n");
 }
 
+/* A lock file as a gateway on another machine wrote it (issue 13): its pid means nothing here. */
+static void plant_other_host_lock(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/locks", dir);
+    CHECK(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof path, "%s/locks/gateway.state.lock", dir);
+    FILE *file = fopen(path, "wx");
+    CHECK(file != NULL);
+    CHECK(chmod(path, 0600) == 0);
+    fprintf(file, "{\n  \"pid\": 4242,\n  \"createdAt\": \"2026-11-21T00:36:45.087Z\",\n"
+                  "  \"configPath\": \"/elsewhere/openclaw.json\",\n  \"port\": 18789,\n"
+                  "  \"startTime\": 1,\n  \"hostname\": \"host-elsewhere\",\n"
+                  "  \"bootId\": \"00000000-0000-4000-8000-000000000001\",\n"
+                  "  \"machineId\": \"not-this-machine\"\n}\n");
+    CHECK(fclose(file) == 0);
+}
+
+static void case_other_host_and_unlock(void) {
+    char dir[4200];
+    case_dir(dir, sizeof dir);
+    plant_other_host_lock(dir);
+    gw_options *options = case_options(dir);
+
+    /* Refused at once, naming the host and its pid; the file is kept. */
+    gw_lock *lock = NULL;
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_ERR_HELD_BY_OTHER_HOST);
+    CHECK(lock == NULL);
+    CHECK(strcmp(gw_result_name(GW_ERR_HELD_BY_OTHER_HOST), "GW_ERR_HELD_BY_OTHER_HOST") == 0);
+    CHECK(strcmp(gw_last_error_message(),
+                 "gateway already running on host host-elsewhere (pid 4242); if that gateway is "
+                 "gone, run `gateway unlock --force` on this machine") == 0);
+    uint32_t pid = 0;
+    uint16_t port = 0;
+    CHECK_RESULT(gw_last_error_holder(&pid, &port), GW_OK);
+    CHECK(pid == 4242 && port == 18789);
+    CHECK(strcmp(gw_last_error_holder_host(), "host-elsewhere") == 0);
+    CHECK(lock_dir_entries(dir) == 1);
+
+    /* Unlock without force: the same refusal, nothing removed. */
+    uint32_t removed = 99;
+    CHECK_RESULT(gw_unlock(options, false, &removed), GW_ERR_HELD_BY_OTHER_HOST);
+    CHECK(removed == 99);
+    CHECK(strcmp(gw_last_error_holder_host(), "host-elsewhere") == 0);
+    CHECK(lock_dir_entries(dir) == 1);
+    CHECK_RESULT(gw_unlock(NULL, true, &removed), GW_ERR_NULL_ARGUMENT);
+    CHECK(strcmp(gw_last_error_holder_host(), "") == 0);
+
+    /* With force: removed; now this process can be the gateway. */
+    CHECK_RESULT(gw_unlock(options, true, &removed), GW_OK);
+    CHECK(removed == 1);
+    CHECK(lock_dir_entries(dir) == 0);
+    CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
+
+    /* A live gateway of this machine: never removed, forced or not. */
+    CHECK_RESULT(gw_unlock(options, true, NULL), GW_ERR_ALREADY_RUNNING);
+    CHECK_RESULT(gw_last_error_holder(&pid, NULL), GW_OK);
+    CHECK(pid == (uint32_t)getpid());
+    CHECK(strcmp(gw_last_error_holder_host(), "") == 0);
+    CHECK(strstr(gw_last_error_message(), "is alive on this machine") != NULL);
+    CHECK(lock_dir_entries(dir) == 2);
+    gw_lock_release(lock);
+    CHECK_RESULT(gw_unlock(options, false, &removed), GW_OK);
+    CHECK(removed == 0);
+    gw_options_free(options);
+    printf("ok other_host_and_unlock\n");
+}
+
 static int run_all(void) {
     case_bad_env_port();
     case_version_and_names();
@@ -1085,6 +1156,7 @@ static int run_all(void) {
     case_serve_options_arguments();
     case_log_finalizer_and_lock_lost();
     case_pairing_calls();
+    case_other_host_and_unlock();
     printf("all ok\n");
     return 0;
 }

@@ -99,10 +99,18 @@ fn content_length(headers: &[(String, String)]) -> io::Result<usize> {
     })
 }
 
-/// Appends what `stream` has to `buffer`; an error when it closes first.
+/// Appends what `stream` has to `buffer`; an error when it closes first. A read cut short by
+/// a signal is retried, as `Read::read_exact` does: on Linux a socket read with a timeout
+/// fails with EINTR when the process was stopped and continued meanwhile, with no handler.
 fn read_more(stream: &mut impl Read, buffer: &mut Vec<u8>, waiting_for: &str) -> io::Result<()> {
     let mut chunk = [0u8; 1024];
-    match stream.read(&mut chunk)? {
+    let read = loop {
+        match stream.read(&mut chunk) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    match read {
         0 => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(

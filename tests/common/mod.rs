@@ -10,6 +10,7 @@
 //! - [`logger`]: a library logger that records;
 //! - [`node`]: the real OpenClaw on Node (its gateway, its client commands), for the tests
 //!   `scripts/node-interop.sh` runs;
+//! - [`remote`]: a peer on another host (a network namespace), for non-loopback clients;
 //! - [`tap`]: a recording TCP proxy that reads the WebSocket frames passing through it.
 //!
 //! Every test runs real processes on real sockets. The other test-support modules, each for
@@ -25,6 +26,8 @@ pub mod logger;
 pub mod node;
 pub mod ports;
 pub mod process;
+#[cfg(target_os = "linux")]
+pub mod remote;
 pub mod sockets;
 pub mod tap;
 pub mod wait;
@@ -34,5 +37,7 @@ pub use http::*;
 pub use logger::*;
 pub use ports::*;
 pub use process::*;
+#[cfg(target_os = "linux")]
+pub use remote::*;
 pub use sockets::*;
 pub use wait::*;

@@ -13,9 +13,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "gateway.hpp"
 
@@ -39,6 +42,8 @@ static_assert(std::is_nothrow_move_constructible_v<gateway::Server>, "Server mov
 static_assert(!std::is_copy_constructible_v<gateway::ServeOptions>, "ServeOptions is move-only");
 static_assert(!std::is_copy_constructible_v<gateway::Request>, "a Request refers to its server");
 static_assert(std::is_move_constructible_v<gateway::Request>, "a Request can be answered later");
+static_assert(!std::is_copy_constructible_v<gateway::HttpExchange>, "an HttpExchange owns its exchange");
+static_assert(std::is_nothrow_move_constructible_v<gateway::HttpExchange>, "an exchange can be answered later");
 static_assert(!std::is_copy_constructible_v<gateway::ConnectionEvent>, "a ConnectionEvent refers to its server");
 // The scoped enums carry the C numbers, never a conversion from them.
 static_assert(!std::is_convertible_v<gateway::Code, std::uint32_t>, "Code is scoped");
@@ -140,6 +145,26 @@ class WsClient {
     }
     int fd_ = -1;
 };
+
+// One HTTP/1.1 request on its own connection (`Connection: close`): everything the server
+// sent, read to the end.
+static std::string http(std::uint16_t port, const std::string &head, const std::string &body = "") {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof addr) == 0);
+    std::string request = head + "\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" + body;
+    CHECK(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    std::string response;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) response.append(buf, static_cast<std::size_t>(n));
+    close(fd);
+    return response;
+}
 
 static bool contains(const std::string &haystack, const char *needle) {
     return haystack.find(needle) != std::string::npos;
@@ -470,6 +495,42 @@ int main(int argc, char **argv) {
         CHECK(std::chrono::steady_clock::now() - start < 3s);
         close(client);
         CHECK(*stopped == static_cast<int>(gateway::Code::timeout));
+        // A lock of another machine (issue 13): refused naming its host; removed only with force.
+        {
+            const fs::path other = dir / "other_host";
+            fs::create_directories(other / "locks");
+            fs::permissions(other / "locks", fs::perms::owner_all, fs::perm_options::replace);
+            {
+                std::ofstream file(other / "locks" / "gateway.state.lock");
+                file << "{\"pid\":4242,\"createdAt\":\"2026-11-21T00:36:45.087Z\",\"port\":18789,"
+                     << "\"hostname\":\"host-elsewhere\",\"bootId\":\"b-elsewhere\",\"machineId\":\"m-elsewhere\"}\n";
+            }
+            fs::permissions(other / "locks" / "gateway.state.lock", fs::perms::owner_read | fs::perms::owner_write,
+                            fs::perm_options::replace);
+            auto options = options_in(other);
+            auto refused = gateway::Lock::try_acquire(options);
+            CHECK(!refused && refused.error().code() == gateway::Code::held_by_other_host);
+            CHECK(std::string(refused.error().name()) == "GW_ERR_HELD_BY_OTHER_HOST");
+            const auto &holder = refused.error().holder();
+            CHECK(holder && holder->pid == 4242u && holder->port == 18789 && holder->host == "host-elsewhere");
+            try {
+                (void)gateway::unlock(options);
+                CHECK(false);
+            } catch (const gateway::Error &error) {
+                CHECK(error.code() == gateway::Code::held_by_other_host);
+                CHECK(contains(error.what(), "run `gateway unlock --force`"));
+            }
+            CHECK(gateway::unlock(options, true) == 1);
+            auto lock = gateway::Lock::acquire(options);
+            try {
+                (void)gateway::unlock(options, true);
+                CHECK(false);
+            } catch (const gateway::Error &error) {
+                CHECK(error.code() == gateway::Code::already_running);
+                CHECK(error.holder() && error.holder()->pid == static_cast<std::uint32_t>(getpid()));
+                CHECK(!error.holder()->host);
+            }
+        }
         std::printf("ok lock_extras\n");
     }
 
@@ -533,6 +594,96 @@ int main(int argc, char **argv) {
         }
         CHECK(guard.use_count() == 1); // the library destroyed the policy
         std::printf("ok pairing\n");
+    }
+
+    {
+        // HTTP routes: answered inline, or moved to a thread of the host's that reads the body
+        // and streams it back; a handler that throws answers 500; bad routes throw.
+        fs::path dir = base / "http";
+        auto lock = gateway::Lock::acquire(options_in(dir));
+        auto handlers_alive = std::make_shared<int>(0);
+        std::vector<std::thread> workers;
+        std::mutex workers_lock;
+        std::atomic<bool> refused_inside{false};
+        gateway::ServeOptions options;
+        options.http_route({"GET", "/hello"}, [handlers_alive](gateway::HttpExchange exchange) {
+            std::string text = "hello " + std::string(exchange.query()) + " " +
+                               std::string(exchange.header("x-name").value_or("nobody"));
+            CHECK(exchange.respond(200, text, R"({"content-type":"text/plain"})"));
+            CHECK(!exchange.respond(200, "again")); // answered already
+        });
+        options.http_route({"POST", "/echo", true, false, 1 << 20},
+                           [&, handlers_alive](gateway::HttpExchange exchange) {
+                               try {
+                                   char byte;
+                                   (void)exchange.read(&byte, 1);
+                               } catch (const gateway::Error &error) {
+                                   refused_inside = error.code() == gateway::Code::wrong_thread;
+                               }
+                               std::lock_guard<std::mutex> guard(workers_lock);
+                               workers.emplace_back([exchange = std::move(exchange)] {
+                                   std::string body = exchange.read_all();
+                                   CHECK(exchange.start(200, R"({"content-type":"application/octet-stream"})"));
+                                   CHECK(exchange.write(std::string(exchange.path()) + ":"));
+                                   CHECK(exchange.write(body));
+                                   CHECK(exchange.finish());
+                                   CHECK(!exchange.finish());
+                               });
+                           });
+        options.http_route({"", "/throws"}, [](gateway::HttpExchange) { throw std::runtime_error("no"); });
+        options.strict_transport_security("max-age=60")
+            .websocket_path("/ws")
+            .http_max_header_bytes(32768)
+            .http_header_timeout(30s)
+            .http_body_idle_timeout(30s)
+            .control_ui((dir / "ui").string(), "/openclaw")
+            .control_ui_config(R"({"assistantName":"C++ host"})")
+            .control_ui_environment(std::nullopt)
+            .control_ui_bundled(false)
+            .control_ui_terminal(false);
+        fs::create_directories(dir / "ui");
+        std::ofstream(dir / "ui" / "index.html") << "<!doctype html><title>cpp-ui</title>\n";
+        try {
+            options.control_ui_config("[1]");
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == gateway::Code::invalid_argument);
+        }
+        try {
+            options.http_route({"GET", "relative"}, [](gateway::HttpExchange) {});
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(error.code() == gateway::Code::invalid_argument);
+            CHECK(contains(error.what(), "does not start with '/'"));
+        }
+        try {
+            options.http_route({"GET", "/zero", false, false, 0}, [](gateway::HttpExchange) {});
+            CHECK(false);
+        } catch (const gateway::Error &error) {
+            CHECK(contains(error.what(), "max_body_bytes is 0"));
+        }
+        {
+            auto server = gateway::Server::serve(std::move(lock), {}, {}, options);
+            std::string hello = http(server.port(), "GET /hello?x=1 HTTP/1.1\r\nX-Name: cpp");
+            CHECK(hello.rfind("HTTP/1.1 200", 0) == 0);
+            CHECK(contains(hello, "\r\n\r\nhello x=1 cpp"));
+            CHECK(contains(hello, "\r\nstrict-transport-security: max-age=60\r\n"));
+            std::string upgrade = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13";
+            CHECK(http(server.port(), "GET / HTTP/1.1" + upgrade).rfind("HTTP/1.1 404", 0) == 0);
+            std::string echo = http(server.port(), "POST /echo/a HTTP/1.1\r\nContent-Length: 5", "12345");
+            CHECK(echo.rfind("HTTP/1.1 200", 0) == 0);
+            CHECK(contains(echo, "transfer-encoding: chunked"));
+            CHECK(contains(echo, "/echo/a:") && contains(echo, "12345") && contains(echo, "\r\n0\r\n\r\n"));
+            CHECK(refused_inside);
+            CHECK(http(server.port(), "PUT /throws HTTP/1.1\r\nContent-Length: 0").rfind("HTTP/1.1 500", 0) == 0);
+            std::lock_guard<std::mutex> guard(workers_lock);
+            for (auto &worker : workers) worker.join();
+            CHECK(server.shutdown(2s));
+        }
+        options = gateway::ServeOptions();
+        CHECK(handlers_alive.use_count() == 1); // the library destroyed every route's function
+        std::printf("ok http_routes\n");
     }
 
     std::printf("all ok\n");

@@ -2,6 +2,7 @@
 //! writes into (a download, server-sent events) with back-pressure.
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -45,7 +46,12 @@ impl Body {
     /// peer sees an incomplete response) when the writer [`abort`](BodyWriter::abort)s.
     pub fn channel(capacity: usize) -> (BodyWriter, Self) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (BodyWriter { tx }, Self(ChannelBody { rx }.boxed()))
+        let aborted = Arc::new(OnceLock::new());
+        let writer = BodyWriter {
+            tx,
+            aborted: Arc::clone(&aborted),
+        };
+        (writer, Self(ChannelBody { rx, aborted }.boxed()))
     }
 
     /// Any other `http_body::Body`.
@@ -112,6 +118,8 @@ impl hyper::body::Body for Body {
 #[derive(Debug)]
 pub struct BodyWriter {
     tx: mpsc::Sender<Result<Bytes, BodyError>>,
+    /// Set by `abort`: the body fails at its next poll, even when the queue was full.
+    aborted: Arc<OnceLock<String>>,
 }
 
 /// Why a chunk was not queued.
@@ -155,7 +163,7 @@ impl BodyWriter {
     /// Cuts the body short: the connection is closed without the final chunk, so the client
     /// sees an incomplete response rather than a truncated one that looks whole.
     pub fn abort(self, why: &str) {
-        let _ = self.tx.try_send(Err(std::io::Error::other(why.to_owned())));
+        let _ = self.aborted.set(why.to_owned());
     }
 
     /// Whether the peer is gone.
@@ -166,6 +174,7 @@ impl BodyWriter {
 
 struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, BodyError>>,
+    aborted: Arc<OnceLock<String>>,
 }
 
 impl hyper::body::Body for ChannelBody {
@@ -176,8 +185,47 @@ impl hyper::body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        // Checked before every chunk: what an aborting writer had queued is not sent either.
+        if let Some(why) = self.aborted.get() {
+            return Poll::Ready(Some(Err(BodyError::other(why.clone()))));
+        }
         self.rx
             .poll_recv(cx)
             .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::Body;
+
+    #[tokio::test]
+    async fn an_abort_is_not_lost_behind_a_full_queue() {
+        let (writer, mut body) = Body::channel(1);
+        writer
+            .send("queued")
+            .await
+            .expect("the queue has room for one");
+        writer.abort("gave up");
+        let frame = body.frame().await.expect("the body reports the abort");
+        assert_eq!(
+            frame.expect_err("an aborted body fails").to_string(),
+            "gave up"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_finished_body_ends_after_its_chunks() {
+        let (writer, body) = Body::channel(1);
+        let sending = tokio::spawn(async move {
+            writer.send("a").await.expect("read");
+            writer.send("b").await.expect("read");
+            writer.finish();
+        });
+        let all = body.collect().await.expect("a whole body").to_bytes();
+        sending.await.expect("the writer ends");
+        assert_eq!(&all[..], b"ab");
     }
 }

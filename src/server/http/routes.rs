@@ -6,20 +6,24 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Method, Response, Uri};
 
+use super::auth::HttpAuthMethod;
 use super::body::{Body, BodyError};
 use crate::error::GatewayLockError;
 
 /// The future a handler answers with.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send + 'static>>;
 
-/// How a route's path is matched against the request's path (percent-decoding aside: paths
-/// are compared as sent).
+/// How a route's path is matched against the request's path: its pathname as Node's
+/// `new URL(req.url)` gives it ([`HttpRequest::path`]: dot segments and backslashes resolved,
+/// nothing percent-decoded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteMatch {
     /// The path and nothing else.
@@ -51,11 +55,24 @@ pub struct HttpRequest {
     pub headers: HeaderMap,
     /// Who sent it (the TCP peer).
     pub peer: SocketAddr,
+    /// How a [`RouteAuth::Gateway`] route's caller was let in; `None` on a public route.
+    pub auth: Option<HttpAuthMethod>,
     /// The body, read as it arrives, within the route's limit and the idle timeout.
     pub body: RequestBody,
 }
 
+impl HttpRequest {
+    /// The path the request was routed by: the target's pathname as Node's `new URL()` gives
+    /// it (`/a/../b` is `/b`, `/a\b` is `/a/b`, `//host/b` is `/b`; `%2F` stays as sent).
+    pub fn path(&self) -> std::borrow::Cow<'_, str> {
+        pathname(self.uri.path())
+    }
+}
+
 /// A request body, read chunk by chunk as it arrives, never buffered whole by the gateway.
+///
+/// It can be read in the handler's future or handed to a thread of the host's and read there
+/// with any executor: its idle timeout runs on the gateway's timers either way.
 #[derive(Debug)]
 pub struct RequestBody {
     pub(crate) incoming: Option<Incoming>,
@@ -63,27 +80,99 @@ pub struct RequestBody {
     pub(crate) limit: u64,
     /// Bytes handed out so far.
     pub(crate) read: u64,
+    /// `HttpOptions.body_idle_timeout`.
+    idle_timeout: Duration,
+    /// The gateway's runtime, whose timer the idle timeout is set on.
+    runtime: tokio::runtime::Handle,
+    /// Why the body failed, for the pipeline to answer the client with (`413`, `408`).
+    failure: Arc<BodyFailure>,
+}
+
+/// How a request body ended early, shared by the body and the pipeline that answers for it.
+#[derive(Debug, Default)]
+pub(crate) struct BodyFailure(AtomicU8);
+
+/// What [`BodyFailure`] recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFailureKind {
+    /// Past the route's `max_body_bytes`: `413`.
+    TooLarge = 1,
+    /// Nothing arrived for `body_idle_timeout`: `408`.
+    Idle = 2,
+}
+
+impl BodyFailure {
+    fn set(&self, kind: BodyFailureKind) {
+        self.0.store(kind as u8, Ordering::Release);
+    }
+
+    /// What failed, if anything.
+    pub(crate) fn get(&self) -> Option<BodyFailureKind> {
+        match self.0.load(Ordering::Acquire) {
+            1 => Some(BodyFailureKind::TooLarge),
+            2 => Some(BodyFailureKind::Idle),
+            _ => None,
+        }
+    }
 }
 
 impl RequestBody {
-    pub(crate) fn new(incoming: Incoming, limit: u64) -> Self {
-        Self {
+    /// The body of a request to a route with `limit`, and what the pipeline learns of how it
+    /// failed. Called on the gateway's runtime.
+    pub(crate) fn new(
+        incoming: Incoming,
+        limit: u64,
+        idle_timeout: Duration,
+    ) -> (Self, Arc<BodyFailure>) {
+        let failure = Arc::new(BodyFailure::default());
+        let body = Self {
             incoming: Some(incoming),
             limit,
             read: 0,
-        }
+            idle_timeout,
+            runtime: tokio::runtime::Handle::current(),
+            failure: Arc::clone(&failure),
+        };
+        (body, failure)
     }
 
-    /// The next chunk, `None` at the end. Past the route's `max_body_bytes` it fails (and the
-    /// client is answered `413`).
+    /// The next chunk, `None` at the end. It fails past the route's `max_body_bytes` (an
+    /// error of kind `FileTooLarge`; the client is answered `413`), when the client sends
+    /// nothing for `body_idle_timeout` (`TimedOut`; the client is answered `408`), and when the
+    /// client goes away or sends a malformed body. The `413` and `408` replace the handler's
+    /// answer when it answers after the failure; a response already under way is cut short.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         let Some(incoming) = self.incoming.as_mut() else {
             return Ok(None);
         };
         loop {
-            let Some(frame) = incoming.frame().await else {
-                self.incoming = None;
-                return Ok(None);
+            // Made on the gateway's runtime, the timer works whichever executor polls it.
+            let idle = {
+                let _on_gateway = self.runtime.enter();
+                tokio::time::sleep(self.idle_timeout)
+            };
+            let next = tokio::select! {
+                biased;
+                frame = incoming.frame() => Some(frame),
+                () = idle => None,
+            };
+            let frame = match next {
+                Some(Some(frame)) => frame,
+                Some(None) => {
+                    self.incoming = None;
+                    return Ok(None);
+                }
+                None => {
+                    self.incoming = None;
+                    self.failure.set(BodyFailureKind::Idle);
+                    return Err(BodyError::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "the client sent no request body bytes for {} ms (body_idle_timeout)",
+                            self.idle_timeout.as_millis()
+                        ),
+                    ));
+                }
             };
             let Ok(data) = frame.map_err(BodyError::other)?.into_data() else {
                 continue; // trailers
@@ -91,13 +180,21 @@ impl RequestBody {
             self.read += data.len() as u64;
             if self.read > self.limit {
                 self.incoming = None;
-                return Err(BodyError::other(format!(
-                    "the request body is larger than this route's limit of {} bytes",
-                    self.limit
-                )));
+                self.failure.set(BodyFailureKind::TooLarge);
+                return Err(too_large(self.limit));
             }
             return Ok(Some(data));
         }
+    }
+
+    /// The route's `max_body_bytes`.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
     }
 
     /// The whole body (within the route's limit).
@@ -108,6 +205,16 @@ impl RequestBody {
         }
         Ok(all.freeze())
     }
+}
+
+/// The error of a body past `limit`.
+fn too_large(limit: u64) -> BodyError {
+    BodyError::new(
+        std::io::ErrorKind::FileTooLarge,
+        format!(
+            "the request body is larger than this route's limit of {limit} bytes (max_body_bytes)"
+        ),
+    )
 }
 
 /// A handler of host routes. `call` runs on a gateway worker thread and must not block: its
@@ -227,6 +334,87 @@ impl HttpRoute {
     }
 }
 
+/// The path of a request target as WHATWG URL parsing gives it (`URL(req.url).pathname`,
+/// which Node's gateway routes by, SPEC §13.1-13.2): `.` and `..` segments resolved, their
+/// percent-encoded spellings (`%2e`, `.%2E`, …) too, nothing else decoded; a backslash read
+/// as a slash (as for every `http:` URL); a target that starts with `//` read as `//host/path`. So `/a/../healthz` is the probe, `/hooks/%2e%2e/admin` is
+/// `/admin` and `//x/readyz` is `/readyz`, in every stage alike.
+pub(crate) fn pathname(target: &str) -> std::borrow::Cow<'_, str> {
+    let plain = target.starts_with('/')
+        && !target.starts_with("//")
+        && !target.contains('\\')
+        && !target[1..].split('/').any(|s| is_dot(s) || is_dot_dot(s));
+    if plain {
+        return target.into();
+    }
+    let slashed = target.replace('\\', "/");
+    // `//host/path`: the host is no part of the path.
+    let path = match slashed.strip_prefix("//") {
+        Some(authority_and_path) => {
+            let authority_and_path = authority_and_path.trim_start_matches('/');
+            authority_and_path
+                .find('/')
+                .map_or("/", |start| &authority_and_path[start..])
+        }
+        None => &slashed,
+    };
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let mut segments: Vec<&str> = Vec::new();
+    let mut parts = rest.split('/').peekable();
+    while let Some(segment) = parts.next() {
+        let last = parts.peek().is_none();
+        if is_dot_dot(segment) {
+            segments.pop();
+            if last {
+                segments.push("");
+            }
+        } else if is_dot(segment) {
+            if last {
+                segments.push("");
+            }
+        } else {
+            segments.push(segment);
+        }
+    }
+    format!("/{}", segments.join("/")).into()
+}
+
+/// `.` as a path segment, or its percent-encoded spelling.
+fn is_dot(segment: &str) -> bool {
+    segment == "." || segment.eq_ignore_ascii_case("%2e")
+}
+
+/// `..` as a path segment, in any of its percent-encoded spellings.
+fn is_dot_dot(segment: &str) -> bool {
+    ["..", ".%2e", "%2e.", "%2e%2e"]
+        .iter()
+        .any(|dots| segment.eq_ignore_ascii_case(dots))
+}
+
+/// What answers `path` before the host's routes, if anything: a probe (SPEC §8) or the worker
+/// ingress OpenClaw reserves (SPEC §13.1 stage 6).
+fn reserved_path(path: &str) -> Option<&'static str> {
+    const PROBES: [&str; 6] = [
+        "/health",
+        "/healthz",
+        "/ready",
+        "/readyz",
+        "/startup",
+        "/startupz",
+    ];
+    let path = match path.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    if PROBES.contains(&path) {
+        return Some("a health probe");
+    }
+    if path == "/__openclaw__/worker" || path.starts_with("/__openclaw__/worker/") {
+        return Some("OpenClaw's worker ingress");
+    }
+    None
+}
+
 /// The host's routes, tried in the order they were added.
 #[derive(Clone, Default, Debug)]
 pub struct HttpRoutes {
@@ -254,11 +442,19 @@ impl HttpRoutes {
     }
 
     /// Adds `route`, or says why not: a path that does not start with `/`, or one the gateway
-    /// answers itself (the probes, `/__openclaw__/worker`).
+    /// answers itself (the probes, `/__openclaw__/worker` and below). A prefix route above
+    /// those (`/` itself) is taken: the probes are answered before any route.
     pub fn add(&mut self, route: HttpRoute) -> Result<&mut Self, GatewayLockError> {
         if !route.path.starts_with('/') {
             return Err(GatewayLockError::InvalidOption(format!(
                 "HTTP route path {:?} does not start with '/': give an absolute path such as \"/hooks\"",
+                route.path
+            )));
+        }
+        if let Some(owner) = reserved_path(&route.path) {
+            return Err(GatewayLockError::InvalidOption(format!(
+                "HTTP route path {:?} is {owner}, which the gateway answers before any route: \
+                 choose another path",
                 route.path
             )));
         }
@@ -285,5 +481,172 @@ impl HttpRoutes {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: Option<Method>, path: &str, matching: RouteMatch) -> HttpRoute {
+        let route = HttpRoute::new(method, path, |_| async { Response::new(Body::empty()) });
+        match matching {
+            RouteMatch::Exact => route,
+            RouteMatch::Prefix => route.prefix(),
+        }
+    }
+
+    /// Exact and prefix matching, and the method, as a table: (route, request, matches).
+    #[test]
+    fn routes_match_exact_paths_prefixes_and_methods() {
+        use RouteMatch::{Exact, Prefix};
+        let get = Some(Method::GET);
+        let post = Some(Method::POST);
+        /// The route's method, path and matching; the request's method and path; whether
+        /// the route answers it.
+        type Case = (
+            Option<Method>,
+            &'static str,
+            RouteMatch,
+            Method,
+            &'static str,
+            bool,
+        );
+        let cases: &[Case] = &[
+            (None, "/hooks", Exact, Method::GET, "/hooks", true),
+            (None, "/hooks", Exact, Method::POST, "/hooks", true),
+            (None, "/hooks", Exact, Method::GET, "/hooks/", false),
+            (None, "/hooks", Exact, Method::GET, "/hooks/a", false),
+            (None, "/hooks", Exact, Method::GET, "/Hooks", false),
+            (None, "/hooks", Exact, Method::GET, "/hook", false),
+            (None, "/hooks", Prefix, Method::GET, "/hooks", true),
+            (None, "/hooks", Prefix, Method::GET, "/hooks/", true),
+            (None, "/hooks", Prefix, Method::GET, "/hooks/a/b", true),
+            (None, "/hooks", Prefix, Method::GET, "/hooksx", false),
+            (None, "/hooks", Prefix, Method::GET, "/hook", false),
+            (None, "/hooks/", Prefix, Method::GET, "/hooks", true),
+            (None, "/hooks/", Prefix, Method::GET, "/hooks/a", true),
+            (None, "/", Prefix, Method::GET, "/", true),
+            (None, "/", Prefix, Method::GET, "/anything/at/all", true),
+            (None, "/", Exact, Method::GET, "/x", false),
+            // Paths are compared as sent: no percent-decoding.
+            (None, "/a b", Exact, Method::GET, "/a%20b", false),
+            (get.clone(), "/x", Exact, Method::GET, "/x", true),
+            (get.clone(), "/x", Exact, Method::HEAD, "/x", false),
+            (get, "/x", Exact, Method::POST, "/x", false),
+            (post.clone(), "/x", Prefix, Method::POST, "/x/y", true),
+            (post, "/x", Prefix, Method::PUT, "/x/y", false),
+        ];
+        for (method, path, matching, req_method, req_path, expected) in cases {
+            let route = route(method.clone(), path, *matching);
+            assert_eq!(
+                route.matches(req_method, req_path),
+                *expected,
+                "{matching:?} route {method:?} {path:?} against {req_method} {req_path:?}"
+            );
+        }
+    }
+
+    /// WHATWG URL's pathname of a request target, as Node routes by it (every case checked
+    /// against `URL.parse(target, "http://localhost").pathname` in Node 20).
+    #[test]
+    fn pathnames_resolve_dot_segments_as_a_url_parser_does() {
+        let cases = [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("/a/./b", "/a/b"),
+            ("/a/../healthz", "/healthz"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/..", "/"),
+            ("/../../x", "/x"),
+            ("/hooks/%2e%2e/admin", "/admin"),
+            ("/hooks/%2E%2e/admin", "/admin"),
+            ("/hooks/.%2E/admin", "/admin"),
+            ("/hooks/%2e./admin", "/admin"),
+            ("/hooks/%2e/x", "/hooks/x"),
+            ("/a/...", "/a/..."),
+            ("/a/..b", "/a/..b"),
+            ("/a/%2e%2e%2e", "/a/%2e%2e%2e"),
+            ("/a/%2f../b", "/a/%2f../b"),
+            ("/a/./", "/a/"),
+            // Protocol-relative: the first segment is a host.
+            ("//a/../b", "/b"),
+            ("//a", "/"),
+            ("//a/healthz", "/healthz"),
+            ("///x/../y", "/y"),
+            ("/a%20b", "/a%20b"),
+            ("*", "/*"),
+            // Backslashes are slashes.
+            ("/x\\y", "/x/y"),
+            ("/x\\..\\healthz", "/healthz"),
+            ("/\\a/b", "/b"),
+        ];
+        for (target, expected) in cases {
+            assert_eq!(pathname(target), expected, "{target}");
+        }
+    }
+
+    #[test]
+    fn the_first_route_added_wins() {
+        let routes = HttpRoutes::new()
+            .route(route(None, "/a", RouteMatch::Prefix).max_body_bytes(1))
+            .route(route(None, "/a/b", RouteMatch::Exact).max_body_bytes(2));
+        let found = routes.find(&Method::GET, "/a/b").unwrap();
+        assert_eq!(found.max_body_bytes, 1);
+        assert!(routes.find(&Method::GET, "/b").is_none());
+    }
+
+    /// What registration refuses, and what it takes.
+    #[test]
+    fn registration_refuses_the_gateways_own_paths() {
+        let refused = [
+            "hooks",
+            "",
+            "/health",
+            "/healthz",
+            "/healthz/",
+            "/ready",
+            "/readyz",
+            "/startup",
+            "/startupz",
+            "/__openclaw__/worker",
+            "/__openclaw__/worker/x",
+        ];
+        for path in refused {
+            let mut routes = HttpRoutes::new();
+            let err = routes
+                .add(route(None, path, RouteMatch::Exact))
+                .expect_err(path)
+                .to_string();
+            assert!(err.contains(&format!("{path:?}")), "{err}");
+            let built = HttpRoutes::new().route(route(None, path, RouteMatch::Prefix));
+            assert!(built.refused().is_some(), "{path}");
+            assert!(built.is_empty(), "{path}");
+        }
+        let taken = [
+            "/",
+            "/hooks",
+            "/healthzz",
+            "/__openclaw__/workers",
+            "/h/healthz",
+        ];
+        for path in taken {
+            let mut routes = HttpRoutes::new();
+            assert!(
+                routes.add(route(None, path, RouteMatch::Prefix)).is_ok(),
+                "{path}"
+            );
+        }
+        let mut routes = HttpRoutes::new();
+        let zero = route(None, "/x", RouteMatch::Exact).max_body_bytes(0);
+        assert!(
+            routes
+                .add(zero)
+                .unwrap_err()
+                .to_string()
+                .contains("max_body_bytes 0")
+        );
     }
 }

@@ -11,6 +11,7 @@ use super::hub::Hub;
 use super::options::ProtocolOptions;
 use super::state::SystemPresence;
 use crate::options::{Auth, Logger, ResolvedOptions};
+use crate::server::http::ControlUiBuildSource;
 use crate::server::pairing::{DeviceStore, PairingPolicy};
 use crate::server::rate_limit::RateLimiter;
 use crate::server::scopes;
@@ -49,7 +50,7 @@ impl StatePaths {
 pub(crate) struct Endpoint {
     pub(super) hub: Arc<Hub>,
     pub(super) options: ProtocolOptions,
-    pub(super) auth: Auth,
+    pub(crate) auth: Auth,
     /// Failed credentials of clients without an `Origin` header; loopback is never locked
     /// out, only slowed (SPEC §11.7).
     pub(super) throttle: RateLimiter,
@@ -70,9 +71,14 @@ pub(crate) struct Endpoint {
     pub(super) pairing: Arc<dyn PairingPolicy>,
     /// `hello-ok.snapshot.configPath` and `stateDir` for admins.
     pub(super) paths: StatePaths,
+    /// Where the Control UI this gateway serves came from, when it serves one
+    /// (`hello-ok.server.controlUiBuildSource`, and whether its build must match, SPEC §13.3).
+    pub(super) control_ui: Option<ControlUiBuildSource>,
 }
 
 impl Endpoint {
+    // Each argument is a separate part `serve` assembles; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         options: ProtocolOptions,
         handlers: Handlers,
@@ -81,6 +87,7 @@ impl Endpoint {
         devices: Arc<DeviceStore>,
         pairing: Arc<dyn PairingPolicy>,
         paths: StatePaths,
+        control_ui: Option<ControlUiBuildSource>,
     ) -> Arc<Self> {
         let mut method_names = vec!["health".to_owned()];
         let mut methods = handlers.lookup();
@@ -128,6 +135,7 @@ impl Endpoint {
             devices,
             pairing,
             paths,
+            control_ui,
         })
     }
 
@@ -144,5 +152,16 @@ impl Endpoint {
     /// SPEC §9.10: `shutdown` to every client, then close 1012; new upgrades are refused.
     pub(crate) fn shutdown(&self) {
         self.hub.shutdown();
+    }
+
+    /// The gateway's auth mode and secret (HTTP routes check bearers against it too).
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The limiter of wrong secrets from clients without `Origin`, which HTTP bearer failures
+    /// count in too (SPEC §13.4).
+    pub(crate) fn throttle(&self) -> &RateLimiter {
+        &self.throttle
     }
 }

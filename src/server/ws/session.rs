@@ -21,6 +21,7 @@ use super::handle::Responder;
 use super::handlers::{ClientInfo, ConnectionEvent, Method, MethodRequest};
 use super::metered::{Metered, ReadBudget, is_preauth_limit};
 use crate::options::Auth;
+use crate::server::http::ControlUiBuildSource;
 use crate::server::locality::{Ingress, IngressKind, same_trusted_origin};
 use crate::server::protocol::{self, MethodError, close};
 use crate::server::scopes::{self, Grant, Refusal, Registration};
@@ -297,6 +298,11 @@ impl Session {
         let Some(admitted) = self.admit(&frame.id, &params, &role) else {
             return;
         };
+        if let Some(error) = self.control_ui_build_mismatch(&params) {
+            let reason = error.message.clone();
+            self.fail(Some((&frame.id, error)), close::POLICY_VIOLATION, &reason);
+            return;
+        }
         let client = Arc::new(ClientInfo {
             conn_id: self.conn.id,
             client: params.client,
@@ -375,6 +381,46 @@ impl Session {
         }
     }
 
+    /// Node's check that a same-origin Control UI it bundles is the build it serves
+    /// (message-handler-D5c0StBB.mjs:2870-2882, 3021-3045): only when this gateway serves a
+    /// bundled UI and has a build id; a client build of `dev`, a configured UI, or another
+    /// origin than the `Host` is exempt. `Some` is the refusal (`UNAVAILABLE`, close 1008).
+    fn control_ui_build_mismatch(&self, params: &protocol::ConnectParams) -> Option<MethodError> {
+        if self.endpoint.control_ui != Some(ControlUiBuildSource::Bundled)
+            || params.client_id() != "openclaw-control-ui"
+        {
+            return None;
+        }
+        let gateway_build = self.endpoint.options.build_id.as_deref().map(str::trim)?;
+        let client_build = params
+            .client
+            .get("buildId")
+            .and_then(Value::as_str)
+            .map(str::trim);
+        let same_host = match (self.origin.as_deref(), self.ingress.host_header.as_deref()) {
+            (Some(origin), Some(host)) => origin_host(origin).is_some_and(|h| h == host),
+            _ => false,
+        };
+        if gateway_build.is_empty()
+            || client_build == Some("dev")
+            || !same_host
+            || client_build == Some(gateway_build)
+        {
+            return None;
+        }
+        Some(
+            MethodError::unavailable(
+                "protocol mismatch: Control UI updated; reload this page to continue",
+            )
+            .with_retry(false, None)
+            .with_details(json!({
+                "code": "PROTOCOL_MISMATCH",
+                "gatewayBuildId": gateway_build,
+                "reloadRequired": true,
+            })),
+        )
+    }
+
     /// `hello-ok` for `client`, whose snapshot shows it `presence` (SPEC §12.8).
     fn hello(
         &self,
@@ -393,6 +439,7 @@ impl Session {
             server_version: &options.server_version,
             build_id: options.build_id.as_deref(),
             boot_id: &hub.boot_id,
+            control_ui_build_source: endpoint.control_ui.map(ControlUiBuildSource::as_str),
             conn_id: client.conn_id,
             methods: &endpoint.method_names,
             events: &endpoint.event_names,
@@ -522,4 +569,21 @@ async fn drain(mut socket: WebSocketStream<Metered>) {
         while let Ok(1..) = io.read(&mut buf).await {}
     })
     .await;
+}
+
+/// The `host[:port]` of a browser origin as the URL parser gives it (lowercase, the scheme's
+/// default port left out), to compare with the `Host` header (origin-check-Dh0t_-zy.mjs:37-41).
+fn origin_host(origin: &str) -> Option<String> {
+    let (scheme, rest) = origin.trim().split_once("://")?;
+    let authority = rest.split('/').next()?.to_ascii_lowercase();
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" | "ws" => ":80",
+        "https" | "wss" => ":443",
+        _ => "",
+    };
+    let host = match authority.strip_suffix(default_port) {
+        Some(host) if !default_port.is_empty() => host.to_owned(),
+        _ => authority,
+    };
+    (!host.is_empty()).then_some(host)
 }

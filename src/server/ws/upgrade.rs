@@ -13,7 +13,6 @@ use hyper::header::{
 };
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -26,6 +25,7 @@ use super::hub::Slot;
 use super::metered::{MAX_FRAME_HEADER, Metered, ReadBudget, TUNGSTENITE_READ_BUFFER};
 use super::session::Session;
 use crate::options::LogLevel;
+use crate::server::OpenConnection;
 use crate::server::http::Body;
 use crate::server::locality::{self, Ingress};
 use crate::server::protocol::{self, close};
@@ -36,7 +36,7 @@ pub(crate) fn accept(
     endpoint: &Arc<Endpoint>,
     request: &mut Request<Incoming>,
     peer: SocketAddr,
-    open: mpsc::Sender<()>,
+    open: OpenConnection,
 ) -> Response<Body> {
     let headers = request.headers();
     if !(has_token(headers, &UPGRADE, "websocket") && has_token(headers, &CONNECTION, "upgrade")) {
@@ -112,7 +112,7 @@ struct Upgrade {
 /// The task's future is what every open connection keeps, so it holds little but the session:
 /// the steps before it run in a boxed future of their own, which is freed once they are done
 /// (inline, their state took the task's future from 1.4 KB to 3 KB for the connection's life).
-async fn serve(upgrade: Box<Upgrade>, _slot: Slot, _open: mpsc::Sender<()>) {
+async fn serve(upgrade: Box<Upgrade>, _slot: Slot, _open: OpenConnection) {
     let Some((mut session, stream, writer)) = Box::pin(start(upgrade)).await else {
         return;
     };

@@ -31,6 +31,16 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     case lockLost(String)
     /// `GW_ERR_NOT_FOUND`: the request or connection named is gone (answered, timed out, closed).
     case notFound(String)
+    /// `GW_ERR_HTTP_BODY`: a request body could not be read (past the route's limit, the client
+    /// went quiet or away, the server stopped).
+    case httpBody(String)
+    /// `GW_ERR_WRONG_THREAD`: a call that waits was made on a gateway worker thread.
+    case wrongThread(String)
+    /// `GW_ERR_HELD_BY_OTHER_HOST`: the lock file records a gateway on another machine; it is
+    /// never reclaimed here. `host` is its host name as recorded (`gw_last_error_holder_host`),
+    /// `pid` and `port` its own (`nil` when unknown). The pid is that machine's: never signal it
+    /// here. If that gateway is gone, `GatewayLock.unlock(_:force: true)` removes its lock.
+    case heldByOtherHost(host: String, pid: Int32?, port: Int?, message: String)
     /// A result this wrapper does not know (a newer library); `code` is its number.
     case unknown(code: UInt32, message: String)
     /// The library implements another C ABI than this wrapper was written for.
@@ -52,6 +62,9 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         case GW_ERR_LOCK_FILE_UNSAFE.rawValue: self = .lockFileUnsafe(message)
         case GW_ERR_LOCK_LOST.rawValue: self = .lockLost(message)
         case GW_ERR_NOT_FOUND.rawValue: self = .notFound(message)
+        case GW_ERR_HTTP_BODY.rawValue: self = .httpBody(message)
+        case GW_ERR_WRONG_THREAD.rawValue: self = .wrongThread(message)
+        case GW_ERR_HELD_BY_OTHER_HOST.rawValue: self = .heldByOtherHost(host: "", pid: nil, port: nil, message: message)
         default: self = .unknown(code: code, message: message)
         }
     }
@@ -72,6 +85,9 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         case .lockFileUnsafe: GW_ERR_LOCK_FILE_UNSAFE.rawValue
         case .lockLost: GW_ERR_LOCK_LOST.rawValue
         case .notFound: GW_ERR_NOT_FOUND.rawValue
+        case .httpBody: GW_ERR_HTTP_BODY.rawValue
+        case .wrongThread: GW_ERR_WRONG_THREAD.rawValue
+        case .heldByOtherHost: GW_ERR_HELD_BY_OTHER_HOST.rawValue
         case .unknown(let code, _): code
         case .abiMismatch: GW_OK.rawValue
         }
@@ -82,9 +98,10 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .nullArgument(let m), .invalidArgument(let m), .addrInUse(let m), .bind(let m),
             .lockIO(let m), .lockDirUnsafe(let m), .timeout(let m), .runtime(let m),
-            .panic(let m), .lockFileUnsafe(let m), .lockLost(let m), .notFound(let m):
+            .panic(let m), .lockFileUnsafe(let m), .lockLost(let m), .notFound(let m),
+            .httpBody(let m), .wrongThread(let m):
             return m
-        case .alreadyRunning(_, _, let m), .unknown(_, let m):
+        case .alreadyRunning(_, _, let m), .heldByOtherHost(_, _, _, let m), .unknown(_, let m):
             return m
         case .abiMismatch(let expected, let found):
             return "the gateway library implements C ABI \(found), this Swift wrapper needs \(expected)"
@@ -97,13 +114,22 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     /// after the failed call, on the same thread.
     static func last(_ code: UInt32) -> GatewayError {
         let error = GatewayError(code: code, message: String(cString: gw_last_error_message()))
-        guard case .alreadyRunning(_, _, let message) = error else { return error }
         var pid: UInt32 = 0
         var port: UInt16 = 0
         guard gw_last_error_holder(&pid, &port) == GW_OK.rawValue else { return error }
         // 0 is "unknown" for either.
-        return .alreadyRunning(
-            pid: pid == 0 ? nil : Int32(bitPattern: pid), port: port == 0 ? nil : Int(port), message: message)
+        let holderPid = pid == 0 ? nil : Int32(bitPattern: pid)
+        let holderPort = port == 0 ? nil : Int(port)
+        switch error {
+        case .alreadyRunning(_, _, let message):
+            return .alreadyRunning(pid: holderPid, port: holderPort, message: message)
+        case .heldByOtherHost(_, _, _, let message):
+            return .heldByOtherHost(
+                host: String(cString: gw_last_error_holder_host()), pid: holderPid, port: holderPort,
+                message: message)
+        default:
+            return error
+        }
     }
 }
 

@@ -100,6 +100,18 @@ public struct GatewayLock: ~Copyable {
             startTime: found.start_time == 0 ? nil : found.start_time)
     }
 
+    /// Removes the lock files of a gateway that is gone (`gw_unlock`, what `gateway unlock`
+    /// does): a stale lock always; a lock whose holder is on another machine only with `force`
+    /// (only you can know that it is gone; without it, throws `.heldByOtherHost`); never a lock
+    /// a live gateway holds (throws `.alreadyRunning`). Returns how many files were removed.
+    @discardableResult
+    public static func unlock(_ options: GatewayOptions = GatewayOptions(), force: Bool = false) throws -> Int {
+        let handle = try OptionsHandle(options)
+        var removed: UInt32 = 0
+        try check(gw_unlock(handle.pointer, force, &removed))
+        return Int(removed)
+    }
+
     /// The port held (the real one when 0 was asked for).
     public var port: Int { Int(gw_lock_port(pointer)) }
 

@@ -67,6 +67,23 @@ public struct GatewayServeOptions: Sendable, Equatable {
     /// How often the health snapshot is refreshed and sent as a `health` event, and how old a
     /// cached one may be when `health` answers it (default 60 s).
     public var healthRefreshInterval: Duration?
+    /// The host's HTTP routes on the gateway port, tried in this order (default none).
+    public var httpRoutes: [GatewayHTTPRoute]
+    /// The largest HTTP request head read; past it `431` (default 64 KiB).
+    public var httpMaxHeaderBytes: Int?
+    /// TCP connections open at once on the port, HTTP and WebSocket alike (default 10240).
+    public var httpMaxConnections: Int?
+    /// An HTTP request head not complete within this closes the connection (default 30 s).
+    public var httpHeaderTimeout: Duration?
+    /// A request body silent this long fails its read and the client gets `408` (default 30 s).
+    public var httpBodyIdleTimeout: Duration?
+    /// `Strict-Transport-Security` on every HTTP response (default none).
+    public var strictTransportSecurity: String?
+    /// The exact paths where a WebSocket upgrade is accepted (default empty: every path but
+    /// OpenClaw's reserved ones, as Node).
+    public var webSocketPaths: [String]
+    /// OpenClaw's Control UI served on the gateway port (default none).
+    public var controlUI: GatewayControlUI?
 
     /// The defaults.
     public init(
@@ -77,7 +94,11 @@ public struct GatewayServeOptions: Sendable, Equatable {
         maxBufferedBytes: Int? = nil, authThrottle: AuthThrottle? = nil,
         serverVersion: String? = nil, pairingPolicy: GatewayPairingPolicy? = nil,
         pairingStorePath: String? = nil, buildID: String? = nil, capabilities: [String] = [],
-        challengeCapabilities: [String] = [], healthRefreshInterval: Duration? = nil
+        challengeCapabilities: [String] = [], healthRefreshInterval: Duration? = nil,
+        httpRoutes: [GatewayHTTPRoute] = [], httpMaxHeaderBytes: Int? = nil, httpMaxConnections: Int? = nil,
+        httpHeaderTimeout: Duration? = nil, httpBodyIdleTimeout: Duration? = nil,
+        strictTransportSecurity: String? = nil, webSocketPaths: [String] = [],
+        controlUI: GatewayControlUI? = nil
     ) {
         self.workerThreads = workerThreads
         self.dropTimeout = dropTimeout
@@ -98,6 +119,14 @@ public struct GatewayServeOptions: Sendable, Equatable {
         self.capabilities = capabilities
         self.challengeCapabilities = challengeCapabilities
         self.healthRefreshInterval = healthRefreshInterval
+        self.httpRoutes = httpRoutes
+        self.httpMaxHeaderBytes = httpMaxHeaderBytes
+        self.httpMaxConnections = httpMaxConnections
+        self.httpHeaderTimeout = httpHeaderTimeout
+        self.httpBodyIdleTimeout = httpBodyIdleTimeout
+        self.strictTransportSecurity = strictTransportSecurity
+        self.webSocketPaths = webSocketPaths
+        self.controlUI = controlUI
     }
 
     /// The timeout `deinit` gives `gw_shutdown`: the library's default unless set.
@@ -177,6 +206,31 @@ final class ServeOptionsHandle {
         if let t = options.healthRefreshInterval {
             try check(gw_serve_options_set_health_refresh_interval_ms(
                 pointer, try milliseconds(t, "healthRefreshInterval")))
+        }
+        for route in options.httpRoutes {
+            try route.add(to: pointer)
+        }
+        if let n = options.httpMaxHeaderBytes {
+            try check(gw_serve_options_set_http_max_header_bytes(pointer, try nonNegative(n, "httpMaxHeaderBytes")))
+        }
+        if let n = options.httpMaxConnections {
+            try check(gw_serve_options_set_http_max_connections(pointer, try nonNegative(n, "httpMaxConnections")))
+        }
+        if let t = options.httpHeaderTimeout {
+            try check(gw_serve_options_set_http_header_timeout_ms(pointer, try milliseconds(t, "httpHeaderTimeout")))
+        }
+        if let t = options.httpBodyIdleTimeout {
+            try check(gw_serve_options_set_http_body_idle_timeout_ms(
+                pointer, try milliseconds(t, "httpBodyIdleTimeout")))
+        }
+        if let value = options.strictTransportSecurity {
+            try check(gw_serve_options_set_http_strict_transport_security(pointer, value))
+        }
+        for path in options.webSocketPaths {
+            try check(gw_serve_options_add_websocket_path(pointer, path))
+        }
+        if let ui = options.controlUI {
+            try ui.apply(to: pointer)
         }
     }
 

@@ -118,4 +118,53 @@ final class LockTests: XCTestCase {
         XCTAssertTrue(lock.isLost, "the re-check never noticed the deleted lock files")
         lock.release()
     }
+
+    /// A lock file written by a gateway on another machine (issue 13): refused at once with its
+    /// host and pid, removed by `unlock` only with `force`, and a live lock never removed.
+    func testAnotherMachinesLockIsRefusedAndUnlockedOnlyWithForce() throws {
+        let options = try makeOptions()
+        let lockDir = lockDirectory(of: options.stateDirectory!)
+        try FileManager.default.createDirectory(
+            atPath: lockDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let planted = """
+            {"pid":4242,"createdAt":"2026-11-21T00:36:45.087Z","port":18789,\
+            "hostname":"host-elsewhere","bootId":"b-elsewhere","machineId":"m-elsewhere"}
+
+            """
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: "\(lockDir)/gateway.state.lock", contents: Data(planted.utf8),
+                attributes: [.posixPermissions: 0o600]))
+
+        XCTAssertThrowsError(try GatewayLock.acquire(options).port) { error in
+            guard case .heldByOtherHost(let host, let pid, let port, let message) = error as? GatewayError else {
+                return XCTFail("expected heldByOtherHost, got \(error)")
+            }
+            XCTAssertEqual(host, "host-elsewhere")
+            XCTAssertEqual(pid, 4242)
+            XCTAssertEqual(port, 18789)
+            XCTAssertEqual(
+                message,
+                "gateway already running on host host-elsewhere (pid 4242); if that gateway is gone, run `gateway unlock --force` on this machine"
+            )
+        }
+        XCTAssertThrowsError(try GatewayLock.unlock(options)) { error in
+            guard case .heldByOtherHost = error as? GatewayError else {
+                return XCTFail("expected heldByOtherHost, got \(error)")
+            }
+        }
+        XCTAssertEqual(lockFiles(in: lockDir), ["gateway.state.lock"])
+        XCTAssertEqual(try GatewayLock.unlock(options, force: true), 1)
+        XCTAssertEqual(lockFiles(in: lockDir), [])
+
+        let lock = try GatewayLock.acquire(options)
+        XCTAssertThrowsError(try GatewayLock.unlock(options, force: true)) { error in
+            guard case .alreadyRunning(let pid, _, _) = error as? GatewayError else {
+                return XCTFail("expected alreadyRunning, got \(error)")
+            }
+            XCTAssertEqual(pid, getpid())
+        }
+        lock.release()
+        XCTAssertEqual(try GatewayLock.unlock(options), 0)
+    }
 }
