@@ -298,7 +298,7 @@ fn acquire_file(
         let Some(observed) = inspect(dir, name, BeaconProbe::Flock)? else {
             continue; // Removed between our create and our look: try again at once.
         };
-        match judge(&observed, options.stale_after) {
+        match judge(&observed, options.stale_after, &dir.join(name)) {
             Verdict::Reclaimable => {
                 options.logger.log(
                     LogLevel::Info,

@@ -63,7 +63,7 @@ pub fn unlock(options: &GatewayOptions, force: bool) -> Result<Vec<RemovedLock>,
             let Some(observed) = inspect(&dir, name, BeaconProbe::Flock)? else {
                 continue;
             };
-            let verdict = judge(&observed, options.stale_after);
+            let verdict = judge(&observed, options.stale_after, &dir.join(name));
             let lock_path = dir.join(name);
             refuse(verdict, &observed, lock_path, force)?;
             doomed.push((name, observed, verdict));
