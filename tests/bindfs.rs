@@ -187,8 +187,9 @@ fn threads_racing_in_one_process_have_exactly_one_winner() {
 /// Between its link and its own beacon a lock file here shows a payload with no beacon, which a
 /// reclaimer in this process or another PID namespace may judge dead. Reclaimers remove only
 /// under the `<lock>.reclaim` guard, so a start takes its name as held only once no guard is
-/// left: a live reclaimer's guard holds it off (then it says which file is in the way and
-/// leaves no lock file behind), a dead one's is cleared.
+/// left: a live reclaimer's guard holds it off, round after round, until the lock timeout (then
+/// it says which file is in the way and leaves no lock file behind); one that goes away within
+/// the timeout lets it in; a dead one's is cleared.
 #[test]
 fn a_start_waits_out_a_reclaim_guard_and_clears_an_abandoned_one() {
     let _serial = serial();
@@ -213,7 +214,7 @@ fn a_start_waits_out_a_reclaim_guard_and_clears_an_abandoned_one() {
     assert_eq!(
         err.to_string(),
         format!(
-            "failed to acquire gateway lock at {}: {} stayed in place for 2s while another process reclaimed the lock; if no gateway is starting or stopping, remove it",
+            "failed to acquire gateway lock at {}: {} stayed in place for the whole lock timeout (5000ms) while another process reclaimed the lock; if no gateway is starting or stopping, remove it",
             env.state_lock().display(),
             guard.display()
         )
@@ -225,6 +226,26 @@ fn a_start_waits_out_a_reclaim_guard_and_clears_an_abandoned_one() {
         env.lock_dir_entries()
     );
     drop(reclaimer);
+
+    // A reclaimer (of another host, say: its pid means nothing here) that holds its guard
+    // longer than one round's wait, then finishes: the start waits for it, within its timeout.
+    let mut finishing = Command::new("flock");
+    finishing
+        .args(["--exclusive", "--close"])
+        .arg(&guard)
+        .args(["sh", "-c", r#"sleep 4; rm -f "$1""#, "sh"])
+        .arg(&guard);
+    let reclaimer = lockkit::Owner::spawn(finishing);
+    assert!(
+        wait_until(Duration::from_secs(5), || beacon_seen_from_outside(&guard)),
+        "the stand-in reclaimer holds its guard"
+    );
+    let patient = options.clone().timeout(Duration::from_secs(9));
+    let lock = acquire_guarded(&patient).expect("a guard that goes within the timeout");
+    assert_eq!(env.lock_dir_entries(), ["gateway.state.lock"]);
+    drop(lock);
+    drop(reclaimer);
+    assert_lock_dir_empty_soon(&env, "released");
 
     lockkit::write_lock(&guard, &lockkit::lock_body(lockkit::dead_pid(), None));
     let lock = acquire_guarded(&options).expect("a dead reclaimer's guard is cleared");
