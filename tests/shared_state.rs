@@ -386,9 +386,19 @@ impl Host {
     /// Runs `gateway <args>` here to its exit; at [`PATIENCE`] it is killed (a gateway that
     /// serves when it should have been refused), and the exit says so.
     fn run(&self, args: &[&str]) -> Exit {
+        self.run_command(self.gateway(args))
+    }
+
+    /// [`Host::run`], under systemd as far as the gateway can tell (`INVOCATION_ID`).
+    fn run_supervised(&self, args: &[&str]) -> Exit {
+        let mut command = self.gateway(args);
+        command.env("INVOCATION_ID", "shared-state-test");
+        self.run_command(command)
+    }
+
+    fn run_command(&self, mut command: Command) -> Exit {
         let started = Instant::now();
-        let mut nsenter = self
-            .gateway(args)
+        let mut nsenter = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -571,6 +581,39 @@ fn another_host_is_refused_at_once_and_its_files_untouched(ground: Ground) {
     assert!(exit.elapsed < AT_ONCE, "not at once: {exit}");
     assert_eq!(lab.lock_files(), before, "A's lock files were touched");
     assert!(healthy(served.port));
+
+    // Under a service manager B does not exit at once (a restart loop): it retries as with a
+    // holder whose health cannot be confirmed, then exits 1 at the end of the window.
+    let mut args = run_args(free_port());
+    args.extend(
+        [
+            "--supervised-retry-ms",
+            "100",
+            "--supervised-window-ms",
+            "500",
+        ]
+        .map(String::from),
+    );
+    let exit = b.run_supervised(&strs(&[vec!["run".to_owned()], args].concat()));
+    assert_eq!(exit.code, Some(1), "{exit}");
+    let refusal = held_by(&a, served.pid);
+    let retry =
+        format!("gateway: {refusal}; its health cannot be checked from here, retrying in 100 ms");
+    let said = exit.stderr_lines();
+    let (last, retries) = said.split_last().unwrap();
+    assert_eq!(
+        *last,
+        format!("Gateway failed to start: {refusal}"),
+        "{exit}"
+    );
+    let retries: Vec<&&str> = retries
+        .iter()
+        .filter(|line| !line.starts_with(GROUND_LINE))
+        .collect();
+    assert!(!retries.is_empty(), "{exit}");
+    assert!(retries.iter().all(|line| **line == retry), "{exit}");
+    assert!(exit.elapsed >= Duration::from_millis(400), "{exit}");
+    assert_eq!(lab.lock_files(), before, "A's lock files were touched");
 
     // `status` on B names A's host and says it cannot be probed from here.
     let status = b.run(&["status", "--json"]);
