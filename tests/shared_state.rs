@@ -1025,12 +1025,24 @@ fn on_a_plain_dir_containers_on_one_kernel_judge_by_the_beacon_not_the_pid() {
 
 // --- gateway unlock ----------------------------------------------------------------------------
 
+/// `said` is `prefix`, an age (`5s`, `1m 2s`), then `suffix`.
+fn assert_refusal(said: &str, prefix: &str, suffix: &str) {
+    let age = said
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .unwrap_or_else(|| panic!("{said:?}\nis not {prefix:?} AGE {suffix:?}"));
+    assert!(
+        humantime::parse_duration(age).is_ok(),
+        "not an age: {age:?} in {said:?}"
+    );
+}
+
 fn unlock_removes_another_machine_s_lock_only_with_force(ground: Ground) {
     let lab = Lab::new(ground);
     let a = lab.boot("host-a", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
     let b = lab.boot("host-b", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
     let served = a.serve(&strs(&run_args(free_port())));
-    let pid = served.pid;
+    let (pid, port) = (served.pid, served.port);
     let held = lab.lock_files();
     // The paths as the hosts see them (and name them).
     let lock_dir = lab
@@ -1046,13 +1058,15 @@ fn unlock_removes_another_machine_s_lock_only_with_force(ground: Ground) {
     for force in [&["unlock"][..], &["unlock", "--force"]] {
         let exit = a.run(force);
         assert_eq!(exit.code, Some(1), "{exit}");
-        assert_eq!(
-            exit.stderr_lines(),
-            [format!(
-                "gateway unlock: refusing to unlock {}: gateway (pid {pid}) is alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock)",
+        let said = exit.stderr_lines();
+        assert_eq!(said.len(), 1, "{exit}");
+        assert_refusal(
+            said[0],
+            &format!(
+                "gateway unlock: refusing to unlock {}: gateway (pid {pid}, port {port}, locked ",
                 config_lock.display()
-            )],
-            "{exit}"
+            ),
+            " ago) is alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock)",
         );
         assert_eq!(lab.lock_files(), held);
     }
@@ -1060,16 +1074,21 @@ fn unlock_removes_another_machine_s_lock_only_with_force(ground: Ground) {
     // From B, without --force: refused, naming A.
     let exit = b.run(&["unlock"]);
     assert_eq!(exit.code, Some(1), "{exit}");
-    let expected = match ground {
+    let said = exit.stderr_lines();
+    assert_eq!(said.len(), 1, "{exit}");
+    match ground {
         // B cannot see A's beacon: A may be alive or gone; only the user knows.
-        Ground::Bindfs => format!("gateway unlock: {}", held_by(&a, pid)),
+        Ground::Bindfs => assert_eq!(said[0], format!("gateway unlock: {}", held_by(&a, pid))),
         // B sees A's beacon: A is alive, certainly.
-        Ground::Plain => format!(
-            "gateway unlock: refusing to unlock {}: gateway (pid {pid}) is alive on host host-a (the file system shares its lock); stop that gateway first (gateway unlock never removes a live gateway's lock)",
-            config_lock.display()
+        Ground::Plain => assert_refusal(
+            said[0],
+            &format!(
+                "gateway unlock: refusing to unlock {}: gateway (pid {pid}, port {port}, locked ",
+                config_lock.display()
+            ),
+            " ago) is alive on host host-a (the file system shares its lock); stop that gateway first (gateway unlock never removes a live gateway's lock)",
         ),
-    };
-    assert_eq!(exit.stderr_lines(), [expected.as_str()], "{exit}");
+    }
     assert_eq!(lab.lock_files(), held);
 
     // A's gateway dies without a word (its machine stays up): B still cannot tell, so it takes
