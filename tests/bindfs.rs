@@ -254,6 +254,49 @@ fn a_start_waits_out_a_reclaim_guard_and_clears_an_abandoned_one() {
     assert_lock_dir_empty_soon(&env, "released");
 }
 
+/// A guard left by a reclaimer in another PID namespace of this kernel (a pod beside ours, with
+/// its own FUSE mount of the share) names a pid that means nothing here, and its beacon is not
+/// seen through our mount: it is left to the stale window, not cleared because that pid is not
+/// running in our namespace.
+#[test]
+fn a_guard_from_another_pid_namespace_is_left_to_the_stale_window() {
+    let _serial = serial();
+    let mount = BindfsMount::new();
+    let env = mount.env();
+    let guard = env.lock_dir().join("gateway.state.lock.reclaim");
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let body = serde_json::json!({
+        "pid": lockkit::dead_pid(),
+        "createdAt": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        "bootId": boot_id.trim(),
+        "pidNs": "0:1",
+    });
+    lockkit::write_lock(&guard, &format!("{body}\n"));
+    let options = env
+        .options()
+        .port(0)
+        .allow_multi(true)
+        .timeout(Duration::from_secs(1));
+    let err = acquire_guarded(&options).expect_err("the guard is not cleared by its pid");
+    assert!(
+        err.to_string().contains(&format!(
+            "{} stayed in place for the whole lock timeout (1000ms)",
+            guard.display()
+        )),
+        "{err}"
+    );
+    assert!(guard.exists(), "{:?}", env.lock_dir_entries());
+
+    // Past the stale window it is.
+    let options = options
+        .stale_after(Duration::from_millis(500))
+        .timeout(Duration::from_secs(5));
+    let lock = acquire_guarded(&options).expect("a guard past the stale window is cleared");
+    assert_eq!(env.lock_dir_entries(), ["gateway.state.lock"]);
+    drop(lock);
+    assert_lock_dir_empty_soon(&env, "released");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Processes: refusal, the start race, SIGKILL at every step
 // ---------------------------------------------------------------------------------------------
