@@ -558,7 +558,8 @@ const char *gw_version(void);
  * (`gw_connection_fn`) gets the `gw_server` after `userdata` and may run before `gw_serve`
  * returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`. Added
  * since, without a new version: host HTTP routes (`gw_serve_options_add_http_route`,
- * `gw_http_exchange_*`) and the results `GW_ERR_HTTP_BODY` and `GW_ERR_WRONG_THREAD`.
+ * `gw_http_exchange_*`), `gw_unlock` and `gw_last_error_holder_host` (issue 13), and the
+ * results `GW_ERR_HTTP_BODY`, `GW_ERR_WRONG_THREAD` and `GW_ERR_HELD_BY_OTHER_HOST`.
  */
 uint32_t gw_abi_version(void);
 
@@ -1178,7 +1179,10 @@ gw_result gw_lock_status(const struct gw_options *options,
  * whose holder on another machine is proven alive by a beacon the file system shares:
  * `GW_ERR_ALREADY_RUNNING` (`gw_last_error_holder` gives its pid, `gw_last_error_holder_host`
  * its host when it is another machine). Without `force`, another machine's lock gives
- * `GW_ERR_HELD_BY_OTHER_HOST`. On any failure nothing is removed.
+ * `GW_ERR_HELD_BY_OTHER_HOST`. Every file is judged before any is removed, so a refusal
+ * removes nothing; only when a file changed under it (a gateway starting meanwhile) and the
+ * second look refuses may some be gone already, and the message names them (the result and
+ * holder are the refusal's).
  *
  * On `GW_OK`, `*removed` (when not NULL) is the number of lock files removed, 0 when there was
  * none. Any thread; the options are only read.

@@ -40,8 +40,9 @@ pub enum GatewayLockError {
         lock_path: PathBuf,
     },
     /// `unlock` found a lock that a live gateway holds (or may hold): on this machine, or on
-    /// another one whose beacon the file system shares. Nothing was removed.
-    #[error("{}", lock_in_use_message(*pid, host.as_deref(), lock_path))]
+    /// another one whose beacon the file system shares. Nothing was removed (but see
+    /// [`GatewayLockError::UnlockIncomplete`]).
+    #[error("{}", lock_in_use_message(self))]
     LockInUse {
         /// The holder's pid, when the file names one.
         pid: Option<u32>,
@@ -49,6 +50,23 @@ pub enum GatewayLockError {
         host: Option<String>,
         /// The lock file.
         lock_path: PathBuf,
+        /// The port the lock file records.
+        port: Option<u16>,
+        /// How old the lock file is: by its `createdAt`, else its mtime.
+        age: std::time::Duration,
+        /// The holder is certainly alive (its beacon, or its pid and start time); `false`: it
+        /// may be (a gateway starting, or a pid that cannot be told from a live gateway's).
+        confirmed: bool,
+    },
+    /// `unlock` removed some lock files (each judged stale and unchanged), then found the next
+    /// one held: taken by a gateway that started meanwhile. `refusal` says by whom.
+    #[error("{refusal} (already removed, as stale: {})", paths_list(removed))]
+    UnlockIncomplete {
+        /// The lock files removed before the refusal.
+        removed: Vec<PathBuf>,
+        /// Why the rest was not removed: [`GatewayLockError::LockInUse`] or
+        /// [`GatewayLockError::HeldByOtherHost`].
+        refusal: Box<GatewayLockError>,
     },
     /// The port is taken (by another gateway or anything else).
     #[error("another gateway instance is already listening on {url}")]
@@ -150,23 +168,49 @@ fn already_running_message(
     }
 }
 
-fn lock_in_use_message(
-    pid: Option<u32>,
-    host: Option<&str>,
-    lock_path: &std::path::Path,
-) -> String {
+fn lock_in_use_message(err: &GatewayLockError) -> String {
+    let GatewayLockError::LockInUse {
+        pid,
+        host,
+        lock_path,
+        port,
+        age,
+        confirmed,
+    } = err
+    else {
+        return String::new();
+    };
+    let mut facts = Vec::new();
+    if let Some(pid) = pid {
+        facts.push(format!("pid {pid}"));
+    }
+    if let Some(port) = port {
+        facts.push(format!("port {port}"));
+    }
+    let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
+    facts.push(format!("locked {age} ago"));
     let holder = match pid {
-        Some(pid) => format!("gateway (pid {pid})"),
-        None => "a starting gateway".to_owned(),
+        Some(_) => "gateway",
+        None => "a starting gateway",
     };
     let place = match host {
         Some(host) => format!("on host {host} (the file system shares its lock)"),
         None => "on this machine".to_owned(),
     };
+    let is = if *confirmed { "is" } else { "may be" };
     format!(
-        "refusing to unlock {}: {holder} is alive {place}; stop that gateway first (gateway unlock never removes a live gateway's lock)",
-        lock_path.display()
+        "refusing to unlock {}: {holder} ({}) {is} alive {place}; stop that gateway first (gateway unlock never removes a live gateway's lock)",
+        lock_path.display(),
+        facts.join(", ")
     )
+}
+
+fn paths_list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn sandboxed_state_dir_message(
@@ -253,10 +297,33 @@ mod tests {
             pid: Some(42),
             host: None,
             lock_path: "/s/l".into(),
+            port: Some(18789),
+            age: std::time::Duration::from_millis(125_900),
+            confirmed: true,
         };
         assert_eq!(
             in_use.to_string(),
-            "refusing to unlock /s/l: gateway (pid 42) is alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock)"
+            "refusing to unlock /s/l: gateway (pid 42, port 18789, locked 2m 5s ago) is alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock)"
+        );
+        let starting = GatewayLockError::LockInUse {
+            pid: None,
+            host: None,
+            lock_path: "/s/l".into(),
+            port: None,
+            age: std::time::Duration::ZERO,
+            confirmed: false,
+        };
+        assert_eq!(
+            starting.to_string(),
+            "refusing to unlock /s/l: a starting gateway (locked 0s ago) may be alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock)"
+        );
+        let incomplete = GatewayLockError::UnlockIncomplete {
+            removed: vec!["/s/a".into()],
+            refusal: Box::new(starting),
+        };
+        assert_eq!(
+            incomplete.to_string(),
+            "refusing to unlock /s/l: a starting gateway (locked 0s ago) may be alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock) (already removed, as stale: /s/a)"
         );
         assert_eq!(
             GatewayLockError::LanWithoutAuth.to_string(),

@@ -60,7 +60,7 @@ pub use server::{MAX_PENDING, MAX_PENDING_PER_IP};
 #[doc(hidden)]
 pub mod test_support {
     pub use crate::lock::format::LockPayload;
-    pub use crate::lock::host::HostIdentity;
+    pub use crate::lock::host::{BOOT_TIME_MARGIN, HostIdentity, machine_id_hash};
     pub use crate::lock::liveness::{
         is_gateway_argv, parse_procargs2, pid_is_running, process_argv, process_start_time,
     };

@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::os::fd::{FromRawFd, RawFd};
 use std::time::Duration;
 
+use crate::error::GatewayLockError;
 use crate::paths::{EnvLookup, process_env};
 use crate::probe;
 
@@ -120,8 +121,31 @@ pub enum ConflictAction {
         /// What to print before exiting.
         message: String,
     },
-    /// The incumbent is not healthy: wait `retry_interval` and try again.
+    /// The incumbent is not healthy, or (on another machine) its health cannot be checked from
+    /// here: wait `retry_interval` and try again, up to `retry_window`.
     Retry,
+}
+
+/// What a supervised duplicate does about the acquire error `err`; `None` when it is no
+/// conflict (fail at once). `configured_port` is probed when the error names no port.
+///
+/// A holder on another machine (`HeldByOtherHost`) is retried like an unhealthy one: its
+/// `/healthz` is not ours to probe, and exiting 1 at once would have a `Restart=always` unit
+/// or a Kubernetes pod restarting in a loop.
+pub fn on_lock_error(
+    supervisor: Supervisor,
+    err: &GatewayLockError,
+    configured_port: u16,
+    policy: &ConflictPolicy,
+) -> Option<ConflictAction> {
+    match err {
+        GatewayLockError::HeldByOtherHost { .. } => Some(ConflictAction::Retry),
+        GatewayLockError::AlreadyRunning {
+            port: Some(port), ..
+        } => Some(on_conflict(supervisor, *port, policy)),
+        _ if err.is_conflict() => Some(on_conflict(supervisor, configured_port, policy)),
+        _ => None,
+    }
 }
 
 /// Probes the incumbent on `port` and decides, as SPEC §10 says.

@@ -187,8 +187,9 @@ fn threads_racing_in_one_process_have_exactly_one_winner() {
 /// Between its link and its own beacon a lock file here shows a payload with no beacon, which a
 /// reclaimer in this process or another PID namespace may judge dead. Reclaimers remove only
 /// under the `<lock>.reclaim` guard, so a start takes its name as held only once no guard is
-/// left: a live reclaimer's guard holds it off (then it says which file is in the way and
-/// leaves no lock file behind), a dead one's is cleared.
+/// left: a live reclaimer's guard holds it off, round after round, until the lock timeout (then
+/// it says which file is in the way and leaves no lock file behind); one that goes away within
+/// the timeout lets it in; a dead one's is cleared.
 #[test]
 fn a_start_waits_out_a_reclaim_guard_and_clears_an_abandoned_one() {
     let _serial = serial();
@@ -213,7 +214,7 @@ fn a_start_waits_out_a_reclaim_guard_and_clears_an_abandoned_one() {
     assert_eq!(
         err.to_string(),
         format!(
-            "failed to acquire gateway lock at {}: {} stayed in place for 2s while another process reclaimed the lock; if no gateway is starting or stopping, remove it",
+            "failed to acquire gateway lock at {}: {} stayed in place for the whole lock timeout (5000ms) while another process reclaimed the lock; if no gateway is starting or stopping, remove it",
             env.state_lock().display(),
             guard.display()
         )
@@ -226,8 +227,71 @@ fn a_start_waits_out_a_reclaim_guard_and_clears_an_abandoned_one() {
     );
     drop(reclaimer);
 
+    // A reclaimer (of another host, say: its pid means nothing here) that holds its guard
+    // longer than one round's wait, then finishes: the start waits for it, within its timeout.
+    let mut finishing = Command::new("flock");
+    finishing
+        .args(["--exclusive", "--close"])
+        .arg(&guard)
+        .args(["sh", "-c", r#"sleep 4; rm -f "$1""#, "sh"])
+        .arg(&guard);
+    let reclaimer = lockkit::Owner::spawn(finishing);
+    assert!(
+        wait_until(Duration::from_secs(5), || beacon_seen_from_outside(&guard)),
+        "the stand-in reclaimer holds its guard"
+    );
+    let patient = options.clone().timeout(Duration::from_secs(9));
+    let lock = acquire_guarded(&patient).expect("a guard that goes within the timeout");
+    assert_eq!(env.lock_dir_entries(), ["gateway.state.lock"]);
+    drop(lock);
+    drop(reclaimer);
+    assert_lock_dir_empty_soon(&env, "released");
+
     lockkit::write_lock(&guard, &lockkit::lock_body(lockkit::dead_pid(), None));
     let lock = acquire_guarded(&options).expect("a dead reclaimer's guard is cleared");
+    assert_eq!(env.lock_dir_entries(), ["gateway.state.lock"]);
+    drop(lock);
+    assert_lock_dir_empty_soon(&env, "released");
+}
+
+/// A guard left by a reclaimer in another PID namespace of this kernel (a pod beside ours, with
+/// its own FUSE mount of the share) names a pid that means nothing here, and its beacon is not
+/// seen through our mount: it is left to the stale window, not cleared because that pid is not
+/// running in our namespace.
+#[test]
+fn a_guard_from_another_pid_namespace_is_left_to_the_stale_window() {
+    let _serial = serial();
+    let mount = BindfsMount::new();
+    let env = mount.env();
+    let guard = env.lock_dir().join("gateway.state.lock.reclaim");
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let body = serde_json::json!({
+        "pid": lockkit::dead_pid(),
+        "createdAt": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        "bootId": boot_id.trim(),
+        "pidNs": "0:1",
+    });
+    lockkit::write_lock(&guard, &format!("{body}\n"));
+    let options = env
+        .options()
+        .port(0)
+        .allow_multi(true)
+        .timeout(Duration::from_secs(1));
+    let err = acquire_guarded(&options).expect_err("the guard is not cleared by its pid");
+    assert!(
+        err.to_string().contains(&format!(
+            "{} stayed in place for the whole lock timeout (1000ms)",
+            guard.display()
+        )),
+        "{err}"
+    );
+    assert!(guard.exists(), "{:?}", env.lock_dir_entries());
+
+    // Past the stale window it is.
+    let options = options
+        .stale_after(Duration::from_millis(500))
+        .timeout(Duration::from_secs(5));
+    let lock = acquire_guarded(&options).expect("a guard past the stale window is cleared");
     assert_eq!(env.lock_dir_entries(), ["gateway.state.lock"]);
     drop(lock);
     assert_lock_dir_empty_soon(&env, "released");

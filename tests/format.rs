@@ -172,8 +172,8 @@ fn assert_exact_layout(
     owner_id
 }
 
-/// After SPEC §3's fields, ours (issue 13): this machine's host name, boot id and machine id,
-/// each when readable.
+/// After SPEC §3's fields, ours (issue 13): this machine's host name, boot id, machine id (as
+/// its hash) and PID namespace, each when readable.
 fn host_fields() -> String {
     let host = gateway::test_support::HostIdentity::this();
     let quoted = |v: &str| serde_json::to_string(v).unwrap();
@@ -181,6 +181,7 @@ fn host_fields() -> String {
         ("hostname", &host.hostname),
         ("bootId", &host.boot_id),
         ("machineId", &host.machine_id),
+        ("pidNs", &host.pid_ns),
     ]
     .iter()
     .filter_map(|(name, value)| Some(format!(",\n  \"{name}\": {}", quoted(value.as_deref()?))))

@@ -1,7 +1,10 @@
 //! A state dir shared by two hosts (issue 13). Each "host" is a process tree in its own UTS, PID
 //! and mount namespaces: its own host name, its own boot id and machine id (files bind-mounted
-//! over `/proc/sys/kernel/random/boot_id` and `/etc/machine-id` in its mount namespace), and
-//! the shared dir at the same path for both. Two grounds:
+//! over `/proc/sys/kernel/random/boot_id` and `/etc/machine-id` in its mount namespace), its
+//! own boot time (`btime` in a copy of `/proc/stat` bound over it: the moment the host boots),
+//! and the shared dir at the same path for both. Some cases give both hosts one machine id (a
+//! container image with a baked-in one), or leave them the kernel's boot id (containers on one
+//! kernel: only the PID namespaces differ). Two grounds:
 //!
 //! - `bindfs`: each host reaches one underlying directory through its own FUSE mount, whose
 //!   `flock`s are local to that mount: the beacon of a gateway on the other host looks free,
@@ -151,14 +154,26 @@ impl Lab {
         names
     }
 
-    /// Boots a host: its own namespaces, host name, boot id and machine id, and (bindfs) its
-    /// own FUSE mount of the shared dir.
+    /// Boots a host: its own namespaces, host name, boot id, boot time and machine id, and
+    /// (bindfs) its own FUSE mount of the shared dir.
     fn boot(&self, name: &str, machine_id: &str) -> Host {
-        let boot_id = uuid_v4();
-        let ids = self.root().join(format!("{name}-{boot_id}"));
+        self.boot_with(name, machine_id, BootId::Own)
+    }
+
+    /// [`Lab::boot`], with the boot id `boot_id` says.
+    fn boot_with(&self, name: &str, machine_id: &str, boot_id: BootId) -> Host {
+        let boot_id = match boot_id {
+            BootId::Own => uuid_v4(),
+            BootId::Kernel => std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .unwrap()
+                .trim()
+                .to_owned(),
+        };
+        let ids = self.root().join(format!("{name}-{}", uuid_v4()));
         std::fs::create_dir(&ids).unwrap();
         std::fs::write(ids.join("boot_id"), format!("{boot_id}\n")).unwrap();
         std::fs::write(ids.join("machine-id"), format!("{machine_id}\n")).unwrap();
+        std::fs::write(ids.join("stat"), stat_booted_now()).unwrap();
         let fuse_source = match self.ground {
             Ground::Bindfs => self.root().join("underlying"),
             Ground::Plain => PathBuf::new(),
@@ -179,6 +194,7 @@ impl Lab {
                 hostname "$1"
                 mount --bind "$2/boot_id" /proc/sys/kernel/random/boot_id
                 mount --bind "$2/machine-id" /etc/machine-id
+                mount --bind "$2/stat" /proc/stat
                 if [ -n "$3" ]; then bindfs "$3" "$4"; fi
                 echo ready
                 read _until_the_test_lets_go || true"#,
@@ -221,7 +237,9 @@ impl Lab {
         host
     }
 
-    /// `host` reboots: all its processes gone, the same name and machine id, a new boot id.
+    /// `host` reboots: all its processes gone, the same name and machine id, a new boot id,
+    /// and a boot time later than anything it wrote by more than the rule's margin (whole
+    /// seconds, as `btime` has them).
     fn reboot(&self, host: Host) -> Host {
         let (name, machine_id, boot_id) = (
             host.name.clone(),
@@ -229,10 +247,42 @@ impl Lab {
             host.boot_id.clone(),
         );
         drop(host);
+        std::thread::sleep(gateway::test_support::BOOT_TIME_MARGIN + Duration::from_secs(2));
         let rebooted = self.boot(&name, &machine_id);
         assert_ne!(rebooted.boot_id, boot_id);
         rebooted
     }
+}
+
+/// Which boot id a host gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BootId {
+    /// One of its own: another kernel.
+    Own,
+    /// The kernel's: containers on one kernel, each in its own PID namespace.
+    Kernel,
+}
+
+/// This kernel's `/proc/stat` with `btime` (when the boot began, seconds since the epoch) now.
+fn stat_booted_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    assert!(
+        stat.lines().any(|line| line.starts_with("btime ")),
+        "{stat}"
+    );
+    stat.lines()
+        .map(|line| {
+            if line.starts_with("btime ") {
+                format!("btime {now}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
 }
 
 /// A random UUID v4, the shape of a Linux boot id.
@@ -336,9 +386,19 @@ impl Host {
     /// Runs `gateway <args>` here to its exit; at [`PATIENCE`] it is killed (a gateway that
     /// serves when it should have been refused), and the exit says so.
     fn run(&self, args: &[&str]) -> Exit {
+        self.run_command(self.gateway(args))
+    }
+
+    /// [`Host::run`], under systemd as far as the gateway can tell (`INVOCATION_ID`).
+    fn run_supervised(&self, args: &[&str]) -> Exit {
+        let mut command = self.gateway(args);
+        command.env("INVOCATION_ID", "shared-state-test");
+        self.run_command(command)
+    }
+
+    fn run_command(&self, mut command: Command) -> Exit {
         let started = Instant::now();
-        let mut nsenter = self
-            .gateway(args)
+        let mut nsenter = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -496,7 +556,13 @@ fn another_host_is_refused_at_once_and_its_files_untouched(ground: Ground) {
     let recorded: serde_json::Value = serde_json::from_slice(before[0].as_ref().unwrap()).unwrap();
     assert_eq!(recorded["hostname"], "host-a");
     assert_eq!(recorded["bootId"], a.boot_id.as_str());
-    assert_eq!(recorded["machineId"], a.machine_id.as_str());
+    // A hash of it: machine-id(5) asks that the id itself stay confidential.
+    assert_eq!(
+        recorded["machineId"],
+        gateway::test_support::machine_id_hash(&a.machine_id).as_str()
+    );
+    let bytes = String::from_utf8_lossy(before[0].as_ref().unwrap()).into_owned();
+    assert!(!bytes.contains(&a.machine_id), "{bytes}");
     assert_eq!(recorded["pid"], served.pid);
 
     // Its own port: without the host rule B would serve beside A, on one config.
@@ -515,6 +581,39 @@ fn another_host_is_refused_at_once_and_its_files_untouched(ground: Ground) {
     assert!(exit.elapsed < AT_ONCE, "not at once: {exit}");
     assert_eq!(lab.lock_files(), before, "A's lock files were touched");
     assert!(healthy(served.port));
+
+    // Under a service manager B does not exit at once (a restart loop): it retries as with a
+    // holder whose health cannot be confirmed, then exits 1 at the end of the window.
+    let mut args = run_args(free_port());
+    args.extend(
+        [
+            "--supervised-retry-ms",
+            "100",
+            "--supervised-window-ms",
+            "500",
+        ]
+        .map(String::from),
+    );
+    let exit = b.run_supervised(&strs(&[vec!["run".to_owned()], args].concat()));
+    assert_eq!(exit.code, Some(1), "{exit}");
+    let refusal = held_by(&a, served.pid);
+    let retry =
+        format!("gateway: {refusal}; its health cannot be checked from here, retrying in 100 ms");
+    let said = exit.stderr_lines();
+    let (last, retries) = said.split_last().unwrap();
+    assert_eq!(
+        *last,
+        format!("Gateway failed to start: {refusal}"),
+        "{exit}"
+    );
+    let retries: Vec<&&str> = retries
+        .iter()
+        .filter(|line| !line.starts_with(GROUND_LINE))
+        .collect();
+    assert!(!retries.is_empty(), "{exit}");
+    assert!(retries.iter().all(|line| **line == retry), "{exit}");
+    assert!(exit.elapsed >= Duration::from_millis(400), "{exit}");
+    assert_eq!(lab.lock_files(), before, "A's lock files were touched");
 
     // `status` on B names A's host and says it cannot be probed from here.
     let status = b.run(&["status", "--json"]);
@@ -797,14 +896,153 @@ fn on_a_plain_dir_a_rebooted_host_reclaims_its_own_lock_at_once() {
     a_rebooted_host_reclaims_its_own_lock_at_once(Ground::Plain);
 }
 
+// --- clones with one machine id: another machine, not an earlier boot ------------------------
+
+fn clones_with_one_machine_id_never_reclaim_each_other(ground: Ground) {
+    let lab = Lab::new(ground);
+    // One image, its machine id baked in: two replicas, each booted (its own boot id and boot
+    // time) before A writes its lock.
+    let baked = "cccccccccccccccccccccccccccccccc";
+    let a = lab.boot("replica-a", baked);
+    let b = lab.boot("replica-b", baked);
+    let served = a.serve(&strs(&run_args(free_port())));
+    let held = lab.lock_files();
+
+    // A's file was written after B's boot began: not an earlier boot of B's machine, so B does
+    // not reclaim it; it serves beside A without the boot-time rule.
+    let exit = b.run(&strs(
+        &[vec!["run".to_owned()], run_args(free_port())].concat(),
+    ));
+    assert_eq!(exit.code, Some(1), "{exit}");
+    assert_eq!(
+        refusal_after_ground(&exit, lab.ground),
+        [format!(
+            "Gateway failed to start: {}",
+            held_by(&a, served.pid)
+        )],
+        "{exit}"
+    );
+    assert!(exit.elapsed < AT_ONCE, "not at once: {exit}");
+    assert_eq!(lab.lock_files(), held, "A's lock files were touched");
+
+    // `gateway unlock` without --force judges by the same rule.
+    let exit = b.run(&["unlock"]);
+    assert_eq!(exit.code, Some(1), "{exit}");
+    assert_eq!(lab.lock_files(), held, "unlock removed a live clone's lock");
+    assert!(healthy(served.port));
+    assert_eq!(served.terminate(), Some(0));
+}
+
+#[test]
+fn on_bindfs_clones_with_one_machine_id_never_reclaim_each_other() {
+    clones_with_one_machine_id_never_reclaim_each_other(Ground::Bindfs);
+}
+
+#[test]
+fn on_a_plain_dir_clones_with_one_machine_id_never_reclaim_each_other() {
+    clones_with_one_machine_id_never_reclaim_each_other(Ground::Plain);
+}
+
+// --- containers on one kernel: pids of another PID namespace are not judged --------------------
+
+fn containers_on_one_kernel_judge_by_the_beacon_not_the_pid(ground: Ground) {
+    let lab = Lab::new(ground);
+    // Two pods on one node: the kernel's boot id, each its own PID namespace (both gateways
+    // have small pids there, often the same one).
+    let a = lab.boot_with("pod-a", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", BootId::Kernel);
+    let b = lab.boot_with("pod-b", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", BootId::Kernel);
+    assert_eq!(a.boot_id, b.boot_id);
+    let served = a.serve(&strs(&run_args(free_port())));
+    let pid = served.pid;
+    let held = lab.lock_files();
+    let recorded: serde_json::Value = serde_json::from_slice(held[0].as_ref().unwrap()).unwrap();
+    assert!(recorded["pidNs"].is_string(), "{recorded}");
+
+    let run_b = || {
+        b.run(&strs(
+            &[vec!["run".to_owned()], run_args(free_port())].concat(),
+        ))
+    };
+    let exit = run_b();
+    assert_eq!(exit.code, Some(1), "{exit}");
+    let said = refusal_after_ground(&exit, lab.ground);
+    match ground {
+        // Each pod's own FUSE mount: A's beacon is not seen, and A's pid in B's namespace is
+        // nobody (or B itself): without the namespace rule, B takes the lock.
+        Ground::Bindfs => assert_eq!(
+            said,
+            [format!("Gateway failed to start: {}", held_by(&a, pid))],
+            "{exit}"
+        ),
+        // One kernel sees A's beacon: alive, and healthy on its port.
+        Ground::Plain => assert!(
+            said.len() == 1
+                && said[0].starts_with(&format!(
+                    "Gateway failed to start: gateway already running (pid {pid})"
+                )),
+            "{exit}"
+        ),
+    }
+    assert!(exit.elapsed < AT_ONCE, "not at once: {exit}");
+    assert_eq!(lab.lock_files(), held, "A's lock files were touched");
+
+    // A dies without a word.
+    served.sigkill();
+    match ground {
+        // B still cannot see whether A's beacon is held: refused, `unlock --force` is the way.
+        Ground::Bindfs => {
+            let exit = run_b();
+            assert_eq!(
+                refusal_after_ground(&exit, lab.ground),
+                [format!("Gateway failed to start: {}", held_by(&a, pid))],
+                "{exit}"
+            );
+            assert_eq!(lab.lock_files(), held);
+        }
+        // This kernel sees every lock on the file: a free beacon is a gone holder, reclaimed
+        // at once.
+        Ground::Plain => {
+            let started = Instant::now();
+            let served = b.serve(&strs(&run_args(free_port())));
+            assert!(started.elapsed() < AT_ONCE, "{:?}", started.elapsed());
+            let recorded: serde_json::Value =
+                serde_json::from_slice(lab.lock_files()[0].as_ref().unwrap()).unwrap();
+            assert_eq!(recorded["hostname"], "pod-b");
+            assert_eq!(served.terminate(), Some(0));
+        }
+    }
+}
+
+#[test]
+fn on_bindfs_containers_on_one_kernel_judge_by_the_beacon_not_the_pid() {
+    containers_on_one_kernel_judge_by_the_beacon_not_the_pid(Ground::Bindfs);
+}
+
+#[test]
+fn on_a_plain_dir_containers_on_one_kernel_judge_by_the_beacon_not_the_pid() {
+    containers_on_one_kernel_judge_by_the_beacon_not_the_pid(Ground::Plain);
+}
+
 // --- gateway unlock ----------------------------------------------------------------------------
+
+/// `said` is `prefix`, an age (`5s`, `1m 2s`), then `suffix`.
+fn assert_refusal(said: &str, prefix: &str, suffix: &str) {
+    let age = said
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .unwrap_or_else(|| panic!("{said:?}\nis not {prefix:?} AGE {suffix:?}"));
+    assert!(
+        humantime::parse_duration(age).is_ok(),
+        "not an age: {age:?} in {said:?}"
+    );
+}
 
 fn unlock_removes_another_machine_s_lock_only_with_force(ground: Ground) {
     let lab = Lab::new(ground);
     let a = lab.boot("host-a", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
     let b = lab.boot("host-b", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
     let served = a.serve(&strs(&run_args(free_port())));
-    let pid = served.pid;
+    let (pid, port) = (served.pid, served.port);
     let held = lab.lock_files();
     // The paths as the hosts see them (and name them).
     let lock_dir = lab
@@ -820,13 +1058,15 @@ fn unlock_removes_another_machine_s_lock_only_with_force(ground: Ground) {
     for force in [&["unlock"][..], &["unlock", "--force"]] {
         let exit = a.run(force);
         assert_eq!(exit.code, Some(1), "{exit}");
-        assert_eq!(
-            exit.stderr_lines(),
-            [format!(
-                "gateway unlock: refusing to unlock {}: gateway (pid {pid}) is alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock)",
+        let said = exit.stderr_lines();
+        assert_eq!(said.len(), 1, "{exit}");
+        assert_refusal(
+            said[0],
+            &format!(
+                "gateway unlock: refusing to unlock {}: gateway (pid {pid}, port {port}, locked ",
                 config_lock.display()
-            )],
-            "{exit}"
+            ),
+            " ago) is alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock)",
         );
         assert_eq!(lab.lock_files(), held);
     }
@@ -834,16 +1074,21 @@ fn unlock_removes_another_machine_s_lock_only_with_force(ground: Ground) {
     // From B, without --force: refused, naming A.
     let exit = b.run(&["unlock"]);
     assert_eq!(exit.code, Some(1), "{exit}");
-    let expected = match ground {
+    let said = exit.stderr_lines();
+    assert_eq!(said.len(), 1, "{exit}");
+    match ground {
         // B cannot see A's beacon: A may be alive or gone; only the user knows.
-        Ground::Bindfs => format!("gateway unlock: {}", held_by(&a, pid)),
+        Ground::Bindfs => assert_eq!(said[0], format!("gateway unlock: {}", held_by(&a, pid))),
         // B sees A's beacon: A is alive, certainly.
-        Ground::Plain => format!(
-            "gateway unlock: refusing to unlock {}: gateway (pid {pid}) is alive on host host-a (the file system shares its lock); stop that gateway first (gateway unlock never removes a live gateway's lock)",
-            config_lock.display()
+        Ground::Plain => assert_refusal(
+            said[0],
+            &format!(
+                "gateway unlock: refusing to unlock {}: gateway (pid {pid}, port {port}, locked ",
+                config_lock.display()
+            ),
+            " ago) is alive on host host-a (the file system shares its lock); stop that gateway first (gateway unlock never removes a live gateway's lock)",
         ),
-    };
-    assert_eq!(exit.stderr_lines(), [expected.as_str()], "{exit}");
+    }
     assert_eq!(lab.lock_files(), held);
 
     // A's gateway dies without a word (its machine stays up): B still cannot tell, so it takes

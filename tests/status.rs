@@ -427,3 +427,37 @@ fn status_and_acquire_name_the_ground_of_the_lock_dir() {
     );
     drop(lock);
 }
+
+/// `unlock` beside `status`: a young file with nothing written yet is a gateway starting, whose
+/// holder it cannot judge. It refuses, saying the holder may be alive (not that it is), how old
+/// the lock is, and removes nothing.
+#[test]
+fn unlock_refuses_a_starting_gateway_as_one_that_may_be_alive() {
+    let env = TestEnv::new();
+    write_lock(&env.state_lock(), "");
+    let err = gateway::unlock(&env.options(), true).expect_err("a starting gateway is refused");
+    assert!(
+        matches!(
+            err,
+            gateway::GatewayLockError::LockInUse {
+                pid: None,
+                confirmed: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let said = err.to_string();
+    let prefix = format!(
+        "refusing to unlock {}: a starting gateway (locked ",
+        env.state_lock().display()
+    );
+    let suffix = " ago) may be alive on this machine; stop that gateway first (gateway unlock never removes a live gateway's lock)";
+    // The age in whole seconds: 0s, or more on a slow machine.
+    let age = said
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .unwrap_or_else(|| panic!("{said:?}"));
+    assert!(age.ends_with('s') && age.len() < 8, "{said:?}");
+    assert_eq!(env.lock_dir_entries(), ["gateway.state.lock"]);
+}

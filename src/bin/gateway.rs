@@ -241,16 +241,14 @@ fn run(args: RunArgs) -> ExitCode {
             }
             Err(err) => err,
         };
-        let Some(supervisor) = supervisor.filter(|_| err.is_conflict()) else {
+        let action = supervisor.and_then(|supervisor| {
+            let configured_port = options.resolve().map_or(0, |r| r.port);
+            supervisor::on_lock_error(supervisor, &err, configured_port, &policy)
+        });
+        let Some(action) = action else {
             return fail(&err);
         };
-        let port = match &err {
-            GatewayLockError::AlreadyRunning {
-                port: Some(port), ..
-            } => *port,
-            _ => options.resolve().map_or(0, |r| r.port),
-        };
-        match supervisor::on_conflict(supervisor, port, &policy) {
+        match action {
             ConflictAction::Exit { code, message } => {
                 eprintln!("{message}");
                 return ExitCode::from(code as u8);
@@ -258,8 +256,14 @@ fn run(args: RunArgs) -> ExitCode {
             ConflictAction::Retry
                 if started.elapsed() + policy.retry_interval <= policy.retry_window =>
             {
+                let why = match err {
+                    GatewayLockError::HeldByOtherHost { .. } => {
+                        "its health cannot be checked from here"
+                    }
+                    _ => "the running gateway is not healthy",
+                };
                 eprintln!(
-                    "gateway: {err}; the running gateway is not healthy, retrying in {} ms",
+                    "gateway: {err}; {why}, retrying in {} ms",
                     policy.retry_interval.as_millis()
                 );
                 std::thread::sleep(policy.retry_interval);

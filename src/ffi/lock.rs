@@ -224,7 +224,10 @@ pub unsafe extern "C" fn gw_lock_status(
 /// whose holder on another machine is proven alive by a beacon the file system shares:
 /// `GW_ERR_ALREADY_RUNNING` (`gw_last_error_holder` gives its pid, `gw_last_error_holder_host`
 /// its host when it is another machine). Without `force`, another machine's lock gives
-/// `GW_ERR_HELD_BY_OTHER_HOST`. On any failure nothing is removed.
+/// `GW_ERR_HELD_BY_OTHER_HOST`. Every file is judged before any is removed, so a refusal
+/// removes nothing; only when a file changed under it (a gateway starting meanwhile) and the
+/// second look refuses may some be gone already, and the message names them (the result and
+/// holder are the refusal's).
 ///
 /// On `GW_OK`, `*removed` (when not NULL) is the number of lock files removed, 0 when there was
 /// none. Any thread; the options are only read.

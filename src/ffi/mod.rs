@@ -93,7 +93,8 @@ pub extern "C" fn gw_version() -> *const c_char {
 /// (`gw_connection_fn`) gets the `gw_server` after `userdata` and may run before `gw_serve`
 /// returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`. Added
 /// since, without a new version: host HTTP routes (`gw_serve_options_add_http_route`,
-/// `gw_http_exchange_*`) and the results `GW_ERR_HTTP_BODY` and `GW_ERR_WRONG_THREAD`.
+/// `gw_http_exchange_*`), `gw_unlock` and `gw_last_error_holder_host` (issue 13), and the
+/// results `GW_ERR_HTTP_BODY`, `GW_ERR_WRONG_THREAD` and `GW_ERR_HELD_BY_OTHER_HOST`.
 #[unsafe(no_mangle)]
 pub extern "C" fn gw_abi_version() -> u32 {
     ABI_VERSION

@@ -107,6 +107,7 @@ impl gw_result {
     /// The result a Rust error translates to.
     pub(crate) fn of(err: &GatewayLockError) -> Self {
         match err {
+            GatewayLockError::UnlockIncomplete { refusal, .. } => Self::of(refusal),
             GatewayLockError::AlreadyRunning { .. } | GatewayLockError::LockInUse { .. } => {
                 Self::GW_ERR_ALREADY_RUNNING
             }
@@ -176,6 +177,12 @@ fn record(
 /// Records a Rust error as this thread's last error, with the holder it names, and returns
 /// its result.
 pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
+    // After a partial unlock the holder is the refusal's; the message says both.
+    let message = err;
+    let err = match err {
+        GatewayLockError::UnlockIncomplete { refusal, .. } => refusal.as_ref(),
+        _ => err,
+    };
     let holder = match err {
         GatewayLockError::AlreadyRunning { pid, port, .. } if pid.is_some() || port.is_some() => {
             Some(Holder {
@@ -187,7 +194,14 @@ pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
             pid: *pid,
             port: port.unwrap_or(0),
         }),
-        GatewayLockError::LockInUse { pid: Some(pid), .. } => Some(Holder { pid: *pid, port: 0 }),
+        GatewayLockError::LockInUse {
+            pid: Some(pid),
+            port,
+            ..
+        } => Some(Holder {
+            pid: *pid,
+            port: port.unwrap_or(0),
+        }),
         _ => None,
     };
     let host = match err {
@@ -197,7 +211,7 @@ pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
         } => Some(host.as_str()),
         _ => None,
     };
-    record(gw_result::of(err), err, holder, host)
+    record(gw_result::of(err), message, holder, host)
 }
 
 /// The live gateway that the last failed `gw_*` call on the calling thread named, as typed

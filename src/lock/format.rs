@@ -26,7 +26,7 @@ pub struct LockPayload {
     pub port: Option<u16>,
     /// Linux: clock ticks since boot; macOS: seconds since the epoch (SPEC §4).
     pub start_time: Option<u64>,
-    /// The host the owner runs on (`hostname`, `bootId`, `machineId`: ours, after SPEC §3's
+    /// The host the owner runs on (`hostname`, `bootId`, `machineId`, `pidNs`: ours, after SPEC §3's
     /// fields). Node drops them: its `LockPayloadSchema` is a zod `object()`, which strips
     /// unknown keys (`dist/gateway-lock-CYjRlApN.mjs:25-41`). Empty in a file that records none.
     pub host: HostIdentity,
@@ -59,6 +59,8 @@ impl LockPayload {
             boot_id: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
             machine_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pid_ns: Option<&'a str>,
         }
         let fields = Fields {
             pid: self.pid,
@@ -72,6 +74,7 @@ impl LockPayload {
             hostname: self.host.hostname.as_deref(),
             boot_id: self.host.boot_id.as_deref(),
             machine_id: self.host.machine_id.as_deref(),
+            pid_ns: self.host.pid_ns.as_deref(),
         };
         let mut out = Vec::with_capacity(512);
         serde_json::to_writer_pretty(&mut out, &fields)
@@ -117,6 +120,8 @@ impl LockPayload {
                 boot_id: host_text("bootId"),
                 machine_id: host_text("machineId"),
                 hostname: host_text("hostname"),
+                pid_ns: host_text("pidNs"),
+                boot_started: None,
             },
         })
     }
@@ -132,18 +137,15 @@ pub fn timestamp_now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// The reclaim guard's contents: the compact form `{"pid":N,"createdAt":"…","bootId":"…"}` and
-/// `\n`, so a reclaimer of either implementation can tell whether the guard's owner died (and
-/// ours, whether its pid is one of this boot's).
+/// The reclaim guard's contents: the compact form
+/// `{"pid":N,"createdAt":"…","bootId":"…","machineId":"…","pidNs":"…"}` and `\n`, so a reclaimer
+/// of either implementation can tell whether the guard's owner died (and ours, where its pid
+/// means something: this boot, an earlier boot of this machine, which PID namespace).
 pub fn guard_contents(pid: u32) -> Vec<u8> {
-    guard_contents_at(
-        pid,
-        &timestamp_now(),
-        HostIdentity::this().boot_id.as_deref(),
-    )
+    guard_contents_at(pid, &timestamp_now(), HostIdentity::this())
 }
 
-fn guard_contents_at(pid: u32, created_at: &str, boot_id: Option<&str>) -> Vec<u8> {
+fn guard_contents_at(pid: u32, created_at: &str, host: &HostIdentity) -> Vec<u8> {
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Guard<'a> {
@@ -151,11 +153,17 @@ fn guard_contents_at(pid: u32, created_at: &str, boot_id: Option<&str>) -> Vec<u
         created_at: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         boot_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        machine_id: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pid_ns: Option<&'a str>,
     }
     let mut out = serde_json::to_vec(&Guard {
         pid,
         created_at,
-        boot_id,
+        boot_id: host.boot_id.as_deref(),
+        machine_id: host.machine_id.as_deref(),
+        pid_ns: host.pid_ns.as_deref(),
     })
     .expect("a number and a string always serialize");
     out.push(b'\n');
@@ -245,6 +253,8 @@ mod tests {
             boot_id: Some("0b7e5c1a-1111-4222-8333-444455556666".into()),
             machine_id: Some("4c4c4544004d3510".into()),
             hostname: Some("host-a".into()),
+            pid_ns: Some("4:4026531836".into()),
+            boot_started: None,
         };
         let rendered = payload.render(&[0; 16]);
         let text = String::from_utf8(rendered.clone()).unwrap();
@@ -253,7 +263,7 @@ mod tests {
         assert_eq!(
             json,
             format!(
-                "{spec_part},\n  \"hostname\": \"host-a\",\n  \"bootId\": \"0b7e5c1a-1111-4222-8333-444455556666\",\n  \"machineId\": \"4c4c4544004d3510\""
+                "{spec_part},\n  \"hostname\": \"host-a\",\n  \"bootId\": \"0b7e5c1a-1111-4222-8333-444455556666\",\n  \"machineId\": \"4c4c4544004d3510\",\n  \"pidNs\": \"4:4026531836\""
             )
         );
         assert_eq!(LockPayload::parse(&rendered), Some(payload));
@@ -271,19 +281,28 @@ mod tests {
 
     #[test]
     fn reclaim_guard_is_the_compact_form() {
-        let guard = guard_contents_at(4242, "2026-11-21T00:36:45.087Z", None);
+        let guard = guard_contents_at(4242, "2026-11-21T00:36:45.087Z", &HostIdentity::default());
         assert_eq!(
             guard,
             b"{\"pid\":4242,\"createdAt\":\"2026-11-21T00:36:45.087Z\"}\n"
         );
         assert_eq!(LockPayload::parse(&guard).map(|p| p.pid), Some(4242));
-        let guard = guard_contents_at(4242, "2026-11-21T00:36:45.087Z", Some("b-1"));
+        let host = HostIdentity {
+            boot_id: Some("b-1".into()),
+            machine_id: Some("m-1".into()),
+            hostname: Some("not recorded".into()),
+            pid_ns: Some("4:7".into()),
+            boot_started: None,
+        };
+        let guard = guard_contents_at(4242, "2026-11-21T00:36:45.087Z", &host);
         assert_eq!(
             guard,
-            b"{\"pid\":4242,\"createdAt\":\"2026-11-21T00:36:45.087Z\",\"bootId\":\"b-1\"}\n"
+            b"{\"pid\":4242,\"createdAt\":\"2026-11-21T00:36:45.087Z\",\"bootId\":\"b-1\",\"machineId\":\"m-1\",\"pidNs\":\"4:7\"}\n"
         );
         let parsed = LockPayload::parse(&guard).unwrap();
         assert_eq!(parsed.host.boot_id.as_deref(), Some("b-1"));
+        assert_eq!(parsed.host.machine_id.as_deref(), Some("m-1"));
+        assert_eq!(parsed.host.pid_ns.as_deref(), Some("4:7"));
     }
 
     #[test]

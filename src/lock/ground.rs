@@ -271,6 +271,11 @@ enum Family {
 
 /// The family of a type by its name (mountinfo's, or macOS's `f_fstypename`).
 fn family_of(fs_type: &str) -> Family {
+    // FUSE by its kernel type, but an overlay of local directories (rootless Podman's
+    // storage): one host's, whose locks this kernel keeps.
+    if fs_type == "fuse.fuse-overlayfs" {
+        return Family::Overlay;
+    }
     let base = fs_type.split('.').next().unwrap_or(fs_type);
     match base {
         "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "zfs" | "f2fs" | "bcachefs" | "jfs"
@@ -320,11 +325,15 @@ fn type_of_magic(magic: u32) -> Option<(&'static str, Family)> {
 }
 
 /// Whether the family `f_type` says and the one the mount's name says agree. FUSE's magic is
-/// also fuseblk's and virtiofs's.
+/// also fuseblk's, virtiofs's and fuse-overlayfs's.
 #[cfg(target_os = "linux")]
 fn same_family(by_magic: Family, by_name: Family) -> bool {
     by_magic == by_name
-        || (by_magic == Family::Fuse && matches!(by_name, Family::FuseBlock | Family::VirtioFs))
+        || (by_magic == Family::Fuse
+            && matches!(
+                by_name,
+                Family::FuseBlock | Family::VirtioFs | Family::Overlay
+            ))
 }
 
 /// Whether a lock taken on this family, mounted with these options, is seen from other hosts.
@@ -575,6 +584,7 @@ mod tests {
             ("btrfs", "rw,subvol=/home", OneHost),
             ("tmpfs", "rw", OneHost),
             ("overlay", "rw,lowerdir=/a,upperdir=/b", OneHost),
+            ("fuse.fuse-overlayfs", "rw,user_id=0,group_id=0", OneHost),
             ("apfs", "", OneHost),
             ("fuseblk", "rw,allow_other", OneHost),
             ("nfs4", "rw,vers=4.2,local_lock=none", AcrossHosts),

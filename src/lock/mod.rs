@@ -291,56 +291,73 @@ fn acquire_file(
             Some(created) => created,
             None => publish::create(dir, name, contents, options.stale_after)?,
         };
-        match created {
+        // A reclaim guard that kept our file from its name this round.
+        let staying_guard = match created {
             Created::Held(held) => return Ok(held),
-            Created::Exists => {}
-        }
-        let Some(observed) = inspect(dir, name, BeaconProbe::Flock)? else {
-            continue; // Removed between our create and our look: try again at once.
-        };
-        match judge(&observed, options.stale_after) {
-            Verdict::Reclaimable => {
-                options.logger.log(
-                    LogLevel::Info,
-                    &format!("reclaiming stale gateway lock {}", dir.join(name).display()),
-                );
-                if reclaim(dir, name, &observed, options.stale_after)? != Reclaim::Busy {
-                    continue;
-                }
-            }
-            Verdict::Alive { pid, port } => {
-                last_holder = Some((Some(pid), port));
-                if let Some(port) = port {
-                    let budget = deadline.map_or(HEALTH_PROBE_TIMEOUT, |deadline| {
-                        deadline
-                            .saturating_duration_since(Instant::now())
-                            .min(HEALTH_PROBE_TIMEOUT)
-                    });
-                    if probe::healthz(port, budget) {
-                        return Err(GatewayLockError::AlreadyRunning {
-                            pid: Some(pid),
-                            port: Some(port),
-                            healthy: true,
-                            timeout_ms: options.timeout.as_millis() as u64,
+            Created::GuardStays(guard) => Some(guard),
+            Created::Exists => {
+                let Some(observed) = inspect(dir, name, BeaconProbe::Flock)? else {
+                    continue; // Removed between our create and our look: try again at once.
+                };
+                match judge(&observed, options.stale_after, &dir.join(name)) {
+                    Verdict::Reclaimable => {
+                        options.logger.log(
+                            LogLevel::Info,
+                            &format!("reclaiming stale gateway lock {}", dir.join(name).display()),
+                        );
+                        if reclaim(dir, name, &observed, options.stale_after)? != Reclaim::Busy {
+                            continue;
+                        }
+                    }
+                    Verdict::Alive { pid, port } => {
+                        last_holder = Some((Some(pid), port));
+                        if let Some(port) = port {
+                            let budget = deadline.map_or(HEALTH_PROBE_TIMEOUT, |deadline| {
+                                deadline
+                                    .saturating_duration_since(Instant::now())
+                                    .min(HEALTH_PROBE_TIMEOUT)
+                            });
+                            if probe::healthz(port, budget) {
+                                return Err(GatewayLockError::AlreadyRunning {
+                                    pid: Some(pid),
+                                    port: Some(port),
+                                    healthy: true,
+                                    timeout_ms: options.timeout.as_millis() as u64,
+                                });
+                            }
+                        }
+                    }
+                    Verdict::Wait { pid, port } => last_holder = Some((pid, port)),
+                    Verdict::OtherHost { pid, port, .. } => {
+                        return Err(GatewayLockError::HeldByOtherHost {
+                            host: observed
+                                .payload
+                                .as_ref()
+                                .map_or_else(String::new, |p| p.host.display_name()),
+                            pid,
+                            port,
+                            lock_path: dir.join(name),
                         });
                     }
                 }
+                None
             }
-            Verdict::Wait { pid, port } => last_holder = Some((pid, port)),
-            Verdict::OtherHost { pid, port, .. } => {
-                return Err(GatewayLockError::HeldByOtherHost {
-                    host: observed
-                        .payload
-                        .as_ref()
-                        .map_or_else(String::new, |p| p.host.display_name()),
-                    pid,
-                    port,
-                    lock_path: dir.join(name),
-                });
-            }
-        }
+        };
         let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
         if left.is_some_and(|left| left.is_zero()) {
+            if let Some(guard) = staying_guard {
+                return Err(GatewayLockError::LockIo {
+                    path: dir.join(name),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "{} stayed in place for the whole lock timeout ({}ms) while another process reclaimed the lock; if no gateway is starting or stopping, remove it",
+                            guard.display(),
+                            options.timeout.as_millis()
+                        ),
+                    ),
+                });
+            }
             let (pid, port) = last_holder.unwrap_or((None, None));
             return Err(GatewayLockError::AlreadyRunning {
                 pid,

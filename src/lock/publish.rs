@@ -90,6 +90,10 @@ pub enum Created {
     Held(HeldFile),
     /// The path exists already; judge its owner.
     Exists,
+    /// Our file had the name, but a reclaim guard (at this path) stayed beside it, so the name
+    /// could not be confirmed ours and was given up: try again after a poll interval, until
+    /// the lock timeout.
+    GuardStays(PathBuf),
 }
 
 /// Takes the lock file `name` with our payload already in it, holding the beacon.
@@ -234,9 +238,9 @@ fn create_via_named_temp(
         Ok(identity) => match dir.link_name(&temp_name, name) {
             Ok(()) => {
                 failpoint("after-link");
-                beacon_for_name(dir, name, contents, temp, identity, stale).map(Some)
+                beacon_for_name(dir, name, contents, temp, identity, stale)
             }
-            Err(e) if refuses_links(&e) => Ok(None),
+            Err(e) if refuses_links(&e) => Ok(Named::LinkRefused),
             Err(e) => Err(e),
         },
         Err(e) => Err(e),
@@ -246,11 +250,14 @@ fn create_via_named_temp(
     // closed.
     let _ = dir.remove_file(&temp_name);
     match published {
-        Ok(Some(Some((file, identity)))) => {
+        Ok(Named::Ours(file, identity)) => {
             Ok(Some(held(dir, name, publish(file, contents, identity))))
         }
-        Ok(Some(None)) => Ok(Some(Created::Exists)),
-        Ok(None) => {
+        Ok(Named::Lost) => Ok(Some(Created::Exists)),
+        Ok(Named::GuardStays) => Ok(Some(Created::GuardStays(
+            dir.join(&super::reclaim::guard_name(name)),
+        ))),
+        Ok(Named::LinkRefused) => {
             dir.note_links_refused();
             Ok(None)
         }
@@ -259,8 +266,20 @@ fn create_via_named_temp(
     }
 }
 
+/// What giving our named temp the lock's name came to.
+enum Named {
+    /// The name is ours: the file that carries its beacon, with its device and inode.
+    Ours(File, (u64, u64)),
+    /// The name turned out not to be ours any more.
+    Lost,
+    /// A reclaim guard stayed beside the name: ours is given up for now.
+    GuardStays,
+    /// The file system refuses hard links.
+    LinkRefused,
+}
+
 /// The open file whose beacon guards `name`, just linked to our `temp` (locked and written),
-/// with its device and inode; `None` when the name turned out not to be ours any more.
+/// with its device and inode; or why not.
 ///
 /// Most file systems give the name the temp's inode, whose beacon we hold. A path-based FUSE
 /// server (bindfs, sshfs: libfuse's high-level API) gives the kernel an inode per name, and
@@ -280,19 +299,23 @@ fn beacon_for_name(
     temp: File,
     temp_identity: (u64, u64),
     stale: Duration,
-) -> io::Result<Option<(File, (u64, u64))>> {
+) -> io::Result<Named> {
     let named = match dir.open(name, libc::O_RDWR, 0) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Named::Lost),
         Err(e) => return Err(e),
     };
     // Our payload (its owner id and token are ours alone), or another owner's file by now.
     if !holds_exactly(&named, contents)? {
-        return Ok(None);
+        return Ok(Named::Lost);
     }
     if !locks_apart(&named)? {
         let meta = named.metadata()?;
-        return Ok(((meta.dev(), meta.ino()) == temp_identity).then_some((temp, temp_identity)));
+        return Ok(if (meta.dev(), meta.ino()) == temp_identity {
+            Named::Ours(temp, temp_identity)
+        } else {
+            Named::Lost
+        });
     }
     dir.note_names_lock_apart();
     drop(temp);
@@ -306,29 +329,25 @@ fn beacon_for_name(
             .map(|entry| (entry.dev, entry.ino) == identity)
     };
     if !reclaimers_gone(dir, name, stale) {
-        // Ours, with our beacon on it: nobody else removes it.
+        // Ours, with our beacon on it: nobody else removes it. Given up, so the acquire loop
+        // looks again after a poll interval (a reclaimer of another host holds its guard until
+        // the stale window clears it) rather than failing the start.
         if names_ours().unwrap_or(false) {
             let _ = dir.remove_file(name);
         }
-        return Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "{} stayed in place for {}s while another process reclaimed the lock; if no gateway is starting or stopping, remove it",
-                dir.join(&super::reclaim::guard_name(name)).display(),
-                RECLAIMER_WAIT.as_secs()
-            ),
-        ));
+        return Ok(Named::GuardStays);
     }
     match names_ours() {
-        Ok(true) => Ok(Some((named, identity))),
-        Ok(false) => Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Ok(true) => Ok(Named::Ours(named, identity)),
+        Ok(false) => Ok(Named::Lost),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Named::Lost),
         Err(e) => Err(e),
     }
 }
 
-/// How long a reclaim guard may stay before [`beacon_for_name`] gives up on the name. A live
-/// reclaimer holds it for an instant; one that died leaves it to be cleared (SPEC §4).
+/// How long a reclaim guard may stay before [`beacon_for_name`] gives up on the name for one
+/// round of the acquire loop. A live reclaimer holds it for an instant; one that died leaves it
+/// to be cleared (SPEC §4).
 const RECLAIMER_WAIT: Duration = Duration::from_secs(2);
 
 /// Whether `named`, opened by the name just linked to our locked temp, is a file of its own to

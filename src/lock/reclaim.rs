@@ -3,12 +3,14 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::dir::LockDir;
 use super::format::LockPayload;
 use super::host::{HostIdentity, Whereabouts};
 use super::inspect::{BeaconProbe, Observed, inspect};
+use super::verdict::locks_are_local;
 use super::{beacon, format, liveness};
 use crate::error::GatewayLockError;
 
@@ -113,7 +115,10 @@ pub fn clear_abandoned_guard(
     let abandoned = match inspect(dir, guard_name, BeaconProbe::Flock) {
         Ok(Some(observed)) => {
             !observed.beacon_held
-                && (age > stale || observed.payload.as_ref().is_some_and(reclaimer_is_gone))
+                && (age > stale
+                    || observed.payload.as_ref().is_some_and(|guard| {
+                        reclaimer_is_gone(guard, found.modified, &dir.join(guard_name))
+                    }))
         }
         // Gone already, or not a regular file (refused elsewhere): nothing to clear.
         _ => false,
@@ -127,11 +132,15 @@ pub fn clear_abandoned_guard(
     Ok(())
 }
 
-/// A guard's reclaimer is gone when its pid is dead on this boot, or it was left by an earlier
-/// boot. One from another machine is left to the stale window: its pid means nothing here.
-fn reclaimer_is_gone(guard: &LockPayload) -> bool {
-    match guard.host.whereabouts(HostIdentity::this()) {
+/// A guard's reclaimer (its beacon free) is gone when its pid is dead on this boot, or it was
+/// left by an earlier boot of this machine, or by another PID namespace of this kernel where
+/// this kernel sees every lock on `path`. One from another machine, or from another namespace
+/// through a mount of its own, is left to the stale window: its pid means nothing here.
+fn reclaimer_is_gone(guard: &LockPayload, modified: SystemTime, path: &Path) -> bool {
+    let written = guard.created_at_time().unwrap_or(modified);
+    match guard.host.whereabouts(Some(written), HostIdentity::this()) {
         Whereabouts::ThisBoot => !liveness::pid_is_running(guard.pid),
+        Whereabouts::OtherPidNamespace => locks_are_local(path),
         Whereabouts::EarlierBoot => true,
         Whereabouts::OtherMachine => false,
     }

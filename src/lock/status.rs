@@ -63,7 +63,7 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
                 continue;
             };
             let path = dir.join(name);
-            let verdict = judge(&observed, options.stale_after);
+            let verdict = judge(&observed, options.stale_after, &path);
             let alive = matches!(verdict, Verdict::Alive { .. } | Verdict::OtherHost { .. });
             if alive || found.is_none() {
                 found = Some((path, observed, verdict));

@@ -42,7 +42,9 @@ pub struct RemovedLock {
 ///   without it, [`GatewayLockError::HeldByOtherHost`], nothing removed.
 ///
 /// Every file is judged before any is removed, and each is removed under the reclaim guard,
-/// only if it is still the file judged (SPEC §4). Takes no lock of its own; waits up to the
+/// only if it is still the file judged (SPEC §4). Should one have changed meanwhile (a gateway
+/// starting), all are judged again: a refusal then, after some were removed, is
+/// [`GatewayLockError::UnlockIncomplete`], naming them. Takes no lock of its own; waits up to the
 /// options' timeout for a concurrent reclaimer.
 pub fn unlock(options: &GatewayOptions, force: bool) -> Result<Vec<RemovedLock>, GatewayLockError> {
     let resolved = options.resolve()?;
@@ -63,9 +65,22 @@ pub fn unlock(options: &GatewayOptions, force: bool) -> Result<Vec<RemovedLock>,
             let Some(observed) = inspect(&dir, name, BeaconProbe::Flock)? else {
                 continue;
             };
-            let verdict = judge(&observed, options.stale_after);
+            let verdict = judge(&observed, options.stale_after, &dir.join(name));
             let lock_path = dir.join(name);
-            refuse(verdict, &observed, lock_path, force)?;
+            if let Err(refusal) = refuse(verdict, &observed, lock_path, force) {
+                // A file judged stale in an earlier round is gone: say so with the refusal.
+                return Err(if removed.is_empty() {
+                    refusal
+                } else {
+                    GatewayLockError::UnlockIncomplete {
+                        removed: removed
+                            .into_iter()
+                            .map(|r: RemovedLock| r.lock_path)
+                            .collect(),
+                        refusal: Box::new(refusal),
+                    }
+                });
+            }
             doomed.push((name, observed, verdict));
         }
         let mut busy = None;
@@ -123,6 +138,14 @@ fn refuse(
             .as_ref()
             .map_or_else(String::new, |p| p.host.display_name())
     };
+    let in_use = |pid, port, host, confirmed| GatewayLockError::LockInUse {
+        pid,
+        host,
+        lock_path: lock_path.clone(),
+        port,
+        age: observed.age(),
+        confirmed,
+    };
     match verdict {
         Verdict::Reclaimable => Ok(()),
         Verdict::OtherHost {
@@ -136,26 +159,15 @@ fn refuse(
             host: host(),
             pid,
             port,
-            lock_path,
+            lock_path: lock_path.clone(),
         }),
         Verdict::OtherHost {
             pid,
+            port,
             beacon_held: true,
-            ..
-        } => Err(GatewayLockError::LockInUse {
-            pid: Some(pid),
-            host: Some(host()),
-            lock_path,
-        }),
-        Verdict::Alive { pid, .. } => Err(GatewayLockError::LockInUse {
-            pid: Some(pid),
-            host: None,
-            lock_path,
-        }),
-        Verdict::Wait { pid, .. } => Err(GatewayLockError::LockInUse {
-            pid,
-            host: None,
-            lock_path,
-        }),
+        } => Err(in_use(Some(pid), port, Some(host()), true)),
+        Verdict::Alive { pid, port } => Err(in_use(Some(pid), port, None, true)),
+        // Starting, or a pid that cannot be told from a live gateway's: it may be alive.
+        Verdict::Wait { pid, port } => Err(in_use(pid, port, None, false)),
     }
 }

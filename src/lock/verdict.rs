@@ -3,8 +3,10 @@
 //! below hold its cases in tables: the decision on the evidence, and the step from a file as a
 //! checker saw it (age, recorded pid and host, our own pid, the owner's process) to that evidence.
 
+use std::path::Path;
 use std::time::Duration;
 
+use super::ground::{self, LockReach};
 use super::host::{HostIdentity, Whereabouts};
 use super::inspect::Observed;
 use super::liveness::{self, Liveness};
@@ -29,24 +31,43 @@ pub(crate) enum Verdict {
     },
 }
 
-/// Judges a lock file as a checker saw it; `stale` is the stale window.
-pub(crate) fn judge(observed: &Observed, stale: Duration) -> Verdict {
-    judge_from(observed, stale, HostIdentity::this())
+/// Judges the lock file at `path` as a checker saw it; `stale` is the stale window.
+pub(crate) fn judge(observed: &Observed, stale: Duration, path: &Path) -> Verdict {
+    judge_from(observed, stale, HostIdentity::this(), || {
+        locks_are_local(path)
+    })
 }
 
-/// [`judge`], seen from the host `here`.
-pub(crate) fn judge_from(observed: &Observed, stale: Duration, here: &HostIdentity) -> Verdict {
+/// Whether every `flock` on the file system holding `path` is seen by this kernel: a local
+/// file system (one host). Asked only of a holder in another PID namespace of this kernel.
+pub(crate) fn locks_are_local(path: &Path) -> bool {
+    ground::detect(path).locks == LockReach::OneHost
+}
+
+/// [`judge`], seen from the host `here`; `locks_local` says whether the file's `flock`s are all
+/// seen by this kernel.
+pub(crate) fn judge_from(
+    observed: &Observed,
+    stale: Duration,
+    here: &HostIdentity,
+    locks_local: impl FnOnce() -> bool,
+) -> Verdict {
     let payload = observed.payload.as_ref();
+    let written = payload
+        .and_then(|p| p.created_at_time())
+        .unwrap_or(observed.modified);
     let evidence = Evidence {
         beacon_held: observed.beacon_held,
         recorded: payload.map(|p| (p.pid, p.port)),
-        whereabouts: payload.map_or(Whereabouts::ThisBoot, |p| p.host.whereabouts(here)),
+        whereabouts: payload.map_or(Whereabouts::ThisBoot, |p| {
+            p.host.whereabouts(Some(written), here)
+        }),
         names_this_process: payload.is_some_and(|p| p.pid == std::process::id()),
         // Looked at only without a payload, so the age (a second parse of the file when it
         // has no `createdAt`) is not worked out on every acquire.
         older_than_stale: payload.is_none() && observed.age() > stale,
     };
-    decide(evidence, || {
+    decide(evidence, locks_local, || {
         payload.map_or(Liveness::Unknown, liveness::judge_owner)
     })
 }
@@ -68,8 +89,13 @@ struct Evidence {
 
 /// The decision itself. `owner` judges the recorded pid (running, start time, argv: see
 /// `liveness`); it is asked only when the beacon is free and the payload names another process
-/// of this boot of this machine.
-fn decide(evidence: Evidence, owner: impl FnOnce() -> Liveness) -> Verdict {
+/// of this boot of this machine, in our PID namespace. `locks_local` (whether this kernel sees
+/// every `flock` on the file) is asked only of a holder in another PID namespace.
+fn decide(
+    evidence: Evidence,
+    locks_local: impl FnOnce() -> bool,
+    owner: impl FnOnce() -> Liveness,
+) -> Verdict {
     let Some((pid, port)) = evidence.recorded else {
         return if evidence.beacon_held {
             // Created and locked, not yet written: a holder of ours is starting.
@@ -88,6 +114,22 @@ fn decide(evidence: Evidence, owner: impl FnOnce() -> Liveness) -> Verdict {
     };
     match (evidence.whereabouts, evidence.beacon_held) {
         (Whereabouts::ThisBoot, _) => {}
+        // Another container on this kernel: its pid, start time and argv are another
+        // namespace's, but its beacon is a lock this kernel keeps.
+        (Whereabouts::OtherPidNamespace, true) => return Verdict::Alive { pid, port },
+        // A free beacon proves the holder gone only where this kernel sees every lock on the
+        // file; on a FUSE or network mount of each container's own, the holder's is not seen.
+        (Whereabouts::OtherPidNamespace, false) => {
+            return if locks_local() {
+                Verdict::Reclaimable
+            } else {
+                Verdict::OtherHost {
+                    pid,
+                    port,
+                    beacon_held: false,
+                }
+            };
+        }
         // Every process of an earlier boot is gone.
         (Whereabouts::EarlierBoot, false) => return Verdict::Reclaimable,
         // A beacon on a file "of an earlier boot" is held on another kernel: a machine cloned
@@ -188,18 +230,20 @@ mod tests {
                 older_than_stale,
             };
             let owner = || owner.unwrap_or_else(|| panic!("{why}: asked about the owner"));
-            assert_eq!(decide(evidence, owner), verdict, "{why}");
+            let local = || panic!("{why}: asked about the ground");
+            assert_eq!(decide(evidence, local, owner), verdict, "{why}");
         }
     }
 
-    /// why, where the owner ran, beacon held, recorded pid and port, older than stale, owner,
-    /// verdict.
+    /// why, where the owner ran, beacon held, recorded pid and port, names this process (in our
+    /// namespace), locks local to this kernel, owner, verdict.
     type HostRow = (
         &'static str,
         Whereabouts,
         bool,
         Option<(u32, Option<u16>)>,
         bool,
+        Option<bool>,
         Option<Liveness>,
         Verdict,
     );
@@ -208,7 +252,7 @@ mod tests {
     /// asked about (`None` in the owner column: asking panics).
     #[test]
     fn the_host_decision_row_by_row() {
-        use Whereabouts::{EarlierBoot, OtherMachine, ThisBoot};
+        use Whereabouts::{EarlierBoot, OtherMachine, OtherPidNamespace, ThisBoot};
         let other = |beacon_held| Verdict::OtherHost {
             pid: PID,
             port: Some(PORT),
@@ -216,26 +260,32 @@ mod tests {
         };
         #[rustfmt::skip]
         let table: &[HostRow] = &[
-            // why,                                                   where,        beacon, payload,    old,   owner,        verdict
-            ("this boot: SPEC §4 as before, the pid decides",         ThisBoot,     false,  PAYLOAD,    false, Some(Dead),   RECLAIM),
-            ("this boot, a live pid",                                 ThisBoot,     false,  PAYLOAD,    false, Some(Alive),  ALIVE),
-            ("an earlier boot of this machine: its owner is gone",    EarlierBoot,  false,  PAYLOAD,    false, None,         RECLAIM),
-            ("an earlier boot, held: a clone of this machine",        EarlierBoot,  true,   PAYLOAD,    false, None,         other(true)),
-            ("another machine, beacon free: says nothing, refuse",    OtherMachine, false,  PAYLOAD,    false, None,         other(false)),
-            ("another machine, however old: never reclaimed",         OtherMachine, false,  PAYLOAD,    true,  None,         other(false)),
-            ("another machine, beacon held (coherent locks): alive",  OtherMachine, true,   PAYLOAD,    false, None,         other(true)),
-            ("another machine, no port recorded",                     OtherMachine, false,  NO_PORT,    false, None,         Verdict::OtherHost { pid: PID, port: None, beacon_held: false }),
+            // why,                                                   where,             beacon, payload, our pid, local,       owner,       verdict
+            ("this boot: SPEC §4 as before, the pid decides",         ThisBoot,          false,  PAYLOAD, false,   None,        Some(Dead),  RECLAIM),
+            ("this boot, a live pid",                                 ThisBoot,          false,  PAYLOAD, false,   None,        Some(Alive), ALIVE),
+            ("another PID namespace, beacon held: alive",             OtherPidNamespace, true,   PAYLOAD, false,   None,        None,        ALIVE),
+            ("another PID namespace, our pid there is not us",        OtherPidNamespace, true,   PAYLOAD, true,    None,        None,        ALIVE),
+            ("another PID namespace, free beacon, local fs: gone",    OtherPidNamespace, false,  PAYLOAD, true,    Some(true),  None,        RECLAIM),
+            ("another PID namespace, free beacon, per-container FUSE: refuse", OtherPidNamespace, false, PAYLOAD, true, Some(false), None, other(false)),
+            ("an earlier boot of this machine: its owner is gone",    EarlierBoot,       false,  PAYLOAD, false,   None,        None,        RECLAIM),
+            ("an earlier boot, held: a clone of this machine",        EarlierBoot,       true,   PAYLOAD, false,   None,        None,        other(true)),
+            ("another machine, beacon free: says nothing, refuse",    OtherMachine,      false,  PAYLOAD, false,   None,        None,        other(false)),
+            ("another machine, beacon held (coherent locks): alive",  OtherMachine,      true,   PAYLOAD, false,   None,        None,        other(true)),
+            ("another machine, no port recorded",                     OtherMachine,      false,  NO_PORT, false,   None,        None,        Verdict::OtherHost { pid: PID, port: None, beacon_held: false }),
         ];
-        for &(why, whereabouts, beacon_held, recorded, older_than_stale, owner, verdict) in table {
+        for &(why, whereabouts, beacon_held, recorded, names_this_process, local, owner, verdict) in
+            table
+        {
             let evidence = Evidence {
                 beacon_held,
                 recorded,
                 whereabouts,
-                names_this_process: false,
-                older_than_stale,
+                names_this_process,
+                older_than_stale: false,
             };
             let owner = || owner.unwrap_or_else(|| panic!("{why}: asked about the owner"));
-            assert_eq!(decide(evidence, owner), verdict, "{why}");
+            let local = || local.unwrap_or_else(|| panic!("{why}: asked about the ground"));
+            assert_eq!(decide(evidence, local, owner), verdict, "{why}");
         }
     }
 
@@ -385,7 +435,12 @@ mod tests {
                     Verdict::Alive { pid, port }
                 }
             };
-            assert_eq!(judge(&observed, STALE), expected, "{why}");
+            let here = HostIdentity::this();
+            assert_eq!(
+                judge_from(&observed, STALE, here, || true),
+                expected,
+                "{why}"
+            );
         }
     }
 
@@ -398,16 +453,20 @@ mod tests {
             .spawn()
             .expect("sleep starts");
         let start_time = liveness::process_start_time(child.id());
+        let now = std::time::SystemTime::now();
         let here = HostIdentity {
             boot_id: Some("boot-now".into()),
             machine_id: Some("machine-1".into()),
             hostname: Some("here".into()),
+            pid_ns: Some("4:1".into()),
+            boot_started: Some(now - Duration::from_secs(600)),
         };
-        let file = |boot: &str, machine: &str| {
+        // Written this long ago (this boot began 10 minutes ago), in PID namespace `pid_ns`.
+        let file = |boot: &str, machine: &str, ago: Duration, pid_ns: &str| {
             let bytes = crate::lock::format::LockPayload {
                 pid: child.id(),
                 owner_id: None,
-                created_at: Some(crate::lock::format::timestamp_now()),
+                created_at: Some(rfc3339(now - ago)),
                 config_path: None,
                 state_dir: None,
                 port: Some(PORT),
@@ -416,16 +475,24 @@ mod tests {
                     boot_id: Some(boot.into()),
                     machine_id: Some(machine.into()),
                     hostname: Some("there".into()),
+                    pid_ns: Some(pid_ns.into()),
+                    boot_started: None,
                 },
             }
             .render(&[0; 16]);
             observed(bytes, Duration::ZERO, false)
         };
+        let (just_now, an_hour_ago) = (Duration::ZERO, AN_HOUR);
+        let refused = |pid| Verdict::OtherHost {
+            pid,
+            port: Some(PORT),
+            beacon_held: false,
+        };
         let pid = child.id();
         let cases = [
             (
                 "this boot: the live pid says alive",
-                file("boot-now", "machine-1"),
+                file("boot-now", "machine-1", just_now, "4:1"),
                 Verdict::Alive {
                     pid,
                     port: Some(PORT),
@@ -433,21 +500,31 @@ mod tests {
             ),
             (
                 "an earlier boot: reclaimed, live pid or not",
-                file("boot-before", "machine-1"),
+                file("boot-before", "machine-1", an_hour_ago, "4:1"),
                 RECLAIM,
             ),
             (
+                "our machine id, written since this boot began: a clone, refused",
+                file("boot-before", "machine-1", just_now, "4:1"),
+                refused(pid),
+            ),
+            (
+                "this boot, another PID namespace, per-container mount: refused",
+                file("boot-now", "machine-1", just_now, "4:2"),
+                refused(pid),
+            ),
+            (
                 "another machine: refused, live pid or not",
-                file("boot-x", "machine-2"),
-                Verdict::OtherHost {
-                    pid,
-                    port: Some(PORT),
-                    beacon_held: false,
-                },
+                file("boot-x", "machine-2", an_hour_ago, "4:1"),
+                refused(pid),
             ),
         ];
         for (why, observed, expected) in cases {
-            assert_eq!(judge_from(&observed, STALE, &here), expected, "{why}");
+            assert_eq!(
+                judge_from(&observed, STALE, &here, || false),
+                expected,
+                "{why}"
+            );
         }
         let _ = child.kill();
         let _ = child.wait();
