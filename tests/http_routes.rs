@@ -716,6 +716,7 @@ fn upload_child_gateway() {
 }
 
 /// The peak resident set of process `pid`, in bytes.
+#[cfg(target_os = "linux")]
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: u64 = status
