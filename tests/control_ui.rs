@@ -784,6 +784,20 @@ fn control_ui_config_json_needs_the_gateway_bearer() {
         &[("Authorization", &format!("Bearer {TOKEN}"))],
     );
     assert_eq!(head.status, 200);
+    let get_length = request(
+        port,
+        "GET",
+        "/control-ui-config.json",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .body
+    .len()
+    .to_string();
+    assert_eq!(
+        head.header("content-length"),
+        Some(get_length.as_str()),
+        "HEAD says the length a GET sends"
+    );
     let post = request(
         port,
         "POST",
