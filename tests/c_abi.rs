@@ -270,12 +270,13 @@ fn c_suite(mode: Mode, valgrind: bool) {
     assert_suite(&output, &C_CASES);
 }
 
-const HTTP_CASES: [&str; 8] = [
+const HTTP_CASES: [&str; 9] = [
     "bad_registrations",
     "inline_and_any",
     "answered_later",
     "streamed_upload",
     "streamed_response",
+    "abort_beside_a_stalled_write",
     "unanswered_and_limits",
     "websocket_paths",
     "exchange_outlives_the_server",

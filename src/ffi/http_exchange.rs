@@ -641,7 +641,9 @@ pub unsafe extern "C" fn gw_http_exchange_start(
 /// thread of your own. `GW_ERR_NULL_ARGUMENT` when `exchange` is NULL, or `data` is NULL with
 /// a length.
 ///
-/// Blocks; any thread but the gateway's workers. Writes from several threads go one at a time.
+/// Blocks; any thread but the gateway's workers. Each write is queued whole; writes from
+/// several threads at once go in the order they find room. A write waiting for the client
+/// returns `GW_ERR_NOT_FOUND` as soon as another thread aborts the answer.
 ///
 /// # Safety
 ///
@@ -660,9 +662,10 @@ pub unsafe extern "C" fn gw_http_exchange_write(
             return Err(null_argument(FUNCTION, "data"));
         }
         off_the_workers(FUNCTION, "waiting for the client")?;
-        let mut answer = exchange.answer();
-        let writer = match &*answer {
-            Answer::Streaming(writer) => writer,
+        // A clone, so the lock is not held while the client is waited for: finish and abort
+        // (which never block) take it, and an abort wakes this send.
+        let writer = match &*exchange.answer() {
+            Answer::Streaming(writer) => writer.clone(),
             Answer::Waiting(_) => {
                 return Err(fail(
                     gw_result::GW_ERR_INVALID_ARGUMENT,
@@ -671,15 +674,7 @@ pub unsafe extern "C" fn gw_http_exchange_write(
                     ),
                 ));
             }
-            Answer::Done => {
-                return Err(fail(
-                    gw_result::GW_ERR_NOT_FOUND,
-                    format!(
-                        "{FUNCTION}: the answer is complete (answered whole, finished or \
-                         aborted) or its client is gone"
-                    ),
-                ));
-            }
+            Answer::Done => return Err(complete(FUNCTION)),
         };
         if len == 0 {
             return Ok(());
@@ -689,15 +684,29 @@ pub unsafe extern "C" fn gw_http_exchange_write(
         match writer.blocking_send(chunk) {
             Ok(()) => Ok(()),
             Err(BodySendError::Closed) => {
-                *answer = Answer::Done;
+                let mut answer = exchange.answer();
+                if matches!(&*answer, Answer::Streaming(_)) {
+                    *answer = Answer::Done;
+                }
                 Err(client_gone(FUNCTION))
             }
+            Err(BodySendError::Aborted) => Err(complete(FUNCTION)),
             Err(err @ BodySendError::OnGatewayWorker) => Err(fail(
                 gw_result::GW_ERR_WRONG_THREAD,
                 format!("{FUNCTION}: {err}"),
             )),
         }
     })
+}
+
+fn complete(function: &str) -> gw_result {
+    fail(
+        gw_result::GW_ERR_NOT_FOUND,
+        format!(
+            "{function}: the answer is complete (answered whole, finished or aborted) or its \
+             client is gone"
+        ),
+    )
 }
 
 /// Ends a streamed answer normally: the client gets the final chunk and sees a whole body.
