@@ -827,7 +827,9 @@ gw_result gw_http_exchange_start(const struct gw_http_exchange *exchange,
  * thread of your own. `GW_ERR_NULL_ARGUMENT` when `exchange` is NULL, or `data` is NULL with
  * a length.
  *
- * Blocks; any thread but the gateway's workers. Writes from several threads go one at a time.
+ * Blocks; any thread but the gateway's workers. Each write is queued whole; writes from
+ * several threads at once go in the order they find room. A write waiting for the client
+ * returns `GW_ERR_NOT_FOUND` as soon as another thread aborts the answer.
  *
  * # Safety
  *
