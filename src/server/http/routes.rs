@@ -86,6 +86,9 @@ pub struct RequestBody {
     runtime: tokio::runtime::Handle,
     /// Why the body failed, for the pipeline to answer the client with (`413`, `408`).
     failure: Arc<BodyFailure>,
+    /// The error the body failed with, given again by every later `chunk`: a handler that
+    /// reads on must not take the part it has for the whole body.
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 /// How a request body ended early, shared by the body and the pipeline that answers for it.
@@ -132,6 +135,7 @@ impl RequestBody {
             idle_timeout,
             runtime: tokio::runtime::Handle::current(),
             failure: Arc::clone(&failure),
+            failed: None,
         };
         (body, failure)
     }
@@ -141,7 +145,20 @@ impl RequestBody {
     /// nothing for `body_idle_timeout` (`TimedOut`; the client is answered `408`), and when the
     /// client goes away or sends a malformed body. The `413` and `408` replace the handler's
     /// answer when it answers after the failure; a response already under way is cut short.
+    /// After a failure every later call fails the same way.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if let Some((kind, message)) = &self.failed {
+            return Err(BodyError::new(*kind, message.clone()));
+        }
+        let next = self.next_chunk().await;
+        if let Err(err) = &next {
+            self.incoming = None;
+            self.failed = Some((err.kind(), err.to_string()));
+        }
+        next
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         let Some(incoming) = self.incoming.as_mut() else {
             return Ok(None);
         };
@@ -486,7 +503,64 @@ impl HttpRoutes {
 
 #[cfg(test)]
 mod tests {
+    use hyper::Request;
+
     use super::*;
+
+    /// Reads the body of the one request `raw` sends as a route with `limit` would, twice past
+    /// its failure, and gives the two errors' kinds.
+    async fn kinds_of_two_reads_after_a_failure(
+        raw: &'static [u8],
+        limit: u64,
+    ) -> [std::io::ErrorKind; 2] {
+        use tokio::io::AsyncWriteExt as _;
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (kinds_tx, mut kinds_rx) = tokio::sync::mpsc::unbounded_channel();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let kinds_tx = kinds_tx.clone();
+            async move {
+                let (mut body, _) = RequestBody::new(
+                    request.into_body(),
+                    limit,
+                    Duration::from_millis(100),
+                );
+                let mut kinds = Vec::new();
+                while kinds.len() < 2 {
+                    match body.chunk().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => kinds.push(std::io::ErrorKind::UnexpectedEof),
+                        Err(err) => kinds.push(err.kind()),
+                    }
+                }
+                let _ = kinds_tx.send([kinds[0], kinds[1]]);
+                Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(server), service),
+        );
+        let mut client = client;
+        client.write_all(raw).await.unwrap();
+        let kinds = kinds_rx.recv().await.expect("the handler read twice");
+        drop(client);
+        kinds
+    }
+
+    #[tokio::test]
+    async fn a_body_that_failed_fails_again_on_every_later_read() {
+        use std::io::ErrorKind::{FileTooLarge, TimedOut};
+        let too_large = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789";
+        assert_eq!(
+            kinds_of_two_reads_after_a_failure(too_large, 4).await,
+            [FileTooLarge, FileTooLarge]
+        );
+        let stalled = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n01";
+        assert_eq!(
+            kinds_of_two_reads_after_a_failure(stalled, 1024).await,
+            [TimedOut, TimedOut]
+        );
+    }
 
     fn route(method: Option<Method>, path: &str, matching: RouteMatch) -> HttpRoute {
         let route = HttpRoute::new(method, path, |_| async { Response::new(Body::empty()) });
