@@ -38,7 +38,10 @@ const RATE_LIMITED: &str = r#"{"error":{"message":"Too many failed authenticatio
 /// answer held back as the handshake holds it) and refused `401`, a right one clears the
 /// client's failures. The client is counted as the WebSocket handshake counts a client without
 /// `Origin`: by its address, and a request relayed by a proxy under the reserved address that
-/// is never exempt.
+/// is never exempt. An `Origin` changes nothing here, unlike in the handshake: Node's HTTP
+/// check passes no origin to the limiter and uses its loopback-exempt one, not the browser
+/// one (http-auth-utils-BNo7SILw.mjs:718-732 → `rateLimiter`, keyed by the ingress's client
+/// address, auth-BiOY0Xi8.mjs:13-28; server-start-BG4nMCFD.mjs:4795-4799, 7909-7910).
 pub(crate) async fn gateway_bearer(
     shared: &Shared,
     headers: &HeaderMap,
