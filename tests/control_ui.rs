@@ -209,6 +209,13 @@ fn the_routing_table_at_the_root() {
     let html = [("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
     let chat = request(port, "GET", "/chat/main?x=1", &html);
     assert!(chat.is_index(), "{chat:?}");
+    // Routed by the URL's pathname, as Node reads it: dot segments resolved first.
+    assert!(request(port, "GET", "/x/../chat", &html).is_index());
+    let favicon = get(port, "/assets/../favicon.svg");
+    assert_eq!(
+        (favicon.status, favicon.body.as_slice()),
+        (200, b"<svg/>".as_slice())
+    );
     // … and are nobody's when it does not: the pipeline's plain 404.
     let json = request(port, "GET", "/chat/main", &[("Accept", "application/json")]);
     assert_eq!(json.status, 404);

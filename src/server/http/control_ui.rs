@@ -230,14 +230,16 @@ fn compress(text: &str, encoding: Encoding) -> Bytes {
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// The Control UI stage of the pipeline (SPEC §13.1 stage 15): `None` when the request is not
-/// the UI's (the pipeline goes on to its `404`).
+/// the UI's (the pipeline goes on to its `404`). `path` is the pathname the pipeline routes by
+/// (`/x/../chat` is `/chat`), as Node's handler reads `new URL(req.url).pathname` (CUI:958).
 pub(crate) async fn respond(
     shared: &Shared,
     request: &Request<hyper::body::Incoming>,
+    path: &str,
     peer: SocketAddr,
 ) -> Option<Response<Body>> {
     let ui = shared.control_ui.as_ref()?;
-    let mut response = ui.answer(shared, request, peer).await?;
+    let mut response = ui.answer(shared, request, path, peer).await?;
     security_headers(response.headers_mut());
     Some(response)
 }
@@ -247,10 +249,10 @@ impl ControlUi {
         &self,
         shared: &Shared,
         request: &Request<hyper::body::Incoming>,
+        path: &str,
         peer: SocketAddr,
     ) -> Option<Response<Body>> {
         let uri = request.uri();
-        let path = uri.path();
         let headers = request.headers();
         let method = request.method();
         let base = self.base_path.as_str();

@@ -90,7 +90,7 @@ async fn stages(
         return serve_route(route, request, peer, shared).await;
     }
     // Stage 15, the Control UI (SPEC §13.3).
-    if let Some(ui) = super::control_ui::respond(shared, &request, peer).await {
+    if let Some(ui) = super::control_ui::respond(shared, &request, &path, peer).await {
         return ui;
     }
     // SPEC §9: a plain request at `/` is told to upgrade.
