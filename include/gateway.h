@@ -911,8 +911,8 @@ gw_result gw_serve_options_set_http_max_connections(struct gw_serve_options *opt
 /**
  * A request head not complete within this closes the connection (default 30000 ms).
  *
- * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
- * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0 or more than a day (86400000 ms);
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
  *
  * # Safety
  *
@@ -925,8 +925,8 @@ gw_result gw_serve_options_set_http_header_timeout_ms(struct gw_serve_options *o
  * A request body that sends nothing for this long fails its read (`gw_http_exchange_read`
  * gives `GW_ERR_HTTP_BODY`) and the client is answered `408` (default 30000 ms).
  *
- * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
- * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0 or more than a day (86400000 ms);
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
  *
  * # Safety
  *

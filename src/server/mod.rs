@@ -94,10 +94,15 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     /// Says which option `Gateway::serve` would refuse: no worker thread, a zero timeout or
-    /// interval, a zero connection cap or size limit, a relative device store path, a build id
-    /// over 96 characters, an empty capability. The C ABI checks its setters with it.
+    /// interval, an HTTP timeout over a day, a zero connection cap or size limit, a relative
+    /// device store path, a build id over 96 characters, an empty capability, a
+    /// `Strict-Transport-Security` that is not a header value, a WebSocket path without its
+    /// leading `/`. The C ABI checks its setters with it.
     pub fn validate(&self) -> Result<(), GatewayLockError> {
         self.pairing
+            .validate()
+            .map_err(GatewayLockError::InvalidOption)?;
+        self.http
             .validate()
             .map_err(GatewayLockError::InvalidOption)?;
         let protocol = &self.protocol;
