@@ -1520,6 +1520,28 @@ fn upgrades_are_taken_only_where_configured() {
     for path in ["/", "/gw/", "/gwx", "/other"] {
         assert_eq!(upgrade_status(only.port, path), 404, "{path}");
     }
+    // Refused in Node's upgrade-refusal form: a text body, and the connection closed.
+    let mut stream =
+        TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, only.port))).unwrap();
+    stream.set_read_timeout(Some(PROMPTLY)).unwrap();
+    write!(
+        stream,
+        "GET /other HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .unwrap();
+    let (status, headers, body) = read_response(&mut stream, false).unwrap();
+    assert_eq!((status, text(&body)), (404, "Not Found"));
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let mut rest = Vec::new();
+    stream
+        .read_to_end(&mut rest)
+        .expect("the gateway closes the connection");
+    assert!(rest.is_empty(), "{rest:?}");
     let root = ui_root();
     let with_ui = Served::start(
         Auth::None,

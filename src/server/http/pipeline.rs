@@ -66,7 +66,7 @@ async fn stages(
             return refusal;
         }
         if !upgrade_allowed(&shared.http, &path) {
-            return probes::not_found();
+            return upgrade_refused(StatusCode::NOT_FOUND, "Not Found");
         }
         return ws::accept(&shared.ws, &mut request, peer, open);
     }
@@ -267,15 +267,17 @@ fn reserved_upgrade_path(path: &str) -> Option<Response<Body>> {
         }
         _ => return None,
     };
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Some(response)
+    Some(upgrade_refused(status, body))
+}
+
+/// An upgrade refused in Node's form (websocket-upgrade-reject-D2Ac4nen.mjs:3-18): the status,
+/// `Connection: close`, a text body with its length, then the socket is closed.
+fn upgrade_refused(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = text(status, body);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 #[cfg(test)]
