@@ -364,6 +364,13 @@ fn exact_and_prefix_routes_answer_their_methods_only() {
     let (status, headers, body) = read_response(&mut stream, true).unwrap();
     assert_eq!((status, body.len()), (200, 0));
     assert_eq!(header(&headers, "content-length"), Some("5"));
+    // … and a GET route answers HEAD as well, without its body.
+    stream
+        .write_all(b"HEAD /exact HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (status, headers, body) = read_response(&mut stream, true).unwrap();
+    assert_eq!((status, body.len()), (200, 0));
+    assert_eq!(header(&headers, "content-length"), Some("5"));
 }
 
 /// SPEC §13.1: every response carries Node's security headers, `Strict-Transport-Security`

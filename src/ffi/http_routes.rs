@@ -69,7 +69,8 @@ impl HttpHandler for HostRoute {
 }
 
 /// Adds a route on the gateway port: requests whose method is `method` (e.g. `"POST"`; NULL or
-/// `"*"`: any method) and whose path is `path` (as sent, starting with `/`; with
+/// `"*"`: any method; a `"GET"` route also takes `HEAD` when no route of its own does, its
+/// body left unsent) and whose path is `path` (as sent, starting with `/`; with
 /// `GW_HTTP_ROUTE_PREFIX`, also every path below it) go to `handler` (see `gw_http_route_fn`).
 /// Routes are tried in the order they were added, after the probes (`/healthz`, `/readyz`, …)
 /// and the WebSocket upgrade, which keep priority (SPEC §13.1). `flags` ORs

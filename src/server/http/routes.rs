@@ -256,7 +256,8 @@ where
 /// One route: what it matches, who may call it, how much it reads, who answers.
 #[derive(Clone)]
 pub struct HttpRoute {
-    /// `None`: any method.
+    /// `None`: any method. A `GET` route also answers `HEAD` when no route for `HEAD` does
+    /// (the handler sees `HEAD`; no body is sent).
     pub method: Option<Method>,
     /// Starts with `/`.
     pub path: String,
@@ -485,9 +486,18 @@ impl HttpRoutes {
         Ok(self)
     }
 
-    /// The first route answering `method` at `path`.
+    /// The first route answering `method` at `path`; for `HEAD` without a route of its own,
+    /// the first `GET` route (its handler sees `HEAD`; hyper sends no body). Node's plugin
+    /// routes have no method and see every one, `HEAD` included (route-match-3ODu6iRN.mjs);
+    /// a `GET` route answering `HEAD` is what clients of any HTTP server expect.
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&HttpRoute> {
-        self.routes.iter().find(|r| r.matches(method, path))
+        let own = self.routes.iter().find(|r| r.matches(method, path));
+        if own.is_some() || method != Method::HEAD {
+            return own;
+        }
+        self.routes
+            .iter()
+            .find(|r| r.method == Some(Method::GET) && r.matches(&Method::GET, path))
     }
 
     /// The registration the builder refused, if any.
@@ -519,11 +529,8 @@ mod tests {
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             let kinds_tx = kinds_tx.clone();
             async move {
-                let (mut body, _) = RequestBody::new(
-                    request.into_body(),
-                    limit,
-                    Duration::from_millis(100),
-                );
+                let (mut body, _) =
+                    RequestBody::new(request.into_body(), limit, Duration::from_millis(100));
                 let mut kinds = Vec::new();
                 while kinds.len() < 2 {
                     match body.chunk().await {
@@ -606,15 +613,16 @@ mod tests {
             // Paths are compared as sent: no percent-decoding.
             (None, "/a b", Exact, Method::GET, "/a%20b", false),
             (get.clone(), "/x", Exact, Method::GET, "/x", true),
-            (get.clone(), "/x", Exact, Method::HEAD, "/x", false),
+            (get.clone(), "/x", Exact, Method::HEAD, "/x", true),
+            (post.clone(), "/x", Exact, Method::HEAD, "/x", false),
             (get, "/x", Exact, Method::POST, "/x", false),
             (post.clone(), "/x", Prefix, Method::POST, "/x/y", true),
             (post, "/x", Prefix, Method::PUT, "/x/y", false),
         ];
         for (method, path, matching, req_method, req_path, expected) in cases {
-            let route = route(method.clone(), path, *matching);
+            let routes = HttpRoutes::new().route(route(method.clone(), path, *matching));
             assert_eq!(
-                route.matches(req_method, req_path),
+                routes.find(req_method, req_path).is_some(),
                 *expected,
                 "{matching:?} route {method:?} {path:?} against {req_method} {req_path:?}"
             );
@@ -670,6 +678,12 @@ mod tests {
         let found = routes.find(&Method::GET, "/a/b").unwrap();
         assert_eq!(found.max_body_bytes, 1);
         assert!(routes.find(&Method::GET, "/b").is_none());
+        // A HEAD route of its own beats a GET route added before it.
+        let routes = HttpRoutes::new()
+            .route(route(Some(Method::GET), "/h", RouteMatch::Exact).max_body_bytes(1))
+            .route(route(Some(Method::HEAD), "/h", RouteMatch::Exact).max_body_bytes(2));
+        assert_eq!(routes.find(&Method::HEAD, "/h").unwrap().max_body_bytes, 2);
+        assert_eq!(routes.find(&Method::GET, "/h").unwrap().max_body_bytes, 1);
     }
 
     /// What registration refuses, and what it takes.
