@@ -503,11 +503,7 @@ async fn accept_loop(
                                 shared.http.max_connections
                             ));
                         }
-                        // Written straight to the (non-blocking) socket: a fresh one's send
-                        // buffer takes it at once, and the runtime has not yet seen it writable.
-                        if let Ok(mut stream) = stream.into_std() {
-                            let _ = std::io::Write::write(&mut stream, OVER_CAPACITY);
-                        }
+                        tokio::spawn(refuse_over_capacity(stream));
                     }
                 },
                 Err(err) => {
@@ -518,6 +514,29 @@ async fn accept_loop(
             },
         }
     }
+}
+
+/// Answers a connection past the cap and closes it without serving it: the `503`, then the
+/// write side shut, then what the client sent read and dropped for a moment (a few KiB, at
+/// most 100 ms) before the socket goes. Closed with its request unread, the socket would
+/// send a reset, which can reach the client before it has read the answer and destroy it.
+async fn refuse_over_capacity(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const DRAIN_BYTES: usize = 16 * 1024;
+    let _ = tokio::time::timeout(Duration::from_millis(100), async {
+        if stream.write_all(OVER_CAPACITY).await.is_err() || stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut drained = 0;
+        let mut buf = [0u8; 4096];
+        while drained < DRAIN_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// A `CONNECT` request is not answered: its socket is dropped, as Node drops it

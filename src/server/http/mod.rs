@@ -55,7 +55,8 @@ pub struct HttpOptions {
     /// TCP connections open at once on the gateway's port, whatever they carry: HTTP requests,
     /// kept-alive HTTP connections, and WebSocket connections (which
     /// `ProtocolOptions.max_connections` counts again on their own). Past it a new connection
-    /// is answered `503` and closed at once, without reading it; the open ones are not
+    /// is answered `503` and closed (what it sent is read and dropped for at most 100 ms, so
+    /// no reset destroys the answer); the open ones are not
     /// touched (default 10 240, so that WebSocket clients meet their own cap of 10 000 first
     /// and get its close 1013).
     pub max_connections: usize,
