@@ -1129,16 +1129,22 @@ fn a_body_is_read_on_a_host_thread_with_its_own_executor() {
         },
     )
     .max_body_bytes(1 << 20);
-    let served = Served::start(
-        Auth::None,
-        HttpOptions {
-            body_idle_timeout: Duration::from_millis(500),
-            routes: HttpRoutes::new().route(route),
-            ..HttpOptions::default()
-        },
-    );
-    let (status, _, body) = served.request("POST", "/elsewhere", &[], &[b'q'; 300_000]);
+    let served_with = |idle_ms: u64, route: HttpRoute| {
+        Served::start(
+            Auth::None,
+            HttpOptions {
+                body_idle_timeout: Duration::from_millis(idle_ms),
+                routes: HttpRoutes::new().route(route),
+                ..HttpOptions::default()
+            },
+        )
+    };
+    // The whole body, with a timeout no pause of a loaded machine reaches.
+    let patient = served_with(10_000, route.clone());
+    let (status, _, body) = patient.request("POST", "/elsewhere", &[], &[b'q'; 300_000]);
     assert_eq!((status, text(&body)), (200, "300000"));
+    // A stalled one, with a short timeout that fires.
+    let served = served_with(500, route);
     let mut stream = served.connect();
     stream
         .write_all(b"POST /elsewhere HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
