@@ -972,7 +972,13 @@ fn gateway_run_keeps_the_token_out_of_a_pipe_and_a_service_log() {
     let port = free_port();
     let (read, stdout) = pty();
     assert_eq!(
-        dashboard_line(port, &fixture, stdout, read, &[("INVOCATION_ID", "0123abcd")]),
+        dashboard_line(
+            port,
+            &fixture,
+            stdout,
+            read,
+            &[("INVOCATION_ID", "0123abcd")]
+        ),
         without_token(port)
     );
 }

@@ -624,7 +624,10 @@ fn wrong_bearers_are_throttled_with_the_handshakes_limiter() {
     let (status, _, body) = served.request(
         "GET",
         "/whoami",
-        &[("Authorization", &bearer), ("Origin", "http://127.0.0.1:5173")],
+        &[
+            ("Authorization", &bearer),
+            ("Origin", "http://127.0.0.1:5173"),
+        ],
         b"",
     );
     assert_eq!((status, text(&body)), (200, "Some(Token)"));

@@ -313,7 +313,10 @@ fn run(args: RunArgs) -> ExitCode {
         std::process::id()
     );
     if let Some(ui) = &serve_ui {
-        println!("Control UI: {}", dashboard_line(primary, ui, token.as_deref(), supervisor));
+        println!(
+            "Control UI: {}",
+            dashboard_line(primary, ui, token.as_deref(), supervisor)
+        );
     }
     if let Err(err) = supervisor::notify("READY=1") {
         eprintln!("gateway: could not notify the service manager: {err}");

@@ -8,8 +8,6 @@
 use std::ffi::c_char;
 use std::time::Duration;
 
-use hyper::header::HeaderValue;
-
 use super::boundary::{
     json_argument, name_argument, non_null, optional_utf8_argument, result_boundary,
 };

@@ -272,7 +272,9 @@ mod tests {
         let (writer, body) = Body::channel(1);
         let blocked = writer.clone();
         let sending = std::thread::spawn(move || {
-            blocked.blocking_send("fills the queue").expect("room for one");
+            blocked
+                .blocking_send("fills the queue")
+                .expect("room for one");
             blocked.blocking_send("waits: nobody reads")
         });
         // The second send waits for room that never comes, until the abort.

@@ -137,10 +137,7 @@ mod tests {
         type Change = fn(&mut HttpOptions);
         let cases: [(Change, Option<&str>); 11] = [
             (|_| {}, None),
-            (
-                |o| o.header_timeout = Duration::from_secs(86_400),
-                None,
-            ),
+            (|o| o.header_timeout = Duration::from_secs(86_400), None),
             (
                 |o| o.header_timeout = Duration::MAX,
                 Some("http.header_timeout is 18446744073709551615 s: give at most a day"),
