@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{HeaderMap, Response, StatusCode};
+use hyper::{HeaderMap, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use super::boundary::{c_string, non_null, null_argument, result_boundary, utf8_argument};
@@ -123,17 +123,6 @@ impl Drop for gw_http_exchange {
             writer.abort("the host freed the exchange without finishing the response");
         }
     }
-}
-
-/// The answer a route gives when the host let go of the exchange without answering.
-pub(crate) fn unanswered() -> Response<Body> {
-    let mut response = Response::new(Body::from("Internal Server Error"));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 fn joined_headers(headers: &HeaderMap) -> Vec<(HeaderName, CString)> {
@@ -770,7 +759,7 @@ pub unsafe extern "C" fn gw_http_exchange_abort(exchange: *const gw_http_exchang
                 writer.abort("the host aborted the response");
                 Ok(())
             }
-            // Dropping the sender answers 500 (see `unanswered`).
+            // Dropping the sender answers 500 (see `gw_http_route_fn`'s route).
             Answer::Waiting(_) => Ok(()),
             Answer::Done => Err(fail(
                 gw_result::GW_ERR_NOT_FOUND,

@@ -11,6 +11,7 @@ mod presence;
 mod probes;
 mod protocol;
 mod rate_limit;
+pub(crate) mod response;
 mod scopes;
 mod ws;
 

@@ -13,6 +13,7 @@ use crate::server::Shared;
 use crate::server::auth::secrets_equal;
 use crate::server::locality;
 use crate::server::rate_limit::{LimitKey, LimitScope};
+use crate::server::response::unauthorized;
 
 /// How a request to a [`RouteAuth::Gateway`](super::RouteAuth::Gateway) route was let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +26,6 @@ pub enum HttpAuthMethod {
     Password,
 }
 
-/// Node's answer to a missing or wrong bearer (http-common-vk2jgtAM.mjs `sendUnauthorized`).
-const UNAUTHORIZED: &str = r#"{"error":{"message":"Unauthorized","type":"unauthorized"}}"#;
 /// Node's answer to a client locked out by the limiter (`sendRateLimited`).
 const RATE_LIMITED: &str = r#"{"error":{"message":"Too many failed authentication attempts. Please try again later.","type":"rate_limited"}}"#;
 
@@ -81,11 +80,6 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         return None;
     }
     Some(value[7..].trim()).filter(|secret| !secret.is_empty())
-}
-
-/// `401` with Node's JSON body.
-pub(crate) fn unauthorized() -> Response<Body> {
-    json(StatusCode::UNAUTHORIZED, UNAUTHORIZED)
 }
 
 /// `429` with Node's JSON body and `Retry-After` in whole seconds, rounded up.

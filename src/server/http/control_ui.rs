@@ -23,6 +23,7 @@ use tokio_util::io::ReaderStream;
 
 use super::Body;
 use crate::options::Auth;
+use crate::server::response::{internal_error, not_found, plain, unauthorized};
 use crate::server::ws::ProtocolOptions;
 use crate::server::{Shared, locality, protocol};
 use files::{Encoding, OpenFile};
@@ -282,7 +283,7 @@ impl ControlUi {
         }
         if config::is_config_path(path, base) {
             if self.foreign_browser_without_auth(shared, headers, peer) {
-                return Some(config::unauthorized());
+                return Some(unauthorized());
             }
             return Some(
                 match super::auth::gateway_bearer(shared, headers, peer).await {
@@ -332,7 +333,7 @@ impl ControlUi {
                 }
                 // Not there, or too large to keep: the disk path answers.
                 Ok(Ok(None)) => {}
-                Ok(Err(_)) | Err(_) => return Some(server_error()),
+                Ok(Err(_)) | Err(_) => return Some(internal_error()),
             }
         }
         let opened = {
@@ -353,7 +354,7 @@ impl ControlUi {
                     None
                 }
             }
-            Ok(Err(_)) | Err(_) => Some(server_error()),
+            Ok(Err(_)) | Err(_) => Some(internal_error()),
         }
     }
 
@@ -432,7 +433,7 @@ impl ControlUi {
             return response;
         }
         let Some((len, body)) = file_body(body_file).await else {
-            return server_error();
+            return internal_error();
         };
         response
             .headers_mut()
@@ -707,37 +708,12 @@ fn http_date(time: SystemTime) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    response
-}
-
-fn not_found() -> Response<Body> {
-    plain(StatusCode::NOT_FOUND, "Not Found")
-}
-
 /// Every encoding, identity included, refused (CUI:376-380).
 fn not_acceptable() -> Response<Body> {
     let mut response = plain(StatusCode::NOT_ACCEPTABLE, "Not Acceptable");
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    response
-}
-
-/// A file of the root could not be read (HC:146-156).
-fn server_error() -> Response<Body> {
-    let mut response = plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

@@ -84,18 +84,6 @@ pub(super) fn respond(body: &Value, head: bool) -> Response<Body> {
     response
 }
 
-/// `401` `{"error":{"message":"Unauthorized","type":"unauthorized"}}` (HC:166-178).
-pub(super) fn unauthorized() -> Response<Body> {
-    let body = r#"{"error":{"message":"Unauthorized","type":"unauthorized"}}"#;
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::UNAUTHORIZED;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
