@@ -864,7 +864,6 @@ fn c_routes_meet_the_gateway_auth_and_the_idle_timeout() {
 /// The Control UI mounted from C under a base path, with the host's `control-ui-config.json`
 /// keys.
 #[test]
-#[ignore = "needs the Control UI mount of the controlui branch: un-ignore at merge"]
 fn c_host_mounts_the_control_ui() {
     http_mode("ui", &["control_ui"]);
 }
