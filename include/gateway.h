@@ -828,7 +828,9 @@ gw_result gw_http_exchange_start(const struct gw_http_exchange *exchange,
  * thread of your own. `GW_ERR_NULL_ARGUMENT` when `exchange` is NULL, or `data` is NULL with
  * a length.
  *
- * Blocks; any thread but the gateway's workers. Writes from several threads go one at a time.
+ * Blocks; any thread but the gateway's workers. Each write is queued whole; writes from
+ * several threads at once go in the order they find room. A write waiting for the client
+ * returns `GW_ERR_NOT_FOUND` as soon as another thread aborts the answer.
  *
  * # Safety
  *
@@ -910,8 +912,8 @@ gw_result gw_serve_options_set_http_max_connections(struct gw_serve_options *opt
 /**
  * A request head not complete within this closes the connection (default 30000 ms).
  *
- * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
- * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0 or more than a day (86400000 ms);
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
  *
  * # Safety
  *
@@ -924,8 +926,8 @@ gw_result gw_serve_options_set_http_header_timeout_ms(struct gw_serve_options *o
  * A request body that sends nothing for this long fails its read (`gw_http_exchange_read`
  * gives `GW_ERR_HTTP_BODY`) and the client is answered `408` (default 30000 ms).
  *
- * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for a value the Rust `ServeOptions::validate`
- * refuses; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for 0 or more than a day (86400000 ms);
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
  *
  * # Safety
  *
@@ -1056,7 +1058,8 @@ gw_result gw_serve_options_set_control_ui_terminal(struct gw_serve_options *opti
 
 /**
  * Adds a route on the gateway port: requests whose method is `method` (e.g. `"POST"`; NULL or
- * `"*"`: any method) and whose path is `path` (as sent, starting with `/`; with
+ * `"*"`: any method; a `"GET"` route also takes `HEAD` when no route of its own does, its
+ * body left unsent) and whose path is `path` (as sent, starting with `/`; with
  * `GW_HTTP_ROUTE_PREFIX`, also every path below it) go to `handler` (see `gw_http_route_fn`).
  * Routes are tried in the order they were added, after the probes (`/healthz`, `/readyz`, …)
  * and the WebSocket upgrade, which keep priority (SPEC §13.1). `flags` ORs

@@ -270,12 +270,13 @@ fn c_suite(mode: Mode, valgrind: bool) {
     assert_suite(&output, &C_CASES);
 }
 
-const HTTP_CASES: [&str; 8] = [
+const HTTP_CASES: [&str; 9] = [
     "bad_registrations",
     "inline_and_any",
     "answered_later",
     "streamed_upload",
     "streamed_response",
+    "abort_beside_a_stalled_write",
     "unanswered_and_limits",
     "websocket_paths",
     "exchange_outlives_the_server",
@@ -863,7 +864,6 @@ fn c_routes_meet_the_gateway_auth_and_the_idle_timeout() {
 /// The Control UI mounted from C under a base path, with the host's `control-ui-config.json`
 /// keys.
 #[test]
-#[ignore = "needs the Control UI mount of the controlui branch: un-ignore at merge"]
 fn c_host_mounts_the_control_ui() {
     http_mode("ui", &["control_ui"]);
 }

@@ -209,6 +209,13 @@ fn the_routing_table_at_the_root() {
     let html = [("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
     let chat = request(port, "GET", "/chat/main?x=1", &html);
     assert!(chat.is_index(), "{chat:?}");
+    // Routed by the URL's pathname, as Node reads it: dot segments resolved first.
+    assert!(request(port, "GET", "/x/../chat", &html).is_index());
+    let favicon = get(port, "/assets/../favicon.svg");
+    assert_eq!(
+        (favicon.status, favicon.body.as_slice()),
+        (200, b"<svg/>".as_slice())
+    );
     // … and are nobody's when it does not: the pipeline's plain 404.
     let json = request(port, "GET", "/chat/main", &[("Accept", "application/json")]);
     assert_eq!(json.status, 404);
@@ -784,6 +791,20 @@ fn control_ui_config_json_needs_the_gateway_bearer() {
         &[("Authorization", &format!("Bearer {TOKEN}"))],
     );
     assert_eq!(head.status, 200);
+    let get_length = request(
+        port,
+        "GET",
+        "/control-ui-config.json",
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+    )
+    .body
+    .len()
+    .to_string();
+    assert_eq!(
+        head.header("content-length"),
+        Some(get_length.as_str()),
+        "HEAD says the length a GET sends"
+    );
     let post = request(
         port,
         "POST",
@@ -858,38 +879,107 @@ fn a_root_that_is_not_a_built_ui_is_refused_at_start() {
     }
 }
 
-#[test]
-fn gateway_run_prints_the_dashboard_url() {
-    let env = TestEnv::new();
-    let fixture = Fixture::new();
-    let port = free_port();
-    let mut child = env
-        .command(&[
-            "run",
-            "--port",
-            &port.to_string(),
-            "--auth",
-            "token",
-            "--token",
-            "a b/c",
-            "--control-ui",
-            fixture.root().to_str().unwrap(),
-            "--base-path",
-            "/oc/",
-        ])
-        .stdout(std::process::Stdio::piped())
+/// `gateway run --control-ui` with a token, its stdout `stdout`, and `env` set: the line after
+/// the listening line.
+fn dashboard_line(
+    port: u16,
+    fixture: &Fixture,
+    stdout: std::process::Stdio,
+    read: impl std::io::Read + Send + 'static,
+    env: &[(&str, &str)],
+) -> String {
+    let test_env = TestEnv::new();
+    let mut command = test_env.command(&[
+        "run",
+        "--port",
+        &port.to_string(),
+        "--auth",
+        "token",
+        "--token",
+        "a b/c",
+        "--control-ui",
+        fixture.root().to_str().unwrap(),
+        "--base-path",
+        "/oc/",
+    ]);
+    command.envs(env.iter().copied());
+    let mut child = command
+        .stdout(stdout)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let lines = pipe_lines(child.stdout.take().unwrap());
+    let lines = pipe_lines(read);
     let ready = lines.recv_timeout(START_TIMEOUT).unwrap();
-    assert!(ready.starts_with("gateway listening on ws://"), "{ready}");
+    assert!(ready.contains("gateway listening on ws://"), "{ready}");
     let url = lines.recv_timeout(START_TIMEOUT).unwrap();
     let _ = child.kill();
     let _ = child.wait();
+    url.trim_end_matches('\r').to_owned()
+}
+
+/// A pseudo-terminal: the parent's end to read, the child's end to give as stdout.
+fn pty() -> (std::fs::File, std::process::Stdio) {
+    use std::os::fd::FromRawFd as _;
+    let (mut parent, mut child) = (-1, -1);
+    // SAFETY: both out-pointers are valid; no name, termios or size is asked for.
+    let opened = unsafe {
+        libc::openpty(
+            &mut parent,
+            &mut child,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty gave two open descriptors that nothing else owns.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(parent),
+            std::process::Stdio::from(std::os::fd::OwnedFd::from_raw_fd(child)),
+        )
+    }
+}
+
+#[test]
+fn gateway_run_prints_the_token_only_to_a_terminal() {
+    let fixture = Fixture::new();
+    let port = free_port();
+    let (read, stdout) = pty();
     assert_eq!(
-        url,
+        dashboard_line(port, &fixture, stdout, read, &[]),
         format!("Control UI: http://127.0.0.1:{port}/oc/#token=a%20b%2Fc")
+    );
+}
+
+#[test]
+fn gateway_run_keeps_the_token_out_of_a_pipe_and_a_service_log() {
+    let fixture = Fixture::new();
+    let without_token = |port: u16| {
+        format!(
+            "Control UI: http://127.0.0.1:{port}/oc/ (add #token=<your gateway token> to sign \
+             in; it is not printed where a log would keep it)"
+        )
+    };
+    // A pipe (or a file) is a log.
+    let port = free_port();
+    let (read, write) = std::io::pipe().unwrap();
+    assert_eq!(
+        dashboard_line(port, &fixture, write.into(), read, &[]),
+        without_token(port)
+    );
+    // Under systemd even a terminal is the journal's.
+    let port = free_port();
+    let (read, stdout) = pty();
+    assert_eq!(
+        dashboard_line(
+            port,
+            &fixture,
+            stdout,
+            read,
+            &[("INVOCATION_ID", "0123abcd")]
+        ),
+        without_token(port)
     );
 }
 

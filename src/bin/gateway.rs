@@ -319,7 +319,7 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(ui) = &serve_ui {
         println!(
             "Control UI: {}",
-            dashboard_url(primary, ui, token.as_deref())
+            dashboard_line(primary, ui, token.as_deref(), supervisor)
         );
     }
     if let Err(err) = supervisor::notify("READY=1") {
@@ -329,6 +329,30 @@ fn run(args: RunArgs) -> ExitCode {
     let _ = supervisor::notify("STOPPING=1");
     gateway.shutdown(Duration::from_secs(5));
     ExitCode::SUCCESS
+}
+
+/// What follows `Control UI: `: the URL that signs in, with the token, only for a person at a
+/// terminal. Under a service manager, or with stdout a pipe or a file, stdout is a log (the
+/// journal, launchd's file), which must not keep the secret: the URL then comes without it,
+/// and the line says how to add it.
+fn dashboard_line(
+    listening: std::net::SocketAddr,
+    ui: &ControlUiOptions,
+    token: Option<&str>,
+    supervisor: Option<Supervisor>,
+) -> String {
+    use std::io::IsTerminal as _;
+    match token {
+        Some(token) if supervisor.is_none() && std::io::stdout().is_terminal() => {
+            dashboard_url(listening, ui, Some(token))
+        }
+        Some(_) => format!(
+            "{} (add #token=<your gateway token> to sign in; it is not printed where a log \
+             would keep it)",
+            dashboard_url(listening, ui, None)
+        ),
+        None => dashboard_url(listening, ui, None),
+    }
 }
 
 /// The URL that opens the Control UI signed in, in Node's dashboard form

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{HeaderMap, Response, StatusCode};
+use hyper::{HeaderMap, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use super::boundary::{c_string, non_null, null_argument, result_boundary, utf8_argument};
@@ -123,17 +123,6 @@ impl Drop for gw_http_exchange {
             writer.abort("the host freed the exchange without finishing the response");
         }
     }
-}
-
-/// The answer a route gives when the host let go of the exchange without answering.
-pub(crate) fn unanswered() -> Response<Body> {
-    let mut response = Response::new(Body::from("Internal Server Error"));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 fn joined_headers(headers: &HeaderMap) -> Vec<(HeaderName, CString)> {
@@ -641,7 +630,9 @@ pub unsafe extern "C" fn gw_http_exchange_start(
 /// thread of your own. `GW_ERR_NULL_ARGUMENT` when `exchange` is NULL, or `data` is NULL with
 /// a length.
 ///
-/// Blocks; any thread but the gateway's workers. Writes from several threads go one at a time.
+/// Blocks; any thread but the gateway's workers. Each write is queued whole; writes from
+/// several threads at once go in the order they find room. A write waiting for the client
+/// returns `GW_ERR_NOT_FOUND` as soon as another thread aborts the answer.
 ///
 /// # Safety
 ///
@@ -660,9 +651,10 @@ pub unsafe extern "C" fn gw_http_exchange_write(
             return Err(null_argument(FUNCTION, "data"));
         }
         off_the_workers(FUNCTION, "waiting for the client")?;
-        let mut answer = exchange.answer();
-        let writer = match &*answer {
-            Answer::Streaming(writer) => writer,
+        // A clone, so the lock is not held while the client is waited for: finish and abort
+        // (which never block) take it, and an abort wakes this send.
+        let writer = match &*exchange.answer() {
+            Answer::Streaming(writer) => writer.clone(),
             Answer::Waiting(_) => {
                 return Err(fail(
                     gw_result::GW_ERR_INVALID_ARGUMENT,
@@ -671,15 +663,7 @@ pub unsafe extern "C" fn gw_http_exchange_write(
                     ),
                 ));
             }
-            Answer::Done => {
-                return Err(fail(
-                    gw_result::GW_ERR_NOT_FOUND,
-                    format!(
-                        "{FUNCTION}: the answer is complete (answered whole, finished or \
-                         aborted) or its client is gone"
-                    ),
-                ));
-            }
+            Answer::Done => return Err(complete(FUNCTION)),
         };
         if len == 0 {
             return Ok(());
@@ -689,15 +673,29 @@ pub unsafe extern "C" fn gw_http_exchange_write(
         match writer.blocking_send(chunk) {
             Ok(()) => Ok(()),
             Err(BodySendError::Closed) => {
-                *answer = Answer::Done;
+                let mut answer = exchange.answer();
+                if matches!(&*answer, Answer::Streaming(_)) {
+                    *answer = Answer::Done;
+                }
                 Err(client_gone(FUNCTION))
             }
+            Err(BodySendError::Aborted) => Err(complete(FUNCTION)),
             Err(err @ BodySendError::OnGatewayWorker) => Err(fail(
                 gw_result::GW_ERR_WRONG_THREAD,
                 format!("{FUNCTION}: {err}"),
             )),
         }
     })
+}
+
+fn complete(function: &str) -> gw_result {
+    fail(
+        gw_result::GW_ERR_NOT_FOUND,
+        format!(
+            "{function}: the answer is complete (answered whole, finished or aborted) or its \
+             client is gone"
+        ),
+    )
 }
 
 /// Ends a streamed answer normally: the client gets the final chunk and sees a whole body.
@@ -761,7 +759,7 @@ pub unsafe extern "C" fn gw_http_exchange_abort(exchange: *const gw_http_exchang
                 writer.abort("the host aborted the response");
                 Ok(())
             }
-            // Dropping the sender answers 500 (see `unanswered`).
+            // Dropping the sender answers 500 (see `gw_http_route_fn`'s route).
             Answer::Waiting(_) => Ok(()),
             Answer::Done => Err(fail(
                 gw_result::GW_ERR_NOT_FOUND,

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use hyper::Method;
 
 use super::boundary::{non_null, null_argument, optional_utf8_argument, result_boundary};
-use super::http_exchange::{gw_http_exchange, unanswered};
+use super::http_exchange::gw_http_exchange;
 use super::result::{fail, fail_with, gw_result};
 use super::serve_options::gw_serve_options;
 use super::userdata::HostUserdata;
+use crate::server::response::internal_error;
 use crate::server::{HttpHandler, HttpRequest, HttpRoute, ResponseFuture};
 
 /// How a route registered with `gw_serve_options_add_http_route` matches and who may call it;
@@ -63,13 +64,15 @@ impl HttpHandler for HostRoute {
             // exchange that is the host's from now on.
             unsafe { callback(userdata.get(), exchange) };
             drop(userdata);
-            answered.await.unwrap_or_else(|_| unanswered())
+            // Unanswered (the host freed or aborted the exchange first): Node's 500.
+            answered.await.unwrap_or_else(|_| internal_error())
         })
     }
 }
 
 /// Adds a route on the gateway port: requests whose method is `method` (e.g. `"POST"`; NULL or
-/// `"*"`: any method) and whose path is `path` (as sent, starting with `/`; with
+/// `"*"`: any method; a `"GET"` route also takes `HEAD` when no route of its own does, its
+/// body left unsent) and whose path is `path` (as sent, starting with `/`; with
 /// `GW_HTTP_ROUTE_PREFIX`, also every path below it) go to `handler` (see `gw_http_route_fn`).
 /// Routes are tried in the order they were added, after the probes (`/healthz`, `/readyz`, …)
 /// and the WebSocket upgrade, which keep priority (SPEC §13.1). `flags` ORs

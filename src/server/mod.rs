@@ -11,6 +11,7 @@ mod presence;
 mod probes;
 mod protocol;
 mod rate_limit;
+pub(crate) mod response;
 mod scopes;
 mod ws;
 
@@ -94,10 +95,15 @@ impl Default for ServeOptions {
 
 impl ServeOptions {
     /// Says which option `Gateway::serve` would refuse: no worker thread, a zero timeout or
-    /// interval, a zero connection cap or size limit, a relative device store path, a build id
-    /// over 96 characters, an empty capability. The C ABI checks its setters with it.
+    /// interval, an HTTP timeout over a day, a zero connection cap or size limit, a relative
+    /// device store path, a build id over 96 characters, an empty capability, a
+    /// `Strict-Transport-Security` that is not a header value, a WebSocket path without its
+    /// leading `/`. The C ABI checks its setters with it.
     pub fn validate(&self) -> Result<(), GatewayLockError> {
         self.pairing
+            .validate()
+            .map_err(GatewayLockError::InvalidOption)?;
+        self.http
             .validate()
             .map_err(GatewayLockError::InvalidOption)?;
         let protocol = &self.protocol;
@@ -498,11 +504,7 @@ async fn accept_loop(
                                 shared.http.max_connections
                             ));
                         }
-                        // Written straight to the (non-blocking) socket: a fresh one's send
-                        // buffer takes it at once, and the runtime has not yet seen it writable.
-                        if let Ok(mut stream) = stream.into_std() {
-                            let _ = std::io::Write::write(&mut stream, OVER_CAPACITY);
-                        }
+                        tokio::spawn(refuse_over_capacity(stream));
                     }
                 },
                 Err(err) => {
@@ -513,6 +515,29 @@ async fn accept_loop(
             },
         }
     }
+}
+
+/// Answers a connection past the cap and closes it without serving it: the `503`, then the
+/// write side shut, then what the client sent read and dropped for a moment (a few KiB, at
+/// most 100 ms) before the socket goes. Closed with its request unread, the socket would
+/// send a reset, which can reach the client before it has read the answer and destroy it.
+async fn refuse_over_capacity(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const DRAIN_BYTES: usize = 16 * 1024;
+    let _ = tokio::time::timeout(Duration::from_millis(100), async {
+        if stream.write_all(OVER_CAPACITY).await.is_err() || stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut drained = 0;
+        let mut buf = [0u8; 4096];
+        while drained < DRAIN_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// A `CONNECT` request is not answered: its socket is dropped, as Node drops it

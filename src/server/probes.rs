@@ -4,6 +4,7 @@ use hyper::header::{ALLOW, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderVa
 use hyper::{Method, Response, StatusCode};
 
 use super::http::Body;
+use super::response::plain;
 
 /// Where the server is in its life cycle, as the probes report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,6 @@ impl Phase {
 }
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
-const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// The response for a probe path, or `None` when `path` is not a probe.
 pub fn respond(method: &Method, path: &str, phase: Phase) -> Option<Response<Body>> {
@@ -73,21 +73,9 @@ fn json(status: StatusCode, body: &'static str, with_body: bool) -> Response<Bod
 }
 
 fn method_not_allowed() -> Response<Body> {
-    let body = "Method Not Allowed";
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    let headers = response.headers_mut();
-    headers.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-    headers.insert(CONTENT_TYPE, TEXT);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     response
-}
-
-/// 404 for every path that is neither a probe nor (later) the WebSocket endpoint.
-pub fn not_found() -> Response<Body> {
-    let body = "Not Found";
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    response.headers_mut().insert(CONTENT_TYPE, TEXT);
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     response
 }

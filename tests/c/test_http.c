@@ -253,9 +253,14 @@ struct host {
     atomic_int idle_answered;
     gw_http_exchange *held;      /* the after-shutdown case's exchange */
     atomic_int held_ready;
+    gw_http_exchange *stalled;   /* the stalled stream's exchange, for the aborting thread */
+    atomic_int stall_writes_begun;
+    atomic_int stall_writes_done;
+    atomic_int stall_result;     /* the write that failed, + 1 */
 };
 
-static struct host host = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0};
+static struct host host = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0,
+                           NULL, 0, 0, 0};
 
 static void route_free(void *userdata) { atomic_fetch_add(&((struct host *)userdata)->frees, 1); }
 
@@ -444,6 +449,20 @@ static void answer_cut(struct host *h, gw_http_exchange *exchange) {
     CHECK_RESULT(gw_http_exchange_abort(exchange), GW_ERR_NOT_FOUND);
 }
 
+/* GET /stall: writes until a write waits for a client that never reads. */
+static void answer_stall(struct host *h, gw_http_exchange *exchange) {
+    static uint8_t chunk[64 * 1024];
+    CHECK_RESULT(gw_http_exchange_start(exchange, 200, NULL, 0), GW_OK);
+    h->stalled = exchange;
+    gw_result result;
+    do {
+        atomic_fetch_add(&h->stall_writes_begun, 1);
+        result = gw_http_exchange_write(exchange, chunk, sizeof chunk);
+        atomic_fetch_add(&h->stall_writes_done, 1);
+    } while (result == GW_OK);
+    atomic_store(&h->stall_result, (int)result + 1);
+}
+
 static void answer_small(struct host *h, gw_http_exchange *exchange) {
     size_t len = 0;
     gw_result result;
@@ -493,6 +512,7 @@ static void *host_thread(void *arg) {
         else if (strcmp(path, "/cut") == 0) answer_cut(h, exchange);
         else if (strcmp(path, "/small") == 0) answer_small(h, exchange);
         else if (strcmp(path, "/idle") == 0) answer_idle(h, exchange);
+        else if (strcmp(path, "/stall") == 0) answer_stall(h, exchange);
         else CHECK(!"a route for the host thread");
         gw_http_exchange_free(exchange);
     }
@@ -521,6 +541,7 @@ static gw_server *serve_routes(const char *name, gw_options **options_out) {
     add_route(serve_options, "GET", "/private", GW_HTTP_ROUTE_GATEWAY_AUTH, 1024, route_any);
     add_route(serve_options, "POST", "/held", 0, 1024, route_hold);
     add_route(serve_options, "POST", "/idle", 0, 1024, route_later);
+    add_route(serve_options, "GET", "/stall", 0, 1, route_later);
     CHECK_RESULT(gw_serve_options_set_http_strict_transport_security(serve_options, "max-age=60"), GW_OK);
     CHECK_RESULT(gw_serve_options_add_websocket_path(serve_options, "/ws"), GW_OK);
     CHECK_RESULT(gw_serve_options_set_http_body_idle_timeout_ms(serve_options, 1000), GW_OK);
@@ -668,6 +689,48 @@ static void case_streamed_response(uint16_t port) {
     printf("ok streamed_response\n");
 }
 
+static atomic_int abort_returned;
+
+static void *abort_thread(void *arg) {
+    CHECK_RESULT(gw_http_exchange_abort(arg), GW_OK);
+    atomic_store(&abort_returned, 1);
+    return NULL;
+}
+
+/* A write waiting on a client that never reads does not hold up an abort from another thread
+ * ("never blocks"), and the write then fails. */
+static void case_abort_beside_a_stalled_write(uint16_t port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    int small = 4096;
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0);
+    const char *head = "GET /stall HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    send_all(fd, head, strlen(head));
+    /* Stalled: a write has begun and none has ended for a second (the buffers are full). */
+    int quiet_ms = 0, last_done = -1;
+    for (long waited = 0; quiet_ms < 1000; waited += 10) {
+        CHECK(waited <= DEADLINE_MS);
+        int begun = atomic_load(&host.stall_writes_begun), done = atomic_load(&host.stall_writes_done);
+        quiet_ms = (begun > done && done == last_done) ? quiet_ms + 10 : 0;
+        last_done = done;
+        sleep_ms(10);
+    }
+    pthread_t aborter;
+    CHECK(pthread_create(&aborter, NULL, abort_thread, host.stalled) == 0);
+    CHECK(wait_for(&abort_returned, 1));
+    CHECK(pthread_join(aborter, NULL) == 0);
+    CHECK(wait_for(&host.stall_result, 1));
+    CHECK(atomic_load(&host.stall_result) == (int)GW_ERR_NOT_FOUND + 1);
+    close(fd);
+    printf("ok abort_beside_a_stalled_write\n");
+}
+
 static void case_unanswered_and_limits(uint16_t port) {
     struct reply reply = request(port, "GET /drop HTTP/1.1", NULL, 0);
     CHECK(reply.status == 500 && reply.complete);
@@ -768,6 +831,7 @@ static int run_all(void) {
     case_answered_later(port);
     case_streamed_upload(port);
     case_streamed_response(port);
+    case_abort_beside_a_stalled_write(port);
     case_unanswered_and_limits(port);
     case_websocket_paths(port);
     case_exchange_outlives_the_server(server, port);
@@ -777,8 +841,8 @@ static int run_all(void) {
     pthread_mutex_unlock(&host.lock);
     CHECK(pthread_join(thread, NULL) == 0);
     /* Every route's userdata freed once, when the server is gone. */
-    CHECK(wait_for(&host.frees, 11));
-    CHECK(atomic_load(&host.frees) == 11);
+    CHECK(wait_for(&host.frees, 12));
+    CHECK(atomic_load(&host.frees) == 12);
     gw_options_free(options);
     printf("all ok\n");
     return 0;

@@ -13,6 +13,7 @@ use crate::server::Shared;
 use crate::server::auth::secrets_equal;
 use crate::server::locality;
 use crate::server::rate_limit::{LimitKey, LimitScope};
+use crate::server::response::unauthorized;
 
 /// How a request to a [`RouteAuth::Gateway`](super::RouteAuth::Gateway) route was let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +26,6 @@ pub enum HttpAuthMethod {
     Password,
 }
 
-/// Node's answer to a missing or wrong bearer (http-common-vk2jgtAM.mjs `sendUnauthorized`).
-const UNAUTHORIZED: &str = r#"{"error":{"message":"Unauthorized","type":"unauthorized"}}"#;
 /// Node's answer to a client locked out by the limiter (`sendRateLimited`).
 const RATE_LIMITED: &str = r#"{"error":{"message":"Too many failed authentication attempts. Please try again later.","type":"rate_limited"}}"#;
 
@@ -38,7 +37,10 @@ const RATE_LIMITED: &str = r#"{"error":{"message":"Too many failed authenticatio
 /// answer held back as the handshake holds it) and refused `401`, a right one clears the
 /// client's failures. The client is counted as the WebSocket handshake counts a client without
 /// `Origin`: by its address, and a request relayed by a proxy under the reserved address that
-/// is never exempt.
+/// is never exempt. An `Origin` changes nothing here, unlike in the handshake: Node's HTTP
+/// check passes no origin to the limiter and uses its loopback-exempt one, not the browser
+/// one (http-auth-utils-BNo7SILw.mjs:718-732 → `rateLimiter`, keyed by the ingress's client
+/// address, auth-BiOY0Xi8.mjs:13-28; server-start-BG4nMCFD.mjs:4795-4799, 7909-7910).
 pub(crate) async fn gateway_bearer(
     shared: &Shared,
     headers: &HeaderMap,
@@ -78,11 +80,6 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         return None;
     }
     Some(value[7..].trim()).filter(|secret| !secret.is_empty())
-}
-
-/// `401` with Node's JSON body.
-pub(crate) fn unauthorized() -> Response<Body> {
-    json(StatusCode::UNAUTHORIZED, UNAUTHORIZED)
 }
 
 /// `429` with Node's JSON body and `Retry-After` in whole seconds, rounded up.

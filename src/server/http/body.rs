@@ -2,10 +2,11 @@
 //! writes into (a download, server-sent events) with back-pressure.
 
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Frame, SizeHint};
@@ -46,12 +47,16 @@ impl Body {
     /// peer sees an incomplete response) when the writer [`abort`](BodyWriter::abort)s.
     pub fn channel(capacity: usize) -> (BodyWriter, Self) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let aborted = Arc::new(OnceLock::new());
+        let stream = Arc::new(Stream {
+            rx: Mutex::new(rx),
+            aborted: OnceLock::new(),
+            body_waker: AtomicWaker::new(),
+        });
         let writer = BodyWriter {
             tx,
-            aborted: Arc::clone(&aborted),
+            stream: Arc::clone(&stream),
         };
-        (writer, Self(ChannelBody { rx, aborted }.boxed()))
+        (writer, Self(ChannelBody { stream }.boxed()))
     }
 
     /// Any other `http_body::Body`.
@@ -114,12 +119,39 @@ impl hyper::body::Body for Body {
 }
 
 /// Writes a [`Body::channel`] body, from async code ([`send`](Self::send)) or from a thread
-/// of the host's own ([`blocking_send`](Self::blocking_send)).
-#[derive(Debug)]
+/// of the host's own ([`blocking_send`](Self::blocking_send)). A clone writes the same body,
+/// which ends when every clone is dropped or finished; an abort through any clone ends it for
+/// all, and wakes a clone waiting in a send.
+#[derive(Debug, Clone)]
 pub struct BodyWriter {
     tx: mpsc::Sender<Result<Bytes, BodyError>>,
+    stream: Arc<Stream>,
+}
+
+/// What the writers and the body share.
+struct Stream {
+    /// The body's end of the queue, behind a lock held only for a poll or a close: an abort
+    /// closes it from the writer's side, which fails a send waiting for room at once (a client
+    /// that never reads would otherwise hold it forever).
+    rx: Mutex<mpsc::Receiver<Result<Bytes, BodyError>>>,
     /// Set by `abort`: the body fails at its next poll, even when the queue was full.
-    aborted: Arc<OnceLock<String>>,
+    aborted: OnceLock<String>,
+    /// The body's task, woken by an abort.
+    body_waker: AtomicWaker,
+}
+
+impl Stream {
+    fn close(&self) {
+        self.rx.lock().unwrap_or_else(|e| e.into_inner()).close();
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("aborted", &self.aborted.get())
+            .finish()
+    }
 }
 
 /// Why a chunk was not queued.
@@ -128,6 +160,9 @@ pub enum BodySendError {
     /// The peer is gone (or the gateway is stopping): nothing more will be read.
     #[error("the HTTP client is gone: the response body is no longer read")]
     Closed,
+    /// The writer aborted the body (through this writer or a clone): nothing more is sent.
+    #[error("the response was aborted: nothing more of it is sent")]
+    Aborted,
     /// `blocking_send` was called on one of the gateway's worker threads.
     #[error(
         "blocking_send was called on a gateway worker thread, which it would stall: \
@@ -139,10 +174,8 @@ pub enum BodySendError {
 impl BodyWriter {
     /// Queues `chunk`, waiting while `capacity` chunks are unsent.
     pub async fn send(&self, chunk: impl Into<Bytes>) -> Result<(), BodySendError> {
-        self.tx
-            .send(Ok(chunk.into()))
-            .await
-            .map_err(|_| BodySendError::Closed)
+        let sent = self.tx.send(Ok(chunk.into())).await;
+        sent.map_err(|_| self.why_not_sent())
     }
 
     /// [`send`](Self::send) for a thread that is not one of the gateway's workers. Called on
@@ -152,18 +185,27 @@ impl BodyWriter {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(BodySendError::OnGatewayWorker);
         }
-        self.tx
-            .blocking_send(Ok(chunk.into()))
-            .map_err(|_| BodySendError::Closed)
+        let sent = self.tx.blocking_send(Ok(chunk.into()));
+        sent.map_err(|_| self.why_not_sent())
     }
 
-    /// Ends the body normally (as dropping the writer does).
+    fn why_not_sent(&self) -> BodySendError {
+        match self.stream.aborted.get() {
+            Some(_) => BodySendError::Aborted,
+            None => BodySendError::Closed,
+        }
+    }
+
+    /// Ends the body normally (as dropping the writer does), once no clone is left.
     pub fn finish(self) {}
 
     /// Cuts the body short: the connection is closed without the final chunk, so the client
-    /// sees an incomplete response rather than a truncated one that looks whole.
+    /// sees an incomplete response rather than a truncated one that looks whole. Never
+    /// blocks; a clone waiting in a send returns [`BodySendError::Aborted`] at once.
     pub fn abort(self, why: &str) {
-        let _ = self.aborted.set(why.to_owned());
+        let _ = self.stream.aborted.set(why.to_owned());
+        self.stream.close();
+        self.stream.body_waker.wake();
     }
 
     /// Whether the peer is gone.
@@ -173,8 +215,7 @@ impl BodyWriter {
 }
 
 struct ChannelBody {
-    rx: mpsc::Receiver<Result<Bytes, BodyError>>,
-    aborted: Arc<OnceLock<String>>,
+    stream: Arc<Stream>,
 }
 
 impl hyper::body::Body for ChannelBody {
@@ -182,16 +223,26 @@ impl hyper::body::Body for ChannelBody {
     type Error = BodyError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let stream = &self.stream;
+        stream.body_waker.register(cx.waker());
         // Checked before every chunk: what an aborting writer had queued is not sent either.
-        if let Some(why) = self.aborted.get() {
+        if let Some(why) = stream.aborted.get() {
             return Poll::Ready(Some(Err(BodyError::other(why.clone()))));
         }
-        self.rx
-            .poll_recv(cx)
+        let mut rx = stream.rx.lock().unwrap_or_else(|e| e.into_inner());
+        rx.poll_recv(cx)
             .map(|chunk| chunk.map(|chunk| chunk.map(Frame::data)))
+    }
+}
+
+impl Drop for ChannelBody {
+    /// The client is gone (or the response dropped): writers, clones included, learn it at
+    /// their next send, or at once when one waits for room.
+    fn drop(&mut self) {
+        self.stream.close();
     }
 }
 
@@ -214,6 +265,30 @@ mod tests {
             frame.expect_err("an aborted body fails").to_string(),
             "gave up"
         );
+    }
+
+    #[test]
+    fn an_abort_wakes_a_clone_blocked_on_a_full_queue() {
+        let (writer, body) = Body::channel(1);
+        let blocked = writer.clone();
+        let sending = std::thread::spawn(move || {
+            blocked
+                .blocking_send("fills the queue")
+                .expect("room for one");
+            blocked.blocking_send("waits: nobody reads")
+        });
+        // The second send waits for room that never comes, until the abort.
+        while !sending.is_finished() && writer.tx.capacity() > 0 {
+            std::thread::yield_now();
+        }
+        // Most likely waiting by now; either way the send must end in the abort's error.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        writer.abort("gave up");
+        assert_eq!(
+            sending.join().expect("the sender returns"),
+            Err(super::BodySendError::Aborted)
+        );
+        drop(body);
     }
 
     #[tokio::test]

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http_body_util::StreamBody;
 use hyper::body::Frame;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -24,6 +23,7 @@ use tokio_util::io::ReaderStream;
 
 use super::Body;
 use crate::options::Auth;
+use crate::server::response::{internal_error, not_found, plain, unauthorized};
 use crate::server::ws::ProtocolOptions;
 use crate::server::{Shared, locality, protocol};
 use files::{Encoding, OpenFile};
@@ -231,14 +231,16 @@ fn compress(text: &str, encoding: Encoding) -> Bytes {
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// The Control UI stage of the pipeline (SPEC §13.1 stage 15): `None` when the request is not
-/// the UI's (the pipeline goes on to its `404`).
+/// the UI's (the pipeline goes on to its `404`). `path` is the pathname the pipeline routes by
+/// (`/x/../chat` is `/chat`), as Node's handler reads `new URL(req.url).pathname` (CUI:958).
 pub(crate) async fn respond(
     shared: &Shared,
     request: &Request<hyper::body::Incoming>,
+    path: &str,
     peer: SocketAddr,
 ) -> Option<Response<Body>> {
     let ui = shared.control_ui.as_ref()?;
-    let mut response = ui.answer(shared, request, peer).await?;
+    let mut response = ui.answer(shared, request, path, peer).await?;
     security_headers(response.headers_mut());
     Some(response)
 }
@@ -248,10 +250,10 @@ impl ControlUi {
         &self,
         shared: &Shared,
         request: &Request<hyper::body::Incoming>,
+        path: &str,
         peer: SocketAddr,
     ) -> Option<Response<Body>> {
         let uri = request.uri();
-        let path = uri.path();
         let headers = request.headers();
         let method = request.method();
         let base = self.base_path.as_str();
@@ -281,7 +283,7 @@ impl ControlUi {
         }
         if config::is_config_path(path, base) {
             if self.foreign_browser_without_auth(shared, headers, peer) {
-                return Some(config::unauthorized());
+                return Some(unauthorized());
             }
             return Some(
                 match super::auth::gateway_bearer(shared, headers, peer).await {
@@ -331,7 +333,7 @@ impl ControlUi {
                 }
                 // Not there, or too large to keep: the disk path answers.
                 Ok(Ok(None)) => {}
-                Ok(Err(_)) | Err(_) => return Some(server_error()),
+                Ok(Err(_)) | Err(_) => return Some(internal_error()),
             }
         }
         let opened = {
@@ -352,7 +354,7 @@ impl ControlUi {
                     None
                 }
             }
-            Ok(Err(_)) | Err(_) => Some(server_error()),
+            Ok(Err(_)) | Err(_) => Some(internal_error()),
         }
     }
 
@@ -422,13 +424,21 @@ impl ControlUi {
         if response.status() == StatusCode::NOT_MODIFIED {
             return response;
         }
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body_file.len));
+        // HEAD can only say what the metadata says; a GET's length is that of the bytes it
+        // sends, so a file rewritten in the meantime never leaves header and body disagreeing.
         if request.method() == Method::HEAD {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(body_file.len));
             return response;
         }
-        *response.body_mut() = file_body(body_file).await;
+        let Some((len, body)) = file_body(body_file).await else {
+            return internal_error();
+        };
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        *response.body_mut() = body;
         response
     }
 
@@ -607,24 +617,64 @@ fn unmodified(headers: &HeaderMap, etag: &str, last_modified: Option<SystemTime>
     files::not_modified_since(&values, last_modified)
 }
 
-/// The file's bytes: read whole when small, streamed in 64 KiB chunks otherwise.
-async fn file_body(file: OpenFile) -> Body {
+/// The file's bytes and their count: read whole when small, streamed in 64 KiB chunks
+/// otherwise. `None` when the read fails (the caller answers `500`).
+async fn file_body(file: OpenFile) -> Option<(u64, Body)> {
     if file.len <= READ_WHOLE_LIMIT {
         let read = tokio::task::spawn_blocking(move || {
             let mut bytes = Vec::with_capacity(file.len as usize);
-            std::io::Read::read_to_end(&mut &file.file, &mut bytes).map(|_| bytes)
+            let mut limited = std::io::Read::take(&file.file, file.len);
+            std::io::Read::read_to_end(&mut limited, &mut bytes).map(|_| bytes)
         })
         .await;
-        if let Ok(Ok(bytes)) = read {
-            return Body::full(bytes);
-        }
-        return Body::empty();
+        let bytes = read.ok()?.ok()?;
+        return Some((bytes.len() as u64, Body::full(bytes)));
     }
-    let reader = ReaderStream::with_capacity(tokio::fs::File::from_std(file.file), 64 * 1024);
-    Body::wrap(StreamBody::new(futures_util::StreamExt::map(
-        reader,
-        |chunk| chunk.map(Frame::data),
-    )))
+    let len = file.len;
+    let file = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file.file), len);
+    let chunks = ReaderStream::with_capacity(file, 64 * 1024);
+    Some((len, Body::wrap(ExactFileBody { chunks, left: len })))
+}
+
+/// A streamed file of a promised length: never more than `left` bytes (a file that grew is
+/// cut at the length sent), and an error rather than a clean end when the file shrank, so
+/// the connection is closed instead of leaving the client waiting for bytes that never come.
+struct ExactFileBody {
+    chunks: ReaderStream<tokio::io::Take<tokio::fs::File>>,
+    left: u64,
+}
+
+impl hyper::body::Body for ExactFileBody {
+    type Data = Bytes;
+    type Error = super::BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        use futures_util::Stream as _;
+        let this = &mut *self;
+        match std::task::ready!(std::pin::Pin::new(&mut this.chunks).poll_next(cx)) {
+            Some(Ok(chunk)) => {
+                this.left = this.left.saturating_sub(chunk.len() as u64);
+                std::task::Poll::Ready(Some(Ok(Frame::data(chunk))))
+            }
+            Some(Err(e)) => std::task::Poll::Ready(Some(Err(e))),
+            None if this.left > 0 => {
+                let short = super::BodyError::other(format!(
+                    "the file shrank while it was sent: {} bytes missing",
+                    this.left
+                ));
+                this.left = 0;
+                std::task::Poll::Ready(Some(Err(short)))
+            }
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
 }
 
 fn file_name(rel: &str) -> &str {
@@ -658,37 +708,12 @@ fn http_date(time: SystemTime) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    response
-}
-
-fn not_found() -> Response<Body> {
-    plain(StatusCode::NOT_FOUND, "Not Found")
-}
-
 /// Every encoding, identity included, refused (CUI:376-380).
 fn not_acceptable() -> Response<Body> {
     let mut response = plain(StatusCode::NOT_ACCEPTABLE, "Not Acceptable");
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    response
-}
-
-/// A file of the root could not be read (HC:146-156).
-fn server_error() -> Response<Body> {
-    let mut response = plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -713,4 +738,61 @@ fn security_headers(headers: &mut HeaderMap) {
         "permissions-policy",
         HeaderValue::from_static("camera=(self), microphone=*, geolocation=*, clipboard-write=*"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::{READ_WHOLE_LIMIT, file_body, files};
+
+    /// Opens `name` in `dir` as a request does (metadata taken now), then rewrites the file
+    /// to `now` bytes before its body is read: what a rewrite racing a request does.
+    fn opened_then_rewritten(dir: &std::path::Path, was: usize, now: usize) -> files::OpenFile {
+        let path = dir.join("f.bin");
+        std::fs::write(&path, vec![b'a'; was]).unwrap();
+        let root = std::fs::canonicalize(dir).unwrap();
+        let file = files::open_below(&root, "f.bin", false).unwrap().unwrap();
+        assert_eq!(file.len, was as u64);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(now as u64)
+            .unwrap();
+        file
+    }
+
+    #[tokio::test]
+    async fn a_small_file_rewritten_after_open_sends_the_length_it_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for (was, now) in [(20_000, 0), (20_000, 7), (7, 20_000)] {
+            let file = opened_then_rewritten(dir.path(), was, now);
+            let (len, body) = file_body(file).await.expect("the read succeeds");
+            let bytes = body.collect().await.unwrap().to_bytes();
+            assert_eq!(
+                len,
+                bytes.len() as u64,
+                "{was} → {now} bytes: the length sent is the body's"
+            );
+            assert!(bytes.len() <= was, "never more than the length opened");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_streamed_file_that_shrank_fails_its_body_and_one_that_grew_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = READ_WHOLE_LIMIT as usize * 4;
+        let shrank = opened_then_rewritten(dir.path(), big, 1000);
+        let (len, body) = file_body(shrank).await.expect("opened");
+        assert_eq!(len, big as u64);
+        assert!(
+            body.collect().await.is_err(),
+            "a short body is cut off, never ended cleanly under a longer Content-Length"
+        );
+        let grew = opened_then_rewritten(dir.path(), big, big * 2);
+        let (len, body) = file_body(grew).await.expect("opened");
+        let bytes = body.collect().await.expect("a whole body").to_bytes();
+        assert_eq!((len, bytes.len()), (big as u64, big));
+    }
 }

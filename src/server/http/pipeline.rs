@@ -15,6 +15,7 @@ use hyper::{Request, Response, StatusCode};
 use super::routes::{BodyFailure, BodyFailureKind, pathname};
 use super::{Body, HttpRequest, HttpRoute, RequestBody, RouteAuth, WebSocketPaths, gateway_bearer};
 use crate::options::LogLevel;
+use crate::server::response::{internal_error, not_found, plain};
 use crate::server::{OpenConnection, Shared, probes, ws};
 
 /// Answers `request`, every response with the headers Node puts on all of them (SPEC §13.1).
@@ -66,12 +67,12 @@ async fn stages(
             return refusal;
         }
         if !upgrade_allowed(&shared.http, &path) {
-            return probes::not_found();
+            return upgrade_refused(StatusCode::NOT_FOUND, "Not Found");
         }
         return ws::accept(&shared.ws, &mut request, peer, open);
     }
     if request.headers().contains_key(header::UPGRADE) {
-        let mut response = text(StatusCode::BAD_REQUEST, "Bad Request");
+        let mut response = plain(StatusCode::BAD_REQUEST, "Bad Request");
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -83,14 +84,14 @@ async fn stages(
     }
     // Stage 6 (SS:7217-7220): the worker ingress is not served over plain HTTP.
     if path == "/__openclaw__/worker" || path.starts_with("/__openclaw__/worker/") {
-        return probes::not_found();
+        return not_found();
     }
     // Host routes: in Node's place of plugin routes (stage 13), before the Control UI.
     if let Some(route) = shared.http.routes.find(request.method(), &path) {
         return serve_route(route, request, peer, shared).await;
     }
     // Stage 15, the Control UI (SPEC §13.3).
-    if let Some(ui) = super::control_ui::respond(shared, &request, peer).await {
+    if let Some(ui) = super::control_ui::respond(shared, &request, &path, peer).await {
         return ui;
     }
     // SPEC §9: a plain request at `/` is told to upgrade.
@@ -98,7 +99,7 @@ async fn stages(
         return ws::accept(&shared.ws, &mut request, peer, open);
     }
     // Stage 16.
-    probes::not_found()
+    not_found()
 }
 
 /// A host route: its auth, its body limit, its handler, and the answer for a handler that
@@ -168,21 +169,12 @@ fn answer_for_body(response: Response<Body>, failure: &BodyFailure) -> Response<
 /// `413` or `408`, closing the connection: the rest of the body is not read.
 fn body_failed(kind: BodyFailureKind) -> Response<Body> {
     let mut response = match kind {
-        BodyFailureKind::TooLarge => text(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"),
-        BodyFailureKind::Idle => text(StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
+        BodyFailureKind::TooLarge => plain(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"),
+        BodyFailureKind::Idle => plain(StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
     };
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
-/// What a handler that threw gets in Node (HC:146-156): `500`, never cached.
-fn internal_error() -> Response<Body> {
-    let mut response = text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -192,17 +184,6 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("a non-text panic")
-}
-
-/// A `text/plain` response, as Node's `respondPlainText` sends it.
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 fn status_only(status: StatusCode) -> Response<Body> {
@@ -267,15 +248,17 @@ fn reserved_upgrade_path(path: &str) -> Option<Response<Body>> {
         }
         _ => return None,
     };
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Some(response)
+    Some(upgrade_refused(status, body))
+}
+
+/// An upgrade refused in Node's form (websocket-upgrade-reject-D2Ac4nen.mjs:3-18): the status,
+/// `Connection: close`, a text body with its length, then the socket is closed.
+fn upgrade_refused(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = plain(status, body);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 #[cfg(test)]

@@ -86,6 +86,9 @@ pub struct RequestBody {
     runtime: tokio::runtime::Handle,
     /// Why the body failed, for the pipeline to answer the client with (`413`, `408`).
     failure: Arc<BodyFailure>,
+    /// The error the body failed with, given again by every later `chunk`: a handler that
+    /// reads on must not take the part it has for the whole body.
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 /// How a request body ended early, shared by the body and the pipeline that answers for it.
@@ -132,6 +135,7 @@ impl RequestBody {
             idle_timeout,
             runtime: tokio::runtime::Handle::current(),
             failure: Arc::clone(&failure),
+            failed: None,
         };
         (body, failure)
     }
@@ -141,7 +145,20 @@ impl RequestBody {
     /// nothing for `body_idle_timeout` (`TimedOut`; the client is answered `408`), and when the
     /// client goes away or sends a malformed body. The `413` and `408` replace the handler's
     /// answer when it answers after the failure; a response already under way is cut short.
+    /// After a failure every later call fails the same way.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if let Some((kind, message)) = &self.failed {
+            return Err(BodyError::new(*kind, message.clone()));
+        }
+        let next = self.next_chunk().await;
+        if let Err(err) = &next {
+            self.incoming = None;
+            self.failed = Some((err.kind(), err.to_string()));
+        }
+        next
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         let Some(incoming) = self.incoming.as_mut() else {
             return Ok(None);
         };
@@ -239,7 +256,8 @@ where
 /// One route: what it matches, who may call it, how much it reads, who answers.
 #[derive(Clone)]
 pub struct HttpRoute {
-    /// `None`: any method.
+    /// `None`: any method. A `GET` route also answers `HEAD` when no route for `HEAD` does
+    /// (the handler sees `HEAD`; no body is sent).
     pub method: Option<Method>,
     /// Starts with `/`.
     pub path: String,
@@ -468,9 +486,18 @@ impl HttpRoutes {
         Ok(self)
     }
 
-    /// The first route answering `method` at `path`.
+    /// The first route answering `method` at `path`; for `HEAD` without a route of its own,
+    /// the first `GET` route (its handler sees `HEAD`; hyper sends no body). Node's plugin
+    /// routes have no method and see every one, `HEAD` included (route-match-3ODu6iRN.mjs);
+    /// a `GET` route answering `HEAD` is what clients of any HTTP server expect.
     pub(crate) fn find(&self, method: &Method, path: &str) -> Option<&HttpRoute> {
-        self.routes.iter().find(|r| r.matches(method, path))
+        let own = self.routes.iter().find(|r| r.matches(method, path));
+        if own.is_some() || method != Method::HEAD {
+            return own;
+        }
+        self.routes
+            .iter()
+            .find(|r| r.method == Some(Method::GET) && r.matches(&Method::GET, path))
     }
 
     /// The registration the builder refused, if any.
@@ -486,7 +513,61 @@ impl HttpRoutes {
 
 #[cfg(test)]
 mod tests {
+    use hyper::Request;
+
     use super::*;
+
+    /// Reads the body of the one request `raw` sends as a route with `limit` would, twice past
+    /// its failure, and gives the two errors' kinds.
+    async fn kinds_of_two_reads_after_a_failure(
+        raw: &'static [u8],
+        limit: u64,
+    ) -> [std::io::ErrorKind; 2] {
+        use tokio::io::AsyncWriteExt as _;
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (kinds_tx, mut kinds_rx) = tokio::sync::mpsc::unbounded_channel();
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let kinds_tx = kinds_tx.clone();
+            async move {
+                let (mut body, _) =
+                    RequestBody::new(request.into_body(), limit, Duration::from_millis(100));
+                let mut kinds = Vec::new();
+                while kinds.len() < 2 {
+                    match body.chunk().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => kinds.push(std::io::ErrorKind::UnexpectedEof),
+                        Err(err) => kinds.push(err.kind()),
+                    }
+                }
+                let _ = kinds_tx.send([kinds[0], kinds[1]]);
+                Ok::<_, std::convert::Infallible>(Response::new(Body::empty()))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(server), service),
+        );
+        let mut client = client;
+        client.write_all(raw).await.unwrap();
+        let kinds = kinds_rx.recv().await.expect("the handler read twice");
+        drop(client);
+        kinds
+    }
+
+    #[tokio::test]
+    async fn a_body_that_failed_fails_again_on_every_later_read() {
+        use std::io::ErrorKind::{FileTooLarge, TimedOut};
+        let too_large = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789";
+        assert_eq!(
+            kinds_of_two_reads_after_a_failure(too_large, 4).await,
+            [FileTooLarge, FileTooLarge]
+        );
+        let stalled = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n01";
+        assert_eq!(
+            kinds_of_two_reads_after_a_failure(stalled, 1024).await,
+            [TimedOut, TimedOut]
+        );
+    }
 
     fn route(method: Option<Method>, path: &str, matching: RouteMatch) -> HttpRoute {
         let route = HttpRoute::new(method, path, |_| async { Response::new(Body::empty()) });
@@ -532,15 +613,16 @@ mod tests {
             // Paths are compared as sent: no percent-decoding.
             (None, "/a b", Exact, Method::GET, "/a%20b", false),
             (get.clone(), "/x", Exact, Method::GET, "/x", true),
-            (get.clone(), "/x", Exact, Method::HEAD, "/x", false),
+            (get.clone(), "/x", Exact, Method::HEAD, "/x", true),
+            (post.clone(), "/x", Exact, Method::HEAD, "/x", false),
             (get, "/x", Exact, Method::POST, "/x", false),
             (post.clone(), "/x", Prefix, Method::POST, "/x/y", true),
             (post, "/x", Prefix, Method::PUT, "/x/y", false),
         ];
         for (method, path, matching, req_method, req_path, expected) in cases {
-            let route = route(method.clone(), path, *matching);
+            let routes = HttpRoutes::new().route(route(method.clone(), path, *matching));
             assert_eq!(
-                route.matches(req_method, req_path),
+                routes.find(req_method, req_path).is_some(),
                 *expected,
                 "{matching:?} route {method:?} {path:?} against {req_method} {req_path:?}"
             );
@@ -596,6 +678,12 @@ mod tests {
         let found = routes.find(&Method::GET, "/a/b").unwrap();
         assert_eq!(found.max_body_bytes, 1);
         assert!(routes.find(&Method::GET, "/b").is_none());
+        // A HEAD route of its own beats a GET route added before it.
+        let routes = HttpRoutes::new()
+            .route(route(Some(Method::GET), "/h", RouteMatch::Exact).max_body_bytes(1))
+            .route(route(Some(Method::HEAD), "/h", RouteMatch::Exact).max_body_bytes(2));
+        assert_eq!(routes.find(&Method::HEAD, "/h").unwrap().max_body_bytes, 2);
+        assert_eq!(routes.find(&Method::GET, "/h").unwrap().max_body_bytes, 1);
     }
 
     /// What registration refuses, and what it takes.

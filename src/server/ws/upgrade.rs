@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use hyper::body::Incoming;
 use hyper::header::{
-    CONNECTION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT,
+    CONNECTION, HeaderMap, HeaderName, HeaderValue, ORIGIN, SEC_WEBSOCKET_ACCEPT,
     SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use hyper::upgrade::OnUpgrade;
@@ -29,6 +29,7 @@ use crate::server::OpenConnection;
 use crate::server::http::Body;
 use crate::server::locality::{self, Ingress};
 use crate::server::protocol::{self, close};
+use crate::server::response::plain;
 
 /// Answers an upgrade request at `/` and serves the connection on its own task, which holds
 /// `open` (so that a shutdown waits for it) until the connection ends.
@@ -40,7 +41,7 @@ pub(crate) fn accept(
 ) -> Response<Body> {
     let headers = request.headers();
     if !(has_token(headers, &UPGRADE, "websocket") && has_token(headers, &CONNECTION, "upgrade")) {
-        let mut response = text(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
+        let mut response = plain(StatusCode::UPGRADE_REQUIRED, "Upgrade Required");
         response
             .headers_mut()
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
@@ -53,7 +54,7 @@ pub(crate) fn accept(
         .get(SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v.as_bytes() == b"13");
     let (Some(key), true, &hyper::Method::GET) = (key, version_ok, request.method()) else {
-        let mut response = text(StatusCode::BAD_REQUEST, "Bad WebSocket upgrade request");
+        let mut response = plain(StatusCode::BAD_REQUEST, "Bad WebSocket upgrade request");
         response
             .headers_mut()
             .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
@@ -189,14 +190,4 @@ fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
                 .any(|part| part.trim().eq_ignore_ascii_case(token))
         })
     })
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

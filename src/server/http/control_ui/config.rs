@@ -63,7 +63,7 @@ pub(super) fn body(
     Value::Object(body)
 }
 
-/// `200` with the body (HEAD: headers only), `Cache-Control: no-cache` (CUI:986-992, 1040).
+/// `200` with the body (HEAD: headers only, `Content-Length` included), `Cache-Control: no-cache` (CUI:986-992, 1040).
 pub(super) fn respond(body: &Value, head: bool) -> Response<Body> {
     let text = body.to_string();
     let length = text.len();
@@ -79,21 +79,8 @@ pub(super) fn respond(body: &Value, head: bool) -> Response<Body> {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if !head {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    }
-    response
-}
-
-/// `401` `{"error":{"message":"Unauthorized","type":"unauthorized"}}` (HC:166-178).
-pub(super) fn unauthorized() -> Response<Body> {
-    let body = r#"{"error":{"message":"Unauthorized","type":"unauthorized"}}"#;
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::UNAUTHORIZED;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
+    // HEAD says the length a GET would send, as Node's `res.end()` after the headers does.
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
 
