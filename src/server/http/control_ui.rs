@@ -12,6 +12,7 @@ mod routing;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -419,8 +420,11 @@ impl ControlUi {
             return not_acceptable();
         };
         let body_file = sibling.unwrap_or(source);
-        let etag = representation_etag(&body_file.etag, encoding);
-        let mut response = self.file_head(request, rel, last_modified, encoding, &etag);
+        let validators = Validators::new(
+            representation_etag(&body_file.etag, encoding),
+            last_modified,
+        );
+        let mut response = self.file_head(request, rel, &validators, encoding);
         if response.status() == StatusCode::NOT_MODIFIED {
             return response;
         }
@@ -460,13 +464,7 @@ impl ControlUi {
         else {
             return not_acceptable();
         };
-        let mut response = self.file_head(
-            request,
-            rel,
-            asset.last_modified,
-            chosen.encoding,
-            &chosen.etag,
-        );
+        let mut response = self.file_head(request, rel, &chosen.validators, chosen.encoding);
         if response.status() == StatusCode::NOT_MODIFIED {
             return response;
         }
@@ -488,9 +486,8 @@ impl ControlUi {
         &self,
         request: &Request<hyper::body::Incoming>,
         rel: &str,
-        last_modified: SystemTime,
+        validators: &Validators,
         encoding: Encoding,
-        etag: &str,
     ) -> Response<Body> {
         let fingerprinted = self.build_id.is_some() && rel.starts_with("assets/");
         let versioned = self.build_id.as_deref().is_some_and(|id| {
@@ -508,12 +505,19 @@ impl ControlUi {
             header::CACHE_CONTROL,
             HeaderValue::from_static(cache_control),
         );
-        out.insert(header::LAST_MODIFIED, http_date(last_modified));
+        out.insert(
+            header::LAST_MODIFIED,
+            validators.last_modified_header.clone(),
+        );
         out.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        if let Ok(value) = HeaderValue::from_str(etag) {
-            out.insert(header::ETAG, value);
+        if let Some(value) = &validators.etag_header {
+            out.insert(header::ETAG, value.clone());
         }
-        if unmodified(request.headers(), etag, Some(last_modified)) {
+        if unmodified(
+            request.headers(),
+            &validators.etag,
+            Some(validators.last_modified),
+        ) {
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             return response;
         }
@@ -703,6 +707,25 @@ fn joined(headers: &HeaderMap, name: HeaderName) -> Option<String> {
     (!values.is_empty()).then(|| values.join(", "))
 }
 
+/// A representation's validators, with their header values made once.
+pub(super) struct Validators {
+    etag: String,
+    etag_header: Option<HeaderValue>,
+    last_modified: SystemTime,
+    last_modified_header: HeaderValue,
+}
+
+impl Validators {
+    pub(super) fn new(etag: String, last_modified: SystemTime) -> Self {
+        Self {
+            etag_header: HeaderValue::from_str(&etag).ok(),
+            etag,
+            last_modified_header: http_date(last_modified),
+            last_modified,
+        }
+    }
+}
+
 fn http_date(time: SystemTime) -> HeaderValue {
     HeaderValue::from_str(&httpdate::fmt_http_date(time))
         .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
@@ -721,10 +744,13 @@ fn not_acceptable() -> Response<Body> {
 /// was given.
 fn security_headers(headers: &mut HeaderMap) {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // The default policy, made once (every asset response carries it).
+    static DEFAULT_CSP: LazyLock<Option<HeaderValue>> =
+        LazyLock::new(|| HeaderValue::from_str(&index::csp(&[], false, None)).ok());
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY)
-        && let Ok(csp) = HeaderValue::from_str(&index::csp(&[], false, None))
+        && let Some(csp) = DEFAULT_CSP.as_ref()
     {
-        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
     }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

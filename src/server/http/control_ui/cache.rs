@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use super::Validators;
 use super::files::{self, Encoding, OpenFile};
 
 /// The largest single representation kept.
@@ -23,13 +24,13 @@ const BUDGET: usize = 64 * 1024 * 1024;
 pub(super) struct Representation {
     pub encoding: Encoding,
     pub bytes: Bytes,
-    /// The strong validator the file on disk would have had.
-    pub etag: String,
+    /// Its `ETag` (the strong validator the file on disk would have had) and `Last-Modified`,
+    /// formatted once: a cached asset is served many times.
+    pub validators: Validators,
 }
 
 /// An asset and its representations, identity first.
 pub(super) struct CachedAsset {
-    pub last_modified: SystemTime,
     pub representations: Vec<Representation>,
 }
 
@@ -88,29 +89,35 @@ pub(super) fn load(
         return Ok(None);
     }
     let last_modified = source.last_modified;
-    let mut representations = vec![read(source, Encoding::Identity)?];
+    let mut representations = vec![read(source, Encoding::Identity, last_modified)?];
     if compressible {
         for encoding in [Encoding::Brotli, Encoding::Gzip] {
             let sibling = format!("{rel}{}", encoding.suffix());
             match files::open_below(root_real, &sibling, reject_hardlinks)? {
-                Some(file) if file.len <= MAX_FILE => representations.push(read(file, encoding)?),
+                Some(file) if file.len <= MAX_FILE => {
+                    representations.push(read(file, encoding, last_modified)?)
+                }
                 Some(_) => return Ok(None),
                 None => {}
             }
         }
     }
-    Ok(Some(CachedAsset {
-        last_modified,
-        representations,
-    }))
+    Ok(Some(CachedAsset { representations }))
 }
 
-fn read(file: OpenFile, encoding: Encoding) -> io::Result<Representation> {
+fn read(
+    file: OpenFile,
+    encoding: Encoding,
+    last_modified: SystemTime,
+) -> io::Result<Representation> {
     let mut bytes = Vec::with_capacity(file.len as usize);
     (&file.file).read_to_end(&mut bytes)?;
     Ok(Representation {
         encoding,
-        etag: super::representation_etag(&file.etag, encoding),
+        validators: Validators::new(
+            super::representation_etag(&file.etag, encoding),
+            last_modified,
+        ),
         bytes: Bytes::from(bytes),
     })
 }
