@@ -464,16 +464,49 @@ impl ControlUi {
         else {
             return not_acceptable();
         };
-        let mut response = self.file_head(request, rel, &chosen.validators, chosen.encoding);
-        if response.status() == StatusCode::NOT_MODIFIED {
+        let body = || {
+            if request.method() == Method::HEAD {
+                Body::empty()
+            } else {
+                Body::full(chosen.bytes.clone())
+            }
+        };
+        let conditional = [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE]
+            .iter()
+            .any(|name| request.headers().contains_key(name));
+        if !conditional {
+            // The whole head of a 200 for this representation, made on its first request and
+            // cloned after: it depends on nothing else of a request that is not conditional (a
+            // build's `assets/` are always immutable), and a page load asks for dozens.
+            let head = chosen.head.get_or_init(|| {
+                let mut response = self.whole_head(request, rel, chosen);
+                security_headers(response.headers_mut());
+                std::mem::take(response.headers_mut())
+            });
+            let mut response = Response::new(body());
+            *response.headers_mut() = head.clone();
             return response;
         }
-        response.headers_mut().insert(
-            header::CONTENT_LENGTH,
-            HeaderValue::from(chosen.bytes.len()),
-        );
-        if request.method() != Method::HEAD {
-            *response.body_mut() = Body::full(chosen.bytes.clone());
+        let mut response = self.whole_head(request, rel, chosen);
+        if response.status() != StatusCode::NOT_MODIFIED {
+            *response.body_mut() = body();
+        }
+        response
+    }
+
+    /// [`file_head`](Self::file_head) of a cached representation, with its length.
+    fn whole_head(
+        &self,
+        request: &Request<hyper::body::Incoming>,
+        rel: &str,
+        chosen: &cache::Representation,
+    ) -> Response<Body> {
+        let mut response = self.file_head(request, rel, &chosen.validators, chosen.encoding);
+        if response.status() != StatusCode::NOT_MODIFIED {
+            response.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(chosen.bytes.len()),
+            );
         }
         response
     }
@@ -743,6 +776,10 @@ fn not_acceptable() -> Response<Body> {
 /// The headers of every Control UI response (CUI:446-452); an `index.html` keeps the CSP it
 /// was given.
 fn security_headers(headers: &mut HeaderMap) {
+    // A cached asset's head was made with them already.
+    if headers.contains_key(header::X_FRAME_OPTIONS) {
+        return;
+    }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // The default policy, made once (every asset response carries it).
     static DEFAULT_CSP: LazyLock<Option<HeaderValue>> =

@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::io::{self, Read as _};
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use hyper::HeaderMap;
 
 use super::Validators;
 use super::files::{self, Encoding, OpenFile};
@@ -27,6 +28,8 @@ pub(super) struct Representation {
     /// Its `ETag` (the strong validator the file on disk would have had) and `Last-Modified`,
     /// formatted once: a cached asset is served many times.
     pub validators: Validators,
+    /// The head of a `200` for it, made on its first unconditional request.
+    pub head: OnceLock<HeaderMap>,
 }
 
 /// An asset and its representations, identity first.
@@ -119,5 +122,6 @@ fn read(
             last_modified,
         ),
         bytes: Bytes::from(bytes),
+        head: OnceLock::new(),
     })
 }
