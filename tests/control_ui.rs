@@ -921,14 +921,15 @@ fn dashboard_line(
 fn pty() -> (std::fs::File, std::process::Stdio) {
     use std::os::fd::FromRawFd as _;
     let (mut parent, mut child) = (-1, -1);
-    // SAFETY: both out-pointers are valid; no name, termios or size is asked for.
+    // SAFETY: both out-pointers are valid; no name, termios or size is asked for. (The null
+    // pointers are `*mut`: macOS declares termios and winsize mutable, Linux const.)
     let opened = unsafe {
         libc::openpty(
             &mut parent,
             &mut child,
             std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
         )
     };
     assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
