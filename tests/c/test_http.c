@@ -449,6 +449,9 @@ static void answer_cut(struct host *h, gw_http_exchange *exchange) {
     CHECK_RESULT(gw_http_exchange_abort(exchange), GW_ERR_NOT_FOUND);
 }
 
+/* Set by the thread that aborts the stalled stream once gw_http_exchange_abort returned. */
+static atomic_int abort_returned;
+
 /* GET /stall: writes until a write waits for a client that never reads. */
 static void answer_stall(struct host *h, gw_http_exchange *exchange) {
     static uint8_t chunk[64 * 1024];
@@ -461,6 +464,9 @@ static void answer_stall(struct host *h, gw_http_exchange *exchange) {
         atomic_fetch_add(&h->stall_writes_done, 1);
     } while (result == GW_OK);
     atomic_store(&h->stall_result, (int)result + 1);
+    /* The write fails as soon as the abort begins; the exchange is freed (by our caller) only
+     * once the aborting thread's call has returned: no call may overlap the free. */
+    CHECK(wait_for(&abort_returned, 1));
 }
 
 static void answer_small(struct host *h, gw_http_exchange *exchange) {
@@ -689,7 +695,6 @@ static void case_streamed_response(uint16_t port) {
     printf("ok streamed_response\n");
 }
 
-static atomic_int abort_returned;
 
 static void *abort_thread(void *arg) {
     CHECK_RESULT(gw_http_exchange_abort(arg), GW_OK);
