@@ -401,41 +401,11 @@ fn start_race_has_exactly_one_winner() {
         };
         let round = format!("round {round} (same port: {same_port})");
         let mut racers = race(&env, RACERS, &args);
-        let servers: Vec<usize> = (0..racers.len()).filter(|&i| racers[i].serving()).collect();
-        assert_eq!(
-            servers.len(),
-            1,
-            "{round}: exactly one gateway serves\n{}",
-            describe(&racers)
-        );
-        let (pid, port) = racers[servers[0]].ready.unwrap();
-        assert_eq!(pid, racers[servers[0]].pid(), "{round}");
-        if same_port {
-            assert_eq!(port.to_string(), port_arg, "{round}");
-        }
-        assert!(healthy(port), "{round}: the winner answers /healthz");
-        for loser in racers.iter().filter(|r| r.pid() != pid) {
-            assert_eq!(
-                loser.status.and_then(|s| s.code()),
-                Some(1),
-                "{round}: a loser exits 1\n{}",
-                describe(&racers)
-            );
-            assert!(
-                loser.errors.iter().any(|line| {
-                    line.starts_with("Gateway failed to start: ")
-                        && (line.contains(&format!("(pid {pid})"))
-                            || (same_port && line.contains(&format!("ws://127.0.0.1:{port}"))))
-                }),
-                "{round}: loser {} names the winner (pid {pid}){}: {:?}",
-                loser.pid(),
-                if same_port { " or the port" } else { "" },
-                loser.errors
-            );
-        }
+        let (winner, pid, port) =
+            assert_one_winner(&racers, &round, same_port.then_some(port_arg.as_str()));
         assert_held_by(&env, pid, port, &round);
 
-        let winner = &mut racers[servers[0]];
+        let winner = &mut racers[winner];
         assert_eq!(winner.terminate(), Some(0), "{round}: the winner exits 0");
         assert!(
             env.lock_dir_entries().is_empty(),

@@ -155,3 +155,51 @@ pub fn describe(racers: &[Racer]) -> String {
         })
         .collect()
 }
+
+/// A start race's outcome as every racer saw it: exactly one serves (on `port_arg` when all
+/// raced for one port), it answers `/healthz`, and each loser exits 1 naming the winner's pid
+/// (or, for one port, its address). Returns the winner's index, pid and port.
+pub fn assert_one_winner(
+    racers: &[Racer],
+    round: &str,
+    same_port: Option<&str>,
+) -> (usize, u32, u16) {
+    let servers: Vec<usize> = (0..racers.len()).filter(|&i| racers[i].serving()).collect();
+    assert_eq!(
+        servers.len(),
+        1,
+        "{round}: exactly one gateway serves\n{}",
+        describe(racers)
+    );
+    let (pid, port) = racers[servers[0]].ready.unwrap();
+    assert_eq!(pid, racers[servers[0]].pid(), "{round}");
+    if let Some(port_arg) = same_port {
+        assert_eq!(port.to_string(), port_arg, "{round}");
+    }
+    assert!(healthy(port), "{round}: the winner answers /healthz");
+    for loser in racers.iter().filter(|r| r.pid() != pid) {
+        assert_eq!(
+            loser.status.and_then(|s| s.code()),
+            Some(1),
+            "{round}: a loser exits 1\n{}",
+            describe(racers)
+        );
+        assert!(
+            loser.errors.iter().any(|line| {
+                line.starts_with("Gateway failed to start: ")
+                    && (line.contains(&format!("(pid {pid})"))
+                        || (same_port.is_some()
+                            && line.contains(&format!("ws://127.0.0.1:{port}"))))
+            }),
+            "{round}: loser {} names the winner (pid {pid}){}: {:?}",
+            loser.pid(),
+            if same_port.is_some() {
+                " or the port"
+            } else {
+                ""
+            },
+            loser.errors
+        );
+    }
+    (servers[0], pid, port)
+}
