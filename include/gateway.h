@@ -120,6 +120,27 @@ enum gw_result
      * removes its lock.
      */
     GW_ERR_HELD_BY_OTHER_HOST = 16,
+    /**
+     * Cluster mode: another gateway leads this config's cluster (on another machine, or
+     * another state dir here). `gw_last_error_holder` gives its pid and port and
+     * `gw_last_error_holder_host` its host; the message names it and its fencing token.
+     */
+    GW_ERR_CLUSTER_LEADER = 17,
+    /**
+     * Cluster mode: the store (etcd) did not answer or refused; the message names the
+     * endpoints and what the client saw. Nothing is held.
+     */
+    GW_ERR_CLUSTER_UNAVAILABLE = 18,
+    /**
+     * Cluster mode: this gateway stopped serving as leader (its lease could not be renewed
+     * in time, or the store says it expired); given to the state callback with
+     * `GW_STATE_LOCK_LOST`. Shut the server down and acquire again to stand by.
+     */
+    GW_ERR_LEADERSHIP_LOST = 19,
+    /**
+     * A standby's wait was cancelled (`gw_cancel_flag`): nothing is held.
+     */
+    GW_ERR_CANCELLED = 20,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

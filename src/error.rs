@@ -130,6 +130,32 @@ pub enum GatewayLockError {
     /// The server could not be started (runtime or listener set-up).
     #[error("failed to start gateway server: {0}")]
     Runtime(io::Error),
+    /// Cluster mode (issue 14): another gateway leads this config's cluster, and this one was
+    /// not asked to stand by ([`crate::ClusterOptions::wait`]), or its wait ran out.
+    #[error(
+        "gateway already running in cluster {cluster} on host {} (pid {}, port {}, fencing token {}); this gateway is a standby: stop that one, or let this one wait (gateway run --cluster waits)",
+        leader.host, leader.pid, leader.port, leader.fencing_token
+    )]
+    ClusterLeaderElsewhere {
+        /// The cluster's name.
+        cluster: String,
+        /// The leader, as its claim in the store says.
+        leader: crate::cluster::ClusterLeader,
+    },
+    /// Cluster mode: the store did not answer (down, unreachable, without quorum) or refused.
+    /// The local lock was released.
+    #[error(
+        "cannot reach the cluster store {store}: {detail}; check that etcd runs at those client URLs and that this machine reaches them"
+    )]
+    ClusterUnavailable {
+        /// The store, as `etcd=URL,...`.
+        store: String,
+        /// What the client saw.
+        detail: String,
+    },
+    /// A standby's wait was cancelled by the host ([`crate::ClusterOptions::cancel_on`]).
+    #[error("gateway start cancelled while it stood by for the cluster's leadership")]
+    Cancelled,
     /// The device store (paired devices and their tokens, SPEC §11.5) cannot be used; the
     /// message says what to do.
     #[error("refusing to use the device store {}: {problem}", path.display())]

@@ -20,6 +20,7 @@
 //! ```
 
 mod bind;
+pub mod cluster;
 mod error;
 mod failpoint;
 pub mod ffi;
@@ -30,6 +31,9 @@ mod probe;
 pub mod server;
 pub mod supervisor;
 
+pub use cluster::{
+    ClusterBackend, ClusterLeader, ClusterOptions, ClusterStatus, ClusterStore, Leadership,
+};
 pub use error::GatewayLockError;
 /// The HTTP types host routes are written with (hyper 1's, from the `http` crate), so a host
 /// needs no dependency of its own on them.

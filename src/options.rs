@@ -133,6 +133,7 @@ pub struct GatewayOptions {
     pub(crate) recheck_interval: Duration,
     pub(crate) bind_retry: Option<BindRetry>,
     pub(crate) logger: Logger,
+    pub(crate) cluster: Option<crate::cluster::ClusterOptions>,
     use_env: bool,
 }
 
@@ -154,6 +155,7 @@ impl Default for GatewayOptions {
             recheck_interval: Duration::from_secs(60),
             bind_retry: None,
             logger: Logger::default(),
+            cluster: None,
             use_env: false,
         }
     }
@@ -281,6 +283,19 @@ impl GatewayOptions {
     pub fn logger(mut self, logger: Logger) -> Self {
         self.logger = logger;
         self
+    }
+
+    /// Cluster mode (issue 14): after the local lock, campaign for the cluster's leadership
+    /// in a consensus store; only the leader binds and serves. See [`crate::ClusterOptions`].
+    #[must_use]
+    pub fn cluster(mut self, cluster: crate::cluster::ClusterOptions) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The cluster options, when cluster mode is on.
+    pub fn cluster_options(&self) -> Option<&crate::cluster::ClusterOptions> {
+        self.cluster.as_ref()
     }
 
     /// Applies SPEC §1 to what was left unset.

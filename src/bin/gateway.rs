@@ -4,13 +4,16 @@
 mod methods;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gateway::supervisor::{self, ConflictAction, ConflictPolicy, Supervisor};
 use gateway::{
-    Auth, BindMode, ControlUiOptions, Gateway, GatewayLock, GatewayLockError, GatewayOptions,
-    Handlers, LogLevel, Logger, ProtocolOptions, ServeOptions,
+    Auth, BindMode, ClusterOptions, ControlUiOptions, Gateway, GatewayLock, GatewayLockError,
+    GatewayOptions, GatewayState, Handlers, LogLevel, Logger, ProtocolOptions, ServeOptions,
+    StateHandler,
 };
 
 #[derive(Parser)]
@@ -80,6 +83,17 @@ struct RunArgs {
     /// Where the Control UI is mounted (`gateway.controlUi.basePath`; default the root).
     #[arg(long, value_name = "P", requires = "control_ui")]
     base_path: Option<String>,
+    /// Cluster mode: one gateway per config across machines, elected in etcd
+    /// (`etcd=http://a:2379,http://b:2379`). The others stand by and one takes over when the
+    /// leader stops or dies.
+    #[arg(long, value_name = "etcd=URL,...")]
+    cluster: Option<String>,
+    /// The cluster's name (default: from the config path, like the config lock's).
+    #[arg(long, value_name = "N", requires = "cluster")]
+    cluster_name: Option<String>,
+    /// The cluster lease's TTL: a dead leader is replaced about this long after it died.
+    #[arg(long, value_name = "DURATION", requires = "cluster", value_parser = humantime::parse_duration)]
+    cluster_ttl: Option<Duration>,
     /// Log more.
     #[arg(long, short)]
     verbose: bool,
@@ -102,6 +116,12 @@ struct RunArgs {
 struct StatusArgs {
     #[command(flatten)]
     target: Target,
+    /// Also show the cluster's leader, read from this store (`etcd=URL,...`).
+    #[arg(long, value_name = "etcd=URL,...")]
+    cluster: Option<String>,
+    /// The cluster's name (default: from the config path).
+    #[arg(long, value_name = "N", requires = "cluster")]
+    cluster_name: Option<String>,
     /// Print the status as JSON.
     #[arg(long)]
     json: bool,
@@ -156,7 +176,8 @@ fn target_options(target: &Target) -> Result<GatewayOptions, GatewayLockError> {
 fn run_options(args: &RunArgs) -> Result<GatewayOptions, GatewayLockError> {
     let verbose = args.verbose;
     let mut options = target_options(&args.target)?.logger(Logger::new(move |level, message| {
-        if verbose || level >= LogLevel::Warn {
+        // Cluster mode's changes (leading, standing by, resigned) are the service's life.
+        if verbose || level >= LogLevel::Warn || message.starts_with("cluster ") {
             eprintln!("gateway: {message}");
         }
     }));
@@ -193,8 +214,26 @@ fn run_options(args: &RunArgs) -> Result<GatewayOptions, GatewayLockError> {
     if let Some(ms) = args.lock_timeout_ms {
         options = options.timeout(Duration::from_millis(ms));
     }
+    if let Some(spec) = &args.cluster {
+        // A service stands by for as long as it takes.
+        let cluster = cluster_options(spec, args.cluster_name.as_deref())?
+            .ttl(
+                args.cluster_ttl
+                    .unwrap_or(gateway::cluster::DEFAULT_CLUSTER_TTL),
+            )
+            .wait(Some(Duration::MAX));
+        options = options.cluster(cluster);
+    }
     options.resolve()?;
     Ok(options)
+}
+
+fn cluster_options(spec: &str, name: Option<&str>) -> Result<ClusterOptions, GatewayLockError> {
+    let mut cluster = ClusterOptions::parse(spec)?;
+    if let Some(name) = name {
+        cluster = cluster.name(name);
+    }
+    Ok(cluster)
 }
 
 fn fail(err: &dyn std::fmt::Display) -> ExitCode {
@@ -221,6 +260,9 @@ fn run(args: RunArgs) -> ExitCode {
     }
     if let Some(ms) = args.supervised_window_ms {
         policy.retry_window = Duration::from_millis(ms);
+    }
+    if args.cluster.is_some() {
+        return run_cluster(&args, options, supervisor);
     }
     let started = Instant::now();
     let lock = loop {
@@ -276,6 +318,90 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(termination) => termination,
         Err(err) => return fail(&err),
     };
+    let gateway = match start_serving(lock, &args, supervisor, None) {
+        Ok(gateway) => gateway,
+        Err(err) => return fail(&err),
+    };
+    termination.wait();
+    let _ = supervisor::notify("STOPPING=1");
+    gateway.shutdown(Duration::from_secs(5));
+    ExitCode::SUCCESS
+}
+
+/// What ends a cluster member's term as leader.
+enum ClusterEvent {
+    Terminate,
+    LeadershipLost,
+}
+
+/// Cluster mode: stand by until this gateway leads, serve until SIGTERM/SIGINT or until it
+/// fences itself, then stand by again.
+fn run_cluster(
+    args: &RunArgs,
+    options: GatewayOptions,
+    supervisor: Option<Supervisor>,
+) -> ExitCode {
+    // Signals are caught from the start: a standby stopped while it waits releases its local
+    // lock and exits cleanly.
+    let termination = match Termination::install() {
+        Ok(termination) => termination,
+        Err(err) => return fail(&err),
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let options = match options.cluster_options().cloned() {
+        Some(cluster) => options.cluster(cluster.cancel_on(Arc::clone(&cancel))),
+        None => options,
+    };
+    let (events, next_event) = std::sync::mpsc::channel();
+    {
+        let events = events.clone();
+        let cancel = Arc::clone(&cancel);
+        std::thread::spawn(move || {
+            termination.wait();
+            cancel.store(true, Ordering::Release);
+            let _ = events.send(ClusterEvent::Terminate);
+        });
+    }
+    loop {
+        let lock = match GatewayLock::acquire(&options) {
+            Ok(lock) => lock,
+            Err(GatewayLockError::Cancelled) => return ExitCode::SUCCESS,
+            Err(err) => return fail(&err),
+        };
+        let token = lock.fencing_token().unwrap_or_default();
+        let lost = events.clone();
+        let on_state = StateHandler::new(move |state| {
+            if let GatewayState::LeadershipLost { .. } = state {
+                let _ = lost.send(ClusterEvent::LeadershipLost);
+            }
+        });
+        let gateway = match start_serving(lock, args, supervisor, Some(on_state)) {
+            Ok(gateway) => gateway,
+            Err(err) => return fail(&err),
+        };
+        println!("cluster leader, fencing token {token}");
+        match next_event.recv() {
+            Ok(ClusterEvent::LeadershipLost) => {
+                gateway.shutdown(Duration::from_secs(1));
+                eprintln!("gateway: no longer the cluster's leader; standing by");
+            }
+            Ok(ClusterEvent::Terminate) | Err(_) => {
+                let _ = supervisor::notify("STOPPING=1");
+                gateway.shutdown(Duration::from_secs(5));
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+}
+
+/// Serves on `lock` as `gateway run` does, prints the listening line (and the Control UI's),
+/// and tells the service manager it is ready.
+fn start_serving(
+    lock: GatewayLock,
+    args: &RunArgs,
+    supervisor: Option<Supervisor>,
+    on_state: Option<StateHandler>,
+) -> Result<Gateway, GatewayLockError> {
     let version = args
         .server_version
         .clone()
@@ -306,11 +432,9 @@ fn run(args: RunArgs) -> ExitCode {
         _ => None,
     };
     serve.http.control_ui = control_ui;
+    serve.on_state = on_state;
     let serve_ui = serve.http.control_ui.clone();
-    let gateway = match Gateway::serve(lock, serve) {
-        Ok(gateway) => gateway,
-        Err(err) => return fail(&err),
-    };
+    let gateway = Gateway::serve(lock, serve)?;
     let primary = gateway.local_addrs()[0];
     println!(
         "gateway listening on ws://{primary} (pid {})",
@@ -325,10 +449,7 @@ fn run(args: RunArgs) -> ExitCode {
     if let Err(err) = supervisor::notify("READY=1") {
         eprintln!("gateway: could not notify the service manager: {err}");
     }
-    termination.wait();
-    let _ = supervisor::notify("STOPPING=1");
-    gateway.shutdown(Duration::from_secs(5));
-    ExitCode::SUCCESS
+    Ok(gateway)
 }
 
 /// What follows `Control UI: `: the URL that signs in, with the token, only for a person at a
@@ -417,7 +538,11 @@ impl Termination {
 
 fn status(args: StatusArgs) -> ExitCode {
     const EXIT_NOT_RUNNING: u8 = 3;
-    let status = match target_options(&args.target).and_then(|options| gateway::status(&options)) {
+    let options = target_options(&args.target).and_then(|options| match &args.cluster {
+        Some(spec) => Ok(options.cluster(cluster_options(spec, args.cluster_name.as_deref())?)),
+        None => Ok(options),
+    });
+    let status = match options.and_then(|options| gateway::status(&options)) {
         Ok(status) => status,
         Err(err) => {
             eprintln!("gateway status failed: {err}");
@@ -453,6 +578,23 @@ fn status(args: StatusArgs) -> ExitCode {
             (false, false) => println!("gateway not running"),
         }
         println!("lock dir on {}", status.ground.describe());
+        if let Some(cluster) = &status.cluster {
+            match (&cluster.leader, &cluster.error) {
+                (_, Some(error)) => println!("cluster {}: {error}", cluster.name),
+                (Some(leader), None) => println!(
+                    "cluster {}: leader is host {} (pid {}, port {}), fencing token {}, since {}",
+                    cluster.name,
+                    leader.host,
+                    leader.pid,
+                    leader.port,
+                    leader.fencing_token,
+                    humantime::format_rfc3339_millis(
+                        std::time::UNIX_EPOCH + Duration::from_millis(leader.since_ms)
+                    )
+                ),
+                (None, None) => println!("cluster {}: no leader", cluster.name),
+            }
+        }
     }
     match (status.running, status.healthy) {
         (true, true) => ExitCode::SUCCESS,

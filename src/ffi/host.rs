@@ -136,6 +136,11 @@ impl HostCallbacks {
                 GatewayState::LockLost { .. } => {
                     (gw_state::GW_STATE_LOCK_LOST, gw_result::GW_ERR_LOCK_LOST)
                 }
+                // The same "lock lost" path, with its own result (issue 14).
+                GatewayState::LeadershipLost { .. } => (
+                    gw_state::GW_STATE_LOCK_LOST,
+                    gw_result::GW_ERR_LEADERSHIP_LOST,
+                ),
                 GatewayState::Stopped { drained: true } => {
                     (gw_state::GW_STATE_STOPPED, gw_result::GW_OK)
                 }

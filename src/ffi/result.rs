@@ -57,11 +57,24 @@ pub enum gw_result {
     /// here) and `gw_last_error_holder_host` its host; if it is gone, `gw_unlock` with `force`
     /// removes its lock.
     GW_ERR_HELD_BY_OTHER_HOST = 16,
+    /// Cluster mode: another gateway leads this config's cluster (on another machine, or
+    /// another state dir here). `gw_last_error_holder` gives its pid and port and
+    /// `gw_last_error_holder_host` its host; the message names it and its fencing token.
+    GW_ERR_CLUSTER_LEADER = 17,
+    /// Cluster mode: the store (etcd) did not answer or refused; the message names the
+    /// endpoints and what the client saw. Nothing is held.
+    GW_ERR_CLUSTER_UNAVAILABLE = 18,
+    /// Cluster mode: this gateway stopped serving as leader (its lease could not be renewed
+    /// in time, or the store says it expired); given to the state callback with
+    /// `GW_STATE_LOCK_LOST`. Shut the server down and acquire again to stand by.
+    GW_ERR_LEADERSHIP_LOST = 19,
+    /// A standby's wait was cancelled (`gw_cancel_flag`): nothing is held.
+    GW_ERR_CANCELLED = 20,
 }
 
 impl gw_result {
     /// Every result, in number order.
-    pub const ALL: [gw_result; 17] = [
+    pub const ALL: [gw_result; 21] = [
         Self::GW_OK,
         Self::GW_ERR_NULL_ARGUMENT,
         Self::GW_ERR_INVALID_ARGUMENT,
@@ -79,6 +92,10 @@ impl gw_result {
         Self::GW_ERR_HTTP_BODY,
         Self::GW_ERR_WRONG_THREAD,
         Self::GW_ERR_HELD_BY_OTHER_HOST,
+        Self::GW_ERR_CLUSTER_LEADER,
+        Self::GW_ERR_CLUSTER_UNAVAILABLE,
+        Self::GW_ERR_LEADERSHIP_LOST,
+        Self::GW_ERR_CANCELLED,
     ];
 
     /// The enumerator's name, NUL-terminated.
@@ -101,6 +118,10 @@ impl gw_result {
             Self::GW_ERR_HTTP_BODY => "GW_ERR_HTTP_BODY\0",
             Self::GW_ERR_WRONG_THREAD => "GW_ERR_WRONG_THREAD\0",
             Self::GW_ERR_HELD_BY_OTHER_HOST => "GW_ERR_HELD_BY_OTHER_HOST\0",
+            Self::GW_ERR_CLUSTER_LEADER => "GW_ERR_CLUSTER_LEADER\0",
+            Self::GW_ERR_CLUSTER_UNAVAILABLE => "GW_ERR_CLUSTER_UNAVAILABLE\0",
+            Self::GW_ERR_LEADERSHIP_LOST => "GW_ERR_LEADERSHIP_LOST\0",
+            Self::GW_ERR_CANCELLED => "GW_ERR_CANCELLED\0",
         }
     }
 
@@ -123,6 +144,9 @@ impl gw_result {
             GatewayLockError::Runtime(_) | GatewayLockError::DeviceStore { .. } => {
                 Self::GW_ERR_RUNTIME
             }
+            GatewayLockError::ClusterLeaderElsewhere { .. } => Self::GW_ERR_CLUSTER_LEADER,
+            GatewayLockError::ClusterUnavailable { .. } => Self::GW_ERR_CLUSTER_UNAVAILABLE,
+            GatewayLockError::Cancelled => Self::GW_ERR_CANCELLED,
         }
     }
 }
@@ -194,6 +218,10 @@ pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
             pid: *pid,
             port: port.unwrap_or(0),
         }),
+        GatewayLockError::ClusterLeaderElsewhere { leader, .. } => Some(Holder {
+            pid: leader.pid,
+            port: leader.port,
+        }),
         GatewayLockError::LockInUse {
             pid: Some(pid),
             port,
@@ -209,6 +237,7 @@ pub(crate) fn fail_with(err: &GatewayLockError) -> gw_result {
         | GatewayLockError::LockInUse {
             host: Some(host), ..
         } => Some(host.as_str()),
+        GatewayLockError::ClusterLeaderElsewhere { leader, .. } => Some(leader.host.as_str()),
         _ => None,
     };
     record(gw_result::of(err), message, holder, host)

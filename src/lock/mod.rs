@@ -50,6 +50,8 @@ pub struct GatewayLock {
     /// [`bind::Bound::guards`]).
     port_guards: Vec<socket2::Socket>,
     watch: Option<LockWatch>,
+    /// Cluster mode: the leadership held, renewed by its own thread; resigned on release.
+    cluster: Option<crate::cluster::Held>,
     logger: Logger,
 }
 
@@ -80,6 +82,9 @@ impl GatewayLock {
     ) -> Result<Self, GatewayLockError> {
         let mut resolved = options.resolve()?;
         options.check_app_sandbox(&resolved)?;
+        if let Some(cluster) = &options.cluster {
+            cluster.validate()?;
+        }
         // With an ephemeral port (or an adopted listener) nobody can collide on the port, so
         // bind first and record the real port in the files.
         let early_listeners = match adopted {
@@ -135,6 +140,19 @@ impl GatewayLock {
             }
         }
 
+        // Cluster mode: only the cluster's leader goes on to bind (issue 14).
+        let cluster = match &options.cluster {
+            Some(cluster) => {
+                match crate::cluster::campaign(cluster, &resolved, &owner_id, &options.logger) {
+                    Ok(held) => Some(held),
+                    Err(err) => {
+                        release_files(files, &owner_id);
+                        return Err(err);
+                    }
+                }
+            }
+            None => None,
+        };
         let bound = match early_listeners {
             Some(bound) => bound,
             None => match bind::bind_listeners(
@@ -145,6 +163,7 @@ impl GatewayLock {
             ) {
                 Ok(bound) => bound,
                 Err(err) => {
+                    drop(cluster);
                     release_files(files, &owner_id);
                     return Err(err);
                 }
@@ -157,6 +176,7 @@ impl GatewayLock {
             listeners: bound.listeners,
             port_guards: bound.guards,
             watch: None,
+            cluster,
             logger: options.logger.clone(),
         };
         lock.watch = Some(LockWatch::start(
@@ -211,6 +231,24 @@ impl GatewayLock {
         self.files.iter().map(HeldFile::path).collect()
     }
 
+    /// Cluster mode: this gateway's leadership (its fencing token, whether it still holds).
+    /// `None` without cluster mode.
+    pub fn leadership(&self) -> Option<crate::cluster::Leadership> {
+        self.cluster.as_ref().map(crate::cluster::Held::leadership)
+    }
+
+    /// Cluster mode: the fencing token of this gateway's leadership (see
+    /// [`Leadership::fencing_token`](crate::Leadership::fencing_token)).
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.cluster
+            .as_ref()
+            .map(|held| held.leadership().fencing_token())
+    }
+
+    pub(crate) fn fence(&self) -> Option<Arc<crate::cluster::Fence>> {
+        self.cluster.as_ref().map(|held| Arc::clone(held.fence()))
+    }
+
     /// True once the periodic re-check found a lock file deleted or replaced.
     pub fn is_lost(&self) -> bool {
         self.watch.as_ref().is_some_and(LockWatch::is_lost)
@@ -240,6 +278,8 @@ impl Drop for GatewayLock {
     fn drop(&mut self) {
         self.listeners.clear();
         self.port_guards.clear();
+        // Resign before the files go: a standby elsewhere takes over at once.
+        self.cluster = None;
         self.watch = None;
         release_files(std::mem::take(&mut self.files), &self.owner_id);
     }

@@ -44,6 +44,10 @@ pub struct GatewayStatus {
     /// over", `healthy` says nothing about it (its port is not on our loopback), and only
     /// `gateway unlock --force` removes its lock.
     pub on_other_host: bool,
+    /// Cluster mode (the options name a cluster): the cluster's leader as the store says, read
+    /// without taking part. A local holder that is not the leader is a standby.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 /// Looks at the lock files and probes `/healthz`. Takes no lock, creates, changes or deletes
@@ -105,5 +109,9 @@ pub fn status(options: &GatewayOptions) -> Result<GatewayStatus, GatewayLockErro
         ground: ground::detect(&resolved.lock_dir),
         host,
         on_other_host,
+        cluster: options
+            .cluster
+            .as_ref()
+            .map(|cluster| crate::cluster::leader_status(cluster, &resolved)),
     })
 }

@@ -18,6 +18,19 @@ pub enum GatewayState {
         /// The lock file that was lost.
         path: PathBuf,
     },
+    /// Cluster mode (issue 14): this gateway stopped serving as its cluster's leader, before
+    /// its lease could expire (not renewed by the renew deadline, or the store says it is
+    /// gone). `/readyz` answers 503 and every client was closed with 1012 before this is told,
+    /// from the cluster's renewal thread. The gateway serves nothing more: shut it down and
+    /// acquire again to stand by.
+    LeadershipLost {
+        /// The cluster's name.
+        cluster: String,
+        /// The fencing token of the leadership lost.
+        fencing_token: u64,
+        /// Why, for people.
+        reason: String,
+    },
     /// The listeners are closed and the lock is released. `drained` is false when open
     /// connections were cut off at the shutdown timeout. Told on the thread that shut down.
     Stopped {

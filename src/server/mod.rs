@@ -167,11 +167,24 @@ struct Shared {
     http: HttpOptions,
     /// The Control UI mount, prepared at `serve` (SPEC §13.3).
     control_ui: Option<http::ControlUi>,
+    /// Cluster mode: the leader's fence (issue 14).
+    fence: Option<Arc<crate::cluster::Fence>>,
 }
 
 impl Shared {
+    /// The phase the probes report: in cluster mode, a gateway that may no longer lead is
+    /// draining, whatever its server thread has got round to.
     fn phase(&self) -> Phase {
-        Phase::from_u8(self.phase.load(Ordering::Acquire))
+        let phase = Phase::from_u8(self.phase.load(Ordering::Acquire));
+        match &self.fence {
+            Some(fence) if phase == Phase::Ready && !fence.holds() => Phase::Draining,
+            _ => phase,
+        }
+    }
+
+    /// False in cluster mode once this gateway may no longer act as leader.
+    fn leads(&self) -> bool {
+        self.fence.as_ref().is_none_or(|fence| fence.holds())
     }
 
     fn set_phase(&self, phase: Phase) {
@@ -267,16 +280,40 @@ impl Gateway {
             Arc::clone(&options.pairing.policy),
             ws::StatePaths::of(lock.resolved()),
             control_ui.as_ref().map(http::ControlUi::build_source),
+            lock.fence(),
         );
         let handle = ws.handle();
         announce(&handle);
+        let fence = lock.fence();
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(Phase::Starting as u8),
             logger: lock.logger().clone(),
             ws,
             http: options.http,
             control_ui,
+            fence: fence.clone(),
         });
+        // Cluster mode: the moment the lease may lapse, stop serving *first* (`/readyz` 503,
+        // every client told `shutdown` and closed 1012, no new ones), then tell the host
+        // through the state callback, as a lost lock file is told.
+        if let Some(fence) = &fence {
+            let weak = Arc::downgrade(&shared);
+            let on_state = options.on_state.clone();
+            let (cluster, token) = (fence.cluster().to_owned(), fence.token());
+            fence.on_fence(move |why| {
+                if let Some(shared) = weak.upgrade() {
+                    shared.set_phase(Phase::Draining);
+                    shared.ws.shutdown();
+                }
+                if let Some(on_state) = on_state {
+                    on_state.notify(&GatewayState::LeadershipLost {
+                        cluster,
+                        fencing_token: token,
+                        reason: why.to_owned(),
+                    });
+                }
+            });
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.worker_threads)
             .thread_name("gateway-worker")

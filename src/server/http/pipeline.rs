@@ -86,6 +86,10 @@ async fn stages(
     if path == "/__openclaw__/worker" || path.starts_with("/__openclaw__/worker/") {
         return not_found();
     }
+    // Cluster mode: past the probes, a gateway that may no longer lead answers nothing.
+    if !shared.leads() {
+        return status_only(StatusCode::SERVICE_UNAVAILABLE);
+    }
     // Host routes: in Node's place of plugin routes (stage 13), before the Control UI.
     if let Some(route) = shared.http.routes.find(request.method(), &path) {
         return serve_route(route, request, peer, shared).await;

@@ -74,6 +74,8 @@ pub(crate) struct Endpoint {
     /// Where the Control UI this gateway serves came from, when it serves one
     /// (`hello-ok.server.controlUiBuildSource`, and whether its build must match, SPEC §13.3).
     pub(super) control_ui: Option<ControlUiBuildSource>,
+    /// Cluster mode: the leader's fence, asked before each handshake and each request.
+    pub(super) fence: Option<Arc<crate::cluster::Fence>>,
 }
 
 impl Endpoint {
@@ -88,6 +90,7 @@ impl Endpoint {
         pairing: Arc<dyn PairingPolicy>,
         paths: StatePaths,
         control_ui: Option<ControlUiBuildSource>,
+        fence: Option<Arc<crate::cluster::Fence>>,
     ) -> Arc<Self> {
         let mut method_names = vec!["health".to_owned()];
         let mut methods = handlers.lookup();
@@ -136,7 +139,14 @@ impl Endpoint {
             pairing,
             paths,
             control_ui,
+            fence,
         })
+    }
+
+    /// True unless this gateway is in cluster mode and may no longer act as leader (checked
+    /// on the clock, so also right after the process resumes from a pause).
+    pub(crate) fn leads(&self) -> bool {
+        self.fence.as_ref().is_none_or(|fence| fence.holds())
     }
 
     /// What the host gets to talk to this endpoint's clients.

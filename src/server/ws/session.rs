@@ -234,6 +234,11 @@ impl Session {
     /// SPEC §9.3–9.7 and §11: the first frame must be a valid `connect` that passes
     /// admission; then `hello-ok`.
     fn handshake(&mut self, text: &str) {
+        // Cluster mode: a gateway that may no longer lead admits nobody.
+        if !self.endpoint.leads() {
+            self.fail(None, close::SERVICE_RESTART, "service restart");
+            return;
+        }
         let frame = match protocol::parse_request(text) {
             Ok(frame) => frame,
             Err(_) => {
@@ -480,6 +485,19 @@ impl Session {
                 return;
             }
         };
+        // Cluster mode: never answer as leader once the lease may have expired, not even the
+        // first request read after the process resumed from a pause.
+        if !self.endpoint.leads() {
+            let error = MethodError::unavailable(
+                "this gateway is no longer its cluster's leader; reconnect to reach the leader",
+            );
+            self.fail(
+                Some((&frame.id, error)),
+                close::SERVICE_RESTART,
+                "service restart",
+            );
+            return;
+        }
         let endpoint = Arc::clone(&self.endpoint);
         let method = endpoint.methods.get(&frame.method);
         let registration = method.map_or(Registration::None, Method::registration);

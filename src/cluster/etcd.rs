@@ -1,0 +1,283 @@
+//! The etcd v3 backend (feature `cluster-etcd`), through the `etcd-client` crate (gRPC).
+//!
+//! The campaign is one transaction: if the key has never been created (`create_revision == 0`),
+//! put the claim bound to a fresh lease, else read the holder. The fencing token is the
+//! revision of that put: etcd's revision grows with every write, so each new leader's token is
+//! larger than every earlier one's. (etcd's own election API does the same with a queue of
+//! keys; one key is enough for one leader and keeps "who leads" a single read.) Verified
+//! against Debian 12's `etcd-server` 3.4.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+
+use super::{Attempt, ClusterBackend, ClusterError, Renewed, Term};
+use crate::error::GatewayLockError;
+
+/// etcd v3 at a set of client URLs, with one connection (balanced over the members) and one
+/// runtime thread of its own.
+pub(crate) struct EtcdBackend {
+    endpoints: Vec<String>,
+    runtime: tokio::runtime::Runtime,
+    client: Mutex<Option<Client>>,
+    /// The open keep-alive stream of the lease being renewed, reused from one renewal to the
+    /// next.
+    keeper: tokio::sync::Mutex<Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>>,
+    connect: ConnectOptions,
+}
+
+fn unavailable(err: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Unavailable(err.to_string())
+}
+
+/// Sorts the client's errors: a refusal by a reachable store is final, everything else is
+/// worth another try.
+fn classify(err: etcd_client::Error) -> ClusterError {
+    match &err {
+        etcd_client::Error::GRpcStatus(status) => match status.code() {
+            tonic::Code::InvalidArgument
+            | tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::Unimplemented => {
+                ClusterError::Refused(format!("etcd refused the request: {}", status.message()))
+            }
+            _ => unavailable(format!("etcd: {}", status.message())),
+        },
+        _ => unavailable(err),
+    }
+}
+
+impl EtcdBackend {
+    pub(crate) fn new(endpoints: Vec<String>, ttl: Duration) -> Result<Self, GatewayLockError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("gateway-etcd")
+            .enable_all()
+            .build()
+            .map_err(GatewayLockError::Runtime)?;
+        // HTTP/2 pings find a dead connection within a renewal or two; without a leader a
+        // member refuses at once instead of letting a request hang (etcd's require-leader).
+        let probe = (ttl / 5).max(Duration::from_millis(500));
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(probe)
+            .with_keep_alive(probe, probe)
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
+        Ok(Self {
+            endpoints,
+            runtime,
+            client: Mutex::new(None),
+            keeper: tokio::sync::Mutex::new(None),
+            connect,
+        })
+    }
+
+    /// Runs `op` with a connected client, for at most `timeout`.
+    fn call<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, ClusterError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, ClusterError>>,
+    {
+        self.runtime.block_on(async {
+            tokio::time::timeout(timeout, async {
+                let client = self.client().await?;
+                op(client).await
+            })
+            .await
+            .unwrap_or_else(|_| {
+                Err(unavailable(format!(
+                    "no answer from etcd within {} ms",
+                    timeout.as_millis()
+                )))
+            })
+        })
+    }
+
+    async fn client(&self) -> Result<Client, ClusterError> {
+        if let Some(client) = self
+            .client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(client);
+        }
+        let client = Client::connect(&self.endpoints, Some(self.connect.clone()))
+            .await
+            .map_err(classify)?;
+        *self.client.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+        Ok(client)
+    }
+}
+
+impl ClusterBackend for EtcdBackend {
+    fn try_campaign(
+        &self,
+        key: &str,
+        claim: &[u8],
+        ttl: Duration,
+        timeout: Duration,
+    ) -> Result<Attempt, ClusterError> {
+        self.call(timeout, |mut client| async move {
+            let lease = client
+                .lease_grant(ttl.as_secs() as i64, None)
+                .await
+                .map_err(classify)?
+                .id();
+            let txn = Txn::new()
+                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(
+                    key,
+                    claim,
+                    Some(PutOptions::new().with_lease(lease)),
+                )])
+                .or_else([TxnOp::get(key, None)]);
+            let answer = match client.txn(txn).await {
+                Ok(answer) => answer,
+                Err(err) => {
+                    // The put may or may not have happened; a lease of ours left behind would
+                    // hold the key for a TTL with nobody serving, so give it up.
+                    let _ = client.lease_revoke(lease).await;
+                    return Err(classify(err));
+                }
+            };
+            let revision = answer.header().map_or(0, |h| h.revision());
+            if answer.succeeded() {
+                return Ok(Attempt::Won(Term {
+                    lease,
+                    token: revision as u64,
+                }));
+            }
+            let _ = client.lease_revoke(lease).await;
+            let holder = answer.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+                _ => None,
+            });
+            Ok(match holder {
+                Some(kv) => Attempt::Held {
+                    claim: kv.value().to_vec(),
+                    token: kv.create_revision() as u64,
+                    revision,
+                },
+                // Deleted between the compare and the get: both ran at one revision, so this
+                // cannot be; try again.
+                None => Attempt::Held {
+                    claim: Vec::new(),
+                    token: 0,
+                    revision,
+                },
+            })
+        })
+    }
+
+    fn wait_for_change(
+        &self,
+        key: &str,
+        revision: i64,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
+        let waited = self.call(timeout, |mut client| async move {
+            let mut stream = client
+                .watch(
+                    key,
+                    Some(WatchOptions::new().with_start_revision(revision + 1)),
+                )
+                .await
+                .map_err(classify)?;
+            while let Some(answer) = stream.message().await.map_err(classify)? {
+                if answer.canceled() {
+                    return Ok(());
+                }
+                if answer
+                    .events()
+                    .iter()
+                    .any(|event| event.event_type() == EventType::Delete)
+                {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        });
+        match waited {
+            // A watch that saw nothing within `timeout` is no failure: look again.
+            Err(ClusterError::Unavailable(why)) if why.starts_with("no answer from etcd") => Ok(()),
+            other => other,
+        }
+    }
+
+    fn renew(&self, term: &Term, timeout: Duration) -> Result<Renewed, ClusterError> {
+        let renewed = self.call(timeout, |mut client| async move {
+            let mut keeper = self.keeper.lock().await;
+            if keeper
+                .as_ref()
+                .is_none_or(|(lease, _, _)| *lease != term.lease)
+            {
+                let (sender, stream) = client
+                    .lease_keep_alive(term.lease)
+                    .await
+                    .map_err(classify)?;
+                *keeper = Some((term.lease, sender, stream));
+            }
+            let (_, sender, stream) = keeper.as_mut().expect("set above");
+            let answered = async {
+                sender.keep_alive().await.map_err(classify)?;
+                stream
+                    .message()
+                    .await
+                    .map_err(classify)?
+                    .ok_or_else(|| unavailable("etcd closed the keep-alive stream"))
+            }
+            .await;
+            match answered {
+                Ok(answer) if answer.ttl() > 0 => {
+                    Ok(Renewed::Alive(Duration::from_secs(answer.ttl() as u64)))
+                }
+                Ok(_) => Ok(Renewed::Expired),
+                Err(err) => {
+                    // The stream is in an unknown state: open a new one next time.
+                    *keeper = None;
+                    Err(err)
+                }
+            }
+        });
+        if renewed.is_err() {
+            // A renewal cut off by the timeout leaves the stream with an answer in flight.
+            if let Ok(mut keeper) = self.keeper.try_lock() {
+                *keeper = None;
+            }
+        }
+        renewed
+    }
+
+    fn resign(&self, term: &Term, timeout: Duration) -> Result<(), ClusterError> {
+        let lease = term.lease;
+        self.call(timeout, |mut client| async move {
+            match client.lease_revoke(lease).await {
+                Ok(_) => Ok(()),
+                // Already gone (expired, or revoked by the renewal thread): resigned.
+                Err(etcd_client::Error::GRpcStatus(status))
+                    if status.code() == tonic::Code::NotFound =>
+                {
+                    Ok(())
+                }
+                Err(err) => Err(classify(err)),
+            }
+        })
+    }
+
+    fn leader(&self, key: &str, timeout: Duration) -> Result<Option<(Vec<u8>, u64)>, ClusterError> {
+        self.call(timeout, |mut client| async move {
+            let answer = client.get(key, None).await.map_err(classify)?;
+            Ok(answer
+                .kvs()
+                .first()
+                .map(|kv| (kv.value().to_vec(), kv.create_revision() as u64)))
+        })
+    }
+}
