@@ -4,8 +4,8 @@
 # For aarch64-apple-darwin and x86_64-apple-darwin, with MACOSX_DEPLOYMENT_TARGET=13.0 (what
 # bindings/swift/Package.swift and the release artifacts say):
 #   - cargo zigbuild: the `gateway` binary, libgateway.dylib and libgateway.a (no features, as
-#     shipped), and every test binary (`--tests --features failpoints`, as scripts/macos-test.sh
-#     runs them on a Mac);
+#     shipped), and every test binary (`--tests --features failpoints,cluster-etcd`; scripts/macos-test.sh
+#     runs them on a Mac with failpoints);
 #   - zig cc: scripts/kinfo-proc-layout.c, whose _Static_asserts check the struct kinfo_proc
 #     offsets src/lock/liveness.rs reads against the SDK headers zig ships;
 #   - zig cc / zig c++: examples/c/host.c and examples/cpp/host.cpp against libgateway.a;
@@ -161,7 +161,7 @@ for target in "${targets[@]}"; do
   step_started=$SECONDS
   # Tests first: they build the library with `failpoints`; the plain build after them leaves
   # the shipped library and binary in <target>/<triple>/debug.
-  nice cargo zigbuild --locked --target "$target" --tests --features failpoints \
+  nice cargo zigbuild --locked --target "$target" --tests --features failpoints,cluster-etcd \
     --message-format=json-render-diagnostics >"$out/$target-tests.json"
   nice cargo zigbuild --locked --target "$target" --lib --bins
   built=$target_dir/$target/debug

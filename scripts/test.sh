@@ -2,7 +2,7 @@
 # Every test of the project, from one command (README's test command; .ci/run runs it too):
 # installs what the tests need on Debian (as root), then runs the three suites in turn and
 # stops at the first that fails:
-#   cargo   cargo test --features failpoints (the Rust, C and C++ tests)
+#   cargo   cargo test --features failpoints,cluster-etcd (the Rust, C and C++ tests)
 #   swift   scripts/swift-test.sh --debug    (the Swift package, in a Debian 13 root)
 #   node    scripts/node-interop.sh          (against the real Node gateway, from npm)
 #
@@ -15,7 +15,8 @@
 # mount, exfat-fuse and exfatprogs for the exFAT tests (a FUSE mount); bindfs for the tests of
 # a state dir on a path-based FUSE file system (and the two-host tests); strace; tmux to drive
 # `openclaw tui` in the real-client tests and chromium to load the Control UI
-# (scripts/node-interop.sh). Without root or
+# (scripts/node-interop.sh); etcd-server and etcd-client (etcdctl) for the cluster-mode tests'
+# real etcd cluster, protobuf-compiler to build the cluster-etcd feature. Without root or
 # apt-get nothing is installed, and a test whose tool is missing fails naming it.
 # CARGO_TARGET_DIR is honoured throughout.
 set -euo pipefail
@@ -23,7 +24,7 @@ source "$(dirname "$0")/target-dir.sh"
 cd "$(dirname "$0")/.."
 
 packages=(util-linux iproute2 systemd gcc g++ valgrind pkg-config debootstrap mount exfat-fuse
-  exfatprogs bindfs strace tmux chromium)
+  exfatprogs bindfs strace tmux chromium etcd-server etcd-client protobuf-compiler)
 suites=${GATEWAY_TEST_SUITES:-cargo swift node}
 
 step() { printf '\n=== %s\n' "$*"; }
@@ -59,7 +60,10 @@ fi
 
 for suite in $suites; do
   case $suite in
-    cargo) step "cargo test --features failpoints"; cargo test --features failpoints ;;
+    cargo)
+      step "cargo test --features failpoints,cluster-etcd"
+      cargo test --features failpoints,cluster-etcd
+      ;;
     swift) step "scripts/swift-test.sh --debug"; bash scripts/swift-test.sh --debug ;;
     node) step "scripts/node-interop.sh"; bash scripts/node-interop.sh ;;
   esac

@@ -11,7 +11,9 @@
 //! - [`node`]: the real OpenClaw on Node (its gateway, its client commands), for the tests
 //!   `scripts/node-interop.sh` runs;
 //! - [`remote`]: a peer on another host (a network namespace), for non-loopback clients;
-//! - [`tap`]: a recording TCP proxy that reads the WebSocket frames passing through it.
+//! - [`tap`]: a recording TCP proxy that reads the WebSocket frames passing through it;
+//! - [`etcd`]: a real etcd cluster of Debian's `etcd-server` on loopback ports, for cluster
+//!   mode (Linux).
 //!
 //! Every test runs real processes on real sockets. The other test-support modules, each for
 //! one kind of test and used next to this one: `lockkit` (lock files and stand-in owners),
@@ -21,6 +23,8 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod env;
+#[cfg(target_os = "linux")]
+pub mod etcd;
 pub mod http;
 pub mod logger;
 pub mod node;
