@@ -31,6 +31,9 @@ pub(crate) struct EtcdBackend {
     connect: ConnectOptions,
 }
 
+/// How a call cut off by its timeout begins its message.
+const NO_ANSWER: &str = "no answer from etcd";
+
 fn unavailable(err: impl std::fmt::Display) -> ClusterError {
     ClusterError::Unavailable(err.to_string())
 }
@@ -92,7 +95,7 @@ impl EtcdBackend {
             .await
             .unwrap_or_else(|_| {
                 Err(unavailable(format!(
-                    "no answer from etcd within {} ms",
+                    "{NO_ANSWER} within {} ms",
                     timeout.as_millis()
                 )))
             })
@@ -181,8 +184,9 @@ impl ClusterBackend for EtcdBackend {
         key: &str,
         revision: i64,
         timeout: Duration,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<bool, ClusterError> {
         let waited = self.call(timeout, |mut client| async move {
+            // From the revision the holder was read at: a delete in between is replayed.
             let mut stream = client
                 .watch(
                     key,
@@ -191,22 +195,22 @@ impl ClusterBackend for EtcdBackend {
                 .await
                 .map_err(classify)?;
             while let Some(answer) = stream.message().await.map_err(classify)? {
-                if answer.canceled() {
-                    return Ok(());
-                }
-                if answer
-                    .events()
-                    .iter()
-                    .any(|event| event.event_type() == EventType::Delete)
+                // Cancelled (e.g. the revision was compacted away): the store cannot say what
+                // happened since, so look again.
+                if answer.canceled()
+                    || answer
+                        .events()
+                        .iter()
+                        .any(|event| event.event_type() == EventType::Delete)
                 {
-                    return Ok(());
+                    return Ok(true);
                 }
             }
-            Ok(())
+            Ok(true)
         });
         match waited {
-            // A watch that saw nothing within `timeout` is no failure: look again.
-            Err(ClusterError::Unavailable(why)) if why.starts_with("no answer from etcd") => Ok(()),
+            // Nothing happened within `timeout`: no failure.
+            Err(ClusterError::Unavailable(why)) if why.starts_with(NO_ANSWER) => Ok(false),
             other => other,
         }
     }

@@ -60,7 +60,9 @@ impl Fence {
     /// Moves the deadline later (never earlier: renewals answered out of order cannot pull it
     /// back). Nothing once fenced.
     pub(crate) fn extend(&self, until_ns: u64) {
-        self.until_ns.fetch_max(until_ns, Ordering::AcqRel);
+        if !self.is_fenced() {
+            self.until_ns.fetch_max(until_ns, Ordering::AcqRel);
+        }
     }
 
     pub(crate) fn is_fenced(&self) -> bool {
@@ -149,5 +151,64 @@ impl std::fmt::Debug for Leadership {
             .field("fencing_token", &self.fencing_token())
             .field("holds", &self.holds())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn fence_for(left: Duration) -> Arc<Fence> {
+        Fence::new(
+            7,
+            "c".into(),
+            "/openclaw/gateway/c".into(),
+            clock::now_ns() + left.as_nanos() as u64,
+        )
+    }
+
+    #[test]
+    fn holds_until_the_deadline_on_the_clock() {
+        assert!(fence_for(Duration::from_secs(60)).holds());
+        let fence = Fence::new(7, "c".into(), "k".into(), clock::now_ns());
+        // Nobody fenced it: the deadline alone ends leadership, and a renewal restores it.
+        assert!(!fence.holds() && !fence.is_fenced());
+        fence.extend(clock::now_ns() + 60_000_000_000);
+        assert!(fence.holds());
+    }
+
+    #[test]
+    fn extend_never_pulls_the_deadline_back() {
+        let fence = fence_for(Duration::from_secs(10));
+        let until = fence.until_ns();
+        fence.extend(until - 1_000);
+        assert_eq!(fence.until_ns(), until);
+    }
+
+    #[test]
+    fn fencing_runs_each_reaction_once_in_order_and_is_final() {
+        let fence = fence_for(Duration::from_secs(10));
+        let calls = Arc::new(AtomicUsize::new(0));
+        for expected in 0..2 {
+            let calls = Arc::clone(&calls);
+            fence.on_fence(move |why| {
+                assert_eq!(why, "lost");
+                assert_eq!(calls.fetch_add(1, Ordering::SeqCst), expected);
+            });
+        }
+        assert!(fence.fence("lost"));
+        assert!(!fence.fence("again"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(!fence.holds() && fence.left().is_zero());
+        fence.extend(u64::MAX);
+        assert!(!fence.holds(), "a fenced gateway never holds again");
+        // A reaction registered after the fence closed runs at once.
+        let late = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&late);
+        fence.on_fence(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(late.load(Ordering::SeqCst), 1);
     }
 }

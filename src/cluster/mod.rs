@@ -303,13 +303,14 @@ pub trait ClusterBackend: Send + Sync {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<Attempt, ClusterError>;
-    /// Returns once `key` changed after `revision` (it may be free), or at `timeout`.
+    /// Waits up to `timeout` for `key` to be deleted after `revision`: `true` once it was (or
+    /// may have been: the store can no longer tell), `false` at the timeout.
     fn wait_for_change(
         &self,
         key: &str,
         revision: i64,
         timeout: Duration,
-    ) -> Result<(), ClusterError>;
+    ) -> Result<bool, ClusterError>;
     /// Renews the lease once.
     fn renew(&self, term: &Term, timeout: Duration) -> Result<Renewed, ClusterError>;
     /// Gives the lease up (its key goes with it).
@@ -335,5 +336,55 @@ pub(crate) fn backend_for(
         ClusterStore::Etcd { .. } => Err(crate::GatewayLockError::InvalidOption(
             "cluster mode on etcd needs the library built with the cluster-etcd feature".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(options: &ClusterOptions) -> String {
+        options.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parse_takes_etcd_endpoints_and_names_a_bad_value() {
+        let options = ClusterOptions::parse("etcd=http://a:2379, http://b:2379").unwrap();
+        assert_eq!(
+            options.store,
+            ClusterStore::Etcd {
+                endpoints: vec!["http://a:2379".into(), "http://b:2379".into()]
+            }
+        );
+        assert_eq!(options.store.to_string(), "etcd=http://a:2379,http://b:2379");
+        let err = ClusterOptions::parse("zk=a:2181").unwrap_err().to_string();
+        assert!(err.contains("\"zk=a:2181\"") && err.contains("etcd=http://"), "{err}");
+    }
+
+    #[test]
+    fn validate_names_what_is_wrong_and_what_to_do() {
+        let ok = ClusterOptions::etcd(["http://127.0.0.1:2379"]);
+        let ttl = refusal(&ok.clone().ttl(Duration::from_millis(1500)));
+        assert!(ttl.contains("1s 500ms") && ttl.contains("--cluster-ttl"), "{ttl}");
+        let ttl = refusal(&ok.clone().ttl(Duration::from_millis(5500)));
+        assert!(ttl.contains("whole number of seconds"), "{ttl}");
+        let name = refusal(&ok.clone().name("a/b"));
+        assert!(name.contains("\"a/b\"") && name.contains("choose"), "{name}");
+        let empty = refusal(&ClusterOptions::etcd(["http://a:2379", ""]));
+        assert!(empty.contains("empty endpoint"), "{empty}");
+        let https = refusal(&ClusterOptions::etcd(["https://a:2379"]));
+        assert!(https.contains("\"https://a:2379\"") && https.contains("TLS"), "{https}");
+        if cfg!(feature = "cluster-etcd") {
+            ok.validate().unwrap();
+        } else {
+            assert!(refusal(&ok).contains("cluster-etcd feature"));
+        }
+    }
+
+    #[test]
+    fn the_renew_deadline_leaves_a_third_of_the_ttl() {
+        let options = ClusterOptions::etcd(["http://a:2379"]).ttl(Duration::from_secs(15));
+        assert_eq!(options.renew_deadline(), Duration::from_secs(10));
+        assert_eq!(options.renew_interval(), Duration::from_secs(3));
     }
 }

@@ -138,11 +138,7 @@ pub(crate) fn campaign(
     let mut reached = false;
     let mut last_leader: Option<String> = None;
     loop {
-        if options
-            .cancel
-            .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::Acquire))
-        {
+        if cancelled(options) {
             return Err(GatewayLockError::Cancelled);
         }
         let host = HostIdentity::this();
@@ -231,26 +227,47 @@ pub(crate) fn campaign(
                     );
                     last_leader = Some(leader.owner_id.clone());
                 }
-                let slice = match give_up {
-                    Some(at) => {
-                        let left = at.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            return Err(refusal());
+                // Watch the key in slices (to see a cancel or the end of the wait in time)
+                // until the holder's key goes; only then campaign again.
+                loop {
+                    let slice = match give_up {
+                        Some(at) => {
+                            let left = at.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                return Err(refusal());
+                            }
+                            left.min(STANDBY_SLICE)
                         }
-                        left.min(STANDBY_SLICE)
+                        None => STANDBY_SLICE,
+                    };
+                    match backend.wait_for_change(&key, revision, slice) {
+                        Ok(true) => break,
+                        Ok(false) => {}
+                        Err(err) => {
+                            logger.log(
+                                LogLevel::Debug,
+                                &format!(
+                                    "cluster {name}: watching the leader's key failed ({err})"
+                                ),
+                            );
+                            wait_or_give_up(options, give_up, STANDBY_SLICE)?;
+                            break;
+                        }
                     }
-                    None => STANDBY_SLICE,
-                };
-                if let Err(err) = backend.wait_for_change(&key, revision, slice) {
-                    logger.log(
-                        LogLevel::Debug,
-                        &format!("cluster {name}: watching the leader's key failed ({err})"),
-                    );
-                    wait_or_give_up(options, give_up, STANDBY_SLICE)?;
+                    if cancelled(options) {
+                        return Err(GatewayLockError::Cancelled);
+                    }
                 }
             }
         }
     }
+}
+
+fn cancelled(options: &ClusterOptions) -> bool {
+    options
+        .cancel
+        .as_ref()
+        .is_some_and(|flag| flag.load(Ordering::Acquire))
 }
 
 /// Sleeps `pause`, unless cancelled or out of time first.
@@ -263,11 +280,7 @@ fn wait_or_give_up(
         pause.min(at.saturating_duration_since(Instant::now()))
     });
     std::thread::sleep(pause);
-    if options
-        .cancel
-        .as_ref()
-        .is_some_and(|flag| flag.load(Ordering::Acquire))
-    {
+    if cancelled(options) {
         return Err(GatewayLockError::Cancelled);
     }
     Ok(())
@@ -286,7 +299,7 @@ fn renew_loop(
     logger: &Logger,
 ) {
     let (stopped, wake) = stop;
-    let mut next = Duration::ZERO.max(interval);
+    let mut next = interval;
     loop {
         // Sleep until the next renewal, but never past the deadline.
         let left = fence.left();
