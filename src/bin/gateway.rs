@@ -362,12 +362,24 @@ fn run_cluster(
             let _ = events.send(ClusterEvent::Terminate);
         });
     }
+    // Once this gateway has led, a store that does not answer is an outage to wait out (the
+    // others stand by through it too), not a misconfiguration to report and exit on.
+    let mut has_led = false;
     loop {
         let lock = match GatewayLock::acquire(&options) {
             Ok(lock) => lock,
             Err(GatewayLockError::Cancelled) => return ExitCode::SUCCESS,
+            Err(err @ GatewayLockError::ClusterUnavailable { .. }) if has_led => {
+                eprintln!("gateway: {err}; standing by, trying again in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+                if cancel.load(Ordering::Acquire) {
+                    return ExitCode::SUCCESS;
+                }
+                continue;
+            }
             Err(err) => return fail(&err),
         };
+        has_led = true;
         let token = lock.fencing_token().unwrap_or_default();
         let lost = events.clone();
         let on_state = StateHandler::new(move |state| {
