@@ -133,8 +133,8 @@ pub enum GatewayLockError {
     /// Cluster mode (issue 14): another gateway leads this config's cluster, and this one was
     /// not asked to stand by ([`crate::ClusterOptions::wait`]), or its wait ran out.
     #[error(
-        "gateway already running in cluster {cluster} on host {} (pid {}, port {}, fencing token {}); this gateway is a standby: stop that one, or let this one wait (gateway run --cluster waits)",
-        leader.host, leader.pid, leader.port, leader.fencing_token
+        "gateway already running in cluster {cluster} on host {} (pid {}, port {}, leader since {}, fencing token {}); this gateway is a standby: stop that one, or let this one wait (gateway run --cluster waits)",
+        leader.host, leader.pid, leader.port, since(leader.since_ms), leader.fencing_token
     )]
     ClusterLeaderElsewhere {
         /// The cluster's name.
@@ -165,6 +165,11 @@ pub enum GatewayLockError {
         /// What is wrong with it and what to do, for people.
         problem: String,
     },
+}
+
+/// A leader's `since` (ms since the epoch, its wall clock) as RFC 3339, to the second.
+fn since(ms: u64) -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }
 
 fn already_running_message(
@@ -354,6 +359,29 @@ mod tests {
         assert_eq!(
             GatewayLockError::LanWithoutAuth.to_string(),
             "Refusing to bind gateway to lan without auth."
+        );
+        let leader = GatewayLockError::ClusterLeaderElsewhere {
+            cluster: "prod".into(),
+            leader: crate::cluster::ClusterLeader {
+                host: "host-a".into(),
+                pid: 42,
+                port: 18789,
+                since_ms: 1_795_000_000_123,
+                owner_id: "o".into(),
+                fencing_token: 17,
+            },
+        };
+        assert_eq!(
+            leader.to_string(),
+            "gateway already running in cluster prod on host host-a (pid 42, port 18789, leader since 2026-11-18T11:06:40Z, fencing token 17); this gateway is a standby: stop that one, or let this one wait (gateway run --cluster waits)"
+        );
+        let unreachable = GatewayLockError::ClusterUnavailable {
+            store: "etcd=http://10.0.0.2:2379".into(),
+            detail: "no answer from etcd within 5000 ms".into(),
+        };
+        assert_eq!(
+            unreachable.to_string(),
+            "cannot reach the cluster store etcd=http://10.0.0.2:2379: no answer from etcd within 5000 ms; check that etcd runs at those client URLs and that this machine reaches them"
         );
     }
 }

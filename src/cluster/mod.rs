@@ -356,24 +356,39 @@ mod tests {
                 endpoints: vec!["http://a:2379".into(), "http://b:2379".into()]
             }
         );
-        assert_eq!(options.store.to_string(), "etcd=http://a:2379,http://b:2379");
+        assert_eq!(
+            options.store.to_string(),
+            "etcd=http://a:2379,http://b:2379"
+        );
         let err = ClusterOptions::parse("zk=a:2181").unwrap_err().to_string();
-        assert!(err.contains("\"zk=a:2181\"") && err.contains("etcd=http://"), "{err}");
+        assert!(
+            err.contains("\"zk=a:2181\"") && err.contains("etcd=http://"),
+            "{err}"
+        );
     }
 
     #[test]
     fn validate_names_what_is_wrong_and_what_to_do() {
         let ok = ClusterOptions::etcd(["http://127.0.0.1:2379"]);
         let ttl = refusal(&ok.clone().ttl(Duration::from_millis(1500)));
-        assert!(ttl.contains("1s 500ms") && ttl.contains("--cluster-ttl"), "{ttl}");
+        assert!(
+            ttl.contains("1s 500ms") && ttl.contains("--cluster-ttl"),
+            "{ttl}"
+        );
         let ttl = refusal(&ok.clone().ttl(Duration::from_millis(5500)));
         assert!(ttl.contains("whole number of seconds"), "{ttl}");
         let name = refusal(&ok.clone().name("a/b"));
-        assert!(name.contains("\"a/b\"") && name.contains("choose"), "{name}");
+        assert!(
+            name.contains("\"a/b\"") && name.contains("choose"),
+            "{name}"
+        );
         let empty = refusal(&ClusterOptions::etcd(["http://a:2379", ""]));
         assert!(empty.contains("empty endpoint"), "{empty}");
         let https = refusal(&ClusterOptions::etcd(["https://a:2379"]));
-        assert!(https.contains("\"https://a:2379\"") && https.contains("TLS"), "{https}");
+        assert!(
+            https.contains("\"https://a:2379\"") && https.contains("TLS"),
+            "{https}"
+        );
         if cfg!(feature = "cluster-etcd") {
             ok.validate().unwrap();
         } else {
