@@ -8,7 +8,7 @@
 //! against Debian 12's `etcd-server` 3.4.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
@@ -20,15 +20,29 @@ use super::{Attempt, ClusterBackend, ClusterError, Renewed, Term};
 use crate::error::GatewayLockError;
 
 /// etcd v3 at a set of client URLs, with one connection (balanced over the members) and one
-/// runtime thread of its own.
+/// runtime thread of its own. Calls block the calling thread on a channel, never inside a
+/// runtime: a host may acquire from a thread of its own async runtime.
 pub(crate) struct EtcdBackend {
+    runtime: Option<tokio::runtime::Runtime>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     endpoints: Vec<String>,
-    runtime: tokio::runtime::Runtime,
+    connect: ConnectOptions,
     client: Mutex<Option<Client>>,
     /// The open keep-alive stream of the lease being renewed, reused from one renewal to the
     /// next.
     keeper: tokio::sync::Mutex<Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>>,
-    connect: ConnectOptions,
+}
+
+impl Drop for EtcdBackend {
+    fn drop(&mut self) {
+        // Never blocks, and (unlike dropping a runtime) may happen inside another runtime.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// How a call cut off by its timeout begins its message.
@@ -73,24 +87,33 @@ impl EtcdBackend {
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
         Ok(Self {
-            endpoints,
-            runtime,
-            client: Mutex::new(None),
-            keeper: tokio::sync::Mutex::new(None),
-            connect,
+            runtime: Some(runtime),
+            shared: Arc::new(Shared {
+                endpoints,
+                connect,
+                client: Mutex::new(None),
+                keeper: tokio::sync::Mutex::new(None),
+            }),
         })
     }
 
-    /// Runs `op` with a connected client, for at most `timeout`.
+    /// Runs `op` with a connected client on the backend's runtime, for at most `timeout`, and
+    /// waits for it here.
     fn call<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, ClusterError>
     where
-        F: FnOnce(Client) -> Fut,
-        Fut: Future<Output = Result<T, ClusterError>>,
+        T: Send + 'static,
+        F: FnOnce(Arc<Shared>, Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, ClusterError>> + Send,
     {
-        self.runtime.block_on(async {
-            tokio::time::timeout(timeout, async {
-                let client = self.client().await?;
-                op(client).await
+        let Some(runtime) = &self.runtime else {
+            return Err(unavailable("the etcd client has shut down"));
+        };
+        let shared = Arc::clone(&self.shared);
+        let (done, outcome) = std::sync::mpsc::sync_channel(1);
+        runtime.spawn(async move {
+            let answer = tokio::time::timeout(timeout, async {
+                let client = shared.client().await?;
+                op(shared, client).await
             })
             .await
             .unwrap_or_else(|_| {
@@ -98,10 +121,16 @@ impl EtcdBackend {
                     "{NO_ANSWER} within {} ms",
                     timeout.as_millis()
                 )))
-            })
-        })
+            });
+            let _ = done.send(answer);
+        });
+        outcome
+            .recv()
+            .unwrap_or_else(|_| Err(unavailable("the etcd client stopped mid-call")))
     }
+}
 
+impl Shared {
     async fn client(&self) -> Result<Client, ClusterError> {
         if let Some(client) = self
             .client
@@ -127,20 +156,21 @@ impl ClusterBackend for EtcdBackend {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<Attempt, ClusterError> {
-        self.call(timeout, |mut client| async move {
+        let (key, claim) = (key.to_owned(), claim.to_vec());
+        self.call(timeout, move |_, mut client| async move {
             let lease = client
                 .lease_grant(ttl.as_secs() as i64, None)
                 .await
                 .map_err(classify)?
                 .id();
             let txn = Txn::new()
-                .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(
-                    key,
+                    key.as_str(),
                     claim,
                     Some(PutOptions::new().with_lease(lease)),
                 )])
-                .or_else([TxnOp::get(key, None)]);
+                .or_else([TxnOp::get(key.as_str(), None)]);
             let answer = match client.txn(txn).await {
                 Ok(answer) => answer,
                 Err(err) => {
@@ -185,11 +215,12 @@ impl ClusterBackend for EtcdBackend {
         revision: i64,
         timeout: Duration,
     ) -> Result<bool, ClusterError> {
-        let waited = self.call(timeout, |mut client| async move {
+        let key = key.to_owned();
+        let waited = self.call(timeout, move |_, mut client| async move {
             // From the revision the holder was read at: a delete in between is replayed.
             let mut stream = client
                 .watch(
-                    key,
+                    key.as_str(),
                     Some(WatchOptions::new().with_start_revision(revision + 1)),
                 )
                 .await
@@ -216,17 +247,12 @@ impl ClusterBackend for EtcdBackend {
     }
 
     fn renew(&self, term: &Term, timeout: Duration) -> Result<Renewed, ClusterError> {
-        let renewed = self.call(timeout, |mut client| async move {
-            let mut keeper = self.keeper.lock().await;
-            if keeper
-                .as_ref()
-                .is_none_or(|(lease, _, _)| *lease != term.lease)
-            {
-                let (sender, stream) = client
-                    .lease_keep_alive(term.lease)
-                    .await
-                    .map_err(classify)?;
-                *keeper = Some((term.lease, sender, stream));
+        let lease = term.lease;
+        let renewed = self.call(timeout, move |shared, mut client| async move {
+            let mut keeper = shared.keeper.lock().await;
+            if keeper.as_ref().is_none_or(|(open, _, _)| *open != lease) {
+                let (sender, stream) = client.lease_keep_alive(lease).await.map_err(classify)?;
+                *keeper = Some((lease, sender, stream));
             }
             let (_, sender, stream) = keeper.as_mut().expect("set above");
             let answered = async {
@@ -252,7 +278,7 @@ impl ClusterBackend for EtcdBackend {
         });
         if renewed.is_err() {
             // A renewal cut off by the timeout leaves the stream with an answer in flight.
-            if let Ok(mut keeper) = self.keeper.try_lock() {
+            if let Ok(mut keeper) = self.shared.keeper.try_lock() {
                 *keeper = None;
             }
         }
@@ -261,7 +287,7 @@ impl ClusterBackend for EtcdBackend {
 
     fn resign(&self, term: &Term, timeout: Duration) -> Result<(), ClusterError> {
         let lease = term.lease;
-        self.call(timeout, |mut client| async move {
+        self.call(timeout, move |_, mut client| async move {
             match client.lease_revoke(lease).await {
                 Ok(_) => Ok(()),
                 // Already gone (expired, or revoked by the renewal thread): resigned.
@@ -276,7 +302,8 @@ impl ClusterBackend for EtcdBackend {
     }
 
     fn leader(&self, key: &str, timeout: Duration) -> Result<Option<(Vec<u8>, u64)>, ClusterError> {
-        self.call(timeout, |mut client| async move {
+        let key = key.to_owned();
+        self.call(timeout, move |_, mut client| async move {
             let answer = client.get(key, None).await.map_err(classify)?;
             Ok(answer
                 .kvs()

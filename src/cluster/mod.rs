@@ -30,9 +30,12 @@ pub(crate) use session::{Held, campaign, leader_status};
 /// The lease TTL when none is given (`--cluster-ttl`): Kubernetes' default is 15 s, Patroni's
 /// 30 s; 5 s gives a crash failover of about 5 s on a LAN.
 pub const DEFAULT_CLUSTER_TTL: Duration = Duration::from_secs(5);
-/// The shortest TTL accepted: etcd's own minimum lease is 1.5 × its election timeout (1.5 s by
-/// default), and a renewal every TTL / 5 must be able to cross a network.
-pub const MIN_CLUSTER_TTL: Duration = Duration::from_secs(2);
+/// The shortest TTL accepted. The renew deadline leaves a third of the TTL as margin, and that
+/// margin must cover etcd's election timeout (1 s by default): an etcd leader cut off from its
+/// peers goes on renewing leases until it notices, for up to that long, while the rest of the
+/// cluster may already have elected a new leader (which restarts every lease's full TTL when it
+/// takes over). With 3 s the margin is 1 s.
+pub const MIN_CLUSTER_TTL: Duration = Duration::from_secs(3);
 /// Every key of ours in the store starts with this.
 pub const KEY_PREFIX: &str = "/openclaw/gateway/";
 
