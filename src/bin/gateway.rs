@@ -561,6 +561,16 @@ fn status(args: StatusArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Cluster mode: a local holder that is not the cluster's leader stands by, as it should.
+    let standby = status.running
+        && !status.on_other_host
+        && status
+            .cluster
+            .as_ref()
+            .and_then(|cluster| cluster.leader.as_ref())
+            .is_some_and(|leader| {
+                status.pid != Some(leader.pid) || status.host.as_deref() != Some(&leader.host)
+            });
     if args.json {
         println!(
             "{}",
@@ -576,6 +586,9 @@ fn status(args: StatusArgs) -> ExitCode {
         match (status.running, status.healthy) {
             _ if status.on_other_host => println!(
                 "gateway running on host {host}{pid}, another machine: its health cannot be checked from here; if it is gone, run `gateway unlock --force`"
+            ),
+            _ if standby => println!(
+                "gateway standing by{pid}: another gateway leads the cluster (below) and this one takes over if it goes"
             ),
             (true, true) => println!("gateway running{pid} on {url}, healthy"),
             (true, false) => println!(
@@ -610,6 +623,7 @@ fn status(args: StatusArgs) -> ExitCode {
     }
     match (status.running, status.healthy) {
         (true, true) => ExitCode::SUCCESS,
+        _ if standby => ExitCode::SUCCESS,
         (false, false) => ExitCode::from(EXIT_NOT_RUNNING),
         _ => ExitCode::FAILURE,
     }
