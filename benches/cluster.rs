@@ -15,8 +15,8 @@
 //! - (d) the time cluster mode adds to an in-process `GatewayLock::acquire` on loopback (and to
 //!   its release, which revokes the lease), rounds of both taken in turn.
 //!
-//! `cargo bench --bench cluster --features cluster-etcd` runs the full set (about three
-//! minutes, most of it waiting out leases and the idle minute); `-- --quick` runs a few rounds
+//! `cargo bench --bench cluster --features cluster-etcd` runs the full set (about three and a
+//! half minutes, most of it waiting out leases and the idle minute); `-- --quick` runs a few rounds
 //! of each and a 6-second idle window, to check in CI that the bench still works; figure
 //! letters (`-- a c`) run only those. Targets that are missed are reported, not failed: the
 //! bench fails only when a gateway misbehaves (no takeover within TTL + 10 s, an exit other
@@ -160,8 +160,9 @@ fn section(name: &str) {
 // (a) and (b): failover
 // ---------------------------------------------------------------------------------------------
 
-/// (a) Two hosts on one cluster key; each round SIGKILLs the leader and times the standby's
-/// takeover, then starts the dead one again as the next round's standby.
+/// (a) Two hosts on one cluster key; each round SIGKILLs the leader (at a phase of its renewal
+/// interval of its own) and times the standby's takeover, then starts the dead one again as the
+/// next round's standby.
 fn crash_failover(plan: &Plan, etcd: &EtcdCluster) -> Vec<Row> {
     let samples = failover_rounds(etcd, "bench-crash", plan.crash_rounds, Stop::Kill).takeovers;
     let median = median(&samples);
@@ -253,8 +254,14 @@ fn failover_rounds(etcd: &EtcdCluster, name: &str, rounds: usize, stop: Stop) ->
         old_ready_after: 0,
     };
     let mut leader = 0;
-    for _ in 0..rounds {
+    for round in 0..rounds {
         let standby = 1 - leader;
+        // A leader that has just been elected (or renewed) holds a whole TTL, one that is about
+        // to renew a TTL less one renewal interval: the rounds stop the leader at phases spread
+        // evenly over an interval, after its first renewal, so the median is a fair one.
+        let interval = ClusterOptions::etcd([""]).ttl(TTL).renew_interval();
+        let phase = (round as f64 + 0.5) / rounds as f64;
+        std::thread::sleep(interval + interval.mul_f64(phase));
         let begin = Instant::now();
         match stop {
             Stop::Kill => hosts[leader].kill(),
