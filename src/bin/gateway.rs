@@ -328,6 +328,9 @@ fn run(args: RunArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// How long a fenced leader that cannot reach the store waits before it tries again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 /// What ends a cluster member's term as leader.
 enum ClusterEvent {
     Terminate,
@@ -362,12 +365,28 @@ fn run_cluster(
             let _ = events.send(ClusterEvent::Terminate);
         });
     }
+    // A store that cannot be reached fails the first start (a wrong endpoint is said at
+    // once), but not a gateway that led and fenced itself: the store it lost (a partition, no
+    // quorum) is the reason it fenced, and it stands by until the store answers again.
+    let mut has_led = false;
     loop {
         let lock = match GatewayLock::acquire(&options) {
             Ok(lock) => lock,
             Err(GatewayLockError::Cancelled) => return ExitCode::SUCCESS,
+            Err(err @ GatewayLockError::ClusterUnavailable { .. }) if has_led => {
+                eprintln!(
+                    "gateway: {err}; standing by, trying again in {} ms",
+                    STORE_RETRY.as_millis()
+                );
+                match next_event.recv_timeout(STORE_RETRY) {
+                    Ok(ClusterEvent::Terminate) => return ExitCode::SUCCESS,
+                    // A term that has ended already: nothing more to stop.
+                    Ok(ClusterEvent::LeadershipLost) | Err(_) => continue,
+                }
+            }
             Err(err) => return fail(&err),
         };
+        has_led = true;
         let token = lock.fencing_token().unwrap_or_default();
         let lost = events.clone();
         let on_state = StateHandler::new(move |state| {
