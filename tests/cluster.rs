@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
 use common::hosts::{Host, Lan};
-use common::readyz::{Answer, Sampler, Samples, Target, probe_readyz};
+use common::readyz::{Answer, Sampler, Target, probe_readyz};
 use common::*;
 
 /// The lease TTL every scenario runs with: the default, as the bounds are given for.
@@ -35,7 +35,9 @@ const CLUSTER: &str = "ctest";
 /// One scenario at a time (see the module docs).
 fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A process's output lines, each with when it was read.
@@ -196,7 +198,10 @@ impl Member {
     /// Whether it said, at or after `since`, that another gateway leads.
     fn stood_by_since(&self, since: Instant) -> bool {
         self.stderr
-            .find(&format!("cluster {CLUSTER}: standing by; the leader is"), since)
+            .find(
+                &format!("cluster {CLUSTER}: standing by; the leader is"),
+                since,
+            )
             .is_some()
     }
 
@@ -453,7 +458,9 @@ fn a_standby_serves_within_ttl_plus_one_second_of_the_leaders_sigkill() {
         ms(failover),
         describe(&members)
     );
-    let (_, new_token) = members[new].led_since(killed).expect("the new leader says so");
+    let (_, new_token) = members[new]
+        .led_since(killed)
+        .expect("the new leader says so");
     assert!(new_token > token, "fencing token {new_token} after {token}");
 }
 
@@ -496,4 +503,460 @@ fn a_standby_serves_within_200_ms_of_the_leaders_graceful_exit() {
     samples.report("graceful stops of the leader");
     samples.assert_never_two_serving("graceful stops of the leader");
     eprintln!("[cluster] graceful stops: fencing tokens {tokens:?}");
+}
+
+/// How a request sent on a connection ended.
+#[derive(Debug)]
+enum Reply {
+    /// The request's `res`: ok, and the error code if not.
+    Answered { ok: bool, code: Option<String> },
+    /// A close frame with this code, before any `res`.
+    Closed(u16),
+    /// The connection ended without either.
+    Ended,
+}
+
+/// Reads `client`'s frames (events skipped) until the `res` to `id`, a close, or the end.
+async fn reply_to(client: &mut wsclient::Client, id: &str) -> (Reply, Option<u16>) {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut reply = None;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), client.ws.next()).await;
+        match next {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                if frame["type"] == "res" && frame["id"] == id && reply.is_none() {
+                    reply = Some(Reply::Answered {
+                        ok: frame["ok"] == true,
+                        code: frame["error"]["code"].as_str().map(str::to_owned),
+                    });
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                let code = frame.map(|f| u16::from(f.code));
+                return (reply.unwrap_or(Reply::Closed(code.unwrap_or(0))), code);
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => return (reply.unwrap_or(Reply::Ended), None),
+            Err(_) => panic!("no reply and no close within 10 s of SIGCONT: {reply:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_leader_resumed_after_sigstop_past_the_ttl_never_serves_again_and_stands_by() {
+    let _serial = serial();
+    let etcd = EtcdCluster::start(3);
+    let (mut members, sampler, leader, _) = three_on_loopback(&etcd);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = members[leader].port;
+    // A client of the leader, connected and answered before the pause.
+    let mut client = runtime.block_on(async {
+        let mut client = wsclient::Client::listener(port, None).await;
+        let res = client.call("before", "health", serde_json::json!({})).await;
+        assert_eq!(res["ok"], true, "health before the pause: {res}");
+        client
+    });
+
+    let stopped = Instant::now();
+    members[leader].signal(libc::SIGSTOP);
+    let (new, served) = wait_takeover(&sampler, leader, stopped, &members);
+    eprintln!(
+        "[cluster] SIGSTOP of the leader: a standby served {} ms after the stop",
+        ms(served - stopped)
+    );
+    // Stopped past the TTL, whatever the takeover took.
+    std::thread::sleep(
+        (stopped + TTL + Duration::from_millis(500)).saturating_duration_since(Instant::now()),
+    );
+    // A method call that waits in the socket for the process to resume: the first thing it
+    // reads after SIGCONT.
+    runtime.block_on(client.send(serde_json::json!({
+        "type": "req", "id": "after", "method": "health", "params": {},
+    })));
+
+    // From the moment it resumes, ask its /readyz as fast as it answers, for 3 s.
+    let addr = members[leader].target.addr;
+    let resumed = Instant::now();
+    members[leader].signal(libc::SIGCONT);
+    let prober = std::thread::spawn(move || {
+        let (mut probes, mut served) = (0, Vec::new());
+        while resumed.elapsed() < Duration::from_secs(3) {
+            let answer = probe_readyz(addr);
+            probes += 1;
+            if answer.serves() {
+                served.push(resumed.elapsed());
+            }
+        }
+        (probes, served)
+    });
+    let (reply, close) = runtime.block_on(reply_to(&mut client, "after"));
+    let (probes, served_after) = prober.join().unwrap();
+    eprintln!(
+        "[cluster] SIGCONT: {probes} /readyz probes of the old leader in 3 s, {} answered 200; the call waiting in its socket got {reply:?} (close {close:?})",
+        served_after.len()
+    );
+    assert!(
+        served_after.is_empty(),
+        "the resumed old leader answered /readyz 200 at {served_after:?} after SIGCONT"
+    );
+    match reply {
+        Reply::Answered { ok: false, code } => {
+            assert_eq!(code.as_deref(), Some("UNAVAILABLE"));
+            assert_eq!(close, Some(1012), "closed 1012 after the refusal");
+        }
+        Reply::Closed(code) => assert_eq!(code, 1012, "closed 1012"),
+        other => {
+            panic!("the call sent before SIGCONT was answered as leader or not refused: {other:?}")
+        }
+    }
+    // It becomes a standby of the new leader.
+    let fenced = members[leader].stderr.wait(
+        "no longer the cluster's leader; standing by",
+        resumed,
+        SETTLE,
+    );
+    assert!(fenced.is_some(), "{}", members[leader].describe());
+    let standing_by =
+        members[leader]
+            .stderr
+            .wait(&format!("standing by; the leader is host"), resumed, SETTLE);
+    let new_pid = members[new].pid();
+    assert!(
+        standing_by.is_some_and(|(_, line)| line.contains(&format!("(pid {new_pid},"))),
+        "the old leader stands by naming the new one (pid {new_pid})\n{}",
+        members[leader].describe()
+    );
+    assert!(members[leader].running());
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = sampler.stop();
+    samples.report("SIGSTOP past the TTL, then SIGCONT");
+    samples.assert_never_two_serving("SIGSTOP/SIGCONT of the leader");
+    assert!(
+        samples.since(resumed).all(|s| !s.answers[leader].serves()),
+        "the old leader served in a sample after SIGCONT"
+    );
+}
+
+/// The first sample after `after` in which `member` stopped serving for sure: `/readyz` 503 or
+/// its port closed (a silent probe says nothing).
+fn wait_fenced(sampler: &Sampler, member: usize, after: Instant) -> Option<Instant> {
+    let mut fenced = None;
+    wait_until(SETTLE, || {
+        fenced = sampler
+            .snapshot()
+            .first_after(after, |answers| {
+                matches!(answers[member], Answer::Status(503) | Answer::Refused)
+            })
+            .map(|s| s.done);
+        fenced.is_some()
+    });
+    fenced
+}
+
+#[test]
+fn a_leader_partitioned_from_etcd_fences_itself_before_the_ttl_and_a_standby_takes_over() {
+    let _serial = serial();
+    let mut lan = Lan::new();
+    let etcd = EtcdCluster::start_with(3, Some(lan.bridge_ip()));
+    let hosts: Vec<Host> = (0..3).map(|_| lan.host()).collect();
+    // The same port on every host: they are different machines.
+    let port = free_port();
+    let since = Instant::now();
+    let mut members: Vec<Member> = ["a", "b", "c"]
+        .iter()
+        .zip(&hosts)
+        .map(|(name, host)| Member::on_host(name, host, &etcd, &lan, port))
+        .collect();
+    let sampler = Sampler::start(targets(&members));
+    let (leader, token) = wait_one_leader(&mut members, since, "start");
+
+    let cut = Instant::now();
+    hosts[leader].partition();
+    let fenced = wait_fenced(&sampler, leader, cut).unwrap_or_else(|| {
+        panic!(
+            "the partitioned leader kept serving\n{}",
+            describe(&members)
+        )
+    });
+    let (new, served) = wait_takeover(&sampler, leader, cut, &members);
+    eprintln!(
+        "[cluster] partition of the leader: it stopped serving {} ms after its link went down (renew deadline {} ms, TTL {} ms); a standby served {} ms after the cut",
+        ms(fenced - cut),
+        ms(RENEW_DEADLINE),
+        ms(TTL),
+        ms(served - cut)
+    );
+    assert!(
+        fenced - cut < TTL,
+        "the partitioned leader stopped serving {} ms after the cut, not before the TTL\n{}",
+        ms(fenced - cut),
+        describe(&members)
+    );
+    let (_, new_token) = members[new].led_since(cut).expect("the new leader says so");
+    assert!(new_token > token, "fencing token {new_token} after {token}");
+
+    let healed = Instant::now();
+    hosts[leader].heal();
+    // The old leader rejoins as a standby of the new one; one leader throughout.
+    let standing_by =
+        members[leader]
+            .stderr
+            .wait(&format!("standing by; the leader is host"), healed, SETTLE);
+    assert!(
+        standing_by.is_some() && members[leader].running(),
+        "after the heal the old leader stands by\n{}",
+        describe(&members)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let last = sampler.snapshot();
+    let settled: Vec<&common::readyz::Sample> = last
+        .since(Instant::now() - Duration::from_millis(500))
+        .collect();
+    assert!(
+        settled
+            .iter()
+            .all(|s| s.serving() == [new] || s.answers[new] == Answer::Silent),
+        "after the heal only the new leader serves: {:?}",
+        settled.iter().map(|s| &s.answers).collect::<Vec<_>>()
+    );
+    let samples = sampler.stop();
+    samples.report("partition of the leader, then heal");
+    samples.assert_never_two_serving("partition of the leader");
+}
+
+#[test]
+fn losing_etcd_quorum_fences_the_leader_and_quorum_back_gives_one_leader() {
+    let _serial = serial();
+    let mut etcd = EtcdCluster::start(3);
+    let (mut members, sampler, leader, token) = three_on_loopback(&etcd);
+
+    // One member of three lost: a quorum is left; nothing changes.
+    let first_loss = Instant::now();
+    etcd.kill(0);
+    std::thread::sleep(TTL + Duration::from_secs(1));
+    let window = sampler.snapshot();
+    let changed: Vec<_> = window
+        .since(first_loss)
+        .filter(|s| {
+            (0..s.answers.len()).any(|i| match i == leader {
+                true => matches!(s.answers[i], Answer::Status(503) | Answer::Refused),
+                false => s.answers[i].serves(),
+            })
+        })
+        .map(|s| s.answers.clone())
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "with one etcd member of three lost, the leader must stay: {changed:?}\n{}",
+        describe(&members)
+    );
+    assert!(members[leader].readyz().serves());
+    assert!(
+        members[leader]
+            .stderr
+            .find("stopped serving as leader", first_loss)
+            .is_none(),
+        "{}",
+        members[leader].describe()
+    );
+
+    // Two of three lost: no quorum; the leader stops serving within the renew deadline of
+    // its last renewal. That renewal may be answered after the loss: an etcd leader without
+    // a quorum keeps answering lease renewals itself until check-quorum makes it step down,
+    // one election timeout (1 s in tests/common/etcd.rs) later. Half a second more for the
+    // busy machine.
+    const MARGIN: Duration = Duration::from_millis(1500);
+    let quorum_lost = Instant::now();
+    etcd.kill(1);
+    let fenced = wait_fenced(&sampler, leader, quorum_lost).unwrap_or_else(|| {
+        panic!(
+            "the leader kept serving without an etcd quorum\n{}",
+            describe(&members)
+        )
+    });
+    eprintln!(
+        "[cluster] etcd quorum lost: the leader stopped serving {} ms after the second member died (bound: renew deadline {} ms + {} ms)",
+        ms(fenced - quorum_lost),
+        ms(RENEW_DEADLINE),
+        ms(MARGIN)
+    );
+    assert!(
+        fenced - quorum_lost <= RENEW_DEADLINE + MARGIN,
+        "the leader stopped serving {} ms after quorum was lost\n{}",
+        ms(fenced - quorum_lost),
+        describe(&members)
+    );
+    // Nobody serves without a quorum, for longer than a TTL.
+    std::thread::sleep(TTL + Duration::from_secs(1));
+    let without_quorum = sampler.snapshot();
+    let serving: Vec<_> = without_quorum
+        .since(fenced)
+        .filter(|s| !s.serving().is_empty())
+        .map(|s| s.answers.clone())
+        .collect();
+    assert!(
+        serving.is_empty(),
+        "a gateway served without an etcd quorum: {serving:?}"
+    );
+
+    let restarted = Instant::now();
+    etcd.restart(0);
+    etcd.restart(1);
+    etcd.wait_healthy(3);
+    let mut next = None;
+    wait_until(SETTLE, || {
+        next = (0..members.len()).find(|&i| members[i].led_since(restarted).is_some());
+        next.is_some()
+    });
+    let next =
+        next.unwrap_or_else(|| panic!("no leader after quorum came back\n{}", describe(&members)));
+    eprintln!(
+        "[cluster] etcd quorum back: {} leads {} ms after the restart",
+        members[next].name,
+        ms(members[next].led_since(restarted).unwrap().0 - restarted)
+    );
+    let (_, new_token) = members[next].led_since(restarted).unwrap();
+    assert!(new_token > token, "fencing token {new_token} after {token}");
+    let (one, _) = wait_one_leader(&mut members, restarted, "quorum back");
+    assert_eq!(one, next);
+    std::thread::sleep(Duration::from_millis(500));
+    let samples = sampler.stop();
+    samples.report("etcd members lost and back");
+    samples.assert_never_two_serving("etcd members lost and back");
+}
+
+/// `--cluster-name ctest`'s key in the store: its revision and the store's, by etcdctl.
+fn key_revisions(etcd: &EtcdCluster) -> (i64, i64) {
+    let answer: serde_json::Value = serde_json::from_str(&etcd.etcdctl(&[
+        "get",
+        &format!("/openclaw/gateway/{CLUSTER}"),
+        "-w",
+        "json",
+    ]))
+    .unwrap();
+    (
+        answer["kvs"][0]["mod_revision"]
+            .as_i64()
+            .expect("the key exists"),
+        answer["header"]["revision"].as_i64().unwrap(),
+    )
+}
+
+#[test]
+fn cluster_errors_name_what_is_wrong_and_status_reads_the_leader_without_writing() {
+    let _serial = serial();
+    // An endpoint where nothing listens: `run` fails at once, naming it, with the lock files
+    // gone and the port free for the next gateway.
+    let env = TestEnv::new();
+    let port = free_port().to_string();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let exit = run_to_exit(
+        env.command(&[
+            "run",
+            "--port",
+            &port,
+            "--cluster",
+            &format!("etcd={nowhere}"),
+        ]),
+        SETTLE,
+    );
+    eprintln!(
+        "[cluster] unreachable etcd: `gateway run` failed after {} ms",
+        ms(exit.elapsed)
+    );
+    assert_eq!(exit.code, Some(1), "{exit}");
+    assert!(
+        exit.stderr.contains(&format!(
+            "Gateway failed to start: cannot reach the cluster store etcd={nowhere}: "
+        )) && exit
+            .stderr
+            .contains("check that etcd runs at those client URLs"),
+        "{exit}"
+    );
+    assert!(
+        !env.state_lock().exists() && !env.config_lock().exists(),
+        "{:?}",
+        env.lock_dir_entries()
+    );
+    env.start(&["--port", &port]).terminate();
+
+    // A --cluster that names no store, and an endpoint that is no http:// URL.
+    for (spec, named, hint) in [
+        (
+            "consul=http://127.0.0.1:8500",
+            "\"consul=http://127.0.0.1:8500\"",
+            "write etcd=http://HOST:2379",
+        ),
+        (
+            "etcd=https://127.0.0.1:2379",
+            "\"https://127.0.0.1:2379\"",
+            "is not an http:// URL",
+        ),
+        (
+            "etcd=",
+            "names an empty endpoint",
+            "write etcd=http://HOST:2379",
+        ),
+    ] {
+        let exit = run_to_exit(
+            env.command(&["run", "--port", &port, "--cluster", spec]),
+            SETTLE,
+        );
+        assert_eq!(exit.code, Some(1), "--cluster {spec}: {exit}");
+        assert!(
+            exit.stderr.starts_with("Gateway failed to start: ")
+                && exit.stderr.contains(named)
+                && exit.stderr.contains(hint),
+            "--cluster {spec}: {exit}"
+        );
+        assert!(
+            env.lock_dir_entries().iter().all(|f| !f.ends_with(".lock")),
+            "{:?}",
+            env.lock_dir_entries()
+        );
+    }
+
+    // `status --cluster` shows the leader and writes nothing.
+    let etcd = EtcdCluster::start(3);
+    let leader = Member::on_loopback("a", &etcd);
+    let (_, token) = leader
+        .wait_leads(Instant::now() - Duration::from_secs(60), SETTLE)
+        .unwrap_or_else(|| panic!("{}", leader.describe()));
+    let before = key_revisions(&etcd);
+    for _ in 0..2 {
+        let exit = run_to_exit(
+            leader._env.command(&[
+                "status",
+                "--port",
+                &leader.port.to_string(),
+                "--cluster",
+                &etcd.cluster_arg(),
+                "--cluster-name",
+                CLUSTER,
+                "--json",
+            ]),
+            SETTLE,
+        );
+        assert_eq!(exit.code, Some(0), "{exit}");
+        let status: serde_json::Value = serde_json::from_str(&exit.stdout).unwrap();
+        let shown = &status["cluster"]["leader"];
+        assert_eq!(shown["pid"], leader.pid(), "{status}");
+        assert_eq!(shown["port"], leader.port, "{status}");
+        assert_eq!(shown["fencingToken"], token, "{status}");
+        assert!(
+            shown["host"].as_str().is_some_and(|h| !h.is_empty()),
+            "{status}"
+        );
+        assert_eq!(status["cluster"]["name"], CLUSTER, "{status}");
+    }
+    assert_eq!(
+        key_revisions(&etcd),
+        before,
+        "status changed the leader's key or wrote to the store"
+    );
 }

@@ -105,7 +105,10 @@ impl Host {
         let entered = wait_until(Duration::from_secs(5), || {
             std::fs::read_link(format!("/proc/{pid}/ns/net")).is_ok_and(|ns| ns != mine)
         });
-        assert!(entered, "unshare --net did not enter a new network namespace");
+        assert!(
+            entered,
+            "unshare --net did not enter a new network namespace"
+        );
         let (suffix, _) = unique_suffix();
         let link = format!("ctesth{suffix}");
         let inner = format!("ctestp{suffix}");

@@ -171,10 +171,7 @@ fn sample(targets: Vec<Target>, samples: &Mutex<Vec<Sample>>, running: &AtomicBo
                     super::hosts::enter_namespace(namespace);
                 }
                 while ticks.recv().is_ok() {
-                    if answers_tx
-                        .send((index, probe_readyz(target.addr)))
-                        .is_err()
-                    {
+                    if answers_tx.send((index, probe_readyz(target.addr))).is_err() {
                         return;
                     }
                 }
@@ -257,9 +254,7 @@ impl Samples {
         after: Instant,
         matches: impl Fn(&[Answer]) -> bool,
     ) -> Option<&Sample> {
-        self.0
-            .iter()
-            .find(|s| s.at >= after && matches(&s.answers))
+        self.0.iter().find(|s| s.at >= after && matches(&s.answers))
     }
 
     /// The samples taken at or after `after`.
