@@ -96,7 +96,7 @@ struct Member {
     stdout: Lines,
     stderr: Lines,
     exit: Option<(Instant, ExitStatus)>,
-    _env: TestEnv,
+    env: TestEnv,
 }
 
 impl Member {
@@ -147,7 +147,7 @@ impl Member {
             port,
             target,
             exit: None,
-            _env: env,
+            env,
         }
     }
 
@@ -220,8 +220,8 @@ impl Member {
     }
 
     fn signal(&self, signal: libc::c_int) {
-        // SAFETY: signalling our own child, not yet reaped (`exit` is None until then).
         assert!(self.exit.is_none(), "{} already exited", self.name);
+        // SAFETY: signalling our own child, not yet reaped (`exit` is None until then).
         unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
     }
 
@@ -272,7 +272,7 @@ impl Member {
 impl Drop for Member {
     fn drop(&mut self) {
         if self.exit.is_none() {
-            // A stopped process dies of SIGKILL too; SIGCONT is for its reaper's sake.
+            // SIGKILL ends a stopped process too.
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -288,7 +288,8 @@ fn targets(members: &[Member]) -> Vec<Target> {
 }
 
 /// Waits until exactly one member says it leads (since `since`) and answers `/readyz` 200,
-/// and every other running member says it stands by. Returns the leader's index and token.
+/// and every other member says it stands by (all still running). Returns the leader's index
+/// and fencing token.
 fn wait_one_leader(members: &mut [Member], since: Instant, context: &str) -> (usize, u64) {
     let mut leader = None;
     let settled = wait_until(SETTLE, || {
@@ -624,7 +625,7 @@ fn a_leader_resumed_after_sigstop_past_the_ttl_never_serves_again_and_stands_by(
     let standing_by =
         members[leader]
             .stderr
-            .wait(&format!("standing by; the leader is host"), resumed, SETTLE);
+            .wait("standing by; the leader is host", resumed, SETTLE);
     let new_pid = members[new].pid();
     assert!(
         standing_by.is_some_and(|(_, line)| line.contains(&format!("(pid {new_pid},"))),
@@ -706,7 +707,7 @@ fn a_leader_partitioned_from_etcd_fences_itself_before_the_ttl_and_a_standby_tak
     let standing_by =
         members[leader]
             .stderr
-            .wait(&format!("standing by; the leader is host"), healed, SETTLE);
+            .wait("standing by; the leader is host", healed, SETTLE);
     assert!(
         standing_by.is_some() && members[leader].running(),
         "after the heal the old leader stands by\n{}",
@@ -766,11 +767,14 @@ fn losing_etcd_quorum_fences_the_leader_and_quorum_back_gives_one_leader() {
     );
 
     // Two of three lost: no quorum; the leader stops serving within the renew deadline of
-    // its last renewal. That renewal may be answered after the loss: an etcd leader without
-    // a quorum keeps answering lease renewals itself until check-quorum makes it step down,
-    // one election timeout (1 s in tests/common/etcd.rs) later. Half a second more for the
-    // busy machine.
-    const MARGIN: Duration = Duration::from_millis(1500);
+    // its last answered renewal. That renewal may be answered after the loss: when the member
+    // left is etcd's raft leader, it answers lease renewals itself until check-quorum makes it
+    // step down. It checks once per election timeout (1 s in tests/common/etcd.rs) whether
+    // each follower was heard from since the last check, so it steps down 1 to 2 election
+    // timeouts after the loss. Half a second more for the busy machine. (This can end past
+    // the TTL, and safely: without a quorum no lease expires, and a new etcd leader extends
+    // every lease it takes over.)
+    const MARGIN: Duration = Duration::from_millis(2 * 1000 + 500);
     let quorum_lost = Instant::now();
     etcd.kill(1);
     let fenced = wait_fenced(&sampler, leader, quorum_lost).unwrap_or_else(|| {
@@ -923,14 +927,15 @@ fn cluster_errors_name_what_is_wrong_and_status_reads_the_leader_without_writing
 
     // `status --cluster` shows the leader and writes nothing.
     let etcd = EtcdCluster::start(3);
+    let started = Instant::now();
     let leader = Member::on_loopback("a", &etcd);
     let (_, token) = leader
-        .wait_leads(Instant::now() - Duration::from_secs(60), SETTLE)
+        .wait_leads(started, SETTLE)
         .unwrap_or_else(|| panic!("{}", leader.describe()));
     let before = key_revisions(&etcd);
     for _ in 0..2 {
         let exit = run_to_exit(
-            leader._env.command(&[
+            leader.env.command(&[
                 "status",
                 "--port",
                 &leader.port.to_string(),
