@@ -328,6 +328,9 @@ fn run(args: RunArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// How long a fenced leader that cannot reach the store waits before it tries again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 /// What ends a cluster member's term as leader.
 enum ClusterEvent {
     Terminate,
@@ -362,20 +365,24 @@ fn run_cluster(
             let _ = events.send(ClusterEvent::Terminate);
         });
     }
-    // Once this gateway has led, a store that does not answer is an outage to wait out (the
-    // others stand by through it too), not a misconfiguration to report and exit on.
+    // A store that cannot be reached fails the first start (a wrong endpoint is said at
+    // once), but not a gateway that led and fenced itself: the store it lost (a partition, no
+    // quorum) is the reason it fenced, and it stands by until the store answers again.
     let mut has_led = false;
     loop {
         let lock = match GatewayLock::acquire(&options) {
             Ok(lock) => lock,
             Err(GatewayLockError::Cancelled) => return ExitCode::SUCCESS,
             Err(err @ GatewayLockError::ClusterUnavailable { .. }) if has_led => {
-                eprintln!("gateway: {err}; standing by, trying again in 1 s");
-                std::thread::sleep(Duration::from_secs(1));
-                if cancel.load(Ordering::Acquire) {
-                    return ExitCode::SUCCESS;
+                eprintln!(
+                    "gateway: {err}; standing by, trying again in {} ms",
+                    STORE_RETRY.as_millis()
+                );
+                match next_event.recv_timeout(STORE_RETRY) {
+                    Ok(ClusterEvent::Terminate) => return ExitCode::SUCCESS,
+                    // A term that has ended already: nothing more to stop.
+                    Ok(ClusterEvent::LeadershipLost) | Err(_) => continue,
                 }
-                continue;
             }
             Err(err) => return fail(&err),
         };

@@ -258,6 +258,35 @@ impl EtcdCluster {
         self.spawn(i, "existing");
     }
 
+    /// Which member is etcd's (raft) leader, as the running members say.
+    pub fn leader(&self) -> Option<usize> {
+        let statuses: Vec<(u64, u64)> = (0..self.members.len())
+            .map(|i| {
+                if self.members[i].process.is_none() {
+                    return (0, 0);
+                }
+                let output = Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .arg(format!("--endpoints={}", self.endpoints()[i]))
+                    .args(["--command-timeout=2s", "endpoint", "status", "-w", "json"])
+                    .output()
+                    .expect("run etcdctl");
+                let status: serde_json::Value =
+                    serde_json::from_slice(&output.stdout).unwrap_or_default();
+                let status = &status[0]["Status"];
+                (
+                    status["header"]["member_id"].as_u64().unwrap_or(0),
+                    status["leader"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let leader = statuses
+            .iter()
+            .map(|&(_, leader)| leader)
+            .find(|&l| l != 0)?;
+        statuses.iter().position(|&(member, _)| member == leader)
+    }
+
     /// The pid of member `i`, while it runs.
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.members[i].process.as_ref().map(Child::id)

@@ -13,7 +13,10 @@
 //! - [`remote`]: a peer on another host (a network namespace), for non-loopback clients;
 //! - [`tap`]: a recording TCP proxy that reads the WebSocket frames passing through it;
 //! - [`etcd`]: a real etcd cluster of Debian's `etcd-server` on loopback ports, for cluster
-//!   mode (Linux).
+//!   mode (Linux);
+//! - [`hosts`]: machines on one LAN (a bridge, a network namespace per host), whose links can
+//!   be cut, for cluster mode's partitions (Linux);
+//! - [`readyz`]: a sampler that asks every gateway's `/readyz` every 10 ms (Linux).
 //!
 //! Every test runs real processes on real sockets. The other test-support modules, each for
 //! one kind of test and used next to this one: `lockkit` (lock files and stand-in owners),
@@ -25,11 +28,15 @@
 pub mod env;
 #[cfg(target_os = "linux")]
 pub mod etcd;
+#[cfg(target_os = "linux")]
+pub mod hosts;
 pub mod http;
 pub mod logger;
 pub mod node;
 pub mod ports;
 pub mod process;
+#[cfg(target_os = "linux")]
+pub mod readyz;
 #[cfg(target_os = "linux")]
 pub mod remote;
 pub mod sockets;
