@@ -21,6 +21,7 @@
 mod boundary;
 mod callbacks;
 mod calls;
+mod cluster;
 mod handlers;
 mod host;
 mod http_exchange;
@@ -41,6 +42,7 @@ pub use callbacks::{
     gw_callbacks, gw_connection_fn, gw_log_fn, gw_log_level, gw_request_fn, gw_request_id,
     gw_state, gw_state_fn,
 };
+pub use cluster::*;
 pub use handlers::{
     gw_handlers, gw_handlers_add_event, gw_handlers_add_method, gw_handlers_free, gw_handlers_new,
 };

@@ -68,12 +68,16 @@ pub enum gw_result {
     /// in time, or the store says it expired); given to the state callback with
     /// `GW_STATE_LOCK_LOST`. Shut the server down and acquire again to stand by.
     GW_ERR_LEADERSHIP_LOST = 19,
-    /// A standby's wait was cancelled (`gw_cancel_flag`): nothing is held.
+    /// Cluster mode: a standby's wait was cancelled (`gw_cancel_trigger` on the `gw_cancel`
+    /// given to `gw_options_set_cluster_cancel`, or one triggered before the acquire): nothing
+    /// is held.
     GW_ERR_CANCELLED = 20,
 }
 
 impl gw_result {
     /// Every result, in number order.
+    ///
+    /// cbindgen:ignore
     pub const ALL: [gw_result; 21] = [
         Self::GW_OK,
         Self::GW_ERR_NULL_ARGUMENT,
