@@ -127,7 +127,7 @@ final class ClusterTests: XCTestCase {
             }
         }
         waiting.start()
-        Thread.sleep(forTimeInterval: 0.3)
+        try await Task.sleep(for: .milliseconds(300))
         XCTAssertEqual(tookOver.all, [], "a standby led while the leader held")
         leader.release()
         XCTAssertTrue(eventually(seconds: 10) { !tookOver.all.isEmpty }, "the standby never took over")
