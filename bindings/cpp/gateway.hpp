@@ -375,7 +375,7 @@ public:
     /// The lease TTL: whole seconds, at least 2 s (default 5 s).
     Options &cluster_ttl(std::chrono::milliseconds t) { return apply(gw_options_set_cluster_ttl_ms(get(), millis(t))); }
     /// Stand by up to `t` while another gateway leads; 0 (the default) fails at once with
-    /// Error(Code::cluster_leader).
+    /// Error(Code::cluster_leader), 0xFFFFFFFF ms (GW_CLUSTER_WAIT_FOREVER) waits for ever.
     Options &cluster_wait(std::chrono::milliseconds t) { return apply(gw_options_set_cluster_wait_ms(get(), millis(t))); }
     /// Stand by until this gateway leads (end it with a Cancel).
     Options &cluster_wait_forever() { return apply(gw_options_set_cluster_wait_ms(get(), GW_CLUSTER_WAIT_FOREVER)); }

@@ -397,8 +397,9 @@ impl gw_cluster_leader {
 /// `GW_ERR_NOT_FOUND` when the cluster has no leader now; `GW_ERR_CLUSTER_UNAVAILABLE` when the
 /// store could not be read (the message names the endpoints and what the client saw);
 /// `GW_ERR_INVALID_ARGUMENT` when the options name no cluster (`gw_options_set_cluster_etcd`)
-/// or bad options; `GW_ERR_NULL_ARGUMENT` when an argument is NULL. Blocks for at most 3 s.
-/// Any thread; the options are only read.
+/// or bad options; `GW_ERR_NULL_ARGUMENT` when an argument is NULL. It reads what
+/// `gw_lock_status` reads too (the local lock files, and `/healthz` of a live local holder, up to
+/// 1 s), then the store (up to 3 s). Any thread; the options are only read.
 ///
 /// # Safety
 ///

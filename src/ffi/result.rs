@@ -429,6 +429,21 @@ mod tests {
         fail(gw_result::GW_ERR_NULL_ARGUMENT, "f: x is NULL");
         assert_eq!(host(), "");
         assert_eq!(holder(), Err(gw_result::GW_ERR_NOT_FOUND));
+        // Cluster mode: the leader is the holder, with its host, whichever machine it is on.
+        let leader = GatewayLockError::ClusterLeaderElsewhere {
+            cluster: "home".into(),
+            leader: crate::cluster::ClusterLeader {
+                host: "host-b".into(),
+                pid: 7,
+                port: 18789,
+                since_ms: 1,
+                owner_id: "o".into(),
+                fencing_token: 12,
+            },
+        };
+        assert_eq!(fail_with(&leader), gw_result::GW_ERR_CLUSTER_LEADER);
+        assert_eq!(holder(), Ok((7, 18789)));
+        assert_eq!(host(), "host-b");
         fail_with(&running(Some(9), Some(2)));
         assert_eq!(
             // SAFETY: NULL outputs are allowed.

@@ -8,7 +8,8 @@ public struct GatewayCluster: Sendable, Equatable {
     public enum Wait: Sendable, Equatable {
         /// Throw `.clusterLeader` at once, naming the leader (the default).
         case failAtOnce
-        /// Stand by up to this long, then throw `.clusterLeader`.
+        /// Stand by up to this long (whole milliseconds, at least 1), then throw
+        /// `.clusterLeader`.
         case upTo(Duration)
         /// Stand by until this gateway leads (end it with a `GatewayCancel`).
         case forever
