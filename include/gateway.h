@@ -33,6 +33,18 @@
 #define GATEWAY_ABI_VERSION 2
 
 /**
+ * `gw_options_set_cluster_wait_ms`: fail at once with `GW_ERR_CLUSTER_LEADER` while another
+ * gateway leads (the default).
+ */
+#define GW_CLUSTER_FAIL_AT_ONCE 0
+
+/**
+ * `gw_options_set_cluster_wait_ms`: stand by until this gateway leads, however long that takes
+ * (end it early with a `gw_cancel`).
+ */
+#define GW_CLUSTER_WAIT_FOREVER UINT32_MAX
+
+/**
  * What a `gw_*` call did. The numbers are stable and never reused; new results are added at
  * the end. On any result but `GW_OK`, `gw_last_error_message()` says why, on the same thread.
  */
@@ -138,7 +150,9 @@ enum gw_result
      */
     GW_ERR_LEADERSHIP_LOST = 19,
     /**
-     * A standby's wait was cancelled (`gw_cancel_flag`): nothing is held.
+     * Cluster mode: a standby's wait was cancelled (`gw_cancel_trigger` on the `gw_cancel`
+     * given to `gw_options_set_cluster_cancel`, or one triggered before the acquire): nothing
+     * is held.
      */
     GW_ERR_CANCELLED = 20,
 };
@@ -249,6 +263,18 @@ typedef uint32_t gw_http_route_flags;
 #endif // __cplusplus
 
 /**
+ * What ends a standby's wait from another thread: give it to `gw_options_set_cluster_cancel`,
+ * then `gw_cancel_trigger` it while `gw_lock_acquire` stands by; the acquire returns
+ * `GW_ERR_CANCELLED` within about 250 ms, holding nothing.
+ *
+ * Created by `gw_cancel_new`, freed by `gw_cancel_free` (at any time: options given it keep
+ * their own reference). Triggered once, it stays triggered: every later acquire with options
+ * given it fails at once with `GW_ERR_CANCELLED`; use a new one to stand by again. Any thread,
+ * at once.
+ */
+typedef struct gw_cancel gw_cancel;
+
+/**
  * The methods the host answers through `on_request` (each with the scope a caller needs, or
  * none) and the events it sends (listed in `hello-ok`'s `features`). How long a request may
  * wait for its answer is `gw_serve_options_set_request_timeout_ms`.
@@ -330,6 +356,33 @@ typedef struct gw_serve_options gw_serve_options;
  * `gw_shutdown` runs). `gw_shutdown` is safe from any thread but a library callback.
  */
 typedef struct gw_server gw_server;
+
+/**
+ * The gateway that leads a cluster, as its claim in the store says (`gw_lock_cluster_leader`).
+ */
+typedef struct gw_cluster_leader {
+    /**
+     * Its pid, on its own machine (never signal it here unless `host` is this machine).
+     */
+    uint32_t pid;
+    /**
+     * The port it serves on; 0 when unknown.
+     */
+    uint16_t port;
+    /**
+     * Its fencing token: the store revision at which it took the cluster key.
+     */
+    uint64_t fencing_token;
+    /**
+     * When it became leader, in milliseconds since the Unix epoch (its own wall clock).
+     */
+    uint64_t since_ms;
+    /**
+     * Its host name (else its machine id's hash), NUL-terminated UTF-8, cut at a character
+     * boundary to fit.
+     */
+    char host[256];
+} gw_cluster_leader;
 
 /**
  * A request to one of the host's routes: `exchange` is the request and its answer, now the
@@ -580,9 +633,192 @@ const char *gw_version(void);
  * returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`. Added
  * since, without a new version: host HTTP routes (`gw_serve_options_add_http_route`,
  * `gw_http_exchange_*`), `gw_unlock` and `gw_last_error_holder_host` (issue 13), and the
- * results `GW_ERR_HTTP_BODY`, `GW_ERR_WRONG_THREAD` and `GW_ERR_HELD_BY_OTHER_HOST`.
+ * results `GW_ERR_HTTP_BODY`, `GW_ERR_WRONG_THREAD` and `GW_ERR_HELD_BY_OTHER_HOST`; cluster
+ * mode (issue 14: `gw_options_set_cluster_*`, `gw_cancel_*`, `gw_lock_fencing_token`,
+ * `gw_lock_is_leader`, `gw_server_fencing_token`, `gw_server_is_leader`,
+ * `gw_lock_cluster_leader`, and the results 17 to 20).
  */
 uint32_t gw_abi_version(void);
+
+/**
+ * Turns cluster mode on (or changes its store): after the local lock, acquiring campaigns for
+ * the cluster's leadership in etcd v3 at `endpoints`, the members' client URLs separated by
+ * commas (`"http://10.0.0.2:2379,http://10.0.0.3:2379"`); only the leader binds and serves.
+ * The other cluster settings keep their values (defaults: the name from the config path, TTL
+ * 5000 ms, `GW_CLUSTER_FAIL_AT_ONCE`, no cancel).
+ *
+ * The string is copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) when an endpoint is
+ * empty or not an `http://` URL, or when the library was built without the `cluster-etcd`
+ * feature; the message says which and what to do. `GW_ERR_NULL_ARGUMENT` when an argument is
+ * NULL. The store is first reached when acquiring (`GW_ERR_CLUSTER_UNAVAILABLE` there).
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no other thread uses during the call;
+ * `endpoints` is NULL or a NUL-terminated string.
+ */
+gw_result gw_options_set_cluster_etcd(struct gw_options *options,
+                                      const char *endpoints);
+
+/**
+ * The cluster's name: gateways with the same name and store elect one leader. Default:
+ * derived from the config path, as the config lock's name is (give one when the machines keep
+ * their configs at different paths). 1 to 128 letters, digits, `-`, `_` or `.`.
+ *
+ * The string is copied. `GW_ERR_INVALID_ARGUMENT` (options unchanged) for another name, or
+ * before `gw_options_set_cluster_etcd`; `GW_ERR_NULL_ARGUMENT` when an argument is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no other thread uses during the call; `name`
+ * is NULL or a NUL-terminated string.
+ */
+gw_result gw_options_set_cluster_name(struct gw_options *options,
+                                      const char *name);
+
+/**
+ * The lease's TTL (default 5000 ms): a leader that dies is replaced about this long after.
+ * Whole seconds (etcd counts leases in seconds), at least 2000 ms. The leader renews every TTL
+ * / 5 and stops serving when it has not renewed for 2/3 of the TTL.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) for another value, or before
+ * `gw_options_set_cluster_etcd`; `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no other thread uses during the call.
+ */
+gw_result gw_options_set_cluster_ttl_ms(struct gw_options *options,
+                                        uint32_t milliseconds);
+
+/**
+ * How long acquiring stands by while another gateway leads: `GW_CLUSTER_FAIL_AT_ONCE` (0, the
+ * default) fails at once with `GW_ERR_CLUSTER_LEADER`, naming the leader; N waits up to N ms
+ * to become leader, then fails the same way; `GW_CLUSTER_WAIT_FOREVER` waits until it leads.
+ * A `gw_cancel` (`gw_options_set_cluster_cancel`) ends any wait early.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) before `gw_options_set_cluster_etcd`;
+ * `GW_ERR_NULL_ARGUMENT` when `options` is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no other thread uses during the call.
+ */
+gw_result gw_options_set_cluster_wait_ms(struct gw_options *options,
+                                         uint32_t milliseconds);
+
+/**
+ * A new, untriggered `gw_cancel` that the caller owns and frees with `gw_cancel_free`; NULL
+ * only when the library failed (see `gw_last_error_message`). Any thread.
+ */
+struct gw_cancel *gw_cancel_new(void);
+
+/**
+ * Triggers the cancel: a standby's wait with options given it ends with `GW_ERR_CANCELLED`.
+ * Does not wait for it. `GW_ERR_NULL_ARGUMENT` when `cancel` is NULL. Any thread, also while
+ * another thread is inside `gw_lock_acquire`.
+ *
+ * # Safety
+ *
+ * `cancel` is NULL or a live `gw_cancel`.
+ */
+gw_result gw_cancel_trigger(const struct gw_cancel *cancel);
+
+/**
+ * Frees a `gw_cancel`; options given it keep working with their own reference. NULL is
+ * harmless.
+ *
+ * # Safety
+ *
+ * `cancel` is NULL or was returned by `gw_cancel_new` and is not used afterwards.
+ */
+void gw_cancel_free(struct gw_cancel *cancel);
+
+/**
+ * Lets `cancel` end the standby's wait of an acquire with these options (see `gw_cancel`).
+ * The options keep their own reference to it.
+ *
+ * `GW_ERR_INVALID_ARGUMENT` (options unchanged) before `gw_options_set_cluster_etcd`;
+ * `GW_ERR_NULL_ARGUMENT` when an argument is NULL.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no other thread uses during the call;
+ * `cancel` is NULL or a live `gw_cancel`.
+ */
+gw_result gw_options_set_cluster_cancel(struct gw_options *options,
+                                        const struct gw_cancel *cancel);
+
+/**
+ * The fencing token of the lock's cluster leadership: the store revision at which this gateway
+ * took the cluster key, larger than every earlier leader's and smaller than every later one's.
+ * Carry it into the writes your host guards (e.g. an etcd transaction that compares it); see
+ * README "Running several machines" for what it protects. It stays the same for the lock's
+ * life, also once leadership is lost: ask `gw_lock_is_leader` right before acting.
+ *
+ * `GW_ERR_NOT_FOUND` without cluster mode; `GW_ERR_NULL_ARGUMENT` when an argument is NULL.
+ * Any thread.
+ *
+ * # Safety
+ *
+ * `lock` is NULL or a live `gw_lock`; `out` is NULL or writable.
+ */
+gw_result gw_lock_fencing_token(const struct gw_lock *lock,
+                                uint64_t *out);
+
+/**
+ * True while the lock's gateway may act as its cluster's leader: its leadership is not lost,
+ * and its renew deadline is still ahead on a clock that counts while the process is stopped
+ * (so a process resumed after its lease could have expired says false before anything else
+ * runs). False for NULL and without cluster mode. Ask it right before each side effect you
+ * guard. Any thread.
+ *
+ * # Safety
+ *
+ * `lock` is NULL or a live `gw_lock`.
+ */
+bool gw_lock_is_leader(const struct gw_lock *lock);
+
+/**
+ * `gw_lock_fencing_token` of the lock the server serves on. Any thread (see `gw_server`).
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`; `out` is NULL or writable.
+ */
+gw_result gw_server_fencing_token(const struct gw_server *server,
+                                  uint64_t *out);
+
+/**
+ * `gw_lock_is_leader` of the lock the server serves on: false from the moment the server
+ * stops serving as leader (before `GW_STATE_LOCK_LOST` with `GW_ERR_LEADERSHIP_LOST` reaches
+ * the state callback). Any thread (see `gw_server`).
+ *
+ * # Safety
+ *
+ * `server` is NULL or a live `gw_server`.
+ */
+bool gw_server_is_leader(const struct gw_server *server);
+
+/**
+ * The cluster's leader as the store says, read without taking part (what `gateway status
+ * --cluster` shows): no lock is taken, nothing is written, no campaign is made. On `GW_OK`
+ * fills `*out`.
+ *
+ * `GW_ERR_NOT_FOUND` when the cluster has no leader now; `GW_ERR_CLUSTER_UNAVAILABLE` when the
+ * store could not be read (the message names the endpoints and what the client saw);
+ * `GW_ERR_INVALID_ARGUMENT` when the options name no cluster (`gw_options_set_cluster_etcd`)
+ * or bad options; `GW_ERR_NULL_ARGUMENT` when an argument is NULL. It reads what
+ * `gw_lock_status` reads too (the local lock files, and `/healthz` of a live local holder, up to
+ * 1 s), then the store (up to 3 s). Any thread; the options are only read.
+ *
+ * # Safety
+ *
+ * `options` is NULL or a live `gw_options` that no thread changes during the call; `out` is
+ * NULL or writable.
+ */
+gw_result gw_lock_cluster_leader(const struct gw_options *options,
+                                 struct gw_cluster_leader *out);
 
 /**
  * New, empty handlers: no methods, no events.

@@ -14,6 +14,10 @@
 # Environment: GATEWAY_SWIFT_ROOT (where the root lives), GATEWAY_DEBIAN_MIRROR (default: the
 # Debian mirror apt already uses on this machine), SWIFT_TEST_ARGS (extra `swift test` args,
 # e.g. "--filter LockTests"), CARGO_TARGET_DIR (honoured: the build products go there).
+#
+# The library is built with cluster mode (`cluster-etcd`, needs protoc). When etcd is installed
+# (Debian's etcd-server), one member runs on loopback for the cluster tests while the tests run
+# (the root shares this machine's network); its client URL reaches them as GATEWAY_TEST_ETCD.
 set -euo pipefail
 source "$(dirname "$0")/target-dir.sh"
 cd "$(dirname "$0")/.."
@@ -55,13 +59,20 @@ unmount_all() {
     umount "$target" 2>/dev/null || umount -l "$target" || echo "could not unmount $target" >&2
   done
 }
-trap unmount_all EXIT
+etcd_pid=
+etcd_dir=
+cleanup() {
+  if [ -n "$etcd_pid" ]; then kill "$etcd_pid" 2>/dev/null || true; wait "$etcd_pid" 2>/dev/null || true; fi
+  if [ -n "$etcd_dir" ]; then rm -rf "$etcd_dir"; fi
+  unmount_all
+}
+trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 unmount_all # left over by a run that was SIGKILLed
 
 step "Rust static library ($profile)"
-cargo build "${cargo_profile[@]}" --lib
+cargo build "${cargo_profile[@]}" --features cluster-etcd --lib
 test -f "$target_dir/$profile/libgateway.a" || die "$target_dir/$profile/libgateway.a was not built"
 # A directory with the static library only: next to libgateway.so, `-lgateway` would pick the
 # shared one, and the Swift programs would need it at run time.
@@ -70,7 +81,7 @@ mkdir -p "$target_dir/$static_dir"
 cp -p "$target_dir/$profile/libgateway.a" "$target_dir/$static_dir/"
 
 step "device_signer example (signs the device blocks of the Swift pairing tests)"
-cargo build "${cargo_profile[@]}" --example device_signer
+cargo build "${cargo_profile[@]}" --features cluster-etcd --example device_signer
 
 if [ ! -f "$ready_marker" ]; then
   step "Debian 13 root with swiftlang at $root (once)"
@@ -120,7 +131,37 @@ swift_args=(--package-path "$inner_repo/bindings/swift" --scratch-path "$inner_t
 step "swift build"
 in_root swift build "${swift_args[@]}"
 
+# A loopback port nothing listens on, from a range outside the kernel's ephemeral ports.
+free_port() {
+  local port
+  for port in $(shuf -i 20000-29999 -n 200); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
+  die "no free loopback port for etcd"
+}
+
+etcd_env=()
+if command -v etcd >/dev/null; then
+  step "etcd for the cluster tests (one member on loopback)"
+  etcd_dir=$(mktemp -d /tmp/gateway-swift-etcd.XXXXXX)
+  client=http://127.0.0.1:$(free_port)
+  peer=http://127.0.0.1:$(free_port)
+  etcd --name swift --data-dir "$etcd_dir/data" --listen-client-urls "$client" \
+    --advertise-client-urls "$client" --listen-peer-urls "$peer" \
+    --initial-advertise-peer-urls "$peer" --initial-cluster "swift=$peer" >"$etcd_dir/log" 2>&1 &
+  etcd_pid=$!
+  for _ in $(seq 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/${client##*:}") 2>/dev/null; then break; fi
+    kill -0 "$etcd_pid" 2>/dev/null || { tail -n 20 "$etcd_dir/log" >&2; die "etcd did not start"; }
+    sleep 0.1
+  done
+  etcd_env=(GATEWAY_TEST_ETCD="$client")
+  echo "etcd at $client"
+else
+  echo "etcd is not installed: the Swift cluster tests that need a store are skipped"
+fi
+
 step "swift test"
 # shellcheck disable=SC2086 # SWIFT_TEST_ARGS is split on purpose
-in_root GATEWAY_DEVICE_SIGNER="$inner_target/$profile/examples/device_signer" \
+in_root GATEWAY_DEVICE_SIGNER="$inner_target/$profile/examples/device_signer" "${etcd_env[@]}" \
   swift test "${swift_args[@]}" ${SWIFT_TEST_ARGS:-}

@@ -1158,6 +1158,34 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
     ),
     ("GatewayOptions::bind_retry", &["gw_options_set_bind_retry"]),
     ("GatewayOptions::logger", &["gw_options_set_log"]),
+    ("GatewayOptions::cluster", &["gw_options_set_cluster_etcd"]),
+    ("ClusterOptions::name", &["gw_options_set_cluster_name"]),
+    ("ClusterOptions::ttl", &["gw_options_set_cluster_ttl_ms"]),
+    ("ClusterOptions::wait", &["gw_options_set_cluster_wait_ms"]),
+    (
+        "ClusterOptions::cancel_on",
+        &[
+            "gw_cancel_new",
+            "gw_cancel_trigger",
+            "gw_options_set_cluster_cancel",
+        ],
+    ),
+    (
+        "GatewayLock::leadership",
+        &["gw_lock_is_leader", "gw_lock_fencing_token"],
+    ),
+    (
+        "GatewayLock::fencing_token",
+        &["gw_lock_fencing_token", "gw_server_fencing_token"],
+    ),
+    (
+        "Leadership::fencing_token",
+        &["gw_lock_fencing_token", "gw_server_fencing_token"],
+    ),
+    (
+        "Leadership::holds",
+        &["gw_lock_is_leader", "gw_server_is_leader"],
+    ),
     (
         "ServeOptions.worker_threads",
         &["gw_serve_options_set_worker_threads"],
@@ -1399,6 +1427,22 @@ const C_COUNTERPARTS: &[(&str, &[&str])] = &[
 /// `C_COUNTERPARTS`.
 const NOT_KNOBS: &[(&str, &str)] = &[
     (
+        "ClusterOptions::backend",
+        "a store of the host's own is a Rust trait object; C hosts name etcd",
+    ),
+    (
+        "Leadership::valid_for",
+        "a C host asks gw_lock_is_leader / gw_server_is_leader right before each act instead",
+    ),
+    (
+        "Leadership::cluster",
+        "the cluster's name the host set itself (or gw_lock_cluster_leader's store read)",
+    ),
+    (
+        "Leadership::key",
+        "the store key is derived from the name; a C host never touches it",
+    ),
+    (
         "ServeOptions.protocol",
         "a struct of knobs, each walked as ProtocolOptions.* above",
     ),
@@ -1538,6 +1582,7 @@ fn every_rust_knob_has_a_c_counterpart() {
     ] {
         knobs.extend(rust_fields(structure));
     }
+    knobs.extend(rust_methods("ClusterOptions", true));
     for host_facing in [
         "Handlers",
         "GatewayHandle",
@@ -1547,6 +1592,7 @@ fn every_rust_knob_has_a_c_counterpart() {
         "Responder",
         "MethodRequest",
         "ClientInfo",
+        "Leadership",
     ] {
         knobs.extend(rust_methods(host_facing, false));
     }
@@ -1904,4 +1950,196 @@ fn a_c_host_can_hand_over_its_listening_socket() {
     }
     // SAFETY: ours.
     unsafe { gw_options_free(options) };
+}
+
+/// Cluster mode from C and C++ (issue 14) against a real etcd: `tests/c/test_cluster.c` and
+/// `tests/cpp/test_cluster.cpp`, given the members' client URLs in `GATEWAY_TEST_ETCD`.
+#[cfg(all(target_os = "linux", feature = "cluster-etcd"))]
+mod cluster {
+    use super::*;
+    use common::etcd::EtcdCluster;
+
+    const C_CLUSTER_CASES: [&str; 2] = ["options_and_unreachable_store", "leader_and_standbys"];
+    const CPP_CLUSTER_CASES: [&str; 3] = [
+        "cluster_options",
+        "leader_and_standbys",
+        "without_cluster_mode",
+    ];
+    /// `test_cluster lose`'s lease TTL (ms), the shortest there is.
+    const LOSE_TTL: Duration = Duration::from_secs(2);
+
+    struct ClusterPrograms {
+        c: PathBuf,
+        cpp: PathBuf,
+    }
+
+    fn cluster_programs(mode: Mode) -> &'static ClusterPrograms {
+        static PLAIN: OnceLock<ClusterPrograms> = OnceLock::new();
+        static SANITIZED: OnceLock<ClusterPrograms> = OnceLock::new();
+        let cell = match mode {
+            Mode::Plain => &PLAIN,
+            Mode::Sanitized => &SANITIZED,
+        };
+        cell.get_or_init(|| ClusterPrograms {
+            c: compile(
+                mode,
+                false,
+                "test_cluster",
+                &["tests/c/test_cluster.c"],
+                &["include"],
+            ),
+            cpp: compile(
+                mode,
+                true,
+                "test_cpp_cluster",
+                &["tests/cpp/test_cluster.cpp"],
+                &["include", "bindings/cpp"],
+            ),
+        })
+    }
+
+    /// Runs `program` (`args` then the home) against `etcd` as `mode` says; checks its cases.
+    fn suite(
+        etcd: &EtcdCluster,
+        program: &Path,
+        mode: Mode,
+        valgrind: bool,
+        args: &[&str],
+        cases: &[&str],
+    ) {
+        let env = TestEnv::new();
+        let mut command = match (mode, valgrind) {
+            (_, true) => under_valgrind(program, &env.home()),
+            (Mode::Sanitized, false) => sanitized(program, &env.home()),
+            (Mode::Plain, false) => scrubbed(program, &env.home()),
+        };
+        command.env("GATEWAY_TEST_ETCD", etcd.endpoints().join(","));
+        let what = format!("{} {args:?}", program.display());
+        let output = run_checked(command.args(args).arg(env.home()), &what);
+        assert_suite(&output, cases);
+    }
+
+    /// A leader with a fencing token, a standby refused with the leader's pid, port and host as
+    /// typed values, a standby's wait cancelled from another thread, a bounded wait running
+    /// out, a standby taking over with a larger token when the leader lets go, the leader read
+    /// by `gw_lock_cluster_leader`, an unreachable store and bad options as typed errors.
+    #[test]
+    fn c_and_cpp_hosts_lead_stand_by_and_take_over() {
+        let etcd = EtcdCluster::start(1);
+        let programs = cluster_programs(Mode::Plain);
+        suite(
+            &etcd,
+            &programs.c,
+            Mode::Plain,
+            false,
+            &["all"],
+            &C_CLUSTER_CASES,
+        );
+        suite(
+            &etcd,
+            &programs.cpp,
+            Mode::Plain,
+            false,
+            &[],
+            &CPP_CLUSTER_CASES,
+        );
+    }
+
+    #[test]
+    fn cluster_mode_from_c_and_cpp_under_asan_ubsan_and_valgrind() {
+        let etcd = EtcdCluster::start(1);
+        let sanitized = cluster_programs(Mode::Sanitized);
+        suite(
+            &etcd,
+            &sanitized.c,
+            Mode::Sanitized,
+            false,
+            &["all"],
+            &C_CLUSTER_CASES,
+        );
+        suite(
+            &etcd,
+            &sanitized.cpp,
+            Mode::Sanitized,
+            false,
+            &[],
+            &CPP_CLUSTER_CASES,
+        );
+        let plain = cluster_programs(Mode::Plain);
+        suite(
+            &etcd,
+            &plain.c,
+            Mode::Plain,
+            true,
+            &["all"],
+            &C_CLUSTER_CASES,
+        );
+        suite(
+            &etcd,
+            &plain.cpp,
+            Mode::Plain,
+            true,
+            &[],
+            &CPP_CLUSTER_CASES,
+        );
+        drop(etcd);
+        leadership_lost(Mode::Sanitized);
+    }
+
+    /// The store stops answering (its only member SIGSTOPped): the C host's server stops
+    /// serving as leader before the lease could expire (within the TTL of the stop), the state
+    /// callback hears `GW_STATE_LOCK_LOST` with `GW_ERR_LEADERSHIP_LOST`, and
+    /// `gw_server_is_leader` already says false. With the store back, the host stands by and
+    /// leads again with a larger fencing token.
+    #[test]
+    fn a_c_host_hears_leadership_lost_when_the_store_stops_answering() {
+        leadership_lost(Mode::Plain);
+    }
+
+    /// `test_cluster lose` as `mode` says; the TTL bound is asserted on the plain build (the
+    /// sanitized one runs the same path for its memory and thread checks, and prints its time).
+    fn leadership_lost(mode: Mode) {
+        let etcd = EtcdCluster::start(1);
+        let env = TestEnv::new();
+        let program = &cluster_programs(mode).c;
+        let mut command = match mode {
+            Mode::Plain => scrubbed(program, &env.home()),
+            Mode::Sanitized => sanitized(program, &env.home()),
+        };
+        command.env("GATEWAY_TEST_ETCD", etcd.endpoints().join(","));
+        let (mut child, mut stdin, mut lines) = spawn_host(&mut command, "lose", &env.home());
+        let token: u64 = lines
+            .expect("leading ", Duration::from_secs(30))
+            .parse()
+            .unwrap();
+        assert!(token > 0);
+
+        let member = etcd.pid(0).expect("the member runs") as libc::pid_t;
+        // SAFETY: a signal to the etcd member this test started (and still owns).
+        assert_eq!(unsafe { libc::kill(member, libc::SIGSTOP) }, 0);
+        let stopped = Instant::now();
+        let lost = lines.expect("lost ", Duration::from_secs(30));
+        let fenced_after = stopped.elapsed();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(member, libc::SIGCONT) }, 0);
+        assert_eq!(lost, "GW_ERR_LEADERSHIP_LOST leader=0");
+        eprintln!(
+            "{mode:?}: leadership lost {fenced_after:?} after the store stopped (TTL {LOSE_TTL:?})"
+        );
+        assert!(
+            mode != Mode::Plain || fenced_after < LOSE_TTL,
+            "the host heard of its lost leadership {fenced_after:?} after the store stopped, \
+             past the lease's TTL {LOSE_TTL:?}"
+        );
+
+        command_line(&mut stdin, "resume");
+        let again: u64 = lines
+            .expect("leading-again ", Duration::from_secs(30))
+            .parse()
+            .unwrap();
+        assert!(again > token, "token {again} after {token}");
+        let status =
+            wait_with_timeout(&mut child, Duration::from_secs(10)).expect("the host exits");
+        assert!(status.success(), "{status}; saw {:#?}", lines.seen);
+    }
 }

@@ -57,6 +57,10 @@ enum class Code : std::uint32_t {
     http_body = GW_ERR_HTTP_BODY,
     wrong_thread = GW_ERR_WRONG_THREAD,
     held_by_other_host = GW_ERR_HELD_BY_OTHER_HOST,
+    cluster_leader = GW_ERR_CLUSTER_LEADER,
+    cluster_unavailable = GW_ERR_CLUSTER_UNAVAILABLE,
+    leadership_lost = GW_ERR_LEADERSHIP_LOST,
+    cancelled = GW_ERR_CANCELLED,
 };
 
 /// "GW_ERR_ALREADY_RUNNING", ...; "GW_UNKNOWN" for a number this library does not know.
@@ -89,7 +93,8 @@ public:
     /// "GW_ERR_ALREADY_RUNNING", ...
     [[nodiscard]] const char *name() const noexcept { return gateway::name(code_); }
     /// The live gateway holding the lock (Code::already_running with a known pid or port, or
-    /// Code::held_by_other_host, with its host).
+    /// Code::held_by_other_host, with its host), or leading the cluster (Code::cluster_leader,
+    /// with its host).
     [[nodiscard]] const std::optional<Holder> &holder() const noexcept { return holder_; }
 
     /// The calling thread's last failure, as an Error.
@@ -299,6 +304,26 @@ inline void gateway_cpp_pairing_free(void *userdata) { delete static_cast<gatewa
 
 namespace gateway {
 
+/// Ends a cluster standby's wait from another thread (gw_cancel): give it to
+/// Options::cluster_cancel, then cancel() it while Lock::acquire stands by, which then throws
+/// Error(Code::cancelled). Once cancelled it stays so (use a new one to stand by again). The
+/// options keep their own reference, so it may be destroyed first. Move-only; cancel() is safe
+/// from any thread.
+class Cancel {
+public:
+    Cancel() : cancel_(gw_cancel_new()) {
+        if (!cancel_) throw Error::last(GW_ERR_PANIC);
+    }
+    void cancel() const { detail::check(gw_cancel_trigger(cancel_.get())); }
+    [[nodiscard]] gw_cancel *get() const noexcept { return cancel_.get(); }
+
+private:
+    struct Deleter {
+        void operator()(gw_cancel *cancel) const noexcept { gw_cancel_free(cancel); }
+    };
+    std::unique_ptr<gw_cancel, Deleter> cancel_;
+};
+
 /// Where and how the gateway locks and listens (gw_options). Setters throw Error.
 class Options {
 public:
@@ -334,6 +359,27 @@ public:
     Options &auth_password(const std::string &password) {
         return apply(gw_options_set_auth_password(get(), password.c_str()));
     }
+    /// Cluster mode (gw_options_set_cluster_etcd): after the local lock, campaign for the
+    /// cluster's leadership in etcd at `endpoints` (client URLs, "http://a:2379,http://b:2379");
+    /// only the leader binds and serves.
+    Options &cluster_etcd(const std::string &endpoints) {
+        return apply(gw_options_set_cluster_etcd(get(), endpoints.c_str()));
+    }
+    Options &cluster_etcd(const std::vector<std::string> &endpoints) {
+        std::string joined;
+        for (const auto &endpoint : endpoints) joined += (joined.empty() ? "" : ",") + endpoint;
+        return cluster_etcd(joined);
+    }
+    /// The cluster's name (default: from the config path). After cluster_etcd, as the others.
+    Options &cluster_name(const std::string &name) { return apply(gw_options_set_cluster_name(get(), name.c_str())); }
+    /// The lease TTL: whole seconds, at least 2 s (default 5 s).
+    Options &cluster_ttl(std::chrono::milliseconds t) { return apply(gw_options_set_cluster_ttl_ms(get(), millis(t))); }
+    /// Stand by up to `t` while another gateway leads; 0 (the default) fails at once with
+    /// Error(Code::cluster_leader), 0xFFFFFFFF ms (GW_CLUSTER_WAIT_FOREVER) waits for ever.
+    Options &cluster_wait(std::chrono::milliseconds t) { return apply(gw_options_set_cluster_wait_ms(get(), millis(t))); }
+    /// Stand by until this gateway leads (end it with a Cancel).
+    Options &cluster_wait_forever() { return apply(gw_options_set_cluster_wait_ms(get(), GW_CLUSTER_WAIT_FOREVER)); }
+    Options &cluster_cancel(const Cancel &cancel) { return apply(gw_options_set_cluster_cancel(get(), cancel.get())); }
     /// Where acquiring and the lock log (every level; default warnings and errors to stderr).
     /// A Server keeps it unless its Callbacks have a log. Called on library threads; the
     /// library destroys it when nothing can log with it any more.
@@ -370,6 +416,26 @@ struct Status {
     gw_status found{};
     detail::check(gw_lock_status(options.get(), &found));
     return Status{found.running, found.healthy, found.stale, found.port, found.pid, found.start_time};
+}
+
+/// The gateway leading a cluster, as its claim in the store says (gw_cluster_leader).
+struct ClusterLeader {
+    std::string host;
+    std::uint32_t pid; ///< on its own machine: never signal it here unless host is this one
+    std::uint16_t port; ///< 0 when unknown
+    std::uint64_t fencing_token;
+    std::uint64_t since_ms; ///< when it became leader, ms since the Unix epoch (its clock)
+};
+
+/// The cluster's leader, read without taking part (gw_lock_cluster_leader); nullopt when none
+/// leads now. Throws Error (Code::cluster_unavailable, Code::invalid_argument without
+/// Options::cluster_etcd).
+[[nodiscard]] inline std::optional<ClusterLeader> cluster_leader(const Options &options) {
+    gw_cluster_leader found{};
+    gw_result result = gw_lock_cluster_leader(options.get(), &found);
+    if (result == GW_ERR_NOT_FOUND) return std::nullopt;
+    detail::check(result);
+    return ClusterLeader{found.host, found.pid, found.port, found.fencing_token, found.since_ms};
 }
 
 /// Removes the lock files of a gateway that is gone (gw_unlock): a stale one always, another
@@ -412,6 +478,16 @@ public:
     [[nodiscard]] bool is_lost() const noexcept { return gw_lock_is_lost(lock_.get()); }
 
     [[nodiscard]] std::uint16_t port() const noexcept { return gw_lock_port(lock_.get()); }
+    /// Cluster mode: the fencing token of this gateway's leadership (gw_lock_fencing_token);
+    /// nullopt without cluster mode.
+    [[nodiscard]] std::optional<std::uint64_t> fencing_token() const {
+        std::uint64_t token = 0;
+        if (!detail::found(gw_lock_fencing_token(lock_.get(), &token))) return std::nullopt;
+        return token;
+    }
+    /// Cluster mode: true while this gateway may act as leader; ask right before each side
+    /// effect you guard (gw_lock_is_leader). False without cluster mode.
+    [[nodiscard]] bool is_leader() const noexcept { return gw_lock_is_leader(lock_.get()); }
     /// Gives the lock up now (the destructor does the same).
     void release() noexcept { lock_.reset(); }
     explicit operator bool() const noexcept { return static_cast<bool>(lock_); }
@@ -980,6 +1056,15 @@ public:
     [[nodiscard]] std::uint16_t port() const noexcept { return gw_server_port(server_); }
     /// WebSocket connections open now, authenticated or not.
     [[nodiscard]] std::size_t connection_count() const noexcept { return gw_server_connection_count(server_); }
+    /// Cluster mode: Lock::fencing_token of the lock served on; nullopt without cluster mode.
+    [[nodiscard]] std::optional<std::uint64_t> fencing_token() const {
+        std::uint64_t token = 0;
+        if (!detail::found(gw_server_fencing_token(server_, &token))) return std::nullopt;
+        return token;
+    }
+    /// Cluster mode: false from the moment the server stops serving as leader (the state
+    /// callback then hears State::lock_lost with Code::leadership_lost).
+    [[nodiscard]] bool is_leader() const noexcept { return gw_server_is_leader(server_); }
 
     /// Answers request `id` (gw_respond): `ok` with a JSON payload, or not with an error object
     /// `{"code", "message", "details"?}`. false when the request no longer waits; throws Error

@@ -21,6 +21,7 @@
 mod boundary;
 mod callbacks;
 mod calls;
+mod cluster;
 mod handlers;
 mod host;
 mod http_exchange;
@@ -41,6 +42,7 @@ pub use callbacks::{
     gw_callbacks, gw_connection_fn, gw_log_fn, gw_log_level, gw_request_fn, gw_request_id,
     gw_state, gw_state_fn,
 };
+pub use cluster::*;
 pub use handlers::{
     gw_handlers, gw_handlers_add_event, gw_handlers_add_method, gw_handlers_free, gw_handlers_new,
 };
@@ -94,7 +96,10 @@ pub extern "C" fn gw_version() -> *const c_char {
 /// returns; `gw_options_set_log` takes a `free_userdata` finalizer after `userdata`. Added
 /// since, without a new version: host HTTP routes (`gw_serve_options_add_http_route`,
 /// `gw_http_exchange_*`), `gw_unlock` and `gw_last_error_holder_host` (issue 13), and the
-/// results `GW_ERR_HTTP_BODY`, `GW_ERR_WRONG_THREAD` and `GW_ERR_HELD_BY_OTHER_HOST`.
+/// results `GW_ERR_HTTP_BODY`, `GW_ERR_WRONG_THREAD` and `GW_ERR_HELD_BY_OTHER_HOST`; cluster
+/// mode (issue 14: `gw_options_set_cluster_*`, `gw_cancel_*`, `gw_lock_fencing_token`,
+/// `gw_lock_is_leader`, `gw_server_fencing_token`, `gw_server_is_leader`,
+/// `gw_lock_cluster_leader`, and the results 17 to 20).
 #[unsafe(no_mangle)]
 pub extern "C" fn gw_abi_version() -> u32 {
     ABI_VERSION

@@ -58,7 +58,7 @@ pub unsafe extern "C" fn gw_options_free(options: *mut gw_options) {
 /// # Safety
 ///
 /// `options` is NULL or a live `gw_options` no other thread uses.
-unsafe fn update(
+pub(super) unsafe fn update(
     function: &'static str,
     options: *mut gw_options,
     update: impl FnOnce(GatewayOptions) -> Result<GatewayOptions, gw_result>,
@@ -99,7 +99,7 @@ pub unsafe extern "C" fn gw_options_from_env(options: *mut gw_options) -> gw_res
 /// # Safety
 ///
 /// As [`update`]; `value` is NULL or a NUL-terminated string.
-unsafe fn update_with_str(
+pub(super) unsafe fn update_with_str(
     function: &'static str,
     options: *mut gw_options,
     argument: &'static str,

@@ -68,12 +68,16 @@ pub enum gw_result {
     /// in time, or the store says it expired); given to the state callback with
     /// `GW_STATE_LOCK_LOST`. Shut the server down and acquire again to stand by.
     GW_ERR_LEADERSHIP_LOST = 19,
-    /// A standby's wait was cancelled (`gw_cancel_flag`): nothing is held.
+    /// Cluster mode: a standby's wait was cancelled (`gw_cancel_trigger` on the `gw_cancel`
+    /// given to `gw_options_set_cluster_cancel`, or one triggered before the acquire): nothing
+    /// is held.
     GW_ERR_CANCELLED = 20,
 }
 
 impl gw_result {
     /// Every result, in number order.
+    ///
+    /// cbindgen:ignore
     pub const ALL: [gw_result; 21] = [
         Self::GW_OK,
         Self::GW_ERR_NULL_ARGUMENT,
@@ -425,6 +429,21 @@ mod tests {
         fail(gw_result::GW_ERR_NULL_ARGUMENT, "f: x is NULL");
         assert_eq!(host(), "");
         assert_eq!(holder(), Err(gw_result::GW_ERR_NOT_FOUND));
+        // Cluster mode: the leader is the holder, with its host, whichever machine it is on.
+        let leader = GatewayLockError::ClusterLeaderElsewhere {
+            cluster: "home".into(),
+            leader: crate::cluster::ClusterLeader {
+                host: "host-b".into(),
+                pid: 7,
+                port: 18789,
+                since_ms: 1,
+                owner_id: "o".into(),
+                fencing_token: 12,
+            },
+        };
+        assert_eq!(fail_with(&leader), gw_result::GW_ERR_CLUSTER_LEADER);
+        assert_eq!(holder(), Ok((7, 18789)));
+        assert_eq!(host(), "host-b");
         fail_with(&running(Some(9), Some(2)));
         assert_eq!(
             // SAFETY: NULL outputs are allowed.

@@ -33,6 +33,8 @@ pub struct gw_server {
     gateway: Mutex<Option<Gateway>>,
     /// Kept until the server is freed, so `free_userdata` never runs while it serves.
     callbacks: Option<Arc<HostCallbacks>>,
+    /// Cluster mode: the lock's leadership, read without taking `gateway`'s mutex.
+    leadership: Option<crate::Leadership>,
 }
 
 /// The `gw_server` that `gw_serve` allocates before the server starts, as callbacks hand it to
@@ -80,6 +82,10 @@ impl Drop for OwnedServer {
 }
 
 impl gw_server {
+    pub(super) fn leadership(&self) -> Option<&crate::Leadership> {
+        self.leadership.as_ref()
+    }
+
     pub(super) fn handle(&self, function: &str) -> Result<&GatewayHandle, gw_result> {
         self.handle.get().ok_or_else(|| {
             fail(
@@ -143,6 +149,7 @@ pub unsafe extern "C" fn gw_serve(
             handle: OnceLock::new(),
             gateway: Mutex::new(None),
             callbacks: callbacks.clone(),
+            leadership: lock.inner.leadership(),
         }))));
         // SAFETY: allocated above and owned by `server` for the rest of the call.
         let live = unsafe { &*server.0.0 };

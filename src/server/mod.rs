@@ -17,7 +17,7 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -169,6 +169,8 @@ struct Shared {
     control_ui: Option<http::ControlUi>,
     /// Cluster mode: the leader's fence (issue 14).
     fence: Option<Arc<crate::cluster::Fence>>,
+    /// Set when the host stops the gateway: the resignation that follows is no loss to report.
+    stopping: AtomicBool,
 }
 
 impl Shared {
@@ -292,6 +294,7 @@ impl Gateway {
             http: options.http,
             control_ui,
             fence: fence.clone(),
+            stopping: AtomicBool::new(false),
         });
         // Cluster mode: the moment the lease may lapse, stop serving *first* (`/readyz` 503,
         // every client told `shutdown` and closed 1012, no new ones), then tell the host
@@ -301,10 +304,16 @@ impl Gateway {
             let on_state = options.on_state.clone();
             let (cluster, token) = (fence.cluster().to_owned(), fence.token());
             fence.on_fence(move |why| {
-                if let Some(shared) = weak.upgrade() {
-                    shared.set_phase(Phase::Draining);
-                    shared.ws.shutdown();
+                // A stop resigns on purpose (the host hears `Stopped`), and a gateway that is
+                // gone has no host to tell.
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                if shared.stopping.load(Ordering::Acquire) {
+                    return;
                 }
+                shared.set_phase(Phase::Draining);
+                shared.ws.shutdown();
                 if let Some(on_state) = on_state {
                     on_state.notify(&GatewayState::LeadershipLost {
                         cluster,
@@ -408,6 +417,7 @@ impl Gateway {
             return true;
         };
         let started = Instant::now();
+        self.shared.stopping.store(true, Ordering::Release);
         self.shared.set_phase(Phase::Draining);
         let _ = running.stop.send(Some(timeout));
         // The listeners close at once; only then may another gateway have the lock.

@@ -257,6 +257,10 @@ static void case_version_and_names(void) {
         NAMED(GW_ERR_HTTP_BODY),
         NAMED(GW_ERR_WRONG_THREAD),
         NAMED(GW_ERR_HELD_BY_OTHER_HOST),
+        NAMED(GW_ERR_CLUSTER_LEADER),
+        NAMED(GW_ERR_CLUSTER_UNAVAILABLE),
+        NAMED(GW_ERR_LEADERSHIP_LOST),
+        NAMED(GW_ERR_CANCELLED),
     };
 #undef NAMED
     size_t count = sizeof all / sizeof all[0];

@@ -41,6 +41,18 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `pid` and `port` its own (`nil` when unknown). The pid is that machine's: never signal it
     /// here. If that gateway is gone, `GatewayLock.unlock(_:force: true)` removes its lock.
     case heldByOtherHost(host: String, pid: Int32?, port: Int?, message: String)
+    /// `GW_ERR_CLUSTER_LEADER`: cluster mode, and another gateway leads the cluster (this one
+    /// was not asked to stand by, or its wait ran out). `host`, `pid` and `port` are the
+    /// leader's (the pid is that machine's); the message also gives its fencing token.
+    case clusterLeader(host: String, pid: Int32?, port: Int?, message: String)
+    /// `GW_ERR_CLUSTER_UNAVAILABLE`: the cluster's store (etcd) did not answer or refused; the
+    /// message names the endpoints and what the client saw. Nothing is held.
+    case clusterUnavailable(String)
+    /// `GW_ERR_LEADERSHIP_LOST`: this gateway stopped serving as its cluster's leader (a served
+    /// gateway reports it as `GatewayStateChange.leadershipLost`).
+    case leadershipLost(String)
+    /// `GW_ERR_CANCELLED`: a standby's wait was cancelled (`GatewayCancel`); nothing is held.
+    case cancelled(String)
     /// A result this wrapper does not know (a newer library); `code` is its number.
     case unknown(code: UInt32, message: String)
     /// The library implements another C ABI than this wrapper was written for.
@@ -65,6 +77,10 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         case GW_ERR_HTTP_BODY.rawValue: self = .httpBody(message)
         case GW_ERR_WRONG_THREAD.rawValue: self = .wrongThread(message)
         case GW_ERR_HELD_BY_OTHER_HOST.rawValue: self = .heldByOtherHost(host: "", pid: nil, port: nil, message: message)
+        case GW_ERR_CLUSTER_LEADER.rawValue: self = .clusterLeader(host: "", pid: nil, port: nil, message: message)
+        case GW_ERR_CLUSTER_UNAVAILABLE.rawValue: self = .clusterUnavailable(message)
+        case GW_ERR_LEADERSHIP_LOST.rawValue: self = .leadershipLost(message)
+        case GW_ERR_CANCELLED.rawValue: self = .cancelled(message)
         default: self = .unknown(code: code, message: message)
         }
     }
@@ -88,6 +104,10 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         case .httpBody: GW_ERR_HTTP_BODY.rawValue
         case .wrongThread: GW_ERR_WRONG_THREAD.rawValue
         case .heldByOtherHost: GW_ERR_HELD_BY_OTHER_HOST.rawValue
+        case .clusterLeader: GW_ERR_CLUSTER_LEADER.rawValue
+        case .clusterUnavailable: GW_ERR_CLUSTER_UNAVAILABLE.rawValue
+        case .leadershipLost: GW_ERR_LEADERSHIP_LOST.rawValue
+        case .cancelled: GW_ERR_CANCELLED.rawValue
         case .unknown(let code, _): code
         case .abiMismatch: GW_OK.rawValue
         }
@@ -99,9 +119,11 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
         case .nullArgument(let m), .invalidArgument(let m), .addrInUse(let m), .bind(let m),
             .lockIO(let m), .lockDirUnsafe(let m), .timeout(let m), .runtime(let m),
             .panic(let m), .lockFileUnsafe(let m), .lockLost(let m), .notFound(let m),
-            .httpBody(let m), .wrongThread(let m):
+            .httpBody(let m), .wrongThread(let m), .clusterUnavailable(let m), .leadershipLost(let m),
+            .cancelled(let m):
             return m
-        case .alreadyRunning(_, _, let m), .heldByOtherHost(_, _, _, let m), .unknown(_, let m):
+        case .alreadyRunning(_, _, let m), .heldByOtherHost(_, _, _, let m), .clusterLeader(_, _, _, let m),
+            .unknown(_, let m):
             return m
         case .abiMismatch(let expected, let found):
             return "the gateway library implements C ABI \(found), this Swift wrapper needs \(expected)"
@@ -125,6 +147,10 @@ public enum GatewayError: Error, Equatable, Sendable, CustomStringConvertible {
             return .alreadyRunning(pid: holderPid, port: holderPort, message: message)
         case .heldByOtherHost(_, _, _, let message):
             return .heldByOtherHost(
+                host: String(cString: gw_last_error_holder_host()), pid: holderPid, port: holderPort,
+                message: message)
+        case .clusterLeader(_, _, _, let message):
+            return .clusterLeader(
                 host: String(cString: gw_last_error_holder_host()), pid: holderPid, port: holderPort,
                 message: message)
         default:

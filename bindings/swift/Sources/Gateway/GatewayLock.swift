@@ -121,6 +121,36 @@ public struct GatewayLock: ~Copyable {
     /// `GatewayStateChange.lockLost`.
     public var isLost: Bool { gw_lock_is_lost(pointer) }
 
+    /// Cluster mode: the fencing token of this gateway's leadership, the store revision at which
+    /// it took the cluster key (larger than every earlier leader's). Carry it into the writes
+    /// you guard. `nil` without cluster mode.
+    public var fencingToken: UInt64? {
+        var token: UInt64 = 0
+        return gw_lock_fencing_token(pointer, &token) == GW_OK.rawValue ? token : nil
+    }
+
+    /// Cluster mode: true while this gateway may act as its cluster's leader (its renew
+    /// deadline still ahead, on a clock that counts while the process is stopped). Ask it right
+    /// before each side effect you guard. False without cluster mode.
+    public var isLeader: Bool { gw_lock_is_leader(pointer) }
+
+    /// Cluster mode: the cluster's leader as the store says, read without taking part (no lock,
+    /// no campaign); `nil` when none leads now. Throws `.clusterUnavailable` when the store
+    /// cannot be read, `.invalidArgument` when `options.cluster` is `nil`.
+    public static func clusterLeader(_ options: GatewayOptions) throws -> GatewayClusterLeader? {
+        let handle = try OptionsHandle(options)
+        var found = gw_cluster_leader()
+        let code = gw_lock_cluster_leader(handle.pointer, &found)
+        if code == GW_ERR_NOT_FOUND.rawValue { return nil }
+        try check(code)
+        let host = withUnsafeBytes(of: found.host) { bytes in
+            String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return GatewayClusterLeader(
+            host: host, pid: Int32(bitPattern: found.pid), port: found.port == 0 ? nil : Int(found.port),
+            fencingToken: found.fencing_token, sinceMilliseconds: found.since_ms)
+    }
+
     /// Closes the listener(s) and removes the lock files that are still ours, now.
     public consuming func release() {
         gw_lock_release(take())

@@ -57,6 +57,9 @@ public struct GatewayOptions: Sendable, Equatable {
     public var recheckInterval: Duration?
     public var bindRetry: BindRetry?
     public var auth: Auth?
+    /// Cluster mode: one gateway per config across machines, elected in etcd (see
+    /// `GatewayCluster`). `nil`: off.
+    public var cluster: GatewayCluster?
 
     /// Resolve what is left unset from the process environment when used (`gw_options_from_env`).
     public private(set) var usesEnvironment = false
@@ -67,7 +70,8 @@ public struct GatewayOptions: Sendable, Equatable {
         configPath: String? = nil, lockDirectory: String? = nil, profile: String? = nil,
         dev: Bool? = nil, allowMulti: Bool? = nil, timeout: Duration? = nil,
         pollInterval: Duration? = nil, staleAfter: Duration? = nil,
-        recheckInterval: Duration? = nil, bindRetry: BindRetry? = nil, auth: Auth? = nil
+        recheckInterval: Duration? = nil, bindRetry: BindRetry? = nil, auth: Auth? = nil,
+        cluster: GatewayCluster? = nil
     ) {
         self.port = port
         self.bind = bind
@@ -83,6 +87,7 @@ public struct GatewayOptions: Sendable, Equatable {
         self.recheckInterval = recheckInterval
         self.bindRetry = bindRetry
         self.auth = auth
+        self.cluster = cluster
     }
 
     /// The defaults resolved from the environment as SPEC §1 says (`OPENCLAW_HOME`,
@@ -151,6 +156,7 @@ final class OptionsHandle {
         case .token(let token): try check(gw_options_set_auth_token(pointer, token))
         case .password(let password): try check(gw_options_set_auth_password(pointer, password))
         }
+        if let cluster = options.cluster { try cluster.apply(to: pointer) }
     }
 
     deinit { gw_options_free(pointer) }

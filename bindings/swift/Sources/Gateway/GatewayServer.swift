@@ -23,6 +23,10 @@ public enum GatewayStateChange: Sendable, Equatable {
     /// A lock file was deleted or replaced while held: another gateway may start on this
     /// config. The server keeps serving until shut down.
     case lockLost
+    /// Cluster mode: this gateway stopped serving as its cluster's leader (its lease could not
+    /// be renewed in time, or the store says it expired): `/readyz` answers 503 and its clients
+    /// were closed. Shut it down, then acquire again to stand by.
+    case leadershipLost
     /// The listeners are closed and the lock released; `drained` is false when open
     /// connections were cut off at the shutdown's timeout.
     case stopped(drained: Bool)
@@ -172,7 +176,8 @@ public final class GatewayServer: Sendable {
                 let change: GatewayStateChange
                 switch state {
                 case GW_STATE_READY.rawValue: change = .ready
-                case GW_STATE_LOCK_LOST.rawValue: change = .lockLost
+                case GW_STATE_LOCK_LOST.rawValue:
+                    change = result == GW_ERR_LEADERSHIP_LOST.rawValue ? .leadershipLost : .lockLost
                 case GW_STATE_STOPPED.rawValue: change = .stopped(drained: result == GW_OK.rawValue)
                 default: return  // a state of a newer library
                 }
@@ -257,6 +262,22 @@ public final class GatewayServer: Sendable {
     /// WebSocket connections open now, authenticated or not (0 once shut down).
     public var connectionCount: Int {
         slot.with { gw_server_connection_count($0) } ?? 0
+    }
+
+    /// Cluster mode: the fencing token of the lock served on (`GatewayLock.fencingToken`);
+    /// `nil` without cluster mode or once shut down.
+    public var fencingToken: UInt64? {
+        slot.with { server -> UInt64? in
+            var token: UInt64 = 0
+            return gw_server_fencing_token(server, &token) == GW_OK.rawValue ? token : nil
+        } ?? nil
+    }
+
+    /// Cluster mode: true while this gateway may act as its cluster's leader; false from the
+    /// moment it stops (before `.leadershipLost` is reported), without cluster mode, and once
+    /// shut down.
+    public var isLeader: Bool {
+        slot.with { gw_server_is_leader($0) } ?? false
     }
 
     /// Sends `event` with `payload` to every authenticated client (none is fine).
