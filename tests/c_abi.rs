@@ -1966,7 +1966,7 @@ mod cluster {
         "without_cluster_mode",
     ];
     /// `test_cluster lose`'s lease TTL (ms), the shortest there is.
-    const LOSE_TTL: Duration = Duration::from_secs(2);
+    const LOSE_TTL: Duration = Duration::from_secs(3);
 
     struct ClusterPrograms {
         c: PathBuf,

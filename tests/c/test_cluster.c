@@ -216,8 +216,10 @@ static void case_leader_and_standbys(void) {
     CHECK(holder_pid == (uint32_t)getpid() && holder_port == port);
     CHECK(strcmp(gw_last_error_holder_host(), seen.host) == 0);
     char want[128];
-    snprintf(want, sizeof want, "(pid %u, port %u, fencing token %llu)", (unsigned)getpid(),
-             (unsigned)port, (unsigned long long)token);
+    snprintf(want, sizeof want, "(pid %u, port %u, leader since ", (unsigned)getpid(),
+             (unsigned)port);
+    CHECK(strstr(gw_last_error_message(), want) != NULL);
+    snprintf(want, sizeof want, "Z, fencing token %llu)", (unsigned long long)token);
     CHECK(strstr(gw_last_error_message(), want) != NULL);
     CHECK(lock_files("b") == 0);
 
@@ -298,7 +300,7 @@ static void on_state(void *userdata, gw_state state, gw_result result) {
 
 static int run_lose(void) {
     gw_options *options = host_options("lose", "c-lose");
-    CHECK_RESULT(gw_options_set_cluster_ttl_ms(options, 2000), GW_OK);
+    CHECK_RESULT(gw_options_set_cluster_ttl_ms(options, 3000), GW_OK);
     gw_lock *lock = NULL;
     CHECK_RESULT(gw_lock_acquire(options, &lock), GW_OK);
     gw_callbacks callbacks;
