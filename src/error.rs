@@ -153,6 +153,17 @@ pub enum GatewayLockError {
         /// What the client saw.
         detail: String,
     },
+    /// Cluster mode: the store answered with a refusal that trying again will not change
+    /// (authentication, permissions). The local lock was released.
+    #[error(
+        "the cluster store {store} refused this gateway: {detail}; it connects to etcd without TLS or authentication, so give it endpoints that allow that"
+    )]
+    ClusterRefused {
+        /// The store, as `etcd=URL,...`.
+        store: String,
+        /// What the store said.
+        detail: String,
+    },
     /// A standby's wait was cancelled by the host ([`crate::ClusterOptions::cancel_on`]).
     #[error("gateway start cancelled while it stood by for the cluster's leadership")]
     Cancelled,

@@ -6,6 +6,7 @@
 #![cfg(all(target_os = "linux", feature = "cluster-etcd"))]
 
 mod common;
+mod wsclient;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,10 +14,13 @@ use std::time::{Duration, Instant};
 
 use common::etcd::EtcdCluster;
 use common::*;
+use gateway::cluster::{Attempt, ClusterError, Renewed, Term};
 use gateway::{
-    ClusterOptions, Gateway, GatewayLock, GatewayLockError, GatewayState, ServeOptions,
-    StateHandler,
+    Body, ClusterBackend, ClusterOptions, Gateway, GatewayLock, GatewayLockError, GatewayState,
+    HttpOptions, HttpRoute, HttpRoutes, Response, ServeOptions, StateHandler,
 };
+use serde_json::json;
+use wsclient::{Client, connect_params};
 
 const TTL: Duration = Duration::from_secs(3);
 /// etcd's election timeout as tests/common/etcd.rs starts it.
@@ -193,10 +197,12 @@ fn a_served_leader_fences_itself_when_it_cannot_renew() {
     let fenced = wait_until(TTL * 2, || !leadership.holds());
     let after = quorum_lost.elapsed();
     assert!(fenced, "the leader never fenced itself");
-    let bound = ETCD_ELECTION_TIMEOUT + TTL * 2 / 3 + Duration::from_secs(1);
+    // The etcd leader left alone answers renewals until it steps down, 1 to 2 election
+    // timeouts after it lost its peers; the fence comes a renew deadline after the last one.
+    let bound = ETCD_ELECTION_TIMEOUT * 2 + TTL * 2 / 3 + Duration::from_millis(500);
     assert!(
         after < bound,
-        "fenced {after:?} after quorum was lost: later than the etcd election timeout + the renew deadline + 1 s of slack ({bound:?})"
+        "fenced {after:?} after quorum was lost: later than 2 etcd election timeouts + the renew deadline + 0.5 s ({bound:?})"
     );
     assert_eq!(http(port, "GET", "/readyz").unwrap().0, 503);
     assert!(wait_until(Duration::from_secs(5), || {
@@ -249,5 +255,231 @@ fn acquire_and_release_from_inside_an_async_runtime() {
         assert!(lock.leadership().unwrap().holds());
         drop(lock);
     });
+    assert!(a.lock_dir_entries().is_empty());
+}
+
+/// Records the states a served gateway tells, in order.
+fn recorder() -> (StateHandler, Arc<Mutex<Vec<GatewayState>>>) {
+    let told = Arc::new(Mutex::new(Vec::new()));
+    let handler = {
+        let told = Arc::clone(&told);
+        StateHandler::new(move |state| told.lock().unwrap().push(state.clone()))
+    };
+    (handler, told)
+}
+
+/// A graceful stop resigns: the host hears `Ready` then `Stopped`, never a leadership lost.
+#[test]
+fn a_graceful_stop_tells_stopped_and_no_loss() {
+    let etcd = EtcdCluster::start(1);
+    let a = TestEnv::new();
+    let lock = GatewayLock::acquire(&a.options().port(0).cluster(cluster(&etcd, "stop"))).unwrap();
+    let (on_state, told) = recorder();
+    let gateway = Gateway::serve(
+        lock,
+        ServeOptions {
+            on_state: Some(on_state),
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    gateway.shutdown(Duration::from_secs(2));
+    let told = told.lock().unwrap().clone();
+    assert_eq!(
+        told,
+        vec![GatewayState::Ready, GatewayState::Stopped { drained: true }]
+    );
+    assert_eq!(etcd.etcdctl(&["get", "/openclaw/gateway/stop"]), "");
+}
+
+/// The host's reaction to a lost leadership is to shut the gateway down: doing so from the
+/// state callback itself (on the cluster's renewal thread) works, and leaves no lock file.
+#[test]
+fn shutting_down_from_the_leadership_lost_callback_releases_everything() {
+    let mut etcd = EtcdCluster::start(3);
+    let a = TestEnv::new();
+    let lock =
+        GatewayLock::acquire(&a.options().port(0).cluster(cluster(&etcd, "inside"))).unwrap();
+    let slot: Arc<Mutex<Option<Gateway>>> = Arc::new(Mutex::new(None));
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let on_state = {
+        let slot = Arc::clone(&slot);
+        StateHandler::new(move |state| {
+            if let GatewayState::LeadershipLost { .. } = state {
+                let gateway = slot.lock().unwrap().take();
+                if let Some(gateway) = gateway {
+                    let report = gateway.shutdown(Duration::from_secs(1));
+                    let _ = done_tx.send(report.drained);
+                }
+            }
+        })
+    };
+    let gateway = Gateway::serve(
+        lock,
+        ServeOptions {
+            on_state: Some(on_state),
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    *slot.lock().unwrap() = Some(gateway);
+    etcd.kill(1);
+    etcd.kill(2);
+    let drained = done
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the callback shut the gateway down");
+    assert!(drained);
+    assert!(
+        a.lock_dir_entries().is_empty(),
+        "{:?}",
+        a.lock_dir_entries()
+    );
+}
+
+/// A store of the host's own whose renewal hangs past every deadline (it ignores its timeout):
+/// the renewal thread never gets to fence, yet from the deadline on, on the clock alone, the
+/// gateway answers nothing as leader.
+struct Stalled;
+
+impl ClusterBackend for Stalled {
+    fn try_campaign(
+        &self,
+        key: &str,
+        _claim: &[u8],
+        _ttl: Duration,
+        _timeout: Duration,
+    ) -> Result<Attempt, ClusterError> {
+        Ok(Attempt::Won(Term {
+            key: key.to_owned(),
+            lease: 1,
+            token: 1,
+        }))
+    }
+
+    fn wait_for_change(&self, _: &str, _: i64, _: Duration) -> Result<bool, ClusterError> {
+        Ok(true)
+    }
+
+    fn renew(&self, _term: &Term, _timeout: Duration) -> Result<Renewed, ClusterError> {
+        std::thread::sleep(Duration::from_secs(60));
+        Ok(Renewed::Alive(TTL))
+    }
+
+    fn resign(&self, _term: &Term, _timeout: Duration) -> Result<(), ClusterError> {
+        Ok(())
+    }
+
+    fn leader(&self, _: &str, _: Duration) -> Result<Option<(Vec<u8>, u64)>, ClusterError> {
+        Ok(None)
+    }
+}
+
+#[test]
+fn past_the_deadline_nothing_is_answered_as_leader_even_before_the_fence_closes() {
+    let a = TestEnv::new();
+    let options = a.options().port(0).cluster(
+        ClusterOptions::etcd(["http://127.0.0.1:9"])
+            .name("stalled")
+            .ttl(TTL)
+            .backend(Arc::new(Stalled)),
+    );
+    let lock = GatewayLock::acquire(&options).unwrap();
+    let leadership = lock.leadership().unwrap();
+    let (on_state, told) = recorder();
+    let route = HttpRoute::new(None, "/hook", |_| async {
+        Response::new(Body::from("served"))
+    });
+    let gateway = Gateway::serve(
+        lock,
+        ServeOptions {
+            on_state: Some(on_state),
+            http: HttpOptions {
+                routes: HttpRoutes::new().route(route),
+                ..HttpOptions::default()
+            },
+            ..ServeOptions::default()
+        },
+    )
+    .unwrap();
+    let port = gateway.port();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A client connected while this gateway leads.
+    let (mut client, _) = runtime.block_on(Client::connected(port, connect_params()));
+    assert_eq!(http(port, "GET", "/readyz").unwrap().0, 200);
+    assert_eq!(http(port, "GET", "/hook").unwrap().0, 200);
+
+    assert!(
+        wait_until(TTL * 2, || !leadership.holds()),
+        "the renew deadline passed"
+    );
+    assert_eq!(http(port, "GET", "/readyz").unwrap().0, 503);
+    assert_eq!(http(port, "GET", "/hook").unwrap().0, 503);
+    let answer = runtime.block_on(client.call("h1", "health", json!({})));
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert_eq!(answer["error"]["code"], "UNAVAILABLE", "{answer}");
+    let (code, _) = runtime.block_on(client.closed());
+    assert_eq!(code, 1012);
+    // A new client is not admitted either.
+    let mut late = runtime.block_on(Client::open(port));
+    runtime.block_on(late.challenge());
+    let (code, _) = runtime.block_on(async {
+        late.send(
+            json!({"type": "req", "id": "c1", "method": "connect", "params": connect_params()}),
+        )
+        .await;
+        late.closed().await
+    });
+    assert_eq!(code, 1012);
+    // All of it on the clock alone: the renewal thread is still stuck in its renewal, so the
+    // fence has not closed and nothing was told.
+    assert!(
+        !told
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| matches!(s, GatewayState::LeadershipLost { .. })),
+        "{:?}",
+        told.lock().unwrap()
+    );
+    let stopping = Instant::now();
+    gateway.shutdown(Duration::from_secs(1));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "a renewal stuck in the store does not hold up the shutdown"
+    );
+    assert!(a.lock_dir_entries().is_empty());
+}
+
+/// The key is the leader's only while it is its own: deleted by hand, the leader stops at its
+/// next renewal (every TTL / 5), though its lease lives on, so a standby taking the free key
+/// never serves beside it.
+#[test]
+fn a_leader_whose_key_is_deleted_fences_itself_at_its_next_renewal() {
+    let etcd = EtcdCluster::start(1);
+    let a = TestEnv::new();
+    let lock =
+        GatewayLock::acquire(&a.options().port(0).cluster(cluster(&etcd, "deleted"))).unwrap();
+    let leadership = lock.leadership().unwrap();
+    etcd.etcdctl(&["del", "/openclaw/gateway/deleted"]);
+    let deleted = Instant::now();
+    assert!(
+        wait_until(TTL * 2, || !leadership.holds()),
+        "the leader went on after its key was deleted"
+    );
+    let after = deleted.elapsed();
+    // At the latest the renewal after next (one may have been in flight at the delete).
+    let bound = TTL / 5 * 2 + Duration::from_millis(500);
+    assert!(
+        after < bound,
+        "fenced {after:?} after the delete (bound {bound:?})"
+    );
+    assert!(
+        lock.is_lost(),
+        "a lock-only host sees the loss through is_lost"
+    );
+    drop(lock);
     assert!(a.lock_dir_entries().is_empty());
 }

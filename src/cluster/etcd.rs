@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, LeaseKeepAliveStream, LeaseKeeper,
-    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 
 use super::{Attempt, ClusterBackend, ClusterError, Renewed, Term};
@@ -48,6 +48,9 @@ impl Drop for EtcdBackend {
         }
     }
 }
+
+/// The longest a standby waits for its watch of the leader's key to open.
+const WATCH_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a call cut off by its timeout begins its message.
 const NO_ANSWER: &str = "no answer from etcd";
@@ -188,6 +191,7 @@ impl ClusterBackend for EtcdBackend {
             let revision = answer.header().map_or(0, |h| h.revision());
             if answer.succeeded() {
                 return Ok(Attempt::Won(Term {
+                    key,
                     lease,
                     token: revision as u64,
                 }));
@@ -201,6 +205,7 @@ impl ClusterBackend for EtcdBackend {
                 Some(kv) => Attempt::Held {
                     claim: kv.value().to_vec(),
                     token: kv.create_revision() as u64,
+                    lease: kv.lease(),
                     revision,
                 },
                 // Deleted between the compare and the get: both ran at one revision, so this
@@ -208,6 +213,7 @@ impl ClusterBackend for EtcdBackend {
                 None => Attempt::Held {
                     claim: Vec::new(),
                     token: 0,
+                    lease: 0,
                     revision,
                 },
             })
@@ -221,81 +227,130 @@ impl ClusterBackend for EtcdBackend {
         timeout: Duration,
     ) -> Result<bool, ClusterError> {
         let key = key.to_owned();
-        let waited = self.call(timeout, move |shared, mut client| async move {
-            let mut open = shared.watch.lock().await;
-            if open
-                .as_ref()
-                .is_none_or(|(watched, after, _)| *watched != key || *after != revision)
-            {
-                // From the revision the holder was read at: a delete in between is replayed.
-                let stream = client
-                    .watch(
-                        key.as_str(),
-                        Some(WatchOptions::new().with_start_revision(revision + 1)),
+        // Opening the watch has a budget of its own, and only the wait after it is the slice:
+        // a slice shorter than one round trip to the store would otherwise cut every opening
+        // off, and the standby would never see the leader go.
+        let waited = self.call(
+            WATCH_OPEN_TIMEOUT + timeout,
+            move |shared, mut client| async move {
+                let mut open = shared.watch.lock().await;
+                if open
+                    .as_ref()
+                    .is_none_or(|(watched, after, _)| *watched != key || *after != revision)
+                {
+                    // From the revision the holder was read at: a delete in between is
+                    // replayed.
+                    let stream = tokio::time::timeout(
+                        WATCH_OPEN_TIMEOUT,
+                        client.watch(
+                            key.as_str(),
+                            Some(WatchOptions::new().with_start_revision(revision + 1)),
+                        ),
                     )
                     .await
+                    .map_err(|_| unavailable("etcd did not open a watch of the leader's key"))?
                     .map_err(classify)?;
-                *open = Some((key, revision, stream));
-            }
-            let (_, _, stream) = open.as_mut().expect("set above");
-            // Cut off by the slice's end, this future is dropped mid-wait: `message` keeps no
-            // state of its own (tonic polls the stream), so the watch stays whole for the next.
-            let changed = loop {
-                match stream.message().await {
-                    // Cancelled (e.g. the revision was compacted away): the store cannot say
-                    // what happened since, so look again.
-                    Ok(Some(answer)) => {
-                        if answer.canceled()
-                            || answer
-                                .events()
-                                .iter()
-                                .any(|event| event.event_type() == EventType::Delete)
-                        {
-                            break Ok(true);
+                    *open = Some((key, revision, stream));
+                }
+                let (_, _, stream) = open.as_mut().expect("set above");
+                // Cut off at the slice's end, the wait is dropped mid-way: `message` keeps no
+                // state of its own (tonic polls the stream), so the watch stays whole for the
+                // next slice.
+                let changed = tokio::time::timeout(timeout, async {
+                    loop {
+                        match stream.message().await {
+                            // Cancelled (e.g. the revision was compacted away): the store
+                            // cannot say what happened since, so look again.
+                            Ok(Some(answer)) => {
+                                if answer.canceled()
+                                    || answer
+                                        .events()
+                                        .iter()
+                                        .any(|event| event.event_type() == EventType::Delete)
+                                {
+                                    return Ok(true);
+                                }
+                            }
+                            Ok(None) => return Ok(true),
+                            Err(err) => return Err(classify(err)),
                         }
                     }
-                    Ok(None) => break Ok(true),
-                    Err(err) => break Err(classify(err)),
+                })
+                .await;
+                match changed {
+                    Err(_) => Ok(false), // the slice ended; the watch stays open
+                    Ok(changed) => {
+                        *open = None;
+                        changed
+                    }
                 }
-            };
-            *open = None;
-            changed
-        });
+            },
+        );
         match waited {
-            // Nothing happened within `timeout`: no failure.
+            // The opening itself was cut off by the call's budget: nothing seen.
             Err(ClusterError::Unavailable(why)) if why.starts_with(NO_ANSWER) => Ok(false),
             other => other,
         }
     }
 
     fn renew(&self, term: &Term, timeout: Duration) -> Result<Renewed, ClusterError> {
-        let lease = term.lease;
+        let (lease, key, token) = (term.lease, term.key.clone(), term.token);
         let renewed = self.call(timeout, move |shared, mut client| async move {
             let mut keeper = shared.keeper.lock().await;
-            if keeper.as_ref().is_none_or(|(open, _, _)| *open != lease) {
-                let (sender, stream) = client.lease_keep_alive(lease).await.map_err(classify)?;
-                *keeper = Some((lease, sender, stream));
-            }
-            let (_, sender, stream) = keeper.as_mut().expect("set above");
-            let answered = async {
-                sender.keep_alive().await.map_err(classify)?;
-                stream
-                    .message()
+            let answered = match keeper.as_mut() {
+                Some((open, sender, stream)) if *open == lease => {
+                    async {
+                        sender.keep_alive().await.map_err(classify)?;
+                        stream
+                            .message()
+                            .await
+                            .map_err(classify)?
+                            .map(|answer| answer.ttl())
+                            .ok_or_else(|| unavailable("etcd closed the keep-alive stream"))
+                    }
                     .await
-                    .map_err(classify)?
-                    .ok_or_else(|| unavailable("etcd closed the keep-alive stream"))
-            }
-            .await;
-            match answered {
-                Ok(answer) if answer.ttl() > 0 => {
-                    Ok(Renewed::Alive(Duration::from_secs(answer.ttl() as u64)))
                 }
-                Ok(_) => Ok(Renewed::Expired),
+                // Opening the stream renews once and reads the answer (etcd-client's
+                // `lease_keep_alive`); a lease etcd no longer knows is its own error there.
+                _ => match client.lease_keep_alive(lease).await {
+                    Ok((sender, stream)) => {
+                        let ttl = match client.lease_time_to_live(lease, None).await {
+                            Ok(live) => Ok(live.ttl()),
+                            Err(err) => Err(classify(err)),
+                        };
+                        *keeper = Some((lease, sender, stream));
+                        ttl
+                    }
+                    Err(etcd_client::Error::LeaseKeepAliveError(why))
+                        if why.contains("not found") =>
+                    {
+                        Ok(0)
+                    }
+                    Err(err) => Err(classify(err)),
+                },
+            };
+            let ttl = match answered {
+                Ok(ttl) => ttl,
                 Err(err) => {
                     // The stream is in an unknown state: open a new one next time.
                     *keeper = None;
-                    Err(err)
+                    return Err(err);
                 }
+            };
+            if ttl <= 0 {
+                return Ok(Renewed::Expired);
+            }
+            // The key must still be the one this term took: deleted by hand, or taken again
+            // after a revocation, it is no longer ours, whatever the lease says.
+            let held = client
+                .get(key, Some(GetOptions::new().with_keys_only()))
+                .await
+                .map_err(classify)?;
+            match held.kvs().first() {
+                Some(kv) if kv.create_revision() as u64 == token && kv.lease() == lease => {
+                    Ok(Renewed::Alive(Duration::from_secs(ttl as u64)))
+                }
+                _ => Ok(Renewed::Expired),
             }
         });
         if renewed.is_err() {

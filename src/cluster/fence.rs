@@ -70,17 +70,39 @@ impl Fence {
     }
 
     /// Stops acting as leader for good: `holds` is false from here on, then each registered
-    /// reaction runs once, in order, with `why`. The first call wins; later ones do nothing.
+    /// reaction runs once, in order, with `why` (a reaction that panics is cut short; the rest
+    /// still run). The first close wins; later ones do nothing and return false.
     pub(crate) fn fence(&self, why: &str) -> bool {
+        if !self.close() {
+            return false;
+        }
+        let reactions =
+            std::mem::take(&mut *self.on_fence.lock().unwrap_or_else(|e| e.into_inner()));
+        for reaction in reactions {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reaction(why)));
+        }
+        true
+    }
+
+    /// Closes the fence on purpose (a release: the host is stopping, there is no loss to tell):
+    /// as [`fence`](Self::fence), but the reactions are dropped unrun. False if it was closed
+    /// already.
+    pub(crate) fn resign(&self) -> bool {
+        if !self.close() {
+            return false;
+        }
+        self.on_fence
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        true
+    }
+
+    fn close(&self) -> bool {
         if self.fenced.swap(true, Ordering::AcqRel) {
             return false;
         }
         self.until_ns.store(0, Ordering::Release);
-        let reactions =
-            std::mem::take(&mut *self.on_fence.lock().unwrap_or_else(|e| e.into_inner()));
-        for reaction in reactions {
-            reaction(why);
-        }
         true
     }
 
@@ -210,5 +232,31 @@ mod tests {
             counted.fetch_add(1, Ordering::SeqCst);
         });
         assert_eq!(late.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_panicking_reaction_does_not_stop_the_next() {
+        let fence = fence_for(Duration::from_secs(10));
+        let ran = Arc::new(AtomicUsize::new(0));
+        fence.on_fence(|_| panic!("a host's handler panicked"));
+        let counted = Arc::clone(&ran);
+        fence.on_fence(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(fence.fence("lost"));
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn resigning_closes_the_fence_without_running_the_reactions() {
+        let fence = fence_for(Duration::from_secs(10));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&ran);
+        fence.on_fence(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(fence.resign());
+        assert!(!fence.holds() && !fence.fence("later") && !fence.resign());
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
     }
 }

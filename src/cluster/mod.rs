@@ -30,11 +30,9 @@ pub(crate) use session::{Held, campaign, leader_status};
 /// The lease TTL when none is given (`--cluster-ttl`): Kubernetes' default is 15 s, Patroni's
 /// 30 s; 5 s gives a crash failover of about 5 s on a LAN.
 pub const DEFAULT_CLUSTER_TTL: Duration = Duration::from_secs(5);
-/// The shortest TTL accepted. The renew deadline leaves a third of the TTL as margin, and that
-/// margin must cover etcd's election timeout (1 s by default): an etcd leader cut off from its
-/// peers goes on renewing leases until it notices, for up to that long, while the rest of the
-/// cluster may already have elected a new leader (which restarts every lease's full TTL when it
-/// takes over). With 3 s the margin is 1 s.
+/// The shortest TTL accepted. Shorter leases would make the leader fence itself on ordinary
+/// etcd leader elections (1 to 2 s with etcd's defaults, during which renewals fail: the renew
+/// deadline is 2 s at this TTL), and etcd's own minimum lease is 1.5 × its election timeout.
 pub const MIN_CLUSTER_TTL: Duration = Duration::from_secs(3);
 /// Every key of ours in the store starts with this.
 pub const KEY_PREFIX: &str = "/openclaw/gateway/";
@@ -131,8 +129,9 @@ impl ClusterOptions {
     }
 
     /// A flag that, once set, ends a standby's wait with
-    /// [`GatewayLockError::Cancelled`](crate::GatewayLockError) within about 250 ms (a service
-    /// stopped while it stands by).
+    /// [`GatewayLockError::Cancelled`](crate::GatewayLockError) within about 250 ms, or once a
+    /// call to the store in flight ends (at most the TTL, and 5 s): a service stopped while it
+    /// stands by.
     pub fn cancel_on(mut self, flag: Arc<AtomicBool>) -> Self {
         self.cancel = Some(flag);
         self
@@ -243,6 +242,8 @@ pub struct ClusterStatus {
 /// A lease held in the store: what a backend needs to renew or give it up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Term {
+    /// The key held.
+    pub key: String,
     /// The store's lease id.
     pub lease: i64,
     /// The fencing token: a number that grows with every new leader of any key in the store.
@@ -260,6 +261,8 @@ pub enum Attempt {
         claim: Vec<u8>,
         /// Its fencing token.
         token: u64,
+        /// Its lease (a claim of our own left by an attempt cut off mid-way is given up by it).
+        lease: i64,
         /// The store revision the answer was read at: a change after it is worth a new try.
         revision: i64,
     },
@@ -270,7 +273,8 @@ pub enum Attempt {
 pub enum Renewed {
     /// The lease lives on; the store gives it this long from now.
     Alive(Duration),
-    /// The store no longer knows the lease: it expired or was revoked.
+    /// The store no longer knows the lease (it expired or was revoked), or the key is no
+    /// longer the one this term took (deleted, or taken again by another).
     Expired,
 }
 
@@ -281,7 +285,7 @@ pub enum ClusterError {
     /// quorum. Worth retrying.
     Unavailable(String),
     /// The store answered with a refusal that retrying will not change (auth, permissions, a
-    /// malformed request).
+    /// malformed request). Final: never retried.
     Refused(String),
 }
 
@@ -314,7 +318,7 @@ pub trait ClusterBackend: Send + Sync {
         revision: i64,
         timeout: Duration,
     ) -> Result<bool, ClusterError>;
-    /// Renews the lease once.
+    /// Renews the lease once, and checks that the key is still the one the term took.
     fn renew(&self, term: &Term, timeout: Duration) -> Result<Renewed, ClusterError>;
     /// Gives the lease up (its key goes with it).
     fn resign(&self, term: &Term, timeout: Duration) -> Result<(), ClusterError>;

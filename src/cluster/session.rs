@@ -1,8 +1,7 @@
 //! The campaign, the leader's renewals and self-fencing, and the resignation.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -40,9 +39,10 @@ fn unix_ms(at: SystemTime) -> u64 {
 }
 
 fn unavailable(store: &str, err: &ClusterError) -> GatewayLockError {
-    GatewayLockError::ClusterUnavailable {
-        store: store.to_owned(),
-        detail: err.to_string(),
+    let (store, detail) = (store.to_owned(), err.to_string());
+    match err {
+        ClusterError::Refused(_) => GatewayLockError::ClusterRefused { store, detail },
+        ClusterError::Unavailable(_) => GatewayLockError::ClusterUnavailable { store, detail },
     }
 }
 
@@ -57,6 +57,8 @@ fn parse_leader(claim: &[u8], token: u64) -> ClusterLeader {
             fencing_token: token,
         });
     leader.fencing_token = token;
+    // A claim is anyone's to write: keep its time printable (9999-12-31T23:59:59Z at most).
+    leader.since_ms = leader.since_ms.min(253_402_300_799_000);
     leader
 }
 
@@ -66,7 +68,8 @@ pub(crate) struct Held {
     term: Term,
     fence: Arc<Fence>,
     stop: Arc<(Mutex<bool>, Condvar)>,
-    renewer: Option<JoinHandle<()>>,
+    /// Set by the renewal thread once it revoked the lease after fencing.
+    resigned: Arc<AtomicBool>,
     logger: Logger,
 }
 
@@ -98,11 +101,13 @@ impl Drop for Held {
             *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
             wake.notify_all();
         }
-        if let Some(renewer) = self.renewer.take() {
-            let _ = renewer.join();
-        }
-        // A fence closed by the renewal thread was followed by its own resignation.
-        if !self.fence.fence("the gateway resigned its leadership") {
+        // The renewal thread is not waited for: a renewal in flight must not hold up the
+        // hand-over, and a host may release from the fence's reaction on that very thread. It
+        // ends at its next wake-up, and can no longer reopen the fence.
+        let was_open = self.fence.resign();
+        // Fenced before, the renewal thread revoked the lease, unless the store did not answer
+        // then: try again now.
+        if !was_open && self.resigned.load(Ordering::Acquire) {
             return;
         }
         match self.backend.resign(&self.term, RESIGN_TIMEOUT) {
@@ -155,8 +160,9 @@ pub(crate) fn campaign(
         let sent = clock::now_ns();
         let attempt = match backend.try_campaign(&key, &claim, options.ttl, op_timeout) {
             Ok(attempt) => attempt,
-            // Never reached: a wrong endpoint or a store that is down. Say so at once.
-            Err(err) if !reached || options.wait.is_none() => {
+            // A refusal is final; never reached: a wrong endpoint or a store that is down.
+            // Either way, say so at once.
+            Err(err) if !reached || options.wait.is_none() || is_refusal(&err) => {
                 return Err(unavailable(&store, &err));
             }
             Err(err) => {
@@ -181,35 +187,56 @@ pub(crate) fn campaign(
                     ),
                 );
                 let stop = Arc::new((Mutex::new(false), Condvar::new()));
-                let renewer = {
-                    let backend = Arc::clone(&backend);
-                    let term = term.clone();
-                    let fence = Arc::clone(&fence);
-                    let stop = Arc::clone(&stop);
-                    let logger = logger.clone();
-                    let (interval, deadline) = (options.renew_interval(), options.renew_deadline());
-                    std::thread::Builder::new()
-                        .name("gateway-cluster-renew".into())
-                        .spawn(move || {
-                            renew_loop(&*backend, &term, &fence, &stop, interval, deadline, &logger)
-                        })
-                        .map_err(GatewayLockError::Runtime)?
+                let resigned = Arc::new(AtomicBool::new(false));
+                let held = Held {
+                    backend: Arc::clone(&backend),
+                    term: term.clone(),
+                    fence: Arc::clone(&fence),
+                    stop: Arc::clone(&stop),
+                    resigned: Arc::clone(&resigned),
+                    logger: logger.clone(),
                 };
-                return Ok(Held {
+                let renewal = Renewal {
                     backend,
                     term,
                     fence,
                     stop,
-                    renewer: Some(renewer),
+                    resigned,
+                    interval: options.renew_interval(),
+                    deadline: options.renew_deadline(),
                     logger: logger.clone(),
-                });
+                };
+                // Without its renewal thread the term cannot last: `held` resigns on the way out.
+                std::thread::Builder::new()
+                    .name("gateway-cluster-renew".into())
+                    .spawn(move || renewal.run())
+                    .map_err(GatewayLockError::Runtime)?;
+                return Ok(held);
             }
             Attempt::Held {
                 claim,
                 token,
+                lease,
                 revision,
             } => {
                 let leader = parse_leader(&claim, token);
+                // Our own claim, from an attempt whose answer was cut off by its timeout after
+                // the transaction committed: give that lease up and try again.
+                if leader.owner_id == owner_id {
+                    let orphan = Term {
+                        key: key.clone(),
+                        lease,
+                        token,
+                    };
+                    if let Err(err) = backend.resign(&orphan, op_timeout) {
+                        logger.log(
+                            LogLevel::Warn,
+                            &format!("cluster {name}: could not give up a claim of ours left by a cut-off attempt ({err}); it expires with its lease"),
+                        );
+                        wait_or_give_up(options, give_up, STANDBY_SLICE)?;
+                    }
+                    continue;
+                }
                 let refusal = || GatewayLockError::ClusterLeaderElsewhere {
                     cluster: name.clone(),
                     leader: leader.clone(),
@@ -228,7 +255,9 @@ pub(crate) fn campaign(
                     last_leader = Some(leader.owner_id.clone());
                 }
                 // Watch the key in slices (to see a cancel or the end of the wait in time)
-                // until the holder's key goes; only then campaign again.
+                // until the holder's key goes; only then campaign again. Once a TTL without an
+                // event, read the key too, in case the watch misses what it should see.
+                let mut looked = Instant::now();
                 loop {
                     let slice = match give_up {
                         Some(at) => {
@@ -257,10 +286,22 @@ pub(crate) fn campaign(
                     if cancelled(options) {
                         return Err(GatewayLockError::Cancelled);
                     }
+                    if looked.elapsed() >= options.ttl {
+                        looked = Instant::now();
+                        match backend.leader(&key, op_timeout) {
+                            Ok(Some((_, holder))) if holder == token => {}
+                            // Gone or taken over, or the store does not answer: campaign.
+                            _ => break,
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+fn is_refusal(err: &ClusterError) -> bool {
+    matches!(err, ClusterError::Refused(_))
 }
 
 fn cancelled(options: &ClusterOptions) -> bool {
@@ -270,7 +311,8 @@ fn cancelled(options: &ClusterOptions) -> bool {
         .is_some_and(|flag| flag.load(Ordering::Acquire))
 }
 
-/// Sleeps `pause`, unless cancelled or out of time first.
+/// Sleeps `pause`, unless cancelled or out of time first (looking at the cancel flag every
+/// [`STANDBY_SLICE`]).
 fn wait_or_give_up(
     options: &ClusterOptions,
     give_up: Option<Instant>,
@@ -279,84 +321,109 @@ fn wait_or_give_up(
     let pause = give_up.map_or(pause, |at| {
         pause.min(at.saturating_duration_since(Instant::now()))
     });
-    std::thread::sleep(pause);
-    if cancelled(options) {
-        return Err(GatewayLockError::Cancelled);
+    let until = Instant::now() + pause;
+    loop {
+        if cancelled(options) {
+            return Err(GatewayLockError::Cancelled);
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(STANDBY_SLICE));
     }
-    Ok(())
 }
 
-/// The leader's loop: renew every `interval`; the fence's deadline moves to `deadline` after
-/// each successful renewal's *sending*. Past the deadline, or when the store says the lease is
-/// gone, fence, then revoke what may be left of the lease.
-fn renew_loop(
-    backend: &dyn ClusterBackend,
-    term: &Term,
-    fence: &Fence,
-    stop: &(Mutex<bool>, Condvar),
+/// What the leader's renewal thread needs.
+struct Renewal {
+    backend: Arc<dyn ClusterBackend>,
+    term: Term,
+    fence: Arc<Fence>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    resigned: Arc<AtomicBool>,
     interval: Duration,
     deadline: Duration,
-    logger: &Logger,
-) {
-    let (stopped, wake) = stop;
-    let mut next = interval;
-    loop {
-        // Sleep until the next renewal, but never past the deadline.
-        let left = fence.left();
-        let nap = next.min(left);
-        {
-            let guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-            let (guard, _) = wake
-                .wait_timeout_while(guard, nap, |stopped| !*stopped)
-                .unwrap_or_else(|e| e.into_inner());
-            if *guard {
+    logger: Logger,
+}
+
+impl Renewal {
+    fn stopped(&self) -> bool {
+        *self.stop.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The leader's loop: renew every `interval`; the fence's deadline moves to `deadline`
+    /// after each successful renewal's *sending*. Past the deadline, or when the store says
+    /// the lease or the key is gone, fence, then revoke what may be left of the lease. A stop
+    /// (the lock released) ends it quietly: the release resigns.
+    fn run(self) {
+        let (stopped, wake) = &*self.stop;
+        let fence = &*self.fence;
+        let mut next = self.interval;
+        let why = loop {
+            // Sleep until the next renewal, but never past the deadline.
+            let nap = next.min(fence.left());
+            {
+                let guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
+                let (guard, _) = wake
+                    .wait_timeout_while(guard, nap, |stopped| !*stopped)
+                    .unwrap_or_else(|e| e.into_inner());
+                if *guard {
+                    return;
+                }
+            }
+            let sent = clock::now_ns();
+            if sent >= fence.until_ns() {
+                break "the lease was not renewed within the renew deadline";
+            }
+            let budget =
+                Duration::from_nanos(fence.until_ns().saturating_sub(sent)).min(self.interval * 2);
+            let renewed = self.backend.renew(&self.term, budget);
+            if self.stopped() {
                 return;
             }
-        }
-        let sent = clock::now_ns();
-        if sent >= fence.until_ns() {
-            fence.fence("the lease was not renewed within the renew deadline");
-            break;
-        }
-        let budget = Duration::from_nanos(fence.until_ns().saturating_sub(sent)).min(interval * 2);
-        match backend.renew(term, budget) {
-            Ok(Renewed::Alive(granted)) => {
-                // The store's remaining TTL bounds the deadline too (a lease restored short).
-                let hold = deadline.min(granted * 2 / 3);
-                fence.extend(sent.saturating_add(hold.as_nanos() as u64));
-                next = interval;
+            match renewed {
+                Ok(Renewed::Alive(granted)) => {
+                    // The store's remaining TTL bounds the deadline too (a lease restored
+                    // short).
+                    let hold = self.deadline.min(granted * 2 / 3);
+                    fence.extend(sent.saturating_add(hold.as_nanos() as u64));
+                    next = self.interval;
+                }
+                Ok(Renewed::Expired) => {
+                    break "the store says the lease expired or the key is no longer this gateway's";
+                }
+                Err(err) => {
+                    self.logger.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "cluster {}: renewing the lease failed ({err}); {} ms left before this gateway stops serving",
+                            fence.cluster(),
+                            fence.left().as_millis()
+                        ),
+                    );
+                    next = self.interval / 4;
+                }
             }
-            Ok(Renewed::Expired) => {
-                fence.fence("the store says the lease expired");
-                break;
+            if clock::now_ns() >= fence.until_ns() {
+                break "the lease was not renewed within the renew deadline";
             }
-            Err(err) => {
-                logger.log(
-                    LogLevel::Warn,
-                    &format!(
-                        "cluster {}: renewing the lease failed ({err}); {} ms left before this gateway stops serving",
-                        fence.cluster(),
-                        fence.left().as_millis()
-                    ),
-                );
-                next = interval / 4;
-            }
+        };
+        if !fence.fence(why) {
+            return; // Released meanwhile: the release resigns.
         }
-        if clock::now_ns() >= fence.until_ns() {
-            fence.fence("the lease was not renewed within the renew deadline");
-            break;
+        self.logger.log(
+            LogLevel::Warn,
+            &format!(
+                "cluster {}: this gateway stopped serving as leader ({why}; fencing token {}); a standby may take over",
+                fence.cluster(),
+                fence.token()
+            ),
+        );
+        // What is left of the lease goes, so a standby need not wait for it to expire.
+        if self.backend.resign(&self.term, RESIGN_TIMEOUT).is_ok() {
+            self.resigned.store(true, Ordering::Release);
         }
     }
-    logger.log(
-        LogLevel::Warn,
-        &format!(
-            "cluster {}: this gateway stopped serving as leader (fencing token {}); a standby may take over",
-            fence.cluster(),
-            fence.token()
-        ),
-    );
-    // What is left of the lease goes, so a standby need not wait for it to expire.
-    let _ = backend.resign(term, RESIGN_TIMEOUT);
 }
 
 /// The cluster's leader as the store says, for `status`: reads, takes no part.

@@ -149,7 +149,8 @@ impl gw_result {
                 Self::GW_ERR_RUNTIME
             }
             GatewayLockError::ClusterLeaderElsewhere { .. } => Self::GW_ERR_CLUSTER_LEADER,
-            GatewayLockError::ClusterUnavailable { .. } => Self::GW_ERR_CLUSTER_UNAVAILABLE,
+            GatewayLockError::ClusterUnavailable { .. }
+            | GatewayLockError::ClusterRefused { .. } => Self::GW_ERR_CLUSTER_UNAVAILABLE,
             GatewayLockError::Cancelled => Self::GW_ERR_CANCELLED,
         }
     }

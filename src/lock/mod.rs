@@ -249,9 +249,14 @@ impl GatewayLock {
         self.cluster.as_ref().map(|held| Arc::clone(held.fence()))
     }
 
-    /// True once the periodic re-check found a lock file deleted or replaced.
+    /// True once the periodic re-check found a lock file deleted or replaced, or, in cluster
+    /// mode, once this gateway fenced itself (its leadership lost).
     pub fn is_lost(&self) -> bool {
         self.watch.as_ref().is_some_and(LockWatch::is_lost)
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|held| held.fence().is_fenced())
     }
 
     /// Calls `on_lost` once, from the re-check thread, when a lock file is deleted or replaced
