@@ -22,12 +22,18 @@ use gateway::{
 use serde_json::json;
 use wsclient::{Client, connect_params};
 
+/// The lease of the tests that wait for a fence: the shortest there is.
 const TTL: Duration = Duration::from_secs(3);
+/// The lease of the tests that never wait one out (a release revokes it at once): long, so a
+/// loaded machine cannot miss a renew deadline, which would fence the leader mid-test.
+const LONG_TTL: Duration = Duration::from_secs(30);
 /// etcd's election timeout as tests/common/etcd.rs starts it.
 const ETCD_ELECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn cluster(etcd: &EtcdCluster, name: &str) -> ClusterOptions {
-    ClusterOptions::etcd(etcd.endpoints()).name(name).ttl(TTL)
+    ClusterOptions::etcd(etcd.endpoints())
+        .name(name)
+        .ttl(LONG_TTL)
 }
 
 #[test]
@@ -172,7 +178,12 @@ fn an_unreachable_store_is_refused_naming_it_and_nothing_is_held() {
 fn a_served_leader_fences_itself_when_it_cannot_renew() {
     let mut etcd = EtcdCluster::start(3);
     let a = TestEnv::new();
-    let lock = GatewayLock::acquire(&a.options().port(0).cluster(cluster(&etcd, "fence"))).unwrap();
+    let lock = GatewayLock::acquire(
+        &a.options()
+            .port(0)
+            .cluster(cluster(&etcd, "fence").ttl(TTL)),
+    )
+    .unwrap();
     let leadership = lock.leadership().unwrap();
     let told = Arc::new(Mutex::new(Vec::new()));
     let on_state = {
@@ -298,8 +309,12 @@ fn a_graceful_stop_tells_stopped_and_no_loss() {
 fn shutting_down_from_the_leadership_lost_callback_releases_everything() {
     let mut etcd = EtcdCluster::start(3);
     let a = TestEnv::new();
-    let lock =
-        GatewayLock::acquire(&a.options().port(0).cluster(cluster(&etcd, "inside"))).unwrap();
+    let lock = GatewayLock::acquire(
+        &a.options()
+            .port(0)
+            .cluster(cluster(&etcd, "inside").ttl(TTL)),
+    )
+    .unwrap();
     let slot: Arc<Mutex<Option<Gateway>>> = Arc::new(Mutex::new(None));
     let (done_tx, done) = std::sync::mpsc::channel();
     let on_state = {
@@ -460,8 +475,12 @@ fn past_the_deadline_nothing_is_answered_as_leader_even_before_the_fence_closes(
 fn a_leader_whose_key_is_deleted_fences_itself_at_its_next_renewal() {
     let etcd = EtcdCluster::start(1);
     let a = TestEnv::new();
-    let lock =
-        GatewayLock::acquire(&a.options().port(0).cluster(cluster(&etcd, "deleted"))).unwrap();
+    let lock = GatewayLock::acquire(
+        &a.options()
+            .port(0)
+            .cluster(cluster(&etcd, "deleted").ttl(TTL)),
+    )
+    .unwrap();
     let leadership = lock.leadership().unwrap();
     etcd.etcdctl(&["del", "/openclaw/gateway/deleted"]);
     let deleted = Instant::now();

@@ -49,7 +49,10 @@ static gateway::Options host_options(const fs::path &dir, const char *etcd, cons
         .port(next_test_port())
         .timeout(300ms)
         .cluster_etcd(std::vector<std::string>{etcd})
-        .cluster_name(cluster);
+        .cluster_name(cluster)
+        // Long: no case waits a lease out, and a loaded machine under valgrind must not miss a
+        // renew deadline (which fences the leader) mid-case.
+        .cluster_ttl(std::chrono::seconds(30));
     return options;
 }
 

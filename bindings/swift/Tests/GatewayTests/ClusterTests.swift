@@ -13,7 +13,9 @@ final class ClusterTests: XCTestCase {
                      cancel: GatewayCancel? = nil) throws -> GatewayOptions {
         GatewayOptions(
             port: 0, stateDirectory: try temporaryStateDirectory(), timeout: .milliseconds(300),
-            cluster: GatewayCluster(etcd: endpoints, name: name, wait: wait, cancel: cancel))
+            // A long lease: no case waits one out, and a loaded machine must not miss a renew
+            // deadline (which fences the leader) mid-case.
+            cluster: GatewayCluster(etcd: endpoints, name: name, ttl: .seconds(30), wait: wait, cancel: cancel))
     }
 
     func etcd() throws -> [String] {
