@@ -8,6 +8,7 @@
 //! against Debian 12's `etcd-server` 3.4.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +31,13 @@ pub(crate) struct EtcdBackend {
 struct Shared {
     endpoints: Vec<String>,
     connect: ConnectOptions,
-    client: Mutex<Option<Client>>,
+    /// One client per member, connected when first used. Calls go to the member that last
+    /// answered and move on to the next at once when it does not: a balanced channel over all
+    /// members kept sending a share of the calls to a member that was gone, and a leader lost
+    /// its lease to connection errors while two members of three were fine.
+    clients: Vec<Mutex<Option<Client>>>,
+    /// The member calls go to first.
+    preferred: AtomicUsize,
     /// The open keep-alive stream of the lease being renewed, reused from one renewal to the
     /// next.
     keeper: tokio::sync::Mutex<Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>>,
@@ -96,21 +103,23 @@ impl EtcdBackend {
         Ok(Self {
             runtime: Some(runtime),
             shared: Arc::new(Shared {
+                clients: endpoints.iter().map(|_| Mutex::new(None)).collect(),
+                preferred: AtomicUsize::new(0),
                 endpoints,
                 connect,
-                client: Mutex::new(None),
                 keeper: tokio::sync::Mutex::new(None),
                 watch: tokio::sync::Mutex::new(None),
             }),
         })
     }
 
-    /// Runs `op` with a connected client on the backend's runtime, for at most `timeout`, and
-    /// waits for it here.
+    /// Runs `op` on the backend's runtime with a client of one member, for at most `timeout`
+    /// in all, and waits for it here. A member that fails or does not answer in its share of
+    /// the time is left for the next one (a refusal is final: every member would say the same).
     fn call<T, F, Fut>(&self, timeout: Duration, op: F) -> Result<T, ClusterError>
     where
         T: Send + 'static,
-        F: FnOnce(Arc<Shared>, Client) -> Fut + Send + 'static,
+        F: Fn(Arc<Shared>, Client) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, ClusterError>> + Send,
     {
         let Some(runtime) = &self.runtime else {
@@ -119,18 +128,46 @@ impl EtcdBackend {
         let shared = Arc::clone(&self.shared);
         let (done, outcome) = std::sync::mpsc::sync_channel(1);
         runtime.spawn(async move {
-            let answer = tokio::time::timeout(timeout, async {
-                let client = shared.client().await?;
-                op(shared, client).await
-            })
-            .await
-            .unwrap_or_else(|_| {
-                Err(unavailable(format!(
-                    "{NO_ANSWER} within {} ms",
-                    timeout.as_millis()
-                )))
-            });
-            let _ = done.send(answer);
+            let deadline = tokio::time::Instant::now() + timeout;
+            let members = shared.endpoints.len();
+            let first = shared.preferred.load(Ordering::Relaxed);
+            let mut failure = unavailable(format!("{NO_ANSWER} within {} ms", timeout.as_millis()));
+            for tried in 0..members {
+                let member = (first + tried) % members;
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                // Its share of what is left, so that the others can still be tried.
+                let share = left / (members - tried) as u32;
+                let attempt = tokio::time::timeout(share, async {
+                    let client = shared.client(member).await?;
+                    op(Arc::clone(&shared), client).await
+                })
+                .await;
+                match attempt {
+                    Ok(Ok(answer)) => {
+                        shared.preferred.store(member, Ordering::Relaxed);
+                        let _ = done.send(Ok(answer));
+                        return;
+                    }
+                    Ok(Err(refused @ ClusterError::Refused(_))) => {
+                        let _ = done.send(Err(refused));
+                        return;
+                    }
+                    Ok(Err(err)) => failure = err,
+                    Err(_) => {
+                        failure =
+                            unavailable(format!("{NO_ANSWER} within {} ms", timeout.as_millis()))
+                    }
+                }
+                // The streams may be on that member's connection: open new ones next time.
+                shared.forget_streams();
+                shared
+                    .preferred
+                    .store((member + 1) % members, Ordering::Relaxed);
+            }
+            let _ = done.send(Err(failure));
         });
         outcome
             .recv()
@@ -139,20 +176,29 @@ impl EtcdBackend {
 }
 
 impl Shared {
-    async fn client(&self) -> Result<Client, ClusterError> {
-        if let Some(client) = self
-            .client
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
+    async fn client(&self, member: usize) -> Result<Client, ClusterError> {
+        let slot = &self.clients[member];
+        if let Some(client) = slot.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(client);
         }
-        let client = Client::connect(&self.endpoints, Some(self.connect.clone()))
-            .await
-            .map_err(classify)?;
-        *self.client.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
+        let client = Client::connect(
+            [self.endpoints[member].as_str()],
+            Some(self.connect.clone()),
+        )
+        .await
+        .map_err(classify)?;
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(client.clone());
         Ok(client)
+    }
+
+    /// Drops the open keep-alive and watch streams (when no call holds them).
+    fn forget_streams(&self) {
+        if let Ok(mut keeper) = self.keeper.try_lock() {
+            *keeper = None;
+        }
+        if let Ok(mut watch) = self.watch.try_lock() {
+            *watch = None;
+        }
     }
 }
 
@@ -165,58 +211,61 @@ impl ClusterBackend for EtcdBackend {
         timeout: Duration,
     ) -> Result<Attempt, ClusterError> {
         let (key, claim) = (key.to_owned(), claim.to_vec());
-        self.call(timeout, move |_, mut client| async move {
-            let lease = client
-                .lease_grant(ttl.as_secs() as i64, None)
-                .await
-                .map_err(classify)?
-                .id();
-            let txn = Txn::new()
-                .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-                .and_then([TxnOp::put(
-                    key.as_str(),
-                    claim,
-                    Some(PutOptions::new().with_lease(lease)),
-                )])
-                .or_else([TxnOp::get(key.as_str(), None)]);
-            let answer = match client.txn(txn).await {
-                Ok(answer) => answer,
-                Err(err) => {
-                    // The put may or may not have happened; a lease of ours left behind would
-                    // hold the key for a TTL with nobody serving, so give it up.
-                    let _ = client.lease_revoke(lease).await;
-                    return Err(classify(err));
+        self.call(timeout, move |_, mut client| {
+            let (key, claim) = (key.clone(), claim.clone());
+            async move {
+                let lease = client
+                    .lease_grant(ttl.as_secs() as i64, None)
+                    .await
+                    .map_err(classify)?
+                    .id();
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(
+                        key.as_str(),
+                        claim,
+                        Some(PutOptions::new().with_lease(lease)),
+                    )])
+                    .or_else([TxnOp::get(key.as_str(), None)]);
+                let answer = match client.txn(txn).await {
+                    Ok(answer) => answer,
+                    Err(err) => {
+                        // The put may or may not have happened; a lease of ours left behind would
+                        // hold the key for a TTL with nobody serving, so give it up.
+                        let _ = client.lease_revoke(lease).await;
+                        return Err(classify(err));
+                    }
+                };
+                let revision = answer.header().map_or(0, |h| h.revision());
+                if answer.succeeded() {
+                    return Ok(Attempt::Won(Term {
+                        key,
+                        lease,
+                        token: revision as u64,
+                    }));
                 }
-            };
-            let revision = answer.header().map_or(0, |h| h.revision());
-            if answer.succeeded() {
-                return Ok(Attempt::Won(Term {
-                    key,
-                    lease,
-                    token: revision as u64,
-                }));
+                let _ = client.lease_revoke(lease).await;
+                let holder = answer.op_responses().into_iter().find_map(|op| match op {
+                    TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+                    _ => None,
+                });
+                Ok(match holder {
+                    Some(kv) => Attempt::Held {
+                        claim: kv.value().to_vec(),
+                        token: kv.create_revision() as u64,
+                        lease: kv.lease(),
+                        revision,
+                    },
+                    // Deleted between the compare and the get: both ran at one revision, so this
+                    // cannot be; try again.
+                    None => Attempt::Held {
+                        claim: Vec::new(),
+                        token: 0,
+                        lease: 0,
+                        revision,
+                    },
+                })
             }
-            let _ = client.lease_revoke(lease).await;
-            let holder = answer.op_responses().into_iter().find_map(|op| match op {
-                TxnOpResponse::Get(get) => get.kvs().first().cloned(),
-                _ => None,
-            });
-            Ok(match holder {
-                Some(kv) => Attempt::Held {
-                    claim: kv.value().to_vec(),
-                    token: kv.create_revision() as u64,
-                    lease: kv.lease(),
-                    revision,
-                },
-                // Deleted between the compare and the get: both ran at one revision, so this
-                // cannot be; try again.
-                None => Attempt::Held {
-                    claim: Vec::new(),
-                    token: 0,
-                    lease: 0,
-                    revision,
-                },
-            })
         })
     }
 
@@ -230,9 +279,9 @@ impl ClusterBackend for EtcdBackend {
         // Opening the watch has a budget of its own, and only the wait after it is the slice:
         // a slice shorter than one round trip to the store would otherwise cut every opening
         // off, and the standby would never see the leader go.
-        let waited = self.call(
-            WATCH_OPEN_TIMEOUT + timeout,
-            move |shared, mut client| async move {
+        let waited = self.call(WATCH_OPEN_TIMEOUT + timeout, move |shared, mut client| {
+            let key = key.clone();
+            async move {
                 let mut open = shared.watch.lock().await;
                 if open
                     .as_ref()
@@ -284,8 +333,8 @@ impl ClusterBackend for EtcdBackend {
                         changed
                     }
                 }
-            },
-        );
+            }
+        });
         match waited {
             // The opening itself was cut off by the call's budget: nothing seen.
             Err(ClusterError::Unavailable(why)) if why.starts_with(NO_ANSWER) => Ok(false),
@@ -295,62 +344,65 @@ impl ClusterBackend for EtcdBackend {
 
     fn renew(&self, term: &Term, timeout: Duration) -> Result<Renewed, ClusterError> {
         let (lease, key, token) = (term.lease, term.key.clone(), term.token);
-        let renewed = self.call(timeout, move |shared, mut client| async move {
-            let mut keeper = shared.keeper.lock().await;
-            let answered = match keeper.as_mut() {
-                Some((open, sender, stream)) if *open == lease => {
-                    async {
-                        sender.keep_alive().await.map_err(classify)?;
-                        stream
-                            .message()
-                            .await
-                            .map_err(classify)?
-                            .map(|answer| answer.ttl())
-                            .ok_or_else(|| unavailable("etcd closed the keep-alive stream"))
+        let renewed = self.call(timeout, move |shared, mut client| {
+            let key = key.clone();
+            async move {
+                let mut keeper = shared.keeper.lock().await;
+                let answered = match keeper.as_mut() {
+                    Some((open, sender, stream)) if *open == lease => {
+                        async {
+                            sender.keep_alive().await.map_err(classify)?;
+                            stream
+                                .message()
+                                .await
+                                .map_err(classify)?
+                                .map(|answer| answer.ttl())
+                                .ok_or_else(|| unavailable("etcd closed the keep-alive stream"))
+                        }
+                        .await
                     }
+                    // Opening the stream renews once and reads the answer (etcd-client's
+                    // `lease_keep_alive`); a lease etcd no longer knows is its own error there.
+                    _ => match client.lease_keep_alive(lease).await {
+                        Ok((sender, stream)) => {
+                            let ttl = match client.lease_time_to_live(lease, None).await {
+                                Ok(live) => Ok(live.ttl()),
+                                Err(err) => Err(classify(err)),
+                            };
+                            *keeper = Some((lease, sender, stream));
+                            ttl
+                        }
+                        Err(etcd_client::Error::LeaseKeepAliveError(why))
+                            if why.contains("not found") =>
+                        {
+                            Ok(0)
+                        }
+                        Err(err) => Err(classify(err)),
+                    },
+                };
+                let ttl = match answered {
+                    Ok(ttl) => ttl,
+                    Err(err) => {
+                        // The stream is in an unknown state: open a new one next time.
+                        *keeper = None;
+                        return Err(err);
+                    }
+                };
+                if ttl <= 0 {
+                    return Ok(Renewed::Expired);
+                }
+                // The key must still be the one this term took: deleted by hand, or taken again
+                // after a revocation, it is no longer ours, whatever the lease says.
+                let held = client
+                    .get(key, Some(GetOptions::new().with_keys_only()))
                     .await
-                }
-                // Opening the stream renews once and reads the answer (etcd-client's
-                // `lease_keep_alive`); a lease etcd no longer knows is its own error there.
-                _ => match client.lease_keep_alive(lease).await {
-                    Ok((sender, stream)) => {
-                        let ttl = match client.lease_time_to_live(lease, None).await {
-                            Ok(live) => Ok(live.ttl()),
-                            Err(err) => Err(classify(err)),
-                        };
-                        *keeper = Some((lease, sender, stream));
-                        ttl
+                    .map_err(classify)?;
+                match held.kvs().first() {
+                    Some(kv) if kv.create_revision() as u64 == token && kv.lease() == lease => {
+                        Ok(Renewed::Alive(Duration::from_secs(ttl as u64)))
                     }
-                    Err(etcd_client::Error::LeaseKeepAliveError(why))
-                        if why.contains("not found") =>
-                    {
-                        Ok(0)
-                    }
-                    Err(err) => Err(classify(err)),
-                },
-            };
-            let ttl = match answered {
-                Ok(ttl) => ttl,
-                Err(err) => {
-                    // The stream is in an unknown state: open a new one next time.
-                    *keeper = None;
-                    return Err(err);
+                    _ => Ok(Renewed::Expired),
                 }
-            };
-            if ttl <= 0 {
-                return Ok(Renewed::Expired);
-            }
-            // The key must still be the one this term took: deleted by hand, or taken again
-            // after a revocation, it is no longer ours, whatever the lease says.
-            let held = client
-                .get(key, Some(GetOptions::new().with_keys_only()))
-                .await
-                .map_err(classify)?;
-            match held.kvs().first() {
-                Some(kv) if kv.create_revision() as u64 == token && kv.lease() == lease => {
-                    Ok(Renewed::Alive(Duration::from_secs(ttl as u64)))
-                }
-                _ => Ok(Renewed::Expired),
             }
         });
         if renewed.is_err() {
@@ -380,12 +432,15 @@ impl ClusterBackend for EtcdBackend {
 
     fn leader(&self, key: &str, timeout: Duration) -> Result<Option<(Vec<u8>, u64)>, ClusterError> {
         let key = key.to_owned();
-        self.call(timeout, move |_, mut client| async move {
-            let answer = client.get(key, None).await.map_err(classify)?;
-            Ok(answer
-                .kvs()
-                .first()
-                .map(|kv| (kv.value().to_vec(), kv.create_revision() as u64)))
+        self.call(timeout, move |_, mut client| {
+            let key = key.clone();
+            async move {
+                let answer = client.get(key, None).await.map_err(classify)?;
+                Ok(answer
+                    .kvs()
+                    .first()
+                    .map(|kv| (kv.value().to_vec(), kv.create_revision() as u64)))
+            }
         })
     }
 }
