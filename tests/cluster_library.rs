@@ -185,11 +185,7 @@ fn a_served_leader_fences_itself_when_it_cannot_renew() {
     )
     .unwrap();
     let leadership = lock.leadership().unwrap();
-    let told = Arc::new(Mutex::new(Vec::new()));
-    let on_state = {
-        let told = Arc::clone(&told);
-        StateHandler::new(move |state| told.lock().unwrap().push((Instant::now(), state.clone())))
-    };
+    let (on_state, told) = recorder();
     let gateway = Gateway::serve(
         lock,
         ServeOptions {
@@ -220,13 +216,13 @@ fn a_served_leader_fences_itself_when_it_cannot_renew() {
         told.lock()
             .unwrap()
             .iter()
-            .any(|(_, s)| matches!(s, GatewayState::LeadershipLost { .. }))
+            .any(|s| matches!(s, GatewayState::LeadershipLost { .. }))
     }));
     let lost = told
         .lock()
         .unwrap()
         .iter()
-        .find_map(|(_, s)| match s {
+        .find_map(|s| match s {
             GatewayState::LeadershipLost {
                 cluster,
                 fencing_token,

@@ -38,7 +38,8 @@ fn unix_ms(at: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn unavailable(store: &str, err: &ClusterError) -> GatewayLockError {
+/// The error a store failure gives the host: a refusal, or a store that did not answer.
+fn store_error(store: &str, err: &ClusterError) -> GatewayLockError {
     let (store, detail) = (store.to_owned(), err.to_string());
     match err {
         ClusterError::Refused(_) => GatewayLockError::ClusterRefused { store, detail },
@@ -163,7 +164,7 @@ pub(crate) fn campaign(
             // A refusal is final; never reached: a wrong endpoint or a store that is down.
             // Either way, say so at once.
             Err(err) if !reached || options.wait.is_none() || is_refusal(&err) => {
-                return Err(unavailable(&store, &err));
+                return Err(store_error(&store, &err));
             }
             Err(err) => {
                 logger.log(
@@ -437,7 +438,7 @@ pub(crate) fn leader_status(options: &ClusterOptions, resolved: &ResolvedOptions
         .and_then(|backend| {
             backend
                 .leader(&key, options.ttl.min(Duration::from_secs(3)))
-                .map_err(|err| unavailable(&store, &err).to_string())
+                .map_err(|err| store_error(&store, &err).to_string())
         });
     let (leader, error) = match read {
         Ok(found) => (
